@@ -1,0 +1,108 @@
+# hypeman build. Two variants of everything:
+#   build/rel  -O2, hardened: what `make run` starts
+#   build/san  ASan+UBSan: what the unit and integration tests run
+# `make` builds the release binaries; `make run` and `make test` are the
+# two entry points the README documents. Non-recursive; each module's
+# sources are picked up by wildcard, so a new .c file needs no edit here.
+
+CC       ?= gcc
+BUILD    := build
+DATA_DIR ?= $(CURDIR)/.data
+PORT     ?= 8080
+
+WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wold-style-definition -Wundef -Wwrite-strings -Wimplicit-fallthrough \
+        -Werror=implicit-function-declaration -Wno-missing-field-initializers
+BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -I$(BUILD)/gen -fno-common -MMD -MP
+REL_CFLAGS  := $(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+SAN_CFLAGS  := $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -fno-sanitize-recover=undefined
+REL_LDFLAGS := -pie -Wl,-z,relro,-z,now
+SAN_LDFLAGS := -fsanitize=address,undefined
+
+LIBS       := -lmicrohttpd -ljansson -lsqlite3 -lcrypto -lcurl -larchive -lpthread
+CLI_LIBS   := -ljansson -lcurl -lcrypto -lpthread
+TEST_LIBS  := $(LIBS) -lcmocka
+
+# Library code shared by the binaries: every module under src/ except the
+# program entry points.
+LIB_SRC    := $(filter-out %/main.c %_main.c,$(wildcard src/*/*.c))
+LIB_ASM    := $(wildcard src/*/*.S)
+DAEMON_SRC := src/daemon/main.c
+TOKEN_SRC  := src/auth/token_main.c
+CLI_SRC    := $(wildcard cli/*.c)
+CLI_LIB    := $(wildcard src/core/*.c) src/auth/jwt.c src/auth/secret.c
+TEST_SRC   := $(wildcard tests/unit/test_*.c)
+
+objs = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(filter %.c,$(2))) \
+       $(patsubst %.S,$(BUILD)/$(1)/%.o,$(filter %.S,$(2)))
+
+SPEC_JSON := $(BUILD)/gen/openapi.json
+YAML2JSON := $(BUILD)/tools/yaml2json
+
+.SECONDARY:
+.PHONY: all bins san setup run test unit integration sdk format format-check clean
+all: bins
+
+bins: $(BUILD)/rel/bin/hypeman-api $(BUILD)/rel/bin/hypeman $(BUILD)/rel/bin/hypeman-token
+san:  $(BUILD)/san/bin/hypeman-api $(BUILD)/san/bin/hypeman $(BUILD)/san/bin/hypeman-token \
+      $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(TEST_SRC))
+
+define variant
+$(BUILD)/$(1)/%.o: %.c
+	@mkdir -p $$(@D)
+	$$(CC) $$($(2)_CFLAGS) -c $$< -o $$@
+
+$(BUILD)/$(1)/%.o: %.S $(SPEC_JSON)
+	@mkdir -p $$(@D)
+	$$(CC) -I. -I$(BUILD)/gen -c $$< -o $$@
+
+$(BUILD)/$(1)/bin/hypeman-api: $(call objs,$(1),$(DAEMON_SRC) $(LIB_SRC) $(LIB_ASM))
+	@mkdir -p $$(@D)
+	$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(LIBS)
+
+$(BUILD)/$(1)/bin/hypeman-token: $(call objs,$(1),$(TOKEN_SRC) $(CLI_LIB))
+	@mkdir -p $$(@D)
+	$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(CLI_LIBS)
+
+$(BUILD)/$(1)/bin/hypeman: $(call objs,$(1),$(CLI_SRC) $(CLI_LIB))
+	@mkdir -p $$(@D)
+	$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(CLI_LIBS)
+
+$(BUILD)/$(1)/tests/%: $(BUILD)/$(1)/tests/unit/%.o $(call objs,$(1),$(LIB_SRC) $(LIB_ASM))
+	@mkdir -p $$(@D)
+	$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(TEST_LIBS)
+endef
+$(eval $(call variant,rel,REL))
+$(eval $(call variant,san,SAN))
+
+# Build tool: YAML -> JSON, so the API spec is written once (api/openapi.yaml)
+# and served in both forms.
+$(YAML2JSON): tools/yaml2json.c
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) $< -o $@ -lyaml -ljansson
+
+$(SPEC_JSON): api/openapi.yaml $(YAML2JSON)
+	@mkdir -p $(@D)
+	$(YAML2JSON) $< $@.tmp && mv $@.tmp $@
+
+setup:
+	@scripts/setup.sh
+
+run: setup bins
+	@scripts/run.sh "$(BUILD)/rel/bin" "$(DATA_DIR)" "$(PORT)"
+
+test: setup
+	@$(MAKE) --no-print-directory bins san
+	@tests/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

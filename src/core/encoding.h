@@ -1,0 +1,26 @@
+/*
+ * Byte encodings: base64url (RFC 4648 §5, unpadded, as JWT uses it), hex,
+ * and percent-decoding of URL components.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Encode `len` bytes as unpadded base64url; returns an owned string. */
+char *hm_base64url_encode(const void *data, size_t len);
+
+/* Decode unpadded (or padded) base64url; returns an owned buffer (NUL-terminated) or NULL if malformed. */
+unsigned char *hm_base64url_decode(const char *s, size_t slen, size_t *ret_len);
+
+/* Lowercase hex of `len` bytes into an owned string. */
+char *hm_hex_encode(const void *data, size_t len);
+
+/*
+ * Percent-decode `s` into an owned string. Returns NULL when an escape is
+ * malformed or decodes to NUL, so a path segment can never smuggle a NUL.
+ */
+char *hm_percent_decode(const char *s, size_t len);
+
+/* Percent-encode everything but RFC 3986 unreserved characters. */
+char *hm_percent_encode(const char *s);

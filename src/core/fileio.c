@@ -1,0 +1,124 @@
+/*
+ * fileio: whole-file reads with a size bound, crash-safe writes, mkdir -p.
+ */
+#include "core/fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/xalloc.h"
+
+int hm_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int hm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len,
+		 struct hm_err **err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		int e = errno;
+		hm_err_errno(err, e, "open `%s`", path);
+		if (e == ENOENT)
+			(*err)->kind = HM_ERR_NOT_FOUND;
+		return -1;
+	}
+	size_t cap = 4096, len = 0;
+	_cleanup_free_ char *buf = xmalloc(cap + 1);
+	for (;;) {
+		if (len == cap) {
+			if (cap > max)
+				break;
+			cap *= 2;
+			buf = xrealloc(buf, cap + 1);
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return hm_err_errno(err, errno, "read `%s`", path);
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > max)
+			break;
+	}
+	if (len > max)
+		return hm_err_set(err, HM_ERR_TOO_LARGE, NULL, "`%s` is larger than %zu bytes", path,
+				  max);
+	buf[len] = '\0';
+	if (ret_len)
+		*ret_len = len;
+	*ret_data = TAKE_PTR(buf);
+	return 0;
+}
+
+int hm_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+			 struct hm_err **err)
+{
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd < 0)
+		return hm_err_errno(err, errno, "create `%s`", tmp);
+	int r = hm_write_all(fd, data, len);
+	if (r == 0 && fchmod(fd, mode) < 0)
+		r = -errno;
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlink(tmp);
+		return hm_err_errno(err, -r, "write `%s`", tmp);
+	}
+	if (rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return hm_err_errno(err, e, "rename `%s` to `%s`", tmp, path);
+	}
+	return 0;
+}
+
+int hm_mkdir_p(const char *path, mode_t mode, struct hm_err **err)
+{
+	if (strlen(path) >= PATH_MAX)
+		return hm_err_set(err, HM_ERR_INVALID, NULL, "path too long: `%s`", path);
+	char buf[PATH_MAX];
+	strcpy(buf, path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return hm_err_errno(err, errno, "mkdir `%s`", buf);
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return hm_err_errno(err, errno, "mkdir `%s`", buf);
+	struct stat st;
+	if (stat(buf, &st) < 0)
+		return hm_err_errno(err, errno, "stat `%s`", buf);
+	if (!S_ISDIR(st.st_mode))
+		return hm_err_set(err, HM_ERR_INVALID, NULL, "`%s` exists and is not a directory",
+				  buf);
+	return 0;
+}

@@ -1,0 +1,151 @@
+/*
+ * store: SQLite connection, pragmas, migrations and the meta table.
+ *
+ * The database runs in WAL mode with foreign keys on and a busy timeout,
+ * so short writers never fail spuriously. Each migration runs in its own
+ * transaction together with its user_version bump: a crash mid-migration
+ * leaves the previous version intact. A database newer than this build is
+ * refused rather than guessed at.
+ */
+#include "store/store.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "store/migrations.h"
+
+struct hm_store {
+	sqlite3 *db;
+	char *path;
+};
+
+static int db_error(struct hm_store *st, struct hm_err **err, const char *what)
+{
+	return hm_err_set(err, HM_ERR_INTERNAL, "store_error", "%s: %s", what,
+			  sqlite3_errmsg(st->db));
+}
+
+static int exec_sql(struct hm_store *st, const char *sql, struct hm_err **err)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		hm_err_set(err, HM_ERR_INTERNAL, "store_error", "sqlite: %s",
+			   msg ? msg : sqlite3_errmsg(st->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+int hm_store_schema_version(struct hm_store *st)
+{
+	sqlite3_stmt *stmt;
+	int v = -1;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		v = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	return v;
+}
+
+int hm_store_latest_schema(void)
+{
+	return (int)hm_migrations_count;
+}
+
+static int migrate(struct hm_store *st, struct hm_err **err)
+{
+	int v = hm_store_schema_version(st);
+	if (v < 0)
+		return db_error(st, err, "read schema version");
+	if (v > hm_store_latest_schema())
+		return hm_err_set(err, HM_ERR_INTERNAL, "store_error",
+				  "database `%s` has schema version %d, newer than this build "
+				  "knows (%d); refusing to touch it",
+				  st->path, v, hm_store_latest_schema());
+	for (int i = v; i < hm_store_latest_schema(); i++) {
+		_cleanup_free_ char *bump = xasprintf("PRAGMA user_version = %d;", i + 1);
+		if (exec_sql(st, "BEGIN IMMEDIATE;", err) < 0)
+			return -1;
+		if (exec_sql(st, hm_migrations[i], err) < 0 || exec_sql(st, bump, err) < 0) {
+			exec_sql(st, "ROLLBACK;", NULL);
+			return hm_err_wrap(err, "migration %d", i + 1);
+		}
+		if (exec_sql(st, "COMMIT;", err) < 0)
+			return -1;
+		log_info("store", "applied migration", "version=%d", i + 1);
+	}
+	return 0;
+}
+
+int hm_store_open(const char *path, struct hm_store **ret, struct hm_err **err)
+{
+	struct hm_store *st = xcalloc(1, sizeof(*st));
+	st->path = xstrdup(path);
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
+		hm_err_set(err, HM_ERR_INTERNAL, "store_error", "open database `%s`: %s", path,
+			   st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		hm_store_close(st);
+		return -1;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+	if (exec_sql(st,
+		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+		     err) < 0 ||
+	    migrate(st, err) < 0) {
+		hm_err_wrap(err, "open database `%s`", path);
+		hm_store_close(st);
+		return -1;
+	}
+	*ret = st;
+	return 0;
+}
+
+void hm_store_close(struct hm_store *st)
+{
+	if (!st)
+		return;
+	sqlite3_close(st->db);
+	free(st->path);
+	free(st);
+}
+
+int hm_store_meta_get(struct hm_store *st, const char *key, char **ret_value, struct hm_err **err)
+{
+	sqlite3_stmt *stmt;
+	if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = ?1", -1, &stmt, NULL) !=
+	    SQLITE_OK)
+		return db_error(st, err, "prepare meta lookup");
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(stmt), r = 0;
+	if (rc == SQLITE_ROW)
+		*ret_value = xstrdup((const char *)sqlite3_column_text(stmt, 0));
+	else if (rc == SQLITE_DONE)
+		r = hm_err_set(err, HM_ERR_NOT_FOUND, NULL, "no meta key `%s`", key);
+	else
+		r = db_error(st, err, "meta lookup");
+	sqlite3_finalize(stmt);
+	return r;
+}
+
+int hm_store_meta_set(struct hm_store *st, const char *key, const char *value, struct hm_err **err)
+{
+	sqlite3_stmt *stmt;
+	if (sqlite3_prepare_v2(st->db,
+			       "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+			       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+			       -1, &stmt, NULL) != SQLITE_OK)
+		return db_error(st, err, "prepare meta update");
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, value, -1, SQLITE_STATIC);
+	int r = sqlite3_step(stmt) == SQLITE_DONE ? 0 : db_error(st, err, "meta update");
+	sqlite3_finalize(stmt);
+	return r;
+}
