@@ -12,7 +12,7 @@ PORT     ?= 8080
 
 WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wold-style-definition -Wundef -Wwrite-strings -Wimplicit-fallthrough \
-        -Werror=implicit-function-declaration -Wno-missing-field-initializers
+        -Werror=implicit-function-declaration -Wno-missing-field-initializers -Wno-format-zero-length
 BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -I$(BUILD)/gen -fno-common -MMD -MP
 REL_CFLAGS  := $(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 SAN_CFLAGS  := $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -51,27 +51,33 @@ san:  $(BUILD)/san/bin/hypeman-api $(BUILD)/san/bin/hypeman $(BUILD)/san/bin/hyp
 define variant
 $(BUILD)/$(1)/%.o: %.c
 	@mkdir -p $$(@D)
-	$$(CC) $$($(2)_CFLAGS) -c $$< -o $$@
+	@echo "  CC      $$@"
+	@$$(CC) $$($(2)_CFLAGS) -c $$< -o $$@
 
 $(BUILD)/$(1)/%.o: %.S $(SPEC_JSON)
 	@mkdir -p $$(@D)
-	$$(CC) -I. -I$(BUILD)/gen -c $$< -o $$@
+	@echo "  AS      $$@"
+	@$$(CC) -Wa,-I.,-I$(BUILD)/gen -c $$< -o $$@
 
 $(BUILD)/$(1)/bin/hypeman-api: $(call objs,$(1),$(DAEMON_SRC) $(LIB_SRC) $(LIB_ASM))
 	@mkdir -p $$(@D)
-	$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(LIBS)
+	@echo "  LD      $$@"
+	@$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(LIBS)
 
 $(BUILD)/$(1)/bin/hypeman-token: $(call objs,$(1),$(TOKEN_SRC) $(CLI_LIB))
 	@mkdir -p $$(@D)
-	$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(CLI_LIBS)
+	@echo "  LD      $$@"
+	@$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(CLI_LIBS)
 
 $(BUILD)/$(1)/bin/hypeman: $(call objs,$(1),$(CLI_SRC) $(CLI_LIB))
 	@mkdir -p $$(@D)
-	$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(CLI_LIBS)
+	@echo "  LD      $$@"
+	@$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(CLI_LIBS)
 
 $(BUILD)/$(1)/tests/%: $(BUILD)/$(1)/tests/unit/%.o $(call objs,$(1),$(LIB_SRC) $(LIB_ASM))
 	@mkdir -p $$(@D)
-	$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(TEST_LIBS)
+	@echo "  LD      $$@"
+	@$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(TEST_LIBS)
 endef
 $(eval $(call variant,rel,REL))
 $(eval $(call variant,san,SAN))

@@ -57,7 +57,7 @@ static void hs256(const char *secret, const char *data, size_t len, unsigned cha
 {
 	unsigned int outlen = 32;
 	if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)data, len, out,
-		  &outlen))
+	          &outlen))
 		abort();
 }
 
@@ -137,8 +137,8 @@ static int principal_from_claims(json_t *claims, struct hm_principal **ret, stru
 	json_array_foreach (perms, i, v) {
 		if (!json_is_string(v)) {
 			hm_principal_free(p);
-			return unauthorized(err,
-					    "invalid token: permissions must be an array of scopes");
+			return unauthorized(
+			    err, "invalid token: permissions must be an array of scopes");
 		}
 		if (strcmp(json_string_value(v), "*") == 0)
 			p->all = true;
@@ -149,7 +149,7 @@ static int principal_from_claims(json_t *claims, struct hm_principal **ret, stru
 }
 
 int hm_jwt_verify(const char *secret, const char *token, time_t now, struct hm_principal **ret,
-		  struct hm_err **err)
+                  struct hm_err **err)
 {
 	size_t len = strlen(token);
 	if (len == 0 || len > HM_JWT_MAX_LEN)
@@ -170,7 +170,7 @@ int hm_jwt_verify(const char *secret, const char *token, time_t now, struct hm_p
 
 	size_t siglen;
 	_cleanup_free_ unsigned char *sig =
-		hm_base64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), &siglen);
+	    hm_base64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), &siglen);
 	unsigned char mac[32];
 	hs256(secret, token, (size_t)(dot2 - token), mac);
 	if (!sig || siglen != sizeof(mac) || CRYPTO_memcmp(sig, mac, sizeof(mac)) != 0)

@@ -29,7 +29,7 @@ char *hm_jwt_sign(const char *secret, json_t *claims);
  * Failures are HM_ERR_UNAUTHORIZED with a message safe to show a client.
  */
 int hm_jwt_verify(const char *secret, const char *token, time_t now, struct hm_principal **ret,
-		  struct hm_err **err);
+                  struct hm_err **err);
 
 bool hm_principal_has_scope(const struct hm_principal *p, const char *scope);
 void hm_principal_free(struct hm_principal *p);

@@ -51,8 +51,8 @@ int hm_secret_load(const char *data_dir, int create, char **ret_secret, struct h
 	data[strcspn(data, "\r\n")] = '\0';
 	if (strlen(data) < HM_SECRET_MIN_LEN)
 		return hm_err_set(err, HM_ERR_INVALID, NULL,
-				  "JWT secret in `%s` is shorter than %d characters", path,
-				  HM_SECRET_MIN_LEN);
+		                  "JWT secret in `%s` is shorter than %d characters", path,
+		                  HM_SECRET_MIN_LEN);
 	*ret_secret = TAKE_PTR(data);
 	return 0;
 }

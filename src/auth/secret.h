@@ -7,7 +7,7 @@
 
 struct hm_err;
 
-#define HM_SECRET_FILE "jwt_secret"
+#define HM_SECRET_FILE    "jwt_secret"
 #define HM_SECRET_MIN_LEN 16
 
 /* Load the data dir's secret, creating it if `create` and it is missing. */

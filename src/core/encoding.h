@@ -10,7 +10,8 @@
 /* Encode `len` bytes as unpadded base64url; returns an owned string. */
 char *hm_base64url_encode(const void *data, size_t len);
 
-/* Decode unpadded (or padded) base64url; returns an owned buffer (NUL-terminated) or NULL if malformed. */
+/* Decode unpadded (or padded) base64url; returns an owned buffer (NUL-terminated) or NULL if
+ * malformed. */
 unsigned char *hm_base64url_decode(const char *s, size_t slen, size_t *ret_len);
 
 /* Lowercase hex of `len` bytes into an owned string. */

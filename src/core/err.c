@@ -31,7 +31,7 @@ static const struct {
 };
 
 static struct hm_err *err_replace(struct hm_err **err, enum hm_err_kind kind, const char *code,
-				  int errnum, char *msg)
+                                  int errnum, char *msg)
 {
 	if (!err) {
 		free(msg);

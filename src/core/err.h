@@ -14,24 +14,24 @@
 
 enum hm_err_kind {
 	HM_ERR_INTERNAL = 0,   /* 500 */
-	HM_ERR_INVALID,	       /* 400 */
+	HM_ERR_INVALID,        /* 400 */
 	HM_ERR_UNAUTHORIZED,   /* 401 */
 	HM_ERR_FORBIDDEN,      /* 403 */
 	HM_ERR_NOT_FOUND,      /* 404 */
-	HM_ERR_METHOD,	       /* 405 */
+	HM_ERR_METHOD,         /* 405 */
 	HM_ERR_CONFLICT,       /* 409 */
 	HM_ERR_TOO_LARGE,      /* 413 */
 	HM_ERR_MEDIA_TYPE,     /* 415 */
 	HM_ERR_UNAVAILABLE,    /* 503: a dependency (VMM, registry) cannot be reached */
-	HM_ERR_TIMEOUT,	       /* 504 */
+	HM_ERR_TIMEOUT,        /* 504 */
 	HM_ERR_NOT_IMPLEMENTED /* 501 */
 };
 
 struct hm_err {
 	enum hm_err_kind kind;
-	int errnum;	  /* errno behind the failure, or 0 */
+	int errnum;       /* errno behind the failure, or 0 */
 	const char *code; /* static string; NULL means the kind's default code */
-	char *msg;	  /* owned, human readable; context is prefixed by hm_err_wrap */
+	char *msg;        /* owned, human readable; context is prefixed by hm_err_wrap */
 };
 
 /*
@@ -39,11 +39,11 @@ struct hm_err {
  * kind's default. An already-set *err is replaced.
  */
 int hm_err_set(struct hm_err **err, enum hm_err_kind kind, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* An internal error caused by errno value `errnum`; ": <strerror>" is appended. */
 int hm_err_errno(struct hm_err **err, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Prefix context to *err's message ("context: message"); kind and code stay. Returns -1. */
 int hm_err_wrap(struct hm_err **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -33,7 +33,7 @@ int hm_write_all(int fd, const void *data, size_t len)
 }
 
 int hm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len,
-		 struct hm_err **err)
+                 struct hm_err **err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
@@ -65,8 +65,8 @@ int hm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len,
 			break;
 	}
 	if (len > max)
-		return hm_err_set(err, HM_ERR_TOO_LARGE, NULL, "`%s` is larger than %zu bytes", path,
-				  max);
+		return hm_err_set(err, HM_ERR_TOO_LARGE, NULL, "`%s` is larger than %zu bytes",
+		                  path, max);
 	buf[len] = '\0';
 	if (ret_len)
 		*ret_len = len;
@@ -75,10 +75,11 @@ int hm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len,
 }
 
 int hm_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
-			 struct hm_err **err)
+                         struct hm_err **err)
 {
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	_cleanup_close_ int fd =
+	    open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		return hm_err_errno(err, errno, "create `%s`", tmp);
 	int r = hm_write_all(fd, data, len);
@@ -119,6 +120,6 @@ int hm_mkdir_p(const char *path, mode_t mode, struct hm_err **err)
 		return hm_err_errno(err, errno, "stat `%s`", buf);
 	if (!S_ISDIR(st.st_mode))
 		return hm_err_set(err, HM_ERR_INVALID, NULL, "`%s` exists and is not a directory",
-				  buf);
+		                  buf);
 	return 0;
 }

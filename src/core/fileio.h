@@ -11,11 +11,12 @@ struct hm_err;
 
 /* Read `path` into a NUL-terminated buffer; fails if it is larger than `max`. */
 int hm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len,
-		 struct hm_err **err);
+                 struct hm_err **err);
 
-/* Write `data` to `path` atomically with `mode`: readers see the old or the new file, never half. */
+/* Write `data` to `path` atomically with `mode`: readers see the old or the new file, never half.
+ */
 int hm_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
-			 struct hm_err **err);
+                         struct hm_err **err);
 
 /* mkdir -p with `mode` for each created component. */
 int hm_mkdir_p(const char *path, mode_t mode, struct hm_err **err);

@@ -75,8 +75,9 @@ void hm_log(enum hm_log_level level, const char *comp, const char *msg, const ch
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	size_t pos = strftime(buf, cap, "ts=%Y-%m-%dT%H:%M:%S", &tm);
-	pos += (size_t)snprintf(buf + pos, cap - pos, ".%03ldZ level=%s comp=%s msg=",
-				(long)(tv.tv_usec / 1000), names[level], comp);
+	pos += (size_t)snprintf(buf + pos, cap - pos,
+	                        ".%03ldZ level=%s comp=%s msg=", (long)(tv.tv_usec / 1000),
+	                        names[level], comp);
 	pos = put_quoted(buf, pos, cap, msg);
 	if (kvfmt && *kvfmt && pos + 1 < cap) {
 		buf[pos++] = ' ';

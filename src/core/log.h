@@ -19,7 +19,7 @@ int hm_log_level_parse(const char *s, enum hm_log_level *out);
 bool hm_log_enabled(enum hm_log_level level);
 
 void hm_log(enum hm_log_level level, const char *comp, const char *msg, const char *kvfmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 #define log_debug(comp, msg, ...) hm_log(HM_LOG_DEBUG, comp, msg, "" __VA_ARGS__)
 #define log_info(comp, msg, ...)  hm_log(HM_LOG_INFO, comp, msg, "" __VA_ARGS__)

@@ -27,7 +27,7 @@ struct hm_store {
 static int db_error(struct hm_store *st, struct hm_err **err, const char *what)
 {
 	return hm_err_set(err, HM_ERR_INTERNAL, "store_error", "%s: %s", what,
-			  sqlite3_errmsg(st->db));
+	                  sqlite3_errmsg(st->db));
 }
 
 static int exec_sql(struct hm_store *st, const char *sql, struct hm_err **err)
@@ -35,7 +35,7 @@ static int exec_sql(struct hm_store *st, const char *sql, struct hm_err **err)
 	char *msg = NULL;
 	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		hm_err_set(err, HM_ERR_INTERNAL, "store_error", "sqlite: %s",
-			   msg ? msg : sqlite3_errmsg(st->db));
+		           msg ? msg : sqlite3_errmsg(st->db));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -66,9 +66,9 @@ static int migrate(struct hm_store *st, struct hm_err **err)
 		return db_error(st, err, "read schema version");
 	if (v > hm_store_latest_schema())
 		return hm_err_set(err, HM_ERR_INTERNAL, "store_error",
-				  "database `%s` has schema version %d, newer than this build "
-				  "knows (%d); refusing to touch it",
-				  st->path, v, hm_store_latest_schema());
+		                  "database `%s` has schema version %d, newer than this build "
+		                  "knows (%d); refusing to touch it",
+		                  st->path, v, hm_store_latest_schema());
 	for (int i = v; i < hm_store_latest_schema(); i++) {
 		_cleanup_free_ char *bump = xasprintf("PRAGMA user_version = %d;", i + 1);
 		if (exec_sql(st, "BEGIN IMMEDIATE;", err) < 0)
@@ -91,14 +91,14 @@ int hm_store_open(const char *path, struct hm_store **ret, struct hm_err **err)
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
 	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
 		hm_err_set(err, HM_ERR_INTERNAL, "store_error", "open database `%s`: %s", path,
-			   st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		           st->db ? sqlite3_errmsg(st->db) : "out of memory");
 		hm_store_close(st);
 		return -1;
 	}
 	sqlite3_busy_timeout(st->db, 5000);
 	if (exec_sql(st,
-		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-		     err) < 0 ||
+	             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+	             err) < 0 ||
 	    migrate(st, err) < 0) {
 		hm_err_wrap(err, "open database `%s`", path);
 		hm_store_close(st);
@@ -139,9 +139,9 @@ int hm_store_meta_set(struct hm_store *st, const char *key, const char *value, s
 {
 	sqlite3_stmt *stmt;
 	if (sqlite3_prepare_v2(st->db,
-			       "INSERT INTO meta(key, value) VALUES (?1, ?2) "
-			       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-			       -1, &stmt, NULL) != SQLITE_OK)
+	                       "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+	                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	                       -1, &stmt, NULL) != SQLITE_OK)
 		return db_error(st, err, "prepare meta update");
 	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 2, value, -1, SQLITE_STATIC);

@@ -17,6 +17,7 @@ void hm_store_close(struct hm_store *st);
 int hm_store_schema_version(struct hm_store *st);
 int hm_store_latest_schema(void);
 
-/* Small key/value facts about this installation (created_at, ...). Missing key: HM_ERR_NOT_FOUND. */
+/* Small key/value facts about this installation (created_at, ...). Missing key: HM_ERR_NOT_FOUND.
+ */
 int hm_store_meta_get(struct hm_store *st, const char *key, char **ret_value, struct hm_err **err);
 int hm_store_meta_set(struct hm_store *st, const char *key, const char *value, struct hm_err **err);

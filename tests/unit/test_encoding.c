@@ -34,8 +34,8 @@ static void base64url_rejects_garbage(void **state)
 {
 	(void)state;
 	assert_null(hm_base64url_decode("Zm9v+", 5, NULL)); /* '+' is not base64url */
-	assert_null(hm_base64url_decode("Z", 1, NULL));	     /* impossible length */
-	assert_null(hm_base64url_decode("Zh", 2, NULL));     /* non-canonical trailing bits */
+	assert_null(hm_base64url_decode("Z", 1, NULL));     /* impossible length */
+	assert_null(hm_base64url_decode("Zh", 2, NULL));    /* non-canonical trailing bits */
 	assert_null(hm_base64url_decode("Zm 9", 4, NULL));
 }
 

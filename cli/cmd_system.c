@@ -1,0 +1,90 @@
+/*
+ * System commands: `health`, `resources` and `version`.
+ */
+#include <stdio.h>
+
+#include "commands.h"
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/version.h"
+
+static int no_operands(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	while (cli_getopt(cmd, argc, argv, NULL, NULL) != -1)
+		;
+	if (optind < argc)
+		return cli_misuse(cmd, "unexpected argument `%s`", argv[optind]);
+	return 0;
+}
+
+int cmd_health(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	if (no_operands(cmd, argc, argv))
+		return 2;
+	_cleanup_err_ struct hm_err *err = NULL;
+	json_t *j = NULL;
+	if (cli_call(c, "GET", "/health", NULL, &j, NULL, &err) < 0)
+		return cli_fail(err);
+	if (c->json_output)
+		cli_print_json(j);
+	else
+		printf("%s\n", json_string_value(json_object_get(j, "status")) ?: "unknown");
+	json_decref(j);
+	return 0;
+}
+
+static void human_bytes(json_int_t v, char *out, size_t n)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double d = (double)v;
+	size_t u = 0;
+	while ((d >= 1024 || d <= -1024) && u + 1 < sizeof(units) / sizeof(units[0])) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(out, n, u ? "%.1f %s" : "%.0f %s", d, units[u]);
+}
+
+int cmd_resources(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	if (no_operands(cmd, argc, argv))
+		return 2;
+	_cleanup_err_ struct hm_err *err = NULL;
+	json_t *j = NULL;
+	if (cli_call(c, "GET", "/resources", NULL, &j, NULL, &err) < 0)
+		return cli_fail(err);
+	if (c->json_output) {
+		cli_print_json(j);
+		json_decref(j);
+		return 0;
+	}
+	printf("%-8s %12s %12s %12s %12s\n", "RESOURCE", "CAPACITY", "LIMIT", "ALLOCATED",
+	       "AVAILABLE");
+	static const char *const kinds[] = { "cpu", "memory", "disk", "network" };
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		json_t *r = json_object_get(j, kinds[i]);
+		if (!r)
+			continue;
+		const char *keys[] = { "capacity", "effective_limit", "allocated", "available" };
+		char cols[4][32];
+		for (size_t k = 0; k < 4; k++) {
+			json_int_t v = json_integer_value(json_object_get(r, keys[k]));
+			if (i == 0)
+				snprintf(cols[k], sizeof(cols[k]), "%lld", (long long)v);
+			else
+				human_bytes(v, cols[k], sizeof(cols[k]));
+		}
+		printf("%-8s %12s %12s %12s %12s\n", kinds[i], cols[0], cols[1], cols[2], cols[3]);
+	}
+	json_decref(j);
+	return 0;
+}
+
+int cmd_version(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	(void)c;
+	if (no_operands(cmd, argc, argv))
+		return 2;
+	printf("hypeman %s\n", HM_VERSION);
+	return 0;
+}

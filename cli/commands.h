@@ -1,0 +1,34 @@
+/*
+ * The CLI's command table. Each command lives in cli/cmd_<area>.c, parses
+ * its own options with cli_getopt (which answers --help from the table)
+ * and returns the process exit status: 0 success, 1 failure, 2 misuse.
+ */
+#pragma once
+
+#include <getopt.h>
+
+#include "client.h"
+
+struct cli_cmd {
+	const char *name;
+	const char *args;    /* synopsis after the name, e.g. "IMAGE [COMMAND...]" */
+	const char *summary; /* one line for `hypeman --help` */
+	const char *help;    /* option lines for `hypeman NAME --help`; may be NULL */
+	int (*fn)(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+};
+
+/* getopt_long that also knows -h/--help (prints usage, exits 0) and misuse (exits 2). */
+int cli_getopt(const struct cli_cmd *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
+void cli_cmd_usage(const struct cli_cmd *cmd, FILE *out);
+/* Print "hypeman: <message>" for err and return 1. */
+int cli_fail(struct hm_err *err);
+/* Print "hypeman NAME: <message>" and the usage hint, return 2. */
+int cli_misuse(const struct cli_cmd *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Print a JSON value indented on stdout. */
+void cli_print_json(json_t *j);
+
+int cmd_health(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_resources(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_version(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);

@@ -1,0 +1,169 @@
+/*
+ * hypeman: the command-line client. Global options come first, then a
+ * command from the table below (docker's shape: `hypeman run IMAGE`).
+ * The table is the single list of commands: `hypeman --help` prints it and
+ * `hypeman NAME --help` prints the entry's own help.
+ */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "commands.h"
+#include "core/err.h"
+
+static const struct cli_cmd commands[] = {
+	{ "health", "", "Check that the daemon is up", NULL, cmd_health },
+	{ "resources", "", "Show host capacity and what is allocated against it", NULL,
+	  cmd_resources },
+	{ "version", "", "Print the CLI version", NULL, cmd_version },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "Usage: hypeman [OPTIONS] COMMAND [ARGS...]\n"
+	             "\n"
+	             "Run container images as microVMs.\n"
+	             "\n"
+	             "Options:\n"
+	             "  --base-url URL   daemon address [HYPEMAN_BASE_URL] (default "
+	             "http://localhost:8080)\n"
+	             "  --api-key TOKEN  bearer token [HYPEMAN_API_KEY] (mint one with "
+	             "hypeman-token)\n"
+	             "  --json           print API responses as JSON\n"
+	             "  -h, --help       show this help\n"
+	             "\n"
+	             "Commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nRun `hypeman COMMAND --help` for more on a command.\n");
+}
+
+void cli_cmd_usage(const struct cli_cmd *cmd, FILE *out)
+{
+	fprintf(out, "Usage: hypeman %s%s%s%s\n\n%s.\n", cmd->name, cmd->help ? " [OPTIONS]" : "",
+	        cmd->args[0] ? " " : "", cmd->args, cmd->summary);
+	fprintf(out, "\nOptions:\n%s  -h, --help  show this help\n", cmd->help ? cmd->help : "");
+}
+
+int cli_getopt(const struct cli_cmd *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *longopts)
+{
+	/* Prepend "+h" (stop at the first operand; know -h) to the command's own short options. */
+	char so[64];
+	snprintf(so, sizeof(so), "+:h%s", shortopts ? shortopts : "");
+	static const struct option help_only[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
+	struct option merged[32];
+	size_t n = 0;
+	for (; longopts && longopts[n].name && n < 30; n++)
+		merged[n] = longopts[n];
+	merged[n++] = help_only[0];
+	merged[n] = help_only[1];
+	int ch = getopt_long(argc, argv, so, merged, NULL);
+	if (ch == 'h') {
+		cli_cmd_usage(cmd, stdout);
+		exit(0);
+	}
+	if (ch == '?') {
+		cli_misuse(cmd, "unknown option `%s`", argv[optind - 1]);
+		exit(2);
+	}
+	if (ch == ':') {
+		cli_misuse(cmd, "option `%s` needs a value", argv[optind - 1]);
+		exit(2);
+	}
+	return ch;
+}
+
+int cli_fail(struct hm_err *err)
+{
+	fprintf(stderr, "hypeman: %s\n", err && err->msg ? err->msg : "failed");
+	return 1;
+}
+
+int cli_misuse(const struct cli_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "hypeman %s: ", cmd->name);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry `hypeman %s --help`.\n", cmd->name);
+	return 2;
+}
+
+void cli_print_json(json_t *j)
+{
+	json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	fputc('\n', stdout);
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = {
+		.base_url = getenv("HYPEMAN_BASE_URL"),
+		.api_key = getenv("HYPEMAN_API_KEY"),
+	};
+	static const struct option opts[] = {
+		{ "base-url", required_argument, NULL, 'b' },
+		{ "api-key", required_argument, NULL, 'k' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'b':
+			c.base_url = optarg;
+			break;
+		case 'k':
+			c.api_key = optarg;
+			break;
+		case 'j':
+			c.json_output = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			fprintf(stderr, "Try `hypeman --help`.\n");
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *name = argv[optind];
+	if (strcmp(name, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (!c.base_url || !*c.base_url)
+		c.base_url = "http://localhost:8080";
+	char base[1024];
+	snprintf(base, sizeof(base), "%s", c.base_url);
+	for (size_t l = strlen(base); l > 0 && base[l - 1] == '/'; l--)
+		base[l - 1] = '\0';
+	c.base_url = base;
+	if (c.api_key && !*c.api_key)
+		c.api_key = NULL;
+
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(commands[i].name, name) != 0)
+			continue;
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		int sub_argc = argc - optind;
+		char **sub_argv = argv + optind;
+		optind = 1; /* the command parses its own options from its argv */
+		int r = commands[i].fn(&c, &commands[i], sub_argc, sub_argv);
+		curl_global_cleanup();
+		return r;
+	}
+	fprintf(stderr, "hypeman: unknown command `%s`\nTry `hypeman --help`.\n", name);
+	return 2;
+}

@@ -1,0 +1,12 @@
+/*
+ * Every request handler, declared once for the route table (api/routes.c).
+ * Handlers live in api/h_<resource>.c.
+ */
+#pragma once
+
+#include "api/request.h"
+
+hm_handler_fn hm_h_health;
+hm_handler_fn hm_h_spec_yaml;
+hm_handler_fn hm_h_spec_json;
+hm_handler_fn hm_h_resources;

@@ -1,0 +1,16 @@
+/*
+ * routes: the API's route table, in one place so that a reader sees the
+ * whole surface, its scopes and its body rules at a glance. The unit test
+ * test_routes checks it against api/openapi.yaml both ways.
+ */
+#include "api/handlers.h"
+#include "api/request.h"
+
+const struct hm_route hm_routes[] = {
+	{ "GET", "/health", NULL, HM_ROUTE_PUBLIC, hm_h_health },
+	{ "GET", "/spec.yaml", NULL, HM_ROUTE_PUBLIC, hm_h_spec_yaml },
+	{ "GET", "/spec.json", NULL, HM_ROUTE_PUBLIC, hm_h_spec_json },
+	{ "GET", "/resources", "resource:read", 0, hm_h_resources },
+};
+
+const size_t hm_routes_count = sizeof(hm_routes) / sizeof(hm_routes[0]);

@@ -1,0 +1,275 @@
+/*
+ * config: defaults < environment < flags, validated in one place. The
+ * variable names match upstream Hypeman's (PORT, DATA_DIR, JWT_SECRET,
+ * OVERSUB_*), so an existing deployment's environment carries over.
+ */
+#include "config/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/xalloc.h"
+
+void hm_config_usage(const char *prog)
+{
+	printf("Usage: %s [OPTIONS]\n"
+	       "\n"
+	       "Run the hypeman API daemon: pulls OCI images and runs them as microVMs.\n"
+	       "\n"
+	       "Options (each also read from the environment variable in brackets):\n"
+	       "  --listen ADDR       address to bind [LISTEN_ADDR] (default 127.0.0.1)\n"
+	       "  --port N            TCP port; 0 picks a free one [PORT] (default 8080)\n"
+	       "  --data-dir DIR      state directory [DATA_DIR] (default /var/lib/hypeman)\n"
+	       "  --max-body SIZE     largest JSON request body [MAX_BODY_BYTES] (default 1MB)\n"
+	       "  --log-level LEVEL   debug, info, warn or error [LOG_LEVEL] (default info)\n"
+	       "  -h, --help          show this help\n"
+	       "\n"
+	       "Environment only:\n"
+	       "  JWT_SECRET          HS256 signing secret; default: <data-dir>/jwt_secret,\n"
+	       "                      created on first start and shared with hypeman-token\n"
+	       "  OVERSUB_CPU, OVERSUB_MEMORY, OVERSUB_DISK, OVERSUB_NETWORK\n"
+	       "                      oversubscription ratios (defaults 4, 1, 1, 2)\n"
+	       "  NETWORK_LIMIT       host network capacity, e.g. 10Gbps or 1250MB/s\n",
+	       prog);
+}
+
+int hm_parse_size(const char *s, int64_t *ret, struct hm_err **err)
+{
+	const char *p = s;
+	while (isspace((unsigned char)*p))
+		p++;
+	if (!isdigit((unsigned char)*p))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_size", "invalid size `%s`", s);
+	errno = 0;
+	char *end;
+	double v = strtod(p, &end);
+	if (errno || v < 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_size", "invalid size `%s`", s);
+	while (isspace((unsigned char)*end))
+		end++;
+	static const struct {
+		const char *suffix;
+		double mult;
+	} units[] = {
+		{ "", 1 },
+		{ "b", 1 },
+		{ "k", 1024.0 },
+		{ "kb", 1024.0 },
+		{ "kib", 1024.0 },
+		{ "m", 1024.0 * 1024 },
+		{ "mb", 1024.0 * 1024 },
+		{ "mib", 1024.0 * 1024 },
+		{ "g", 1024.0 * 1024 * 1024 },
+		{ "gb", 1024.0 * 1024 * 1024 },
+		{ "gib", 1024.0 * 1024 * 1024 },
+		{ "t", 1024.0 * 1024 * 1024 * 1024 },
+		{ "tb", 1024.0 * 1024 * 1024 * 1024 },
+		{ "tib", 1024.0 * 1024 * 1024 * 1024 },
+	};
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(end, units[i].suffix) == 0) {
+			double bytes = v * units[i].mult;
+			if (bytes > 9.0e18)
+				return hm_err_set(err, HM_ERR_INVALID, "invalid_size",
+				                  "size `%s` is too large", s);
+			*ret = (int64_t)bytes;
+			return 0;
+		}
+	}
+	return hm_err_set(err, HM_ERR_INVALID, "invalid_size",
+	                  "invalid size `%s`: unknown unit (use B, KB, MB, GB or TB)", s);
+}
+
+static int parse_port(const char *s, int *ret, struct hm_err **err)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < 0 || v > 65535)
+		return hm_err_set(err, HM_ERR_INVALID, NULL, "invalid port `%s` (0-65535)", s);
+	*ret = (int)v;
+	return 0;
+}
+
+static int parse_ratio(const char *name, const char *s, double *ret, struct hm_err **err)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || end == s || !(v > 0 && v <= 1000))
+		return hm_err_set(err, HM_ERR_INVALID, NULL,
+		                  "invalid %s `%s`: expected a number in (0, 1000]", name, s);
+	*ret = v;
+	return 0;
+}
+
+/* Bandwidth "10Gbps", "1Gbps", "125MB/s", "1000000" (bytes/s) into bytes per second. */
+static int parse_bandwidth(const char *s, int64_t *ret, struct hm_err **err)
+{
+	size_t len = strlen(s);
+	if (len > 4 && strcasecmp(s + len - 3, "bps") == 0) {
+		char *end;
+		errno = 0;
+		double v = strtod(s, &end);
+		double mult = 0;
+		if (strcasecmp(end, "bps") == 0)
+			mult = 1;
+		else if (strcasecmp(end, "kbps") == 0)
+			mult = 1e3;
+		else if (strcasecmp(end, "mbps") == 0)
+			mult = 1e6;
+		else if (strcasecmp(end, "gbps") == 0)
+			mult = 1e9;
+		if (errno || end == s || mult == 0 || v <= 0 || v > 1e13)
+			return hm_err_set(err, HM_ERR_INVALID, NULL, "invalid bandwidth `%s`", s);
+		*ret = (int64_t)(v * mult / 8);
+		return 0;
+	}
+	_cleanup_free_ char *copy = xstrdup(s);
+	size_t n = strlen(copy);
+	if (n > 2 && strcmp(copy + n - 2, "/s") == 0)
+		copy[n - 2] = '\0';
+	if (hm_parse_size(copy, ret, err) < 0 || *ret <= 0)
+		return hm_err_set(err, HM_ERR_INVALID, NULL, "invalid bandwidth `%s`", s);
+	return 0;
+}
+
+static void set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = xstrdup(v);
+}
+
+/* One setting, named the same way in the environment and on the command line. */
+static int apply(struct hm_config *cfg, const char *key, const char *v, struct hm_err **err)
+{
+	int64_t n;
+	if (strcmp(key, "LISTEN_ADDR") == 0) {
+		set_str(&cfg->listen_addr, v);
+	} else if (strcmp(key, "PORT") == 0) {
+		return parse_port(v, &cfg->port, err);
+	} else if (strcmp(key, "DATA_DIR") == 0) {
+		if (v[0] != '/')
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "DATA_DIR must be an absolute path, got `%s`", v);
+		set_str(&cfg->data_dir, v);
+	} else if (strcmp(key, "JWT_SECRET") == 0) {
+		if (strlen(v) < 16)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "JWT_SECRET must be at least 16 characters");
+		set_str(&cfg->jwt_secret, v);
+	} else if (strcmp(key, "MAX_BODY_BYTES") == 0) {
+		if (hm_parse_size(v, &n, err) < 0)
+			return -1;
+		if (n < 1024 || n > 64 * 1024 * 1024)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "MAX_BODY_BYTES must be between 1KB and 64MB");
+		cfg->max_body_bytes = (size_t)n;
+	} else if (strcmp(key, "LOG_LEVEL") == 0) {
+		if (hm_log_level_parse(v, &cfg->log_level) < 0)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "invalid LOG_LEVEL `%s` (debug, info, warn, error)", v);
+	} else if (strcmp(key, "OVERSUB_CPU") == 0) {
+		return parse_ratio(key, v, &cfg->oversub_cpu, err);
+	} else if (strcmp(key, "OVERSUB_MEMORY") == 0) {
+		return parse_ratio(key, v, &cfg->oversub_memory, err);
+	} else if (strcmp(key, "OVERSUB_DISK") == 0) {
+		return parse_ratio(key, v, &cfg->oversub_disk, err);
+	} else if (strcmp(key, "OVERSUB_NETWORK") == 0) {
+		return parse_ratio(key, v, &cfg->oversub_network, err);
+	} else if (strcmp(key, "NETWORK_LIMIT") == 0) {
+		return parse_bandwidth(v, &cfg->network_limit_bps, err);
+	}
+	return 0;
+}
+
+static const char *const env_keys[] = {
+	"LISTEN_ADDR",   "PORT",        "DATA_DIR",       "JWT_SECRET",   "MAX_BODY_BYTES",
+	"LOG_LEVEL",     "OVERSUB_CPU", "OVERSUB_MEMORY", "OVERSUB_DISK", "OVERSUB_NETWORK",
+	"NETWORK_LIMIT",
+};
+
+int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err **err)
+{
+	*cfg = (struct hm_config){
+		.listen_addr = xstrdup("127.0.0.1"),
+		.port = 8080,
+		.data_dir = xstrdup("/var/lib/hypeman"),
+		.max_body_bytes = 1024 * 1024,
+		.max_connections = 512,
+		.log_level = HM_LOG_INFO,
+		.oversub_cpu = 4.0,
+		.oversub_memory = 1.0,
+		.oversub_disk = 1.0,
+		.oversub_network = 2.0,
+	};
+	for (size_t i = 0; i < sizeof(env_keys) / sizeof(env_keys[0]); i++) {
+		const char *v = getenv(env_keys[i]);
+		if (v && *v && apply(cfg, env_keys[i], v, err) < 0)
+			return hm_err_wrap(err, "environment %s", env_keys[i]);
+	}
+
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "data-dir", required_argument, NULL, 'd' },
+		{ "max-body", required_argument, NULL, 'b' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	optind = 1;
+	opterr = 0;
+	for (;;) {
+		int c = getopt_long(argc, argv, ":h", opts, NULL);
+		if (c == -1)
+			break;
+		const char *key = NULL;
+		switch (c) {
+		case 'l':
+			key = "LISTEN_ADDR";
+			break;
+		case 'p':
+			key = "PORT";
+			break;
+		case 'd':
+			key = "DATA_DIR";
+			break;
+		case 'b':
+			key = "MAX_BODY_BYTES";
+			break;
+		case 'L':
+			key = "LOG_LEVEL";
+			break;
+		case 'h':
+			hm_config_usage(argv[0]);
+			return HM_CONFIG_HELP;
+		case ':':
+			return hm_err_set(err, HM_ERR_INVALID, NULL, "option `%s` needs a value",
+			                  argv[optind - 1]);
+		default:
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "unknown option `%s` (see --help)", argv[optind - 1]);
+		}
+		if (apply(cfg, key, optarg, err) < 0)
+			return -1;
+	}
+	if (optind < argc)
+		return hm_err_set(err, HM_ERR_INVALID, NULL, "unexpected argument `%s`",
+		                  argv[optind]);
+	return HM_CONFIG_OK;
+}
+
+void hm_config_done(struct hm_config *cfg)
+{
+	free(cfg->listen_addr);
+	free(cfg->data_dir);
+	free(cfg->jwt_secret);
+	*cfg = (struct hm_config){ 0 };
+}

@@ -1,0 +1,41 @@
+/*
+ * Daemon configuration: built-in defaults, then environment variables,
+ * then command-line flags (last wins). Every value is validated here, so
+ * the rest of the daemon can trust it.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/log.h"
+
+struct hm_err;
+
+struct hm_config {
+	char *listen_addr;     /* LISTEN_ADDR / --listen, default 127.0.0.1 */
+	int port;              /* PORT / --port, default 8080; 0 picks a free port */
+	char *data_dir;        /* DATA_DIR / --data-dir, default /var/lib/hypeman */
+	char *jwt_secret;      /* JWT_SECRET; NULL means the data dir's secret file */
+	size_t max_body_bytes; /* MAX_BODY_BYTES / --max-body, default 1 MiB */
+	unsigned max_connections;
+	enum hm_log_level log_level; /* LOG_LEVEL / --log-level */
+	double oversub_cpu;          /* OVERSUB_CPU, default 4.0 */
+	double oversub_memory;       /* OVERSUB_MEMORY, default 1.0 */
+	double oversub_disk;         /* OVERSUB_DISK, default 1.0 */
+	double oversub_network;      /* OVERSUB_NETWORK, default 2.0 */
+	int64_t network_limit_bps;   /* NETWORK_LIMIT (bytes/s), 0 = detect */
+};
+
+enum { HM_CONFIG_OK = 0, HM_CONFIG_HELP = 1 };
+
+/*
+ * Fill `cfg` from defaults, `envp`-style lookups through getenv, and argv.
+ * Returns HM_CONFIG_HELP when --help was asked for (usage already printed).
+ */
+int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err **err);
+void hm_config_done(struct hm_config *cfg);
+void hm_config_usage(const char *prog);
+
+/* Parse a size like "1GB", "512MB", "10G", "1024" (bytes) into bytes. */
+int hm_parse_size(const char *s, int64_t *ret, struct hm_err **err);

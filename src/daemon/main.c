@@ -1,0 +1,123 @@
+/*
+ * hypeman-api: the daemon's entry point. It owns start-up and shutdown:
+ *
+ *   config -> data dir -> signing secret -> store -> HTTP server
+ *
+ * and tears them down in reverse on SIGTERM or SIGINT. The signals are
+ * blocked before any thread starts and then waited for synchronously here,
+ * so no handler runs asynchronously anywhere in the process.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "api/api.h"
+#include "auth/secret.h"
+#include "config/config.h"
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "store/store.h"
+
+static int record_first_start(struct hm_store *st, struct hm_err **err)
+{
+	_cleanup_free_ char *v = NULL;
+	_cleanup_err_ struct hm_err *lookup = NULL;
+	if (hm_store_meta_get(st, "created_at", &v, &lookup) == 0)
+		return 0;
+	if (!hm_err_is(lookup, HM_ERR_NOT_FOUND)) {
+		*err = TAKE_PTR(lookup);
+		return -1;
+	}
+	char ts[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+	return hm_store_meta_set(st, "created_at", ts, err);
+}
+
+static int run(struct hm_config *cfg, struct hm_err **err)
+{
+	if (hm_mkdir_p(cfg->data_dir, 0700, err) < 0)
+		return hm_err_wrap(err, "create data dir");
+
+	_cleanup_free_ char *secret = NULL;
+	if (cfg->jwt_secret)
+		secret = xstrdup(cfg->jwt_secret);
+	else if (hm_secret_load(cfg->data_dir, 1, &secret, err) < 0)
+		return -1;
+
+	_cleanup_free_ char *db_path = xasprintf("%s/hypeman.db", cfg->data_dir);
+	struct hm_store *store = NULL;
+	if (hm_store_open(db_path, &store, err) < 0)
+		return -1;
+	if (record_first_start(store, err) < 0) {
+		hm_store_close(store);
+		return -1;
+	}
+
+	struct hm_services svc = {
+		.cfg = cfg,
+		.store = store,
+		.jwt_secret = secret,
+		.started_at = time(NULL),
+	};
+	struct hm_api *api = NULL;
+	if (hm_api_start(&svc, &api, err) < 0) {
+		hm_store_close(store);
+		return -1;
+	}
+	log_info("daemon", "listening", "addr=%s:%u data_dir=\"%s\" schema=%d", cfg->listen_addr,
+	         hm_api_port(api), cfg->data_dir, hm_store_schema_version(store));
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	int sig;
+	while (sigwait(&set, &sig) != 0)
+		;
+	log_info("daemon", "shutting down", "signal=%s", sigabbrev_np(sig));
+	hm_api_stop(api);
+	hm_store_close(store);
+	log_info("daemon", "stopped");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	/* Block before any thread exists so every thread inherits the mask. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	umask(0022);
+
+	struct hm_config cfg;
+	_cleanup_err_ struct hm_err *err = NULL;
+	int r = hm_config_load(&cfg, argc, argv, &err);
+	if (r == HM_CONFIG_HELP) {
+		hm_config_done(&cfg);
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(stderr, "hypeman-api: %s\n", err->msg);
+		hm_config_done(&cfg);
+		return 2;
+	}
+	hm_log_set_level(cfg.log_level);
+	r = run(&cfg, &err);
+	if (r < 0)
+		log_error("daemon", "fatal", "error=\"%s\"", err->msg);
+	hm_config_done(&cfg);
+	return r < 0 ? 1 : 0;
+}

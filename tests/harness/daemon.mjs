@@ -1,0 +1,91 @@
+// Test harness: starts the real hypeman-api (the ASan+UBSan build unless
+// HYPEMAN_BIN_DIR says otherwise) on a free port with a fresh data dir,
+// mints tokens with the real hypeman-token, and on stop() sends SIGTERM and
+// checks that the daemon exits cleanly (a sanitizer report is a failure).
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN_DIR = process.env.HYPEMAN_BIN_DIR || join(ROOT, 'build/san/bin');
+export const bin = (name) => join(BIN_DIR, name);
+
+const SAN_ENV = {
+  ASAN_OPTIONS: 'abort_on_error=0:exitcode=86:detect_leaks=1',
+  UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1:exitcode=87',
+};
+
+export async function startDaemon({ env = {}, args = [] } = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hypeman-test-'));
+  const child = spawn(bin('hypeman-api'), args, {
+    env: { ...process.env, ...SAN_ENV, PORT: '0', LISTEN_ADDR: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  const onData = (d) => { log += d.toString(); };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const exited = new Promise((res) => child.on('exit', (code, signal) => res({ code, signal })));
+
+  const port = await new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`daemon did not start in 30s:\n${log}`)), 30000);
+    const check = () => {
+      const m = log.match(/msg="listening" addr=[\d.]+:(\d+)/);
+      if (m) { clearTimeout(timer); res(Number(m[1])); }
+    };
+    child.stderr.on('data', check);
+    child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`daemon exited ${code} before listening:\n${log}`)); });
+  });
+
+  const url = `http://127.0.0.1:${port}`;
+  const d = {
+    url, port, dataDir, child,
+    get log() { return log; },
+    token(opts = {}) { return mintToken({ dataDir, env, ...opts }); },
+    async fetch(path, { token, ...init } = {}) {
+      const headers = { ...(init.headers || {}) };
+      if (token) headers.authorization = `Bearer ${token}`;
+      return fetch(url + path, { ...init, headers });
+    },
+    // SIGTERM, wait, and return the exit status; throws on an unclean exit.
+    async stop({ keepData = false } = {}) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      let timer;
+      const timeout = new Promise((res) => { timer = setTimeout(() => res(null), 20000); });
+      const st = await Promise.race([exited, timeout]);
+      clearTimeout(timer);
+      if (!st) { child.kill('SIGKILL'); throw new Error(`daemon ignored SIGTERM for 20s:\n${log}`); }
+      if (!keepData) rmSync(dataDir, { recursive: true, force: true });
+      if (st.code !== 0) throw new Error(`daemon exited with ${st.code ?? st.signal}:\n${log}`);
+      return st;
+    },
+  };
+  return d;
+}
+
+export function mintToken({ dataDir, env = {}, sub = 'test', scopes, duration } = {}) {
+  const args = ['--data-dir', dataDir, '--sub', sub];
+  if (scopes) args.push('--scopes', scopes.join(','));
+  if (duration) args.push('--duration', duration);
+  return execFileSync(bin('hypeman-token'), args, {
+    env: { ...process.env, ...SAN_ENV, JWT_SECRET: '', ...env },
+    encoding: 'utf8',
+  }).trim();
+}
+
+// Run the CLI; resolves {code, stdout, stderr}, never throws on a non-zero exit.
+export function runCli(args, { env = {}, input } = {}) {
+  return new Promise((res) => {
+    const child = spawn(bin('hypeman'), args, {
+      env: { ...process.env, ...SAN_ENV, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    if (input !== undefined) child.stdin.end(input); else child.stdin.end();
+    child.on('exit', (code) => res({ code, stdout, stderr }));
+  });
+}

@@ -1,0 +1,108 @@
+#!/bin/bash
+# `make test` after the build: every suite, then one closing summary line.
+#   unit         cmocka tests under ASan+UBSan (build/san/tests/test_*)
+#   integration  the real daemon and CLI driven over HTTP (node --test)
+#   sdk          the official SDKs from npm against the real daemon
+#   format       clang-format --dry-run on every tracked C file
+# Suites can be picked: tests/run.sh unit sdk. Exit status is non-zero if
+# anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+SUITES=("$@")
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(unit integration sdk format)
+PASS=0
+FAIL=0
+FAILED=()
+LOGDIR=build/test-logs
+mkdir -p "$LOGDIR"
+
+note() { printf '\n==> %s\n' "$*"; }
+
+run_unit() {
+	note "unit tests (ASan+UBSan)"
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	for t in build/san/tests/test_*; do
+		[ -x "$t" ] || continue
+		name=$(basename "$t")
+		out=$("$t" 2>&1)
+		rc=$?
+		p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+		f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+		p=${p:-0}
+		f=${f:-0}
+		if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crashed or sanitizer report
+		PASS=$((PASS + p))
+		FAIL=$((FAIL + f))
+		if [ "$f" -ne 0 ]; then
+			printf '%s\n' "$out"
+			FAILED+=("unit/$name")
+			printf '  FAIL %s (%s passed, %s failed)\n' "$name" "$p" "$f"
+		else
+			printf '  ok   %s (%s tests)\n' "$name" "$p"
+		fi
+	done
+}
+
+# node --test over the given files; counts come from the spec reporter's summary.
+run_node() {
+	local suite=$1
+	shift
+	local files=("$@")
+	[ ${#files[@]} -gt 0 ] || return 0
+	local log="$LOGDIR/$suite.log"
+	node --test --test-reporter=spec "${files[@]}" 2>&1 | tee "$log" | grep -E '^\s*(✔|✖)|^ℹ (pass|fail)'
+	local p f
+	p=$(sed -n 's/^ℹ pass \([0-9]*\)/\1/p' "$log" | tail -1)
+	f=$(sed -n 's/^ℹ fail \([0-9]*\)/\1/p' "$log" | tail -1)
+	p=${p:-0}
+	f=${f:-1}
+	PASS=$((PASS + p))
+	FAIL=$((FAIL + f))
+	if [ "$f" -ne 0 ]; then
+		FAILED+=("$suite")
+		echo "  (full log: $log)"
+	fi
+}
+
+run_integration() {
+	note "integration tests"
+	run_node integration tests/integration/*.test.mjs
+}
+
+run_sdk() {
+	note "official SDK tests"
+	# Install the pinned SDKs when the lock file is newer than the install.
+	if [ ! -f tests/sdk/node_modules/.package-lock.json ] ||
+		[ tests/sdk/package-lock.json -nt tests/sdk/node_modules/.package-lock.json ]; then
+		(cd tests/sdk && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) || {
+			FAIL=$((FAIL + 1))
+			FAILED+=("sdk (npm ci)")
+			return
+		}
+	fi
+	run_node sdk tests/sdk/*.test.mjs
+}
+
+run_format() {
+	note "format check (clang-format)"
+	if make --no-print-directory format-check; then
+		PASS=$((PASS + 1))
+		echo "  ok   clang-format"
+	else
+		FAIL=$((FAIL + 1))
+		FAILED+=("format")
+	fi
+}
+
+for s in "${SUITES[@]}"; do
+	case $s in
+	unit | integration | sdk | format) "run_$s" ;;
+	*) echo "unknown suite: $s" >&2; exit 2 ;;
+	esac
+done
+
+echo
+[ ${#FAILED[@]} -gt 0 ] && echo "failed: ${FAILED[*]}"
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
