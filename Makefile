@@ -12,7 +12,8 @@ PORT     ?= 8080
 
 WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wold-style-definition -Wundef -Wwrite-strings -Wimplicit-fallthrough \
-        -Werror=implicit-function-declaration -Wno-missing-field-initializers -Wno-format-zero-length
+        -Werror=implicit-function-declaration -Wno-missing-field-initializers -Wno-format-zero-length \
+        -Wjump-misses-init
 BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -I$(BUILD)/gen -fno-common -MMD -MP
 REL_CFLAGS  := $(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 SAN_CFLAGS  := $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -30,6 +31,7 @@ LIB_SRC    := $(filter-out %/main.c %_main.c,$(wildcard src/*/*.c))
 LIB_ASM    := $(wildcard src/*/*.S)
 DAEMON_SRC := src/daemon/main.c
 TOKEN_SRC  := src/auth/token_main.c
+UNPACK_SRC := src/image/unpack_main.c
 CLI_SRC    := $(wildcard cli/*.c)
 CLI_LIB    := $(wildcard src/core/*.c) src/auth/jwt.c src/auth/secret.c
 TEST_SRC   := $(wildcard tests/unit/test_*.c)
@@ -41,11 +43,12 @@ SPEC_JSON := $(BUILD)/gen/openapi.json
 YAML2JSON := $(BUILD)/tools/yaml2json
 
 .SECONDARY:
-.PHONY: all bins san setup run test unit integration sdk format format-check clean
+.PHONY: all bins san setup run test bench format format-check clean
 all: bins
 
-bins: $(BUILD)/rel/bin/hypeman-api $(BUILD)/rel/bin/hypeman $(BUILD)/rel/bin/hypeman-token
-san:  $(BUILD)/san/bin/hypeman-api $(BUILD)/san/bin/hypeman $(BUILD)/san/bin/hypeman-token \
+PROGS := hypeman-api hypeman hypeman-token hypeman-unpack
+bins: $(addprefix $(BUILD)/rel/bin/,$(PROGS))
+san:  $(addprefix $(BUILD)/san/bin/,$(PROGS)) \
       $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(TEST_SRC))
 
 define variant
@@ -60,6 +63,11 @@ $(BUILD)/$(1)/%.o: %.S $(SPEC_JSON)
 	@$$(CC) -Wa,-I.,-I$(BUILD)/gen -c $$< -o $$@
 
 $(BUILD)/$(1)/bin/hypeman-api: $(call objs,$(1),$(DAEMON_SRC) $(LIB_SRC) $(LIB_ASM))
+	@mkdir -p $$(@D)
+	@echo "  LD      $$@"
+	@$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(LIBS)
+
+$(BUILD)/$(1)/bin/hypeman-unpack: $(call objs,$(1),$(UNPACK_SRC) $(LIB_SRC) $(LIB_ASM))
 	@mkdir -p $$(@D)
 	@echo "  LD      $$@"
 	@$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(LIBS)
@@ -101,6 +109,10 @@ run: setup bins
 test: setup
 	@$(MAKE) --no-print-directory bins san
 	@tests/run.sh
+
+# Benchmarks (not part of `make test`): ratios against the existing tools.
+bench: setup bins
+	node bench/pull.mjs 5
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -6,6 +6,9 @@
 #include "client.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "core/cleanup.h"
@@ -103,8 +106,20 @@ static int api_error(long status, const char *body, size_t len, struct hm_err **
 	return r;
 }
 
-static int perform(struct cli *c, const char *method, const char *path, json_t *body, struct buf *b,
-                   long *ret_status, struct hm_err **err)
+static size_t on_read(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	int fd = *(int *)ud;
+	ssize_t n;
+	do
+		n = read(fd, ptr, size * nmemb);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? CURL_READFUNC_ABORT : (size_t)n;
+}
+
+/* One request; with upload_fd >= 0 the body is streamed from it. */
+static int perform_upload(struct cli *c, const char *method, const char *path, json_t *body,
+                          int upload_fd, const char *upload_type, struct buf *b, long *ret_status,
+                          struct hm_err **err)
 {
 	CURL *h = curl_easy_init();
 	if (!h)
@@ -119,6 +134,12 @@ static int perform(struct cli *c, const char *method, const char *path, json_t *
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	if (payload)
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	_cleanup_free_ char *ctline =
+	    upload_type ? xasprintf("Content-Type: %s", upload_type) : NULL;
+	if (ctline) {
+		hdrs = curl_slist_append(hdrs, ctline);
+		hdrs = curl_slist_append(hdrs, "Expect:");
+	}
 	char errbuf[CURL_ERROR_SIZE] = "";
 
 	b->h = h;
@@ -133,6 +154,14 @@ static int perform(struct cli *c, const char *method, const char *path, json_t *
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "hypeman-cli");
 	if (strcmp(method, "HEAD") == 0)
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	if (upload_fd >= 0) {
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(h, CURLOPT_READDATA, &upload_fd);
+		struct stat st;
+		if (fstat(upload_fd, &st) == 0 && S_ISREG(st.st_mode))
+			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+	}
 	if (payload) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
@@ -155,6 +184,12 @@ static int perform(struct cli *c, const char *method, const char *path, json_t *
 	if (status >= 400)
 		return api_error(status, b->data, b->len, err);
 	return 0;
+}
+
+static int perform(struct cli *c, const char *method, const char *path, json_t *body, struct buf *b,
+                   long *ret_status, struct hm_err **err)
+{
+	return perform_upload(c, method, path, body, -1, NULL, b, ret_status, err);
 }
 
 int cli_call(struct cli *c, const char *method, const char *path, json_t *body, json_t **ret,
@@ -182,6 +217,21 @@ int cli_call(struct cli *c, const char *method, const char *path, json_t *body, 
 	else
 		json_decref(j);
 	return 0;
+}
+
+int cli_upload(struct cli *c, const char *path, int fd, const char *content_type, json_t **ret,
+               struct hm_err **err)
+{
+	struct buf b = { 0 };
+	int r = perform_upload(c, "POST", path, NULL, fd, content_type, &b, NULL, err);
+	if (r == 0 && b.len > 0 && ret) {
+		*ret = json_loadb(b.data, b.len, 0, NULL);
+		if (!*ret)
+			r = hm_err_set(err, HM_ERR_INTERNAL, NULL, "invalid JSON from POST %s",
+			               path);
+	}
+	free(b.data);
+	return r;
 }
 
 int cli_stream(struct cli *c, const char *path, cli_stream_fn *fn, void *userdata,

@@ -32,3 +32,7 @@ int cli_call(struct cli *c, const char *method, const char *path, json_t *body, 
 /* GET `path` and hand the body to `fn` as it arrives (logs, SSE). */
 int cli_stream(struct cli *c, const char *path, cli_stream_fn *fn, void *userdata,
                struct hm_err **err);
+
+/* POST the bytes of `fd` (to EOF) as `content_type`; JSON answer in *ret. */
+int cli_upload(struct cli *c, const char *path, int fd, const char *content_type, json_t **ret,
+               struct hm_err **err);

@@ -32,3 +32,7 @@ void cli_print_json(json_t *j);
 int cmd_health(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_resources(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_version(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_pull(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_images(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_rmi(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_load(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);

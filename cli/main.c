@@ -16,6 +16,21 @@
 #include "core/err.h"
 
 static const struct cli_cmd commands[] = {
+	{ "pull", "IMAGE", "Pull an image and convert it to a VM root disk",
+	  "  --platform OS/ARCH   platform to pull (default: the host's)\n"
+	  "  --username USER      registry user; password from --password-stdin\n"
+	  "                       or HYPEMAN_REGISTRY_PASSWORD\n"
+	  "  --password-stdin     read the registry password from stdin\n"
+	  "  -t, --tag KEY=VALUE  tag the image (repeatable)\n"
+	  "  -d, --detach         queue the pull and return at once\n"
+	  "  -q, --quiet          no progress output\n",
+	  cmd_pull },
+	{ "images", "", "List images", "  -q, --quiet  print names only\n", cmd_images },
+	{ "rmi", "IMAGE...", "Delete images", NULL, cmd_rmi },
+	{ "load", "FILE|DIR", "Load an image from an OCI layout or a docker save archive",
+	  "  -i, --input FILE  the archive (or give it as the argument)\n"
+	  "  --name REF        name the image (when the archive does not, or has several)\n",
+	  cmd_load },
 	{ "health", "", "Check that the daemon is up", NULL, cmd_health },
 	{ "resources", "", "Show host capacity and what is allocated against it", NULL,
 	  cmd_resources },

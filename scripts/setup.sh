@@ -10,8 +10,11 @@ PACKAGES=(
 	# libraries
 	libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
 	libarchive-dev libyaml-dev libcmocka-dev
-	# tools the daemon and tests drive
-	curl ca-certificates
+	# tools the daemon drives: root disks
+	erofs-utils e2fsprogs tar
+	# tools the tests and benchmarks drive: a real registry, images made from
+	# Debian's busybox, and the skopeo+umoci pipeline bench/pull compares with
+	curl ca-certificates docker-registry busybox-static skopeo umoci
 )
 
 missing=()
@@ -41,4 +44,15 @@ export DEBIAN_FRONTEND=noninteractive
 if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
 	$SUDO apt-get update -q
 fi
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Packages such as docker-registry ship a service; we start our own on
+# loopback in tests, so keep apt from starting theirs (policy-rc.d 101).
+cleanup_policy=
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+	$SUDO chmod 755 /usr/sbin/policy-rc.d
+	cleanup_policy=1
+fi
+status=0
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" || status=$?
+[ -n "$cleanup_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
+exit $status

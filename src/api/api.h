@@ -11,11 +11,13 @@
 struct hm_config;
 struct hm_err;
 struct hm_store;
+struct hm_images;
 
 /* What handlers may use. Owned by the daemon; outlives the server. */
 struct hm_services {
 	const struct hm_config *cfg;
 	struct hm_store *store;
+	struct hm_images *images;
 	const char *jwt_secret;
 	time_t started_at;
 };

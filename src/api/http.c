@@ -25,6 +25,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/request.h"
 #include "api/router.h"
@@ -40,6 +42,7 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/fileio.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 
@@ -50,6 +53,12 @@ struct hm_api {
 	struct hm_services *svc;
 	uint16_t port;
 };
+
+/*
+ * A small pool of epoll threads: one slow handler (an image import, a VM
+ * boot) must not stall every other client.
+ */
+#define HTTP_THREADS 8
 
 struct hm_req {
 	struct hm_api *api;
@@ -62,8 +71,11 @@ struct hm_req {
 	struct hm_principal *principal;
 	char *body;
 	size_t body_len;
+	int upload_fd;     /* HM_ROUTE_UPLOAD: the body streams into this file */
+	char *upload_path; /* ... at this path, removed after the response */
 	size_t discarded;
 	bool too_large;
+	int upload_write_errno;
 	bool responded;
 	char *allow; /* for a 405: the methods the path does take */
 	json_t *json;
@@ -73,6 +85,11 @@ struct hm_req {
 };
 
 /* ---- accessors used by handlers ---- */
+
+const char *hm_req_upload_path(const struct hm_req *req)
+{
+	return req->upload_path;
+}
 
 const char *hm_req_method(const struct hm_req *req)
 {
@@ -192,7 +209,8 @@ static enum MHD_Result send_resp(struct hm_req *req, struct hm_resp *resp)
 	}
 	if (!r)
 		return MHD_NO;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (resp->json || resp->len > 0)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	for (size_t i = 0; i < resp->nheaders; i++)
 		MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
 	enum MHD_Result ret = MHD_queue_response(req->conn, (unsigned)resp->status, r);
@@ -233,9 +251,41 @@ static int authenticate(struct hm_req *req, struct hm_err **err)
 	return hm_jwt_verify(req->api->svc->jwt_secret, token, time(NULL), &req->principal, err);
 }
 
+static size_t body_limit(const struct hm_req *req)
+{
+	return req->route && (req->route->flags & HM_ROUTE_UPLOAD)
+	           ? req->api->svc->cfg->max_upload_bytes
+	           : req->api->svc->cfg->max_body_bytes;
+}
+
+/* Upload routes stream their body to a temporary file in the data dir. */
+static int open_upload(struct hm_req *req, struct hm_err **err)
+{
+	const char *ct = hm_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (ct && strncasecmp(ct, "application/x-tar", 17) != 0 &&
+	    strncasecmp(ct, "application/octet-stream", 24) != 0 &&
+	    strncasecmp(ct, "application/gzip", 16) != 0)
+		return hm_err_set(err, HM_ERR_MEDIA_TYPE, NULL,
+		                  "upload must be application/x-tar, application/gzip or "
+		                  "application/octet-stream, got `%s`",
+		                  ct);
+	_cleanup_free_ char *dir = xasprintf("%s/tmp", req->api->svc->cfg->data_dir);
+	if (hm_mkdir_p(dir, 0700, err) < 0)
+		return -1;
+	req->upload_path = xasprintf("%s/upload.XXXXXX", dir);
+	req->upload_fd = mkostemp(req->upload_path, O_CLOEXEC);
+	if (req->upload_fd < 0) {
+		int e = errno;
+		free(req->upload_path);
+		req->upload_path = NULL;
+		return hm_err_errno(err, e, "create upload file");
+	}
+	return 0;
+}
+
 static int check_body_headers(struct hm_req *req, struct hm_err **err)
 {
-	size_t max = req->api->svc->cfg->max_body_bytes;
+	size_t max = body_limit(req);
 	const char *cl = hm_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl) {
 		char *end;
@@ -247,6 +297,8 @@ static int check_body_headers(struct hm_req *req, struct hm_err **err)
 		if (n == 0)
 			return 0;
 	}
+	if (req->route->flags & HM_ROUTE_UPLOAD)
+		return open_upload(req, err);
 	const char *ct = hm_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
 	if (!(req->route->flags & HM_ROUTE_JSON_BODY)) {
 		if (cl && strcmp(cl, "0") != 0)
@@ -265,8 +317,11 @@ static int parse_body(struct hm_req *req, struct hm_err **err)
 {
 	if (req->too_large)
 		return hm_err_set(err, HM_ERR_TOO_LARGE, NULL,
-		                  "request body exceeds the %zu byte limit",
-		                  req->api->svc->cfg->max_body_bytes);
+		                  "request body exceeds the %zu byte limit", body_limit(req));
+	if (req->upload_write_errno)
+		return hm_err_errno(err, req->upload_write_errno, "store upload");
+	if (req->route->flags & HM_ROUTE_UPLOAD)
+		return 0;
 	if (req->body_len == 0)
 		return 0;
 	if (!(req->route->flags & HM_ROUTE_JSON_BODY))
@@ -327,10 +382,17 @@ static int admit(struct hm_req *req, struct hm_err **err)
 
 static void append_body(struct hm_req *req, const char *data, size_t len)
 {
-	size_t max = req->api->svc->cfg->max_body_bytes;
+	size_t max = body_limit(req);
 	if (req->too_large || req->body_len + len > max) {
 		req->too_large = true;
 		req->discarded += len;
+		return;
+	}
+	if (req->upload_fd >= 0) {
+		int r = req->upload_write_errno ? 0 : hm_write_all(req->upload_fd, data, len);
+		if (r < 0)
+			req->upload_write_errno = -r;
+		req->body_len += len;
 		return;
 	}
 	req->body = xrealloc(req->body, req->body_len + len + 1);
@@ -364,6 +426,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct hm_req *req = *con_cls;
 	if (!req) {
 		req = xcalloc(1, sizeof(*req));
+		req->upload_fd = -1;
 		req->api = cls;
 		req->conn = conn;
 		clock_gettime(CLOCK_MONOTONIC, &req->start);
@@ -406,6 +469,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		free(req->qvals[i]);
 	}
 	free(req->body);
+	if (req->upload_fd >= 0)
+		close(req->upload_fd);
+	if (req->upload_path)
+		unlink(req->upload_path);
+	free(req->upload_path);
 	free(req->allow);
 	free(req->method);
 	free(req->path);
@@ -458,9 +526,10 @@ int hm_api_start(struct hm_services *svc, struct hm_api **ret, struct hm_err **e
 	api->mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-	    api, MHD_OPTION_UNESCAPE_CALLBACK, unescape_identity, NULL, MHD_OPTION_CONNECTION_LIMIT,
-	    cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+	    api, MHD_OPTION_UNESCAPE_CALLBACK, unescape_identity, NULL, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)(128 * 1024), MHD_OPTION_END);
 	if (!api->mhd) {
 		free(api);
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, NULL,

@@ -35,6 +35,7 @@ typedef int hm_handler_fn(struct hm_req *req, struct hm_resp *resp, struct hm_er
 enum hm_route_flags {
 	HM_ROUTE_PUBLIC = 1 << 0,    /* no authentication */
 	HM_ROUTE_JSON_BODY = 1 << 1, /* accepts an application/json body */
+	HM_ROUTE_UPLOAD = 1 << 2,    /* streams a (tar) body to a temp file, MAX_UPLOAD_BYTES */
 };
 
 struct hm_route {
@@ -58,6 +59,8 @@ size_t hm_req_query_count(const struct hm_req *req);
 void hm_req_query_at(const struct hm_req *req, size_t i, const char **key, const char **value);
 const char *hm_req_header(const struct hm_req *req, const char *name);
 json_t *hm_req_json(const struct hm_req *req); /* borrowed; NULL when there was no body */
+/* HM_ROUTE_UPLOAD: the file holding the body (the handler may rename it away). */
+const char *hm_req_upload_path(const struct hm_req *req);
 const struct hm_principal *hm_req_principal(const struct hm_req *req);
 struct hm_services *hm_req_services(const struct hm_req *req);
 

@@ -11,6 +11,11 @@ const struct hm_route hm_routes[] = {
 	{ "GET", "/spec.yaml", NULL, HM_ROUTE_PUBLIC, hm_h_spec_yaml },
 	{ "GET", "/spec.json", NULL, HM_ROUTE_PUBLIC, hm_h_spec_json },
 	{ "GET", "/resources", "resource:read", 0, hm_h_resources },
+	{ "GET", "/images", "image:read", 0, hm_h_images_list },
+	{ "POST", "/images", "image:write", HM_ROUTE_JSON_BODY, hm_h_images_create },
+	{ "POST", "/images/load", "image:write", HM_ROUTE_UPLOAD, hm_h_images_load },
+	{ "GET", "/images/{name}", "image:read", 0, hm_h_images_get },
+	{ "DELETE", "/images/{name}", "image:delete", 0, hm_h_images_delete },
 };
 
 const size_t hm_routes_count = sizeof(hm_routes) / sizeof(hm_routes[0]);

@@ -18,25 +18,31 @@
 
 void hm_config_usage(const char *prog)
 {
-	printf("Usage: %s [OPTIONS]\n"
-	       "\n"
-	       "Run the hypeman API daemon: pulls OCI images and runs them as microVMs.\n"
-	       "\n"
-	       "Options (each also read from the environment variable in brackets):\n"
-	       "  --listen ADDR       address to bind [LISTEN_ADDR] (default 127.0.0.1)\n"
-	       "  --port N            TCP port; 0 picks a free one [PORT] (default 8080)\n"
-	       "  --data-dir DIR      state directory [DATA_DIR] (default /var/lib/hypeman)\n"
-	       "  --max-body SIZE     largest JSON request body [MAX_BODY_BYTES] (default 1MB)\n"
-	       "  --log-level LEVEL   debug, info, warn or error [LOG_LEVEL] (default info)\n"
-	       "  -h, --help          show this help\n"
-	       "\n"
-	       "Environment only:\n"
-	       "  JWT_SECRET          HS256 signing secret; default: <data-dir>/jwt_secret,\n"
-	       "                      created on first start and shared with hypeman-token\n"
-	       "  OVERSUB_CPU, OVERSUB_MEMORY, OVERSUB_DISK, OVERSUB_NETWORK\n"
-	       "                      oversubscription ratios (defaults 4, 1, 1, 2)\n"
-	       "  NETWORK_LIMIT       host network capacity, e.g. 10Gbps or 1250MB/s\n",
-	       prog);
+	printf(
+	    "Usage: %s [OPTIONS]\n"
+	    "\n"
+	    "Run the hypeman API daemon: pulls OCI images and runs them as microVMs.\n"
+	    "\n"
+	    "Options (each also read from the environment variable in brackets):\n"
+	    "  --listen ADDR       address to bind [LISTEN_ADDR] (default 127.0.0.1)\n"
+	    "  --port N            TCP port; 0 picks a free one [PORT] (default 8080)\n"
+	    "  --data-dir DIR      state directory [DATA_DIR] (default /var/lib/hypeman)\n"
+	    "  --max-body SIZE     largest JSON request body [MAX_BODY_BYTES] (default 1MB)\n"
+	    "  --log-level LEVEL   debug, info, warn or error [LOG_LEVEL] (default info)\n"
+	    "  -h, --help          show this help\n"
+	    "\n"
+	    "Environment only:\n"
+	    "  JWT_SECRET          HS256 signing secret; default: <data-dir>/jwt_secret,\n"
+	    "                      created on first start and shared with hypeman-token\n"
+	    "  OVERSUB_CPU, OVERSUB_MEMORY, OVERSUB_DISK, OVERSUB_NETWORK\n"
+	    "                      oversubscription ratios (defaults 4, 1, 1, 2)\n"
+	    "  NETWORK_LIMIT       host network capacity, e.g. 10Gbps or 1250MB/s\n"
+	    "  INSECURE_REGISTRIES registries (host[:port], comma-separated) spoken to over\n"
+	    "                      plain HTTP; loopback registries always are\n"
+	    "  MAX_CONCURRENT_PULLS image pulls run at once (default 2)\n"
+	    "  PULL_STALL_TIMEOUT  seconds a registry transfer may make no progress (default 30)\n"
+	    "  IMAGE_FORMAT        root disk format: erofs (default) or ext4\n",
+	    prog);
 }
 
 int hm_parse_size(const char *s, int64_t *ret, struct hm_err **err)
@@ -185,14 +191,56 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		return parse_ratio(key, v, &cfg->oversub_network, err);
 	} else if (strcmp(key, "NETWORK_LIMIT") == 0) {
 		return parse_bandwidth(v, &cfg->network_limit_bps, err);
+	} else if (strcmp(key, "MAX_UPLOAD_BYTES") == 0) {
+		if (hm_parse_size(v, &n, err) < 0)
+			return -1;
+		if (n < 1024 * 1024)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "MAX_UPLOAD_BYTES must be at least 1MB");
+		cfg->max_upload_bytes = (size_t)n;
+	} else if (strcmp(key, "INSECURE_REGISTRIES") == 0) {
+		set_str(&cfg->insecure_registries, v);
+	} else if (strcmp(key, "MAX_CONCURRENT_PULLS") == 0) {
+		char *end;
+		long w = strtol(v, &end, 10);
+		if (*end || end == v || w < 1 || w > 16)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "MAX_CONCURRENT_PULLS must be 1-16, got `%s`", v);
+		cfg->pull_workers = (int)w;
+	} else if (strcmp(key, "PULL_STALL_TIMEOUT") == 0) {
+		char *end;
+		long t = strtol(v, &end, 10);
+		if (*end == 's')
+			end++;
+		if (*end || end == v || t < 1 || t > 3600)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "PULL_STALL_TIMEOUT must be 1-3600 seconds, got `%s`", v);
+		cfg->pull_stall_timeout_s = t;
+	} else if (strcmp(key, "IMAGE_FORMAT") == 0) {
+		if (strcmp(v, "erofs") != 0 && strcmp(v, "ext4") != 0)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "IMAGE_FORMAT must be erofs or ext4, got `%s`", v);
+		set_str(&cfg->image_format, v);
 	}
 	return 0;
 }
 
 static const char *const env_keys[] = {
-	"LISTEN_ADDR",   "PORT",        "DATA_DIR",       "JWT_SECRET",   "MAX_BODY_BYTES",
-	"LOG_LEVEL",     "OVERSUB_CPU", "OVERSUB_MEMORY", "OVERSUB_DISK", "OVERSUB_NETWORK",
+	"LISTEN_ADDR",
+	"PORT",
+	"DATA_DIR",
+	"JWT_SECRET",
+	"MAX_BODY_BYTES",
+	"LOG_LEVEL",
+	"OVERSUB_CPU",
+	"OVERSUB_MEMORY",
+	"OVERSUB_DISK",
+	"OVERSUB_NETWORK",
 	"NETWORK_LIMIT",
+	"INSECURE_REGISTRIES",
+	"MAX_CONCURRENT_PULLS",
+	"PULL_STALL_TIMEOUT",
+	"IMAGE_FORMAT",
 };
 
 int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err **err)
@@ -202,12 +250,16 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		.port = 8080,
 		.data_dir = xstrdup("/var/lib/hypeman"),
 		.max_body_bytes = 1024 * 1024,
+		.max_upload_bytes = (size_t)16 << 30,
 		.max_connections = 512,
 		.log_level = HM_LOG_INFO,
 		.oversub_cpu = 4.0,
 		.oversub_memory = 1.0,
 		.oversub_disk = 1.0,
 		.oversub_network = 2.0,
+		.image_format = xstrdup("erofs"),
+		.pull_workers = 2,
+		.pull_stall_timeout_s = 30,
 	};
 	for (size_t i = 0; i < sizeof(env_keys) / sizeof(env_keys[0]); i++) {
 		const char *v = getenv(env_keys[i]);
@@ -271,5 +323,7 @@ void hm_config_done(struct hm_config *cfg)
 	free(cfg->listen_addr);
 	free(cfg->data_dir);
 	free(cfg->jwt_secret);
+	free(cfg->insecure_registries);
+	free(cfg->image_format);
 	*cfg = (struct hm_config){ 0 };
 }

@@ -13,11 +13,12 @@
 struct hm_err;
 
 struct hm_config {
-	char *listen_addr;     /* LISTEN_ADDR / --listen, default 127.0.0.1 */
-	int port;              /* PORT / --port, default 8080; 0 picks a free port */
-	char *data_dir;        /* DATA_DIR / --data-dir, default /var/lib/hypeman */
-	char *jwt_secret;      /* JWT_SECRET; NULL means the data dir's secret file */
-	size_t max_body_bytes; /* MAX_BODY_BYTES / --max-body, default 1 MiB */
+	char *listen_addr;       /* LISTEN_ADDR / --listen, default 127.0.0.1 */
+	int port;                /* PORT / --port, default 8080; 0 picks a free port */
+	char *data_dir;          /* DATA_DIR / --data-dir, default /var/lib/hypeman */
+	char *jwt_secret;        /* JWT_SECRET; NULL means the data dir's secret file */
+	size_t max_body_bytes;   /* MAX_BODY_BYTES / --max-body, default 1 MiB */
+	size_t max_upload_bytes; /* MAX_UPLOAD_BYTES, default 16 GiB (image archives) */
 	unsigned max_connections;
 	enum hm_log_level log_level; /* LOG_LEVEL / --log-level */
 	double oversub_cpu;          /* OVERSUB_CPU, default 4.0 */
@@ -25,6 +26,10 @@ struct hm_config {
 	double oversub_disk;         /* OVERSUB_DISK, default 1.0 */
 	double oversub_network;      /* OVERSUB_NETWORK, default 2.0 */
 	int64_t network_limit_bps;   /* NETWORK_LIMIT (bytes/s), 0 = detect */
+	char *insecure_registries;   /* INSECURE_REGISTRIES, comma list, or NULL */
+	int pull_workers;            /* MAX_CONCURRENT_PULLS, default 2 */
+	long pull_stall_timeout_s;   /* PULL_STALL_TIMEOUT, default 30 */
+	char *image_format;          /* IMAGE_FORMAT: erofs (default) or ext4 */
 };
 
 enum { HM_CONFIG_OK = 0, HM_CONFIG_HELP = 1 };

@@ -28,6 +28,7 @@ static const struct {
 	[HM_ERR_UNAVAILABLE] = { 503, "unavailable", "unavailable" },
 	[HM_ERR_TIMEOUT] = { 504, "timeout", "timeout" },
 	[HM_ERR_NOT_IMPLEMENTED] = { 501, "not_implemented", "not implemented" },
+	[HM_ERR_INSUFFICIENT] = { 507, "insufficient_storage", "insufficient resources" },
 };
 
 static struct hm_err *err_replace(struct hm_err **err, enum hm_err_kind kind, const char *code,

@@ -13,18 +13,19 @@
 #include <stdbool.h>
 
 enum hm_err_kind {
-	HM_ERR_INTERNAL = 0,   /* 500 */
-	HM_ERR_INVALID,        /* 400 */
-	HM_ERR_UNAUTHORIZED,   /* 401 */
-	HM_ERR_FORBIDDEN,      /* 403 */
-	HM_ERR_NOT_FOUND,      /* 404 */
-	HM_ERR_METHOD,         /* 405 */
-	HM_ERR_CONFLICT,       /* 409 */
-	HM_ERR_TOO_LARGE,      /* 413 */
-	HM_ERR_MEDIA_TYPE,     /* 415 */
-	HM_ERR_UNAVAILABLE,    /* 503: a dependency (VMM, registry) cannot be reached */
-	HM_ERR_TIMEOUT,        /* 504 */
-	HM_ERR_NOT_IMPLEMENTED /* 501 */
+	HM_ERR_INTERNAL = 0,    /* 500 */
+	HM_ERR_INVALID,         /* 400 */
+	HM_ERR_UNAUTHORIZED,    /* 401 */
+	HM_ERR_FORBIDDEN,       /* 403 */
+	HM_ERR_NOT_FOUND,       /* 404 */
+	HM_ERR_METHOD,          /* 405 */
+	HM_ERR_CONFLICT,        /* 409 */
+	HM_ERR_TOO_LARGE,       /* 413 */
+	HM_ERR_MEDIA_TYPE,      /* 415 */
+	HM_ERR_UNAVAILABLE,     /* 503: a dependency (VMM, registry) cannot be reached */
+	HM_ERR_TIMEOUT,         /* 504 */
+	HM_ERR_NOT_IMPLEMENTED, /* 501 */
+	HM_ERR_INSUFFICIENT,    /* 507: out of disk or another host resource */
 };
 
 struct hm_err {

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,4 +123,42 @@ int hm_mkdir_p(const char *path, mode_t mode, struct hm_err **err)
 		return hm_err_set(err, HM_ERR_INVALID, NULL, "`%s` exists and is not a directory",
 		                  buf);
 	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	int r = flag == FTW_DP ? rmdir(path) : unlink(path);
+	return r < 0 && errno != ENOENT ? errno : 0;
+}
+
+int hm_rm_rf(const char *path, struct hm_err **err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : hm_err_errno(err, errno, "stat `%s`", path);
+	int r = nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	if (r != 0)
+		return hm_err_errno(err, r > 0 ? r : errno, "remove `%s`", path);
+	return 0;
+}
+
+static _Thread_local long long du_total;
+
+static int du_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)path;
+	(void)ftw;
+	if (flag == FTW_F && S_ISREG(st->st_mode))
+		du_total += st->st_size;
+	return 0;
+}
+
+long long hm_du(const char *path)
+{
+	du_total = 0;
+	if (nftw(path, du_one, 32, FTW_PHYS) != 0)
+		return -1;
+	return du_total;
 }

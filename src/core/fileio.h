@@ -23,3 +23,9 @@ int hm_mkdir_p(const char *path, mode_t mode, struct hm_err **err);
 
 /* write(2) until done or a real error; returns 0 or -errno. */
 int hm_write_all(int fd, const void *data, size_t len);
+
+/* rm -rf: remove `path` and everything under it without following symlinks. Missing is fine. */
+int hm_rm_rf(const char *path, struct hm_err **err);
+
+/* Bytes used by regular files under `path` (apparent sizes), or -1. */
+long long hm_du(const char *path);

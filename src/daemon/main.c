@@ -1,7 +1,7 @@
 /*
  * hypeman-api: the daemon's entry point. It owns start-up and shutdown:
  *
- *   config -> data dir -> signing secret -> store -> HTTP server
+ *   config -> data dir -> signing secret -> store -> image service -> HTTP server
  *
  * and tears them down in reverse on SIGTERM or SIGINT. The signals are
  * blocked before any thread starts and then waited for synchronously here,
@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "auth/secret.h"
@@ -24,6 +25,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "image/images.h"
 #include "store/store.h"
 
 static int record_first_start(struct hm_store *st, struct hm_err **err)
@@ -63,14 +65,38 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		return -1;
 	}
 
+	/* Helpers (hypeman-unpack) are installed next to this binary. */
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return hm_err_errno(err, errno, "readlink /proc/self/exe");
+	self[n] = '\0';
+	*strrchr(self, '/') = '\0';
+	_cleanup_free_ char *unpack = xasprintf("%s/hypeman-unpack", self);
+	struct hm_images_opts io = {
+		.data_dir = cfg->data_dir,
+		.unpack_helper = unpack,
+		.insecure = cfg->insecure_registries,
+		.workers = cfg->pull_workers,
+		.stall_timeout_s = cfg->pull_stall_timeout_s,
+		.disk_format = cfg->image_format,
+	};
+	struct hm_images *images = NULL;
+	if (hm_images_start(store, &io, &images, err) < 0) {
+		hm_store_close(store);
+		return -1;
+	}
+
 	struct hm_services svc = {
 		.cfg = cfg,
 		.store = store,
+		.images = images,
 		.jwt_secret = secret,
 		.started_at = time(NULL),
 	};
 	struct hm_api *api = NULL;
 	if (hm_api_start(&svc, &api, err) < 0) {
+		hm_images_stop(images);
 		hm_store_close(store);
 		return -1;
 	}
@@ -86,6 +112,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		;
 	log_info("daemon", "shutting down", "signal=%s", sigabbrev_np(sig));
 	hm_api_stop(api);
+	hm_images_stop(images);
 	hm_store_close(store);
 	log_info("daemon", "stopped");
 	return 0;

@@ -17,6 +17,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "store/internal.h"
 #include "store/migrations.h"
 
 struct hm_store {
@@ -148,4 +149,27 @@ int hm_store_meta_set(struct hm_store *st, const char *key, const char *value, s
 	int r = sqlite3_step(stmt) == SQLITE_DONE ? 0 : db_error(st, err, "meta update");
 	sqlite3_finalize(stmt);
 	return r;
+}
+
+/* ---- helpers for the table modules (store/internal.h) ---- */
+
+int hm_store_error(struct hm_store *st, struct hm_err **err, const char *what)
+{
+	return db_error(st, err, what);
+}
+
+int hm_store_prepare(struct hm_store *st, const char *sql, sqlite3_stmt **ret, struct hm_err **err)
+{
+	if (sqlite3_prepare_v2(st->db, sql, -1, ret, NULL) != SQLITE_OK)
+		return db_error(st, err, "prepare statement");
+	return 0;
+}
+
+int hm_store_step_done(struct hm_store *st, sqlite3_stmt *s, const char *what, struct hm_err **err)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return db_error(st, err, what);
+	return 0;
 }

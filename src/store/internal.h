@@ -1,0 +1,15 @@
+/*
+ * What the store's table modules share: the connection and statement
+ * helpers. Private to src/store/.
+ */
+#pragma once
+
+#include <sqlite3.h>
+
+struct hm_err;
+struct hm_store;
+
+int hm_store_prepare(struct hm_store *st, const char *sql, sqlite3_stmt **ret, struct hm_err **err);
+/* Step a statement that returns no rows, finalize it; < 0 on failure. */
+int hm_store_step_done(struct hm_store *st, sqlite3_stmt *s, const char *what, struct hm_err **err);
+int hm_store_error(struct hm_store *st, struct hm_err **err, const char *what);

@@ -1,0 +1,48 @@
+// Helpers for tests that pull images: wait for an image to settle, and
+// look inside a converted root disk with fsck.erofs --extract.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const enc = (name) => encodeURIComponent(name);
+
+// Poll GET /images/{name} until status is ready or failed (or timeout).
+export async function waitImage(d, token, name, { timeoutMs = 120000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  const seen = new Set();
+  for (;;) {
+    const r = await d.fetch(`/images/${enc(name)}`, { token });
+    if (r.status !== 200) throw new Error(`GET image ${name}: ${r.status} ${await r.text()}`);
+    const img = await r.json();
+    seen.add(img.status);
+    if (img.status === 'ready' || img.status === 'failed') return { img, seen };
+    if (Date.now() > deadline) throw new Error(`image ${name} still ${img.status} after ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+export async function pull(d, token, body) {
+  const r = await d.fetch('/images', {
+    method: 'POST', token,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const j = await r.json();
+  return { status: r.status, body: j };
+}
+
+// The converted disk of a ready image in the daemon's data dir.
+export function diskPath(d, digest) {
+  const dir = join(d.dataDir, 'images', digest.replace('sha256:', ''));
+  for (const f of ['rootfs.erofs', 'rootfs.ext4']) if (existsSync(join(dir, f))) return join(dir, f);
+  return null;
+}
+
+// Extract an erofs disk into a temp dir (owners and modes kept); returns the dir.
+export function extractErofs(disk) {
+  const out = mkdtempSync(join(tmpdir(), 'hypeman-erofs-'));
+  rmSync(out, { recursive: true });
+  execFileSync('fsck.erofs', [`--extract=${out}`, '--preserve', disk], { stdio: 'pipe' });
+  return out;
+}
