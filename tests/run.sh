@@ -67,7 +67,7 @@ run_node() {
 
 run_integration() {
 	note "integration tests"
-	run_node integration tests/integration/*.test.mjs
+	run_node integration tests/registry/*.test.mjs tests/integration/*.test.mjs
 }
 
 run_sdk() {

@@ -119,7 +119,7 @@ static int parse_ratio(const char *name, const char *s, double *ret, struct hm_e
 static int parse_bandwidth(const char *s, int64_t *ret, struct hm_err **err)
 {
 	size_t len = strlen(s);
-	if (len > 4 && strcasecmp(s + len - 3, "bps") == 0) {
+	if (len > 3 && strcasecmp(s + len - 3, "bps") == 0) {
 		char *end;
 		errno = 0;
 		double v = strtod(s, &end);
@@ -231,6 +231,7 @@ static const char *const env_keys[] = {
 	"DATA_DIR",
 	"JWT_SECRET",
 	"MAX_BODY_BYTES",
+	"MAX_UPLOAD_BYTES",
 	"LOG_LEVEL",
 	"OVERSUB_CPU",
 	"OVERSUB_MEMORY",
@@ -276,7 +277,7 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	optind = 1;
+	optind = 0; /* 0 fully re-initialises getopt, so loading twice works */
 	opterr = 0;
 	for (;;) {
 		int c = getopt_long(argc, argv, ":h", opts, NULL);

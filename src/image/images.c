@@ -208,7 +208,7 @@ static json_t *image_json(struct hm_images *im, const struct hm_image_row *r, st
 		json_object_set(o, keys[i], v ? v : json_null());
 	}
 	json_t *env = json_object_get(cfg, "env");
-	json_object_set(o, "env", json_is_object(env) ? env : json_object());
+	json_object_set_new(o, "env", json_is_object(env) ? json_incref(env) : json_object());
 	json_object_set_new(o, "tags", json_text_or(r->tags, json_object()));
 	json_object_set_new(o, "created_at", json_string(r->created_at));
 	if (job) {

@@ -421,7 +421,8 @@ static int request(struct hm_registry *r, const char *url, const char *accept, s
 		if (rc == CURLE_OK && status == 404)
 			return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found",
 			                  "%s not found in registry %s%s%s%s", what, r->host,
-			                  reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
+			                  reason ? " (" : "", reason ? reason : "",
+			                  reason ? ")" : "");
 		if (rc == CURLE_OK && s->overflow && s->fd < 0)
 			return hm_err_set(err, HM_ERR_INVALID, "registry_error",
 			                  "%s from %s is larger than %zu bytes", what, r->host,

@@ -1,55 +1,74 @@
 /*
  * hypeman-unpack ROOTFS LAYER...: apply image layers, lowest first, onto
- * ROOTFS. It opens every layer, then chroots into ROOTFS, so nothing a
- * layer contains can reach outside it; the daemon runs it as a child and
- * reads the one line it prints: JSON stats on success (exit 0), or the
- * reason on failure (exit 3: the layer is bad; 1: anything else).
+ * ROOTFS. It opens every layer file, then chroots into ROOTFS, so nothing
+ * a layer contains (no path, no symlink an earlier layer planted) can reach
+ * outside it. The daemon runs it as a child (hm_unpack_layers) and reads
+ * one JSON stats line from stdout on success, or one message line from
+ * stderr on failure.
+ *
+ * Exit status: 0 done; 1 failure (I/O, chroot, ...); 2 usage; 3 a layer's
+ * content is refused (`..` path, corrupt tar or compression); 4 out of
+ * disk space.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/err.h"
+#include "core/xalloc.h"
 #include "image/unpack.h"
 
+#define EXIT_USAGE     2
+#define EXIT_BAD_LAYER 3
+#define EXIT_NO_SPACE  4
+
+static const char USAGE[] = "Usage: hypeman-unpack ROOTFS LAYER...\n";
+
 /*
- * Under ASan the leak check at exit needs /proc, which the chroot hides;
- * the helper is short-lived, so its sanitizer build checks memory errors
- * only. (Ignored by the release build.)
+ * Leave without running atexit handlers: under ASan the leak check at exit
+ * needs /proc, which the chroot hides. Buffered output is flushed first.
  */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void)
+static void __attribute__((noreturn)) finish(int code)
 {
-	return "detect_leaks=0";
+	if (fflush(stdout) != 0 && code == 0) {
+		fprintf(stderr, "write stats: %s\n", strerror(errno));
+		code = EXIT_FAILURE;
+	}
+	_exit(code);
 }
 
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		printf("Usage: hypeman-unpack ROOTFS LAYER...\n\n"
-		       "Apply OCI image layers (tar, gzip or zstd), lowest first, onto ROOTFS,\n"
-		       "honouring whiteouts. Runs chrooted into ROOTFS. Used by hypeman-api.\n");
-		return 0;
+		printf("%s\n"
+		       "Apply OCI image layers (tar; gzip, zstd or xz compressed or not), lowest\n"
+		       "first, onto ROOTFS, honouring whiteouts. Runs chrooted into ROOTFS; used\n"
+		       "by hypeman-api. Prints {\"entries\":N,\"whiteouts\":N,\"bytes\":N}.\n"
+		       "Exit status: 0 done, 1 failure, 2 usage, 3 bad layer content,\n"
+		       "4 out of disk space.\n",
+		       USAGE);
+		finish(EXIT_SUCCESS);
 	}
-	if (argc < 3) {
-		fprintf(stderr, "usage: hypeman-unpack ROOTFS LAYER...\n");
-		return 2;
+	if (argc < 3 || argv[1][0] == '\0') {
+		fputs(USAGE, stderr);
+		finish(EXIT_USAGE);
 	}
 	int nl = argc - 2;
-	int fds[nl];
+	int *fds = xcalloc((size_t)nl, sizeof(int));
 	for (int i = 0; i < nl; i++) {
 		fds[i] = open(argv[i + 2], O_RDONLY | O_CLOEXEC);
 		if (fds[i] < 0) {
-			fprintf(stderr, "open layer %s: %s\n", argv[i + 2], strerror(errno));
-			return 1;
+			fprintf(stderr, "open layer `%s`: %s\n", argv[i + 2], strerror(errno));
+			finish(EXIT_FAILURE);
 		}
 	}
 	if (chroot(argv[1]) < 0 || chdir("/") < 0) {
-		fprintf(stderr, "chroot %s: %s\n", argv[1], strerror(errno));
-		return 1;
+		fprintf(stderr, "chroot `%s`: %s\n", argv[1], strerror(errno));
+		finish(EXIT_FAILURE);
 	}
 	umask(0);
 	struct hm_unpack_stats stats = { 0 };
@@ -57,20 +76,19 @@ int main(int argc, char **argv)
 		const char *name = strrchr(argv[i + 2], '/');
 		name = name ? name + 1 : argv[i + 2];
 		struct hm_err *err = NULL;
-		char label[96];
-		snprintf(label, sizeof(label), "%d (%.12s)", i + 1, name);
-		if (hm_unpack_apply_fd(fds[i], label, &stats, &err) < 0) {
+		if (hm_unpack_apply_fd(fds[i], name, &stats, &err) < 0) {
 			fprintf(stderr, "%s\n", err->msg);
-			int code = err->kind == HM_ERR_INVALID ? 3 : 1;
-			if (err->errnum == ENOSPC)
-				code = 1;
+			int code = hm_err_is(err, HM_ERR_INVALID)        ? EXIT_BAD_LAYER
+			           : hm_err_is(err, HM_ERR_INSUFFICIENT) ? EXIT_NO_SPACE
+			                                                 : EXIT_FAILURE;
 			hm_err_free(err);
-			return code;
+			finish(code);
 		}
 		close(fds[i]);
 	}
+	free(fds);
 	printf("{\"entries\":%llu,\"whiteouts\":%llu,\"bytes\":%llu}\n",
 	       (unsigned long long)stats.entries, (unsigned long long)stats.whiteouts,
 	       (unsigned long long)stats.bytes);
-	return 0;
+	finish(EXIT_SUCCESS);
 }

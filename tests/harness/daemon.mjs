@@ -18,7 +18,7 @@ const SAN_ENV = {
 };
 
 export async function startDaemon({ env = {}, args = [] } = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'hypeman-test-'));
+  const dataDir = env.DATA_DIR || mkdtempSync(join(tmpdir(), 'hypeman-test-'));
   const child = spawn(bin('hypeman-api'), args, {
     env: { ...process.env, ...SAN_ENV, PORT: '0', LISTEN_ADDR: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,7 +1,7 @@
 // Helpers for tests that pull images: wait for an image to settle, and
 // look inside a converted root disk with fsck.erofs --extract.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -45,4 +45,27 @@ export function extractErofs(disk) {
   rmSync(out, { recursive: true });
   execFileSync('fsck.erofs', [`--extract=${out}`, '--preserve', disk], { stdio: 'pipe' });
   return out;
+}
+
+// The full st_mode of `path` inside an erofs disk, read from the on-disk inode.
+// fsck.erofs --extract and dump.erofs (1.5) both drop setuid/setgid/sticky bits,
+// so mode checks read the inode itself: dump.erofs names its NID, and the
+// inode sits at meta_blkaddr * block size + nid * 32 with i_mode at offset 4
+// (the same place in compact and extended inodes).
+// The inode number (NID) of `path` inside an erofs disk. fsck.erofs --extract
+// also writes hard links as separate files, so link tests compare NIDs.
+export function erofsNid(disk, path) {
+  const out = execFileSync('dump.erofs', [`--path=${path}`, disk], { encoding: 'utf8' });
+  const m = out.match(/NID:\s*(\d+)/);
+  if (!m) throw new Error(`dump.erofs found no NID for ${path}:\n${out}`);
+  return Number(m[1]);
+}
+
+export function erofsMode(disk, path) {
+  const nid = erofsNid(disk, path);
+  const img = readFileSync(disk);
+  const sb = 1024;
+  const blkszbits = img.readUInt8(sb + 0x0c);
+  const metaBlkaddr = img.readUInt32LE(sb + 0x28);
+  return img.readUInt16LE(metaBlkaddr * 2 ** blkszbits + nid * 32 + 4);
 }

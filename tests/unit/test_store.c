@@ -1,0 +1,339 @@
+/*
+ * Unit tests for store: opening creates and migrates the database, meta
+ * get/set round trips and persistence across reopen, resuming from an
+ * older schema, refusing a newer one, rolling back a failed migration,
+ * and failing cleanly on unusable paths. Each test gets its own temp dir.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "store/migrations.h"
+#include "store/store.h"
+
+struct fixture {
+	char dir[64];
+	char db[128];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/hm-test-store.XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->db, sizeof(f->db), "%s/hypeman.db", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	int r = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return r;
+}
+
+/* Run SQL on the database file directly, outside the store. */
+static void raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("sqlite: %s", msg ? msg : "?");
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* One integer from a query run directly on the file. */
+static int raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *stmt = NULL;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	int v = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	return v;
+}
+
+static bool table_exists(const char *path, const char *name)
+{
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '%s'", name);
+	return raw_int(path, sql) == 1;
+}
+
+static struct hm_store *open_ok(const char *path)
+{
+	struct hm_store *st = NULL;
+	struct hm_err *err = NULL;
+	if (hm_store_open(path, &st, &err) < 0)
+		fail_msg("hm_store_open: %s", err ? err->msg : "(no error)");
+	assert_null(err);
+	assert_non_null(st);
+	return st;
+}
+
+static void open_creates_and_migrates(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_not_equal(access(f->db, F_OK), 0);
+	struct hm_store *st = open_ok(f->db);
+	assert_int_equal(access(f->db, F_OK), 0);
+	assert_true(hm_store_latest_schema() >= 1);
+	assert_int_equal(hm_store_latest_schema(), (int)hm_migrations_count);
+	assert_int_equal(hm_store_schema_version(st), hm_store_latest_schema());
+	hm_store_close(st);
+	/* what the file itself says */
+	assert_int_equal(raw_int(f->db, "PRAGMA user_version"), hm_store_latest_schema());
+	assert_true(table_exists(f->db, "meta"));
+	assert_true(table_exists(f->db, "images"));
+	/* WAL mode is persistent in the file */
+	sqlite3 *db = NULL;
+	sqlite3_stmt *stmt = NULL;
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(stmt, 0), "wal");
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	hm_store_close(NULL);
+}
+
+static void meta_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct hm_store *st = open_ok(f->db);
+	struct hm_err *err = NULL;
+	char *v = NULL;
+	assert_int_equal(hm_store_meta_set(st, "created_at", "2024-01-01T00:00:00Z", &err), 0);
+	assert_int_equal(hm_store_meta_get(st, "created_at", &v, &err), 0);
+	assert_string_equal(v, "2024-01-01T00:00:00Z");
+	free(v);
+
+	/* overwrite */
+	assert_int_equal(hm_store_meta_set(st, "created_at", "later", &err), 0);
+	assert_int_equal(hm_store_meta_get(st, "created_at", &v, &err), 0);
+	assert_string_equal(v, "later");
+	free(v);
+
+	/* empty, unicode and SQL-looking keys and values are just data */
+	const char *k = "it's'; DROP TABLE meta; --";
+	assert_int_equal(hm_store_meta_set(st, k, "", &err), 0);
+	assert_int_equal(hm_store_meta_set(st, "unicode", "h\xc3\xa9llo \xe2\x9c\x93", &err), 0);
+	assert_int_equal(hm_store_meta_get(st, k, &v, &err), 0);
+	assert_string_equal(v, "");
+	free(v);
+	assert_int_equal(hm_store_meta_get(st, "unicode", &v, &err), 0);
+	assert_string_equal(v, "h\xc3\xa9llo \xe2\x9c\x93");
+	free(v);
+	/* other keys are unaffected */
+	assert_int_equal(hm_store_meta_get(st, "created_at", &v, &err), 0);
+	assert_string_equal(v, "later");
+	free(v);
+	assert_null(err);
+	hm_store_close(st);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM meta"), 3);
+}
+
+static void meta_missing_key(void **state)
+{
+	struct fixture *f = *state;
+	struct hm_store *st = open_ok(f->db);
+	struct hm_err *err = NULL;
+	char *v = (char *)"untouched";
+	assert_true(hm_store_meta_get(st, "nope", &v, &err) < 0);
+	assert_non_null(err);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	assert_int_equal(hm_err_http_status(err), 404);
+	assert_non_null(strstr(err->msg, "nope"));
+	assert_string_equal(v, "untouched");
+	hm_err_free(err);
+	/* keys are case-sensitive */
+	err = NULL;
+	assert_int_equal(hm_store_meta_set(st, "Key", "1", &err), 0);
+	assert_true(hm_store_meta_get(st, "key", &v, &err) < 0);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	hm_store_close(st);
+}
+
+static void reopen_keeps_data(void **state)
+{
+	struct fixture *f = *state;
+	struct hm_store *st = open_ok(f->db);
+	struct hm_err *err = NULL;
+	assert_int_equal(hm_store_meta_set(st, "install_id", "abc", &err), 0);
+	hm_store_close(st);
+
+	st = open_ok(f->db);
+	assert_int_equal(hm_store_schema_version(st), hm_store_latest_schema());
+	char *v = NULL;
+	assert_int_equal(hm_store_meta_get(st, "install_id", &v, &err), 0);
+	assert_string_equal(v, "abc");
+	free(v);
+	hm_store_close(st);
+
+	/* two handles on the same file see each other's writes */
+	struct hm_store *a = open_ok(f->db);
+	struct hm_store *b = open_ok(f->db);
+	assert_int_equal(hm_store_meta_set(a, "shared", "yes", &err), 0);
+	assert_int_equal(hm_store_meta_get(b, "shared", &v, &err), 0);
+	assert_string_equal(v, "yes");
+	free(v);
+	hm_store_close(a);
+	hm_store_close(b);
+	assert_null(err);
+}
+
+static void resumes_from_older_schema(void **state)
+{
+	struct fixture *f = *state;
+	if (hm_migrations_count < 2)
+		skip();
+	/* a database left at version 1 with data in it */
+	char sql[1024];
+	snprintf(sql, sizeof(sql),
+	         "%s INSERT INTO meta(key, value) VALUES ('old', 'kept'); PRAGMA user_version = 1;",
+	         hm_migrations[0]);
+	raw_exec(f->db, sql);
+	assert_false(table_exists(f->db, "images"));
+
+	struct hm_store *st = open_ok(f->db);
+	assert_int_equal(hm_store_schema_version(st), hm_store_latest_schema());
+	char *v = NULL;
+	struct hm_err *err = NULL;
+	assert_int_equal(hm_store_meta_get(st, "old", &v, &err), 0);
+	assert_string_equal(v, "kept");
+	free(v);
+	hm_store_close(st);
+	assert_true(table_exists(f->db, "images"));
+}
+
+static void newer_schema_refused(void **state)
+{
+	struct fixture *f = *state;
+	int newer = hm_store_latest_schema() + 1;
+	char sql[128];
+	snprintf(sql, sizeof(sql), "CREATE TABLE future(x); PRAGMA user_version = %d;", newer);
+	raw_exec(f->db, sql);
+
+	struct hm_store *st = NULL;
+	struct hm_err *err = NULL;
+	assert_true(hm_store_open(f->db, &st, &err) < 0);
+	assert_null(st);
+	assert_non_null(err);
+	assert_int_equal(err->kind, HM_ERR_INTERNAL);
+	assert_string_equal(hm_err_code(err), "store_error");
+	assert_non_null(strstr(err->msg, "newer"));
+	assert_non_null(strstr(err->msg, f->db));
+	hm_err_free(err);
+
+	/* and it was not touched */
+	assert_int_equal(raw_int(f->db, "PRAGMA user_version"), newer);
+	assert_false(table_exists(f->db, "meta"));
+	assert_true(table_exists(f->db, "future"));
+}
+
+static void failed_migration_rolls_back(void **state)
+{
+	struct fixture *f = *state;
+	if (hm_migrations_count < 2)
+		skip();
+	/*
+	 * Version 1, plus an index already named like the one migration 2
+	 * creates after its table: the migration fails half way and must
+	 * leave neither its table nor a version bump behind.
+	 */
+	char sql[1024];
+	snprintf(sql, sizeof(sql),
+	         "%s CREATE TABLE other(x); CREATE INDEX images_digest ON other(x);"
+	         " PRAGMA user_version = 1;",
+	         hm_migrations[0]);
+	raw_exec(f->db, sql);
+
+	struct hm_store *st = NULL;
+	struct hm_err *err = NULL;
+	assert_true(hm_store_open(f->db, &st, &err) < 0);
+	assert_null(st);
+	assert_non_null(err);
+	assert_non_null(strstr(err->msg, "migration 2"));
+	hm_err_free(err);
+	assert_int_equal(raw_int(f->db, "PRAGMA user_version"), 1);
+	assert_false(table_exists(f->db, "images"));
+	assert_true(table_exists(f->db, "meta"));
+}
+
+static void unusable_paths(void **state)
+{
+	struct fixture *f = *state;
+	struct hm_store *st = NULL;
+	struct hm_err *err = NULL;
+
+	/* a directory that does not exist */
+	char path[256];
+	snprintf(path, sizeof(path), "%s/missing/hypeman.db", f->dir);
+	assert_true(hm_store_open(path, &st, &err) < 0);
+	assert_null(st);
+	assert_non_null(err);
+	assert_string_equal(hm_err_code(err), "store_error");
+	hm_err_free(err);
+	err = NULL;
+
+	/* a file that is not a database */
+	FILE *fp = fopen(f->db, "w");
+	assert_non_null(fp);
+	for (int i = 0; i < 64; i++)
+		fputs("this is not an sqlite database, just text\n", fp);
+	fclose(fp);
+	assert_true(hm_store_open(f->db, &st, &err) < 0);
+	assert_null(st);
+	assert_non_null(err);
+	assert_int_equal(err->kind, HM_ERR_INTERNAL);
+	hm_err_free(err);
+}
+
+int main(void)
+{
+	hm_log_set_level(HM_LOG_WARN); /* quiet the per-migration info lines */
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(open_creates_and_migrates, setup, teardown),
+		cmocka_unit_test_setup_teardown(meta_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(meta_missing_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(reopen_keeps_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(resumes_from_older_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(newer_schema_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(failed_migration_rolls_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(unusable_paths, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
