@@ -55,7 +55,7 @@ const ours = [];
 const theirs = [];
 try {
   for (let run = 1; run <= RUNS; run++) {
-    const d = await startDaemon({ env: { LOG_LEVEL: 'warn' } });
+    const d = await startDaemon({ env: { LOG_LEVEL: 'info' } }) // the harness waits for the info-level "listening" line;
     try {
       const token = d.token();
       const t0 = process.hrtime.bigint();
