@@ -14,24 +14,29 @@ WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-
         -Wold-style-definition -Wundef -Wwrite-strings -Wimplicit-fallthrough \
         -Werror=implicit-function-declaration -Wno-missing-field-initializers -Wno-format-zero-length \
         -Wjump-misses-init
-BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -I$(BUILD)/gen -fno-common -MMD -MP
+BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -I. -I$(BUILD)/gen -fno-common -MMD -MP
 REL_CFLAGS  := $(BASE_CFLAGS) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 SAN_CFLAGS  := $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
 REL_LDFLAGS := -pie -Wl,-z,relro,-z,now
 SAN_LDFLAGS := -fsanitize=address,undefined
+# The guest init (guest/): PID 1 of every VM, static, never sanitized, the
+# same in both variants.
+GUEST_CFLAGS  := -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -Os -fno-common -MMD -MP
+GUEST_LDFLAGS := -static -s
 
 LIBS       := -lmicrohttpd -ljansson -lsqlite3 -lcrypto -lcurl -larchive -lpthread
 CLI_LIBS   := -ljansson -lcurl -lcrypto -lpthread
 TEST_LIBS  := $(LIBS) -lcmocka
 
 # Library code shared by the binaries: every module under src/ except the
-# program entry points.
-LIB_SRC    := $(filter-out %/main.c %_main.c,$(wildcard src/*/*.c))
+# program entry points, plus the config disk format the guest shares.
+LIB_SRC    := $(filter-out %/main.c %_main.c,$(wildcard src/*/*.c)) guest/config.c
 LIB_ASM    := $(wildcard src/*/*.S)
 DAEMON_SRC := src/daemon/main.c
 TOKEN_SRC  := src/auth/token_main.c
 UNPACK_SRC := src/image/unpack_main.c
+GUEST_SRC  := $(wildcard guest/*.c)
 CLI_SRC    := $(wildcard cli/*.c)
 CLI_LIB    := $(wildcard src/core/*.c) src/auth/jwt.c src/auth/secret.c
 TEST_SRC   := $(wildcard tests/unit/test_*.c)
@@ -46,7 +51,7 @@ YAML2JSON := $(BUILD)/tools/yaml2json
 .PHONY: all bins san setup run test bench format format-check clean
 all: bins
 
-PROGS := hypeman-api hypeman hypeman-token hypeman-unpack
+PROGS := hypeman-api hypeman hypeman-token hypeman-unpack hypeman-init
 bins: $(addprefix $(BUILD)/rel/bin/,$(PROGS))
 san:  $(addprefix $(BUILD)/san/bin/,$(PROGS)) \
       $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(TEST_SRC))
@@ -82,6 +87,16 @@ $(BUILD)/$(1)/bin/hypeman: $(call objs,$(1),$(CLI_SRC) $(CLI_LIB))
 	@echo "  LD      $$@"
 	@$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(CLI_LIBS)
 
+$(BUILD)/$(1)/guest-static/%.o: guest/%.c
+	@mkdir -p $$(@D)
+	@echo "  CC      $$@"
+	@$$(CC) $$(GUEST_CFLAGS) -c $$< -o $$@
+
+$(BUILD)/$(1)/bin/hypeman-init: $(patsubst guest/%.c,$(BUILD)/$(1)/guest-static/%.o,$(GUEST_SRC))
+	@mkdir -p $$(@D)
+	@echo "  LD      $$@"
+	@$$(CC) $$(GUEST_LDFLAGS) $$^ -o $$@
+
 $(BUILD)/$(1)/tests/%: $(BUILD)/$(1)/tests/unit/%.o $(call objs,$(1),$(LIB_SRC) $(LIB_ASM))
 	@mkdir -p $$(@D)
 	@echo "  LD      $$@"
@@ -100,8 +115,11 @@ $(SPEC_JSON): api/openapi.yaml $(YAML2JSON)
 	@mkdir -p $(@D)
 	$(YAML2JSON) $< $@.tmp && mv $@.tmp $@
 
+# Packages, then the guest kernel (Debian's cloud kernel, unpacked, never
+# installed) into the data dir's system folder; both are no-ops when done.
 setup:
 	@scripts/setup.sh
+	@scripts/kernel.sh "$(DATA_DIR)/system/kernel"
 
 run: setup bins
 	@scripts/run.sh "$(BUILD)/rel/bin" "$(DATA_DIR)" "$(PORT)"
@@ -113,6 +131,7 @@ test: setup
 # Benchmarks (not part of `make test`): ratios against the existing tools.
 bench: setup bins
 	node bench/pull.mjs 5
+	node bench/boot.mjs 7
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

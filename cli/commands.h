@@ -36,3 +36,7 @@ int cmd_pull(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_images(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_rmi(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_load(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_run(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_ps(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_logs(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_rm(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);

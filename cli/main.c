@@ -16,6 +16,31 @@
 #include "core/err.h"
 
 static const struct cli_cmd commands[] = {
+	{ "run", "IMAGE [COMMAND [ARG...]]",
+	  "Boot an image as a microVM (pulling it if needed) and follow its output",
+	  "  -n, --name NAME        instance name (default: from the image)\n"
+	  "  -e, --env KEY=VALUE    set an environment variable (repeatable; KEY alone\n"
+	  "                         passes it from this shell)\n"
+	  "  --entrypoint PROG      override the image's entrypoint (\"\" clears it)\n"
+	  "  --cpus N               virtual CPUs (default 2)\n"
+	  "  -m, --memory SIZE      guest memory, e.g. 512MB (default 1GB)\n"
+	  "  --overlay-size SIZE    writable disk (default 10GB, sparse)\n"
+	  "  -t, --tag KEY=VALUE    tag the instance (repeatable)\n"
+	  "  -d, --detach           print the instance id and return at once\n"
+	  "  -q, --quiet            no pull messages\n"
+	  "Attached, it exits with the program's exit code.\n",
+	  cmd_run },
+	{ "ps", "", "List instances (running ones; -a for all)",
+	  "  -a, --all    include stopped instances\n"
+	  "  -q, --quiet  print ids only\n",
+	  cmd_ps },
+	{ "logs", "INSTANCE", "Print an instance's logs",
+	  "  -f, --follow         keep printing new lines until the instance stops\n"
+	  "  -n, --tail N         start with the last N lines (default 100)\n"
+	  "  -s, --source SOURCE  app (default: the program's console), vmm, hypeman\n",
+	  cmd_logs },
+	{ "rm", "INSTANCE...", "Delete instances (stopped ones; -f kills running ones)",
+	  "  -f, --force  delete even if it is running (its VM is killed)\n", cmd_rm },
 	{ "pull", "IMAGE", "Pull an image and convert it to a VM root disk",
 	  "  --platform OS/ARCH   platform to pull (default: the host's)\n"
 	  "  --username USER      registry user; password from --password-stdin\n"

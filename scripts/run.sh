@@ -34,6 +34,7 @@ hypeman-api is listening on http://$ADDR:$PORT (data in $DATA_DIR)
   export HYPEMAN_BASE_URL=http://$ADDR:$PORT
   export HYPEMAN_API_KEY=$token
   $BIN/hypeman resources
+  $BIN/hypeman run busybox echo hello from a microVM
   curl -H "Authorization: Bearer \$HYPEMAN_API_KEY" http://$ADDR:$PORT/resources
 
 Press Ctrl-C to stop.

@@ -10,8 +10,9 @@ PACKAGES=(
 	# libraries
 	libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
 	libarchive-dev libyaml-dev libcmocka-dev
-	# tools the daemon drives: root disks
-	erofs-utils e2fsprogs tar
+	# tools the daemon drives: root disks, the VMM, and the guest kernel's
+	# unpacking (the cloud kernel's bzImage is LZ4; cpio/kmod for checks)
+	erofs-utils e2fsprogs tar qemu-system-x86 lz4 kmod
 	# tools the tests and benchmarks drive: a real registry, images made from
 	# Debian's busybox, and the skopeo+umoci pipeline bench/pull compares with
 	curl ca-certificates docker-registry busybox-static skopeo umoci

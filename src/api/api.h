@@ -18,6 +18,7 @@ struct hm_services {
 	const struct hm_config *cfg;
 	struct hm_store *store;
 	struct hm_images *images;
+	struct hm_instances *instances;
 	const char *jwt_secret;
 	time_t started_at;
 };

@@ -15,3 +15,8 @@ hm_handler_fn hm_h_images_list;
 hm_handler_fn hm_h_images_get;
 hm_handler_fn hm_h_images_delete;
 hm_handler_fn hm_h_images_load;
+hm_handler_fn hm_h_instances_create;
+hm_handler_fn hm_h_instances_list;
+hm_handler_fn hm_h_instances_get;
+hm_handler_fn hm_h_instances_delete;
+hm_handler_fn hm_h_instances_logs;

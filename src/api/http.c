@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -52,13 +53,45 @@ struct hm_api {
 	struct MHD_Daemon *mhd;
 	struct hm_services *svc;
 	uint16_t port;
+	atomic_bool stopping; /* ends streamed responses at shutdown */
 };
 
 /*
- * A small pool of epoll threads: one slow handler (an image import, a VM
- * boot) must not stall every other client.
+ * One thread per connection: a slow handler (an image import, a VM boot)
+ * never stalls another client, and a streamed response (SSE logs; later
+ * exec) may block its own thread waiting for data.
  */
-#define HTTP_THREADS 8
+
+/* A streamed body: the handler's reader, called until it ends or we stop. */
+struct stream {
+	struct hm_api *api;
+	ssize_t (*read)(void *cls, char *buf, size_t max);
+	void (*free)(void *cls);
+	void *cls;
+};
+
+static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct stream *s = cls;
+	for (;;) {
+		if (atomic_load(&s->api->stopping))
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		ssize_t n = s->read(s->cls, buf, max);
+		if (n > 0)
+			return n;
+		if (n < 0)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+	}
+}
+
+static void stream_free(void *cls)
+{
+	struct stream *s = cls;
+	if (s->free)
+		s->free(s->cls);
+	free(s);
+}
 
 struct hm_req {
 	struct hm_api *api;
@@ -176,6 +209,8 @@ void hm_resp_header(struct hm_resp *resp, const char *name, const char *value)
 void hm_resp_done(struct hm_resp *resp)
 {
 	json_decref(resp->json);
+	if (resp->stream_read && resp->stream_free)
+		resp->stream_free(resp->stream_cls); /* never handed to the edge */
 	for (size_t i = 0; i < resp->nheaders; i++)
 		free(resp->headers[i].value);
 	*resp = (struct hm_resp){ 0 };
@@ -202,6 +237,16 @@ static enum MHD_Result send_resp(struct hm_req *req, struct hm_resp *resp)
 		s[len++] = '\n';
 		r = MHD_create_response_from_buffer(len, s, MHD_RESPMEM_MUST_FREE);
 		ctype = "application/json";
+	} else if (resp->stream_read) {
+		struct stream *st = xcalloc(1, sizeof(*st));
+		*st = (struct stream){ req->api, resp->stream_read, resp->stream_free,
+			               resp->stream_cls };
+		resp->stream_read = NULL;
+		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_cb, st,
+		                                      stream_free);
+		ctype = resp->content_type ? resp->content_type : "application/octet-stream";
+		if (!r)
+			stream_free(st);
 	} else {
 		r = MHD_create_response_from_buffer(resp->len, (void *)resp->data,
 		                                    MHD_RESPMEM_PERSISTENT);
@@ -209,7 +254,7 @@ static enum MHD_Result send_resp(struct hm_req *req, struct hm_resp *resp)
 	}
 	if (!r)
 		return MHD_NO;
-	if (resp->json || resp->len > 0)
+	if (resp->json || resp->len > 0 || resp->content_type)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	for (size_t i = 0; i < resp->nheaders; i++)
 		MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
@@ -502,8 +547,8 @@ int hm_api_start(struct hm_services *svc, struct hm_api **ret, struct hm_err **e
 {
 	const struct hm_config *cfg = svc->cfg;
 	struct sockaddr_storage ss = { 0 };
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-	                 MHD_ALLOW_SUSPEND_RESUME;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+	                 MHD_USE_POLL | MHD_USE_ERROR_LOG;
 	if (strchr(cfg->listen_addr, ':')) {
 		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
 		a6->sin6_family = AF_INET6;
@@ -526,10 +571,9 @@ int hm_api_start(struct hm_services *svc, struct hm_api **ret, struct hm_err **e
 	api->mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-	    api, MHD_OPTION_UNESCAPE_CALLBACK, unescape_identity, NULL, MHD_OPTION_THREAD_POOL_SIZE,
-	    (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)(128 * 1024), MHD_OPTION_END);
+	    api, MHD_OPTION_UNESCAPE_CALLBACK, unescape_identity, NULL, MHD_OPTION_CONNECTION_LIMIT,
+	    cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
 	if (!api->mhd) {
 		free(api);
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, NULL,
@@ -551,6 +595,7 @@ void hm_api_stop(struct hm_api *api)
 {
 	if (!api)
 		return;
+	atomic_store(&api->stopping, true);
 	MHD_stop_daemon(api->mhd);
 	free(api);
 }

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct hm_err;
 struct hm_principal;
@@ -23,6 +24,15 @@ struct hm_resp {
 	const char *content_type; /* for raw bodies */
 	const void *data;         /* raw body (not owned; must outlive the server) */
 	size_t len;
+	/*
+	 * A streamed body (SSE): stream_read fills buf and returns > 0 bytes, 0
+	 * for "nothing yet" (it should wait a little, ~250 ms, before returning
+	 * 0), or -1 at the end. stream_free releases stream_cls. The edge calls
+	 * them from the connection's own thread.
+	 */
+	ssize_t (*stream_read)(void *cls, char *buf, size_t max);
+	void (*stream_free)(void *cls);
+	void *stream_cls;
 	struct {
 		const char *name; /* static */
 		char *value;      /* owned */

@@ -16,6 +16,11 @@ const struct hm_route hm_routes[] = {
 	{ "POST", "/images/load", "image:write", HM_ROUTE_UPLOAD, hm_h_images_load },
 	{ "GET", "/images/{name}", "image:read", 0, hm_h_images_get },
 	{ "DELETE", "/images/{name}", "image:delete", 0, hm_h_images_delete },
+	{ "GET", "/instances", "instance:read", 0, hm_h_instances_list },
+	{ "POST", "/instances", "instance:write", HM_ROUTE_JSON_BODY, hm_h_instances_create },
+	{ "GET", "/instances/{id}", "instance:read", 0, hm_h_instances_get },
+	{ "DELETE", "/instances/{id}", "instance:delete", 0, hm_h_instances_delete },
+	{ "GET", "/instances/{id}/logs", "instance:read", 0, hm_h_instances_logs },
 };
 
 const size_t hm_routes_count = sizeof(hm_routes) / sizeof(hm_routes[0]);

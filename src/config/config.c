@@ -41,7 +41,9 @@ void hm_config_usage(const char *prog)
 	    "                      plain HTTP; loopback registries always are\n"
 	    "  MAX_CONCURRENT_PULLS image pulls run at once (default 2)\n"
 	    "  PULL_STALL_TIMEOUT  seconds a registry transfer may make no progress (default 30)\n"
-	    "  IMAGE_FORMAT        root disk format: erofs (default) or ext4\n",
+	    "  IMAGE_FORMAT        root disk format: erofs (default) or ext4\n"
+	    "  KERNEL_DIR          guest kernel dir (vmlinux, modules/, load.order); default\n"
+	    "                      DATA_DIR/system/kernel/current, made by scripts/kernel.sh\n",
 	    prog);
 }
 
@@ -221,6 +223,8 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 			return hm_err_set(err, HM_ERR_INVALID, NULL,
 			                  "IMAGE_FORMAT must be erofs or ext4, got `%s`", v);
 		set_str(&cfg->image_format, v);
+	} else if (strcmp(key, "KERNEL_DIR") == 0) {
+		set_str(&cfg->kernel_dir, v);
 	}
 	return 0;
 }
@@ -242,6 +246,7 @@ static const char *const env_keys[] = {
 	"MAX_CONCURRENT_PULLS",
 	"PULL_STALL_TIMEOUT",
 	"IMAGE_FORMAT",
+	"KERNEL_DIR",
 };
 
 int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err **err)
@@ -326,5 +331,6 @@ void hm_config_done(struct hm_config *cfg)
 	free(cfg->jwt_secret);
 	free(cfg->insecure_registries);
 	free(cfg->image_format);
+	free(cfg->kernel_dir);
 	*cfg = (struct hm_config){ 0 };
 }

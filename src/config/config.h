@@ -30,6 +30,8 @@ struct hm_config {
 	int pull_workers;            /* MAX_CONCURRENT_PULLS, default 2 */
 	long pull_stall_timeout_s;   /* PULL_STALL_TIMEOUT, default 30 */
 	char *image_format;          /* IMAGE_FORMAT: erofs (default) or ext4 */
+	char
+	    *kernel_dir; /* KERNEL_DIR: vmlinux + modules; NULL = $DATA_DIR/system/kernel/current */
 };
 
 enum { HM_CONFIG_OK = 0, HM_CONFIG_HELP = 1 };

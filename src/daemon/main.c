@@ -1,7 +1,8 @@
 /*
  * hypeman-api: the daemon's entry point. It owns start-up and shutdown:
  *
- *   config -> data dir -> signing secret -> store -> image service -> HTTP server
+ *   config -> data dir -> signing secret -> store -> image service ->
+ *   instance service (adopts running VMs) -> HTTP server
  *
  * and tears them down in reverse on SIGTERM or SIGINT. The signals are
  * blocked before any thread starts and then waited for synchronously here,
@@ -26,6 +27,7 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "image/images.h"
+#include "instance/instances.h"
 #include "store/store.h"
 
 static int record_first_start(struct hm_store *st, struct hm_err **err)
@@ -87,15 +89,24 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		return -1;
 	}
 
+	struct hm_instances *instances = NULL;
+	if (hm_instances_open(store, images, cfg, &instances, err) < 0) {
+		hm_images_stop(images);
+		hm_store_close(store);
+		return -1;
+	}
+
 	struct hm_services svc = {
 		.cfg = cfg,
 		.store = store,
 		.images = images,
+		.instances = instances,
 		.jwt_secret = secret,
 		.started_at = time(NULL),
 	};
 	struct hm_api *api = NULL;
 	if (hm_api_start(&svc, &api, err) < 0) {
+		hm_instances_close(instances);
 		hm_images_stop(images);
 		hm_store_close(store);
 		return -1;
@@ -112,6 +123,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		;
 	log_info("daemon", "shutting down", "signal=%s", sigabbrev_np(sig));
 	hm_api_stop(api);
+	hm_instances_close(instances); /* VMs keep running; the next start adopts them */
 	hm_images_stop(images);
 	hm_store_close(store);
 	log_info("daemon", "stopped");

@@ -119,21 +119,13 @@ int hm_store_image_list(struct hm_store *st, struct hm_image_row **ret, size_t *
 int hm_store_image_delete(struct hm_store *st, const char *name, struct hm_err **err)
 {
 	sqlite3_stmt *s;
-	/* RETURNING tells this statement's own effect, whatever other threads do. */
 	if (hm_store_prepare(st, "DELETE FROM images WHERE name = ?1 RETURNING name", &s, err) < 0)
 		return -1;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		rc = sqlite3_step(s);
-	else if (rc == SQLITE_DONE)
-		rc = SQLITE_NOTFOUND;
-	sqlite3_finalize(s);
-	if (rc == SQLITE_NOTFOUND)
+	int found = hm_store_step_returning(st, s, "delete image", err);
+	if (found == 0)
 		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "image `%s` not found", name);
-	if (rc != SQLITE_DONE)
-		return hm_store_error(st, err, "delete image");
-	return 0;
+	return found < 0 ? -1 : 0;
 }
 
 int hm_store_image_digest_refs(struct hm_store *st, const char *digest, struct hm_err **err)

@@ -12,4 +12,9 @@ struct hm_store;
 int hm_store_prepare(struct hm_store *st, const char *sql, sqlite3_stmt **ret, struct hm_err **err);
 /* Step a statement that returns no rows, finalize it; < 0 on failure. */
 int hm_store_step_done(struct hm_store *st, sqlite3_stmt *s, const char *what, struct hm_err **err);
+/* Step a one-row `... RETURNING` statement, finalize it: 1 if it touched a row, 0 if
+ * none, < 0 on failure. RETURNING tells this statement's own effect, whatever
+ * other connections do. */
+int hm_store_step_returning(struct hm_store *st, sqlite3_stmt *s, const char *what,
+                            struct hm_err **err);
 int hm_store_error(struct hm_store *st, struct hm_err **err, const char *what);

@@ -23,6 +23,23 @@ const char *const hm_migrations[] = {
 	"  updated_at TEXT NOT NULL"
 	") STRICT;"
 	"CREATE INDEX images_digest ON images(digest);",
+	/* 3: instances. `spec` is the JSON of what was asked for (sizes, env,
+	 * argv overrides, tags); the rest is lifecycle the daemon must remember
+	 * across restarts. Live state is never stored: it is derived. */
+	"CREATE TABLE instances ("
+	"  id TEXT PRIMARY KEY NOT NULL,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  image TEXT NOT NULL,"
+	"  image_digest TEXT NOT NULL,"
+	"  spec TEXT NOT NULL,"
+	"  phase TEXT NOT NULL,"
+	"  vmm_pid INTEGER,"
+	"  exit_code INTEGER,"
+	"  exit_message TEXT,"
+	"  created_at TEXT NOT NULL,"
+	"  started_at TEXT,"
+	"  stopped_at TEXT"
+	") STRICT;",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

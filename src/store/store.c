@@ -165,6 +165,20 @@ int hm_store_prepare(struct hm_store *st, const char *sql, sqlite3_stmt **ret, s
 	return 0;
 }
 
+int hm_store_step_returning(struct hm_store *st, sqlite3_stmt *s, const char *what,
+                            struct hm_err **err)
+{
+	int rc = sqlite3_step(s), found = 0;
+	if (rc == SQLITE_ROW) {
+		found = 1;
+		rc = sqlite3_step(s);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return db_error(st, err, what);
+	return found;
+}
+
 int hm_store_step_done(struct hm_store *st, sqlite3_stmt *s, const char *what, struct hm_err **err)
 {
 	int rc = sqlite3_step(s);

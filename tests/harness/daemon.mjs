@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN_DIR = process.env.HYPEMAN_BIN_DIR || join(ROOT, 'build/san/bin');
 export const bin = (name) => join(BIN_DIR, name);
+// The guest kernel `make setup` fetched (scripts/kernel.sh), shared by every test daemon.
+export const KERNEL_DIR = process.env.HYPEMAN_KERNEL_DIR || join(ROOT, '.data/system/kernel/current');
 
 const SAN_ENV = {
   ASAN_OPTIONS: 'abort_on_error=0:exitcode=86:detect_leaks=1',
@@ -20,7 +22,7 @@ const SAN_ENV = {
 export async function startDaemon({ env = {}, args = [] } = {}) {
   const dataDir = env.DATA_DIR || mkdtempSync(join(tmpdir(), 'hypeman-test-'));
   const child = spawn(bin('hypeman-api'), args, {
-    env: { ...process.env, ...SAN_ENV, PORT: '0', LISTEN_ADDR: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...env },
+    env: { ...process.env, ...SAN_ENV, PORT: '0', LISTEN_ADDR: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', KERNEL_DIR, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';

@@ -21,6 +21,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "store/migrations.h"
+#include "store/instances.h"
 #include "store/store.h"
 
 struct fixture {
@@ -322,6 +323,87 @@ static void unusable_paths(void **state)
 	hm_err_free(err);
 }
 
+static struct hm_instance_row inst_row(char *id, char *name)
+{
+	return (struct hm_instance_row){
+		.id = id,
+		.name = name,
+		.image = (char *)"docker.io/library/busybox:latest",
+		.image_digest = (char *)"sha256:00",
+		.spec = (char *)"{}",
+		.phase = (char *)"Created",
+		.exit_code = -1,
+		.created_at = (char *)"2026-01-01T00:00:00.000Z",
+	};
+}
+
+/* Instances: unique names, lookup by id, name and unique id prefix, update, delete. */
+static void instances_table(void **state)
+{
+	struct fixture *f = *state;
+	struct hm_store *st = open_ok(f->db);
+	struct hm_err *err = NULL;
+	struct hm_instance_row a = inst_row((char *)"abc111", (char *)"web");
+	struct hm_instance_row b = inst_row((char *)"abc222", (char *)"db");
+	assert_int_equal(hm_store_instance_insert(st, &a, &err), 0);
+	assert_int_equal(hm_store_instance_insert(st, &b, &err), 0);
+	struct hm_instance_row dup = inst_row((char *)"zzz999", (char *)"web");
+	assert_int_equal(hm_store_instance_insert(st, &dup, &err), -1);
+	assert_int_equal(err->kind, HM_ERR_CONFLICT);
+	hm_err_free(err);
+	err = NULL;
+
+	struct hm_instance_row got = { 0 };
+	assert_int_equal(hm_store_instance_find(st, "web", &got, &err), 0);
+	assert_string_equal(got.id, "abc111");
+	assert_int_equal(got.exit_code, -1);
+	assert_int_equal(got.vmm_pid, 0);
+	hm_instance_row_done(&got);
+	assert_int_equal(hm_store_instance_find(st, "abc2", &got, &err), 0);
+	assert_string_equal(got.name, "db");
+	hm_instance_row_done(&got);
+	/* ambiguous prefix: 409; unknown: 404; a LIKE pattern is not a prefix */
+	assert_int_equal(hm_store_instance_find(st, "abc", &got, &err), -1);
+	assert_int_equal(err->kind, HM_ERR_CONFLICT);
+	hm_err_free(err);
+	err = NULL;
+	const char *missing[] = { "nope", "%", "a_c", "" };
+	for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+		assert_int_equal(hm_store_instance_find(st, missing[i], &got, &err), -1);
+		assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+		hm_err_free(err);
+		err = NULL;
+	}
+
+	b.phase = (char *)"Stopped";
+	b.exit_code = 3;
+	b.exit_message = (char *)"exit status 3";
+	b.vmm_pid = 4242;
+	assert_int_equal(hm_store_instance_update(st, &b, &err), 0);
+	assert_int_equal(hm_store_instance_get(st, "abc222", &got, &err), 0);
+	assert_string_equal(got.phase, "Stopped");
+	assert_int_equal(got.exit_code, 3);
+	assert_int_equal(got.vmm_pid, 4242);
+	assert_string_equal(got.exit_message, "exit status 3");
+	hm_instance_row_done(&got);
+	struct hm_instance_row ghost = inst_row((char *)"ghost", (char *)"ghost");
+	assert_int_equal(hm_store_instance_update(st, &ghost, &err), -1);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	err = NULL;
+
+	struct hm_instance_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(hm_store_instance_list(st, &rows, &n, &err), 0);
+	assert_int_equal(n, 2);
+	hm_instance_rows_free(rows, n);
+	assert_int_equal(hm_store_instance_delete(st, "abc111", &err), 0);
+	assert_int_equal(hm_store_instance_delete(st, "abc111", &err), -1);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	hm_store_close(st);
+}
+
 int main(void)
 {
 	hm_log_set_level(HM_LOG_WARN); /* quiet the per-migration info lines */
@@ -334,6 +416,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(failed_migration_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(unusable_paths, setup, teardown),
+		cmocka_unit_test_setup_teardown(instances_table, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

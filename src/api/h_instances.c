@@ -1,0 +1,125 @@
+/*
+ * Instance endpoints: POST/GET /instances, GET/DELETE /instances/{id}
+ * ({id} is an id, a name or a unique id prefix) and GET
+ * /instances/{id}/logs as Server-Sent Events. The work is the instance
+ * service's (instance/instances.h); this file maps HTTP to its calls.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/handlers.h"
+#include "api/request.h"
+#include "api/validate.h"
+#include "core/err.h"
+#include "instance/instances.h"
+#include "instance/logs.h"
+
+int hm_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	json_t *inst = NULL;
+	if (hm_instances_create(hm_req_services(req)->instances, hm_req_json(req), &inst, err) < 0)
+		return -1;
+	return hm_resp_json(resp, 201, inst);
+}
+
+static const char *const STATES[] = { "Created",  "Initializing", "Running", "Paused",
+	                              "Shutdown", "Stopped",      "Standby", "Unknown" };
+
+int hm_h_instances_list(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	const char *state = hm_req_query(req, "state");
+	if (state) {
+		bool ok = false;
+		for (size_t i = 0; i < sizeof(STATES) / sizeof(STATES[0]); i++)
+			ok |= strcmp(state, STATES[i]) == 0;
+		if (!ok)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_state",
+			                  "unknown state `%.40s` (one of Created, Initializing, "
+			                  "Running, Paused, Shutdown, Stopped, Standby, Unknown)",
+			                  state);
+	}
+	json_t *filter = hm_query_deep_object(req, "tags");
+	json_t *list = NULL;
+	int r = hm_instances_list(hm_req_services(req)->instances, state, filter, &list, err);
+	json_decref(filter);
+	if (r < 0)
+		return -1;
+	return hm_resp_json(resp, 200, list);
+}
+
+int hm_h_instances_get(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	json_t *inst = NULL;
+	if (hm_instances_get(hm_req_services(req)->instances, hm_req_param(req, "id"), &inst, err) <
+	    0)
+		return -1;
+	return hm_resp_json(resp, 200, inst);
+}
+
+int hm_h_instances_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	if (hm_instances_delete(hm_req_services(req)->instances, hm_req_param(req, "id"), err) < 0)
+		return -1;
+	resp->status = 204;
+	return 0;
+}
+
+static int query_bool(struct hm_req *req, const char *name, bool dflt, bool *ret,
+                      struct hm_err **err)
+{
+	const char *v = hm_req_query(req, name);
+	if (!v || !*v) {
+		*ret = dflt;
+		return 0;
+	}
+	if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+		*ret = true;
+	else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+		*ret = false;
+	else
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
+		                  "`%s` must be true or false", name);
+	return 0;
+}
+
+static ssize_t logs_read(void *cls, char *buf, size_t max)
+{
+	return hm_log_stream_read(cls, buf, max);
+}
+
+static void logs_free(void *cls)
+{
+	hm_log_stream_close(cls);
+}
+
+int hm_h_instances_logs(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	long tail = 100;
+	const char *t = hm_req_query(req, "tail");
+	if (t && *t) {
+		char *end;
+		errno = 0;
+		tail = strtol(t, &end, 10);
+		if (errno || *end || tail < 0 || tail > 1000000)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
+			                  "`tail` must be an integer from 0 to 1000000");
+	}
+	bool follow = false;
+	if (query_bool(req, "follow", false, &follow, err) < 0)
+		return -1;
+	struct hm_log_stream *s = NULL;
+	if (hm_instances_logs(hm_req_services(req)->instances, hm_req_param(req, "id"),
+	                      hm_req_query(req, "source"), tail, follow, &s, err) < 0)
+		return -1;
+	resp->status = 200;
+	resp->content_type = "text/event-stream";
+	resp->stream_read = logs_read;
+	resp->stream_free = logs_free;
+	resp->stream_cls = s;
+	hm_resp_header(resp, "Cache-Control", "no-cache");
+	hm_resp_header(resp, "X-Accel-Buffering", "no");
+	return 0;
+}

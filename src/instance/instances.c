@@ -1,0 +1,969 @@
+/*
+ * instance/instances: the instance service (see instances.h for the model).
+ *
+ * Each instance owns a folder, $DATA_DIR/instances/<id>/:
+ *   config.img      the guest config disk (docs/guest.md), with the exit record
+ *   overlay.ext4    the writable layer over the image (sparse)
+ *   logs/app.log    the serial console: the program's output
+ *   logs/vmm.log    the VMM process's own output
+ *   logs/hypeman.log  what the daemon did to this instance
+ *   run/            the VMM's sockets and pid file
+ *
+ * Threads: request handlers call in under `lock` for the list of live VMs;
+ * one monitor thread per live VM reads the guest agent channel and waits on
+ * the VMM's pidfd. When the VMM exits, the monitor records the outcome (the
+ * guest's exit record) in the store. A per-VM mutex serialises calls into
+ * the VMM handle. A failed create removes everything it made: row, folder,
+ * process.
+ */
+#include "instance/instances.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "boot/guestcfg.h"
+#include "boot/initrd.h"
+#include "boot/kernel.h"
+#include "config/config.h"
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/spawn.h"
+#include "core/tags.h"
+#include "core/xalloc.h"
+#include "host/host.h"
+#include "image/images.h"
+#include "instance/command.h"
+#include "instance/logs.h"
+#include "store/instances.h"
+#include "vmm/vmm.h"
+
+#define DEFAULT_MEM     (1LL << 30)
+#define DEFAULT_OVERLAY (10LL << 30)
+#define DEFAULT_VCPUS   2
+#define MIN_MEM         (64LL << 20)
+#define MAX_MEM         (1LL << 40)
+#define MIN_OVERLAY     (64LL << 20)
+#define MAX_OVERLAY     (100LL << 30)
+#define MAX_VCPUS       64
+#define AGENT_LINE_MAX  (64u << 10)
+
+struct live {
+	struct live *next;
+	char *id;
+	char *dir;
+	struct hm_vm *vm;
+	pthread_mutex_t vm_lock;
+	pthread_t thread;
+	int wake[2]; /* written to stop the monitor without finalising */
+	atomic_bool started;
+	atomic_bool exited;
+	struct hm_instances *in;
+};
+
+struct hm_instances {
+	struct hm_store *st;
+	struct hm_images *images;
+	const struct hm_config *cfg;
+	const struct hm_vmm_ops *vmm;
+	char *dir;
+	struct hm_kernel kernel;
+	char *boot_error; /* why instances cannot boot, or NULL */
+	char *initrd;
+	long tsc_khz;
+	pthread_mutex_t lock;
+	struct live *lives;
+};
+
+/* ---- small helpers ---- */
+
+static char *now_rfc3339(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char buf[40];
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+	return xasprintf("%s.%03ldZ", buf, ts.tv_nsec / 1000000);
+}
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static char *inst_path(struct hm_instances *in, const char *id, const char *rel)
+{
+	return rel ? xasprintf("%s/%s/%s", in->dir, id, rel) : xasprintf("%s/%s", in->dir, id);
+}
+
+/* Append one logfmt line to the instance's operations log (logs/hypeman.log). */
+static void oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
+{
+	_cleanup_free_ char *path = inst_path(in, id, "logs/hypeman.log");
+	_cleanup_free_ char *ts = now_rfc3339();
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	_cleanup_free_ char *line = xasprintf("ts=%s %s\n", ts, msg ? msg : "");
+	hm_write_all(fd, line, strlen(line));
+	close(fd);
+}
+
+static char *human_size(int64_t b)
+{
+	if (b > 0 && b % (1LL << 30) == 0)
+		return xasprintf("%lldGB", (long long)(b >> 30));
+	if (b > 0 && b % (1LL << 20) == 0)
+		return xasprintf("%lldMB", (long long)(b >> 20));
+	return xasprintf("%lldB", (long long)b);
+}
+
+static struct live *live_find(struct hm_instances *in, const char *id)
+{
+	for (struct live *l = in->lives; l; l = l->next)
+		if (strcmp(l->id, id) == 0)
+			return l;
+	return NULL;
+}
+
+/* ---- the monitor ---- */
+
+static void handle_agent_line(struct live *l, const char *line)
+{
+	json_t *msg = json_loads(line, 0, NULL);
+	if (!msg)
+		return;
+	const char *type = json_string_value(json_object_get(msg, "type"));
+	if (type && strcmp(type, "started") == 0 && !atomic_exchange(&l->started, true)) {
+		struct hm_instance_row row = { .exit_code = -1 };
+		_cleanup_err_ struct hm_err *err = NULL;
+		if (hm_store_instance_get(l->in->st, l->id, &row, &err) == 0) {
+			free(row.phase);
+			row.phase = xstrdup("Running");
+			hm_store_instance_update(l->in->st, &row, NULL);
+			hm_instance_row_done(&row);
+		}
+		oplog(l->in, l->id, "msg=\"program started\" pid=%lld guest_uptime_ms=%lld",
+		      (long long)json_integer_value(json_object_get(msg, "pid")),
+		      (long long)json_integer_value(json_object_get(msg, "uptime_ms")));
+	} else if (type && strcmp(type, "boot") == 0) {
+		oplog(l->in, l->id, "msg=\"guest init up\" guest_uptime_ms=%lld",
+		      (long long)json_integer_value(json_object_get(msg, "uptime_ms")));
+	} else if (type && strcmp(type, "exit") == 0) {
+		oplog(l->in, l->id, "msg=\"program exited\" code=%lld",
+		      (long long)json_integer_value(json_object_get(msg, "code")));
+	}
+	json_decref(msg);
+}
+
+/* The VMM is gone: record how it ended. */
+static void finalize(struct live *l)
+{
+	struct hm_instances *in = l->in;
+	struct hm_vm_info info = { .exit_status = -1 };
+	pthread_mutex_lock(&l->vm_lock);
+	l->vm->ops->info(l->vm, &info, NULL);
+	pthread_mutex_unlock(&l->vm_lock);
+
+	_cleanup_free_ char *cfg = inst_path(in, l->id, "config.img");
+	int code = -1;
+	char *message = NULL;
+	_cleanup_err_ struct hm_err *err = NULL;
+	if (hm_guestcfg_read_exit(cfg, &code, &message, &err) <= 0) {
+		code = -1;
+		free(message);
+		message = xasprintf("the VM stopped without an exit report from the guest%s",
+		                    err ? " (config disk unreadable)" : "");
+	}
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_get(in->st, l->id, &row, NULL) == 0) {
+		free(row.phase);
+		row.phase = xstrdup("Stopped");
+		row.vmm_pid = 0;
+		row.exit_code = code;
+		free(row.exit_message);
+		row.exit_message = message;
+		message = NULL;
+		free(row.stopped_at);
+		row.stopped_at = now_rfc3339();
+		hm_store_instance_update(in->st, &row, NULL);
+		oplog(in, l->id, "msg=\"vm stopped\" exit_code=%d exit_message=\"%s\"",
+		      row.exit_code, row.exit_message);
+		hm_instance_row_done(&row);
+	}
+	free(message);
+	atomic_store(&l->exited, true);
+}
+
+static void *monitor(void *arg)
+{
+	struct live *l = arg;
+	_cleanup_err_ struct hm_err *err = NULL;
+	int afd = l->vm->ops->agent_connect(l->vm, 10000, &err);
+	if (afd < 0)
+		oplog(l->in, l->id, "msg=\"agent channel unavailable\" error=\"%s\"",
+		      err ? err->msg : "?");
+	_cleanup_free_ char *buf = xmalloc(AGENT_LINE_MAX + 1);
+	size_t len = 0;
+	bool stop = false;
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = l->vm->pidfd, .events = POLLIN },
+			{ .fd = l->wake[0], .events = POLLIN },
+			{ .fd = afd, .events = POLLIN },
+		};
+		int n = poll(p, afd >= 0 ? 3 : 2, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (p[1].revents) {
+			stop = true;
+			break;
+		}
+		if (afd >= 0 && p[2].revents) {
+			ssize_t r = read(afd, buf + len, AGENT_LINE_MAX - len);
+			if (r <= 0) {
+				close(afd);
+				afd = -1;
+			} else {
+				len += (size_t)r;
+				char *nl;
+				while ((nl = memchr(buf, '\n', len))) {
+					*nl = '\0';
+					handle_agent_line(l, buf);
+					len -= (size_t)(nl + 1 - buf);
+					memmove(buf, nl + 1, len);
+				}
+				if (len == AGENT_LINE_MAX)
+					len = 0; /* an over-long line: drop it */
+			}
+		}
+		if (p[0].revents)
+			break;
+	}
+	if (afd >= 0)
+		close(afd);
+	if (!stop)
+		finalize(l);
+	return NULL;
+}
+
+static void live_free(struct live *l)
+{
+	if (!l)
+		return;
+	if (l->vm)
+		l->vm->ops->free(l->vm);
+	pthread_mutex_destroy(&l->vm_lock);
+	close(l->wake[0]);
+	close(l->wake[1]);
+	free(l->id);
+	free(l->dir);
+	free(l);
+}
+
+/* Start monitoring `vm` (taken over) for instance `id`; adds it to the list. Under lock. */
+static void live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started)
+{
+	struct live *l = xcalloc(1, sizeof(*l));
+	l->id = xstrdup(id);
+	l->dir = inst_path(in, id, NULL);
+	l->vm = vm;
+	l->in = in;
+	atomic_init(&l->started, started);
+	atomic_init(&l->exited, false);
+	pthread_mutex_init(&l->vm_lock, NULL);
+	if (pipe2(l->wake, O_CLOEXEC) < 0)
+		abort();
+	if (pthread_create(&l->thread, NULL, monitor, l) != 0)
+		abort();
+	l->next = in->lives;
+	in->lives = l;
+}
+
+/* Stop a live's monitor and unlink it (under lock); the caller then owns it. */
+static struct live *live_detach(struct hm_instances *in, const char *id)
+{
+	for (struct live **pp = &in->lives; *pp; pp = &(*pp)->next) {
+		struct live *l = *pp;
+		if (strcmp(l->id, id) != 0)
+			continue;
+		*pp = l->next;
+		if (write(l->wake[1], "x", 1) < 0) {
+			/* the monitor also ends when the VMM exits */
+		}
+		pthread_join(l->thread, NULL);
+		return l;
+	}
+	return NULL;
+}
+
+/* ---- JSON ---- */
+
+static json_t *instance_json(struct hm_instances *in, const struct hm_instance_row *r)
+{
+	json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
+	if (!spec)
+		spec = json_object();
+	const char *state = "Stopped";
+	char *state_error = NULL;
+	int exit_code = r->exit_code;
+	_cleanup_free_ char *exit_message = r->exit_message ? xstrdup(r->exit_message) : NULL;
+
+	pthread_mutex_lock(&in->lock);
+	struct live *l = live_find(in, r->id);
+	if (strcmp(r->phase, "Created") == 0) {
+		state = "Created";
+	} else if (l && !atomic_load(&l->exited)) {
+		struct hm_vm_info info = { .exit_status = -1 };
+		struct hm_err *err = NULL;
+		pthread_mutex_lock(&l->vm_lock);
+		int rc = l->vm->ops->info(l->vm, &info, &err);
+		pthread_mutex_unlock(&l->vm_lock);
+		if (rc < 0)
+			info.state = HM_VM_UNKNOWN;
+		switch (info.state) {
+		case HM_VM_RUNNING:
+			state = atomic_load(&l->started) ? "Running" : "Initializing";
+			break;
+		case HM_VM_PAUSED:
+			state = "Paused";
+			break;
+		case HM_VM_SHUTDOWN:
+			state = "Shutdown";
+			break;
+		case HM_VM_EXITED: {
+			/* The monitor has not recorded it yet: read the outcome directly. */
+			state = "Stopped";
+			_cleanup_free_ char *cfg = inst_path(in, r->id, "config.img");
+			char *msg = NULL;
+			if (hm_guestcfg_read_exit(cfg, &exit_code, &msg, NULL) > 0) {
+				free(exit_message);
+				exit_message = msg;
+			}
+			break;
+		}
+		case HM_VM_UNKNOWN:
+			state = "Unknown";
+			state_error = xstrdup(err ? err->msg : "the VMM does not answer");
+			break;
+		}
+		hm_err_free(err);
+	} else if (strcmp(r->phase, "Stopped") != 0) {
+		state = "Unknown";
+		state_error = xstrdup("no VMM is attached to this instance");
+	}
+	pthread_mutex_unlock(&in->lock);
+
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(r->id));
+	json_object_set_new(o, "name", json_string(r->name));
+	json_object_set_new(o, "image", json_string(r->image));
+	json_object_set_new(o, "state", json_string(state));
+	json_object_set_new(o, "state_error", state_error ? json_string(state_error) : json_null());
+	free(state_error);
+	json_int_t mem = json_integer_value(json_object_get(spec, "mem_bytes"));
+	json_int_t ovl = json_integer_value(json_object_get(spec, "overlay_bytes"));
+	_cleanup_free_ char *mem_s = human_size(mem);
+	_cleanup_free_ char *ovl_s = human_size(ovl);
+	json_object_set_new(o, "size", json_string(mem_s));
+	json_object_set_new(o, "overlay_size", json_string(ovl_s));
+	json_object_set(o, "vcpus", json_object_get(spec, "vcpus"));
+	json_t *env = json_object_get(spec, "env");
+	json_object_set_new(o, "env", env ? json_incref(env) : json_object());
+	json_t *tags = json_object_get(spec, "tags");
+	json_object_set_new(o, "tags", tags ? json_incref(tags) : json_object());
+	json_object_set_new(
+	    o, "network",
+	    json_pack("{s:b,s:s,s:n,s:n}", "enabled", 0, "name", "default", "ip", "mac"));
+	json_object_set_new(o, "volumes", json_array());
+	json_object_set_new(o, "created_at", json_string(r->created_at));
+	json_object_set_new(o, "expires_at", json_null());
+	json_object_set_new(o, "started_at",
+	                    r->started_at ? json_string(r->started_at) : json_null());
+	bool stopped = strcmp(state, "Stopped") == 0;
+	json_object_set_new(o, "stopped_at",
+	                    stopped && r->stopped_at ? json_string(r->stopped_at) : json_null());
+	json_object_set_new(o, "exit_code",
+	                    stopped && exit_code >= 0 ? json_integer(exit_code) : json_null());
+	if (stopped && exit_message)
+		json_object_set_new(o, "exit_message", json_string(exit_message));
+	json_object_set_new(o, "has_snapshot", json_false());
+	json_object_set_new(o, "hypervisor", json_string("qemu-microvm"));
+	json_t *argv = json_object_get(spec, "argv");
+	if (argv)
+		json_object_set(o, "command",
+		                argv); /* extension: what runs, after Docker's rules */
+	json_decref(spec);
+	return o;
+}
+
+/* ---- open / close ---- */
+
+static void adopt_all(struct hm_instances *in)
+{
+	struct hm_instance_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_instance_list(in->st, &rows, &n, NULL) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct hm_instance_row *r = &rows[i];
+		if (strcmp(r->phase, "Booting") != 0 && strcmp(r->phase, "Running") != 0)
+			continue;
+		_cleanup_free_ char *run = inst_path(in, r->id, "run");
+		struct hm_vm *vm = NULL;
+		_cleanup_err_ struct hm_err *err = NULL;
+		if (r->vmm_pid > 0 && in->vmm->adopt(run, r->vmm_pid, &vm, &err) == 0) {
+			log_info("instances", "re-adopted", "id=%s name=%s pid=%d", r->id, r->name,
+			         (int)r->vmm_pid);
+			oplog(in, r->id, "msg=\"re-adopted by a restarted daemon\" pid=%d",
+			      (int)r->vmm_pid);
+			pthread_mutex_lock(&in->lock);
+			live_start(in, r->id, vm, strcmp(r->phase, "Running") == 0);
+			pthread_mutex_unlock(&in->lock);
+			continue;
+		}
+		/* Its VMM ended while the daemon was away: record what is known. */
+		_cleanup_free_ char *cfg = inst_path(in, r->id, "config.img");
+		int code = -1;
+		char *msg = NULL;
+		if (hm_guestcfg_read_exit(cfg, &code, &msg, NULL) <= 0) {
+			code = -1;
+			free(msg);
+			msg = xstrdup("the VM stopped while the daemon was not running, without an "
+			              "exit report");
+		}
+		free(r->phase);
+		r->phase = xstrdup("Stopped");
+		r->vmm_pid = 0;
+		r->exit_code = code;
+		free(r->exit_message);
+		r->exit_message = msg;
+		free(r->stopped_at);
+		r->stopped_at = now_rfc3339();
+		hm_store_instance_update(in->st, r, NULL);
+		oplog(in, r->id, "msg=\"found stopped at daemon start\" exit_code=%d", code);
+	}
+	hm_instance_rows_free(rows, n);
+}
+
+static char *self_dir(void)
+{
+	char buf[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return xstrdup(".");
+	buf[n] = '\0';
+	char *slash = strrchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+	return xstrdup(buf);
+}
+
+int hm_instances_open(struct hm_store *st, struct hm_images *images, const struct hm_config *cfg,
+                      struct hm_instances **ret, struct hm_err **err)
+{
+	struct hm_instances *in = xcalloc(1, sizeof(*in));
+	in->st = st;
+	in->images = images;
+	in->cfg = cfg;
+	in->vmm = &hm_vmm_qemu;
+	in->dir = xasprintf("%s/instances", cfg->data_dir);
+	in->tsc_khz = hm_vmm_host_tsc_khz();
+	pthread_mutex_init(&in->lock, NULL);
+	if (hm_mkdir_p(in->dir, 0700, err) < 0) {
+		hm_instances_close(in);
+		return -1;
+	}
+
+	_cleanup_err_ struct hm_err *kerr = NULL;
+	_cleanup_free_ char *bindir = self_dir();
+	_cleanup_free_ char *init_bin = xasprintf("%s/hypeman-init", bindir);
+	_cleanup_free_ char *cache = xasprintf("%s/system/initrd", cfg->data_dir);
+	if (hm_kernel_find(cfg->kernel_dir, cfg->data_dir, &in->kernel, &kerr) < 0 ||
+	    hm_mkdir_p(cache, 0755, &kerr) < 0 ||
+	    hm_initrd_ensure(&in->kernel, init_bin, cache, false, &in->initrd, &kerr) < 0) {
+		in->boot_error = xstrdup(kerr ? kerr->msg : "no guest kernel");
+		log_warn("instances", "instances cannot boot", "error=\"%s\"", in->boot_error);
+	} else {
+		log_info("instances", "guest kernel", "version=%s initrd=%s tsc_khz=%ld",
+		         in->kernel.version, in->initrd, in->tsc_khz);
+	}
+	adopt_all(in);
+	*ret = in;
+	return 0;
+}
+
+void hm_instances_close(struct hm_instances *in)
+{
+	if (!in)
+		return;
+	pthread_mutex_lock(&in->lock);
+	while (in->lives) {
+		struct live *l = live_detach(in, in->lives->id);
+		live_free(l);
+	}
+	pthread_mutex_unlock(&in->lock);
+	pthread_mutex_destroy(&in->lock);
+	hm_kernel_done(&in->kernel);
+	free(in->boot_error);
+	free(in->initrd);
+	free(in->dir);
+	free(in);
+}
+
+/* ---- create ---- */
+
+struct create_req {
+	const char *name;
+	const char *image;
+	int64_t vcpus, mem, overlay;
+	json_t *env, *cmd, *entrypoint, *tags;
+};
+
+static int size_field(json_t *req, const char *key, int64_t dflt, int64_t min, int64_t max,
+                      int64_t *ret, struct hm_err **err)
+{
+	json_t *v = json_object_get(req, key);
+	if (!v || json_is_null(v)) {
+		*ret = dflt;
+		return 0;
+	}
+	if (!json_is_string(v))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s` must be a size string such as \"1GB\"", key);
+	int64_t b;
+	if (hm_parse_size(json_string_value(v), &b, NULL) < 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s`: invalid size `%.40s` (use e.g. \"512MB\", \"2GB\")", key,
+		                  json_string_value(v));
+	if (b < min || b > max) {
+		_cleanup_free_ char *lo = human_size(min);
+		_cleanup_free_ char *hi = human_size(max);
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s` %s is out of range (%s to %s)", key, json_string_value(v),
+		                  lo, hi);
+	}
+	*ret = b;
+	return 0;
+}
+
+static int parse_create(json_t *req, const char *data_dir, struct create_req *c,
+                        struct hm_err **err)
+{
+	if (!json_is_object(req))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *name = json_object_get(req, "name");
+	json_t *image = json_object_get(req, "image");
+	if (!name)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	if (!json_is_string(name))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
+	if (hm_command_check_name(json_string_value(name), err) < 0)
+		return -1;
+	if (!image)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`image` is required");
+	if (!json_is_string(image) || json_string_length(image) == 0 ||
+	    json_string_length(image) > 512)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`image` must be a non-empty image reference");
+	c->name = json_string_value(name);
+	c->image = json_string_value(image);
+
+	json_t *vcpus = json_object_get(req, "vcpus");
+	c->vcpus = DEFAULT_VCPUS;
+	if (vcpus && !json_is_null(vcpus)) {
+		if (!json_is_integer(vcpus) || json_integer_value(vcpus) < 1 ||
+		    json_integer_value(vcpus) > MAX_VCPUS)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`vcpus` must be an integer from 1 to %d", MAX_VCPUS);
+		c->vcpus = json_integer_value(vcpus);
+	}
+	if (size_field(req, "size", DEFAULT_MEM, MIN_MEM, MAX_MEM, &c->mem, err) < 0 ||
+	    size_field(req, "overlay_size", DEFAULT_OVERLAY, MIN_OVERLAY, MAX_OVERLAY, &c->overlay,
+	               err) < 0)
+		return -1;
+	struct hm_host_capacity cap = { 0 };
+	if (hm_host_capacity(data_dir, 0, &cap, NULL) == 0 && cap.memory_bytes > 0 &&
+	    c->mem > cap.memory_bytes) {
+		_cleanup_free_ char *h = human_size(cap.memory_bytes);
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`size` %s is more than this host's memory (%s)",
+		                  json_string_value(json_object_get(req, "size")), h);
+	}
+	c->env = json_object_get(req, "env");
+	if (c->env && !json_is_null(c->env) && hm_command_check_env(c->env, err) < 0)
+		return -1;
+	c->cmd = json_object_get(req, "cmd");
+	if (c->cmd && !json_is_null(c->cmd) && hm_command_check_args(c->cmd, "cmd", err) < 0)
+		return -1;
+	c->entrypoint = json_object_get(req, "entrypoint");
+	if (c->entrypoint && !json_is_null(c->entrypoint) &&
+	    hm_command_check_args(c->entrypoint, "entrypoint", err) < 0)
+		return -1;
+	c->tags = json_object_get(req, "tags");
+	if (c->tags && !json_is_null(c->tags) && hm_tags_validate(c->tags, err) < 0)
+		return -1;
+	json_t *hv = json_object_get(req, "hypervisor");
+	if (hv && !json_is_null(hv)) {
+		const char *h = json_string_value(hv);
+		if (!h || (strcmp(h, "qemu") != 0 && strcmp(h, "qemu-microvm") != 0))
+			return hm_err_set(err, HM_ERR_INVALID, "unsupported_hypervisor",
+			                  "hypervisor `%s` is not available on this host (QEMU is; "
+			                  "Cloud Hypervisor and Firecracker need /dev/kvm)",
+			                  h ? h : "?");
+	}
+	return 0;
+}
+
+/* A sparse ext4 file of `bytes`: the instance's writable layer. */
+static int make_overlay(const char *path, int64_t bytes, struct hm_err **err)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return hm_err_errno(err, errno, "create overlay disk `%s`", path);
+	int r = ftruncate(fd, bytes);
+	int e = errno;
+	close(fd);
+	if (r < 0)
+		return hm_err_errno(err, e, "size overlay disk `%s`", path);
+	const char *argv[] = { "mkfs.ext4",
+		               "-q",
+		               "-F",
+		               "-m",
+		               "0",
+		               "-E",
+		               "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+		               "-O",
+		               "^has_journal",
+		               path,
+		               NULL };
+	if (hm_run(argv, NULL, NULL, err) < 0)
+		return hm_err_wrap(err, "format overlay disk");
+	return 0;
+}
+
+/* Everything of a create after the row exists; on failure the caller undoes it. */
+static int prepare_and_boot(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
+                            const struct hm_image_info *img, struct hm_vm **ret_vm,
+                            struct hm_err **err)
+{
+	const char *id = row->id;
+	double t0 = mono_ms();
+	_cleanup_free_ char *dir = inst_path(in, id, NULL);
+	_cleanup_free_ char *logs = inst_path(in, id, "logs");
+	_cleanup_free_ char *run = inst_path(in, id, "run");
+	if (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0)
+		return -1;
+	_cleanup_free_ char *agent_sock = xasprintf("%s/agent.sock", run);
+	if (strlen(agent_sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return hm_err_set(err, HM_ERR_INTERNAL, NULL,
+		                  "the data dir path is too long for unix sockets (`%s`)",
+		                  agent_sock);
+	oplog(in, id, "msg=created name=%s image=%s digest=%s", row->name, row->image,
+	      row->image_digest);
+
+	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
+	if (make_overlay(overlay, json_integer_value(json_object_get(spec, "overlay_bytes")), err) <
+	    0)
+		return -1;
+	double t_overlay = mono_ms();
+
+	/* The guest config, from the spec. */
+	json_t *argv = json_object_get(spec, "argv");
+	json_t *envo = json_object_get(spec, "full_env");
+	size_t argc = json_array_size(argv), envc = json_object_size(envo);
+	_cleanup_free_ const char **av = xcalloc(argc + 1, sizeof(*av));
+	for (size_t i = 0; i < argc; i++)
+		av[i] = json_string_value(json_array_get(argv, i));
+	_cleanup_free_ char **ev = xcalloc(envc + 1, sizeof(*ev));
+	size_t k = 0;
+	const char *key;
+	json_t *val;
+	json_object_foreach (envo, key, val)
+		ev[k++] = xasprintf("%s=%s", key, json_string_value(val));
+	const char *user = json_string_value(json_object_get(spec, "user"));
+	struct hm_guest_config gc = {
+		.argv = av,
+		.env = (const char *const *)ev,
+		.workdir = json_string_value(json_object_get(spec, "workdir")),
+		.user = user && *user ? user : NULL,
+		.hostname = row->name,
+		.root = "/dev/vdb",
+		.rootfs = img->disk_format,
+		.overlay = "/dev/vdc",
+	};
+	_cleanup_free_ char *cfg = inst_path(in, id, "config.img");
+	int r = hm_guestcfg_write(cfg, &gc, err);
+	for (size_t i = 0; i < envc; i++)
+		free(ev[i]);
+	if (r < 0)
+		return -1;
+	double t_cfg = mono_ms();
+
+	/* tsc_early_khz: without it microvm boots hang at random under TCG. */
+	_cleanup_free_ char *cmdline =
+	    in->tsc_khz > 0
+	        ? xasprintf(
+	              "console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests tsc_early_khz=%ld",
+	              in->tsc_khz)
+	        : xstrdup("console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests");
+	_cleanup_free_ char *app_log = inst_path(in, id, "logs/app.log");
+	_cleanup_free_ char *vmm_log = inst_path(in, id, "logs/vmm.log");
+	struct hm_vm_spec vs = {
+		.id = id,
+		.run_dir = run,
+		.kernel = in->kernel.vmlinux,
+		.initrd = in->initrd,
+		.cmdline = cmdline,
+		.vcpus = (int)json_integer_value(json_object_get(spec, "vcpus")),
+		.mem_bytes = (uint64_t)json_integer_value(json_object_get(spec, "mem_bytes")),
+		.disks = { { cfg, false }, { img->disk_path, true }, { overlay, false } },
+		.ndisks = 3,
+		.console_log = app_log,
+		.vmm_log = vmm_log,
+	};
+	if (in->vmm->spawn(&vs, ret_vm, err) < 0)
+		return hm_err_wrap(err, "start the VM");
+	double t_vmm = mono_ms();
+	oplog(in, id, "msg=\"vm started\" pid=%d overlay_ms=%.1f config_ms=%.1f vmm_ms=%.1f",
+	      (int)(*ret_vm)->pid, t_overlay - t0, t_cfg - t_overlay, t_vmm - t_cfg);
+	(void)dir;
+	return 0;
+}
+
+int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, struct hm_err **err)
+{
+	struct create_req c = { 0 };
+	if (parse_create(req, in->cfg->data_dir, &c, err) < 0)
+		return -1;
+	if (in->boot_error)
+		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
+		                  "instances cannot boot on this host: %s", in->boot_error);
+	struct hm_image_info img = { 0 };
+	if (hm_images_resolve(in->images, c.image, &img, err) < 0)
+		return -1;
+
+	json_t *cfg = img.config;
+	json_t *argv = NULL;
+	if (hm_command_argv(json_object_get(cfg, "entrypoint"), json_object_get(cfg, "cmd"),
+	                    c.entrypoint, c.cmd, &argv, err) < 0) {
+		hm_image_info_done(&img);
+		return -1;
+	}
+	json_t *req_env = json_is_object(c.env) ? c.env : NULL;
+	json_t *spec = json_object();
+	json_object_set_new(spec, "vcpus", json_integer(c.vcpus));
+	json_object_set_new(spec, "mem_bytes", json_integer(c.mem));
+	json_object_set_new(spec, "overlay_bytes", json_integer(c.overlay));
+	json_object_set_new(spec, "env", req_env ? json_deep_copy(req_env) : json_object());
+	json_object_set_new(spec, "full_env", hm_command_env(json_object_get(cfg, "env"), req_env));
+	json_object_set_new(spec, "argv", argv);
+	const char *wd = json_string_value(json_object_get(cfg, "working_dir"));
+	json_object_set_new(spec, "workdir", json_string(wd && *wd ? wd : "/"));
+	const char *user = json_string_value(json_object_get(cfg, "user"));
+	json_object_set_new(spec, "user", json_string(user ? user : ""));
+	json_object_set_new(spec, "tags",
+	                    json_is_object(c.tags) ? json_deep_copy(c.tags) : json_object());
+	if (c.cmd && !json_is_null(c.cmd))
+		json_object_set(spec, "cmd", c.cmd);
+	if (c.entrypoint && !json_is_null(c.entrypoint))
+		json_object_set(spec, "entrypoint", c.entrypoint);
+
+	char id[25];
+	hm_command_new_id(id);
+	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
+	_cleanup_free_ char *created = now_rfc3339();
+	struct hm_instance_row row = {
+		.id = id,
+		.name = (char *)c.name,
+		.image = img.name,
+		.image_digest = img.digest,
+		.spec = spec_text,
+		.phase = (char *)"Created",
+		.exit_code = -1,
+		.created_at = created,
+	};
+	int r = hm_store_instance_insert(in->st, &row, err);
+	struct hm_vm *vm = NULL;
+	if (r == 0)
+		r = prepare_and_boot(in, &row, spec, &img, &vm, err);
+	_cleanup_free_ char *started = now_rfc3339();
+	if (r == 0) {
+		row.phase = (char *)"Booting";
+		row.vmm_pid = vm->pid;
+		row.started_at = started;
+		r = hm_store_instance_update(in->st, &row, err);
+		if (r < 0) {
+			vm->ops->kill(vm, 5000, NULL);
+			vm->ops->free(vm);
+			vm = NULL;
+		}
+	}
+	if (r < 0) {
+		/* Leave nothing behind: no folder, no row (a name conflict made neither). */
+		if (!err || !*err || (*err)->kind != HM_ERR_CONFLICT) {
+			_cleanup_free_ char *dir = inst_path(in, id, NULL);
+			hm_rm_rf(dir, NULL);
+			hm_store_instance_delete(in->st, id, NULL);
+		}
+		log_warn("instances", "create failed", "name=%s error=\"%s\"", c.name,
+		         err && *err ? (*err)->msg : "?");
+	} else {
+		pthread_mutex_lock(&in->lock);
+		live_start(in, id, vm, false);
+		pthread_mutex_unlock(&in->lock);
+		log_info("instances", "created", "id=%s name=%s image=%s", id, c.name, img.name);
+		*ret = instance_json(in, &row);
+	}
+	json_decref(spec);
+	hm_image_info_done(&img);
+	return r;
+}
+
+/* ---- read, list, delete ---- */
+
+int hm_instances_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	*ret = instance_json(in, &row);
+	hm_instance_row_done(&row);
+	return 0;
+}
+
+int hm_instances_list(struct hm_instances *in, const char *state, json_t *tags, json_t **ret,
+                      struct hm_err **err)
+{
+	struct hm_instance_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_instance_list(in->st, &rows, &n, err) < 0)
+		return -1;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = instance_json(in, &rows[i]);
+		bool keep = true;
+		if (state && strcmp(json_string_value(json_object_get(o, "state")), state) != 0)
+			keep = false;
+		if (keep && tags && !hm_tags_match(json_object_get(o, "tags"), tags))
+			keep = false;
+		if (keep)
+			json_array_append_new(arr, o);
+		else
+			json_decref(o);
+	}
+	hm_instance_rows_free(rows, n);
+	*ret = arr;
+	return 0;
+}
+
+int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	pthread_mutex_lock(&in->lock);
+	struct live *l = live_detach(in, row.id);
+	pthread_mutex_unlock(&in->lock);
+	int r = 0;
+	if (l) {
+		if (!atomic_load(&l->exited) && l->vm->ops->kill(l->vm, 10000, err) < 0) {
+			/* Still running: keep monitoring it and report the failure. */
+			pthread_mutex_lock(&in->lock);
+			live_start(in, row.id, l->vm, atomic_load(&l->started));
+			l->vm = NULL;
+			pthread_mutex_unlock(&in->lock);
+			r = -1;
+		}
+		live_free(l);
+	}
+	if (r == 0) {
+		_cleanup_free_ char *dir = inst_path(in, row.id, NULL);
+		if (hm_rm_rf(dir, err) < 0 || hm_store_instance_delete(in->st, row.id, err) < 0)
+			r = -1;
+		else
+			log_info("instances", "deleted", "id=%s name=%s", row.id, row.name);
+	}
+	hm_instance_row_done(&row);
+	return r;
+}
+
+/* ---- logs ---- */
+
+struct alive_ref {
+	struct hm_instances *in;
+	char *id;
+};
+
+static bool log_alive(void *cls)
+{
+	struct alive_ref *a = cls;
+	pthread_mutex_lock(&a->in->lock);
+	struct live *l = live_find(a->in, a->id);
+	bool alive = l && !atomic_load(&l->exited);
+	pthread_mutex_unlock(&a->in->lock);
+	return alive;
+}
+
+static void alive_free(void *cls)
+{
+	struct alive_ref *a = cls;
+	free(a->id);
+	free(a);
+}
+
+int hm_instances_logs(struct hm_instances *in, const char *key, const char *source, long tail,
+                      bool follow, struct hm_log_stream **ret, struct hm_err **err)
+{
+	const char *file;
+	if (!source || strcmp(source, "app") == 0)
+		file = "logs/app.log";
+	else if (strcmp(source, "vmm") == 0)
+		file = "logs/vmm.log";
+	else if (strcmp(source, "hypeman") == 0)
+		file = "logs/hypeman.log";
+	else
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_source",
+		                  "`source` must be app, vmm or hypeman");
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *path = inst_path(in, row.id, file);
+	struct alive_ref *a = xcalloc(1, sizeof(*a));
+	a->in = in;
+	a->id = xstrdup(row.id);
+	hm_instance_row_done(&row);
+	if (access(path, F_OK) < 0 && errno == ENOENT) {
+		/* Nothing written yet (a VMM that printed nothing): an empty log. */
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd >= 0)
+			close(fd);
+	}
+	return hm_log_stream_open(path, tail, follow, log_alive, a, alive_free, ret, err);
+}

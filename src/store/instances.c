@@ -1,0 +1,222 @@
+/*
+ * store/instances: typed access to the instances table.
+ */
+#include "store/instances.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/xalloc.h"
+#include "store/internal.h"
+
+void hm_instance_row_done(struct hm_instance_row *r)
+{
+	free(r->id);
+	free(r->name);
+	free(r->image);
+	free(r->image_digest);
+	free(r->spec);
+	free(r->phase);
+	free(r->exit_message);
+	free(r->created_at);
+	free(r->started_at);
+	free(r->stopped_at);
+	memset(r, 0, sizeof(*r));
+	r->exit_code = -1;
+}
+
+void hm_instance_rows_free(struct hm_instance_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		hm_instance_row_done(&rows[i]);
+	free(rows);
+}
+
+static char *col_text(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	return t ? xstrdup((const char *)t) : NULL;
+}
+
+#define COLS                                                                                       \
+	"id, name, image, image_digest, spec, phase, vmm_pid, exit_code, exit_message, "           \
+	"created_at, "                                                                             \
+	"started_at, stopped_at"
+
+static void read_row(sqlite3_stmt *s, struct hm_instance_row *r)
+{
+	r->id = col_text(s, 0);
+	r->name = col_text(s, 1);
+	r->image = col_text(s, 2);
+	r->image_digest = col_text(s, 3);
+	r->spec = col_text(s, 4);
+	r->phase = col_text(s, 5);
+	r->vmm_pid = sqlite3_column_type(s, 6) == SQLITE_NULL ? 0 : (pid_t)sqlite3_column_int(s, 6);
+	r->exit_code = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 7);
+	r->exit_message = col_text(s, 8);
+	r->created_at = col_text(s, 9);
+	r->started_at = col_text(s, 10);
+	r->stopped_at = col_text(s, 11);
+}
+
+static void bind_row(sqlite3_stmt *s, const struct hm_instance_row *r)
+{
+	sqlite3_bind_text(s, 1, r->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, r->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, r->image, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, r->image_digest ? r->image_digest : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, r->spec ? r->spec : "{}", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, r->phase, -1, SQLITE_STATIC);
+	if (r->vmm_pid > 0)
+		sqlite3_bind_int(s, 7, r->vmm_pid);
+	if (r->exit_code >= 0)
+		sqlite3_bind_int(s, 8, r->exit_code);
+	sqlite3_bind_text(s, 9, r->exit_message, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 10, r->created_at, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 11, r->started_at, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 12, r->stopped_at, -1, SQLITE_STATIC);
+}
+
+int hm_store_instance_insert(struct hm_store *st, const struct hm_instance_row *r,
+                             struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st,
+	                     "INSERT INTO instances(" COLS ") VALUES "
+	                     "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	                     &s, err) < 0)
+		return -1;
+	bind_row(s, r);
+	int rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return hm_err_set(err, HM_ERR_CONFLICT, "name_conflict",
+		                  "an instance named `%s` already exists", r->name);
+	if (rc != SQLITE_DONE)
+		return hm_store_error(st, err, "save instance");
+	return 0;
+}
+
+int hm_store_instance_update(struct hm_store *st, const struct hm_instance_row *r,
+                             struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st,
+	                     "UPDATE instances SET name = ?2, image = ?3, image_digest = ?4, "
+	                     "spec = ?5, phase = ?6, vmm_pid = ?7, exit_code = ?8, "
+	                     "exit_message = ?9, created_at = ?10, started_at = ?11, "
+	                     "stopped_at = ?12 WHERE id = ?1 RETURNING id",
+	                     &s, err) < 0)
+		return -1;
+	bind_row(s, r);
+	int found = hm_store_step_returning(st, s, "update instance", err);
+	if (found == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
+		                  r->id);
+	return found < 0 ? -1 : 0;
+}
+
+/* Run a one-key lookup; 1 if a row was read into *ret, 0 if none, <0 on error. */
+static int lookup(struct hm_store *st, const char *sql, const char *key,
+                  struct hm_instance_row *ret, int *count, struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, sql, &s, err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	int rc, n = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n++ == 0)
+			read_row(s, ret);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		if (n > 0)
+			hm_instance_row_done(ret);
+		return hm_store_error(st, err, "look up instance");
+	}
+	if (count)
+		*count = n;
+	return n > 0;
+}
+
+int hm_store_instance_get(struct hm_store *st, const char *id, struct hm_instance_row *ret,
+                          struct hm_err **err)
+{
+	int r = lookup(st, "SELECT " COLS " FROM instances WHERE id = ?1", id, ret, NULL, err);
+	if (r == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
+		                  id);
+	return r < 0 ? -1 : 0;
+}
+
+int hm_store_instance_find(struct hm_store *st, const char *key, struct hm_instance_row *ret,
+                           struct hm_err **err)
+{
+	int r = lookup(st, "SELECT " COLS " FROM instances WHERE id = ?1", key, ret, NULL, err);
+	if (r == 0)
+		r = lookup(st, "SELECT " COLS " FROM instances WHERE name = ?1", key, ret, NULL,
+		           err);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	/* A prefix of an id: ids are lowercase alphanumerics, so no LIKE escapes are needed
+	 * once the key is checked to be one. */
+	if (!*key || strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(key))
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
+		                  key);
+	int count = 0;
+	r = lookup(st,
+	           "SELECT " COLS " FROM instances WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2",
+	           key, ret, &count, err);
+	if (r < 0)
+		return -1;
+	if (count == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
+		                  key);
+	if (count > 1) {
+		hm_instance_row_done(ret);
+		return hm_err_set(err, HM_ERR_CONFLICT, "ambiguous_id",
+		                  "`%s` is a prefix of more than one instance id", key);
+	}
+	return 0;
+}
+
+int hm_store_instance_list(struct hm_store *st, struct hm_instance_row **ret, size_t *n,
+                           struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, "SELECT " COLS " FROM instances ORDER BY created_at, id", &s,
+	                     err) < 0)
+		return -1;
+	struct hm_instance_row *rows = NULL;
+	size_t cnt = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rows = xrealloc(rows, (cnt + 1) * sizeof(*rows));
+		memset(&rows[cnt], 0, sizeof(rows[cnt]));
+		read_row(s, &rows[cnt++]);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		hm_instance_rows_free(rows, cnt);
+		return hm_store_error(st, err, "list instances");
+	}
+	*ret = rows;
+	*n = cnt;
+	return 0;
+}
+
+int hm_store_instance_delete(struct hm_store *st, const char *id, struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, "DELETE FROM instances WHERE id = ?1 RETURNING id", &s, err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int found = hm_store_step_returning(st, s, "delete instance", err);
+	if (found == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
+		                  id);
+	return found < 0 ? -1 : 0;
+}

@@ -1,0 +1,53 @@
+/*
+ * The instances table: what the daemon must remember about each instance
+ * across restarts. `phase` is the last lifecycle fact the daemon recorded
+ * (Created, Booting, Stopped); the live state a client sees is derived from
+ * the VMM on every read (instance/instances.c), never stored.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct hm_err;
+struct hm_store;
+
+struct hm_instance_row {
+	char *id;
+	char *name;
+	char *image;
+	char *image_digest;
+	char *spec;    /* JSON text */
+	char *phase;   /* Created | Booting | Stopped */
+	pid_t vmm_pid; /* 0: none */
+	int exit_code; /* -1: none */
+	char *exit_message;
+	char *created_at;
+	char *started_at;
+	char *stopped_at;
+};
+
+/* Insert a new row; a taken name or id is HM_ERR_CONFLICT. */
+int hm_store_instance_insert(struct hm_store *st, const struct hm_instance_row *row,
+                             struct hm_err **err);
+/* Replace the row with this id (which must exist: HM_ERR_NOT_FOUND). */
+int hm_store_instance_update(struct hm_store *st, const struct hm_instance_row *row,
+                             struct hm_err **err);
+/* By exact id. Missing: HM_ERR_NOT_FOUND. */
+int hm_store_instance_get(struct hm_store *st, const char *id, struct hm_instance_row *ret,
+                          struct hm_err **err);
+/*
+ * By id, name, or unique id prefix (in that order of preference). Missing
+ * or ambiguous prefix: HM_ERR_NOT_FOUND / HM_ERR_CONFLICT.
+ */
+int hm_store_instance_find(struct hm_store *st, const char *key, struct hm_instance_row *ret,
+                           struct hm_err **err);
+/* All rows ordered by created_at, id. */
+int hm_store_instance_list(struct hm_store *st, struct hm_instance_row **ret, size_t *n,
+                           struct hm_err **err);
+/* Missing: HM_ERR_NOT_FOUND. */
+int hm_store_instance_delete(struct hm_store *st, const char *id, struct hm_err **err);
+
+void hm_instance_row_done(struct hm_instance_row *row);
+void hm_instance_rows_free(struct hm_instance_row *rows, size_t n);

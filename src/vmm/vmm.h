@@ -1,0 +1,99 @@
+/*
+ * The VMM interface: one vtable that every hypervisor backend implements
+ * (QEMU in qemu.c; Cloud Hypervisor and Firecracker later), so the instance
+ * layer never knows which one runs a VM. Like crun's libcrun_container_ops
+ * or kvmtool's per-arch hooks: the caller holds a `struct hm_vm` and calls
+ * through vm->ops.
+ *
+ * A VMM process outlives the daemon that started it (it runs in its own
+ * session), so the interface can both spawn a VM and adopt one that is
+ * already running after a daemon restart. Exit is observed through a pidfd,
+ * which works for children and adopted processes alike.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct hm_err;
+
+#define HM_VM_MAX_DISKS 16
+
+struct hm_vm_disk {
+	const char *path;
+	bool readonly;
+};
+
+/* Everything a backend needs to start a VM. Paths are absolute. */
+struct hm_vm_spec {
+	const char *id;      /* instance id, used in names and logs */
+	const char *run_dir; /* per-instance dir for sockets and the pid file */
+	const char *kernel;  /* uncompressed vmlinux */
+	const char *initrd;
+	const char *cmdline;
+	int vcpus;
+	uint64_t mem_bytes;
+	struct hm_vm_disk disks[HM_VM_MAX_DISKS]; /* in guest order: vda, vdb, ... */
+	size_t ndisks;
+	const char *console_log; /* serial console output, appended */
+	const char *vmm_log;     /* the VMM process's own stdout/stderr, appended */
+	const char *machine;     /* NULL: the backend's fastest ("microvm" for QEMU) */
+};
+
+enum hm_vm_state {
+	HM_VM_RUNNING,  /* the VMM process lives and the guest CPUs run */
+	HM_VM_PAUSED,   /* the VMM process lives, the guest is paused */
+	HM_VM_SHUTDOWN, /* the guest powered off; the VMM process is about to exit */
+	HM_VM_EXITED,   /* the VMM process is gone */
+	HM_VM_UNKNOWN,  /* alive but its control socket does not answer */
+};
+
+struct hm_vm_info {
+	enum hm_vm_state state;
+	pid_t pid;
+	int exit_status; /* wait status if the process was our child and exited, else -1 */
+};
+
+struct hm_vm;
+
+struct hm_vmm_ops {
+	const char *name; /* "qemu" */
+	/* Start the VMM process for spec; on return the process runs and its
+	 * control socket answers. Kills what it started on failure. */
+	int (*spawn)(const struct hm_vm_spec *spec, struct hm_vm **ret, struct hm_err **err);
+	/* Start the guest if spawn left it stopped (a no-op for QEMU, which boots
+	 * at once; CH and FC need an explicit boot call). */
+	int (*boot)(struct hm_vm *vm, struct hm_err **err);
+	/* Re-attach to a VMM started earlier (by pid and run_dir), after a daemon
+	 * restart. Fails with HM_ERR_NOT_FOUND if it is no longer running. */
+	int (*adopt)(const char *run_dir, pid_t pid, struct hm_vm **ret, struct hm_err **err);
+	int (*pause)(struct hm_vm *vm, struct hm_err **err);
+	int (*resume)(struct hm_vm *vm, struct hm_err **err);
+	/* Ask the guest to power off (ACPI power button). Returns at once. */
+	int (*shutdown)(struct hm_vm *vm, struct hm_err **err);
+	/* SIGKILL the VMM process (by its pid, only the one we started) and
+	 * wait up to timeout_ms for it to be gone. */
+	int (*kill)(struct hm_vm *vm, int timeout_ms, struct hm_err **err);
+	int (*info)(struct hm_vm *vm, struct hm_vm_info *ret, struct hm_err **err);
+	/* Connect to the guest agent channel: a stream fd (CLOEXEC) or < 0. */
+	int (*agent_connect)(struct hm_vm *vm, int timeout_ms, struct hm_err **err);
+	/* Not in this slice: HM_ERR_NOT_IMPLEMENTED. */
+	int (*snapshot)(struct hm_vm *vm, const char *dir, struct hm_err **err);
+	int (*restore)(const struct hm_vm_spec *spec, const char *dir, struct hm_vm **ret,
+	               struct hm_err **err);
+	void (*free)(struct hm_vm *vm); /* releases memory and fds; never stops the VM */
+};
+
+/* The part of every VM handle the caller may read. Backends embed it first. */
+struct hm_vm {
+	const struct hm_vmm_ops *ops;
+	pid_t pid;
+	int pidfd; /* readable when the VMM process has exited */
+};
+
+/* The QEMU backend (-accel kvm when /dev/kvm is usable, else TCG). */
+extern const struct hm_vmm_ops hm_vmm_qemu;
+
+/* Host TSC frequency in kHz (for tsc_early_khz=), or 0 if unknown. */
+long hm_vmm_host_tsc_khz(void);

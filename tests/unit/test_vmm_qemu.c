@@ -1,0 +1,489 @@
+/*
+ * Tests for the QEMU backend (vmm/qemu.c) against real qemu-system-x86_64
+ * processes (skipped when QEMU is not installed). VMs are kept small
+ * (-m 64M, one vCPU). The running case boots no kernel at all: with
+ * spec.kernel NULL (a test-only mode) the firmware just idles, which is
+ * enough for QMP, pause/resume, adopt, the agent socket and kill. Exit
+ * detection uses the real kernel (.data/system/kernel/current/vmlinux or
+ * $HYPEMAN_KERNEL_DIR) with an initrd that has no /init: the kernel panics,
+ * panic=-1 reboots, -no-reboot makes QEMU exit. Every process started is
+ * killed by pid in the teardown, whatever the test did.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/spawn.h"
+#include "vmm/vmm.h"
+
+struct t {
+	char dir[64];
+	char console[128], vmmlog[128], disk0[128], disk1[128];
+	pid_t pids[8];
+	int npids;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static void make_file(const char *path, off_t size)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, size), 0);
+	close(fd);
+}
+
+static int setup(void **state)
+{
+	if (!hm_which(getenv("HYPEMAN_QEMU") ? getenv("HYPEMAN_QEMU") : "qemu-system-x86_64"))
+		return 0; /* the tests skip */
+	struct t *t = calloc(1, sizeof(*t));
+	snprintf(t->dir, sizeof(t->dir), "/tmp/hm-vmm-XXXXXX");
+	if (!mkdtemp(t->dir)) {
+		free(t);
+		return -1;
+	}
+	snprintf(t->console, sizeof(t->console), "%s/console.log", t->dir);
+	snprintf(t->vmmlog, sizeof(t->vmmlog), "%s/vmm.log", t->dir);
+	snprintf(t->disk0, sizeof(t->disk0), "%s/disk0.img", t->dir);
+	snprintf(t->disk1, sizeof(t->disk1), "%s/disk,1.img", t->dir); /* a comma to escape */
+	*state = t;
+	return 0;
+}
+
+/* Kill (by pid) whatever a test started, even when it failed half-way. */
+static int teardown(void **state)
+{
+	struct t *t = *state;
+	if (!t)
+		return 0;
+	for (int i = 0; i < t->npids; i++) {
+		if (kill(t->pids[i], SIGKILL) == 0)
+			waitpid(t->pids[i], NULL, 0);
+		else
+			waitpid(t->pids[i], NULL, WNOHANG);
+	}
+	struct hm_err *err = NULL;
+	hm_rm_rf(t->dir, &err);
+	hm_err_free(err);
+	free(t);
+	return 0;
+}
+
+static void track(struct t *t, pid_t pid)
+{
+	assert_true(t->npids < 8);
+	t->pids[t->npids++] = pid;
+}
+
+static void base_spec(struct t *t, struct hm_vm_spec *spec)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->id = "test-vm";
+	spec->run_dir = t->dir;
+	spec->vcpus = 1;
+	spec->mem_bytes = 64u << 20;
+	spec->console_log = t->console;
+	spec->vmm_log = t->vmmlog;
+}
+
+static enum hm_vm_state state_of(struct hm_vm *vm)
+{
+	struct hm_vm_info info;
+	struct hm_err *err = NULL;
+	assert_int_equal(vm->ops->info(vm, &info, &err), 0);
+	assert_int_equal(info.pid, vm->pid);
+	return info.state;
+}
+
+static char *slurp(const char *path)
+{
+	char *data = NULL;
+	size_t len;
+	struct hm_err *err = NULL;
+	if (hm_read_file(path, 16u << 20, &data, &len, &err) < 0) {
+		hm_err_free(err);
+		return NULL;
+	}
+	return data;
+}
+
+static void lifecycle(void **state)
+{
+	struct t *t = *state;
+	if (!t)
+		skip();
+	struct hm_vm_spec spec;
+	base_spec(t, &spec);
+	make_file(t->disk0, 1 << 20);
+	make_file(t->disk1, 1 << 20);
+	spec.disks[0] = (struct hm_vm_disk){ t->disk0, false };
+	spec.disks[1] = (struct hm_vm_disk){ t->disk1, true };
+	spec.ndisks = 2;
+
+	const struct hm_vmm_ops *ops = &hm_vmm_qemu;
+	struct hm_vm *vm = NULL;
+	struct hm_err *err = NULL;
+	long long t0 = now_ms();
+	int r = ops->spawn(&spec, &vm, &err);
+	long long t_spawn = now_ms() - t0;
+	if (r < 0)
+		fail_msg("spawn: %s", err->msg);
+	track(t, vm->pid);
+	assert_true(vm->pid > 0);
+	assert_true(vm->pidfd >= 0);
+	assert_ptr_equal(vm->ops, ops);
+
+	char path[256];
+	snprintf(path, sizeof(path), "%s/vmm.cmdline", t->dir);
+	char *cmdline = slurp(path);
+	assert_non_null(cmdline);
+	assert_non_null(strstr(cmdline, "-machine microvm"));
+	assert_non_null(strstr(cmdline, "virtio-blk-device,drive=d1"));
+	assert_non_null(
+	    strstr(cmdline, "disk,,1.img,format=raw,if=none,cache=writeback,readonly=on"));
+	assert_null(strstr(cmdline, "-kernel"));
+	if (getenv("HM_TEST_VERBOSE"))
+		print_message("%s", cmdline);
+	free(cmdline);
+	snprintf(path, sizeof(path), "%s/vmm.pid", t->dir);
+	char *pidtxt = slurp(path);
+	assert_non_null(pidtxt);
+	assert_int_equal(atoi(pidtxt), vm->pid);
+	free(pidtxt);
+
+	assert_int_equal(state_of(vm), HM_VM_RUNNING);
+	assert_int_equal(ops->boot(vm, &err), 0);
+
+	t0 = now_ms();
+	assert_int_equal(ops->pause(vm, &err), 0);
+	long long t_pause = now_ms() - t0;
+	assert_int_equal(state_of(vm), HM_VM_PAUSED);
+	t0 = now_ms();
+	assert_int_equal(ops->resume(vm, &err), 0);
+	long long t_resume = now_ms() - t0;
+	assert_int_equal(state_of(vm), HM_VM_RUNNING);
+
+	/* a second handle on the same VM, as after a daemon restart */
+	struct hm_vm *vm2 = NULL;
+	t0 = now_ms();
+	r = ops->adopt(t->dir, vm->pid, &vm2, &err);
+	long long t_adopt = now_ms() - t0;
+	if (r < 0)
+		fail_msg("adopt: %s", err->msg);
+	assert_int_equal(vm2->pid, vm->pid);
+	assert_int_equal(state_of(vm2), HM_VM_RUNNING);
+	assert_int_equal(ops->pause(vm2, &err), 0);
+	assert_int_equal(state_of(vm), HM_VM_PAUSED);
+	assert_int_equal(ops->resume(vm2, &err), 0);
+	assert_int_equal(state_of(vm), HM_VM_RUNNING);
+
+	/* never adopt an unrelated process, nor the right pid for another run_dir */
+	struct hm_vm *bad = NULL;
+	assert_true(ops->adopt(t->dir, getpid(), &bad, &err) < 0);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	assert_null(bad);
+	hm_err_free(err);
+	err = NULL;
+	assert_true(ops->adopt("/tmp/hm-vmm-elsewhere", vm->pid, &bad, &err) < 0);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	err = NULL;
+
+	/* the agent channel's host end */
+	int fd = ops->agent_connect(vm, 2000, &err);
+	if (fd < 0)
+		fail_msg("agent_connect: %s", err->msg);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	assert_int_equal(write(fd, "{\"type\":\"ping\"}\n", 16), 16);
+	close(fd);
+
+	/* the power button: the idle firmware ignores it, QMP accepts it */
+	assert_int_equal(ops->shutdown(vm, &err), 0);
+
+	assert_int_equal(ops->snapshot(vm, t->dir, &err), -1);
+	assert_int_equal(err->kind, HM_ERR_NOT_IMPLEMENTED);
+	hm_err_free(err);
+	err = NULL;
+
+	pid_t pid = vm->pid;
+	t0 = now_ms();
+	assert_int_equal(ops->kill(vm, 5000, &err), 0);
+	long long t_kill = now_ms() - t0;
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	struct hm_vm_info info;
+	assert_int_equal(ops->info(vm, &info, &err), 0);
+	assert_int_equal(info.state, HM_VM_EXITED);
+	assert_true(WIFSIGNALED(info.exit_status));
+	assert_int_equal(WTERMSIG(info.exit_status), SIGKILL);
+	/* the adopted handle sees it gone too (no wait status: not its child) */
+	assert_int_equal(ops->info(vm2, &info, &err), 0);
+	assert_int_equal(info.state, HM_VM_EXITED);
+	assert_int_equal(info.exit_status, -1);
+	assert_int_equal(ops->kill(vm2, 1000, &err), 0);
+	assert_true(ops->pause(vm, &err) < 0);
+	assert_int_equal(err->kind, HM_ERR_UNAVAILABLE);
+	hm_err_free(err);
+	err = NULL;
+	assert_true(ops->agent_connect(vm, 200, &err) < 0);
+	hm_err_free(err);
+	err = NULL;
+	assert_true(ops->adopt(t->dir, pid, &bad, &err) < 0);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+
+	ops->free(vm2);
+	ops->free(vm);
+	print_message("qemu timings: spawn->QMP %lld ms, pause %lld ms, resume %lld ms, "
+	              "adopt %lld ms, kill %lld ms\n",
+	              t_spawn, t_pause, t_resume, t_adopt, t_kill);
+}
+
+struct hammer {
+	struct hm_vm *vm;
+	int failures;
+	char msg[256];
+};
+
+static void *hammer(void *arg)
+{
+	struct hammer *h = arg;
+	for (int i = 0; i < 15; i++) {
+		struct hm_err *err = NULL;
+		struct hm_vm_info info;
+		int r = h->vm->ops->info(h->vm, &info, &err);
+		if (r == 0 && info.state != HM_VM_RUNNING && info.state != HM_VM_PAUSED) {
+			snprintf(h->msg, sizeof(h->msg), "info state %d", (int)info.state);
+			h->failures++;
+		}
+		if (r == 0)
+			r = h->vm->ops->pause(h->vm, &err);
+		if (r == 0)
+			r = h->vm->ops->resume(h->vm, &err);
+		if (r < 0) {
+			snprintf(h->msg, sizeof(h->msg), "%s", err->msg);
+			h->failures++;
+		}
+		hm_err_free(err);
+	}
+	return NULL;
+}
+
+/* Threads sharing one handle: QMP serves them one at a time, none fails. */
+static void concurrent_clients(void **state)
+{
+	struct t *t = *state;
+	if (!t)
+		skip();
+	struct hm_vm_spec spec;
+	base_spec(t, &spec);
+	struct hm_vm *vm = NULL;
+	struct hm_err *err = NULL;
+	if (hm_vmm_qemu.spawn(&spec, &vm, &err) < 0)
+		fail_msg("spawn: %s", err->msg);
+	track(t, vm->pid);
+	struct hammer h[3];
+	pthread_t th[3];
+	long long t0 = now_ms();
+	for (int i = 0; i < 3; i++) {
+		h[i] = (struct hammer){ .vm = vm };
+		assert_int_equal(pthread_create(&th[i], NULL, hammer, &h[i]), 0);
+	}
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	long long dt = now_ms() - t0;
+	for (int i = 0; i < 3; i++)
+		if (h[i].failures)
+			fail_msg("thread %d: %d failures, last: %s", i, h[i].failures, h[i].msg);
+	assert_int_equal(state_of(vm), HM_VM_RUNNING);
+	assert_int_equal(vm->ops->kill(vm, 5000, &err), 0);
+	vm->ops->free(vm);
+	print_message("3 threads x 15 x (info, pause, resume): %lld ms\n", dt);
+}
+
+static void missing_disk(void **state)
+{
+	struct t *t = *state;
+	if (!t)
+		skip();
+	struct hm_vm_spec spec;
+	base_spec(t, &spec);
+	char missing[128];
+	snprintf(missing, sizeof(missing), "%s/no-such-disk.img", t->dir);
+	spec.disks[0] = (struct hm_vm_disk){ missing, true };
+	spec.ndisks = 1;
+	struct hm_vm *vm = NULL;
+	struct hm_err *err = NULL;
+	long long t0 = now_ms();
+	assert_true(hm_vmm_qemu.spawn(&spec, &vm, &err) < 0);
+	long long dt = now_ms() - t0;
+	assert_null(vm);
+	assert_int_equal(err->kind, HM_ERR_UNAVAILABLE);
+	if (!strstr(err->msg, missing))
+		fail_msg("error does not name the disk: %s", err->msg);
+	print_message("missing disk after %lld ms: %s\n", dt, err->msg);
+	hm_err_free(err);
+	/* nothing left behind: no child of ours (reaped), no sockets */
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/qmp.sock", t->dir);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+static void bad_specs(void **state)
+{
+	struct t *t = *state;
+	if (!t)
+		skip();
+	struct hm_vm_spec spec;
+	base_spec(t, &spec);
+	struct hm_vm *vm = NULL;
+	struct hm_err *err = NULL;
+	spec.run_dir = "relative/dir";
+	assert_true(hm_vmm_qemu.spawn(&spec, &vm, &err) < 0);
+	assert_int_equal(err->kind, HM_ERR_INVALID);
+	hm_err_free(err);
+	err = NULL;
+
+	base_spec(t, &spec);
+	setenv("HYPEMAN_QEMU", "/nonexistent/qemu-system-x86_64", 1);
+	int r = hm_vmm_qemu.spawn(&spec, &vm, &err);
+	unsetenv("HYPEMAN_QEMU");
+	assert_true(r < 0);
+	assert_int_equal(err->kind, HM_ERR_UNAVAILABLE);
+	assert_non_null(strstr(err->msg, "/nonexistent/qemu-system-x86_64"));
+	hm_err_free(err);
+	err = NULL;
+
+	struct hm_vm *adopted = NULL;
+	assert_true(hm_vmm_qemu.adopt(t->dir, 0, &adopted, &err) < 0);
+	assert_int_equal(err->kind, HM_ERR_INVALID);
+	hm_err_free(err);
+}
+
+/* newc cpio entry; name includes no leading slash. */
+static void cpio_entry(FILE *f, const char *name, unsigned mode)
+{
+	size_t namesize = strlen(name) + 1;
+	fprintf(f, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08zX%08X", 1u, mode, 0u, 0u,
+	        1u, 0u, 0u, 0u, 0u, 0u, 0u, namesize, 0u);
+	fwrite(name, 1, namesize, f);
+	for (size_t pad = (4 - (110 + namesize) % 4) % 4; pad > 0; pad--)
+		fputc(0, f);
+}
+
+/* The kernel's absolute path (malloc'd), or NULL. Tests run from the repo root. */
+static char *find_kernel(void)
+{
+	const char *dir = getenv("HYPEMAN_KERNEL_DIR");
+	char rel[4096];
+	snprintf(rel, sizeof(rel), "%s/vmlinux", dir ? dir : ".data/system/kernel/current");
+	return realpath(rel, NULL);
+}
+
+static void guest_panic_exits(void **state)
+{
+	struct t *t = *state;
+	if (!t)
+		skip();
+	char *kernel = find_kernel();
+	if (!kernel) {
+		print_message("no kernel (.data/system/kernel/current/vmlinux): skipped\n");
+		skip();
+	}
+	char initrd[128];
+	snprintf(initrd, sizeof(initrd), "%s/initrd.cpio", t->dir);
+	FILE *f = fopen(initrd, "we");
+	assert_non_null(f);
+	cpio_entry(f, "dev", 040755); /* no /init: the kernel panics looking for a root */
+	cpio_entry(f, "TRAILER!!!", 0);
+	fclose(f);
+	char cmdline[256];
+	long khz = hm_vmm_host_tsc_khz();
+	snprintf(cmdline, sizeof(cmdline),
+	         "console=ttyS0 panic=-1 quiet tsc_early_khz=%ld cryptomgr.notests", khz);
+
+	struct hm_vm_spec spec;
+	base_spec(t, &spec);
+	spec.kernel = kernel;
+	spec.initrd = initrd;
+	spec.cmdline = cmdline;
+	struct hm_vm *vm = NULL;
+	struct hm_err *err = NULL;
+	long long t0 = now_ms();
+	if (hm_vmm_qemu.spawn(&spec, &vm, &err) < 0)
+		fail_msg("spawn: %s", err->msg);
+	track(t, vm->pid);
+	struct hm_vm_info info = { 0 };
+	while (now_ms() - t0 < 30000) {
+		assert_int_equal(vm->ops->info(vm, &info, &err), 0);
+		if (info.state == HM_VM_EXITED)
+			break;
+		assert_true(info.state == HM_VM_RUNNING || info.state == HM_VM_SHUTDOWN);
+		sleep_ms(50);
+	}
+	long long dt = now_ms() - t0;
+	assert_int_equal(info.state, HM_VM_EXITED);
+	assert_true(WIFEXITED(info.exit_status));
+	assert_int_equal(WEXITSTATUS(info.exit_status), 0);
+	char *console = slurp(t->console);
+	assert_non_null(console);
+	if (!strstr(console, "Kernel panic"))
+		fail_msg("no panic on the console: %s", console);
+	free(console);
+	vm->ops->free(vm);
+	free(kernel);
+	print_message("kernel panic -> qemu exited after %lld ms\n", dt);
+}
+
+static void tsc_khz(void **state)
+{
+	(void)state;
+	long khz = hm_vmm_host_tsc_khz();
+#if defined(__x86_64__)
+	assert_true(khz > 100000 && khz < 10000000);
+#endif
+	assert_int_equal(hm_vmm_host_tsc_khz(), khz);
+	print_message("host TSC %ld kHz\n", khz);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(concurrent_clients, setup, teardown),
+		cmocka_unit_test_setup_teardown(missing_disk, setup, teardown),
+		cmocka_unit_test_setup_teardown(bad_specs, setup, teardown),
+		cmocka_unit_test_setup_teardown(guest_panic_exits, setup, teardown),
+		cmocka_unit_test(tsc_khz),
+	};
+	return cmocka_run_group_tests_name("vmm_qemu", tests, NULL, NULL);
+}
