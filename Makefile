@@ -30,8 +30,10 @@ CLI_LIBS   := -ljansson -lcurl -lcrypto -lpthread
 TEST_LIBS  := $(LIBS) -lcmocka
 
 # Library code shared by the binaries: every module under src/ except the
-# program entry points, plus the config disk format the guest shares.
-LIB_SRC    := $(filter-out %/main.c %_main.c,$(wildcard src/*/*.c)) guest/config.c
+# program entry points, plus what the guest shares with the host: the config
+# disk format, and the agent channel's JSON and base64 (unit-tested here).
+LIB_SRC    := $(filter-out %/main.c %_main.c,$(wildcard src/*/*.c)) guest/config.c guest/json.c \
+              guest/b64.c
 LIB_ASM    := $(wildcard src/*/*.S)
 DAEMON_SRC := src/daemon/main.c
 TOKEN_SRC  := src/auth/token_main.c

@@ -19,17 +19,6 @@
 #include "core/err.h"
 #include "core/xalloc.h"
 
-static void human(double v, char *out, size_t n)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	size_t u = 0;
-	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(out, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
 static char *image_path(const char *name)
 {
 	_cleanup_free_ char *enc = hm_percent_encode(name);
@@ -49,10 +38,10 @@ static void show_progress(json_t *img, bool tty, char **last)
 	} else if (strcmp(status, "pulling") == 0 && p &&
 	           json_integer_value(json_object_get(p, "layers_total")) > 0) {
 		char done[32], total[32];
-		human((double)json_integer_value(json_object_get(p, "bytes_done")), done,
-		      sizeof(done));
-		human((double)json_integer_value(json_object_get(p, "bytes_total")), total,
-		      sizeof(total));
+		cli_human_bytes((double)json_integer_value(json_object_get(p, "bytes_done")), done,
+		                sizeof(done));
+		cli_human_bytes((double)json_integer_value(json_object_get(p, "bytes_total")),
+		                total, sizeof(total));
 		snprintf(line, sizeof(line), "pulling: %lld/%lld layers, %s / %s",
 		         (long long)json_integer_value(json_object_get(p, "layers_done")),
 		         (long long)json_integer_value(json_object_get(p, "layers_total")), done,
@@ -183,8 +172,8 @@ int cmd_pull(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 		printf("%s %s\n", name, st);
 	} else {
 		char size[32];
-		human((double)json_integer_value(json_object_get(img, "size_bytes")), size,
-		      sizeof(size));
+		cli_human_bytes((double)json_integer_value(json_object_get(img, "size_bytes")),
+		                size, sizeof(size));
 		printf("%s %s (%s)\n", name,
 		       json_string_value(json_object_get(img, "digest")) ?: "", size);
 	}
@@ -226,7 +215,7 @@ int cmd_images(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 		char size[32] = "-";
 		json_t *sz = json_object_get(img, "size_bytes");
 		if (json_is_integer(sz))
-			human((double)json_integer_value(sz), size, sizeof(size));
+			cli_human_bytes((double)json_integer_value(sz), size, sizeof(size));
 		printf("%-50s %-11s %-19.19s %10s  %s\n", name,
 		       json_string_value(json_object_get(img, "status")) ?: "", digest, size,
 		       json_string_value(json_object_get(img, "created_at")) ?: "");
@@ -338,8 +327,8 @@ int cmd_load(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 		cli_print_json(img);
 	} else {
 		char size[32];
-		human((double)json_integer_value(json_object_get(img, "size_bytes")), size,
-		      sizeof(size));
+		cli_human_bytes((double)json_integer_value(json_object_get(img, "size_bytes")),
+		                size, sizeof(size));
 		printf("%s %s (%s)\n", json_string_value(json_object_get(img, "name")) ?: "",
 		       json_string_value(json_object_get(img, "digest")) ?: "", size);
 	}

@@ -1,7 +1,8 @@
 /*
  * Instance commands, shaped like docker's: `run` (pull if needed, create,
  * then follow the program's output and exit with its exit code, or print
- * the id with -d), `ps`, `logs` (SSE decoded back to lines) and `rm`.
+ * the id with -d), `ps`, `logs` (SSE decoded back to lines), `rm`, `stop`,
+ * `start`, `inspect` and `stats`. `exec` has its own file (cmd_exec.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -442,6 +443,122 @@ int cmd_rm(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 			continue;
 		}
 		printf("%s\n", argv[i]);
+	}
+	return ret;
+}
+
+int cmd_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	while (cli_getopt(cmd, argc, argv, "", NULL) != -1)
+		;
+	if (optind >= argc)
+		return cli_misuse(cmd, "expected at least one INSTANCE");
+	int ret = 0;
+	for (int i = optind; i < argc; i++) {
+		_cleanup_err_ struct hm_err *err = NULL;
+		_cleanup_free_ char *path = inst_path(argv[i], "/stop");
+		json_t *in = NULL;
+		if (cli_call(c, "POST", path, NULL, &in, NULL, &err) < 0) {
+			ret = cli_fail(err);
+			continue;
+		}
+		if (c->json_output)
+			cli_print_json(in);
+		else
+			printf("%s\n", argv[i]);
+		json_decref(in);
+	}
+	return ret;
+}
+
+int cmd_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = { { "entrypoint", required_argument, NULL, 'E' },
+		                              { 0 } };
+	const char *entrypoint = NULL;
+	int ch;
+	while ((ch = cli_getopt(cmd, argc, argv, "", opts)) != -1)
+		if (ch == 'E')
+			entrypoint = optarg;
+	if (optind >= argc)
+		return cli_misuse(cmd, "expected INSTANCE [COMMAND [ARG...]]");
+	json_t *body = json_object();
+	if (entrypoint)
+		json_object_set_new(body, "entrypoint",
+		                    *entrypoint ? json_pack("[s]", entrypoint) : json_array());
+	if (optind + 1 < argc) {
+		json_t *cmdv = json_array();
+		for (int i = optind + 1; i < argc; i++)
+			json_array_append_new(cmdv, json_string(argv[i]));
+		json_object_set_new(body, "cmd", cmdv);
+	}
+	_cleanup_err_ struct hm_err *err = NULL;
+	_cleanup_free_ char *path = inst_path(argv[optind], "/start");
+	json_t *in = NULL;
+	int r = cli_call(c, "POST", path, body, &in, NULL, &err);
+	json_decref(body);
+	if (r < 0)
+		return cli_fail(err);
+	if (c->json_output)
+		cli_print_json(in);
+	else
+		printf("%s\n", argv[optind]);
+	json_decref(in);
+	return 0;
+}
+
+int cmd_inspect(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	while (cli_getopt(cmd, argc, argv, "", NULL) != -1)
+		;
+	if (optind + 1 != argc)
+		return cli_misuse(cmd, "expected one INSTANCE");
+	_cleanup_err_ struct hm_err *err = NULL;
+	_cleanup_free_ char *path = inst_path(argv[optind], NULL);
+	json_t *in = NULL;
+	if (cli_call(c, "GET", path, NULL, &in, NULL, &err) < 0)
+		return cli_fail(err);
+	cli_print_json(in);
+	json_decref(in);
+	return 0;
+}
+
+int cmd_stats(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	while (cli_getopt(cmd, argc, argv, "", NULL) != -1)
+		;
+	if (optind >= argc)
+		return cli_misuse(cmd, "expected at least one INSTANCE");
+	if (!c->json_output)
+		printf("%-24s %10s %12s %12s %6s %12s\n", "NAME", "CPU (s)", "RSS", "VIRTUAL",
+		       "VCPUS", "MEMORY");
+	int ret = 0;
+	for (int i = optind; i < argc; i++) {
+		_cleanup_err_ struct hm_err *err = NULL;
+		_cleanup_free_ char *path = inst_path(argv[i], "/stats");
+		json_t *s = NULL;
+		if (cli_call(c, "GET", path, NULL, &s, NULL, &err) < 0) {
+			ret = cli_fail(err);
+			continue;
+		}
+		if (c->json_output) {
+			cli_print_json(s);
+			json_decref(s);
+			continue;
+		}
+		char rss[32], vms[32], mem[32];
+		cli_human_bytes((double)json_integer_value(json_object_get(s, "memory_rss_bytes")),
+		                rss, sizeof(rss));
+		cli_human_bytes((double)json_integer_value(json_object_get(s, "memory_vms_bytes")),
+		                vms, sizeof(vms));
+		cli_human_bytes(
+		    (double)json_integer_value(json_object_get(s, "allocated_memory_bytes")), mem,
+		    sizeof(mem));
+		printf("%-24s %10.2f %12s %12s %6lld %12s\n",
+		       json_string_value(json_object_get(s, "instance_name")) ?: argv[i],
+		       json_number_value(json_object_get(s, "cpu_seconds")), rss, vms,
+		       (long long)json_integer_value(json_object_get(s, "allocated_vcpus")), mem);
+		json_decref(s);
 	}
 	return ret;
 }

@@ -33,18 +33,6 @@ int cmd_health(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 	return 0;
 }
 
-static void human_bytes(json_int_t v, char *out, size_t n)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double d = (double)v;
-	size_t u = 0;
-	while ((d >= 1024 || d <= -1024) && u + 1 < sizeof(units) / sizeof(units[0])) {
-		d /= 1024;
-		u++;
-	}
-	snprintf(out, n, u ? "%.1f %s" : "%.0f %s", d, units[u]);
-}
-
 int cmd_resources(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	if (no_operands(cmd, argc, argv))
@@ -72,7 +60,7 @@ int cmd_resources(struct cli *c, const struct cli_cmd *cmd, int argc, char **arg
 			if (i == 0)
 				snprintf(cols[k], sizeof(cols[k]), "%lld", (long long)v);
 			else
-				human_bytes(v, cols[k], sizeof(cols[k]));
+				cli_human_bytes((double)v, cols[k], sizeof(cols[k]));
 		}
 		printf("%-8s %12s %12s %12s %12s\n", kinds[i], cols[0], cols[1], cols[2], cols[3]);
 	}

@@ -26,6 +26,8 @@ int cli_fail(struct hm_err *err);
 /* Print "hypeman NAME: <message>" and the usage hint, return 2. */
 int cli_misuse(const struct cli_cmd *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* 1536 -> "1.5 KiB". */
+void cli_human_bytes(double v, char *out, size_t n);
 /* Print a JSON value indented on stdout. */
 void cli_print_json(json_t *j);
 
@@ -40,3 +42,8 @@ int cmd_run(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_ps(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_logs(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_rm(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_exec(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_inspect(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_stats(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);

@@ -41,6 +41,24 @@ static const struct cli_cmd commands[] = {
 	  cmd_logs },
 	{ "rm", "INSTANCE...", "Delete instances (stopped ones; -f kills running ones)",
 	  "  -f, --force  delete even if it is running (its VM is killed)\n", cmd_rm },
+	{ "exec", "INSTANCE [COMMAND [ARG...]]", "Run a command in a running instance",
+	  "  -i, --interactive      send this terminal's stdin to the command\n"
+	  "  -t, --tty              give the command a terminal (raw mode here)\n"
+	  "  -e, --env KEY=VALUE    set an environment variable (repeatable)\n"
+	  "  -w, --workdir DIR      working directory in the guest (default /)\n"
+	  "  -u, --user USER        run as USER[:GROUP] (default root)\n"
+	  "  --timeout SECONDS      kill the command after this long (default: never)\n"
+	  "COMMAND defaults to /bin/sh. Exits with the command's exit code.\n",
+	  cmd_exec },
+	{ "stop", "INSTANCE...", "Stop instances gracefully (SIGTERM, then SIGKILL after 10 s)",
+	  NULL, cmd_stop },
+	{ "start", "INSTANCE [COMMAND [ARG...]]",
+	  "Start a stopped instance again (its writable disk is kept)",
+	  "  --entrypoint PROG  override the entrypoint for this and later starts\n"
+	  "COMMAND, when given, replaces the instance's cmd.\n",
+	  cmd_start },
+	{ "inspect", "INSTANCE", "Print an instance's full record as JSON", NULL, cmd_inspect },
+	{ "stats", "INSTANCE...", "Show CPU and memory use of running instances", NULL, cmd_stats },
 	{ "pull", "IMAGE", "Pull an image and convert it to a VM root disk",
 	  "  --platform OS/ARCH   platform to pull (default: the host's)\n"
 	  "  --username USER      registry user; password from --password-stdin\n"
@@ -80,6 +98,17 @@ static void usage(FILE *out)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\nRun `hypeman COMMAND --help` for more on a command.\n");
+}
+
+void cli_human_bytes(double v, char *out, size_t n)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	size_t u = 0;
+	while ((v >= 1024 || v <= -1024) && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
 void cli_cmd_usage(const struct cli_cmd *cmd, FILE *out)

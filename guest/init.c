@@ -3,12 +3,14 @@
  * owns the guest's whole life: load the initrd's modules, read the config
  * disk, join the image's read-only root and the writable overlay disk under
  * overlayfs and switch into it, set up hostname, /etc/hosts, resolv.conf and
- * eth0, open the agent port, start the program, reap every process, forward
- * signals (SIGTERM, the agent's signal message, the ACPI power button), and
- * when the program ends write the exit record, unmount and power off. A
- * failure of the init itself is reported on the console and in the exit
- * record (code 255) before powering off: it never panics and never hangs.
- * Static, libc only, single-threaded; signals arrive through a signalfd.
+ * eth0, open the agent port, start the program, reap every process (the
+ * program, exec sessions, orphans), forward signals (SIGTERM, the agent's
+ * signal and stop messages, the ACPI power button), and when the program
+ * ends write the exit record, unmount and power off. A failure of the init
+ * itself is reported on the console and in the exit record (code 255)
+ * before powering off: it never panics and never hangs. Static, libc only,
+ * single-threaded: one poll loop serves signals (through a signalfd), the
+ * agent channel (agent.c), exec sessions (exec.c) and the power button.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -40,49 +42,41 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "core/cleanup.h"
+#include "guest.h"
 
-#define DEFAULT_PATH     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define DEVICE_WAIT_MS   5000 /* how long a disk may take to appear */
-#define AGENT_WAIT_MS    2000 /* how long the agent port's name may take to appear */
-#define POLL_STEP_MS     5
-#define TERM_GRACE_MS    2000 /* SIGTERM -> SIGKILL for what is left at the end */
-#define AGENT_LINE_MAX   (64u << 10)
-#define MAX_BUTTONS      4
-#define MAX_GROUPS       64
-#define ACCOUNT_FILE_MAX (4u << 20)
+#define DEVICE_WAIT_MS 5000 /* how long a disk may take to appear */
+#define POLL_STEP_MS   5
+#define TERM_GRACE_MS  2000 /* SIGTERM -> SIGKILL for what is left at the end */
+#define AGENT_DRAIN_MS 1000 /* how long the way out waits for the host to take the exit message */
+#define MAX_BUTTONS    4
 
 /* Signals to PID 1 that go on to the program's process group. */
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 
+bool guest_debug;
+struct hm_gcfg cfg;
+
 static struct {
-	bool debug;
-	int sfd;        /* signalfd for SIGCHLD and the forwarded signals */
-	int cfg_fd;     /* the config disk, read-write: the exit record goes there */
-	int agent_fd;   /* the agent port, or -1 */
-	bool agent_hup; /* host side not connected: poll it only now and then */
+	int sfd;    /* signalfd for SIGCHLD and the forwarded signals */
+	int cfg_fd; /* the config disk, read-write: the exit record goes there */
 	int buttons[MAX_BUTTONS];
 	int nbuttons;
-	int oldroot_fd;  /* the initramfs root, to come back to for unmounting */
-	bool switched;   /* running in the overlay root */
-	bool rw_disk;    /* /mnt/rw is the overlay disk (not a tmpfs) */
-	pid_t pid;       /* the program, once started */
-	long oom_before; /* /proc/vmstat oom_kill when the program started */
-	char line[AGENT_LINE_MAX];
-	size_t line_len;
-	bool line_skip; /* the current agent line is too long: drop up to its '\n' */
-} g = { .sfd = -1, .cfg_fd = -1, .agent_fd = -1, .oldroot_fd = -1 };
+	int oldroot_fd;    /* the initramfs root, to come back to for unmounting */
+	bool switched;     /* running in the overlay root */
+	bool rw_disk;      /* /mnt/rw is the overlay disk (not a tmpfs) */
+	pid_t pid;         /* the program, once started */
+	long oom_before;   /* /proc/vmstat oom_kill when the program started */
+	long long stop_at; /* a stop request's SIGKILL deadline (uptime ms), or 0 */
+} g = { .sfd = -1, .cfg_fd = -1, .oldroot_fd = -1 };
 
-static struct hm_gcfg cfg;
 static char cfgbuf[HM_GUEST_AREA_SIZE];
 
 static _Noreturn void finish(int code, const char *message);
 
 /* ---- console ---------------------------------------------------------------------------- */
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
+void say(const char *fmt, ...)
 {
 	char buf[1024];
 	int n = snprintf(buf, sizeof(buf), "hypeman-init: ");
@@ -99,17 +93,16 @@ static void say(const char *fmt, ...)
 }
 
 /* Milliseconds since boot: the clock /proc/uptime reads, at a finer grain. */
-static long long uptime_ms(void)
+long long uptime_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_BOOTTIME, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void step(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void step(const char *fmt, ...)
+void step(const char *fmt, ...)
 {
-	if (!g.debug)
+	if (!guest_debug)
 		return;
 	char buf[512];
 	va_list ap;
@@ -141,7 +134,7 @@ static _Noreturn void die(int errnum, const char *fmt, ...)
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static void sleep_ms(long ms)
+void sleep_ms(long ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
@@ -149,7 +142,7 @@ static void sleep_ms(long ms)
 }
 
 /* Read a small file into buf (NUL-terminated); returns its length or -1 (errno set). */
-static ssize_t read_small(const char *path, char *buf, size_t size)
+ssize_t read_small(const char *path, char *buf, size_t size)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
@@ -170,7 +163,7 @@ static ssize_t read_small(const char *path, char *buf, size_t size)
 }
 
 /* Read a whole file of at most `max` bytes into a malloc'd, NUL-terminated buffer. */
-static char *read_alloc(const char *path, size_t max)
+char *read_alloc(const char *path, size_t max)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
@@ -279,6 +272,8 @@ static void setup_signals(void)
 		sigaction(forwarded[i], &sa, NULL);
 	}
 	sigaction(SIGCHLD, &sa, NULL);
+	/* A write to an exec session's closed stdin is EPIPE, not death. Children reset it. */
+	signal(SIGPIPE, SIG_IGN);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	g.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	/* Ctrl-Alt-Del becomes SIGINT to us instead of an immediate reboot. */
@@ -324,7 +319,7 @@ static void read_cmdline(void)
 	char *save = NULL;
 	for (char *t = strtok_r(buf, " \t\n", &save); t; t = strtok_r(NULL, " \t\n", &save))
 		if (strcmp(t, "hypeman.debug=1") == 0)
-			g.debug = true;
+			guest_debug = true;
 }
 
 /* insmod every module of /lib/modules/load.order, in order. */
@@ -355,7 +350,7 @@ static void load_modules(void)
 			continue;
 		}
 		loaded++;
-		if (g.debug)
+		if (guest_debug)
 			say("  %s %lld ms", name, uptime_ms() - t);
 	}
 	step("%d modules loaded", loaded);
@@ -592,280 +587,6 @@ static void setup_network(void)
 	step("eth0 up (%s via %s)", cfg.net_ip, cfg.net_gw ? cfg.net_gw : "-");
 }
 
-/* ---- agent channel ---------------------------------------------------------------------- */
-
-/* Does the virtio_console driver drive any device (is there a virtio-serial at all)? */
-static bool have_virtio_serial(void)
-{
-	DIR *d = opendir("/sys/bus/virtio/drivers/virtio_console");
-	if (!d)
-		return false;
-	bool found = false;
-	struct dirent *e;
-	while (!found && (e = readdir(d)))
-		found = strncmp(e->d_name, "virtio", 6) == 0;
-	closedir(d);
-	return found;
-}
-
-/* Look for the port named cfg.agent once; returns its open fd or -1. */
-static int find_agent_port(void)
-{
-	DIR *d = opendir("/sys/class/virtio-ports");
-	if (!d)
-		return -1;
-	int fd = -1;
-	struct dirent *e;
-	while (fd < 0 && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char path[PATH_MAX], name[256];
-		snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
-		if (read_small(path, name, sizeof(name)) <= 0)
-			continue;
-		name[strcspn(name, "\n")] = '\0';
-		if (strcmp(name, cfg.agent) != 0)
-			continue;
-		snprintf(path, sizeof(path), "/dev/%s", e->d_name);
-		fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-		if (fd < 0 && errno != ENOENT)
-			say("open agent port %s: %s", path, strerror(errno));
-	}
-	closedir(d);
-	return fd;
-}
-
-static void open_agent(void)
-{
-	if (!have_virtio_serial()) {
-		step("no virtio-serial device: no agent");
-		return;
-	}
-	for (int waited = 0;; waited += POLL_STEP_MS) {
-		g.agent_fd = find_agent_port();
-		if (g.agent_fd >= 0)
-			break;
-		if (waited >= AGENT_WAIT_MS) {
-			say("agent port `%s` not found: running without an agent", cfg.agent);
-			return;
-		}
-		sleep_ms(POLL_STEP_MS);
-	}
-	step("agent port open");
-}
-
-/* Send one JSON line to the host; dropped if the host is not there to read it. */
-static void agent_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void agent_send(const char *fmt, ...)
-{
-	if (g.agent_fd < 0)
-		return;
-	char buf[8192];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(buf) - 1)
-		return;
-	buf[n++] = '\n';
-	ssize_t w;
-	do
-		w = write(g.agent_fd, buf, (size_t)n);
-	while (w < 0 && errno == EINTR);
-	if (w != n && g.debug)
-		say("agent: message dropped (%s)", w < 0 ? strerror(errno) : "short write");
-}
-
-/* Escape s as the inside of a JSON string; invalid UTF-8 bytes become '?'. */
-static void json_escape(char *out, size_t cap, const char *s)
-{
-	size_t o = 0;
-	const unsigned char *p = (const unsigned char *)s;
-	while (*p && o + 8 < cap) {
-		unsigned char c = *p;
-		if (c == '"' || c == '\\') {
-			out[o++] = '\\';
-			out[o++] = (char)c;
-			p++;
-		} else if (c < 0x20 || c == 0x7f) {
-			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-			p++;
-		} else if (c < 0x80) {
-			out[o++] = (char)c;
-			p++;
-		} else {
-			int n = c >= 0xf0 && c <= 0xf4  ? 4
-			        : c >= 0xe0             ? 3
-			        : c >= 0xc2 && c < 0xe0 ? 2
-			                                : 0;
-			bool ok = n > 0 && c < 0xf5;
-			for (int i = 1; ok && i < n; i++)
-				ok = (p[i] & 0xc0) == 0x80;
-			if (!ok) {
-				out[o++] = '?';
-				p++;
-				continue;
-			}
-			for (int i = 0; i < n; i++)
-				out[o++] = (char)p[i];
-			p += n;
-		}
-	}
-	out[o] = '\0';
-}
-
-static const char *json_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-		p++;
-	return p;
-}
-
-/* p at '"': returns the byte after the closing quote, or NULL. */
-static const char *json_skip_string(const char *p, const char *end)
-{
-	for (p++; p < end; p++) {
-		if (*p == '\\')
-			p++;
-		else if (*p == '"')
-			return p + 1;
-	}
-	return NULL;
-}
-
-static const char *json_skip_value(const char *p, const char *end)
-{
-	if (p >= end)
-		return NULL;
-	if (*p == '"')
-		return json_skip_string(p, end);
-	if (*p == '{' || *p == '[') {
-		int depth = 0;
-		while (p < end) {
-			if (*p == '"') {
-				p = json_skip_string(p, end);
-				if (!p)
-					return NULL;
-				continue;
-			}
-			if (*p == '{' || *p == '[')
-				depth++;
-			else if (*p == '}' || *p == ']')
-				depth--;
-			p++;
-			if (depth == 0)
-				return p;
-		}
-		return NULL;
-	}
-	while (p < end && !strchr(",}] \t\r\n", *p))
-		p++;
-	return p;
-}
-
-/* The value of a top-level key of a JSON object (a flat scan), or NULL. */
-static const char *json_get(const char *s, const char *end, const char *key)
-{
-	size_t klen = strlen(key);
-	const char *p = json_ws(s, end);
-	if (p >= end || *p != '{')
-		return NULL;
-	p++;
-	for (;;) {
-		p = json_ws(p, end);
-		if (p >= end || *p != '"')
-			return NULL;
-		const char *k = p + 1, *kend = json_skip_string(p, end);
-		if (!kend)
-			return NULL;
-		bool match = (size_t)(kend - 1 - k) == klen && memcmp(k, key, klen) == 0;
-		p = json_ws(kend, end);
-		if (p >= end || *p != ':')
-			return NULL;
-		p = json_ws(p + 1, end);
-		if (match)
-			return p;
-		p = json_skip_value(p, end);
-		if (!p)
-			return NULL;
-		p = json_ws(p, end);
-		if (p >= end || *p != ',')
-			return NULL;
-		p++;
-	}
-}
-
-static void forward_signal(int sig)
-{
-	if (g.pid <= 0)
-		return;
-	if (kill(-g.pid, sig) < 0 && errno == ESRCH)
-		kill(g.pid, sig);
-}
-
-static void agent_message(const char *line, size_t len)
-{
-	const char *end = line + len;
-	const char *t = json_get(line, end, "type");
-	if (!t || *t != '"') {
-		step("agent: ignoring a message without a type");
-		return;
-	}
-	const char *tend = json_skip_string(t, end);
-	size_t tlen = tend ? (size_t)(tend - t - 2) : 0;
-	if (tlen == 4 && memcmp(t + 1, "ping", 4) == 0) {
-		agent_send("{\"type\":\"pong\"}");
-	} else if (tlen == 6 && memcmp(t + 1, "signal", 6) == 0) {
-		const char *v = json_get(line, end, "signal");
-		char num[16] = "";
-		if (v) {
-			size_t n = 0;
-			while (v + n < end && n < sizeof(num) - 1 && v[n] >= '0' && v[n] <= '9')
-				n++;
-			memcpy(num, v, n);
-			num[n] = '\0';
-		}
-		long sig = num[0] ? strtol(num, NULL, 10) : 0;
-		if (sig < 1 || sig > SIGRTMAX) {
-			step("agent: bad signal message");
-			return;
-		}
-		step("agent: signal %ld to the program", sig);
-		forward_signal((int)sig);
-	} else {
-		step("agent: ignoring message type %.*s", (int)tlen, t + 1);
-	}
-}
-
-static void agent_read(void)
-{
-	char buf[4096];
-	for (;;) {
-		ssize_t n = read(g.agent_fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n == 0) {
-			g.agent_hup = true;
-			return;
-		}
-		if (n < 0)
-			return;
-		for (ssize_t i = 0; i < n; i++) {
-			char c = buf[i];
-			if (c == '\n') {
-				if (!g.line_skip)
-					agent_message(g.line, g.line_len);
-				g.line_len = 0;
-				g.line_skip = false;
-			} else if (g.line_len < sizeof(g.line)) {
-				g.line[g.line_len++] = c;
-			} else {
-				g.line_skip = true;
-			}
-		}
-	}
-}
-
 /* ---- power button ----------------------------------------------------------------------- */
 
 static void open_power_buttons(void)
@@ -918,194 +639,24 @@ static long oom_kills(void)
 	return p ? strtol(p + 10, NULL, 10) : -1;
 }
 
-static bool all_digits(const char *s)
+void forward_signal(int sig)
 {
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return false;
-	return true;
+	if (g.pid <= 0)
+		return;
+	if (kill(-g.pid, sig) < 0 && errno == ESRCH)
+		kill(g.pid, sig);
 }
 
-/* Split line at ':' into at most max fields (in place); returns how many. */
-static int split_fields(char *line, char **f, int max)
+void program_stop(long long timeout_ms)
 {
-	int n = 0;
-	f[n++] = line;
-	for (char *p = line; *p && n < max; p++) {
-		if (*p == ':') {
-			*p = '\0';
-			f[n++] = p + 1;
-		}
-	}
-	return n;
-}
-
-struct ids {
-	uid_t uid;
-	gid_t gid;
-	char name[256]; /* the passwd name, "" if none */
-	char home[PATH_MAX];
-	gid_t groups[MAX_GROUPS];
-	int ngroups;
-};
-
-/* Look a user up in /etc/passwd by name (name != NULL) or uid. Returns 1 found, 0 not. */
-static int passwd_lookup(const char *name, long uid, struct ids *ids)
-{
-	_cleanup_free_ char *data = read_alloc("/etc/passwd", ACCOUNT_FILE_MAX);
-	if (!data)
-		return 0;
-	char *save = NULL;
-	for (char *l = strtok_r(data, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		/* name:password:uid:gid:gecos:home:shell */
-		char *f[7];
-		int n = split_fields(l, f, 7);
-		if (n < 4 || !all_digits(f[2]) || !all_digits(f[3]))
-			continue;
-		long this_uid = strtol(f[2], NULL, 10);
-		if (name ? strcmp(f[0], name) != 0 : this_uid != uid)
-			continue;
-		ids->uid = (uid_t)this_uid;
-		ids->gid = (gid_t)strtol(f[3], NULL, 10);
-		snprintf(ids->name, sizeof(ids->name), "%s", f[0]);
-		if (n >= 6 && f[5][0])
-			snprintf(ids->home, sizeof(ids->home), "%s", f[5]);
-		return 1;
-	}
-	return 0;
-}
-
-/*
- * Scan /etc/group: find `group` by name (setting *gid, returns 1), or with
- * group NULL add the groups whose member list names ids->name.
- */
-static int group_scan(const char *group, gid_t *gid, struct ids *ids)
-{
-	_cleanup_free_ char *data = read_alloc("/etc/group", ACCOUNT_FILE_MAX);
-	if (!data)
-		return 0;
-	char *save = NULL;
-	for (char *l = strtok_r(data, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		/* name:password:gid:member,member */
-		char *f[4];
-		int n = split_fields(l, f, 4);
-		if (n < 3 || !all_digits(f[2]))
-			continue;
-		gid_t this_gid = (gid_t)strtol(f[2], NULL, 10);
-		if (group) {
-			if (strcmp(f[0], group) == 0) {
-				*gid = this_gid;
-				return 1;
-			}
-			continue;
-		}
-		if (n < 4 || !ids->name[0])
-			continue;
-		char *msave = NULL;
-		for (char *m = strtok_r(f[3], ",", &msave); m; m = strtok_r(NULL, ",", &msave)) {
-			if (strcmp(m, ids->name) != 0 || ids->ngroups >= MAX_GROUPS)
-				continue;
-			ids->groups[ids->ngroups++] = this_gid;
-			break;
-		}
-	}
-	return 0;
-}
-
-/* Resolve cfg.user (`user`, `uid`, `user:group`, `uid:gid`) as Docker does. */
-static void resolve_user(struct ids *ids)
-{
-	memset(ids, 0, sizeof(*ids));
-	snprintf(ids->home, sizeof(ids->home), "/");
-	char spec[512];
-	snprintf(spec, sizeof(spec), "%s", cfg.user ? cfg.user : "0");
-	char *grp = strchr(spec, ':');
-	if (grp)
-		*grp++ = '\0';
-	if (all_digits(spec)) {
-		errno = 0;
-		long uid = strtol(spec, NULL, 10);
-		if (errno || uid > INT32_MAX)
-			die(0, "user `%s`: uid out of range", cfg.user);
-		if (!passwd_lookup(NULL, uid, ids)) {
-			ids->uid = (uid_t)uid;
-			ids->gid = 0;
-		}
-	} else if (!passwd_lookup(spec, 0, ids)) {
-		die(0, "user `%s`: no such user in /etc/passwd", spec);
-	}
-	if (grp && *grp) {
-		if (all_digits(grp)) {
-			errno = 0;
-			long gid = strtol(grp, NULL, 10);
-			if (errno || gid > INT32_MAX)
-				die(0, "user `%s`: gid out of range", cfg.user);
-			ids->gid = (gid_t)gid;
-		} else if (!group_scan(grp, &ids->gid, ids)) {
-			die(0, "user `%s`: no such group in /etc/group", cfg.user);
-		}
-		ids->groups[0] = ids->gid;
-		ids->ngroups = 1;
-	} else {
-		ids->groups[0] = ids->gid;
-		ids->ngroups = 1;
-		group_scan(NULL, NULL, ids);
-	}
-}
-
-static const char *env_get(char *const *env, const char *name)
-{
-	size_t n = strlen(name);
-	for (; *env; env++)
-		if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
-			return *env + n + 1;
-	return NULL;
-}
-
-/* execvp's search, but along the program's own PATH. Returns the errno to report. */
-static int exec_search(char *const argv[], char *const envp[])
-{
-	const char *file = argv[0];
-	if (!*file)
-		return ENOENT;
-	if (strchr(file, '/')) {
-		execve(file, argv, envp);
-		return errno;
-	}
-	const char *path = env_get(envp, "PATH");
-	if (!path)
-		path = DEFAULT_PATH;
-	bool eacces = false;
-	for (const char *p = path;;) {
-		const char *e = strchrnul(p, ':');
-		char buf[PATH_MAX];
-		int n = e == p ? snprintf(buf, sizeof(buf), "%s", file)
-		               : snprintf(buf, sizeof(buf), "%.*s/%s", (int)(e - p), p, file);
-		if (n > 0 && (size_t)n < sizeof(buf)) {
-			execve(buf, argv, envp);
-			switch (errno) {
-			case EACCES:
-				eacces = true;
-				break;
-			case ENOENT:
-			case ENOTDIR:
-			case ESTALE:
-			case ELOOP:
-			case ENAMETOOLONG:
-			case ENODEV:
-			case ETIMEDOUT:
-				break;
-			default:
-				return errno;
-			}
-		}
-		if (!*e)
-			break;
-		p = e + 1;
-	}
-	return eacces ? EACCES : ENOENT;
+	if (g.pid <= 0)
+		return;
+	forward_signal(SIGTERM);
+	long long at = uptime_ms() + timeout_ms;
+	if (at < 1)
+		at = 1;
+	if (!g.stop_at || at < g.stop_at)
+		g.stop_at = at;
 }
 
 enum { STAGE_IDS = 1, STAGE_WORKDIR, STAGE_EXEC };
@@ -1125,14 +676,7 @@ static _Noreturn void child_fail(int fd, int stage)
 /* In the forked child: become the program. Never returns. */
 static _Noreturn void child_exec(int report, const struct ids *ids, char *const envp[])
 {
-	sigset_t none;
-	sigemptyset(&none);
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
-	sigemptyset(&dfl.sa_mask);
-	for (size_t i = 0; i < ARRAY_SIZE(forwarded); i++)
-		sigaction(forwarded[i], &dfl, NULL);
-	sigaction(SIGCHLD, &dfl, NULL);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	child_reset_signals();
 	setsid();
 
 	int fd = open("/dev/null", O_RDWR | O_NOCTTY);
@@ -1156,30 +700,15 @@ static _Noreturn void child_exec(int report, const struct ids *ids, char *const 
 	child_fail(report, STAGE_EXEC);
 }
 
-static char *env_store[HM_GUEST_MAX_ENV + 4];
-
 static void start_program(void)
 {
-	struct ids ids;
-	resolve_user(&ids);
-
-	size_t n = 0;
-	for (size_t i = 0; i < cfg.envc; i++)
-		env_store[n++] = cfg.env[i];
-	env_store[n] = NULL;
-	static char path_env[] = "PATH=" DEFAULT_PATH;
-	static char home_env[PATH_MAX + 8], host_env[128];
-	if (!env_get(env_store, "PATH"))
-		env_store[n++] = path_env;
-	if (!env_get(env_store, "HOSTNAME")) {
-		snprintf(host_env, sizeof(host_env), "HOSTNAME=%s", cfg.hostname);
-		env_store[n++] = host_env;
-	}
-	if (!env_get(env_store, "HOME")) {
-		snprintf(home_env, sizeof(home_env), "HOME=%s", ids.home);
-		env_store[n++] = home_env;
-	}
-	env_store[n] = NULL;
+	static struct ids ids;
+	char why[600];
+	if (resolve_user(cfg.user, &ids, why, sizeof(why)) < 0)
+		die(0, "%s", why);
+	_cleanup_free_ char **envp = build_env(&ids, NULL, 0, false);
+	if (!envp)
+		die(ENOMEM, "environment");
 
 	if (mkdir_p(cfg.workdir, 0755) < 0)
 		die(errno, "create workdir %s", cfg.workdir);
@@ -1193,7 +722,7 @@ static void start_program(void)
 		die(errno, "fork");
 	if (pid == 0) {
 		close(pipefd[0]);
-		child_exec(pipefd[1], &ids, env_store);
+		child_exec(pipefd[1], &ids, envp);
 	}
 	close(pipefd[1]);
 	struct child_report r = { 0, 0 };
@@ -1212,8 +741,6 @@ static void start_program(void)
 	/* The child failed before or at exec: collect it, then report why. */
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
-	char msg[PATH_MAX + 64];
-	const char *a0 = cfg.argv[0];
 	switch (r.stage) {
 	case STAGE_IDS:
 		die(r.err, "switch to user %s", cfg.user ? cfg.user : "root");
@@ -1222,15 +749,8 @@ static void start_program(void)
 	default:
 		break;
 	}
-	int code = 126;
-	if (r.err == ENOENT || r.err == ENOTDIR) {
-		code = 127;
-		snprintf(msg, sizeof(msg), "command not found: %s", a0);
-	} else if (r.err == EACCES) {
-		snprintf(msg, sizeof(msg), "permission denied: %s", a0);
-	} else {
-		snprintf(msg, sizeof(msg), "cannot execute %s: %s", a0, strerror(r.err));
-	}
+	char msg[PATH_MAX + 64];
+	int code = exec_failure(r.err, cfg.argv[0], msg, sizeof(msg));
 	say("%s", msg);
 	finish(code, msg);
 }
@@ -1258,7 +778,11 @@ static int describe_status(int status, char *msg, size_t len)
 	return 128 + sig;
 }
 
-/* Reap every exited child; returns true when the program was among them. */
+/*
+ * Reap every exited child: the program (returns true and its status), an
+ * exec session's process (exec.c takes it), or an orphan the kernel handed
+ * to PID 1 (nothing to do).
+ */
 static bool reap(int *program_status)
 {
 	bool done = false;
@@ -1272,6 +796,8 @@ static bool reap(int *program_status)
 		if (g.pid > 0 && p == g.pid) {
 			*program_status = st;
 			done = true;
+		} else {
+			exec_reaped(p, st);
 		}
 	}
 }
@@ -1286,35 +812,41 @@ static void drain_signals(int *sigs, size_t *nsigs, size_t max)
 				sigs[(*nsigs)++] = (int)si[i].ssi_signo;
 }
 
-/* Serve signals, the agent and the power button until the program exits. */
+/* Serve signals, the agent, exec sessions and the power button until the program exits. */
 static int main_loop(void)
 {
-	long long hup_at = 0;
+	static struct pollfd pfd[2 + MAX_BUTTONS + 3 * MAX_SESSIONS];
 	for (;;) {
-		/* While the host end is closed the port polls as HUP: look again every 100 ms. */
+		agent_flush();
+		long long now = uptime_ms();
 		int timeout = -1;
-		if (g.agent_hup) {
-			long long left = hup_at + 100 - uptime_ms();
-			if (left <= 0)
-				g.agent_hup = false;
-			else
-				timeout = (int)left;
+		if (g.stop_at) {
+			long long left = g.stop_at - now;
+			if (left <= 0) {
+				step("stop: SIGKILL to the program");
+				forward_signal(SIGKILL);
+				g.stop_at = 0;
+			} else {
+				timeout = (int)(left < INT32_MAX ? left : INT32_MAX);
+			}
 		}
-		struct pollfd pfd[2 + MAX_BUTTONS];
-		int nfds = 0, agent_i = -1;
+		int nfds = 0;
 		pfd[nfds++] = (struct pollfd){ .fd = g.sfd, .events = POLLIN };
-		if (g.agent_fd >= 0 && !g.agent_hup) {
-			agent_i = nfds;
-			pfd[nfds++] = (struct pollfd){ .fd = g.agent_fd, .events = POLLIN };
-		}
+		int agent_i = nfds;
+		nfds += agent_poll_fill(&pfd[nfds], now, &timeout);
+		bool have_agent = nfds > agent_i;
 		int button_i = nfds;
 		for (int i = 0; i < g.nbuttons; i++)
 			pfd[nfds++] = (struct pollfd){ .fd = g.buttons[i], .events = POLLIN };
+		int exec_i = nfds;
+		nfds += exec_poll_fill(&pfd[nfds], now, &timeout);
+
 		int r = poll(pfd, (nfds_t)nfds, timeout);
 		if (r < 0 && errno != EINTR)
 			die(errno, "poll");
-		if (r <= 0)
+		if (r < 0)
 			continue;
+		now = uptime_ms();
 		if (pfd[0].revents & POLLIN) {
 			int sigs[32];
 			size_t nsigs = 0;
@@ -1330,18 +862,12 @@ static int main_loop(void)
 			if (exited)
 				return status;
 		}
-		if (agent_i >= 0) {
-			short re = pfd[agent_i].revents;
-			if (re & POLLIN)
-				agent_read();
-			else if (re & (POLLHUP | POLLERR))
-				g.agent_hup = true;
-			if (g.agent_hup)
-				hup_at = uptime_ms();
-		}
+		if (have_agent && pfd[agent_i].revents)
+			agent_poll_handle(pfd[agent_i].revents);
 		for (int i = 0; i < g.nbuttons; i++)
 			if (pfd[button_i + i].revents & POLLIN)
 				button_read(g.buttons[i]);
+		exec_poll_handle(&pfd[exec_i], now);
 	}
 }
 
@@ -1440,10 +966,11 @@ static _Noreturn void finish(int code, const char *message)
 		_exit(code);
 	}
 	finishing = true;
-	char esc[4096];
-	json_escape(esc, sizeof(esc), message);
+	static char esc[6 * HM_GUEST_EXIT_MSG_MAX + 1];
+	hm_gjson_escape(esc, sizeof(esc), message, strlen(message));
 	agent_send("{\"type\":\"exit\",\"code\":%d,\"message\":\"%s\",\"uptime_ms\":%lld}", code,
 	           esc, uptime_ms());
+	agent_drain(AGENT_DRAIN_MS);
 	step("program ended: %d %s", code, message);
 	kill_all();
 	write_exit_record(code, message);
@@ -1475,8 +1002,9 @@ int main(void)
 	switch_root();
 	setup_identity();
 	setup_network();
-	open_agent();
+	agent_open();
 	agent_send("{\"type\":\"boot\",\"uptime_ms\":%lld}", uptime_ms());
+	agent_flush();
 	open_power_buttons();
 	start_program();
 	int status = main_loop();

@@ -123,3 +123,116 @@ int hm_h_instances_logs(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 	hm_resp_header(resp, "X-Accel-Buffering", "no");
 	return 0;
 }
+
+int hm_h_instances_stop(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	json_t *inst = NULL;
+	if (hm_instances_stop(hm_req_services(req)->instances, hm_req_param(req, "id"), &inst,
+	                      err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, inst);
+}
+
+int hm_h_instances_start(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	json_t *inst = NULL;
+	if (hm_instances_start(hm_req_services(req)->instances, hm_req_param(req, "id"),
+	                       hm_req_json(req), &inst, err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, inst);
+}
+
+int hm_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	json_t *inst = NULL;
+	if (hm_instances_update(hm_req_services(req)->instances, hm_req_param(req, "id"),
+	                        hm_req_json(req), &inst, err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, inst);
+}
+
+/* Go-style durations as upstream takes them: "60s", "500ms", "2m", "1m30s". */
+static int parse_duration_ms(const char *s, long *ret)
+{
+	long total = 0;
+	const char *p = s;
+	if (!*p)
+		return -1;
+	while (*p) {
+		char *end;
+		errno = 0;
+		double v = strtod(p, &end);
+		if (errno || end == p || v < 0)
+			return -1;
+		double mult;
+		if (strncmp(end, "ms", 2) == 0) {
+			mult = 1;
+			end += 2;
+		} else if (*end == 's') {
+			mult = 1000;
+			end++;
+		} else if (*end == 'm') {
+			mult = 60000;
+			end++;
+		} else if (*end == 'h') {
+			mult = 3600000;
+			end++;
+		} else {
+			return -1;
+		}
+		total += (long)(v * mult);
+		if (total > 24L * 3600000)
+			return -1;
+		p = end;
+	}
+	*ret = total;
+	return 0;
+}
+
+#define WAIT_MAX_MS (5L * 60 * 1000)
+
+int hm_h_instances_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	const char *state = hm_req_query(req, "state");
+	if (!state || !*state)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`state` is required");
+	bool ok = false;
+	for (size_t i = 0; i < sizeof(STATES) / sizeof(STATES[0]); i++)
+		ok |= strcmp(state, STATES[i]) == 0;
+	if (!ok)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_state", "unknown state `%.40s`",
+		                  state);
+	long timeout_ms = 60000;
+	const char *t = hm_req_query(req, "timeout");
+	if (t && *t && parse_duration_ms(t, &timeout_ms) < 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
+		                  "`timeout` must be a duration such as 30s, 500ms or 2m");
+	if (timeout_ms > WAIT_MAX_MS)
+		timeout_ms = WAIT_MAX_MS;
+	json_t *out = NULL;
+	if (hm_instances_wait(hm_req_services(req)->instances, hm_req_param(req, "id"), state,
+	                      timeout_ms, &out, err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, out);
+}
+
+int hm_h_instances_stats(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	json_t *out = NULL;
+	if (hm_instances_stats(hm_req_services(req)->instances, hm_req_param(req, "id"), &out,
+	                       err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, out);
+}
+
+int hm_h_instances_stat(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	bool follow = false;
+	if (query_bool(req, "follow_links", false, &follow, err) < 0)
+		return -1;
+	json_t *out = NULL;
+	if (hm_instances_stat(hm_req_services(req)->instances, hm_req_param(req, "id"),
+	                      hm_req_query(req, "path"), follow, &out, err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, out);
+}

@@ -7,6 +7,7 @@
 
 #include "api/api.h"
 #include "api/handlers.h"
+#include "instance/instances.h"
 #include "api/request.h"
 #include "api/spec.h"
 #include "config/config.h"
@@ -51,12 +52,15 @@ int hm_h_resources(struct hm_req *req, struct hm_resp *resp, struct hm_err **err
 	struct hm_host_capacity cap;
 	if (hm_host_capacity(cfg->data_dir, cfg->network_limit_bps, &cap, err) < 0)
 		return -1;
-	/* Nothing allocates yet: instances arrive with the instance module. */
+	int64_t vcpus = 0, mem = 0, disk = 0;
+	if (hm_req_services(req)->instances)
+		hm_instances_allocated(hm_req_services(req)->instances, &vcpus, &mem, &disk);
 	json_t *body = json_pack(
 	    "{s:o,s:o,s:o,s:o,s:[]}", "cpu",
-	    resource_status("cpu", cap.cpus, cfg->oversub_cpu, 0, "detected"), "memory",
-	    resource_status("memory", cap.memory_bytes, cfg->oversub_memory, 0, "detected"), "disk",
-	    resource_status("disk", cap.disk_bytes, cfg->oversub_disk, 0, "detected"), "network",
+	    resource_status("cpu", cap.cpus, cfg->oversub_cpu, vcpus, "detected"), "memory",
+	    resource_status("memory", cap.memory_bytes, cfg->oversub_memory, mem, "detected"),
+	    "disk", resource_status("disk", cap.disk_bytes, cfg->oversub_disk, disk, "detected"),
+	    "network",
 	    resource_status("network", cap.network_bps, cfg->oversub_network, 0,
 	                    cap.network_source),
 	    "allocations");

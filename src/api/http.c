@@ -85,6 +85,30 @@ static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
 	}
 }
 
+/* An upgraded connection: the handler's session, then the socket is closed. */
+struct upgrade {
+	void (*run)(void *cls, int fd, const char *extra, size_t extra_len);
+	void (*free)(void *cls);
+	void *cls;
+};
+
+static void upgrade_cb(void *cls, struct MHD_Connection *connection, void *req_cls,
+                       const char *extra_in, size_t extra_in_size, MHD_socket sock,
+                       struct MHD_UpgradeResponseHandle *urh)
+{
+	(void)connection;
+	(void)req_cls;
+	struct upgrade *u = cls;
+	int fl = fcntl(sock, F_GETFL);
+	if (fl >= 0)
+		fcntl(sock, F_SETFL, fl & ~O_NONBLOCK);
+	u->run(u->cls, sock, extra_in, extra_in_size);
+	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+	if (u->free)
+		u->free(u->cls);
+	free(u);
+}
+
 static void stream_free(void *cls)
 {
 	struct stream *s = cls;
@@ -211,6 +235,8 @@ void hm_resp_done(struct hm_resp *resp)
 	json_decref(resp->json);
 	if (resp->stream_read && resp->stream_free)
 		resp->stream_free(resp->stream_cls); /* never handed to the edge */
+	if (resp->upgrade && resp->upgrade_free)
+		resp->upgrade_free(resp->upgrade_cls);
 	for (size_t i = 0; i < resp->nheaders; i++)
 		free(resp->headers[i].value);
 	*resp = (struct hm_resp){ 0 };
@@ -237,6 +263,17 @@ static enum MHD_Result send_resp(struct hm_req *req, struct hm_resp *resp)
 		s[len++] = '\n';
 		r = MHD_create_response_from_buffer(len, s, MHD_RESPMEM_MUST_FREE);
 		ctype = "application/json";
+	} else if (resp->upgrade) {
+		struct upgrade *u = xcalloc(1, sizeof(*u));
+		*u = (struct upgrade){ resp->upgrade, resp->upgrade_free, resp->upgrade_cls };
+		resp->upgrade = NULL;
+		r = MHD_create_response_for_upgrade(upgrade_cb, u);
+		ctype = NULL;
+		if (!r) {
+			if (u->free)
+				u->free(u->cls);
+			free(u);
+		}
 	} else if (resp->stream_read) {
 		struct stream *st = xcalloc(1, sizeof(*st));
 		*st = (struct stream){ req->api, resp->stream_read, resp->stream_free,
@@ -254,7 +291,7 @@ static enum MHD_Result send_resp(struct hm_req *req, struct hm_resp *resp)
 	}
 	if (!r)
 		return MHD_NO;
-	if (resp->json || resp->len > 0 || resp->content_type)
+	if (ctype && (resp->json || resp->len > 0 || resp->content_type))
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	for (size_t i = 0; i < resp->nheaders; i++)
 		MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
@@ -548,7 +585,7 @@ int hm_api_start(struct hm_services *svc, struct hm_api **ret, struct hm_err **e
 	const struct hm_config *cfg = svc->cfg;
 	struct sockaddr_storage ss = { 0 };
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-	                 MHD_USE_POLL | MHD_USE_ERROR_LOG;
+	                 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
 	if (strchr(cfg->listen_addr, ':')) {
 		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
 		a6->sin6_family = AF_INET6;

@@ -33,6 +33,16 @@ struct hm_resp {
 	ssize_t (*stream_read)(void *cls, char *buf, size_t max);
 	void (*stream_free)(void *cls);
 	void *stream_cls;
+	/*
+	 * 101 Switching Protocols (WebSocket): after the response headers go out,
+	 * upgrade() runs on the connection's own thread with the raw socket, in
+	 * blocking mode, and the bytes the client already sent after its request.
+	 * The edge closes the socket when it returns. upgrade_free releases
+	 * upgrade_cls whether or not upgrade() ran.
+	 */
+	void (*upgrade)(void *cls, int fd, const char *extra, size_t extra_len);
+	void (*upgrade_free)(void *cls);
+	void *upgrade_cls;
 	struct {
 		const char *name; /* static */
 		char *value;      /* owned */

@@ -20,7 +20,16 @@ const struct hm_route hm_routes[] = {
 	{ "POST", "/instances", "instance:write", HM_ROUTE_JSON_BODY, hm_h_instances_create },
 	{ "GET", "/instances/{id}", "instance:read", 0, hm_h_instances_get },
 	{ "DELETE", "/instances/{id}", "instance:delete", 0, hm_h_instances_delete },
+	{ "PATCH", "/instances/{id}", "instance:write", HM_ROUTE_JSON_BODY, hm_h_instances_update },
 	{ "GET", "/instances/{id}/logs", "instance:read", 0, hm_h_instances_logs },
+	{ "POST", "/instances/{id}/stop", "instance:write", HM_ROUTE_JSON_BODY,
+	  hm_h_instances_stop },
+	{ "POST", "/instances/{id}/start", "instance:write", HM_ROUTE_JSON_BODY,
+	  hm_h_instances_start },
+	{ "GET", "/instances/{id}/wait", "instance:read", 0, hm_h_instances_wait },
+	{ "GET", "/instances/{id}/stats", "instance:read", 0, hm_h_instances_stats },
+	{ "GET", "/instances/{id}/stat", "instance:read", 0, hm_h_instances_stat },
+	{ "GET", "/instances/{id}/exec", "instance:write", 0, hm_h_instances_exec },
 };
 
 const size_t hm_routes_count = sizeof(hm_routes) / sizeof(hm_routes[0]);

@@ -46,6 +46,7 @@
 #include "core/xalloc.h"
 #include "host/host.h"
 #include "image/images.h"
+#include "instance/agent.h"
 #include "instance/command.h"
 #include "instance/logs.h"
 #include "store/instances.h"
@@ -71,6 +72,8 @@ struct live {
 	int wake[2]; /* written to stop the monitor without finalising */
 	atomic_bool started;
 	atomic_bool exited;
+	atomic_int refs; /* the list's one, plus one per request using it */
+	struct hm_agent *agent;
 	struct hm_instances *in;
 };
 
@@ -158,6 +161,10 @@ static void handle_agent_line(struct live *l, const char *line)
 	json_t *msg = json_loads(line, 0, NULL);
 	if (!msg)
 		return;
+	if (hm_agent_dispatch(l->agent, msg)) {
+		json_decref(msg);
+		return;
+	}
 	const char *type = json_string_value(json_object_get(msg, "type"));
 	if (type && strcmp(type, "started") == 0 && !atomic_exchange(&l->started, true)) {
 		struct hm_instance_row row = { .exit_code = -1 };
@@ -228,6 +235,8 @@ static void *monitor(void *arg)
 	if (afd < 0)
 		oplog(l->in, l->id, "msg=\"agent channel unavailable\" error=\"%s\"",
 		      err ? err->msg : "?");
+	else
+		hm_agent_set_fd(l->agent, afd);
 	_cleanup_free_ char *buf = xmalloc(AGENT_LINE_MAX + 1);
 	size_t len = 0;
 	bool stop = false;
@@ -247,6 +256,7 @@ static void *monitor(void *arg)
 		if (afd >= 0 && p[2].revents) {
 			ssize_t r = read(afd, buf + len, AGENT_LINE_MAX - len);
 			if (r <= 0) {
+				hm_agent_set_fd(l->agent, -1);
 				close(afd);
 				afd = -1;
 			} else {
@@ -265,8 +275,10 @@ static void *monitor(void *arg)
 		if (p[0].revents)
 			break;
 	}
-	if (afd >= 0)
+	if (afd >= 0) {
+		hm_agent_set_fd(l->agent, -1);
 		close(afd);
+	}
 	if (!stop)
 		finalize(l);
 	return NULL;
@@ -274,8 +286,9 @@ static void *monitor(void *arg)
 
 static void live_free(struct live *l)
 {
-	if (!l)
+	if (!l || atomic_fetch_sub(&l->refs, 1) > 1)
 		return;
+	hm_agent_free(l->agent);
 	if (l->vm)
 		l->vm->ops->free(l->vm);
 	pthread_mutex_destroy(&l->vm_lock);
@@ -296,6 +309,8 @@ static void live_start(struct hm_instances *in, const char *id, struct hm_vm *vm
 	l->in = in;
 	atomic_init(&l->started, started);
 	atomic_init(&l->exited, false);
+	atomic_init(&l->refs, 1);
+	l->agent = hm_agent_new();
 	pthread_mutex_init(&l->vm_lock, NULL);
 	if (pipe2(l->wake, O_CLOEXEC) < 0)
 		abort();
@@ -669,32 +684,10 @@ static int make_overlay(const char *path, int64_t bytes, struct hm_err **err)
 }
 
 /* Everything of a create after the row exists; on failure the caller undoes it. */
-static int prepare_and_boot(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
-                            const struct hm_image_info *img, struct hm_vm **ret_vm,
-                            struct hm_err **err)
+/* (Re)write the guest config disk from the spec: a fresh disk, no exit record. */
+static int write_guest_config(struct hm_instances *in, const struct hm_instance_row *row,
+                              json_t *spec, const char *rootfs, struct hm_err **err)
 {
-	const char *id = row->id;
-	double t0 = mono_ms();
-	_cleanup_free_ char *dir = inst_path(in, id, NULL);
-	_cleanup_free_ char *logs = inst_path(in, id, "logs");
-	_cleanup_free_ char *run = inst_path(in, id, "run");
-	if (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0)
-		return -1;
-	_cleanup_free_ char *agent_sock = xasprintf("%s/agent.sock", run);
-	if (strlen(agent_sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		return hm_err_set(err, HM_ERR_INTERNAL, NULL,
-		                  "the data dir path is too long for unix sockets (`%s`)",
-		                  agent_sock);
-	oplog(in, id, "msg=created name=%s image=%s digest=%s", row->name, row->image,
-	      row->image_digest);
-
-	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
-	if (make_overlay(overlay, json_integer_value(json_object_get(spec, "overlay_bytes")), err) <
-	    0)
-		return -1;
-	double t_overlay = mono_ms();
-
-	/* The guest config, from the spec. */
 	json_t *argv = json_object_get(spec, "argv");
 	json_t *envo = json_object_get(spec, "full_env");
 	size_t argc = json_array_size(argv), envc = json_object_size(envo);
@@ -715,24 +708,30 @@ static int prepare_and_boot(struct hm_instances *in, struct hm_instance_row *row
 		.user = user && *user ? user : NULL,
 		.hostname = row->name,
 		.root = "/dev/vdb",
-		.rootfs = img->disk_format,
+		.rootfs = rootfs,
 		.overlay = "/dev/vdc",
 	};
-	_cleanup_free_ char *cfg = inst_path(in, id, "config.img");
+	_cleanup_free_ char *cfg = inst_path(in, row->id, "config.img");
 	int r = hm_guestcfg_write(cfg, &gc, err);
 	for (size_t i = 0; i < envc; i++)
 		free(ev[i]);
-	if (r < 0)
-		return -1;
-	double t_cfg = mono_ms();
+	return r;
+}
 
+/* Start the VMM on the instance's disks. */
+static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                    const char *root_disk, struct hm_vm **ret_vm, struct hm_err **err)
+{
+	const char *id = row->id;
 	/* tsc_early_khz: without it microvm boots hang at random under TCG. */
 	_cleanup_free_ char *cmdline =
-	    in->tsc_khz > 0
-	        ? xasprintf(
-	              "console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests tsc_early_khz=%ld",
-	              in->tsc_khz)
-	        : xstrdup("console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests");
+	    in->tsc_khz > 0 ? xasprintf("console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests "
+	                                "tsc_early_khz=%ld",
+	                                in->tsc_khz)
+	                    : xstrdup("console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests");
+	_cleanup_free_ char *run = inst_path(in, id, "run");
+	_cleanup_free_ char *cfg = inst_path(in, id, "config.img");
+	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
 	_cleanup_free_ char *app_log = inst_path(in, id, "logs/app.log");
 	_cleanup_free_ char *vmm_log = inst_path(in, id, "logs/vmm.log");
 	struct hm_vm_spec vs = {
@@ -743,17 +742,74 @@ static int prepare_and_boot(struct hm_instances *in, struct hm_instance_row *row
 		.cmdline = cmdline,
 		.vcpus = (int)json_integer_value(json_object_get(spec, "vcpus")),
 		.mem_bytes = (uint64_t)json_integer_value(json_object_get(spec, "mem_bytes")),
-		.disks = { { cfg, false }, { img->disk_path, true }, { overlay, false } },
+		.disks = { { cfg, false }, { root_disk, true }, { overlay, false } },
 		.ndisks = 3,
 		.console_log = app_log,
 		.vmm_log = vmm_log,
 	};
+	double t0 = mono_ms();
 	if (in->vmm->spawn(&vs, ret_vm, err) < 0)
 		return hm_err_wrap(err, "start the VM");
-	double t_vmm = mono_ms();
-	oplog(in, id, "msg=\"vm started\" pid=%d overlay_ms=%.1f config_ms=%.1f vmm_ms=%.1f",
-	      (int)(*ret_vm)->pid, t_overlay - t0, t_cfg - t_overlay, t_vmm - t_cfg);
-	(void)dir;
+	oplog(in, id, "msg=\"vm started\" pid=%d vmm_ms=%.1f", (int)(*ret_vm)->pid, mono_ms() - t0);
+	return 0;
+}
+
+/* Everything of a create after the row exists; on failure the caller undoes it. */
+static int prepare_and_boot(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
+                            const struct hm_image_info *img, struct hm_vm **ret_vm,
+                            struct hm_err **err)
+{
+	const char *id = row->id;
+	double t0 = mono_ms();
+	_cleanup_free_ char *logs = inst_path(in, id, "logs");
+	_cleanup_free_ char *run = inst_path(in, id, "run");
+	if (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0)
+		return -1;
+	_cleanup_free_ char *agent_sock = xasprintf("%s/agent.sock", run);
+	if (strlen(agent_sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return hm_err_set(err, HM_ERR_INTERNAL, NULL,
+		                  "the data dir path is too long for unix sockets (`%s`)",
+		                  agent_sock);
+	oplog(in, id, "msg=created name=%s image=%s digest=%s", row->name, row->image,
+	      row->image_digest);
+	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
+	if (make_overlay(overlay, json_integer_value(json_object_get(spec, "overlay_bytes")), err) <
+	    0)
+		return -1;
+	double t_overlay = mono_ms();
+	if (write_guest_config(in, row, spec, img->disk_format, err) < 0)
+		return -1;
+	oplog(in, id, "msg=\"disks ready\" overlay_ms=%.1f config_ms=%.1f", t_overlay - t0,
+	      mono_ms() - t_overlay);
+	return spawn_vm(in, row, spec, img->disk_path, ret_vm, err);
+}
+
+/*
+ * Admission: what is asked must fit in what the host has (times the
+ * configured oversubscription) minus what live instances hold. Concurrent
+ * creates may both pass; that is the accepted slack of a check without a
+ * reservation.
+ */
+static int admit(struct hm_instances *in, const struct create_req *c, struct hm_err **err)
+{
+	struct hm_host_capacity cap = { 0 };
+	if (hm_host_capacity(in->cfg->data_dir, 0, &cap, NULL) < 0)
+		return 0;
+	int64_t vcpus, mem, disk;
+	hm_instances_allocated(in, &vcpus, &mem, &disk);
+	double cpu_limit = (double)cap.cpus * in->cfg->oversub_cpu;
+	double mem_limit = (double)cap.memory_bytes * in->cfg->oversub_memory;
+	if ((double)(vcpus + c->vcpus) > cpu_limit)
+		return hm_err_set(err, HM_ERR_CONFLICT, "insufficient_resources",
+		                  "not enough CPU: %lld vCPUs asked, %lld of %.0f in use",
+		                  (long long)c->vcpus, (long long)vcpus, cpu_limit);
+	if ((double)(mem + c->mem) > mem_limit) {
+		_cleanup_free_ char *a = human_size(c->mem);
+		_cleanup_free_ char *u = human_size(mem);
+		_cleanup_free_ char *l = human_size((int64_t)mem_limit);
+		return hm_err_set(err, HM_ERR_CONFLICT, "insufficient_resources",
+		                  "not enough memory: %s asked, %s of %s in use", a, u, l);
+	}
 	return 0;
 }
 
@@ -765,6 +821,8 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 	if (in->boot_error)
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
 		                  "instances cannot boot on this host: %s", in->boot_error);
+	if (admit(in, &c, err) < 0)
+		return -1;
 	struct hm_image_info img = { 0 };
 	if (hm_images_resolve(in->images, c.image, &img, err) < 0)
 		return -1;
@@ -966,4 +1024,446 @@ int hm_instances_logs(struct hm_instances *in, const char *key, const char *sour
 			close(fd);
 	}
 	return hm_log_stream_open(path, tail, follow, log_alive, a, alive_free, ret, err);
+}
+
+/* ---- lifecycle: stop, start, update, wait ---- */
+
+/* The live record of an instance with a reference taken, or NULL. */
+static struct live *live_get(struct hm_instances *in, const char *id)
+{
+	pthread_mutex_lock(&in->lock);
+	struct live *l = live_find(in, id);
+	if (l)
+		atomic_fetch_add(&l->refs, 1);
+	pthread_mutex_unlock(&in->lock);
+	return l;
+}
+
+static char *derived_state(struct hm_instances *in, const struct hm_instance_row *row)
+{
+	json_t *o = instance_json(in, row);
+	char *st = xstrdup(json_string_value(json_object_get(o, "state")));
+	json_decref(o);
+	return st;
+}
+
+static bool wait_exited(struct live *l, long timeout_ms)
+{
+	for (long waited = 0; !atomic_load(&l->exited); waited += 20) {
+		if (waited >= timeout_ms)
+			return false;
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return true;
+}
+
+#define STOP_GRACE_MS 10000
+
+/* The escalating stop of a live VM: guest init, power button, kill. */
+static int stop_live(struct hm_instances *in, struct live *l, const struct hm_instance_row *row,
+                     struct hm_err **err)
+{
+	double t0 = mono_ms();
+	oplog(in, row->id, "msg=\"stop requested\"");
+	/* 1: the guest init stops the program (SIGTERM, SIGKILL after the grace). */
+	json_t *msg = json_pack("{s:s,s:i}", "type", "stop", "timeout_ms", STOP_GRACE_MS);
+	bool asked = hm_agent_send(l->agent, msg, NULL) == 0;
+	json_decref(msg);
+	const char *how = "guest init";
+	int r = 0;
+	if (!asked || !wait_exited(l, STOP_GRACE_MS + 5000)) {
+		/* 2: the ACPI power button, which the init also takes as "stop". */
+		how = "power button";
+		pthread_mutex_lock(&l->vm_lock);
+		l->vm->ops->shutdown(l->vm, NULL);
+		pthread_mutex_unlock(&l->vm_lock);
+		if (!wait_exited(l, asked ? 3000 : STOP_GRACE_MS + 3000)) {
+			/* 3: the VMM process itself. */
+			how = "kill";
+			pthread_mutex_lock(&l->vm_lock);
+			r = l->vm->ops->kill(l->vm, 10000, err);
+			pthread_mutex_unlock(&l->vm_lock);
+			if (r == 0 && !wait_exited(l, 5000))
+				r = hm_err_set(err, HM_ERR_INTERNAL, NULL,
+				               "the VMM of `%s` did not go away", row->name);
+		}
+	}
+	if (r == 0) {
+		oplog(in, row->id, "msg=stopped via=\"%s\" ms=%.0f", how, mono_ms() - t0);
+		log_info("instances", "stopped", "id=%s name=%s via=\"%s\"", row->id, row->name,
+		         how);
+	}
+	return r;
+}
+
+int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *state = derived_state(in, &row);
+	struct live *l = live_get(in, row.id);
+	int r;
+	if (!l || (strcmp(state, "Running") != 0 && strcmp(state, "Initializing") != 0))
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; only a Running or Initializing instance can "
+		               "be stopped",
+		               row.name, state);
+	else
+		r = stop_live(in, l, &row, err);
+	if (l)
+		live_free(l);
+	if (r == 0)
+		r = hm_instances_get(in, row.id, ret, err);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+static int boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd,
+                      json_t *ep, json_t **ret, struct hm_err **err);
+
+int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                       struct hm_err **err)
+{
+	if (body && !json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *cmd = body ? json_object_get(body, "cmd") : NULL;
+	json_t *ep = body ? json_object_get(body, "entrypoint") : NULL;
+	if ((cmd && !json_is_null(cmd) && hm_command_check_args(cmd, "cmd", err) < 0) ||
+	    (ep && !json_is_null(ep) && hm_command_check_args(ep, "entrypoint", err) < 0))
+		return -1;
+	if (in->boot_error)
+		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
+		                  "instances cannot boot on this host: %s", in->boot_error);
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *state = derived_state(in, &row);
+	int r;
+	if (strcmp(state, "Stopped") != 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; only a Stopped instance can be started",
+		               row.name, state);
+	else
+		r = boot_again(in, &row, cmd, ep, ret, err);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+/* Start's work once the instance is known to be Stopped. */
+static int boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd,
+                      json_t *ep, json_t **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = *rowp; /* fields stay owned by the caller's row */
+	json_t *spec = NULL;
+	struct hm_image_info img = { 0 };
+	struct hm_vm *vm = NULL;
+	int r = 0;
+	/* The old VMM's record goes; a new one comes with the boot. */
+	pthread_mutex_lock(&in->lock);
+	struct live *old = live_detach(in, row.id);
+	pthread_mutex_unlock(&in->lock);
+	live_free(old);
+
+	if (hm_images_resolve(in->images, row.image, &img, err) < 0) {
+		r = hm_err_wrap(err, "the instance's image");
+		goto out;
+	}
+	spec = json_loads(row.spec, 0, NULL);
+	if (!spec)
+		spec = json_object();
+	if (cmd || ep) {
+		/* Overrides are remembered for the next starts, as docker's are not, so
+		 * that a restart runs what the user last asked for. */
+		json_t *use_cmd = cmd ? cmd : json_object_get(spec, "cmd");
+		json_t *use_ep = ep ? ep : json_object_get(spec, "entrypoint");
+		json_t *argv = NULL;
+		if (hm_command_argv(json_object_get(img.config, "entrypoint"),
+		                    json_object_get(img.config, "cmd"), use_ep, use_cmd, &argv,
+		                    err) < 0) {
+			r = -1;
+			goto out;
+		}
+		json_object_set_new(spec, "argv", argv);
+		if (cmd)
+			json_object_set(spec, "cmd", cmd);
+		if (ep)
+			json_object_set(spec, "entrypoint", ep);
+	}
+	if (write_guest_config(in, &row, spec, img.disk_format, err) < 0 ||
+	    spawn_vm(in, &row, spec, img.disk_path, &vm, err) < 0) {
+		r = -1;
+		goto out;
+	}
+	free(row.spec);
+	row.spec = json_dumps(spec, JSON_COMPACT);
+	free(row.phase);
+	row.phase = xstrdup("Booting");
+	row.vmm_pid = vm->pid;
+	row.exit_code = -1;
+	free(row.exit_message);
+	row.exit_message = NULL;
+	free(row.stopped_at);
+	row.stopped_at = NULL;
+	free(row.started_at);
+	row.started_at = now_rfc3339();
+	if (hm_store_instance_update(in->st, &row, err) < 0) {
+		vm->ops->kill(vm, 5000, NULL);
+		vm->ops->free(vm);
+		r = -1;
+		goto out;
+	}
+	pthread_mutex_lock(&in->lock);
+	live_start(in, row.id, vm, false);
+	pthread_mutex_unlock(&in->lock);
+	log_info("instances", "started", "id=%s name=%s", row.id, row.name);
+	*ret = instance_json(in, &row);
+out:
+	*rowp = row;
+	json_decref(spec);
+	hm_image_info_done(&img);
+	return r;
+}
+
+int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                        struct hm_err **err)
+{
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *env = json_object_get(body, "env");
+	if (!env || json_is_null(env))
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field",
+		                  "nothing to update: give `env`");
+	if (hm_command_check_env(env, err) < 0)
+		return -1;
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	json_t *spec = json_loads(row.spec, 0, NULL);
+	if (!spec)
+		spec = json_object();
+	json_t *shown = json_object_get(spec, "env");
+	json_t *full = json_object_get(spec, "full_env");
+	if (!json_is_object(shown))
+		json_object_set_new(spec, "env", shown = json_object());
+	if (!json_is_object(full))
+		json_object_set_new(spec, "full_env", full = json_object());
+	json_object_update(shown, env);
+	json_object_update(full, env);
+	free(row.spec);
+	row.spec = json_dumps(spec, JSON_COMPACT);
+	json_decref(spec);
+	int r = hm_store_instance_update(in->st, &row, err);
+	if (r == 0) {
+		oplog(in, row.id, "msg=\"env updated\" keys=%zu", json_object_size(env));
+		*ret = instance_json(in, &row);
+	}
+	hm_instance_row_done(&row);
+	return r;
+}
+
+int hm_instances_wait(struct hm_instances *in, const char *key, const char *state, long timeout_ms,
+                      json_t **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	double deadline = mono_ms() + (double)timeout_ms;
+	json_t *o = NULL;
+	bool timed_out = false;
+	for (;;) {
+		struct hm_instance_row cur = { .exit_code = -1 };
+		if (hm_store_instance_get(in->st, row.id, &cur, err) < 0) {
+			hm_instance_row_done(&row);
+			return -1;
+		}
+		json_decref(o);
+		o = instance_json(in, &cur);
+		hm_instance_row_done(&cur);
+		const char *now = json_string_value(json_object_get(o, "state"));
+		/* Stopped is terminal for a wait: nothing will move it without a request. */
+		if (strcmp(now, state) == 0 || strcmp(now, "Stopped") == 0 ||
+		    strcmp(now, "Standby") == 0)
+			break;
+		if (mono_ms() >= deadline) {
+			timed_out = true;
+			break;
+		}
+		struct timespec ts = { 0, 25 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	*ret = json_pack("{s:O,s:O,s:b}", "state", json_object_get(o, "state"), "state_error",
+	                 json_object_get(o, "state_error"), "timed_out", timed_out);
+	json_decref(o);
+	hm_instance_row_done(&row);
+	return 0;
+}
+
+/* ---- stats, stat ---- */
+
+static int64_t status_kb(const char *status, const char *key)
+{
+	const char *p = strstr(status, key);
+	return p ? strtoll(p + strlen(key), NULL, 10) : 0;
+}
+
+int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	json_t *spec = json_loads(row.spec, 0, NULL);
+	double cpu = 0;
+	int64_t rss = 0, vms = 0;
+	struct live *l = live_get(in, row.id);
+	if (l && !atomic_load(&l->exited)) {
+		pid_t pid = l->vm->pid;
+		_cleanup_free_ char *sp = xasprintf("/proc/%d/stat", (int)pid);
+		_cleanup_free_ char *stp = xasprintf("/proc/%d/status", (int)pid);
+		_cleanup_free_ char *stat = NULL, *status = NULL;
+		size_t n;
+		if (hm_read_file(sp, 4096, &stat, &n, NULL) == 0) {
+			/* Fields after the command name (which may hold spaces) start after ')'. */
+			const char *p = strrchr(stat, ')');
+			unsigned long long ut = 0, st = 0;
+			if (p &&
+			    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			           &ut, &st) == 2)
+				cpu = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+		}
+		if (hm_read_file(stp, 16384, &status, &n, NULL) == 0) {
+			rss = status_kb(status, "VmRSS:") * 1024;
+			vms = status_kb(status, "VmSize:") * 1024;
+		}
+	}
+	if (l)
+		live_free(l);
+	*ret = json_pack(
+	    "{s:s,s:s,s:f,s:I,s:I,s:I,s:I,s:I,s:I}", "instance_id", row.id, "instance_name",
+	    row.name, "cpu_seconds", cpu, "memory_rss_bytes", (json_int_t)rss, "memory_vms_bytes",
+	    (json_int_t)vms, "network_rx_bytes", (json_int_t)0, "network_tx_bytes", (json_int_t)0,
+	    "allocated_vcpus", json_integer_value(json_object_get(spec, "vcpus")),
+	    "allocated_memory_bytes", json_integer_value(json_object_get(spec, "mem_bytes")));
+	json_decref(spec);
+	hm_instance_row_done(&row);
+	return 0;
+}
+
+int hm_instances_stat(struct hm_instances *in, const char *key, const char *path, bool follow_links,
+                      json_t **ret, struct hm_err **err)
+{
+	if (!path || path[0] != '/' || strlen(path) > 4096)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_path",
+		                  "`path` must be an absolute path inside the guest");
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *state = derived_state(in, &row);
+	struct live *l = strcmp(state, "Running") == 0 ? live_get(in, row.id) : NULL;
+	int r;
+	if (!l) {
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; stat needs a Running instance", row.name,
+		               state);
+	} else {
+		json_t *req = json_pack("{s:s,s:s,s:b}", "type", "stat", "path", path,
+		                        "follow_links", follow_links);
+		json_t *ans = NULL;
+		r = hm_agent_call(l->agent, req, 10000, &ans, err);
+		json_decref(req);
+		if (r == 0) {
+			json_object_del(ans, "type");
+			json_object_del(ans, "id");
+			*ret = ans;
+		}
+		live_free(l);
+	}
+	hm_instance_row_done(&row);
+	return r;
+}
+
+void hm_instances_allocated(struct hm_instances *in, int64_t *vcpus, int64_t *mem, int64_t *disk)
+{
+	*vcpus = *mem = *disk = 0;
+	struct hm_instance_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_instance_list(in->st, &rows, &n, NULL) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		json_t *spec = json_loads(rows[i].spec, 0, NULL);
+		/* Disks are held whatever the state; CPU and memory only while a VMM runs. */
+		*disk += json_integer_value(json_object_get(spec, "overlay_bytes"));
+		pthread_mutex_lock(&in->lock);
+		struct live *l = live_find(in, rows[i].id);
+		bool running = l && !atomic_load(&l->exited);
+		pthread_mutex_unlock(&in->lock);
+		if (running) {
+			*vcpus += json_integer_value(json_object_get(spec, "vcpus"));
+			*mem += json_integer_value(json_object_get(spec, "mem_bytes"));
+		}
+		json_decref(spec);
+	}
+	hm_instance_rows_free(rows, n);
+}
+
+/* ---- exec sessions ---- */
+
+struct hm_exec {
+	struct live *live;
+	struct hm_agent_session *session;
+};
+
+int hm_instances_exec_open(struct hm_instances *in, const char *key, struct hm_exec **ret,
+                           struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *state = derived_state(in, &row);
+	struct live *l = strcmp(state, "Running") == 0 ? live_get(in, row.id) : NULL;
+	int r = 0;
+	if (!l) {
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance must be running (current state: %s)", state);
+	} else {
+		struct hm_exec *x = xcalloc(1, sizeof(*x));
+		x->live = l;
+		if (hm_agent_session_open(l->agent, &x->session, err) < 0) {
+			live_free(l);
+			free(x);
+			r = -1;
+		} else {
+			*ret = x;
+		}
+	}
+	hm_instance_row_done(&row);
+	return r;
+}
+
+int hm_exec_fd(struct hm_exec *x)
+{
+	return hm_agent_session_fd(x->session);
+}
+
+int hm_exec_send(struct hm_exec *x, json_t *msg, struct hm_err **err)
+{
+	json_object_set_new(msg, "id", json_integer((json_int_t)hm_agent_session_id(x->session)));
+	return hm_agent_send(x->live->agent, msg, err);
+}
+
+json_t *hm_exec_take(struct hm_exec *x, bool *ended)
+{
+	return hm_agent_session_take(x->session, ended);
+}
+
+void hm_exec_close(struct hm_exec *x)
+{
+	if (!x)
+		return;
+	hm_agent_session_close(x->session);
+	live_free(x->live);
+	free(x);
 }

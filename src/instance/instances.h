@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct hm_config;
 struct hm_err;
@@ -38,6 +39,42 @@ int hm_instances_list(struct hm_instances *in, const char *state, json_t *tags, 
                       struct hm_err **err);
 /* Kill the VMM if any, remove every file and the row. */
 int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err **err);
+/* POST /instances/{id}/stop: ask the guest init to stop the program (SIGTERM,
+ * then SIGKILL after a grace period), then the ACPI power button, then kill
+ * the VMM. Only from Running or Initializing (409). *ret: the instance. */
+int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err);
+/* POST /instances/{id}/start {cmd?, entrypoint?}: boot a Stopped instance again on
+ * its own overlay (writes persist). */
+int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                       struct hm_err **err);
+/* PATCH /instances/{id} {env}: merged into the instance's env; used from its next boot. */
+int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                        struct hm_err **err);
+/* GET /instances/{id}/wait: block until `state` (or a state it can no longer
+ * leave) or timeout_ms. *ret: {state, state_error, timed_out}. */
+int hm_instances_wait(struct hm_instances *in, const char *key, const char *state, long timeout_ms,
+                      json_t **ret, struct hm_err **err);
+/* GET /instances/{id}/stats: the VMM process's CPU and memory, the allocation. */
+int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err);
+/* GET /instances/{id}/stat: PathInfo from inside the guest (Running only). */
+int hm_instances_stat(struct hm_instances *in, const char *key, const char *path, bool follow_links,
+                      json_t **ret, struct hm_err **err);
+/*
+ * An exec (or other streamed agent) session on a Running instance (409
+ * otherwise): messages sent carry the session's id; answers for it are
+ * queued, readable on hm_exec_fd. Holds the instance's VM record alive.
+ */
+struct hm_exec;
+int hm_instances_exec_open(struct hm_instances *in, const char *key, struct hm_exec **ret,
+                           struct hm_err **err);
+int hm_exec_fd(struct hm_exec *x);
+int hm_exec_send(struct hm_exec *x, json_t *msg /* borrowed; "id" is set */, struct hm_err **err);
+json_t *hm_exec_take(struct hm_exec *x, bool *ended);
+void hm_exec_close(struct hm_exec *x);
+
+/* What live instances hold: vcpus, memory and overlay bytes (for /resources). */
+void hm_instances_allocated(struct hm_instances *in, int64_t *vcpus, int64_t *mem, int64_t *disk);
+
 /* source: app | vmm | hypeman. */
 int hm_instances_logs(struct hm_instances *in, const char *key, const char *source, long tail,
                       bool follow, struct hm_log_stream **ret, struct hm_err **err);

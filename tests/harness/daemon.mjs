@@ -51,6 +51,11 @@ export async function startDaemon({ env = {}, args = [] } = {}) {
       if (token) headers.authorization = `Bearer ${token}`;
       return fetch(url + path, { ...init, headers });
     },
+    // SIGKILL, as a crash would: nothing runs in the daemon on the way out.
+    async kill9() {
+      child.kill('SIGKILL');
+      await exited;
+    },
     // SIGTERM, wait, and return the exit status; throws on an unclean exit.
     async stop({ keepData = false } = {}) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

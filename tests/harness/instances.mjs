@@ -1,6 +1,6 @@
 // Helpers for tests that boot instances: create, wait for a state, read
 // the SSE log stream, and find an instance's VMM process on this host.
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 export async function createInstance(d, token, body) {
@@ -60,6 +60,24 @@ export function vmmPid(d, id) {
   return existsSync(f) ? Number(readFileSync(f, 'utf8').trim()) : null;
 }
 
+// A zombie counts as gone: a VM that outlived its daemon is reparented to
+// whatever PID 1 is here, which may never reap it.
 export function processAlive(pid) {
-  try { process.kill(pid, 0); return true; } catch (e) { return e.code !== 'ESRCH'; }
+  try { process.kill(pid, 0); } catch (e) { return e.code !== 'ESRCH'; }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch { return false; }
+}
+
+// Live (non-zombie) processes whose command line contains `needle`.
+export function processesWith(needle) {
+  const found = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    let cmd;
+    try { cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8').replaceAll('\0', ' '); } catch { continue; }
+    if (cmd.includes(needle) && processAlive(Number(e))) found.push(Number(e));
+  }
+  return found;
 }

@@ -4,9 +4,10 @@
 // disk and a config disk written here by the contract's rules. Checks what
 // the program sees (argv, env, user, workdir, hostname), the exit record for
 // each way a program ends, overlay persistence across boots, a broken config
-// disk, the agent channel (boot/started/exit, ping, signal) and the ACPI
-// power button. Every boot has a hard timeout and its QEMU is killed by PID;
-// at most two boots run at once.
+// disk, the agent channel (boot/started/exit, ping, signal, stop, stat, exec
+// sessions with pipes and with a pty, stdin, resize, kill, backpressure on
+// large output) and the ACPI power button. Every boot has a hard timeout and
+// its QEMU is killed by PID; at most two boots run at once.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -72,11 +73,15 @@ function buildRootDisk(dir, disk) {
   copyFileSync('/usr/bin/busybox', join(dir, 'bin/busybox'));
   chmodSync(join(dir, 'bin/busybox'), 0o755);
   const applets = ['sh', 'echo', 'sleep', 'cat', 'env', 'pwd', 'id', 'kill', 'ls', 'mkdir', 'touch', 'sort',
-    'hostname', 'true', 'false', 'sync', 'ps', 'grep', 'mount', 'head'];
+    'hostname', 'true', 'false', 'sync', 'ps', 'grep', 'mount', 'head', 'tr', 'tty', 'stty'];
   for (const a of applets) symlinkSync('busybox', join(dir, 'bin', a));
   writeFileSync(join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n');
   writeFileSync(join(dir, 'etc/group'), 'root:x:0:\napp:x:1000:\nextra:x:2000:app\n');
   writeFileSync(join(dir, 'notexec'), '#!/bin/sh\necho never\n');
+  mkdirSync(join(dir, 'srv/data'), { recursive: true });
+  writeFileSync(join(dir, 'srv/data/file.txt'), 'twelve bytes');
+  chmodSync(join(dir, 'srv/data/file.txt'), 0o640);
+  symlinkSync('data/file.txt', join(dir, 'srv/link'));
   chmodSync(join(dir, 'notexec'), 0o644);
   chmodSync(join(dir, 'tmp'), 0o1777);
   execFileSync('chown', ['1000:1000', join(dir, 'home/app')]);
@@ -182,6 +187,110 @@ function jsonLines(sock, onMessage) {
   });
 }
 
+// The host end of the agent channel as the tests drive it: requests with ids,
+// their answers and exec sessions routed by id.
+class AgentClient {
+  constructor(sock) {
+    this.sock = sock;
+    this.nextId = 1;
+    this.msgs = [];
+    this.listeners = new Set();
+    jsonLines(sock, (m) => {
+      this.msgs.push(m);
+      for (const l of [...this.listeners]) l(m);
+    });
+    // A closed channel ends every wait (listeners see undefined).
+    sock.on('close', () => {
+      this.closed = true;
+      for (const l of [...this.listeners]) l(undefined);
+    });
+  }
+
+  send(obj) {
+    this.sock.write(`${JSON.stringify(obj)}\n`);
+  }
+
+  // The first message (already received or still to come) that pred accepts.
+  wait(pred, ms = 30000, what = 'a message') {
+    const seen = this.msgs.find(pred);
+    if (seen) return Promise.resolve(seen);
+    if (this.closed) return Promise.reject(new Error(`no ${what}: the channel is closed`));
+    return new Promise((res, rej) => {
+      const l = (m) => {
+        if (m === undefined) {
+          clearTimeout(timer);
+          this.listeners.delete(l);
+          rej(new Error(`no ${what}: the channel closed`));
+          return;
+        }
+        if (!pred(m)) return;
+        clearTimeout(timer);
+        this.listeners.delete(l);
+        res(m);
+      };
+      const timer = setTimeout(() => {
+        this.listeners.delete(l);
+        rej(new Error(`no ${what} within ${ms} ms`));
+      }, ms);
+      this.listeners.add(l);
+    });
+  }
+
+  request(obj, ms) {
+    const id = this.nextId++;
+    this.send({ ...obj, id });
+    return this.wait((m) => m.id === id, ms, `answer to ${obj.type} ${id}`);
+  }
+
+  // Start an exec session: {id, started, exit, stdout(), stderr(), waitOutput(text), stdin(data), send(obj)}.
+  exec(req, ms = 60000) {
+    const id = this.nextId++;
+    const out = [];
+    const err = [];
+    const outWaiters = [];
+    const s = {
+      id,
+      stdout: () => Buffer.concat(out).toString(),
+      stdoutBytes: () => Buffer.concat(out),
+      stderr: () => Buffer.concat(err).toString(),
+      waitOutput: (text) => (s.stdout().includes(text) ? Promise.resolve()
+        : new Promise((res) => outWaiters.push({ text, res }))),
+      stdin: (data) => this.send({ type: 'stdin', id, data: Buffer.from(data).toString('base64') }),
+      send: (obj) => this.send({ ...obj, id }),
+    };
+    const l = (m) => {
+      if (m === undefined) {
+        this.listeners.delete(l);
+        return;
+      }
+      if (m.id !== id) return;
+      if (m.type === 'exec_started') s.running = true;
+      if (m.type === 'output') {
+        (m.stream === 'stderr' ? err : out).push(Buffer.from(m.data, 'base64'));
+        for (const w of [...outWaiters]) {
+          if (s.stdout().includes(w.text)) {
+            outWaiters.splice(outWaiters.indexOf(w), 1);
+            w.res();
+          }
+        }
+      } else if (m.type === 'exec_exit' || (m.type === 'error' && !s.running)) {
+        this.listeners.delete(l);
+      }
+    };
+    this.listeners.add(l);
+    // An error answers the exec request itself only before exec_started; later ones are about stdin etc.
+    const ended = (m) => m.id === id && (m.type === 'exec_exit' || (m.type === 'error' && !s.running));
+    s.started = this.wait((m) => m.id === id && m.type !== 'output', ms, `exec_started ${id}`);
+    s.exit = this.wait(ended, ms, `exec_exit ${id}`);
+    // Not every test awaits both; a rejection nobody awaits is not an error.
+    s.started.catch(() => {});
+    s.exit.catch(() => {});
+    s.t0 = performance.now();
+    this.send({ type: 'exec', id, ...req });
+    return s;
+  }
+}
+
 /*
  * Boot one guest. opts: cfg (config disk contents) or cfgBytes (raw), overlay
  * (an existing disk to reuse), debug, agent (async fn(ctx) run once the agent
@@ -197,7 +306,7 @@ async function boot(name, opts) {
   }
 }
 
-async function bootNow(name, { cfg, cfgBytes, overlay, debug = false, agent, qmp = false }) {
+async function bootNow(name, { cfg, cfgBytes, overlay, debug = false, agent, qmp = false, timeoutMs = BOOT_TIMEOUT_MS }) {
   const dir = join(work, name);
   mkdirSync(dir, { recursive: true });
   const cfgPath = join(dir, 'config.img');
@@ -242,7 +351,7 @@ async function bootNow(name, { cfg, cfgBytes, overlay, debug = false, agent, qmp
   const timer = setTimeout(() => {
     timedOut = true;
     try { process.kill(q.pid, 'SIGKILL'); } catch { /* gone already */ }
-  }, BOOT_TIMEOUT_MS);
+  }, timeoutMs);
 
   const ctx = {
     dir,
@@ -268,9 +377,38 @@ async function bootNow(name, { cfg, cfgBytes, overlay, debug = false, agent, qmp
   running.delete(q);
   const ms = Date.now() - t0;
   if (agentResult) throw agentResult;
-  assert.ok(!timedOut, `${name}: QEMU did not exit within ${BOOT_TIMEOUT_MS} ms; console:\n${consoleText}`);
+  assert.ok(!timedOut, `${name}: QEMU did not exit within ${timeoutMs} ms; console:\n${consoleText}`);
   return { console: consoleText, exit: readExit(cfgPath), code, signal, ms, stderr, dir, overlay: ov };
 }
+
+/*
+ * One guest shared by a series of tests: boots with cfg and resolves `ready`
+ * with {agent, ctx} once the program has started; the channel stays open
+ * until end() is called, then `result` resolves as boot() does.
+ */
+function sharedGuest(name, cfg, timeoutMs) {
+  let ready, end;
+  const readyP = new Promise((res) => { ready = res; });
+  const ended = new Promise((res) => { end = res; });
+  const result = boot(name, {
+    cfg,
+    timeoutMs,
+    agent: async (ctx) => {
+      const agent = new AgentClient(ctx.sock);
+      await agent.wait((m) => m.type === 'started', 20000, 'started');
+      ready({ agent, ctx });
+      await ended;
+    },
+  });
+  result.catch(() => {}); // awaited by the last test; never an unhandled rejection
+  return {
+    ready: Promise.race([readyP, result.then(() => { throw new Error(`${name}: the guest ended early`); })]),
+    result,
+    end,
+  };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 // Lines the program printed (the console minus kernel and init messages).
 const appLines = (text) => text.split('\n').filter((l) => l && !l.startsWith('[') && !l.startsWith('hypeman-init:'));
@@ -449,5 +587,258 @@ describe('guest init', { concurrency: MAX_PARALLEL, skip }, () => {
       },
     });
     assert.deepEqual(r.exit, { code: 9, message: 'exit status 9' });
+  });
+
+  describe('agent: stat and exec sessions in one guest', { concurrency: 1 }, () => {
+    let vm;
+    before(() => {
+      vm = sharedGuest('exec', {
+        argv: ['/bin/sh', '-c', "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.1; done"],
+        env: ['FROM_CONFIG=yes'],
+      }, 180000);
+    });
+    after(() => vm?.end());
+
+    test('stat: a file, a directory, a symlink with and without follow_links, missing paths', async () => {
+      const { agent } = await vm.ready;
+      const st = async (path, follow_links) => {
+        const m = await agent.request({ type: 'stat', path, follow_links });
+        assert.equal(m.type, 'stat', JSON.stringify(m));
+        delete m.type;
+        delete m.id;
+        return m;
+      };
+      assert.deepEqual(await st('/srv/data/file.txt', false), {
+        exists: true, is_dir: false, is_file: true, is_symlink: false, link_target: null, mode: 0o640, size: 12,
+      });
+      const dir = await st('/srv/data', false);
+      assert.equal(dir.exists, true);
+      assert.equal(dir.is_dir, true);
+      assert.equal(dir.is_file, false);
+      assert.equal(dir.is_symlink, false);
+      assert.deepEqual(await st('/srv/link', false), {
+        exists: true, is_dir: false, is_file: false, is_symlink: true, link_target: 'data/file.txt', mode: 0o777, size: 13,
+      });
+      assert.deepEqual(await st('/srv/link', true), {
+        exists: true, is_dir: false, is_file: true, is_symlink: false, link_target: null, mode: 0o640, size: 12,
+      });
+      assert.deepEqual(await st('/srv/no-such-file', false), { exists: false });
+      assert.deepEqual(await st('/srv/data/file.txt/below-a-file', true), { exists: false });
+      // A request it cannot serve is answered with an error carrying its id.
+      const bad = await agent.request({ type: 'stat' });
+      assert.equal(bad.type, 'error');
+      assert.match(bad.message, /path/);
+    });
+
+    test('the channel survives garbage: malformed lines, an over-long line, unknown types', async () => {
+      const { agent } = await vm.ready;
+      agent.sock.write('not json\n{"type":\n\n{"type":"exec","id":"x"}\n[1,2]\n');
+      agent.sock.write(`{"type":"stat","id":99999,"path":"${'a'.repeat(70000)}"}\n`);
+      const unknown = await agent.request({ type: 'frobnicate' });
+      assert.deepEqual({ type: unknown.type, message: unknown.message }, { type: 'error', message: 'unknown message type `frobnicate`' });
+      const pong = await agent.request({ type: 'ping' });
+      assert.equal(pong.type, 'pong');
+      assert.ok(!agent.msgs.some((m) => m.id === 99999), 'the over-long line was dropped');
+      // Unknown fields, nulls and other numbers do not disturb a known request.
+      const ok = await agent.request({ type: 'stat', path: '/', follow_links: null, future: [], ratio: 1.5 });
+      assert.equal(ok.is_dir, true);
+    });
+
+    test('exec: echo hi prints "hi\\n" and exits 0; env, cwd, user and stderr', async () => {
+      const { agent } = await vm.ready;
+      const s = agent.exec({ command: ['echo', 'hi'] });
+      const started = await s.started;
+      assert.equal(started.type, 'exec_started', JSON.stringify(started));
+      assert.ok(Number.isInteger(started.pid) && started.pid > 1);
+      assert.deepEqual(await s.exit, { type: 'exec_exit', id: s.id, code: 0 });
+      assert.equal(s.stdout(), 'hi\n');
+      assert.equal(s.stderr(), '');
+
+      const e = agent.exec({
+        command: ['sh', '-c', 'echo "$FOO|$FROM_CONFIG|$HOME|$(pwd)|$(id -u)|$PATH"; echo oops >&2'],
+        env: { FOO: 'bar baz', PATH: '/bin' },
+        cwd: '/tmp',
+        user: 'app',
+      });
+      assert.equal((await e.exit).code, 0);
+      assert.equal(e.stdout(), 'bar baz|yes|/home/app|/tmp|1000|/bin\n');
+      assert.equal(e.stderr(), 'oops\n');
+    });
+
+    test('exec: exit codes, a missing command is 127 with an error, a bad cwd or user 126', async () => {
+      const { agent } = await vm.ready;
+      const five = agent.exec({ command: ['sh', '-c', 'exit 5'] });
+      assert.equal((await five.started).type, 'exec_started');
+      assert.equal((await five.exit).code, 5);
+
+      const missing = agent.exec({ command: ['no-such-command', 'x'] });
+      assert.deepEqual(await missing.exit, { type: 'exec_exit', id: missing.id, code: 127, error: 'command not found: no-such-command' });
+      assert.ok(!agent.msgs.some((m) => m.id === missing.id && m.type === 'exec_started'));
+
+      const notexec = agent.exec({ command: ['/notexec'] });
+      assert.deepEqual(await notexec.exit, { type: 'exec_exit', id: notexec.id, code: 126, error: 'permission denied: /notexec' });
+      const cwd = agent.exec({ command: ['true'], cwd: '/no/such/dir' });
+      const c = await cwd.exit;
+      assert.equal(c.code, 126);
+      assert.match(c.error, /\/no\/such\/dir: No such file or directory/);
+      const user = agent.exec({ command: ['true'], user: 'nobody-here' });
+      assert.deepEqual(await user.exit, { type: 'exec_exit', id: user.id, code: 126, error: 'user `nobody-here`: no such user in /etc/passwd' });
+    });
+
+    test('exec: cat echoes its stdin and exits 0 after stdin_close', async () => {
+      const { agent } = await vm.ready;
+      const s = agent.exec({ command: ['cat'] });
+      assert.equal((await s.started).type, 'exec_started');
+      s.stdin('hello ');
+      const bin = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      s.stdin(bin);
+      s.stdin('world\n');
+      s.send({ type: 'stdin_close' });
+      assert.equal((await s.exit).code, 0);
+      assert.deepEqual(s.stdoutBytes(), Buffer.concat([Buffer.from('hello '), bin, Buffer.from('world\n')]));
+    });
+
+    test('exec: 1 MiB of output arrives complete', async () => {
+      const { agent } = await vm.ready;
+      const s = agent.exec({ command: ['sh', '-c', "head -c 1048576 /dev/zero | tr '\\0' x"] });
+      assert.equal((await s.exit).code, 0);
+      const out = s.stdoutBytes();
+      assert.equal(out.length, 1048576);
+      assert.ok(out.every((b) => b === 0x78));
+      const chunks = agent.msgs.filter((m) => m.id === s.id && m.type === 'output');
+      assert.ok(chunks.every((m) => Buffer.from(m.data, 'base64').length <= 32768));
+    });
+
+    test('backpressure: a host that stops reading for a while loses no output', async () => {
+      const { agent } = await vm.ready;
+      const size = 4 << 20;
+      agent.sock.pause();
+      const s = agent.exec({ command: ['sh', '-c', `head -c ${size} /dev/zero | tr '\\0' y; echo done >&2`] });
+      await sleep(1500);
+      agent.sock.resume();
+      assert.equal((await s.exit).code, 0);
+      const out = s.stdoutBytes();
+      assert.equal(out.length, size);
+      assert.ok(out.every((b) => b === 0x79));
+      assert.equal(s.stderr(), 'done\n');
+    });
+
+    test('exec with a tty: tty names a /dev/pts device; stty size follows rows/cols and resize', async () => {
+      const { agent } = await vm.ready;
+      const t = agent.exec({ command: ['tty'], tty: true });
+      assert.equal((await t.exit).code, 0);
+      assert.match(t.stdout(), /^\/dev\/pts\/\d+\r\n$/);
+
+      const s = agent.exec({ command: ['sh', '-c', 'stty size; read x; stty size'], tty: true, rows: 30, cols: 100 });
+      await s.waitOutput('30 100');
+      s.send({ type: 'resize', rows: 40, cols: 120 });
+      // Ask for the size only once the resize has been handled (the ping is answered after it).
+      await agent.request({ type: 'ping' });
+      s.stdin('\n');
+      assert.equal((await s.exit).code, 0);
+      assert.match(s.stdout(), /30 100\r\n[\s\S]*40 120\r\n$/);
+
+      const r = await agent.request({ type: 'resize', rows: 1, cols: 1 });
+      assert.equal(r.type, 'error');
+    });
+
+    test('kill: SIGKILL to a sleep 100 session is exit 137; its unread stdin is bounded', async () => {
+      const { agent } = await vm.ready;
+      const s = agent.exec({ command: ['sleep', '100'] });
+      assert.equal((await s.started).type, 'exec_started');
+      // sleep never reads: past the pipe and the 1 MiB queue, stdin is refused, not buffered.
+      const chunk = Buffer.alloc(32768, 0x61);
+      for (let i = 0; i < 40; i++) s.stdin(chunk);
+      const full = await agent.wait((m) => m.id === s.id && m.type === 'error', 10000, 'stdin error');
+      assert.match(full.message, /stdin waiting: data dropped/);
+      const t0 = performance.now();
+      s.send({ type: 'kill', signal: 9 });
+      assert.equal((await s.exit).code, 137);
+      assert.ok(performance.now() - t0 < 5000);
+    });
+
+    test('two sessions at once: interleaved output, each to its own id', async () => {
+      const { agent } = await vm.ready;
+      const loop = (tag) => ['sh', '-c', `for i in 1 2 3 4; do echo ${tag}$i; sleep 0.2; done`];
+      const a = agent.exec({ command: loop('a') });
+      const b = agent.exec({ command: loop('b') });
+      const [ea, eb] = await Promise.all([a.exit, b.exit]);
+      assert.equal(ea.code, 0);
+      assert.equal(eb.code, 0);
+      assert.equal(a.stdout(), 'a1\na2\na3\na4\n');
+      assert.equal(b.stdout(), 'b1\nb2\nb3\nb4\n');
+      const order = agent.msgs.filter((m) => m.type === 'output' && (m.id === a.id || m.id === b.id)).map((m) => m.id);
+      assert.ok(order.indexOf(b.id) < order.lastIndexOf(a.id), `interleaved: ${order}`);
+    });
+
+    test('measure: exec round trip and output throughput', async (t) => {
+      const { agent } = await vm.ready;
+      const rtts = [];
+      for (let i = 0; i < 15; i++) {
+        const t0 = performance.now();
+        const s = agent.exec({ command: ['true'] });
+        assert.equal((await s.exit).code, 0);
+        rtts.push(performance.now() - t0);
+      }
+      const size = 16 << 20;
+      const s = agent.exec({ command: ['head', '-c', String(size), '/dev/zero'] });
+      await s.started;
+      const t0 = performance.now();
+      assert.equal((await s.exit).code, 0);
+      const secs = (performance.now() - t0) / 1000;
+      assert.equal(s.stdoutBytes().length, size);
+      t.diagnostic(`exec true round trip: median ${median(rtts).toFixed(1)} ms, min ${Math.min(...rtts).toFixed(1)} ms (${rtts.length} runs)`);
+      t.diagnostic(`exec output throughput: ${(size / (1 << 20) / secs).toFixed(1)} MiB/s (${size >> 20} MiB in ${secs.toFixed(2)} s)`);
+    });
+
+    test('stop: SIGTERM ends the program (it prints bye, exits 0), the guest powers off', async () => {
+      const { agent } = await vm.ready;
+      agent.send({ type: 'stop', timeout_ms: 10000 });
+      const exit = await agent.wait((m) => m.type === 'exit', 20000, 'exit');
+      assert.deepEqual({ code: exit.code, message: exit.message }, { code: 0, message: 'success' });
+      vm.end();
+      const r = await vm.result;
+      assert.ok(appLines(r.console).includes('bye'), r.console);
+      assert.deepEqual(r.exit, { code: 0, message: 'success' });
+    });
+  });
+
+  test('stop: a program that ignores SIGTERM is SIGKILLed after timeout_ms; a host disconnect kills sessions', async () => {
+    let stopMs;
+    const r = await boot('stop-kill', {
+      cfg: { argv: ['/bin/sh', '-c', "trap '' TERM; echo ready; while :; do sleep 0.1; done"] },
+      agent: async ({ sock, dir, waitConsole }) => {
+        const first = new AgentClient(sock);
+        await first.wait((m) => m.type === 'started');
+        await waitConsole('ready');
+        const s = first.exec({ command: ['sleep', '1000'] });
+        assert.equal((await s.started).type, 'exec_started');
+        // The host goes away: the session is killed. A new connection sees it gone.
+        sock.destroy();
+        await sleep(300);
+        const again = await connectUnix(join(dir, 'agent.sock'), Date.now() + 5000);
+        try {
+          const agent = new AgentClient(again);
+          let left;
+          for (let i = 0; i < 30; i++) {
+            const ps = agent.exec({ command: ['ps', '-o', 'pid,args'] });
+            assert.equal((await ps.exit).code, 0);
+            left = ps.stdout().split('\n').filter((l) => l.includes('sleep 1000'));
+            if (!left.length) break;
+            await sleep(100);
+          }
+          assert.deepEqual(left, []);
+          const t0 = performance.now();
+          agent.send({ type: 'stop', timeout_ms: 1000 });
+          const exit = await agent.wait((m) => m.type === 'exit', 20000, 'exit');
+          stopMs = performance.now() - t0;
+          assert.deepEqual({ code: exit.code, message: exit.message }, { code: 137, message: 'killed by signal 9 (SIGKILL)' });
+        } finally {
+          again.destroy();
+        }
+      },
+    });
+    assert.deepEqual(r.exit, { code: 137, message: 'killed by signal 9 (SIGKILL)' });
+    assert.ok(stopMs >= 950 && stopMs < 5000, `stop took ${stopMs} ms`);
   });
 });

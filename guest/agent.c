@@ -1,0 +1,454 @@
+/*
+ * The guest end of the agent channel (docs/guest.md, "The agent channel"):
+ * finding and opening the virtio-serial port, splitting what the host sends
+ * into lines, parsing and dispatching each request, answering stat and ping
+ * here and handing exec requests to exec.c, and the send buffer.
+ *
+ * Nothing here ever blocks. Messages are queued in one buffer that the main
+ * loop drains while the port takes them (the port is O_NONBLOCK; a full
+ * virtqueue or an absent host both read as EAGAIN). Above OUT_HIGH queued
+ * bytes the init stops reading session output and the host's requests until
+ * the host has caught up: exec output is never dropped while the host is
+ * connected, and memory stays bounded. When the host goes away (HUP or EOF
+ * on the port) the queue is dropped and every exec session is killed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "b64.h"
+#include "core/cleanup.h"
+#include "guest.h"
+
+#define AGENT_WAIT_MS  2000 /* how long the agent port's name may take to appear */
+#define POLL_STEP_MS   5
+#define HUP_RECHECK_MS 100          /* while the host end is closed, look again this often */
+#define OUT_HIGH       (256u << 10) /* stop producing above this many queued bytes */
+#define OUT_MAX        (8u << 20)   /* answers are dropped above this (a host that never reads) */
+#define READ_CHUNK     (64u << 10)
+
+static struct {
+	int fd;
+	bool up;  /* the host is (as far as we know) connected */
+	bool hup; /* the port polled HUP: leave it out of poll until hup_at + HUP_RECHECK_MS */
+	long long hup_at;
+	char *out; /* queued bytes: out[off..len) */
+	size_t off, len, cap;
+	char line[AGENT_LINE_MAX];
+	size_t line_len;
+	bool line_skip; /* the current line is too long: drop up to its '\n' */
+	struct hm_gjson doc;
+} a = { .fd = -1, .up = true };
+
+/* ---- opening the port ---------------------------------------------------------------------- */
+
+/* Does the virtio_console driver drive any device (is there a virtio-serial at all)? */
+static bool have_virtio_serial(void)
+{
+	DIR *d = opendir("/sys/bus/virtio/drivers/virtio_console");
+	if (!d)
+		return false;
+	bool found = false;
+	struct dirent *e;
+	while (!found && (e = readdir(d)))
+		found = strncmp(e->d_name, "virtio", 6) == 0;
+	closedir(d);
+	return found;
+}
+
+/* Look for the port named cfg.agent once; returns its open fd or -1. */
+static int find_agent_port(void)
+{
+	DIR *d = opendir("/sys/class/virtio-ports");
+	if (!d)
+		return -1;
+	int fd = -1;
+	struct dirent *e;
+	while (fd < 0 && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[PATH_MAX], name[256];
+		snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
+		if (read_small(path, name, sizeof(name)) <= 0)
+			continue;
+		name[strcspn(name, "\n")] = '\0';
+		if (strcmp(name, cfg.agent) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/dev/%s", e->d_name);
+		fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0 && errno != ENOENT)
+			say("open agent port %s: %s", path, strerror(errno));
+	}
+	closedir(d);
+	return fd;
+}
+
+void agent_open(void)
+{
+	if (!have_virtio_serial()) {
+		step("no virtio-serial device: no agent");
+		return;
+	}
+	for (int waited = 0;; waited += POLL_STEP_MS) {
+		a.fd = find_agent_port();
+		if (a.fd >= 0)
+			break;
+		if (waited >= AGENT_WAIT_MS) {
+			say("agent port `%s` not found: running without an agent", cfg.agent);
+			return;
+		}
+		sleep_ms(POLL_STEP_MS);
+	}
+	step("agent port open");
+}
+
+/* ---- the send buffer ----------------------------------------------------------------------- */
+
+static size_t pending(void)
+{
+	return a.len - a.off;
+}
+
+/* Room for n more bytes at a.out + a.len; NULL when out of memory. */
+static char *reserve(size_t n)
+{
+	if (a.off > 0 && (a.off == a.len || a.len + n > a.cap)) {
+		memmove(a.out, a.out + a.off, a.len - a.off);
+		a.len -= a.off;
+		a.off = 0;
+	}
+	if (a.len + n > a.cap) {
+		size_t cap = a.cap ? a.cap : 64u << 10;
+		while (cap < a.len + n)
+			cap *= 2;
+		char *p = realloc(a.out, cap);
+		if (!p)
+			return NULL;
+		a.out = p;
+		a.cap = cap;
+	}
+	return a.out + a.len;
+}
+
+/* The host is gone: drop what it would have read and end what it was running. */
+static void disconnected(void)
+{
+	if (!a.up)
+		return;
+	a.up = false;
+	step("agent: host disconnected");
+	a.off = a.len = 0;
+	a.line_len = 0;
+	a.line_skip = false;
+	exec_disconnect();
+}
+
+static bool can_send(void)
+{
+	return a.fd >= 0 && a.up && pending() < OUT_MAX;
+}
+
+static void vqueue(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+static void vqueue(const char *fmt, va_list ap)
+{
+	if (!can_send()) {
+		if (a.fd >= 0 && a.up)
+			say("agent: the host does not read: message dropped");
+		return;
+	}
+	va_list ap2;
+	va_copy(ap2, ap);
+	char *p = reserve(512);
+	int n = p ? vsnprintf(p, 512, fmt, ap) : -1;
+	if (n >= 511) {
+		p = reserve((size_t)n + 2);
+		if (p)
+			vsnprintf(p, (size_t)n + 1, fmt, ap2);
+	}
+	va_end(ap2);
+	if (!p || n < 0)
+		return;
+	p[n] = '\n';
+	a.len += (size_t)n + 1;
+}
+
+void agent_send(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vqueue(fmt, ap);
+	va_end(ap);
+}
+
+void agent_error(long long id, const char *fmt, ...)
+{
+	char msg[512], esc[6 * sizeof(msg)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	hm_gjson_escape(esc, sizeof(esc), msg, strlen(msg));
+	step("agent: error: %s", msg);
+	if (id > 0)
+		agent_send("{\"type\":\"error\",\"id\":%lld,\"message\":\"%s\"}", id, esc);
+	else
+		agent_send("{\"type\":\"error\",\"message\":\"%s\"}", esc);
+}
+
+void agent_output(long long id, const char *stream, const void *data, size_t len)
+{
+	if (!can_send())
+		return;
+	char head[96];
+	int h =
+	    snprintf(head, sizeof(head),
+	             "{\"type\":\"output\",\"id\":%lld,\"stream\":\"%s\",\"data\":\"", id, stream);
+	static const char tail[] = "\"}\n";
+	char *p = reserve((size_t)h + HM_GB64_LEN(len) + sizeof(tail));
+	if (!p)
+		return;
+	memcpy(p, head, (size_t)h);
+	size_t n = (size_t)h + hm_gb64_encode(data, len, p + h);
+	memcpy(p + n, tail, sizeof(tail) - 1);
+	a.len += n + sizeof(tail) - 1;
+}
+
+bool agent_room(void)
+{
+	return a.fd >= 0 && a.up && pending() < OUT_HIGH;
+}
+
+void agent_flush(void)
+{
+	while (a.fd >= 0 && pending() > 0) {
+		ssize_t w = write(a.fd, a.out + a.off, pending());
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			return;
+		if (w <= 0) {
+			say("agent: write: %s", w < 0 ? strerror(errno) : "nothing written");
+			disconnected();
+			return;
+		}
+		a.off += (size_t)w;
+	}
+	a.off = a.len = 0;
+}
+
+void agent_drain(long ms)
+{
+	long long deadline = uptime_ms() + ms;
+	for (;;) {
+		agent_flush();
+		long long left = deadline - uptime_ms();
+		if (a.fd < 0 || !a.up || pending() == 0 || left <= 0)
+			return;
+		struct pollfd pfd = { .fd = a.fd, .events = POLLOUT };
+		if (poll(&pfd, 1, (int)left) > 0 && (pfd.revents & POLLHUP))
+			return;
+	}
+}
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+static void do_stat(const struct hm_gjson *doc, long long id)
+{
+	const char *path = hm_gjson_str(doc, "path");
+	bool follow = false;
+	if (!path || !*path || hm_gjson_bool(doc, "follow_links", &follow) < 0) {
+		agent_error(id, "stat: needs a `path` string (and a boolean `follow_links`)");
+		return;
+	}
+	struct stat st;
+	int r = follow ? stat(path, &st) : lstat(path, &st);
+	if (r < 0) {
+		int e = errno;
+		if (e == ENOENT || e == ENOTDIR) {
+			agent_send("{\"type\":\"stat\",\"id\":%lld,\"exists\":false}", id);
+		} else {
+			char msg[64];
+			hm_gjson_escape(msg, sizeof(msg), strerror(e), strlen(strerror(e)));
+			agent_send(
+			    "{\"type\":\"stat\",\"id\":%lld,\"exists\":false,\"error\":\"%s\"}", id,
+			    msg);
+		}
+		return;
+	}
+	bool link = S_ISLNK(st.st_mode);
+	static char target[PATH_MAX + 1], esc[6 * PATH_MAX + 16];
+	snprintf(esc, sizeof(esc), "null");
+	if (link) {
+		ssize_t n = readlink(path, target, PATH_MAX);
+		if (n >= 0) {
+			esc[0] = '"';
+			size_t e = hm_gjson_escape(esc + 1, sizeof(esc) - 2, target, (size_t)n);
+			esc[e + 1] = '"';
+			esc[e + 2] = '\0';
+		}
+	}
+	agent_send("{\"type\":\"stat\",\"id\":%lld,\"exists\":true,\"is_dir\":%s,\"is_file\":%s,"
+	           "\"is_symlink\":%s,\"link_target\":%s,\"mode\":%u,\"size\":%lld}",
+	           id, S_ISDIR(st.st_mode) ? "true" : "false",
+	           S_ISREG(st.st_mode) ? "true" : "false", link ? "true" : "false", esc,
+	           (unsigned)(st.st_mode & 07777), (long long)st.st_size);
+}
+
+static void do_signal(const struct hm_gjson *doc, long long id)
+{
+	long long sig = 0;
+	if (hm_gjson_int(doc, "signal", &sig) != 1 || sig < 1 || sig > SIGRTMAX) {
+		agent_error(id, "signal: needs a `signal` number between 1 and %d", SIGRTMAX);
+		return;
+	}
+	step("agent: signal %lld to the program", sig);
+	forward_signal((int)sig);
+}
+
+static void do_stop(const struct hm_gjson *doc, long long id)
+{
+	long long t = 10000;
+	int r = hm_gjson_int(doc, "timeout_ms", &t);
+	if (r < 0 || t < 0 || t > 24LL * 3600 * 1000) {
+		agent_error(id, "stop: `timeout_ms` must be a number of milliseconds up to a day");
+		return;
+	}
+	step("agent: stop (SIGKILL after %lld ms)", t);
+	program_stop(t);
+}
+
+static void dispatch(char *line, size_t len)
+{
+	const char *why;
+	if (hm_gjson_parse(line, len, &a.doc, &why) < 0) {
+		step("agent: ignoring a malformed message (%s)", why);
+		return;
+	}
+	const struct hm_gjson *doc = &a.doc;
+	long long id = 0;
+	if (hm_gjson_int(doc, "id", &id) < 0 || id < 0) {
+		agent_error(0, "`id` must be a positive integer");
+		return;
+	}
+	const char *type = hm_gjson_str(doc, "type");
+	if (!type) {
+		agent_error(id, "a message needs a `type` string");
+		return;
+	}
+	if (strcmp(type, "ping") == 0) {
+		if (id > 0)
+			agent_send("{\"type\":\"pong\",\"id\":%lld}", id);
+		else
+			agent_send("{\"type\":\"pong\"}");
+		return;
+	}
+	if (strcmp(type, "signal") == 0) {
+		do_signal(doc, id);
+		return;
+	}
+	if (strcmp(type, "stop") == 0) {
+		do_stop(doc, id);
+		return;
+	}
+	if (id <= 0) {
+		agent_error(0, "`%.64s` needs a positive integer `id`", type);
+		return;
+	}
+	if (strcmp(type, "stat") == 0)
+		do_stat(doc, id);
+	else if (strcmp(type, "exec") == 0)
+		exec_request(doc, id);
+	else if (strcmp(type, "stdin") == 0)
+		exec_stdin(doc, id);
+	else if (strcmp(type, "stdin_close") == 0)
+		exec_stdin_close(id);
+	else if (strcmp(type, "resize") == 0)
+		exec_resize(doc, id);
+	else if (strcmp(type, "kill") == 0)
+		exec_kill(doc, id);
+	else
+		agent_error(id, "unknown message type `%.64s`", type);
+}
+
+/* Read what the host sent (one read per loop turn) and dispatch the complete lines. */
+static void agent_read(void)
+{
+	static char buf[READ_CHUNK];
+	ssize_t n;
+	do
+		n = read(a.fd, buf, sizeof(buf));
+	while (n < 0 && errno == EINTR);
+	if (n == 0) {
+		disconnected();
+		a.hup = true;
+		a.hup_at = uptime_ms();
+		return;
+	}
+	if (n < 0)
+		return;
+	a.up = true;
+	for (char *p = buf, *end = buf + n; p < end;) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t chunk = (size_t)((nl ? nl : end) - p);
+		if (!a.line_skip && a.line_len + chunk <= sizeof(a.line)) {
+			memcpy(a.line + a.line_len, p, chunk);
+			a.line_len += chunk;
+		} else if (!a.line_skip) {
+			say("agent: a message longer than %u bytes: dropped", AGENT_LINE_MAX);
+			a.line_skip = true;
+		}
+		if (!nl)
+			break;
+		if (!a.line_skip && a.line_len > 0)
+			dispatch(a.line, a.line_len);
+		a.line_len = 0;
+		a.line_skip = false;
+		p = nl + 1;
+	}
+}
+
+int agent_poll_fill(struct pollfd *pfd, long long now, int *timeout)
+{
+	if (a.fd < 0)
+		return 0;
+	if (a.hup) {
+		long long left = a.hup_at + HUP_RECHECK_MS - now;
+		if (left > 0) {
+			if (*timeout < 0 || left < *timeout)
+				*timeout = (int)left;
+			return 0;
+		}
+		a.hup = false;
+	}
+	short ev = 0;
+	if (pending() < OUT_HIGH)
+		ev |= POLLIN;
+	if (pending() > 0)
+		ev |= POLLOUT;
+	*pfd = (struct pollfd){ .fd = a.fd, .events = ev };
+	return 1;
+}
+
+void agent_poll_handle(short revents)
+{
+	if (revents & POLLIN)
+		agent_read();
+	if (a.hup)
+		return;
+	if (revents & (POLLHUP | POLLERR)) {
+		/* While the host end is closed the port polls as HUP: look again now and then. */
+		disconnected();
+		a.hup = true;
+		a.hup_at = uptime_ms();
+		return;
+	}
+	if (revents & POLLOUT)
+		a.up = true;
+}
