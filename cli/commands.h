@@ -47,3 +47,4 @@ int cmd_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_inspect(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_stats(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_cp(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);

@@ -50,6 +50,12 @@ static const struct cli_cmd commands[] = {
 	  "  --timeout SECONDS      kill the command after this long (default: never)\n"
 	  "COMMAND defaults to /bin/sh. Exits with the command's exit code.\n",
 	  cmd_exec },
+	{ "cp", "SRC DEST", "Copy files between this machine and an instance",
+	  "  -L, --follow-link  follow a symlink at the source path in the instance\n"
+	  "  -q, --quiet        no summary line\n"
+	  "One of SRC and DEST is INSTANCE:PATH. A directory is copied whole; an\n"
+	  "existing directory as DEST receives SRC inside it, as with docker cp.\n",
+	  cmd_cp },
 	{ "stop", "INSTANCE...", "Stop instances gracefully (SIGTERM, then SIGKILL after 10 s)",
 	  NULL, cmd_stop },
 	{ "start", "INSTANCE [COMMAND [ARG...]]",

@@ -2,7 +2,8 @@
  * The guest end of the agent channel (docs/guest.md, "The agent channel"):
  * finding and opening the virtio-serial port, splitting what the host sends
  * into lines, parsing and dispatching each request, answering stat and ping
- * here and handing exec requests to exec.c, and the send buffer.
+ * here and handing exec requests to exec.c and copies to cp.c, and the send
+ * buffer.
  *
  * Nothing here ever blocks. Messages are queued in one buffer that the main
  * loop drains while the port takes them (the port is O_NONBLOCK; a full
@@ -10,7 +11,8 @@
  * bytes the init stops reading session output and the host's requests until
  * the host has caught up: exec output is never dropped while the host is
  * connected, and memory stays bounded. When the host goes away (HUP or EOF
- * on the port) the queue is dropped and every exec session is killed.
+ * on the port) the queue is dropped, every exec session is killed and every
+ * copy session ended.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -148,6 +150,7 @@ static void disconnected(void)
 	a.line_len = 0;
 	a.line_skip = false;
 	exec_disconnect();
+	cp_disconnect();
 }
 
 static bool can_send(void)
@@ -202,14 +205,11 @@ void agent_error(long long id, const char *fmt, ...)
 		agent_send("{\"type\":\"error\",\"message\":\"%s\"}", esc);
 }
 
-void agent_output(long long id, const char *stream, const void *data, size_t len)
+/* Queue head (a message up to its data string's opening quote), data in base64, the end. */
+static void queue_b64(const char *head, int h, const void *data, size_t len)
 {
-	if (!can_send())
+	if (!can_send() || h < 0)
 		return;
-	char head[96];
-	int h =
-	    snprintf(head, sizeof(head),
-	             "{\"type\":\"output\",\"id\":%lld,\"stream\":\"%s\",\"data\":\"", id, stream);
 	static const char tail[] = "\"}\n";
 	char *p = reserve((size_t)h + HM_GB64_LEN(len) + sizeof(tail));
 	if (!p)
@@ -218,6 +218,22 @@ void agent_output(long long id, const char *stream, const void *data, size_t len
 	size_t n = (size_t)h + hm_gb64_encode(data, len, p + h);
 	memcpy(p + n, tail, sizeof(tail) - 1);
 	a.len += n + sizeof(tail) - 1;
+}
+
+void agent_output(long long id, const char *stream, const void *data, size_t len)
+{
+	char head[96];
+	int h =
+	    snprintf(head, sizeof(head),
+	             "{\"type\":\"output\",\"id\":%lld,\"stream\":\"%s\",\"data\":\"", id, stream);
+	queue_b64(head, h, data, len);
+}
+
+void agent_data(long long id, const char *type, const void *data, size_t len)
+{
+	char head[96];
+	int h = snprintf(head, sizeof(head), "{\"type\":\"%s\",\"id\":%lld,\"data\":\"", type, id);
+	queue_b64(head, h, data, len);
 }
 
 bool agent_room(void)
@@ -373,6 +389,16 @@ static void dispatch(char *line, size_t len)
 		exec_resize(doc, id);
 	else if (strcmp(type, "kill") == 0)
 		exec_kill(doc, id);
+	else if (strcmp(type, "cp_to") == 0)
+		cp_to(doc, id);
+	else if (strcmp(type, "cp_data") == 0)
+		cp_data(doc, id);
+	else if (strcmp(type, "cp_end") == 0)
+		cp_end(id);
+	else if (strcmp(type, "cp_abort") == 0)
+		cp_abort(id);
+	else if (strcmp(type, "cp_from") == 0)
+		cp_from(doc, id);
 	else
 		agent_error(id, "unknown message type `%.64s`", type);
 }

@@ -2,8 +2,9 @@
  * The interfaces between the parts of the guest init: init.c (boot, the
  * program, the main loop, the way out), proc.c (how a process is started:
  * user, environment, PATH search), agent.c (the agent channel: framing,
- * dispatch, the send buffer and its backpressure) and exec.c (exec
- * sessions). Single-threaded: every function runs on the main loop.
+ * dispatch, the send buffer and its backpressure), exec.c (exec sessions)
+ * and cp.c (copy sessions). Single-threaded: every function runs on the
+ * main loop.
  */
 #pragma once
 
@@ -88,6 +89,8 @@ void agent_open(void);
 void agent_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Queue an output message for exec session id: data is base64-encoded into it. */
 void agent_output(long long id, const char *stream, const void *data, size_t len);
+/* Queue {"type":type,"id":id,"data":B64} (a copy's cp_data). */
+void agent_data(long long id, const char *type, const void *data, size_t len);
 /* Room for session output: the host is connected and the send buffer is below its limit. */
 bool agent_room(void);
 /* Add the agent port to a poll set (returns 1) or not (0); lowers *timeout as needed. */
@@ -115,3 +118,17 @@ void exec_disconnect(void);
 int exec_poll_fill(struct pollfd *pfd, long long now, int *timeout);
 /* Handle the revents of the fds exec_poll_fill added, then finish sessions that are done. */
 void exec_poll_handle(const struct pollfd *pfd, long long now);
+
+/* ---- cp.c ---- */
+
+void cp_to(const struct hm_gjson *doc, long long id);
+void cp_data(const struct hm_gjson *doc, long long id);
+void cp_end(long long id);
+void cp_abort(long long id);
+void cp_from(const struct hm_gjson *doc, long long id);
+/* The host went away (or the init is on its way out): end every copy, remove temporary files. */
+void cp_disconnect(void);
+/* A poll timeout of 0 while a cp_from walk has output to produce and the agent has room. */
+void cp_poll_fill(int *timeout);
+/* Advance the cp_from walks, each by a bounded number of messages, while the agent has room. */
+void cp_poll_handle(void);

@@ -10,7 +10,8 @@
  * itself is reported on the console and in the exit record (code 255)
  * before powering off: it never panics and never hangs. Static, libc only,
  * single-threaded: one poll loop serves signals (through a signalfd), the
- * agent channel (agent.c), exec sessions (exec.c) and the power button.
+ * agent channel (agent.c), exec sessions (exec.c), copies (cp.c) and the
+ * power button.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -840,6 +841,7 @@ static int main_loop(void)
 			pfd[nfds++] = (struct pollfd){ .fd = g.buttons[i], .events = POLLIN };
 		int exec_i = nfds;
 		nfds += exec_poll_fill(&pfd[nfds], now, &timeout);
+		cp_poll_fill(&timeout);
 
 		int r = poll(pfd, (nfds_t)nfds, timeout);
 		if (r < 0 && errno != EINTR)
@@ -868,6 +870,7 @@ static int main_loop(void)
 			if (pfd[button_i + i].revents & POLLIN)
 				button_read(g.buttons[i]);
 		exec_poll_handle(&pfd[exec_i], now);
+		cp_poll_handle();
 	}
 }
 
@@ -966,6 +969,7 @@ static _Noreturn void finish(int code, const char *message)
 		_exit(code);
 	}
 	finishing = true;
+	cp_disconnect(); /* no temporary file left behind, nothing open on the overlay */
 	static char esc[6 * HM_GUEST_EXIT_MSG_MAX + 1];
 	hm_gjson_escape(esc, sizeof(esc), message, strlen(message));
 	agent_send("{\"type\":\"exit\",\"code\":%d,\"message\":\"%s\",\"uptime_ms\":%lld}", code,

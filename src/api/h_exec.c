@@ -24,12 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "api/api.h"
 #include "api/handlers.h"
 #include "api/request.h"
+#include "api/ws_upgrade.h"
 #include "core/websocket.h"
 #include "core/err.h"
 #include "core/xalloc.h"
@@ -54,18 +54,9 @@ static long long mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void send_json(struct hm_ws *ws, int opcode, json_t *o /* stolen */)
-{
-	char *s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (s)
-		hm_ws_send(ws, opcode, s, strlen(s), NULL);
-	free(s);
-}
-
 static void send_error_text(struct hm_ws *ws, const char *why)
 {
-	send_json(ws, HM_WS_TEXT, json_pack("{s:s}", "error", why));
+	hm_ws_send_json(ws, json_pack("{s:s}", "error", why));
 	hm_ws_close(ws, HM_WS_CLOSE_POLICY, "bad exec request");
 }
 
@@ -241,7 +232,7 @@ static int agent_message(struct hm_ws *ws, json_t *msg)
 			free(line);
 		}
 		json_int_t c = json_is_integer(code) ? json_integer_value(code) : 127;
-		send_json(ws, HM_WS_TEXT, json_pack("{s:I}", "exitCode", c));
+		hm_ws_send_json(ws, json_pack("{s:I}", "exitCode", c));
 		hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
 		return 1;
 	}
@@ -266,7 +257,7 @@ static void pump(struct hm_ws *ws, struct hm_exec *x, long timeout_s)
 			const char *why =
 			    "Error: the instance stopped before the command ended\r\n";
 			hm_ws_send(ws, HM_WS_BINARY, why, strlen(why), NULL);
-			send_json(ws, HM_WS_TEXT, json_pack("{s:i}", "exitCode", 255));
+			hm_ws_send_json(ws, json_pack("{s:i}", "exitCode", 255));
 			hm_ws_close(ws, HM_WS_CLOSE_GOING_AWAY, "instance stopped");
 			return;
 		}
@@ -343,7 +334,7 @@ static void exec_run(void *cls, int fd, const char *extra, size_t extra_len)
 		char *line = xasprintf("Error: %s\r\n", err ? err->msg : "agent unavailable");
 		hm_ws_send(ws, HM_WS_BINARY, line, strlen(line), NULL);
 		free(line);
-		send_json(ws, HM_WS_TEXT, json_pack("{s:i}", "exitCode", 127));
+		hm_ws_send_json(ws, json_pack("{s:i}", "exitCode", 127));
 		hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
 		hm_err_free(err);
 	} else {
@@ -360,28 +351,10 @@ static void exec_free(void *cls)
 	free(c);
 }
 
-/* The WebSocket handshake's request side; fills *accept. */
-static int check_upgrade(struct hm_req *req, char **accept, struct hm_err **err)
-{
-	const char *up = hm_req_header(req, "Upgrade");
-	const char *ver = hm_req_header(req, "Sec-WebSocket-Version");
-	if (!up || strcasecmp(up, "websocket") != 0)
-		return hm_err_set(err, HM_ERR_INVALID, "bad_request",
-		                  "this endpoint speaks WebSocket: send Upgrade: websocket");
-	if (!ver || strcmp(ver, "13") != 0)
-		return hm_err_set(err, HM_ERR_INVALID, "bad_request",
-		                  "unsupported Sec-WebSocket-Version (13 is supported)");
-	*accept = hm_ws_accept_key(hm_req_header(req, "Sec-WebSocket-Key"));
-	if (!*accept)
-		return hm_err_set(err, HM_ERR_INVALID, "bad_request",
-		                  "Sec-WebSocket-Key is missing or not the base64 of 16 bytes");
-	return 0;
-}
-
 int hm_h_instances_exec(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
 	char *accept = NULL;
-	if (check_upgrade(req, &accept, err) < 0)
+	if (hm_ws_check_upgrade(req, &accept, err) < 0)
 		return -1;
 	struct hm_exec *x = NULL;
 	if (hm_instances_exec_open(hm_req_services(req)->instances, hm_req_param(req, "id"), &x,
@@ -391,12 +364,7 @@ int hm_h_instances_exec(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 	}
 	struct exec_conn *c = xcalloc(1, sizeof(*c));
 	c->x = x;
-	resp->status = 101;
-	resp->upgrade = exec_run;
-	resp->upgrade_free = exec_free;
-	resp->upgrade_cls = c;
-	hm_resp_header(resp, "Upgrade", "websocket");
-	hm_resp_header(resp, "Sec-WebSocket-Accept", accept);
+	hm_resp_upgrade(resp, accept, exec_run, exec_free, c);
 	free(accept);
 	return 0;
 }

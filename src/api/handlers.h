@@ -27,3 +27,4 @@ hm_handler_fn hm_h_instances_wait;
 hm_handler_fn hm_h_instances_stats;
 hm_handler_fn hm_h_instances_stat;
 hm_handler_fn hm_h_instances_exec;
+hm_handler_fn hm_h_instances_cp;

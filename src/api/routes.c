@@ -30,6 +30,7 @@ const struct hm_route hm_routes[] = {
 	{ "GET", "/instances/{id}/stats", "instance:read", 0, hm_h_instances_stats },
 	{ "GET", "/instances/{id}/stat", "instance:read", 0, hm_h_instances_stat },
 	{ "GET", "/instances/{id}/exec", "instance:write", 0, hm_h_instances_exec },
+	{ "GET", "/instances/{id}/cp", "instance:write", 0, hm_h_instances_cp },
 };
 
 const size_t hm_routes_count = sizeof(hm_routes) / sizeof(hm_routes[0]);

@@ -3,7 +3,10 @@
  * guards the table of waiters (calls and sessions); another serialises
  * writes so lines from different threads never interleave. A session's
  * queue is signalled through an eventfd so its owner can poll it together
- * with its own client socket.
+ * with its own client socket. A full queue is backpressure: the reader
+ * (the monitor thread) waits for room, so the channel stops being read and
+ * the guest holds its output (docs/guest.md); a session whose owner takes
+ * nothing for STALL_MAX_MS is cut off instead.
  */
 #include "instance/agent.h"
 
@@ -20,7 +23,8 @@
 #include "core/fileio.h"
 #include "core/xalloc.h"
 
-#define QUEUE_MAX 4096 /* messages a session may have waiting */
+#define QUEUE_MAX    256   /* messages a session may have waiting (each at most ~44 KB) */
+#define STALL_MAX_MS 30000 /* how long a full queue may hold up the channel */
 
 struct waiter {
 	struct waiter *next;
@@ -40,6 +44,7 @@ struct waiter {
 struct hm_agent {
 	pthread_mutex_t lock;
 	pthread_mutex_t write_lock;
+	pthread_cond_t room; /* a session queue shrank, a waiter left or the channel went */
 	int fd;
 	uint64_t next_id;
 	struct waiter *waiters;
@@ -50,6 +55,7 @@ struct hm_agent *hm_agent_new(void)
 	struct hm_agent *a = xcalloc(1, sizeof(*a));
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_mutex_init(&a->write_lock, NULL);
+	pthread_cond_init(&a->room, NULL);
 	a->fd = -1;
 	a->next_id = 1;
 	return a;
@@ -62,6 +68,7 @@ void hm_agent_free(struct hm_agent *a)
 	hm_agent_set_fd(a, -1);
 	pthread_mutex_destroy(&a->lock);
 	pthread_mutex_destroy(&a->write_lock);
+	pthread_cond_destroy(&a->room);
 	free(a);
 }
 
@@ -89,6 +96,7 @@ void hm_agent_set_fd(struct hm_agent *a, int fd)
 			w->ended = true;
 			wake(w);
 		}
+		pthread_cond_broadcast(&a->room);
 	}
 	pthread_mutex_unlock(&a->lock);
 	pthread_mutex_unlock(&a->write_lock);
@@ -102,29 +110,51 @@ bool hm_agent_connected(struct hm_agent *a)
 	return c;
 }
 
+static struct waiter *find_waiter(struct hm_agent *a, uint64_t id)
+{
+	for (struct waiter *w = a->waiters; w; w = w->next)
+		if (w->id == id)
+			return w;
+	return NULL;
+}
+
 bool hm_agent_dispatch(struct hm_agent *a, json_t *msg)
 {
 	json_t *idv = json_object_get(msg, "id");
 	if (!json_is_integer(idv))
 		return false;
 	uint64_t id = (uint64_t)json_integer_value(idv);
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += STALL_MAX_MS / 1000;
 	bool routed = false;
 	pthread_mutex_lock(&a->lock);
-	for (struct waiter *w = a->waiters; w; w = w->next) {
-		if (w->id != id)
+	for (;;) {
+		/* Looked up again after every wait: the session may have closed meanwhile. */
+		struct waiter *w = find_waiter(a, id);
+		if (!w)
+			break;
+		routed = true;
+		if (w->session && w->qlen == QUEUE_MAX && !w->ended) {
+			if (pthread_cond_timedwait(&a->room, &a->lock, &deadline) == ETIMEDOUT) {
+				w = find_waiter(a, id);
+				if (w && w->qlen == QUEUE_MAX) {
+					w->ended = true; /* its owner stopped taking: cut it off */
+					wake(w);
+				}
+				break;
+			}
 			continue;
+		}
 		if (w->session) {
-			if (w->qlen < QUEUE_MAX) {
+			if (!w->ended) {
 				w->queue[(w->qhead + w->qlen) % QUEUE_MAX] = json_incref(msg);
 				w->qlen++;
-			} else {
-				w->ended = true; /* a reader that fell this far behind is cut off */
 			}
 		} else if (!w->answer) {
 			w->answer = json_incref(msg);
 		}
 		wake(w);
-		routed = true;
 		break;
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -254,6 +284,7 @@ json_t *hm_agent_session_take(struct hm_agent_session *s, bool *ended)
 		m = s->w.queue[s->w.qhead];
 		s->w.qhead = (s->w.qhead + 1) % QUEUE_MAX;
 		s->w.qlen--;
+		pthread_cond_broadcast(&a->room);
 	}
 	if (s->w.qlen == 0 && !s->w.ended) {
 		uint64_t v;
@@ -273,6 +304,7 @@ void hm_agent_session_close(struct hm_agent_session *s)
 	struct hm_agent *a = s->w.agent;
 	pthread_mutex_lock(&a->lock);
 	unlink_waiter(a, &s->w);
+	pthread_cond_broadcast(&a->room);
 	pthread_mutex_unlock(&a->lock);
 	while (s->w.qlen > 0) {
 		json_decref(s->w.queue[s->w.qhead]);

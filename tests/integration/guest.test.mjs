@@ -6,7 +6,7 @@
 // each way a program ends, overlay persistence across boots, a broken config
 // disk, the agent channel (boot/started/exit, ping, signal, stop, stat, exec
 // sessions with pipes and with a pty, stdin, resize, kill, backpressure on
-// large output) and the ACPI power button. Every boot has a hard timeout and
+// large output, copying files in and out with cp) and the ACPI power button. Every boot has a hard timeout and
 // its QEMU is killed by PID; at most two boots run at once.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +17,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createHash } from 'node:crypto';
 import net from 'node:net';
 import { ROOT, bin } from '../harness/daemon.mjs';
 
@@ -73,7 +73,8 @@ function buildRootDisk(dir, disk) {
   copyFileSync('/usr/bin/busybox', join(dir, 'bin/busybox'));
   chmodSync(join(dir, 'bin/busybox'), 0o755);
   const applets = ['sh', 'echo', 'sleep', 'cat', 'env', 'pwd', 'id', 'kill', 'ls', 'mkdir', 'touch', 'sort',
-    'hostname', 'true', 'false', 'sync', 'ps', 'grep', 'mount', 'head', 'tr', 'tty', 'stty'];
+    'hostname', 'true', 'false', 'sync', 'ps', 'grep', 'mount', 'head', 'tr', 'tty', 'stty',
+    'md5sum', 'stat', 'dd', 'ln', 'rm', 'mkfifo', 'find', 'printf'];
   for (const a of applets) symlinkSync('busybox', join(dir, 'bin', a));
   writeFileSync(join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n');
   writeFileSync(join(dir, 'etc/group'), 'root:x:0:\napp:x:1000:\nextra:x:2000:app\n');
@@ -289,7 +290,103 @@ class AgentClient {
     this.send({ type: 'exec', id, ...req });
     return s;
   }
+
+  // Run sh -c script; resolves with its stdout once it exited 0.
+  async sh(script) {
+    const s = this.exec({ command: ['sh', '-c', script] });
+    const e = await s.exit;
+    assert.equal(e.code, 0, `${script}: ${JSON.stringify(e)} ${s.stderr()}`);
+    return s.stdout();
+  }
+
+  // cp_to req, then (once cp_ready) data in cp_data chunks and cp_end:
+  // resolves with {id, ready, result} (result: the cp_result, or another answer).
+  async cpTo(req, data = Buffer.alloc(0), { chunk = 32768, end = true } = {}) {
+    const id = this.nextId++;
+    this.send({ type: 'cp_to', id, ...req });
+    const first = await this.wait((m) => m.id === id, 30000, `answer to cp_to ${id}`);
+    if (first.type !== 'cp_ready') return { id, ready: false, result: first };
+    for (let off = 0; off < data.length; off += chunk) {
+      this.send({ type: 'cp_data', id, data: data.subarray(off, off + chunk).toString('base64') });
+    }
+    if (!end) return { id, ready: true };
+    this.send({ type: 'cp_end', id });
+    const result = await this.wait((m) => m.id === id && m.type !== 'cp_ready', 60000, `cp_result ${id}`);
+    return { id, ready: true, result };
+  }
+
+  // cp_from: resolves with every message of the session, through cp_done or a final error.
+  cpFrom(path, follow_links = false, ms = 60000) {
+    const id = this.nextId++;
+    const msgs = [];
+    const done = new Promise((res, rej) => {
+      const l = (m) => {
+        if (m === undefined) {
+          this.listeners.delete(l);
+          clearTimeout(timer);
+          rej(new Error(`cp_from ${id}: the channel closed`));
+          return;
+        }
+        if (m.id !== id) return;
+        msgs.push(m);
+        if (m.type === 'cp_done' || m.type === 'error' || (m.type === 'cp_error' && m.final)) {
+          this.listeners.delete(l);
+          clearTimeout(timer);
+          res(msgs);
+        }
+      };
+      const timer = setTimeout(() => {
+        this.listeners.delete(l);
+        rej(new Error(`cp_from ${id}: no cp_done within ${ms} ms (${msgs.length} messages)`));
+      }, ms);
+      this.listeners.add(l);
+    });
+    this.send({ type: 'cp_from', id, path, follow_links });
+    return done;
+  }
 }
+
+// A cp_from session's messages as entries [{header, data}] and errors, checking
+// the framing: data only inside a regular file, which ends with cp_file_end
+// before anything else; chunks of at most 32 KiB; nothing after the end.
+function cpEntries(msgs) {
+  const entries = [];
+  const errors = [];
+  let open = null;
+  msgs.forEach((m, i) => {
+    const last = i === msgs.length - 1;
+    if (m.type === 'cp_header') {
+      assert.equal(open, null, `a header inside a file: ${JSON.stringify(m)}`);
+      const e = { header: m, data: null };
+      entries.push(e);
+      if (!m.is_dir && !m.is_symlink) {
+        e.chunks = [];
+        open = e;
+      }
+    } else if (m.type === 'cp_data') {
+      assert.ok(open, 'cp_data outside a file');
+      const b = Buffer.from(m.data, 'base64');
+      assert.ok(b.length > 0 && b.length <= 32768, `chunk of ${b.length} bytes`);
+      open.chunks.push(b);
+    } else if (m.type === 'cp_file_end') {
+      assert.ok(open, 'cp_file_end outside a file');
+      open.data = Buffer.concat(open.chunks);
+      delete open.chunks;
+      open = null;
+    } else if (m.type === 'cp_error') {
+      assert.equal(open, null, 'an error inside a file');
+      assert.equal(m.final, last, `final is ${m.final} on message ${i} of ${msgs.length}`);
+      errors.push(m);
+    } else {
+      assert.equal(m.type, 'cp_done', JSON.stringify(m));
+      assert.ok(last, 'cp_done is the last message');
+      assert.equal(open, null);
+    }
+  });
+  return { entries, errors, done: msgs.at(-1).type === 'cp_done' };
+}
+
+const md5 = (b) => createHash('md5').update(b).digest('hex');
 
 /*
  * Boot one guest. opts: cfg (config disk contents) or cfgBytes (raw), overlay
@@ -799,6 +896,254 @@ describe('guest init', { concurrency: MAX_PARALLEL, skip }, () => {
       vm.end();
       const r = await vm.result;
       assert.ok(appLines(r.console).includes('bye'), r.console);
+      assert.deepEqual(r.exit, { code: 0, message: 'success' });
+    });
+  });
+
+  describe('agent: copying files (cp) in one guest', { concurrency: 1 }, () => {
+    let vm;
+    before(() => {
+      vm = sharedGuest('cp', {
+        argv: ['/bin/sh', '-c', "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done"],
+      }, 180000);
+    });
+    after(() => vm?.end());
+
+    // Temporary files of cp_to anywhere in /tmp (where these tests write).
+    const temps = (agent) => agent.sh("find /tmp -name '.*.hypeman-cp-*'");
+
+    test('cp_to: 300 KiB of binary data in chunks arrive whole with mode, owner and mtime; a second copy replaces it', async () => {
+      const { agent } = await vm.ready;
+      const data = randomBytes(300 * 1024 + 7);
+      const { ready, result } = await agent.cpTo({ path: '/tmp/up.bin', mode: 0o640, uid: 1000, gid: 1000, mtime: 1600000000 }, data);
+      assert.ok(ready);
+      assert.deepEqual(result, { type: 'cp_result', id: result.id, bytes_written: data.length });
+      assert.equal(await agent.sh('md5sum /tmp/up.bin'), `${md5(data)}  /tmp/up.bin\n`);
+      assert.equal(await agent.sh("stat -c '%a %s %Y %u %g %F' /tmp/up.bin"), `640 ${data.length} 1600000000 1000 1000 regular file\n`);
+      const st = await agent.request({ type: 'stat', path: '/tmp/up.bin', follow_links: false });
+      assert.deepEqual([st.is_file, st.mode, st.size], [true, 0o640, data.length]);
+
+      // Over an existing file; no mode given is 0644, no owner given is root.
+      const again = await agent.cpTo({ path: '/tmp/up.bin' }, Buffer.from('short now\n'), { chunk: 4 });
+      assert.equal(again.result.bytes_written, 10);
+      assert.equal(await agent.sh("cat /tmp/up.bin; stat -c '%a %u' /tmp/up.bin"), 'short now\n644 0\n');
+      // An empty file and a setuid mode.
+      const empty = await agent.cpTo({ path: '/tmp/empty.bin', mode: 0o4755 });
+      assert.equal(empty.result.bytes_written, 0);
+      assert.equal(await agent.sh("stat -c '%a %s' /tmp/empty.bin"), '4755 0\n');
+      assert.equal(await temps(agent), '');
+    });
+
+    test('cp_to: into an existing directory with name, a directory with is_dir, missing parents are created', async () => {
+      const { agent } = await vm.ready;
+      const named = await agent.cpTo({ path: '/tmp', name: 'named.txt' }, Buffer.from('hello'));
+      assert.equal(named.result.bytes_written, 5, JSON.stringify(named.result));
+      assert.equal(await agent.sh("cat /tmp/named.txt; echo; stat -c '%a' /tmp/named.txt"), 'hello\n644\n');
+      // name only matters when path is an existing directory: otherwise path is the file.
+      const plain = await agent.cpTo({ path: '/tmp/not-a-dir', name: 'ignored' }, Buffer.from('x'));
+      assert.equal(plain.result.bytes_written, 1);
+      assert.equal(await agent.sh("stat -c '%F' /tmp/not-a-dir"), 'regular file\n');
+
+      const dir = await agent.cpTo({ path: '/tmp/newdir/a/b', is_dir: true, mode: 0o700, mtime: 1500000000 });
+      assert.equal(dir.ready, false, 'a directory is answered at once');
+      assert.equal(dir.result.type, 'cp_result');
+      assert.equal(dir.result.error, undefined, JSON.stringify(dir.result));
+      assert.equal(await agent.sh("stat -c '%n %a %F' /tmp/newdir /tmp/newdir/a; stat -c '%a %F %Y' /tmp/newdir/a/b"),
+        '/tmp/newdir 755 directory\n/tmp/newdir/a 755 directory\n700 directory 1500000000\n');
+      // An existing directory: its mode is set again.
+      const redo = await agent.cpTo({ path: '/tmp/newdir/a/b', is_dir: true });
+      assert.equal(redo.result.error, undefined);
+      assert.equal(await agent.sh("stat -c '%a' /tmp/newdir/a/b"), '755\n');
+
+      const deep = await agent.cpTo({ path: '/tmp/deep/x/y/file.txt', mode: 0o600 }, Buffer.from('deep'));
+      assert.equal(deep.result.bytes_written, 4, JSON.stringify(deep.result));
+      assert.equal(await agent.sh("cat /tmp/deep/x/y/file.txt; echo; stat -c '%a %F' /tmp/deep/x/y /tmp/deep/x/y/file.txt"),
+        'deep\n755 directory\n600 regular file\n');
+      assert.equal(await temps(agent), '');
+    });
+
+    test('cp_to errors: a relative path, a path under a regular file, bad fields, a directory as target; no temporary file is left', async () => {
+      const { agent } = await vm.ready;
+      const expectError = async (req, re) => {
+        const { ready, result } = await agent.cpTo(req, Buffer.from('data'));
+        assert.equal(ready, false, JSON.stringify(req));
+        assert.equal(result.type, 'cp_result', JSON.stringify(result));
+        assert.match(result.error, re);
+        assert.equal(result.bytes_written, undefined);
+        return result;
+      };
+      await expectError({ path: 'tmp/relative' }, /`path` must be an absolute path/);
+      await expectError({ path: '/srv/data/file.txt/below' }, /create a temporary file in \/srv\/data\/file\.txt: Not a directory/);
+      await expectError({ path: '/srv/data/file.txt/x/y' }, /mkdir \/srv\/data\/file\.txt\/x: Not a directory/);
+      await expectError({ path: '/tmp/m', mode: 0o10000 }, /`mode` 0 to 07777/);
+      await expectError({ path: '/tmp/m', uid: -1 }, /`uid` and `gid`/);
+      await expectError({ path: '/tmp/m', mode: '644' }, /`mode`/);
+      await expectError({ path: '/tmp/m', name: 'a/b' }, /`name` must be a file name/);
+      await expectError({ path: '/tmp' }, /cp_to \/tmp: Is a directory/);
+      const under = await expectError({ path: '/srv/data/file.txt/z', is_dir: true }, /mkdir \/srv\/data\/file\.txt\/z: Not a directory/);
+      // The host may have sent data before the error arrived: later cp_data and cp_end are ignored.
+      agent.send({ type: 'cp_data', id: under.id, data: 'aGk=' });
+      agent.send({ type: 'cp_end', id: under.id });
+      // A cp_data for an id that never had a session is answered once, then ignored.
+      agent.send({ type: 'cp_data', id: 424242, data: 'aGk=' });
+      agent.send({ type: 'cp_data', id: 424242, data: 'aGk=' });
+      agent.send({ type: 'cp_end', id: 424242 });
+      await agent.request({ type: 'ping' });
+      assert.equal(agent.msgs.filter((m) => m.id === under.id).length, 1);
+      const unknown = agent.msgs.filter((m) => m.id === 424242);
+      assert.deepEqual(unknown, [{ type: 'cp_result', id: 424242, error: 'cp_data: no copy session 424242' }]);
+      // Bad base64 in cp_data ends a session with an error; the target is not created.
+      const { id, ready } = await agent.cpTo({ path: '/tmp/bad64' }, Buffer.alloc(0), { end: false });
+      assert.ok(ready);
+      agent.send({ type: 'cp_data', id, data: '!!!' });
+      const bad = await agent.wait((m) => m.id === id && m.type === 'cp_result');
+      assert.match(bad.error, /base64/);
+      assert.equal(await agent.sh('ls /tmp/bad64 2>&1 || true'), 'ls: /tmp/bad64: No such file or directory\n');
+      assert.equal(await agent.sh('ls /srv/data'), 'file.txt\n');
+      assert.equal(await temps(agent), '');
+    });
+
+    test('cp_abort: the temporary file is removed, the old target is intact', async () => {
+      const { agent } = await vm.ready;
+      await agent.cpTo({ path: '/tmp/keep.txt' }, Buffer.from('original'));
+      const { id, ready } = await agent.cpTo({ path: '/tmp/keep.txt' }, Buffer.from('partial new conte'), { end: false });
+      assert.ok(ready);
+      // The bytes so far sit in a temporary file next to the target.
+      const tmp = (await temps(agent)).trim();
+      assert.match(tmp, /^\/tmp\/\.keep\.txt\.hypeman-cp-\w{6}$/);
+      assert.equal(await agent.sh(`cat ${tmp}`), 'partial new conte');
+      assert.equal(await agent.sh('cat /tmp/keep.txt'), 'original');
+      agent.send({ type: 'cp_abort', id });
+      assert.equal((await agent.request({ type: 'ping' })).type, 'pong');
+      assert.ok(!agent.msgs.some((m) => m.id === id && m.type !== 'cp_ready'), 'cp_abort is not answered');
+      assert.equal(await agent.sh('cat /tmp/keep.txt'), 'original');
+      assert.equal(await temps(agent), '');
+    });
+
+    test('cp_from: a single file, a symlink with and without follow_links, a missing path', async () => {
+      const { agent } = await vm.ready;
+      const file = cpEntries(await agent.cpFrom('/srv/data/file.txt'));
+      assert.ok(file.done);
+      assert.deepEqual(file.errors, []);
+      assert.equal(file.entries.length, 1);
+      const h = file.entries[0].header;
+      assert.deepEqual({ ...h, id: 0, mtime: 0 }, {
+        type: 'cp_header', id: 0, path: 'file.txt', mode: 0o640, is_dir: false, is_symlink: false, link_target: null,
+        size: 12, mtime: 0, uid: 0, gid: 0,
+      });
+      assert.ok(h.mtime > 1600000000, `mtime ${h.mtime}`);
+      assert.equal(file.entries[0].data.toString(), 'twelve bytes');
+
+      const link = cpEntries(await agent.cpFrom('/srv/link'));
+      assert.deepEqual(link.entries.map((e) => [e.header.path, e.header.is_symlink, e.header.link_target, e.data]),
+        [['link', true, 'data/file.txt', null]]);
+      const followed = cpEntries(await agent.cpFrom('/srv/link', true));
+      assert.deepEqual(followed.entries.map((e) => [e.header.path, e.header.is_symlink, e.header.size, e.data.toString()]),
+        [['link', false, 12, 'twelve bytes']]);
+
+      const missing = await agent.cpFrom('/srv/nope');
+      assert.equal(missing.length, 1);
+      assert.deepEqual({ ...missing[0], id: 0 }, {
+        type: 'cp_error', id: 0, path: 'nope', message: 'lstat /srv/nope: No such file or directory', final: true,
+      });
+      const relative = await agent.cpFrom('srv/data');
+      assert.deepEqual([relative[0].type, relative[0].final], ['cp_error', true]);
+      assert.match(relative[0].message, /absolute/);
+    });
+
+    test('cp_from: a directory tree (nested dir, empty file, symlink, fifo) comes parents first, paths from its basename', async () => {
+      const { agent } = await vm.ready;
+      await agent.sh('mkdir -p /tmp/tree/sub/nested && printf abc > /tmp/tree/sub/nested/f.txt && : > /tmp/tree/empty'
+        + ' && ln -s sub/nested/f.txt /tmp/tree/ln && mkfifo /tmp/tree/fifo && printf top > /tmp/tree/top.txt'
+        + ' && chmod 750 /tmp/tree/sub && chmod 600 /tmp/tree/top.txt');
+      for (const path of ['/tmp/tree', '/tmp/tree/', '/tmp/tree/sub/..']) {
+        const { entries, errors, done } = cpEntries(await agent.cpFrom(path));
+        assert.ok(done);
+        const paths = entries.map((e) => e.header.path);
+        assert.deepEqual([...paths].sort(), ['tree', 'tree/empty', 'tree/ln', 'tree/sub', 'tree/sub/nested', 'tree/sub/nested/f.txt', 'tree/top.txt']);
+        assert.equal(paths[0], 'tree');
+        paths.forEach((p, i) => {
+          const parent = p.split('/').slice(0, -1).join('/');
+          if (parent) assert.ok(paths.indexOf(parent) < i, `${parent} before ${p}: ${paths}`);
+        });
+        const by = Object.fromEntries(entries.map((e) => [e.header.path, e]));
+        assert.deepEqual([by.tree.header.is_dir, by['tree/sub'].header.is_dir, by['tree/sub'].header.mode], [true, true, 0o750]);
+        assert.equal(by['tree/sub/nested/f.txt'].data.toString(), 'abc');
+        assert.deepEqual([by['tree/top.txt'].data.toString(), by['tree/top.txt'].header.mode, by['tree/top.txt'].header.size], ['top', 0o600, 3]);
+        assert.deepEqual([by['tree/empty'].data.length, by['tree/empty'].header.size], [0, 0]);
+        assert.deepEqual([by['tree/ln'].header.is_symlink, by['tree/ln'].header.link_target, by['tree/ln'].data], [true, 'sub/nested/f.txt', null]);
+        assert.deepEqual(errors.map((e) => [e.path, e.final]), [['tree/fifo', false]]);
+        assert.match(errors[0].message, /not a regular file, directory or symlink/);
+      }
+      // The root itself is "."; cp_abort ends a walk: nothing more comes for it.
+      const id = agent.nextId++;
+      agent.send({ type: 'cp_from', id, path: '/' });
+      const first = await agent.wait((m) => m.id === id && m.type === 'cp_header');
+      assert.deepEqual([first.path, first.is_dir], ['.', true]);
+      agent.send({ type: 'cp_abort', id });
+      await agent.request({ type: 'ping' });
+      const n = agent.msgs.filter((m) => m.id === id).length;
+      await sleep(300);
+      assert.equal(agent.msgs.filter((m) => m.id === id).length, n);
+      assert.ok(!agent.msgs.some((m) => m.id === id && m.type === 'cp_done'));
+      assert.ok(agent.msgs.filter((m) => m.id === id && m.type === 'cp_header').every((m) => m.path === '.' || m.path.startsWith('./')));
+    });
+
+    test('cp_from: 4 MiB with a host that stops reading for a while loses nothing; a round trip through cp_to', async (t) => {
+      const { agent } = await vm.ready;
+      const sum = (await agent.sh('dd if=/dev/urandom of=/tmp/big bs=65536 count=64 2>/dev/null && md5sum /tmp/big')).split(' ')[0];
+      agent.sock.pause();
+      const copied = agent.cpFrom('/tmp/big');
+      await sleep(1500);
+      agent.sock.resume();
+      const t0 = performance.now();
+      const { entries, errors, done } = cpEntries(await copied);
+      const secs = (performance.now() - t0) / 1000;
+      assert.ok(done);
+      assert.deepEqual(errors, []);
+      assert.equal(entries.length, 1);
+      assert.equal(entries[0].header.size, 4 << 20);
+      assert.equal(entries[0].data.length, 4 << 20);
+      assert.equal(md5(entries[0].data), sum);
+      t.diagnostic(`cp_from throughput after the pause: ${(4 / secs).toFixed(1)} MiB/s`);
+
+      const t1 = performance.now();
+      const back = await agent.cpTo({ path: '/tmp/big.back' }, entries[0].data);
+      t.diagnostic(`cp_to throughput: ${(4 / ((performance.now() - t1) / 1000)).toFixed(1)} MiB/s`);
+      assert.equal(back.result.bytes_written, 4 << 20);
+      assert.equal(await agent.sh('md5sum < /tmp/big.back'), `${sum}  -\n`);
+    });
+
+    test('a host that goes away ends its copies: the temporary file is removed; then stop', async () => {
+      const { agent, ctx } = await vm.ready;
+      const { ready } = await agent.cpTo({ path: '/tmp/gone.txt' }, Buffer.from('half'), { end: false });
+      assert.ok(ready);
+      agent.sock.pause();
+      agent.cpFrom('/tmp/big').catch(() => {});
+      await sleep(200);
+      agent.sock.destroy();
+      await sleep(300);
+      const again = await connectUnix(join(ctx.dir, 'agent.sock'), Date.now() + 5000);
+      try {
+        const a2 = new AgentClient(again);
+        let left;
+        for (let i = 0; i < 30; i++) {
+          left = await temps(a2);
+          if (!left) break;
+          await sleep(100);
+        }
+        assert.equal(left, '');
+        assert.equal(await a2.sh('ls /tmp/gone.txt 2>&1 || true'), 'ls: /tmp/gone.txt: No such file or directory\n');
+        const file = cpEntries(await a2.cpFrom('/srv/data/file.txt'));
+        assert.equal(file.entries[0].data.toString(), 'twelve bytes');
+        a2.send({ type: 'stop', timeout_ms: 5000 });
+        const exit = await a2.wait((m) => m.type === 'exit', 20000, 'exit');
+        assert.equal(exit.code, 0);
+      } finally {
+        again.destroy();
+      }
+      vm.end();
+      const r = await vm.result;
       assert.deepEqual(r.exit, { code: 0, message: 'success' });
     });
   });

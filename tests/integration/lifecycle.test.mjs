@@ -5,7 +5,8 @@
 // creating and deleting at once leaving nothing behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, mkdtempSync, mkdirSync, writeFileSync, readFileSync, statSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
 import { waitImage, pull } from '../harness/images.mjs';
@@ -144,7 +145,7 @@ test('stat asks the guest; stat and stop need a running instance', async () => {
   await d.fetch(`/instances/${id}`, { method: 'DELETE', token });
 });
 
-test('CLI: exec (exit codes, piped stdin with -i, env, workdir), stats, inspect, stop, start', { timeout: 180000 }, async () => {
+test('CLI: exec (exit codes, piped stdin with -i, env, workdir), cp both ways, stats, inspect, stop, start', { timeout: 180000 }, async () => {
   const env = { HYPEMAN_BASE_URL: d.url, HYPEMAN_API_KEY: token };
   let r = await runCli(['run', '-d', '--name', 'cli-life', '-m', '256MB', '--cpus', '1', image, 'sleep', '100000'], { env });
   assert.equal(r.code, 0, r.stderr);
@@ -167,6 +168,30 @@ test('CLI: exec (exit codes, piped stdin with -i, env, workdir), stats, inspect,
   r = await runCli(['exec', 'cli-life', 'no-such-cmd'], { env });
   assert.equal(r.code, 127);
   assert.match(r.stdout, /Error: .*no-such-cmd/);
+  // cp both ways: a tree into an existing guest directory, then back out.
+  const tmp = mkdtempSync(join(tmpdir(), 'hm-cp-'));
+  mkdirSync(join(tmp, 'site', 'css'), { recursive: true });
+  writeFileSync(join(tmp, 'site', 'index.html'), '<h1>hi</h1>\n');
+  writeFileSync(join(tmp, 'site', 'css', 'a.css'), 'body{}\n', { mode: 0o600 });
+  try {
+    r = await runCli(['cp', join(tmp, 'site'), 'cli-life:/srv'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /Successfully copied/);
+    r = await runCli(['exec', 'cli-life', 'sh', '-c', 'cat /srv/site/index.html /srv/site/css/a.css; stat -c %a /srv/site/css/a.css'], { env });
+    assert.equal(r.stdout, '<h1>hi</h1>\nbody{}\n600\n');
+    r = await runCli(['cp', 'cli-life:/srv/site', join(tmp, 'back')], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(tmp, 'back', 'css', 'a.css'), 'utf8'), 'body{}\n');
+    assert.equal(statSync(join(tmp, 'back', 'css', 'a.css')).mode & 0o777, 0o600);
+    r = await runCli(['cp', 'cli-life:/srv/site/index.html', tmp], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(tmp, 'index.html'), 'utf8'), '<h1>hi</h1>\n');
+    r = await runCli(['cp', 'cli-life:/no/such', tmp], { env });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no such/i);
+    r = await runCli(['cp', 'a', 'b'], { env });
+    assert.equal(r.code, 2);
+  } finally { rmSync(tmp, { recursive: true, force: true }); }
   r = await runCli(['stats', 'cli-life'], { env });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^NAME\s+CPU \(s\)/);

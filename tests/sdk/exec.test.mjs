@@ -1,7 +1,8 @@
-// GET /instances/{id}/exec, the WebSocket protocol upstream Hypeman speaks,
-// driven with a real client (the `ws` package): exit codes, stdin piping, a
-// TTY, a command that does not exist, a timeout, bad requests, and the
-// errors before the upgrade.
+// GET /instances/{id}/exec and /cp, the WebSocket protocols upstream Hypeman
+// speaks, driven with a real client (the `ws` package). exec: exit codes,
+// stdin piping, a TTY, a command that does not exist, a timeout, bad
+// requests, the errors before the upgrade. cp: files and trees both ways,
+// modes and times, a client that leaves mid-upload, bad requests.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
@@ -161,4 +162,129 @@ test('before the upgrade: 404 for an unknown instance, 400 without Upgrade, 409 
   const c = await createInstance(d, token, { name: 'exec-done', image, size: '256MB', vcpus: 1, cmd: ['true'] });
   await waitState(d, token, c.body.id, ['Stopped']);
   await assert.rejects(execWs({ command: ['ls'] }, { target: c.body.id }), (e) => e.status === 409 && e.body.code === 'invalid_state' && /current state: Stopped/.test(e.body.message));
+});
+
+// One cp session: send `req`, then `input` (Buffers as binary, objects as
+// text). Resolves {texts, data (Buffer of all binary frames), closeCode}.
+function cpWs(req, { input = [], target = id, abortAfter, pauseMs } = {}) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${d.url.replace(/^http/, 'ws')}/instances/${target}/cp`, { headers: { authorization: `Bearer ${token}` } });
+    const texts = [];
+    const chunks = [];
+    const order = [];
+    ws.on('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })));
+    ws.on('error', reject);
+    ws.on('open', async () => {
+      ws.send(JSON.stringify(req));
+      for (const [i, m] of input.entries()) {
+        if (abortAfter !== undefined && i === abortAfter) {
+          await new Promise((r) => setTimeout(r, 200));
+          ws.terminate();
+          return;
+        }
+        if (Buffer.isBuffer(m)) ws.send(m, { binary: true });
+        else ws.send(JSON.stringify(m));
+      }
+    });
+    let paused = false;
+    ws.on('message', (data, isBinary) => {
+      if (pauseMs && isBinary && !paused) { // a slow client: stop reading the socket for a while
+        paused = true;
+        ws.pause();
+        setTimeout(() => ws.resume(), pauseMs);
+      }
+      if (isBinary) { chunks.push(Buffer.from(data)); order.push({ type: 'data', len: data.length }); } else { const t = JSON.parse(data.toString()); texts.push(t); order.push(t); }
+    });
+    ws.on('close', (code) => resolve({ texts, order, data: Buffer.concat(chunks), closeCode: code }));
+  });
+}
+
+async function sh(cmd) {
+  const r = await execWs({ command: ['sh', '-c', cmd] });
+  assert.equal(r.exitCode, 0, `${cmd}: ${r.out}`);
+  return r.out;
+}
+
+test('cp to: a binary file in chunks with mode and mtime; into a directory by basename; a directory', async () => {
+  const bytes = Buffer.alloc(300000);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 13 + 7) & 0xff;
+  const r = await cpWs({ direction: 'to', guest_path: '/tmp/up/deep/file.bin', mode: 0o640, mtime: 1700000000 }, {
+    input: [bytes.subarray(0, 100000), bytes.subarray(100000, 250000), bytes.subarray(250000), { type: 'end' }],
+  });
+  assert.deepEqual(r.texts, [{ type: 'result', success: true, error: '', bytes_written: 300000 }]);
+  assert.equal(r.closeCode, 1000);
+  const { createHash } = await import('node:crypto');
+  assert.equal((await sh('md5sum /tmp/up/deep/file.bin')).split(' ')[0], createHash('md5').update(bytes).digest('hex'));
+  assert.equal(await sh('stat -c "%a %Y" /tmp/up/deep/file.bin'), '640 1700000000\n');
+  const into = await cpWs({ direction: 'to', guest_path: '/tmp/up', src_basename: 'named.txt' }, { input: [Buffer.from('named\n'), { type: 'end' }] });
+  assert.equal(into.texts[0].success, true, JSON.stringify(into.texts));
+  assert.equal(await sh('cat /tmp/up/named.txt; stat -c %a /tmp/up/named.txt'), 'named\n644\n');
+  const dir = await cpWs({ direction: 'to', guest_path: '/tmp/up/newdir', is_dir: true, mode: 0o750 });
+  assert.equal(dir.texts[0].success, true, JSON.stringify(dir.texts));
+  assert.equal(await sh('stat -c "%F %a" /tmp/up/newdir'), 'directory 750\n');
+});
+
+test('cp to: failures answer success:false and leave no file; a client gone mid-upload leaves the target as it was', async () => {
+  await sh('mkdir -p /tmp/keep && echo old > /tmp/keep/t.txt && echo plain > /tmp/keep/f');
+  const under = await cpWs({ direction: 'to', guest_path: '/tmp/keep/f/child' }, { input: [Buffer.from('x'), { type: 'end' }] });
+  assert.equal(under.texts.at(-1).success, false);
+  assert.match(under.texts.at(-1).error, /\S/);
+  await cpWs({ direction: 'to', guest_path: '/tmp/keep/t.txt' }, { input: [Buffer.from('new new new'), Buffer.from('more'), { type: 'end' }], abortAfter: 1 });
+  let listing = '';
+  for (let i = 0; i < 20; i++) { // the abort reaches the guest asynchronously
+    listing = await sh('cat /tmp/keep/t.txt; ls -A /tmp/keep');
+    if (listing === 'old\nf\nt.txt\n') break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.equal(listing, 'old\nf\nt.txt\n');
+});
+
+test('cp from: a file, then a tree with a nested dir, an empty file and a symlink', async () => {
+  const f = await cpWs({ direction: 'from', guest_path: '/tmp/up/deep/file.bin' });
+  assert.equal(f.texts[0].type, 'header');
+  assert.equal(f.texts[0].path, 'file.bin');
+  assert.equal(f.texts[0].size, 300000);
+  assert.equal(f.texts[0].mode & 0o777, 0o640);
+  assert.equal(f.texts[0].mtime, 1700000000);
+  assert.equal(f.data.length, 300000);
+  assert.deepEqual(f.texts.slice(1), [{ type: 'end', final: false }, { type: 'end', final: true }]);
+  await sh('rm -rf /tmp/tree && mkdir -p /tmp/tree/a/b && echo hello > /tmp/tree/a/b/f && : > /tmp/tree/empty && ln -s a/b/f /tmp/tree/link');
+  const t = await cpWs({ direction: 'from', guest_path: '/tmp/tree' });
+  const headers = t.texts.filter((x) => x.type === 'header');
+  const paths = headers.map((h) => h.path);
+  assert.deepEqual([...paths].sort(), ['tree', 'tree/a', 'tree/a/b', 'tree/a/b/f', 'tree/empty', 'tree/link']);
+  for (const p of paths) {
+    const parent = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : null;
+    if (parent) assert.ok(paths.indexOf(parent) < paths.indexOf(p), `${parent} before ${p}`);
+  }
+  const link = headers.find((h) => h.path === 'tree/link');
+  assert.equal(link.is_symlink, true);
+  assert.equal(link.link_target, 'a/b/f');
+  assert.equal(headers.find((h) => h.path === 'tree/a').is_dir, true);
+  assert.equal(t.data.toString(), 'hello\n');
+  assert.deepEqual(t.texts.at(-1), { type: 'end', final: true });
+});
+
+test('cp from: 24 MiB to a client that stops reading for 3 s arrives whole (backpressure end to end)', { timeout: 120000 }, async () => {
+  await sh('dd if=/dev/urandom of=/tmp/big bs=1M count=24 2>/dev/null');
+  const sum = (await sh('md5sum /tmp/big')).split(' ')[0];
+  const r = await cpWs({ direction: 'from', guest_path: '/tmp/big' }, { pauseMs: 3000 });
+  assert.equal(r.data.length, 24 << 20);
+  const { createHash } = await import('node:crypto');
+  assert.equal(createHash('md5').update(r.data).digest('hex'), sum);
+  assert.deepEqual(r.texts.at(-1), { type: 'end', final: true });
+  await sh('rm /tmp/big');
+});
+
+test('cp: a missing path, a bad request, and a stopped instance', async () => {
+  const m = await cpWs({ direction: 'from', guest_path: '/no/such/thing' });
+  assert.equal(m.texts[0].type, 'error');
+  assert.match(m.texts[0].message, /no such file/i);
+  for (const req of [{ direction: 'sideways', guest_path: '/x' }, { direction: 'to', guest_path: 'relative' }, { direction: 'to', guest_path: '/x', mode: 99999 }, { direction: 'to', guest_path: '/x', src_basename: '../up' }]) {
+    const r = await cpWs(req);
+    assert.equal(r.closeCode, 1008, JSON.stringify(req));
+    assert.equal(r.texts[0].type, 'error');
+  }
+  const stopped = (await (await d.fetch('/instances/exec-done', { token })).json()).id;
+  await assert.rejects(cpWs({ direction: 'from', guest_path: '/' }, { target: stopped }), (e) => e.status === 409);
 });

@@ -1,0 +1,329 @@
+/*
+ * GET /instances/{id}/cp: copy files into or out of a running guest over a
+ * WebSocket, as upstream Hypeman speaks it. The first client message is a
+ * text frame {direction:"to"|"from", guest_path, is_dir?, mode?, uid?,
+ * gid?, mtime?, src_basename?, follow_links?}.
+ *
+ *   to:   client binary frames are the file's bytes, then text {"type":"end"};
+ *         the server answers {"type":"result","success":B,"error":S,"bytes_written":N}.
+ *         (is_dir: the directory is made at once and the result follows.)
+ *   from: the server sends, per entry, text {"type":"header",path,mode,is_dir,
+ *         is_symlink,link_target,size,mtime,uid,gid}, a regular file's bytes
+ *         as binary frames and {"type":"end","final":false}; then
+ *         {"type":"end","final":true}. Errors: {"type":"error","message","path"}.
+ *
+ * The guest init does the file work (docs/guest.md, "Copying files"); this
+ * thread bridges frames and agent messages like the exec endpoint does. A
+ * client that goes away mid-upload leaves the target as it was.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/handlers.h"
+#include "api/request.h"
+#include "api/ws_upgrade.h"
+#include "core/err.h"
+#include "core/websocket.h"
+#include "core/xalloc.h"
+#include "guest/b64.h"
+#include "instance/instances.h"
+
+#define FIRST_MESSAGE_MS 30000
+#define DATA_CHUNK       (24u << 10) /* decoded bytes per cp_data (the guest takes 32 KiB) */
+#define CP_MAX_MESSAGE   (1u << 20)
+
+struct cp_conn {
+	struct hm_exec *x;
+};
+
+static bool valid_path(json_t *v)
+{
+	const char *p = json_string_value(v);
+	return p && p[0] == '/' && strlen(p) == json_string_length(v) && strlen(p) < PATH_MAX;
+}
+
+/* An optional integer field within [lo, hi]; false when present and bad. */
+static bool opt_int(json_t *in, const char *key, json_int_t lo, json_int_t hi, json_t *out)
+{
+	json_t *v = json_object_get(in, key);
+	if (!v || json_is_null(v))
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+		return false;
+	json_object_set(out, key, v);
+	return true;
+}
+
+/* Validate the request; the agent message (cp_to or cp_from) or NULL with why. */
+static json_t *cp_request(const struct hm_ws_msg *m, bool *to, bool *is_dir, char *why,
+                          size_t whylen)
+{
+	if (m->opcode != HM_WS_TEXT) {
+		snprintf(why, whylen, "the first message must be a JSON text frame");
+		return NULL;
+	}
+	json_error_t jerr;
+	json_t *in = json_loadb((const char *)m->data, m->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(in)) {
+		snprintf(why, whylen, "the first message is not a JSON object: %s",
+		         in ? "wrong type" : jerr.text);
+		json_decref(in);
+		return NULL;
+	}
+	const char *dir = json_string_value(json_object_get(in, "direction"));
+	json_t *path = json_object_get(in, "guest_path");
+	json_t *out = NULL;
+	const char *bad = NULL;
+	if (!dir || (strcmp(dir, "to") != 0 && strcmp(dir, "from") != 0)) {
+		bad = "direction must be \"to\" or \"from\"";
+	} else if (!valid_path(path)) {
+		bad = "guest_path must be an absolute path";
+	} else if (strcmp(dir, "from") == 0) {
+		*to = false;
+		json_t *fl = json_object_get(in, "follow_links");
+		if (fl && !json_is_null(fl) && !json_is_boolean(fl))
+			bad = "follow_links must be a boolean";
+		out = json_pack("{s:s,s:O,s:b}", "type", "cp_from", "path", path, "follow_links",
+		                json_is_true(fl));
+	} else {
+		*to = true;
+		json_t *d = json_object_get(in, "is_dir");
+		if (d && !json_is_null(d) && !json_is_boolean(d))
+			bad = "is_dir must be a boolean";
+		*is_dir = json_is_true(d);
+		out = json_pack("{s:s,s:O,s:b}", "type", "cp_to", "path", path, "is_dir", *is_dir);
+		json_t *name = json_object_get(in, "src_basename");
+		const char *n = json_string_value(name);
+		if (name && !json_is_null(name) && n && *n) {
+			if (strlen(n) != json_string_length(name) || strchr(n, '/') ||
+			    strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strlen(n) > 255)
+				bad = "src_basename must be a file name (no '/', not . or ..)";
+			else
+				json_object_set(out, "name", name);
+		} else if (name && !json_is_null(name) && !json_is_string(name)) {
+			bad = "src_basename must be a string";
+		}
+		if (!bad && !opt_int(in, "mode", 0, 07777, out))
+			bad = "mode must be a permission value between 0 and 07777";
+		if (!bad && (!opt_int(in, "uid", 0, 0xfffffffe, out) ||
+		             !opt_int(in, "gid", 0, 0xfffffffe, out)))
+			bad = "uid and gid must be between 0 and 4294967294";
+		if (!bad && !opt_int(in, "mtime", 0, (json_int_t)1 << 40, out))
+			bad = "mtime must be Unix seconds";
+	}
+	json_decref(in);
+	if (bad) {
+		snprintf(why, whylen, "%s", bad);
+		json_decref(out);
+		return NULL;
+	}
+	return out;
+}
+
+static void send_result(struct hm_ws *ws, const char *error, json_int_t written)
+{
+	hm_ws_send_json(ws, json_pack("{s:s,s:b,s:s,s:I}", "type", "result", "success", !error,
+	                              "error", error ? error : "", "bytes_written", written));
+	hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
+}
+
+static int send_data(struct hm_exec *x, const unsigned char *p, size_t len)
+{
+	char *b64 = xmalloc(HM_GB64_LEN(DATA_CHUNK) + 1);
+	int r = 0;
+	for (size_t off = 0; off < len && r == 0; off += DATA_CHUNK) {
+		size_t n = len - off < DATA_CHUNK ? len - off : DATA_CHUNK;
+		hm_gb64_encode(p + off, n, b64);
+		json_t *msg = json_pack("{s:s,s:s}", "type", "cp_data", "data", b64);
+		r = hm_exec_send(x, msg, NULL);
+		json_decref(msg);
+	}
+	free(b64);
+	return r;
+}
+
+static void send_simple(struct hm_exec *x, const char *type)
+{
+	json_t *m = json_pack("{s:s}", "type", type);
+	hm_exec_send(x, m, NULL);
+	json_decref(m);
+}
+
+/*
+ * One agent message. Returns 1 when the session is over (the last frame
+ * went out), 0 to go on.
+ */
+static int agent_message(struct hm_ws *ws, json_t *msg)
+{
+	const char *type = json_string_value(json_object_get(msg, "type"));
+	if (!type)
+		return 0;
+	if (strcmp(type, "cp_result") == 0) {
+		const char *e = json_string_value(json_object_get(msg, "error"));
+		send_result(ws, e, json_integer_value(json_object_get(msg, "bytes_written")));
+		return 1;
+	}
+	if (strcmp(type, "cp_header") == 0) {
+		json_t *h = json_deep_copy(msg);
+		json_object_del(h, "id");
+		json_object_set_new(h, "type", json_string("header"));
+		hm_ws_send_json(ws, h);
+		return 0;
+	}
+	if (strcmp(type, "cp_data") == 0) {
+		const char *data = json_string_value(json_object_get(msg, "data"));
+		size_t n = data ? strlen(data) : 0;
+		unsigned char *buf = xmalloc(n + 1);
+		ssize_t len = hm_gb64_decode(data ? data : "", n, buf, n + 1);
+		if (len > 0)
+			hm_ws_send(ws, HM_WS_BINARY, buf, (size_t)len, NULL);
+		free(buf);
+		return 0;
+	}
+	if (strcmp(type, "cp_file_end") == 0) {
+		hm_ws_send_json(ws, json_pack("{s:s,s:b}", "type", "end", "final", false));
+		return 0;
+	}
+	if (strcmp(type, "cp_done") == 0) {
+		hm_ws_send_json(ws, json_pack("{s:s,s:b}", "type", "end", "final", true));
+		hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
+		return 1;
+	}
+	if (strcmp(type, "cp_error") == 0 || strcmp(type, "error") == 0) {
+		const char *m = json_string_value(json_object_get(msg, "message"));
+		const char *p = json_string_value(json_object_get(msg, "path"));
+		hm_ws_send_json(ws, json_pack("{s:s,s:s,s:s}", "type", "error", "message",
+		                              m ? m : "copy failed", "path", p ? p : ""));
+		if (strcmp(type, "error") == 0 || json_is_true(json_object_get(msg, "final"))) {
+			hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
+			return 1;
+		}
+		return 0;
+	}
+	return 0; /* cp_ready and the like */
+}
+
+static void pump(struct hm_ws *ws, struct hm_exec *x, bool to)
+{
+	for (;;) {
+		bool ended = false;
+		json_t *msg;
+		while ((msg = hm_exec_take(x, &ended))) {
+			int done = agent_message(ws, msg);
+			json_decref(msg);
+			if (done)
+				return;
+		}
+		if (ended) {
+			if (to)
+				send_result(ws, "the instance stopped during the copy", 0);
+			else
+				hm_ws_send_json(
+				    ws,
+				    json_pack("{s:s,s:s,s:s}", "type", "error", "message",
+				              "the instance stopped during the copy", "path", ""));
+			hm_ws_close(ws, HM_WS_CLOSE_GOING_AWAY, "instance stopped");
+			return;
+		}
+		struct pollfd p[2] = { { .fd = hm_exec_fd(x), .events = POLLIN },
+			               { .fd = hm_ws_fd(ws), .events = POLLIN } };
+		if (!hm_ws_buffered(ws)) {
+			int r = poll(p, 2, -1);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				break;
+			if (!(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+		}
+		struct hm_ws_msg m = { 0 };
+		if (hm_ws_read_frame(ws, &m, NULL) <= 0)
+			break; /* the client went away */
+		if (to && m.opcode == HM_WS_BINARY) {
+			send_data(x, m.data, m.len);
+		} else if (to && m.opcode == HM_WS_TEXT) {
+			json_t *j = json_loadb((const char *)m.data, m.len, 0, NULL);
+			const char *type = json_string_value(json_object_get(j, "type"));
+			if (type && strcmp(type, "end") == 0)
+				send_simple(x, "cp_end");
+			json_decref(j);
+		}
+		hm_ws_msg_clear(&m);
+	}
+	send_simple(x, "cp_abort"); /* a partial upload is dropped, a walk stops */
+}
+
+static void cp_run(void *cls, int fd, const char *extra, size_t extra_len)
+{
+	struct cp_conn *c = cls;
+	struct hm_ws_opts opts = { .max_message = CP_MAX_MESSAGE };
+	struct hm_ws *ws = hm_ws_new(fd, &opts);
+	struct hm_ws_msg m = { 0 };
+	if ((extra_len && hm_ws_prime(ws, extra, extra_len) < 0) ||
+	    hm_ws_wait(ws, FIRST_MESSAGE_MS) <= 0) {
+		hm_ws_close(ws, HM_WS_CLOSE_POLICY, "no cp request");
+		hm_ws_free(ws);
+		return;
+	}
+	if (hm_ws_read_frame(ws, &m, NULL) <= 0) {
+		hm_ws_free(ws);
+		return;
+	}
+	char why[256];
+	bool to = false, is_dir = false;
+	json_t *req = cp_request(&m, &to, &is_dir, why, sizeof(why));
+	hm_ws_msg_clear(&m);
+	if (!req) {
+		hm_ws_send_json(
+		    ws, json_pack("{s:s,s:s,s:s}", "type", "error", "message", why, "path", ""));
+		hm_ws_close(ws, HM_WS_CLOSE_POLICY, "bad cp request");
+		hm_ws_free(ws);
+		return;
+	}
+	struct hm_err *err = NULL;
+	if (hm_exec_send(c->x, req, &err) < 0) {
+		if (to)
+			send_result(ws, err ? err->msg : "agent unavailable", 0);
+		else
+			hm_ws_send_json(ws, json_pack("{s:s,s:s,s:s}", "type", "error", "message",
+			                              err ? err->msg : "agent unavailable", "path",
+			                              ""));
+		hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
+		hm_err_free(err);
+	} else {
+		pump(ws, c->x, to);
+	}
+	json_decref(req);
+	hm_ws_free(ws);
+}
+
+static void cp_free(void *cls)
+{
+	struct cp_conn *c = cls;
+	hm_exec_close(c->x);
+	free(c);
+}
+
+int hm_h_instances_cp(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	char *accept = NULL;
+	if (hm_ws_check_upgrade(req, &accept, err) < 0)
+		return -1;
+	struct hm_exec *x = NULL;
+	if (hm_instances_exec_open(hm_req_services(req)->instances, hm_req_param(req, "id"), &x,
+	                           err) < 0) {
+		free(accept);
+		return -1;
+	}
+	struct cp_conn *c = xcalloc(1, sizeof(*c));
+	c->x = x;
+	hm_resp_upgrade(resp, accept, cp_run, cp_free, c);
+	free(accept);
+	return 0;
+}
