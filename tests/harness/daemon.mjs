@@ -83,9 +83,14 @@ export function mintToken({ dataDir, env = {}, sub = 'test', scopes, duration } 
 }
 
 // Run the CLI; resolves {code, stdout, stderr}, never throws on a non-zero exit.
-export function runCli(args, { env = {}, input } = {}) {
+// tty: run it on a pseudo-terminal (util-linux `script`), as a user's shell would.
+export function runCli(args, { env = {}, input, tty = false } = {}) {
+  const quote = (a) => `'${a.replaceAll("'", "'\\''")}'`;
+  const [cmd, argv] = tty
+    ? ['script', ['-qec', [bin('hypeman'), ...args].map(quote).join(' '), '/dev/null']]
+    : [bin('hypeman'), args];
   return new Promise((res) => {
-    const child = spawn(bin('hypeman'), args, {
+    const child = spawn(cmd, argv, {
       env: { ...process.env, ...SAN_ENV, ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

@@ -165,6 +165,11 @@ test('CLI: exec (exit codes, piped stdin with -i, env, workdir), cp both ways, s
   r = await runCli(['exec', 'cli-life', 'cat'], { env, input: 'ignored' });
   assert.equal(r.code, 0);
   assert.equal(r.stdout, '');
+  // -it on a real terminal: the guest side is a pty, our keystrokes reach it.
+  r = await runCli(['exec', '-it', 'cli-life', 'sh', '-c', 'tty; read x; echo "got $x"; exit 5'], { env, tty: true, input: 'typed\r' });
+  assert.equal(r.code, 5, r.stdout + r.stderr);
+  assert.match(r.stdout, /\/dev\/pts\/\d+/);
+  assert.match(r.stdout, /got typed/);
   r = await runCli(['exec', 'cli-life', 'no-such-cmd'], { env });
   assert.equal(r.code, 127);
   assert.match(r.stdout, /Error: .*no-such-cmd/);
