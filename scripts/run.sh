@@ -9,6 +9,18 @@ PORT=${3:-8080}
 ADDR=${LISTEN_ADDR:-127.0.0.1}
 
 mkdir -p "$DATA_DIR"
+
+# Instances get a network (bridge vmbr0, 10.100.0.0/16, NAT) when this runs as
+# root; that needs IP forwarding, which a fresh machine has off.
+if [ "${NETWORK_ENABLED:-true}" = true ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "run: not root, so instances get no network (NETWORK_ENABLED=false)" >&2
+		export NETWORK_ENABLED=false
+	elif [ "$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null)" != 1 ]; then
+		echo "run: turning on IP forwarding for the instances' network (sysctl net.ipv4.ip_forward=1)" >&2
+		sysctl -qw net.ipv4.ip_forward=1
+	fi
+fi
 DATA_DIR="$(cd "$DATA_DIR" && pwd)"
 export DATA_DIR PORT LISTEN_ADDR="$ADDR"
 

@@ -13,6 +13,8 @@ PACKAGES=(
 	# tools the daemon drives: root disks, the VMM, and the guest kernel's
 	# unpacking (the cloud kernel's bzImage is LZ4; cpio/kmod for checks)
 	erofs-utils e2fsprogs tar qemu-system-x86 lz4 kmod
+	# the instances' network: bridge and TAPs (iproute2), NAT and isolation (nftables)
+	iproute2 nftables
 	# tools the tests and benchmarks drive: a real registry, images made from
 	# Debian's busybox, and the skopeo+umoci pipeline bench/pull compares with
 	curl ca-certificates docker-registry busybox-static skopeo umoci

@@ -43,7 +43,14 @@ void hm_config_usage(const char *prog)
 	    "  PULL_STALL_TIMEOUT  seconds a registry transfer may make no progress (default 30)\n"
 	    "  IMAGE_FORMAT        root disk format: erofs (default) or ext4\n"
 	    "  KERNEL_DIR          guest kernel dir (vmlinux, modules/, load.order); default\n"
-	    "                      DATA_DIR/system/kernel/current, made by scripts/kernel.sh\n",
+	    "                      DATA_DIR/system/kernel/current, made by scripts/kernel.sh\n"
+	    "  NETWORK_ENABLED     give instances a network (default true); false: none, and\n"
+	    "                      the host's network is left untouched\n"
+	    "  BRIDGE_NAME         the instances' bridge (default vmbr0)\n"
+	    "  SUBNET_CIDR         the instances' subnet (default 10.100.0.0/16)\n"
+	    "  SUBNET_GATEWAY      the bridge's address (default: the subnet's first)\n"
+	    "  DNS_SERVER          the guests' resolver (default: the host's first\n"
+	    "                      non-loopback nameserver, else 1.1.1.1)\n",
 	    prog);
 }
 
@@ -225,6 +232,28 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		set_str(&cfg->image_format, v);
 	} else if (strcmp(key, "KERNEL_DIR") == 0) {
 		set_str(&cfg->kernel_dir, v);
+	} else if (strcmp(key, "NETWORK_ENABLED") == 0) {
+		if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+			cfg->network_enabled = 1;
+		else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+			cfg->network_enabled = 0;
+		else
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "NETWORK_ENABLED must be true or false, got `%s`", v);
+	} else if (strcmp(key, "BRIDGE_NAME") == 0) {
+		if (strlen(v) > 15 ||
+		    strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != strlen(v))
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "BRIDGE_NAME must be an interface name (at most 15 of "
+			                  "a-z 0-9 - _ .), got `%s`",
+			                  v);
+		set_str(&cfg->bridge_name, v);
+	} else if (strcmp(key, "SUBNET_CIDR") == 0) {
+		set_str(&cfg->subnet_cidr, v); /* checked by net/net.c, which knows the rules */
+	} else if (strcmp(key, "SUBNET_GATEWAY") == 0) {
+		set_str(&cfg->subnet_gateway, v);
+	} else if (strcmp(key, "DNS_SERVER") == 0) {
+		set_str(&cfg->dns_server, v);
 	}
 	return 0;
 }
@@ -247,6 +276,11 @@ static const char *const env_keys[] = {
 	"PULL_STALL_TIMEOUT",
 	"IMAGE_FORMAT",
 	"KERNEL_DIR",
+	"NETWORK_ENABLED",
+	"BRIDGE_NAME",
+	"SUBNET_CIDR",
+	"SUBNET_GATEWAY",
+	"DNS_SERVER",
 };
 
 int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err **err)
@@ -266,6 +300,9 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		.image_format = xstrdup("erofs"),
 		.pull_workers = 2,
 		.pull_stall_timeout_s = 30,
+		.network_enabled = 1,
+		.bridge_name = xstrdup("vmbr0"),
+		.subnet_cidr = xstrdup("10.100.0.0/16"),
 	};
 	for (size_t i = 0; i < sizeof(env_keys) / sizeof(env_keys[0]); i++) {
 		const char *v = getenv(env_keys[i]);
@@ -326,6 +363,10 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 
 void hm_config_done(struct hm_config *cfg)
 {
+	free(cfg->bridge_name);
+	free(cfg->subnet_cidr);
+	free(cfg->subnet_gateway);
+	free(cfg->dns_server);
 	free(cfg->listen_addr);
 	free(cfg->data_dir);
 	free(cfg->jwt_secret);

@@ -32,6 +32,13 @@ struct hm_config {
 	char *image_format;          /* IMAGE_FORMAT: erofs (default) or ext4 */
 	char
 	    *kernel_dir; /* KERNEL_DIR: vmlinux + modules; NULL = $DATA_DIR/system/kernel/current */
+	/* The default network (net/net.h). */
+	int network_enabled;  /* NETWORK_ENABLED, default 1 */
+	char *bridge_name;    /* BRIDGE_NAME, default vmbr0 */
+	char *subnet_cidr;    /* SUBNET_CIDR, default 10.100.0.0/16 */
+	char *subnet_gateway; /* SUBNET_GATEWAY; NULL = the subnet's first address */
+	char *dns_server; /* DNS_SERVER; NULL = the host's first non-loopback resolver, else 1.1.1.1
+	                   */
 };
 
 enum { HM_CONFIG_OK = 0, HM_CONFIG_HELP = 1 };

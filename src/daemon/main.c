@@ -28,6 +28,7 @@
 #include "core/xalloc.h"
 #include "image/images.h"
 #include "instance/instances.h"
+#include "net/net.h"
 #include "store/store.h"
 
 static int record_first_start(struct hm_store *st, struct hm_err **err)
@@ -89,8 +90,15 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		return -1;
 	}
 
+	struct hm_net *net = NULL;
+	if (hm_net_open(cfg, &net, err) < 0) {
+		hm_images_stop(images);
+		hm_store_close(store);
+		return hm_err_wrap(err, "network");
+	}
 	struct hm_instances *instances = NULL;
-	if (hm_instances_open(store, images, cfg, &instances, err) < 0) {
+	if (hm_instances_open(store, images, net, cfg, &instances, err) < 0) {
+		hm_net_close(net);
 		hm_images_stop(images);
 		hm_store_close(store);
 		return -1;
@@ -105,8 +113,11 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		.started_at = time(NULL),
 	};
 	struct hm_api *api = NULL;
-	if (hm_api_start(&svc, &api, err) < 0) {
+	if (hm_api_start(&svc, &api, err) < 0 ||
+	    hm_net_protect_api(net, hm_api_port(api), err) < 0) {
+		hm_api_stop(api);
 		hm_instances_close(instances);
+		hm_net_close(net);
 		hm_images_stop(images);
 		hm_store_close(store);
 		return -1;
@@ -124,6 +135,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 	log_info("daemon", "shutting down", "signal=%s", sigabbrev_np(sig));
 	hm_api_stop(api);
 	hm_instances_close(instances); /* VMs keep running; the next start adopts them */
+	hm_net_close(net);             /* so do the bridge, the rules and their TAPs */
 	hm_images_stop(images);
 	hm_store_close(store);
 	log_info("daemon", "stopped");

@@ -43,6 +43,7 @@
 #include "core/log.h"
 #include "core/spawn.h"
 #include "core/tags.h"
+#include "net/net.h"
 #include "core/xalloc.h"
 #include "host/host.h"
 #include "image/images.h"
@@ -87,6 +88,7 @@ struct hm_instances {
 	char *boot_error; /* why instances cannot boot, or NULL */
 	char *initrd;
 	long tsc_khz;
+	struct hm_net *net; /* borrowed */
 	pthread_mutex_t lock;
 	struct live *lives;
 };
@@ -152,6 +154,30 @@ static struct live *live_find(struct hm_instances *in, const char *id)
 		if (strcmp(l->id, id) == 0)
 			return l;
 	return NULL;
+}
+
+/* ---- network ---- */
+
+/* The instance's network from its spec: NULL when it has none. */
+static json_t *spec_net(json_t *spec)
+{
+	json_t *n = json_object_get(spec, "network");
+	return json_is_true(json_object_get(n, "enabled")) ? n : NULL;
+}
+
+static void tap_of(const char *id, char tap[HM_NET_TAP_MAX])
+{
+	hm_net_tap_name(id, tap);
+}
+
+/* The VM is gone: its TAP goes with it (the address stays the instance's). */
+static void drop_tap(struct hm_instances *in, const char *id)
+{
+	if (!hm_net_enabled(in->net))
+		return;
+	char tap[HM_NET_TAP_MAX];
+	tap_of(id, tap);
+	hm_net_tap_delete(in->net, tap);
 }
 
 /* ---- the monitor ---- */
@@ -224,6 +250,7 @@ static void finalize(struct live *l)
 		hm_instance_row_done(&row);
 	}
 	free(message);
+	drop_tap(in, l->id);
 	atomic_store(&l->exited, true);
 }
 
@@ -412,9 +439,11 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 	json_object_set_new(o, "env", env ? json_incref(env) : json_object());
 	json_t *tags = json_object_get(spec, "tags");
 	json_object_set_new(o, "tags", tags ? json_incref(tags) : json_object());
-	json_object_set_new(
-	    o, "network",
-	    json_pack("{s:b,s:s,s:n,s:n}", "enabled", 0, "name", "default", "ip", "mac"));
+	json_t *net = spec_net(spec);
+	json_object_set_new(o, "network",
+	                    json_pack("{s:b,s:s,s:O?,s:O?}", "enabled", net != NULL, "name",
+	                              "default", "ip", net ? json_object_get(net, "ip") : NULL,
+	                              "mac", net ? json_object_get(net, "mac") : NULL));
 	json_object_set_new(o, "volumes", json_array());
 	json_object_set_new(o, "created_at", json_string(r->created_at));
 	json_object_set_new(o, "expires_at", json_null());
@@ -439,14 +468,31 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 
 /* ---- open / close ---- */
 
+/* Every instance keeps its address across daemon restarts. */
+static void lease_again(struct hm_instances *in, const struct hm_instance_row *r)
+{
+	json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
+	json_t *net = spec_net(spec);
+	const char *ip = json_string_value(json_object_get(net, "ip"));
+	struct hm_net_lease lease;
+	_cleanup_err_ struct hm_err *err = NULL;
+	if (ip && hm_net_enabled(in->net) && hm_net_lease(in->net, ip, &lease, &err) < 0)
+		log_warn("instances", "address not kept", "id=%s ip=%s error=\"%s\"", r->id, ip,
+		         err->msg);
+	json_decref(spec);
+}
+
 static void adopt_all(struct hm_instances *in)
 {
 	struct hm_instance_row *rows = NULL;
 	size_t n = 0;
 	if (hm_store_instance_list(in->st, &rows, &n, NULL) < 0)
 		return;
+	_cleanup_free_ char **keep = xcalloc(n + 1, sizeof(*keep));
+	size_t nkeep = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct hm_instance_row *r = &rows[i];
+		lease_again(in, r);
 		if (strcmp(r->phase, "Booting") != 0 && strcmp(r->phase, "Running") != 0)
 			continue;
 		_cleanup_free_ char *run = inst_path(in, r->id, "run");
@@ -460,6 +506,8 @@ static void adopt_all(struct hm_instances *in)
 			pthread_mutex_lock(&in->lock);
 			live_start(in, r->id, vm, strcmp(r->phase, "Running") == 0);
 			pthread_mutex_unlock(&in->lock);
+			keep[nkeep] = xmalloc(HM_NET_TAP_MAX);
+			tap_of(r->id, keep[nkeep++]);
 			continue;
 		}
 		/* Its VMM ended while the daemon was away: record what is known. */
@@ -484,6 +532,10 @@ static void adopt_all(struct hm_instances *in)
 		oplog(in, r->id, "msg=\"found stopped at daemon start\" exit_code=%d", code);
 	}
 	hm_instance_rows_free(rows, n);
+	/* TAPs of VMs that died while the daemon was away, or of a crashed create. */
+	hm_net_reclaim(in->net, (const char *const *)keep, nkeep);
+	for (size_t i = 0; i < nkeep; i++)
+		free(keep[i]);
 }
 
 static char *self_dir(void)
@@ -499,10 +551,11 @@ static char *self_dir(void)
 	return xstrdup(buf);
 }
 
-int hm_instances_open(struct hm_store *st, struct hm_images *images, const struct hm_config *cfg,
-                      struct hm_instances **ret, struct hm_err **err)
+int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_net *net,
+                      const struct hm_config *cfg, struct hm_instances **ret, struct hm_err **err)
 {
 	struct hm_instances *in = xcalloc(1, sizeof(*in));
+	in->net = net;
 	in->st = st;
 	in->images = images;
 	in->cfg = cfg;
@@ -558,6 +611,7 @@ struct create_req {
 	const char *image;
 	int64_t vcpus, mem, overlay;
 	json_t *env, *cmd, *entrypoint, *tags;
+	bool network;
 };
 
 static int size_field(json_t *req, const char *key, int64_t dflt, int64_t min, int64_t max,
@@ -644,6 +698,15 @@ static int parse_create(json_t *req, const char *data_dir, struct create_req *c,
 	c->tags = json_object_get(req, "tags");
 	if (c->tags && !json_is_null(c->tags) && hm_tags_validate(c->tags, err) < 0)
 		return -1;
+	json_t *net = json_object_get(req, "network");
+	if (net && !json_is_null(net) && !json_is_object(net))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`network` must be an object");
+	json_t *en = json_object_get(net, "enabled");
+	if (en && !json_is_null(en) && !json_is_boolean(en))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`network.enabled` must be a boolean");
+	c->network = en && json_is_boolean(en) ? json_is_true(en) : true;
 	json_t *hv = json_object_get(req, "hypervisor");
 	if (hv && !json_is_null(hv)) {
 		const char *h = json_string_value(hv);
@@ -701,7 +764,13 @@ static int write_guest_config(struct hm_instances *in, const struct hm_instance_
 	json_object_foreach (envo, key, val)
 		ev[k++] = xasprintf("%s=%s", key, json_string_value(val));
 	const char *user = json_string_value(json_object_get(spec, "user"));
+	json_t *net = spec_net(spec);
+	const char *dns[] = { net ? hm_net_dns(in->net) : NULL, NULL };
 	struct hm_guest_config gc = {
+		.net_ip = json_string_value(json_object_get(net, "cidr")),
+		.net_gw = json_string_value(json_object_get(net, "gateway")),
+		.net_mac = json_string_value(json_object_get(net, "mac")),
+		.dns = dns,
 		.argv = av,
 		.env = (const char *const *)ev,
 		.workdir = json_string_value(json_object_get(spec, "workdir")),
@@ -747,9 +816,26 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 		.console_log = app_log,
 		.vmm_log = vmm_log,
 	};
+	char tap[HM_NET_TAP_MAX];
+	json_t *net = spec_net(spec);
+	if (net) {
+		if (!hm_net_enabled(in->net))
+			return hm_err_set(
+			    err, HM_ERR_CONFLICT, "network_unavailable",
+			    "this instance has a network but networking is disabled on "
+			    "this host (NETWORK_ENABLED=false)");
+		tap_of(id, tap);
+		if (hm_net_tap_create(in->net, tap, err) < 0)
+			return -1;
+		vs.tap = tap;
+		vs.mac = json_string_value(json_object_get(net, "mac"));
+	}
 	double t0 = mono_ms();
-	if (in->vmm->spawn(&vs, ret_vm, err) < 0)
+	if (in->vmm->spawn(&vs, ret_vm, err) < 0) {
+		if (net)
+			hm_net_tap_delete(in->net, tap);
 		return hm_err_wrap(err, "start the VM");
+	}
 	oplog(in, id, "msg=\"vm started\" pid=%d vmm_ms=%.1f", (int)(*ret_vm)->pid, mono_ms() - t0);
 	return 0;
 }
@@ -852,6 +938,29 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 		json_object_set(spec, "cmd", c.cmd);
 	if (c.entrypoint && !json_is_null(c.entrypoint))
 		json_object_set(spec, "entrypoint", c.entrypoint);
+	/* Network on by default where the host has one; asked for where it has none: 400. */
+	bool asked = json_is_true(json_object_get(json_object_get(req, "network"), "enabled"));
+	struct hm_net_lease lease = { { 0 } };
+	if (c.network && !hm_net_enabled(in->net) && asked) {
+		json_decref(spec);
+		hm_image_info_done(&img);
+		return hm_err_set(err, HM_ERR_INVALID, "network_unavailable",
+		                  "networking is disabled on this host (NETWORK_ENABLED=false): "
+		                  "create with network.enabled false");
+	}
+	if (c.network && hm_net_enabled(in->net)) {
+		if (hm_net_lease(in->net, NULL, &lease, err) < 0) {
+			json_decref(spec);
+			hm_image_info_done(&img);
+			return -1;
+		}
+		json_object_set_new(spec, "network",
+		                    json_pack("{s:b,s:s,s:s,s:s,s:s}", "enabled", 1, "ip", lease.ip,
+		                              "cidr", lease.cidr, "gateway", lease.gateway, "mac",
+		                              lease.mac));
+	} else {
+		json_object_set_new(spec, "network", json_pack("{s:b}", "enabled", 0));
+	}
 
 	char id[25];
 	hm_command_new_id(id);
@@ -890,6 +999,8 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 			hm_rm_rf(dir, NULL);
 			hm_store_instance_delete(in->st, id, NULL);
 		}
+		if (lease.ip[0])
+			hm_net_release(in->net, lease.ip);
 		log_warn("instances", "create failed", "name=%s error=\"%s\"", c.name,
 		         err && *err ? (*err)->msg : "?");
 	} else {
@@ -962,11 +1073,17 @@ int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err 
 		live_free(l);
 	}
 	if (r == 0) {
+		drop_tap(in, row.id);
 		_cleanup_free_ char *dir = inst_path(in, row.id, NULL);
-		if (hm_rm_rf(dir, err) < 0 || hm_store_instance_delete(in->st, row.id, err) < 0)
+		if (hm_rm_rf(dir, err) < 0 || hm_store_instance_delete(in->st, row.id, err) < 0) {
 			r = -1;
-		else
+		} else {
+			json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
+			hm_net_release(in->net,
+			               json_string_value(json_object_get(spec_net(spec), "ip")));
+			json_decref(spec);
 			log_info("instances", "deleted", "id=%s name=%s", row.id, row.name);
+		}
 	}
 	hm_instance_row_done(&row);
 	return r;
@@ -1339,12 +1456,18 @@ int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, s
 			vms = status_kb(status, "VmSize:") * 1024;
 		}
 	}
+	uint64_t rx = 0, tx = 0;
+	if (l && !atomic_load(&l->exited) && spec_net(spec)) {
+		char tap[HM_NET_TAP_MAX];
+		tap_of(row.id, tap);
+		hm_net_tap_counters(tap, &rx, &tx);
+	}
 	if (l)
 		live_free(l);
 	*ret = json_pack(
 	    "{s:s,s:s,s:f,s:I,s:I,s:I,s:I,s:I,s:I}", "instance_id", row.id, "instance_name",
 	    row.name, "cpu_seconds", cpu, "memory_rss_bytes", (json_int_t)rss, "memory_vms_bytes",
-	    (json_int_t)vms, "network_rx_bytes", (json_int_t)0, "network_tx_bytes", (json_int_t)0,
+	    (json_int_t)vms, "network_rx_bytes", (json_int_t)rx, "network_tx_bytes", (json_int_t)tx,
 	    "allocated_vcpus", json_integer_value(json_object_get(spec, "vcpus")),
 	    "allocated_memory_bytes", json_integer_value(json_object_get(spec, "mem_bytes")));
 	json_decref(spec);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 struct hm_config;
+struct hm_net;
 struct hm_err;
 struct hm_images;
 struct hm_instances;
@@ -25,8 +26,8 @@ struct hm_store;
 
 /* Open the service: find the kernel, build the initrd, re-adopt VMs that
  * still run. A missing kernel is not fatal: creates then fail with 503. */
-int hm_instances_open(struct hm_store *st, struct hm_images *images, const struct hm_config *cfg,
-                      struct hm_instances **ret, struct hm_err **err);
+int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_net *net,
+                      const struct hm_config *cfg, struct hm_instances **ret, struct hm_err **err);
 /* Stop monitoring; VMs keep running and are re-adopted by the next start. */
 void hm_instances_close(struct hm_instances *in);
 

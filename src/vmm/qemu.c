@@ -368,6 +368,13 @@ static void build_argv(const struct hm_vm_spec *spec, const struct qemu_vm *vm, 
 		argv_add(a, "-device");
 		argv_add(a, "virtio-blk-%s,drive=d%zu", bus, i);
 	}
+	if (spec->tap) {
+		argv_add(a, "-netdev");
+		argv_add(a, "tap,id=n0,ifname=%s,script=no,downscript=no", spec->tap);
+		argv_add(a, "-device");
+		argv_add(a, "virtio-net-%s,netdev=n0%s%s", bus, spec->mac ? ",mac=" : "",
+		         spec->mac ? spec->mac : "");
+	}
 	_cleanup_free_ char *agent = opt_escape(vm->agent_path);
 	argv_add(a, "-device");
 	argv_add(a, "virtio-serial-%s,id=vs0", bus);

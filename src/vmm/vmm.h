@@ -39,6 +39,8 @@ struct hm_vm_spec {
 	const char *console_log; /* serial console output, appended */
 	const char *vmm_log;     /* the VMM process's own stdout/stderr, appended */
 	const char *machine;     /* NULL: the backend's fastest ("microvm" for QEMU) */
+	const char *tap;         /* a TAP to give the guest as its NIC, or NULL for none */
+	const char *mac;         /* the NIC's MAC (with tap) */
 };
 
 enum hm_vm_state {

@@ -4,6 +4,7 @@
 // checks that the daemon exits cleanly (a sanitizer report is a failure).
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,10 +20,15 @@ const SAN_ENV = {
   UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1:exitcode=87',
 };
 
-export async function startDaemon({ env = {}, args = [] } = {}) {
+// netns: run the daemon inside that (test-made) network namespace, with its
+// networking on; the URL then leads there through nsproxy.mjs. Without it the
+// daemon runs here with NETWORK_ENABLED=false, so no test touches the host's
+// network.
+export async function startDaemon({ env = {}, args = [], netns } = {}) {
   const dataDir = env.DATA_DIR || mkdtempSync(join(tmpdir(), 'hypeman-test-'));
-  const child = spawn(bin('hypeman-api'), args, {
-    env: { ...process.env, ...SAN_ENV, PORT: '0', LISTEN_ADDR: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', KERNEL_DIR, ...env },
+  const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, bin('hypeman-api'), ...args]] : [bin('hypeman-api'), args];
+  const child = spawn(cmd, argv, {
+    env: { ...process.env, ...SAN_ENV, PORT: '0', LISTEN_ADDR: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', KERNEL_DIR, NETWORK_ENABLED: netns ? 'true' : 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -41,9 +47,27 @@ export async function startDaemon({ env = {}, args = [] } = {}) {
     child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`daemon exited ${code} before listening:\n${log}`)); });
   });
 
-  const url = `http://127.0.0.1:${port}`;
+  let url = `http://127.0.0.1:${port}`;
+  let proxy, front;
+  const conns = new Set();
+  if (netns) {
+    const sock = join(dataDir, 'nsproxy.sock');
+    proxy = spawn('ip', ['netns', 'exec', netns, process.execPath, join(ROOT, 'tests/harness/nsproxy.mjs'), sock, '127.0.0.1', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((res, rej) => { proxy.stdout.once('data', res); proxy.once('exit', (c) => rej(new Error(`nsproxy exited ${c}`))); });
+    front = net.createServer((c) => {
+      conns.add(c);
+      c.on('close', () => conns.delete(c));
+      const u = net.connect(sock);
+      c.pipe(u).pipe(c);
+      c.on('error', () => u.destroy());
+      u.on('error', () => c.destroy());
+    });
+    await new Promise((res) => front.listen(0, '127.0.0.1', res));
+    url = `http://127.0.0.1:${front.address().port}`;
+  }
+  const closeProxy = () => { front?.close(); for (const c of conns) c.destroy(); proxy?.kill('SIGKILL'); };
   const d = {
-    url, port, dataDir, child,
+    url, port, dataDir, child, netns,
     get log() { return log; },
     token(opts = {}) { return mintToken({ dataDir, env, ...opts }); },
     async fetch(path, { token, ...init } = {}) {
@@ -55,6 +79,7 @@ export async function startDaemon({ env = {}, args = [] } = {}) {
     async kill9() {
       child.kill('SIGKILL');
       await exited;
+      closeProxy();
     },
     // SIGTERM, wait, and return the exit status; throws on an unclean exit.
     async stop({ keepData = false } = {}) {
@@ -63,6 +88,7 @@ export async function startDaemon({ env = {}, args = [] } = {}) {
       const timeout = new Promise((res) => { timer = setTimeout(() => res(null), 20000); });
       const st = await Promise.race([exited, timeout]);
       clearTimeout(timer);
+      closeProxy();
       if (!st) { child.kill('SIGKILL'); throw new Error(`daemon ignored SIGTERM for 20s:\n${log}`); }
       if (!keepData) rmSync(dataDir, { recursive: true, force: true });
       if (st.code !== 0) throw new Error(`daemon exited with ${st.code ?? st.signal}:\n${log}`);

@@ -219,7 +219,8 @@ export async function pushIndex(reg, repo, tag, entries, mediaType = 'oci') {
 }
 
 export const BUSYBOX_APPLETS = ['sh', 'echo', 'cat', 'ls', 'sleep', 'env', 'pwd', 'id', 'true', 'false', 'kill', 'mount', 'ps',
-  'hostname', 'uname', 'printenv', 'stat', 'mkdir', 'rm', 'touch', 'wc', 'head', 'grep', 'test', 'whoami', 'sync', 'dd', 'sha256sum'];
+  'hostname', 'uname', 'printenv', 'stat', 'mkdir', 'rm', 'touch', 'wc', 'head', 'grep', 'test', 'whoami', 'sync', 'dd', 'sha256sum',
+  'httpd', 'wget', 'nc', 'ip'];
 
 // A minimal root: busybox (static, from Debian's busybox-static) and its applets.
 export function busyboxRoot() {

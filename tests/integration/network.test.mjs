@@ -1,0 +1,216 @@
+// Networking on real TCG guests, entirely inside network namespaces this
+// test makes: `hmt-*` holds the daemon (its bridge, TAPs, nftables table
+// and guests), `hmo-*` stands for the outside world behind a veth pair
+// (192.0.2.2 there, 192.0.2.1 on the daemon's side). Traffic goes only to
+// loopback and to these namespaces; both are deleted at the end.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { startDaemon, runCli } from '../harness/daemon.mjs';
+import { waitImage, pull } from '../harness/images.mjs';
+import { createInstance, getInstance, waitState, vmmPid, processAlive } from '../harness/instances.mjs';
+import { startRegistry, pushFixtures } from '../registry/registry.mjs';
+
+const tag = randomBytes(3).toString('hex');
+const NS = `hmt-${tag}`;
+const OUT = `hmo-${tag}`;
+const BAD = `hmb-${tag}`;
+const SUBNET = '10.123.0.0/16';
+const GW = '10.123.0.1';
+const BRIDGE = 'hmbr0';
+// The API listens on every address of the namespace, the bridge's included,
+// so only the nftables rule keeps guests from it.
+const NETENV = { SUBNET_CIDR: SUBNET, BRIDGE_NAME: BRIDGE, DNS_SERVER: '192.0.2.2', LISTEN_ADDR: '0.0.0.0' };
+
+const ip = (...a) => execFileSync('ip', a, { encoding: 'utf8' });
+const inNs = (ns, ...a) => execFileSync('ip', ['netns', 'exec', ns, ...a], { encoding: 'utf8' });
+const servers = [];
+
+// A small HTTP server inside a namespace that answers with the caller's address.
+async function serveIn(ns, host, port) {
+  const code = `require('http').createServer((q, s) => s.end('from ' + q.socket.remoteAddress)).listen(${port}, '${host}', () => console.log('ready'))`;
+  const p = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(p);
+  await new Promise((res, rej) => { p.stdout.once('data', res); p.once('exit', (c) => rej(new Error(`server in ${ns} exited ${c}`))); });
+}
+
+// GET url from inside the daemon's namespace (as the host would): the body, or null.
+function fetchInNs(url) {
+  try {
+    return inNs(NS, process.execPath, '-e', `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(3000) }).then((r) => r.text()).then((t) => process.stdout.write(t), () => process.exit(3))`);
+  } catch { return null; }
+}
+
+let reg, d, token, image, dataDir, env;
+before(async () => {
+  for (const ns of [NS, OUT, BAD]) ip('netns', 'add', ns);
+  ip('-n', NS, 'link', 'set', 'lo', 'up');
+  ip('-n', OUT, 'link', 'set', 'lo', 'up');
+  ip('-n', NS, 'link', 'add', 'vh0', 'type', 'veth', 'peer', 'name', 'vo0', 'netns', OUT);
+  ip('-n', NS, 'addr', 'add', '192.0.2.1/24', 'dev', 'vh0');
+  ip('-n', OUT, 'addr', 'add', '192.0.2.2/24', 'dev', 'vo0');
+  ip('-n', NS, 'link', 'set', 'vh0', 'up');
+  ip('-n', OUT, 'link', 'set', 'vo0', 'up');
+  inNs(NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  await serveIn(OUT, '192.0.2.2', 8081);
+  await serveIn(NS, '0.0.0.0', 9099); // a host service guests may reach (unlike the API)
+
+  // Images come from the registry on the host's loopback: pull them with a
+  // network-less daemon here, then run the networked one on the same data dir.
+  reg = await startRegistry();
+  await pushFixtures(reg);
+  image = `${reg.host}/test/busybox:latest`;
+  const d0 = await startDaemon();
+  const t0 = d0.token();
+  await pull(d0, t0, { name: image });
+  assert.equal((await waitImage(d0, t0, image)).img.status, 'ready');
+  dataDir = d0.dataDir;
+  await d0.stop({ keepData: true });
+  env = { ...NETENV, DATA_DIR: dataDir };
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+});
+after(async () => {
+  if (d) {
+    const r = await d.fetch('/instances', { token }).catch(() => null);
+    if (r?.status === 200) for (const i of await r.json()) await d.fetch(`/instances/${i.id}`, { method: 'DELETE', token });
+    await d.stop();
+  }
+  for (const s of servers) s.kill('SIGKILL');
+  await reg?.stop();
+  for (const ns of [NS, OUT, BAD]) { try { ip('netns', 'del', ns); } catch { /* already gone */ } }
+});
+
+const cli = (args, opts = {}) => runCli(args, { env: { HYPEMAN_BASE_URL: d.url, HYPEMAN_API_KEY: token }, ...opts });
+const sh = async (name, cmd) => (await cli(['exec', name, 'sh', '-c', cmd])).stdout;
+// An HTTP GET from inside a guest with busybox nc (its static wget cannot
+// resolve anything): the body, or 'unreachable'.
+async function guestGet(name, host, port) {
+  const out = await sh(name, `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${host} ${port}`);
+  const i = out.indexOf('\r\n\r\n');
+  return i < 0 ? 'unreachable' : out.slice(i + 4);
+}
+const taps = () => ip('-n', NS, '-o', 'link', 'show').split('\n').map((l) => l.split(': ')[1]?.split('@')[0]).filter((n) => n?.startsWith('hm-'));
+const ruleset = () => inNs(NS, 'nft', 'list', 'table', 'ip', 'hypeman');
+
+async function serveFromGuest(name) {
+  const c = await createInstance(d, token, {
+    name, image, size: '256MB', vcpus: 1,
+    cmd: ['sh', '-c', 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www'],
+  });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  await waitState(d, token, c.body.id, ['Running']);
+  return c.body;
+}
+
+let web, peer;
+test('an instance gets an address, a MAC and an isolated TAP on the bridge; the host reaches its server', async () => {
+  web = await serveFromGuest('web');
+  assert.equal(web.network.enabled, true);
+  assert.match(web.network.ip, /^10\.123\.\d+\.\d+$/);
+  assert.notEqual(web.network.ip, GW);
+  const [, , b2, b3] = web.network.ip.split('.').map(Number);
+  assert.equal(web.network.mac, `02:00:00:7b:${b2.toString(16).padStart(2, '0')}:${b3.toString(16).padStart(2, '0')}`);
+  const tap = `hm-${web.id.slice(0, 12)}`;
+  const link = JSON.parse(ip('-n', NS, '-d', '-j', 'link', 'show', 'dev', tap))[0];
+  assert.equal(link.master, BRIDGE);
+  assert.equal(link.linkinfo.info_slave_data.isolated, true);
+  let body = null;
+  for (let i = 0; i < 50 && body === null; i++) {
+    body = fetchInNs(`http://${web.network.ip}:8080/`);
+    if (body === null) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(body, 'web\n');
+  // Inside: eth0 has the address, the default route goes to the gateway, DNS is set.
+  const inside = await sh('web', 'ip -4 addr show eth0; ip route; cat /etc/resolv.conf');
+  assert.match(inside, new RegExp(`inet ${web.network.ip.replaceAll('.', '\\.')}/16`));
+  assert.match(inside, new RegExp(`default via ${GW.replaceAll('.', '\\.')}`));
+  assert.match(inside, /nameserver 192\.0\.2\.2/);
+  const stats = await (await d.fetch(`/instances/${web.id}/stats`, { token })).json();
+  assert.ok(stats.network_rx_bytes > 0 && stats.network_tx_bytes > 0, JSON.stringify(stats));
+});
+
+test('a guest reaches the outside through NAT (the far side sees the host address)', async () => {
+  assert.equal(await guestGet('web', '192.0.2.2', 8081), 'from 192.0.2.1');
+});
+
+test('instances cannot reach each other, nor the API; other host services stay reachable', async () => {
+  peer = await serveFromGuest('peer');
+  assert.notEqual(peer.network.ip, web.network.ip);
+  // The host sees both; the guests cannot see each other.
+  let body = null;
+  for (let i = 0; i < 50 && body === null; i++) {
+    body = fetchInNs(`http://${peer.network.ip}:8080/`);
+    if (body === null) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(body, 'peer\n');
+  assert.match(ruleset(), new RegExp(`iifname "${BRIDGE}" tcp dport ${d.port} drop`));
+  assert.equal(await guestGet('web', GW, 9099), `from ${web.network.ip}`); // the control
+  assert.equal(await guestGet('web', peer.network.ip, 8080), 'unreachable');
+  assert.equal(await guestGet('peer', web.network.ip, 8080), 'unreachable');
+  assert.equal(await guestGet('web', GW, d.port), 'unreachable');
+  assert.equal(await guestGet('web', '192.0.2.1', d.port), 'unreachable');
+});
+
+test('network.enabled false: no address, no TAP, only loopback inside; bad network input is 400', async () => {
+  const before = taps().length;
+  const c = await createInstance(d, token, { name: 'offline', image, size: '256MB', vcpus: 1, network: { enabled: false }, cmd: ['sleep', '1000'] });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  assert.deepEqual([c.body.network.enabled, c.body.network.ip, c.body.network.mac], [false, null, null]);
+  await waitState(d, token, c.body.id, ['Running']);
+  assert.equal(taps().length, before);
+  assert.doesNotMatch(await sh('offline', 'ip -o link'), /eth0/);
+  for (const network of ['yes', { enabled: 'true' }]) {
+    const bad = await createInstance(d, token, { name: 'badnet', image, network });
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+  }
+  assert.equal((await d.fetch(`/instances/${c.body.id}`, { method: 'DELETE', token })).status, 204);
+});
+
+test('kill -9 and restart: addresses, TAPs and rules intact, nothing duplicated; stray TAPs reclaimed', { timeout: 120000 }, async () => {
+  const rulesBefore = ruleset();
+  const tapsBefore = taps().sort();
+  const pids = [vmmPid(d, web.id), vmmPid(d, peer.id)];
+  await d.kill9();
+  // What a crashed daemon could leave: a TAP of ours nobody owns; and one that is not ours.
+  ip('-n', NS, 'tuntap', 'add', 'dev', 'hm-strayaaaaaa', 'mode', 'tap');
+  ip('-n', NS, 'tuntap', 'add', 'dev', 'othertap0', 'mode', 'tap');
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+  for (const inst of [web, peer]) {
+    const { body } = await getInstance(d, token, inst.id);
+    assert.equal(body.state, 'Running');
+    assert.equal(body.network.ip, inst.network.ip);
+  }
+  assert.ok(pids.every(processAlive));
+  assert.deepEqual(taps().sort(), tapsBefore);
+  assert.match(ip('-n', NS, 'link', 'show'), /othertap0/);
+  // The API port differs after a restart; the rest of the table is the same, once.
+  const strip = (t) => t.replace(/tcp dport \d+/, 'tcp dport N');
+  assert.equal(strip(ruleset()), strip(rulesBefore));
+  assert.equal((inNs(NS, 'nft', 'list', 'tables').match(/hypeman/g) || []).length, 1);
+  assert.equal(fetchInNs(`http://${web.network.ip}:8080/`), 'web\n');
+  // A new instance never gets an address that is still held.
+  const c = await createInstance(d, token, { name: 'third', image, size: '128MB', vcpus: 1, cmd: ['sleep', '100'] });
+  assert.ok(![web.network.ip, peer.network.ip].includes(c.body.network.ip));
+  // Delete everything: no TAP of ours is left.
+  for (const id of [web.id, peer.id, c.body.id]) assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
+  assert.deepEqual(taps(), []);
+  assert.ok(pids.every((p) => !processAlive(p)));
+});
+
+test('start-up checks: forwarding off, or a subnet that collides with a route, is refused with the reason', async () => {
+  ip('-n', BAD, 'link', 'set', 'lo', 'up');
+  inNs(BAD, 'sysctl', '-qw', 'net.ipv4.ip_forward=0');
+  await assert.rejects(startDaemon({ netns: BAD, env: { ...NETENV } }), /IP forwarding is off/);
+  inNs(BAD, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  ip('-n', BAD, 'link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'lan1');
+  ip('-n', BAD, 'addr', 'add', '10.123.7.1/24', 'dev', 'lan0');
+  ip('-n', BAD, 'link', 'set', 'lan0', 'up');
+  ip('-n', BAD, 'link', 'set', 'lan1', 'up');
+  await assert.rejects(startDaemon({ netns: BAD, env: { ...NETENV } }), /collides with the host's route to 10\.123\.7\.0\/24 on lan0/);
+  await assert.rejects(startDaemon({ netns: BAD, env: { ...NETENV, SUBNET_CIDR: '10.124.0.5/16' } }), /not a network address \(did you mean 10\.124\.0\.0\/16\?\)/);
+  // Nothing was made in the refused namespace.
+  assert.doesNotMatch(ip('-n', BAD, 'link', 'show'), new RegExp(BRIDGE));
+});
