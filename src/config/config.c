@@ -124,8 +124,7 @@ static int parse_ratio(const char *name, const char *s, double *ret, struct hm_e
 	return 0;
 }
 
-/* Bandwidth "10Gbps", "1Gbps", "125MB/s", "1000000" (bytes/s) into bytes per second. */
-static int parse_bandwidth(const char *s, int64_t *ret, struct hm_err **err)
+int hm_parse_bandwidth(const char *s, int64_t *ret, struct hm_err **err)
 {
 	size_t len = strlen(s);
 	if (len > 3 && strcasecmp(s + len - 3, "bps") == 0) {
@@ -146,13 +145,26 @@ static int parse_bandwidth(const char *s, int64_t *ret, struct hm_err **err)
 		*ret = (int64_t)(v * mult / 8);
 		return 0;
 	}
-	_cleanup_free_ char *copy = xstrdup(s);
-	size_t n = strlen(copy);
-	if (n > 2 && strcmp(copy + n - 2, "/s") == 0)
-		copy[n - 2] = '\0';
-	if (hm_parse_size(copy, ret, err) < 0 || *ret <= 0)
-		return hm_err_set(err, HM_ERR_INVALID, NULL, "invalid bandwidth `%s`", s);
-	return 0;
+	/* Byte rates are decimal, as network rates are: 125MB/s is 1Gbps. */
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	static const struct {
+		const char *unit;
+		double mult;
+	} units[] = { { "", 1 },       { "B/s", 1 },    { "KB/s", 1e3 }, { "kB/s", 1e3 },
+		      { "MB/s", 1e6 }, { "GB/s", 1e9 }, { "TB/s", 1e12 } };
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (errno || end == s || v <= 0 || v * units[i].mult > 1e13 ||
+		    v * units[i].mult < 1)
+			break;
+		*ret = (int64_t)(v * units[i].mult);
+		return 0;
+	}
+	return hm_err_set(err, HM_ERR_INVALID, NULL,
+	                  "invalid bandwidth `%s` (e.g. 1Gbps, 800Mbps, 125MB/s)", s);
 }
 
 static void set_str(char **dst, const char *v)
@@ -199,7 +211,7 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 	} else if (strcmp(key, "OVERSUB_NETWORK") == 0) {
 		return parse_ratio(key, v, &cfg->oversub_network, err);
 	} else if (strcmp(key, "NETWORK_LIMIT") == 0) {
-		return parse_bandwidth(v, &cfg->network_limit_bps, err);
+		return hm_parse_bandwidth(v, &cfg->network_limit_bps, err);
 	} else if (strcmp(key, "MAX_UPLOAD_BYTES") == 0) {
 		if (hm_parse_size(v, &n, err) < 0)
 			return -1;

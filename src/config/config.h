@@ -51,5 +51,7 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 void hm_config_done(struct hm_config *cfg);
 void hm_config_usage(const char *prog);
 
+/* Bandwidth "10Gbps", "1Gbps", "125MB/s", "1000000" (bytes/s) into bytes per second. */
+int hm_parse_bandwidth(const char *s, int64_t *ret, struct hm_err **err);
 /* Parse a size like "1GB", "512MB", "10G", "1024" (bytes) into bytes. */
 int hm_parse_size(const char *s, int64_t *ret, struct hm_err **err);

@@ -170,7 +170,7 @@ static void tap_of(const char *id, char tap[HM_NET_TAP_MAX])
 	hm_net_tap_name(id, tap);
 }
 
-/* The VM is gone: its TAP goes with it (the address stays the instance's). */
+/* The VM is gone: its TAP and upload limit go with it (the address stays the instance's). */
 static void drop_tap(struct hm_instances *in, const char *id)
 {
 	if (!hm_net_enabled(in->net))
@@ -178,6 +178,41 @@ static void drop_tap(struct hm_instances *in, const char *id)
 	char tap[HM_NET_TAP_MAX];
 	tap_of(id, tap);
 	hm_net_tap_delete(in->net, tap);
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_get(in->st, id, &row, NULL) == 0) {
+		json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
+		const char *ip = json_string_value(json_object_get(spec_net(spec), "ip"));
+		if (ip)
+			hm_net_limit_upload(in->net, ip, 0, NULL);
+		json_decref(spec);
+		hm_instance_row_done(&row);
+	}
+}
+
+/* The guest's rate limits, on its TAP (download) and in the rules (upload). */
+static int apply_limits(struct hm_instances *in, json_t *net, const char *tap, struct hm_err **err)
+{
+	json_int_t down = json_integer_value(json_object_get(net, "download_bps"));
+	json_int_t up = json_integer_value(json_object_get(net, "upload_bps"));
+	if (tap && down > 0 && hm_net_limit_download(in->net, tap, (uint64_t)down, err) < 0)
+		return -1;
+	if (up > 0 && hm_net_limit_upload(in->net, json_string_value(json_object_get(net, "ip")),
+	                                  (uint64_t)up, err) < 0)
+		return -1;
+	return 0;
+}
+
+/* "500Mbps"-style text for a rate in bytes/s, as the API shows it. */
+static char *rate_text(json_int_t bps)
+{
+	unsigned long long bits = (unsigned long long)bps * 8;
+	if (bits % 1000000000ull == 0)
+		return xasprintf("%lluGbps", bits / 1000000000ull);
+	if (bits % 1000000ull == 0)
+		return xasprintf("%lluMbps", bits / 1000000ull);
+	if (bits % 1000ull == 0)
+		return xasprintf("%llukbps", bits / 1000ull);
+	return xasprintf("%llubps", bits);
 }
 
 /* ---- the monitor ---- */
@@ -440,10 +475,26 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 	json_t *tags = json_object_get(spec, "tags");
 	json_object_set_new(o, "tags", tags ? json_incref(tags) : json_object());
 	json_t *net = spec_net(spec);
-	json_object_set_new(o, "network",
-	                    json_pack("{s:b,s:s,s:O?,s:O?}", "enabled", net != NULL, "name",
-	                              "default", "ip", net ? json_object_get(net, "ip") : NULL,
-	                              "mac", net ? json_object_get(net, "mac") : NULL));
+	json_t *nj = json_pack("{s:b,s:s,s:O?,s:O?}", "enabled", net != NULL, "name", "default",
+	                       "ip", net ? json_object_get(net, "ip") : NULL, "mac",
+	                       net ? json_object_get(net, "mac") : NULL);
+	json_int_t down = json_integer_value(json_object_get(net, "download_bps"));
+	json_int_t up = json_integer_value(json_object_get(net, "upload_bps"));
+	if (down > 0) {
+		_cleanup_free_ char *t = rate_text(down);
+		json_object_set_new(nj, "bandwidth_download", json_string(t));
+	}
+	if (up > 0) {
+		_cleanup_free_ char *t = rate_text(up);
+		json_object_set_new(nj, "bandwidth_upload", json_string(t));
+	}
+	json_object_set_new(o, "network", nj);
+	json_int_t dio = json_integer_value(json_object_get(spec, "disk_io_bps"));
+	if (dio > 0) {
+		_cleanup_free_ char *h = human_size(dio);
+		_cleanup_free_ char *t = xasprintf("%s/s", h);
+		json_object_set_new(o, "disk_io_bps", json_string(t));
+	}
 	json_object_set_new(o, "volumes", json_array());
 	json_object_set_new(o, "created_at", json_string(r->created_at));
 	json_object_set_new(o, "expires_at", json_null());
@@ -508,6 +559,12 @@ static void adopt_all(struct hm_instances *in)
 			pthread_mutex_unlock(&in->lock);
 			keep[nkeep] = xmalloc(HM_NET_TAP_MAX);
 			tap_of(r->id, keep[nkeep++]);
+			json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
+			json_t *net = spec_net(spec);
+			if (net && hm_net_enabled(in->net) && apply_limits(in, net, NULL, &err) < 0)
+				log_warn("instances", "limits not restored", "id=%s error=\"%s\"",
+				         r->id, err->msg);
+			json_decref(spec);
 			continue;
 		}
 		/* Its VMM ended while the daemon was away: record what is known. */
@@ -612,6 +669,7 @@ struct create_req {
 	int64_t vcpus, mem, overlay;
 	json_t *env, *cmd, *entrypoint, *tags;
 	bool network;
+	int64_t down_bps, up_bps, disk_bps; /* 0: default */
 };
 
 static int size_field(json_t *req, const char *key, int64_t dflt, int64_t min, int64_t max,
@@ -707,6 +765,36 @@ static int parse_create(json_t *req, const char *data_dir, struct create_req *c,
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`network.enabled` must be a boolean");
 	c->network = en && json_is_boolean(en) ? json_is_true(en) : true;
+	static const char *const rates[] = { "bandwidth_download", "bandwidth_upload" };
+	int64_t *dst[] = { &c->down_bps, &c->up_bps };
+	for (size_t i = 0; i < 2; i++) {
+		json_t *v = json_object_get(net, rates[i]);
+		if (!v || json_is_null(v))
+			continue;
+		if (!json_is_string(v) ||
+		    hm_parse_bandwidth(json_string_value(v), dst[i], NULL) < 0 || *dst[i] < 1000 ||
+		    *dst[i] > 100000000000LL / 8)
+			return hm_err_set(
+			    err, HM_ERR_INVALID,
+			    i ? "invalid_bandwidth_upload" : "invalid_bandwidth_download",
+			    "`network.%s` must be a rate from 8kbps to 100Gbps such as "
+			    "\"1Gbps\" or \"125MB/s\"",
+			    rates[i]);
+	}
+	json_t *dio = json_object_get(req, "disk_io_bps");
+	if (dio && !json_is_null(dio)) {
+		_cleanup_free_ char *t =
+		    json_is_string(dio) ? xstrdup(json_string_value(dio)) : NULL;
+		size_t tl = t ? strlen(t) : 0;
+		if (tl > 2 && strcmp(t + tl - 2, "/s") == 0)
+			t[tl - 2] = '\0';
+		if (!t || hm_parse_size(t, &c->disk_bps, NULL) < 0 || c->disk_bps < 65536 ||
+		    c->disk_bps > (1LL << 40))
+			return hm_err_set(
+			    err, HM_ERR_INVALID, "invalid_field",
+			    "`disk_io_bps` must be a rate from 64KB/s to 1TB/s such as "
+			    "\"100MB/s\"");
+	}
 	json_t *hv = json_object_get(req, "hypervisor");
 	if (hv && !json_is_null(hv)) {
 		const char *h = json_string_value(hv);
@@ -803,6 +891,7 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
 	_cleanup_free_ char *app_log = inst_path(in, id, "logs/app.log");
 	_cleanup_free_ char *vmm_log = inst_path(in, id, "logs/vmm.log");
+	uint64_t dio = (uint64_t)json_integer_value(json_object_get(spec, "disk_io_bps"));
 	struct hm_vm_spec vs = {
 		.id = id,
 		.run_dir = run,
@@ -811,7 +900,7 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 		.cmdline = cmdline,
 		.vcpus = (int)json_integer_value(json_object_get(spec, "vcpus")),
 		.mem_bytes = (uint64_t)json_integer_value(json_object_get(spec, "mem_bytes")),
-		.disks = { { cfg, false }, { root_disk, true }, { overlay, false } },
+		.disks = { { cfg, false, 0 }, { root_disk, true, dio }, { overlay, false, dio } },
 		.ndisks = 3,
 		.console_log = app_log,
 		.vmm_log = vmm_log,
@@ -827,13 +916,22 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 		tap_of(id, tap);
 		if (hm_net_tap_create(in->net, tap, err) < 0)
 			return -1;
+		if (apply_limits(in, net, tap, err) < 0) {
+			hm_net_tap_delete(in->net, tap);
+			hm_net_limit_upload(in->net, json_string_value(json_object_get(net, "ip")),
+			                    0, NULL);
+			return -1;
+		}
 		vs.tap = tap;
 		vs.mac = json_string_value(json_object_get(net, "mac"));
 	}
 	double t0 = mono_ms();
 	if (in->vmm->spawn(&vs, ret_vm, err) < 0) {
-		if (net)
+		if (net) {
 			hm_net_tap_delete(in->net, tap);
+			hm_net_limit_upload(in->net, json_string_value(json_object_get(net, "ip")),
+			                    0, NULL);
+		}
 		return hm_err_wrap(err, "start the VM");
 	}
 	oplog(in, id, "msg=\"vm started\" pid=%d vmm_ms=%.1f", (int)(*ret_vm)->pid, mono_ms() - t0);
@@ -938,6 +1036,8 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 		json_object_set(spec, "cmd", c.cmd);
 	if (c.entrypoint && !json_is_null(c.entrypoint))
 		json_object_set(spec, "entrypoint", c.entrypoint);
+	if (c.disk_bps)
+		json_object_set_new(spec, "disk_io_bps", json_integer(c.disk_bps));
 	/* Network on by default where the host has one; asked for where it has none: 400. */
 	bool asked = json_is_true(json_object_get(json_object_get(req, "network"), "enabled"));
 	struct hm_net_lease lease = { { 0 } };
@@ -954,10 +1054,19 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 			hm_image_info_done(&img);
 			return -1;
 		}
-		json_object_set_new(spec, "network",
-		                    json_pack("{s:b,s:s,s:s,s:s,s:s}", "enabled", 1, "ip", lease.ip,
-		                              "cidr", lease.cidr, "gateway", lease.gateway, "mac",
-		                              lease.mac));
+		/* Unset limits default to the instance's share of the host's network, by CPU. */
+		struct hm_host_capacity cap = { 0 };
+		int64_t share = 0;
+		if (hm_host_capacity(in->cfg->data_dir, in->cfg->network_limit_bps, &cap, NULL) ==
+		        0 &&
+		    cap.cpus > 0 && cap.network_bps > 0)
+			share = cap.network_bps * c.vcpus / cap.cpus;
+		json_object_set_new(
+		    spec, "network",
+		    json_pack("{s:b,s:s,s:s,s:s,s:s,s:I,s:I}", "enabled", 1, "ip", lease.ip, "cidr",
+		              lease.cidr, "gateway", lease.gateway, "mac", lease.mac,
+		              "download_bps", (json_int_t)(c.down_bps ? c.down_bps : share),
+		              "upload_bps", (json_int_t)(c.up_bps ? c.up_bps : share)));
 	} else {
 		json_object_set_new(spec, "network", json_pack("{s:b}", "enabled", 0));
 	}

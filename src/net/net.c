@@ -51,6 +51,13 @@ struct hm_net {
 	pthread_mutex_t lock;
 	unsigned char *used; /* one bit per address in the subnet */
 	uint32_t size;
+	/* What the table holds besides the fixed rules (under lock). */
+	uint16_t api_port;
+	struct upload {
+		uint32_t ip;
+		uint64_t bps;
+	} * uploads;
+	size_t nuploads;
 };
 
 static void ip_str(uint32_t a, char out[16])
@@ -198,21 +205,41 @@ static int setup_bridge(struct hm_net *n, struct hm_err **err)
 	return 0;
 }
 
+/* Token bucket depth for a rate: four times what passes in 4 ms, at least a frame. */
+static uint64_t burst_for(uint64_t bps)
+{
+	uint64_t b = bps * 4 / 250;
+	return b < 1540 ? 1540 : b;
+}
+
 /*
- * The whole table, replaced in one transaction: `table` first creates it
- * when missing so that `delete` always has something to delete.
+ * The whole table, replaced in one transaction (`table` first creates it
+ * when missing so that `delete` always has something to delete). A
+ * function of the network's state: fixed rules, the API port, and one
+ * policer per upload limit. Under n->lock.
  */
-static int apply_rules(struct hm_net *n, uint16_t api_port, struct hm_err **err)
+static int apply_rules_locked(struct hm_net *n, struct hm_err **err)
 {
 	char net[16];
 	ip_str(n->net, net);
 	_cleanup_free_ char *api_rule =
-	    api_port ? xasprintf("\t\tiifname \"%s\" tcp dport %u drop comment \"no guest reaches "
-	                         "the hypeman API\"\n",
-	                         n->bridge, api_port)
-	             : xstrdup("");
+	    n->api_port ? xasprintf("\t\tiifname \"%s\" tcp dport %u drop comment \"no guest "
+	                            "reaches the hypeman API\"\n",
+	                            n->bridge, n->api_port)
+	                : xstrdup("");
+	char *limits = xstrdup("");
+	for (size_t i = 0; i < n->nuploads; i++) {
+		char a[16];
+		ip_str(n->uploads[i].ip, a);
+		char *more = xasprintf("%s\t\tip saddr %s limit rate over %llu bytes/second burst "
+		                       "%llu bytes drop comment \"upload limit\"\n",
+		                       limits, a, (unsigned long long)n->uploads[i].bps,
+		                       (unsigned long long)burst_for(n->uploads[i].bps));
+		free(limits);
+		limits = more;
+	}
 	_cleanup_free_ char *rules = xasprintf(
-	    "# Written by hypeman-api: its whole nftables state. Replaced at every start.\n"
+	    "# Written by hypeman-api: its whole nftables state, rewritten on every change.\n"
 	    "table ip " TABLE " {}\n"
 	    "delete table ip " TABLE "\n"
 	    "table ip " TABLE " {\n"
@@ -222,6 +249,7 @@ static int apply_rules(struct hm_net *n, uint16_t api_port, struct hm_err **err)
 	    "\t}\n"
 	    "\tchain forward {\n"
 	    "\t\ttype filter hook forward priority filter; policy accept;\n"
+	    "%s"
 	    "\t\tiifname \"%s\" oifname \"%s\" drop comment \"instances do not reach each other\"\n"
 	    "\t\tiifname \"%s\" accept\n"
 	    "\t\toifname \"%s\" ct state established,related accept\n"
@@ -229,11 +257,12 @@ static int apply_rules(struct hm_net *n, uint16_t api_port, struct hm_err **err)
 	    "\t}\n"
 	    "\tchain input {\n"
 	    "\t\ttype filter hook input priority filter; policy accept;\n"
-	    "%s"
+	    "%s%s"
 	    "\t}\n"
 	    "}\n",
-	    net, n->prefix, net, n->prefix, n->bridge, n->bridge, n->bridge, n->bridge, n->bridge,
-	    api_rule);
+	    net, n->prefix, net, n->prefix, limits, n->bridge, n->bridge, n->bridge, n->bridge,
+	    n->bridge, api_rule, limits);
+	free(limits);
 	if (hm_write_file_atomic(n->rules_path, rules, strlen(rules), 0644, err) < 0)
 		return -1;
 	const char *argv[] = { "nft", "-f", n->rules_path, NULL };
@@ -242,11 +271,63 @@ static int apply_rules(struct hm_net *n, uint16_t api_port, struct hm_err **err)
 	return 0;
 }
 
+static int apply_rules(struct hm_net *n, struct hm_err **err)
+{
+	pthread_mutex_lock(&n->lock);
+	int r = apply_rules_locked(n, err);
+	pthread_mutex_unlock(&n->lock);
+	return r;
+}
+
 int hm_net_protect_api(struct hm_net *net, uint16_t api_port, struct hm_err **err)
 {
 	if (!net->enabled)
 		return 0;
-	return apply_rules(net, api_port, err);
+	pthread_mutex_lock(&net->lock);
+	net->api_port = api_port;
+	int r = apply_rules_locked(net, err);
+	pthread_mutex_unlock(&net->lock);
+	return r;
+}
+
+int hm_net_limit_upload(struct hm_net *n, const char *ip, uint64_t up_bps, struct hm_err **err)
+{
+	uint32_t a;
+	if (!n->enabled || parse_ip(ip, &a) < 0)
+		return 0;
+	pthread_mutex_lock(&n->lock);
+	size_t i = 0;
+	while (i < n->nuploads && n->uploads[i].ip != a)
+		i++;
+	bool changed = false;
+	if (i < n->nuploads && up_bps == 0) {
+		n->uploads[i] = n->uploads[--n->nuploads];
+		changed = true;
+	} else if (i < n->nuploads) {
+		changed = n->uploads[i].bps != up_bps;
+		n->uploads[i].bps = up_bps;
+	} else if (up_bps > 0) {
+		n->uploads = xrealloc(n->uploads, (n->nuploads + 1) * sizeof(*n->uploads));
+		n->uploads[n->nuploads++] = (struct upload){ a, up_bps };
+		changed = true;
+	}
+	int r = changed ? apply_rules_locked(n, err) : 0;
+	pthread_mutex_unlock(&n->lock);
+	return r;
+}
+
+int hm_net_limit_download(struct hm_net *n, const char *tap, uint64_t down_bps, struct hm_err **err)
+{
+	if (!n->enabled || down_bps == 0)
+		return 0;
+	char rate[32], burst[32];
+	snprintf(rate, sizeof(rate), "%llubit", (unsigned long long)down_bps * 8);
+	snprintf(burst, sizeof(burst), "%llu", (unsigned long long)burst_for(down_bps));
+	const char *argv[] = { "tc",   "qdisc", "replace", "dev", tap,       "root", "tbf",
+		               "rate", rate,    "burst",   burst, "latency", "50ms", NULL };
+	if (hm_run(argv, NULL, NULL, err) < 0)
+		return hm_err_wrap(err, "limit the download rate of TAP %s", tap);
+	return 0;
 }
 
 int hm_net_open(const struct hm_config *cfg, struct hm_net **ret, struct hm_err **err)
@@ -303,7 +384,7 @@ int hm_net_open(const struct hm_config *cfg, struct hm_net **ret, struct hm_err 
 	if (r == 0)
 		r = setup_bridge(n, err);
 	if (r == 0)
-		r = apply_rules(n, 0, err);
+		r = apply_rules(n, err);
 	if (r < 0) {
 		hm_net_close(n);
 		*ret = NULL;
@@ -330,6 +411,7 @@ void hm_net_close(struct hm_net *n)
 	free(n->bridge);
 	free(n->dns);
 	free(n->rules_path);
+	free(n->uploads);
 	free(n);
 }
 

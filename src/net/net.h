@@ -3,13 +3,13 @@
  * TAP per running instance plugged into it (port-isolated, so instances
  * cannot reach each other at layer 2), an address and MAC per instance,
  * and one nftables table named `hypeman` holding every rule hypeman needs
- * (NAT out of the subnet, forwarding, no way from a guest to the API). The
- * table is replaced whole, atomically, each time, so rules are never
+ * (NAT out of the subnet, forwarding, no way from a guest to the API,
+ * upload limits). The table is replaced whole, atomically, each time, so rules are never
  * duplicated and rules hypeman did not make are never touched. The bridge,
  * the table and the TAPs of running instances outlive the daemon; a
  * restarted daemon finds them again and removes the TAPs nobody owns.
  *
- * The only user of iproute2 and nftables (run as tools). Thread-safe.
+ * The only user of iproute2 (ip, tc) and nftables, run as tools. Thread-safe.
  */
 #pragma once
 
@@ -75,5 +75,17 @@ void hm_net_tap_delete(struct hm_net *net, const char *tap);
  * in keep[0..n): what a crashed daemon or a VM that died left behind.
  */
 void hm_net_reclaim(struct hm_net *net, const char *const *keep, size_t n);
+/*
+ * Limit what a guest receives to down_bps bytes/s (0: no limit): a token
+ * bucket (tc tbf) on its TAP, which shapes rather than drops.
+ */
+int hm_net_limit_download(struct hm_net *net, const char *tap, uint64_t down_bps,
+                          struct hm_err **err);
+/*
+ * Limit what the guest at ip sends to up_bps bytes/s (0: remove the limit):
+ * an nftables policer on its source address in the hypeman table, which is
+ * written again.
+ */
+int hm_net_limit_upload(struct hm_net *net, const char *ip, uint64_t up_bps, struct hm_err **err);
 /* Bytes received and sent by the guest through its TAP (0 when unknown). */
 void hm_net_tap_counters(const char *tap, uint64_t *guest_rx, uint64_t *guest_tx);

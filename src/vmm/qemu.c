@@ -363,8 +363,12 @@ static void build_argv(const struct hm_vm_spec *spec, const struct qemu_vm *vm, 
 	for (size_t i = 0; i < spec->ndisks; i++) {
 		_cleanup_free_ char *p = opt_escape(spec->disks[i].path);
 		argv_add(a, "-drive");
-		argv_add(a, "id=d%zu,file=%s,format=raw,if=none,cache=writeback%s", i, p,
-		         spec->disks[i].readonly ? ",readonly=on" : "");
+		char thr[64] = "";
+		if (spec->disks[i].bps)
+			snprintf(thr, sizeof(thr), ",throttling.bps-total=%llu",
+			         (unsigned long long)spec->disks[i].bps);
+		argv_add(a, "id=d%zu,file=%s,format=raw,if=none,cache=writeback%s%s", i, p,
+		         spec->disks[i].readonly ? ",readonly=on" : "", thr);
 		argv_add(a, "-device");
 		argv_add(a, "virtio-blk-%s,drive=d%zu", bus, i);
 	}

@@ -23,6 +23,7 @@ struct hm_err;
 struct hm_vm_disk {
 	const char *path;
 	bool readonly;
+	uint64_t bps; /* throughput limit in bytes/s, reads and writes together; 0: none */
 };
 
 /* Everything a backend needs to start a VM. Paths are absolute. */

@@ -35,6 +35,17 @@ async function serveIn(ns, host, port) {
   await new Promise((res, rej) => { p.stdout.once('data', res); p.once('exit', (c) => rej(new Error(`server in ${ns} exited ${c}`))); });
 }
 
+// Outside: 8082 sends 2 MiB to whoever asks; 8083 takes 2 MiB and answers
+// how many milliseconds they took from first byte to last.
+async function rateServers() {
+  const code = `const net = require('net');
+    net.createServer((c) => { c.once('data', () => c.end(Buffer.alloc(2 << 20, 120))); c.on('error', () => {}); }).listen(8082, '192.0.2.2');
+    net.createServer((c) => { let n = 0, t0 = 0; c.on('data', (b) => { if (!t0) t0 = Date.now(); n += b.length; if (n >= (2 << 20)) c.end(String(Date.now() - t0)); }); c.on('error', () => {}); }).listen(8083, '192.0.2.2', () => console.log('ready'));`;
+  const p = spawn('ip', ['netns', 'exec', OUT, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(p);
+  await new Promise((res) => p.stdout.once('data', res));
+}
+
 // GET url from inside the daemon's namespace (as the host would): the body, or null.
 function fetchInNs(url) {
   try {
@@ -55,6 +66,7 @@ before(async () => {
   inNs(NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
   await serveIn(OUT, '192.0.2.2', 8081);
   await serveIn(NS, '0.0.0.0', 9099); // a host service guests may reach (unlike the API)
+  await rateServers();
 
   // Images come from the registry on the host's loopback: pull them with a
   // network-less daemon here, then run the networked one on the same data dir.
@@ -166,6 +178,50 @@ test('network.enabled false: no address, no TAP, only loopback inside; bad netwo
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
   }
   assert.equal((await d.fetch(`/instances/${c.body.id}`, { method: 'DELETE', token })).status, 204);
+});
+
+test('limits: bandwidth_download and _upload hold the guest near its rate; disk_io_bps throttles its disks', { timeout: 120000 }, async (t) => {
+  const c = await createInstance(d, token, {
+    name: 'slow', image, size: '256MB', vcpus: 1, disk_io_bps: '2MB/s', cmd: ['sleep', '1000'],
+    network: { bandwidth_download: '4Mbps', bandwidth_upload: '500kB/s' },
+  });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  assert.equal(c.body.network.bandwidth_download, '4Mbps');
+  assert.equal(c.body.network.bandwidth_upload, '4Mbps'); // 500kB/s, decimal as rates are
+  assert.equal(c.body.disk_io_bps, '2MB/s');
+  await waitState(d, token, c.body.id, ['Running']);
+  const tap = `hm-${c.body.id.slice(0, 12)}`;
+  assert.match(inNs(NS, 'tc', 'qdisc', 'show', 'dev', tap), /tbf .*rate 4Mbit/);
+  assert.match(ruleset(), new RegExp(`ip saddr ${c.body.network.ip.replaceAll('.', '\\.')} limit rate over 500000 bytes/second`));
+  const limit = 500000; // bytes per second, both ways
+  // Download 2 MiB: the guest times it.
+  const down = (await sh('slow', `s=$(cut -d' ' -f1 /proc/uptime); printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 192.0.2.2 8082 | wc -c; cut -d' ' -f1 /proc/uptime; echo $s`)).trim().split(/\s+/).map(Number);
+  const [bytes, end, start] = down;
+  assert.equal(bytes, 2 << 20);
+  const downRate = bytes / (end - start);
+  assert.ok(downRate > 0.6 * limit && downRate < 1.2 * limit, `download ${Math.round(downRate)} B/s against ${limit}`);
+  // Upload 2 MiB: the far side times it.
+  const ms = Number((await sh('slow', 'dd if=/dev/zero bs=64k count=32 2>/dev/null | nc -w 10 192.0.2.2 8083')).trim());
+  const upRate = (2 << 20) / (ms / 1000);
+  // A policer (nftables limit) rather than a shaper: TCP saws around the rate.
+  assert.ok(upRate > 0.3 * limit && upRate < 1.5 * limit, `upload ${Math.round(upRate)} B/s against ${limit}`);
+  // 4 MiB written and synced at 2MB/s takes about two seconds.
+  const disk = (await sh('slow', 's=$(cut -d" " -f1 /proc/uptime); dd if=/dev/zero of=/tmp/x bs=64k count=64 conv=fsync 2>/dev/null; e=$(cut -d" " -f1 /proc/uptime); echo $s $e')).trim().split(' ').map(Number);
+  const secs = disk[1] - disk[0];
+  assert.ok(secs > 1.4 && secs < 6, `4 MiB at 2MB/s took ${secs} s`);
+  t.diagnostic(`download ${Math.round(downRate)} B/s, upload ${Math.round(upRate)} B/s (limit ${limit}); 4 MiB synced at 2MB/s in ${secs.toFixed(2)} s`);
+  // Stopping the VM takes its limits away with its TAP.
+  assert.equal((await d.fetch(`/instances/${c.body.id}`, { method: 'DELETE', token })).status, 204);
+  assert.ok(!ruleset().includes(`ip saddr ${c.body.network.ip} limit`));
+  // The others have their default share: host capacity by vCPUs.
+  assert.match(ruleset(), new RegExp(`ip saddr ${web.network.ip.replaceAll('.', '\\.')} limit rate over \\d+ bytes/second`));
+  for (const [field, value] of [['bandwidth_download', '1 zillion'], ['bandwidth_upload', 5]]) {
+    const bad = await createInstance(d, token, { name: 'badrate', image, network: { [field]: value } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.code, `invalid_${field.replace('_', '_')}`);
+  }
+  const bad = await createInstance(d, token, { name: 'baddisk', image, disk_io_bps: 'fast' });
+  assert.equal(bad.status, 400);
 });
 
 test('kill -9 and restart: addresses, TAPs and rules intact, nothing duplicated; stray TAPs reclaimed', { timeout: 120000 }, async () => {

@@ -216,9 +216,13 @@ static void env_edge_values(void **state)
 	unsetenv("PORT");
 
 	/* bandwidth forms */
+	setenv("NETWORK_LIMIT", "500kB/s", 1);
+	assert_int_equal(load(&cfg, &err, NULL), HM_CONFIG_OK);
+	assert_int_equal(cfg.network_limit_bps, 500000);
+	hm_config_done(&cfg);
 	setenv("NETWORK_LIMIT", "1250MB/s", 1);
 	assert_int_equal(load(&cfg, &err, NULL), HM_CONFIG_OK);
-	assert_int_equal(cfg.network_limit_bps, 1250LL * 1024 * 1024);
+	assert_int_equal(cfg.network_limit_bps, 1250000000); /* decimal, like 10Gbps */
 	hm_config_done(&cfg);
 	setenv("NETWORK_LIMIT", "1000000", 1);
 	assert_int_equal(load(&cfg, &err, NULL), HM_CONFIG_OK);
