@@ -907,6 +907,7 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 	};
 	char tap[HM_NET_TAP_MAX];
 	json_t *net = spec_net(spec);
+	double t_net = mono_ms();
 	if (net) {
 		if (!hm_net_enabled(in->net))
 			return hm_err_set(
@@ -916,25 +917,32 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 		tap_of(id, tap);
 		if (hm_net_tap_create(in->net, tap, err) < 0)
 			return -1;
-		if (apply_limits(in, net, tap, err) < 0) {
-			hm_net_tap_delete(in->net, tap);
-			hm_net_limit_upload(in->net, json_string_value(json_object_get(net, "ip")),
-			                    0, NULL);
-			return -1;
-		}
 		vs.tap = tap;
 		vs.mac = json_string_value(json_object_get(net, "mac"));
 	}
 	double t0 = mono_ms();
 	if (in->vmm->spawn(&vs, ret_vm, err) < 0) {
-		if (net) {
+		if (net)
 			hm_net_tap_delete(in->net, tap);
-			hm_net_limit_upload(in->net, json_string_value(json_object_get(net, "ip")),
-			                    0, NULL);
-		}
 		return hm_err_wrap(err, "start the VM");
 	}
-	oplog(in, id, "msg=\"vm started\" pid=%d vmm_ms=%.1f", (int)(*ret_vm)->pid, mono_ms() - t0);
+	double t1 = mono_ms();
+	/*
+	 * The rate limits go on while the guest kernel boots (about a second before
+	 * it can send anything): tc and nft cost tens of milliseconds that would
+	 * otherwise come before the VMM even starts.
+	 */
+	if (net && apply_limits(in, net, tap, err) < 0) {
+		(*ret_vm)->ops->kill(*ret_vm, 5000, NULL);
+		(*ret_vm)->ops->free(*ret_vm);
+		*ret_vm = NULL;
+		hm_net_tap_delete(in->net, tap);
+		hm_net_limit_upload(in->net, json_string_value(json_object_get(net, "ip")), 0,
+		                    NULL);
+		return hm_err_wrap(err, "start the VM");
+	}
+	oplog(in, id, "msg=\"vm started\" pid=%d tap_ms=%.1f vmm_ms=%.1f limits_ms=%.1f",
+	      (int)(*ret_vm)->pid, t0 - t_net, t1 - t0, mono_ms() - t1);
 	return 0;
 }
 
