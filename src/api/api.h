@@ -12,6 +12,8 @@ struct hm_config;
 struct hm_err;
 struct hm_store;
 struct hm_images;
+struct hm_instances;
+struct hm_ingresses;
 
 /* What handlers may use. Owned by the daemon; outlives the server. */
 struct hm_services {
@@ -19,6 +21,7 @@ struct hm_services {
 	struct hm_store *store;
 	struct hm_images *images;
 	struct hm_instances *instances;
+	struct hm_ingresses *ingresses;
 	const char *jwt_secret;
 	time_t started_at;
 };

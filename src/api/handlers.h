@@ -28,3 +28,7 @@ hm_handler_fn hm_h_instances_stats;
 hm_handler_fn hm_h_instances_stat;
 hm_handler_fn hm_h_instances_exec;
 hm_handler_fn hm_h_instances_cp;
+hm_handler_fn hm_h_ingresses_list;
+hm_handler_fn hm_h_ingresses_create;
+hm_handler_fn hm_h_ingresses_get;
+hm_handler_fn hm_h_ingresses_delete;

@@ -31,6 +31,10 @@ const struct hm_route hm_routes[] = {
 	{ "GET", "/instances/{id}/stat", "instance:read", 0, hm_h_instances_stat },
 	{ "GET", "/instances/{id}/exec", "instance:write", 0, hm_h_instances_exec },
 	{ "GET", "/instances/{id}/cp", "instance:write", 0, hm_h_instances_cp },
+	{ "GET", "/ingresses", "ingress:read", 0, hm_h_ingresses_list },
+	{ "POST", "/ingresses", "ingress:write", HM_ROUTE_JSON_BODY, hm_h_ingresses_create },
+	{ "GET", "/ingresses/{id}", "ingress:read", 0, hm_h_ingresses_get },
+	{ "DELETE", "/ingresses/{id}", "ingress:delete", 0, hm_h_ingresses_delete },
 };
 
 const size_t hm_routes_count = sizeof(hm_routes) / sizeof(hm_routes[0]);

@@ -5,6 +5,7 @@
  */
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -50,7 +51,8 @@ void hm_config_usage(const char *prog)
 	    "  SUBNET_CIDR         the instances' subnet (default 10.100.0.0/16)\n"
 	    "  SUBNET_GATEWAY      the bridge's address (default: the subnet's first)\n"
 	    "  DNS_SERVER          the guests' resolver (default: the host's first\n"
-	    "                      non-loopback nameserver, else 1.1.1.1)\n",
+	    "                      non-loopback nameserver, else 1.1.1.1)\n"
+	    "  INGRESS_LISTEN_ADDR where ingress ports listen (default 0.0.0.0)\n",
 	    prog);
 }
 
@@ -266,6 +268,12 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		set_str(&cfg->subnet_gateway, v);
 	} else if (strcmp(key, "DNS_SERVER") == 0) {
 		set_str(&cfg->dns_server, v);
+	} else if (strcmp(key, "INGRESS_LISTEN_ADDR") == 0) {
+		unsigned char buf[16];
+		if (inet_pton(strchr(v, ':') ? AF_INET6 : AF_INET, v, buf) != 1)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "INGRESS_LISTEN_ADDR must be an IP address, got `%s`", v);
+		set_str(&cfg->ingress_listen_addr, v);
 	}
 	return 0;
 }
@@ -293,6 +301,7 @@ static const char *const env_keys[] = {
 	"SUBNET_CIDR",
 	"SUBNET_GATEWAY",
 	"DNS_SERVER",
+	"INGRESS_LISTEN_ADDR",
 };
 
 int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err **err)
@@ -315,6 +324,7 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		.network_enabled = 1,
 		.bridge_name = xstrdup("vmbr0"),
 		.subnet_cidr = xstrdup("10.100.0.0/16"),
+		.ingress_listen_addr = xstrdup("0.0.0.0"),
 	};
 	for (size_t i = 0; i < sizeof(env_keys) / sizeof(env_keys[0]); i++) {
 		const char *v = getenv(env_keys[i]);
@@ -379,6 +389,7 @@ void hm_config_done(struct hm_config *cfg)
 	free(cfg->subnet_cidr);
 	free(cfg->subnet_gateway);
 	free(cfg->dns_server);
+	free(cfg->ingress_listen_addr);
 	free(cfg->listen_addr);
 	free(cfg->data_dir);
 	free(cfg->jwt_secret);

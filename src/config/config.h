@@ -37,8 +37,9 @@ struct hm_config {
 	char *bridge_name;    /* BRIDGE_NAME, default vmbr0 */
 	char *subnet_cidr;    /* SUBNET_CIDR, default 10.100.0.0/16 */
 	char *subnet_gateway; /* SUBNET_GATEWAY; NULL = the subnet's first address */
-	char *dns_server; /* DNS_SERVER; NULL = the host's first non-loopback resolver, else 1.1.1.1
-	                   */
+	/* DNS_SERVER; NULL = the host's first non-loopback resolver, else 1.1.1.1 */
+	char *dns_server;
+	char *ingress_listen_addr; /* INGRESS_LISTEN_ADDR, default 0.0.0.0 */
 };
 
 enum { HM_CONFIG_OK = 0, HM_CONFIG_HELP = 1 };

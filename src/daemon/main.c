@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "image/images.h"
+#include "ingress/ingress.h"
 #include "instance/instances.h"
 #include "net/net.h"
 #include "store/store.h"
@@ -104,11 +105,20 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		return -1;
 	}
 
+	struct hm_ingresses *ingresses = NULL;
+	if (hm_ingresses_open(store, instances, cfg, &ingresses, err) < 0) {
+		hm_instances_close(instances);
+		hm_net_close(net);
+		hm_images_stop(images);
+		hm_store_close(store);
+		return -1;
+	}
 	struct hm_services svc = {
 		.cfg = cfg,
 		.store = store,
 		.images = images,
 		.instances = instances,
+		.ingresses = ingresses,
 		.jwt_secret = secret,
 		.started_at = time(NULL),
 	};
@@ -116,6 +126,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 	if (hm_api_start(&svc, &api, err) < 0 ||
 	    hm_net_protect_api(net, hm_api_port(api), err) < 0) {
 		hm_api_stop(api);
+		hm_ingresses_close(ingresses);
 		hm_instances_close(instances);
 		hm_net_close(net);
 		hm_images_stop(images);
@@ -134,6 +145,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		;
 	log_info("daemon", "shutting down", "signal=%s", sigabbrev_np(sig));
 	hm_api_stop(api);
+	hm_ingresses_close(ingresses);
 	hm_instances_close(instances); /* VMs keep running; the next start adopts them */
 	hm_net_close(net);             /* so do the bridge, the rules and their TAPs */
 	hm_images_stop(images);

@@ -1707,3 +1707,27 @@ void hm_exec_close(struct hm_exec *x)
 	live_free(x->live);
 	free(x);
 }
+
+/* ---- addresses (for ingress) ---- */
+
+int hm_instances_address(struct hm_instances *in, const char *key, char ip[16], struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
+	const char *addr = json_string_value(json_object_get(spec_net(spec), "ip"));
+	_cleanup_free_ char *state = derived_state(in, &row);
+	int r = 0;
+	if (!addr)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "no_network", "instance `%s` has no network",
+		               row.name);
+	else if (strcmp(state, "Running") != 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is not running (current state: %s)", row.name, state);
+	else
+		snprintf(ip, 16, "%s", addr);
+	json_decref(spec);
+	hm_instance_row_done(&row);
+	return r;
+}

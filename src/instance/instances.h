@@ -73,6 +73,10 @@ int hm_exec_send(struct hm_exec *x, json_t *msg /* borrowed; "id" is set */, str
 json_t *hm_exec_take(struct hm_exec *x, bool *ended);
 void hm_exec_close(struct hm_exec *x);
 
+/* The address of a Running instance with a network (ingress targets); 409 otherwise. */
+int hm_instances_address(struct hm_instances *in, const char *key, char ip[16],
+                         struct hm_err **err);
+
 /* What live instances hold: vcpus, memory and overlay bytes (for /resources). */
 void hm_instances_allocated(struct hm_instances *in, int64_t *vcpus, int64_t *mem, int64_t *disk);
 

@@ -40,6 +40,13 @@ const char *const hm_migrations[] = {
 	"  started_at TEXT,"
 	"  stopped_at TEXT"
 	") STRICT;",
+	/* 4: ingresses: `spec` is the validated rules and tags as JSON. */
+	"CREATE TABLE ingresses ("
+	"  id TEXT PRIMARY KEY NOT NULL,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  spec TEXT NOT NULL,"
+	"  created_at TEXT NOT NULL"
+	") STRICT;",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

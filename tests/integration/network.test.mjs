@@ -53,6 +53,13 @@ function fetchInNs(url) {
   } catch { return null; }
 }
 
+// An HTTP request from inside the daemon's namespace to 127.0.0.1:port with
+// the given Host: {status, body}, or {error}.
+function hostGet(port, host, headers = {}) {
+  const code = `require('http').get({ host: '127.0.0.1', port: ${port}, path: '/', headers: ${JSON.stringify({ host, ...headers })}, timeout: 5000 }, (r) => { let b = ''; r.on('data', (c) => b += c); r.on('end', () => console.log(JSON.stringify({ status: r.statusCode, body: b }))); }).on('error', (e) => console.log(JSON.stringify({ error: e.code })));`;
+  return JSON.parse(inNs(NS, process.execPath, '-e', code));
+}
+
 let reg, d, token, image, dataDir, env;
 before(async () => {
   for (const ns of [NS, OUT, BAD]) ip('netns', 'add', ns);
@@ -165,6 +172,61 @@ test('instances cannot reach each other, nor the API; other host services stay r
   assert.equal(await guestGet('web', '192.0.2.1', d.port), 'unreachable');
 });
 
+const KEY = 'k'.repeat(40);
+test('ingress: host:port to instance:port by Host header, patterns, header auth; conflicts refused', async () => {
+  const post = (body) => d.fetch('/ingresses', { method: 'POST', token, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  let r = await post({
+    name: 'site', tags: { team: 'web' },
+    rules: [
+      { match: { hostname: 'web.test', port: 8088 }, target: { instance: 'web', port: 8080 } },
+      { match: { hostname: '{instance}.apps.test', port: 8088 }, target: { instance: '{instance}', port: 8080 } },
+      { match: { hostname: 'secret.test', port: 8088 }, target: { instance: 'peer', port: 8080 }, request_header_auth: { header: 'X-Key', value: KEY } },
+    ],
+  });
+  assert.equal(r.status, 201);
+  const ing = await r.json();
+  assert.match(ing.id, /^[a-z0-9]{24}$/);
+  assert.equal(ing.rules[0].match.port, 8088);
+  assert.equal(ing.rules[0].tls, false);
+  assert.deepEqual(hostGet(8088, 'web.test'), { status: 200, body: 'web\n' });
+  assert.deepEqual(hostGet(8088, 'WEB.test:8088'), { status: 200, body: 'web\n' });
+  assert.deepEqual(hostGet(8088, 'peer.apps.test'), { status: 200, body: 'peer\n' });
+  assert.deepEqual(hostGet(8088, 'web.apps.test'), { status: 200, body: 'web\n' });
+  assert.equal(hostGet(8088, 'nobody.test').status, 404);
+  assert.equal(hostGet(8088, 'ghost.apps.test').status, 502);
+  assert.equal(hostGet(8088, 'secret.test').status, 403);
+  assert.equal(hostGet(8088, 'secret.test', { 'x-key': KEY.slice(1) + 'x' }).status, 403);
+  assert.deepEqual(hostGet(8088, 'secret.test', { 'x-key': KEY }), { status: 200, body: 'peer\n' });
+  // Reads: by name, by id prefix, listed with a tag filter.
+  assert.equal((await (await d.fetch('/ingresses/site', { token })).json()).id, ing.id);
+  assert.equal((await (await d.fetch(`/ingresses/${ing.id.slice(0, 8)}`, { token })).json()).name, 'site');
+  assert.deepEqual((await (await d.fetch('/ingresses?tags[team]=web', { token })).json()).map((i) => i.id), [ing.id]);
+  assert.deepEqual(await (await d.fetch('/ingresses?tags[team]=none', { token })).json(), []);
+  // Conflicts: a routed hostname, a taken name, a port the host has in use, TLS; none leaves anything.
+  r = await post({ name: 'again', rules: [{ match: { hostname: 'web.test', port: 8088 }, target: { instance: 'peer', port: 8080 } }] });
+  assert.equal(r.status, 409);
+  assert.equal((await r.json()).code, 'hostname_in_use');
+  r = await post({ name: 'site', rules: [{ match: { hostname: 'other.test', port: 8089 }, target: { instance: 'peer', port: 8080 } }] });
+  assert.equal(r.status, 409);
+  assert.equal(hostGet(8089, 'other.test').error, 'ECONNREFUSED');
+  r = await post({ name: 'clash', rules: [{ match: { hostname: 'api.test', port: d.port }, target: { instance: 'peer', port: 8080 } }] });
+  assert.equal(r.status, 409);
+  assert.equal((await r.json()).code, 'port_unavailable');
+  r = await post({ name: 'secure', rules: [{ match: { hostname: 's.test', port: 8443 }, target: { instance: 'peer', port: 8080 }, tls: true }] });
+  assert.equal(r.status, 501);
+  r = await post({ name: 'bad', rules: [{ match: { hostname: 'a..test' }, target: { instance: 'peer', port: 8080 } }] });
+  assert.equal(r.status, 400);
+  assert.equal((await (await d.fetch('/ingresses', { token })).json()).length, 1);
+  // A second ingress on its own port, then deleted: its port closes, the first stays.
+  r = await post({ name: 'temp', rules: [{ match: { hostname: 'peer.test', port: 8090 }, target: { instance: 'peer', port: 8080 } }] });
+  assert.equal(r.status, 201);
+  assert.deepEqual(hostGet(8090, 'peer.test'), { status: 200, body: 'peer\n' });
+  assert.equal((await d.fetch('/ingresses/temp', { method: 'DELETE', token })).status, 204);
+  assert.equal(hostGet(8090, 'peer.test').error, 'ECONNREFUSED');
+  assert.equal((await d.fetch('/ingresses/temp', { token })).status, 404);
+  assert.deepEqual(hostGet(8088, 'web.test'), { status: 200, body: 'web\n' });
+});
+
 test('network.enabled false: no address, no TAP, only loopback inside; bad network input is 400', async () => {
   const before = taps().length;
   const c = await createInstance(d, token, { name: 'offline', image, size: '256MB', vcpus: 1, network: { enabled: false }, cmd: ['sleep', '1000'] });
@@ -236,7 +298,7 @@ test('kill -9 and restart: addresses, TAPs and rules intact, nothing duplicated;
   token = d.token();
   for (const inst of [web, peer]) {
     const { body } = await getInstance(d, token, inst.id);
-    assert.equal(body.state, 'Running');
+    assert.equal(body.state, 'Running', JSON.stringify(body));
     assert.equal(body.network.ip, inst.network.ip);
   }
   assert.ok(pids.every(processAlive));
@@ -247,6 +309,8 @@ test('kill -9 and restart: addresses, TAPs and rules intact, nothing duplicated;
   assert.equal(strip(ruleset()), strip(rulesBefore));
   assert.equal((inNs(NS, 'nft', 'list', 'tables').match(/hypeman/g) || []).length, 1);
   assert.equal(fetchInNs(`http://${web.network.ip}:8080/`), 'web\n');
+  // Ingresses come back with the daemon.
+  assert.deepEqual(hostGet(8088, 'web.test'), { status: 200, body: 'web\n' });
   // A new instance never gets an address that is still held.
   const c = await createInstance(d, token, { name: 'third', image, size: '128MB', vcpus: 1, cmd: ['sleep', '100'] });
   assert.ok(![web.network.ip, peer.network.ip].includes(c.body.network.ip));
@@ -254,6 +318,10 @@ test('kill -9 and restart: addresses, TAPs and rules intact, nothing duplicated;
   for (const id of [web.id, peer.id, c.body.id]) assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
   assert.deepEqual(taps(), []);
   assert.ok(pids.every((p) => !processAlive(p)));
+  // Its target gone, the route answers 502; deleting the ingress closes the port.
+  assert.equal(hostGet(8088, 'web.test').status, 502);
+  assert.equal((await d.fetch('/ingresses/site', { method: 'DELETE', token })).status, 204);
+  assert.equal(hostGet(8088, 'web.test').error, 'ECONNREFUSED');
 });
 
 test('start-up checks: forwarding off, or a subnet that collides with a route, is refused with the reason', async () => {

@@ -1,0 +1,791 @@
+/*
+ * ingress/ingress: the ingress service and its HTTP reverse proxy (see
+ * ingress.h). Locking: `mu` serialises changes (create, delete: store row,
+ * listeners and the rule table move together); `lock` (a rwlock) guards
+ * the rule table that connection threads read. A connection copies what
+ * it needs from its rule under the read lock and never holds it across I/O.
+ */
+#include "ingress/ingress.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/tags.h"
+#include "core/xalloc.h"
+#include "ingress/route.h"
+#include "instance/command.h"
+#include "instance/instances.h"
+#include "store/ingresses.h"
+
+#define HEAD_MAX        (16u << 10)
+#define HEAD_TIMEOUT_S  30
+#define IDLE_TIMEOUT_S  3600
+#define CONNECT_MS      5000
+#define MAX_CONNECTIONS 1024
+#define RELAY_BUF       (64u << 10)
+
+struct rule {
+	char *hostname;
+	bool pattern;
+	int port;
+	char *target;
+	int target_port;
+	char *auth_header, *auth_value; /* NULL: none */
+};
+
+struct listener {
+	struct listener *next;
+	int port;
+	int fd;
+	pthread_t thread;
+	struct hm_ingresses *ing;
+};
+
+struct hm_ingresses {
+	struct hm_store *st;
+	struct hm_instances *instances;
+	char *listen_addr;
+	pthread_mutex_t mu;
+	pthread_rwlock_t lock;
+	struct rule *rules;
+	size_t nrules;
+	struct listener *listeners; /* under mu */
+	atomic_int conns;
+};
+
+static char *now_rfc3339(void)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char buf[32];
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return xstrdup(buf);
+}
+
+/* ---- the rule table ---- */
+
+static void rules_free(struct rule *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(r[i].hostname);
+		free(r[i].target);
+		free(r[i].auth_header);
+		free(r[i].auth_value);
+	}
+	free(r);
+}
+
+/* Append the rules of one stored spec to (*r, *n). */
+static void rules_add(struct rule **r, size_t *n, const char *spec_text)
+{
+	json_t *spec = json_loads(spec_text ? spec_text : "{}", 0, NULL);
+	size_t i;
+	json_t *o;
+	json_array_foreach (json_object_get(spec, "rules"), i, o) {
+		json_t *m = json_object_get(o, "match"), *t = json_object_get(o, "target");
+		json_t *a = json_object_get(o, "request_header_auth");
+		*r = xrealloc(*r, (*n + 1) * sizeof(**r));
+		const char *h = json_string_value(json_object_get(m, "hostname"));
+		const char *ah = json_string_value(json_object_get(a, "header"));
+		const char *av = json_string_value(json_object_get(a, "value"));
+		(*r)[(*n)++] = (struct rule){
+			.hostname = xstrdup(h ? h : ""),
+			.pattern = h && hm_route_is_pattern(h),
+			.port = (int)json_integer_value(json_object_get(m, "port")),
+			.target = xstrdup(json_string_value(json_object_get(t, "instance")) ?: ""),
+			.target_port = (int)json_integer_value(json_object_get(t, "port")),
+			.auth_header = ah ? xstrdup(ah) : NULL,
+			.auth_value = av ? xstrdup(av) : NULL,
+		};
+	}
+	json_decref(spec);
+}
+
+/* Rebuild the table from the store (under mu). */
+static int reload(struct hm_ingresses *ing, struct hm_err **err)
+{
+	struct hm_ingress_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_ingress_list(ing->st, &rows, &n, err) < 0)
+		return -1;
+	struct rule *r = NULL;
+	size_t nr = 0;
+	for (size_t i = 0; i < n; i++)
+		rules_add(&r, &nr, rows[i].spec);
+	hm_ingress_rows_free(rows, n);
+	pthread_rwlock_wrlock(&ing->lock);
+	struct rule *old = ing->rules;
+	size_t nold = ing->nrules;
+	ing->rules = r;
+	ing->nrules = nr;
+	pthread_rwlock_unlock(&ing->lock);
+	rules_free(old, nold);
+	return 0;
+}
+
+/* ---- the proxy: one connection ---- */
+
+struct conn {
+	struct hm_ingresses *ing;
+	int fd;
+	int port;
+	char peer[INET6_ADDRSTRLEN];
+};
+
+static int send_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n > 0) {
+		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void reply(int fd, int status, const char *reason, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void reply(int fd, int status, const char *reason, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_t *b = json_pack("{s:s,s:s}", "code", code, "message", msg);
+	_cleanup_free_ char *body = json_dumps(b, JSON_COMPACT);
+	json_decref(b);
+	_cleanup_free_ char *head = xasprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+	                                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+	                                      status, reason, strlen(body) + 1);
+	send_all(fd, head, strlen(head));
+	send_all(fd, body, strlen(body));
+	send_all(fd, "\n", 1);
+}
+
+/* The value of header `name` in a request head (CRLF lines), copied to out; false if absent. */
+static bool header(const char *head, const char *name, char *out, size_t outlen)
+{
+	size_t nl = strlen(name);
+	for (const char *l = strstr(head, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
+		const char *h = l + 2;
+		if (strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
+			const char *v = h + nl + 1;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			const char *e = strstr(v, "\r\n");
+			size_t len = e ? (size_t)(e - v) : strlen(v);
+			while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+				len--;
+			snprintf(out, outlen, "%.*s", (int)len, v);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Constant-time comparison for the header auth value. */
+static bool same_secret(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char d = la != lb;
+	for (size_t i = 0; i < la && i < lb; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return d == 0;
+}
+
+/*
+ * The head to send upstream: the request line and the client's headers,
+ * less hop-by-hop ones and the auth header, plus X-Forwarded-* and our
+ * Connection (close, or Upgrade for a protocol switch).
+ */
+static char *upstream_head(const char *head, const char *auth_header, const char *peer,
+                           const char *host, bool upgrade)
+{
+	static const char *const drop[] = {
+		"connection",      "keep-alive",       "proxy-connection",  "te", "trailer",
+		"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", NULL
+	};
+	const char *eol = strstr(head, "\r\n");
+	size_t cap = strlen(head) + 512;
+	char *out = xmalloc(cap);
+	size_t o = (size_t)(eol - head) + 2;
+	memcpy(out, head, o);
+	char xff[512] = "";
+	header(head, "X-Forwarded-For", xff, sizeof(xff));
+	for (const char *l = eol + 2; *l && strncmp(l, "\r\n", 2) != 0;) {
+		const char *e = strstr(l, "\r\n");
+		size_t len = (size_t)(e - l) + 2;
+		const char *colon = memchr(l, ':', len);
+		size_t nl = colon ? (size_t)(colon - l) : 0;
+		bool keep = colon != NULL;
+		for (size_t k = 0; keep && drop[k]; k++)
+			keep = !(strlen(drop[k]) == nl && strncasecmp(l, drop[k], nl) == 0);
+		if (keep && !upgrade && nl == 7 && strncasecmp(l, "upgrade", 7) == 0)
+			keep = false;
+		if (keep && auth_header && strlen(auth_header) == nl &&
+		    strncasecmp(l, auth_header, nl) == 0)
+			keep = false;
+		if (keep) {
+			memcpy(out + o, l, len);
+			o += len;
+		}
+		l = e + 2;
+	}
+	int w = snprintf(out + o, cap - o,
+	                 "X-Forwarded-For: %s%s%s\r\nX-Forwarded-Host: %s\r\n"
+	                 "X-Forwarded-Proto: http\r\nConnection: %s\r\n\r\n",
+	                 xff, *xff ? ", " : "", peer, host, upgrade ? "Upgrade" : "close");
+	if (w < 0 || (size_t)w >= cap - o) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static int connect_to(const char *ip, int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+		return -1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	if (poll(&p, 1, CONNECT_MS) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 ||
+	    soerr != 0) {
+		close(fd);
+		errno = soerr ? soerr : ETIMEDOUT;
+		return -1;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	return fd;
+}
+
+struct relay {
+	int from, to;
+};
+
+/* Copy from -> to until EOF or an error, then half-close `to`. */
+static void *relay(void *arg)
+{
+	struct relay *r = arg;
+	char *buf = xmalloc(RELAY_BUF);
+	for (;;) {
+		ssize_t n = recv(r->from, buf, RELAY_BUF, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || send_all(r->to, buf, (size_t)n) < 0)
+			break;
+	}
+	free(buf);
+	shutdown(r->to, SHUT_WR);
+	shutdown(r->from, SHUT_RD);
+	return NULL;
+}
+
+static void set_timeout(int fd, int secs)
+{
+	struct timeval tv = { .tv_sec = secs };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+/* What a request needs from its rule, copied out from under the lock. */
+struct match {
+	char target[128];
+	int port;
+	char auth_header[72];
+	char auth_value[260];
+	bool auth;
+};
+
+static bool find_rule(struct hm_ingresses *ing, int port, const char *host, struct match *m)
+{
+	bool found = false;
+	pthread_rwlock_rdlock(&ing->lock);
+	/* Literal hostnames first, then patterns, each in creation order. */
+	for (int pass = 0; pass < 2 && !found; pass++) {
+		for (size_t i = 0; i < ing->nrules && !found; i++) {
+			struct rule *r = &ing->rules[i];
+			if (r->port != port || r->pattern != (pass == 1))
+				continue;
+			if (!hm_route_match(r->hostname, host, r->target, m->target,
+			                    sizeof(m->target)))
+				continue;
+			found = true;
+			m->port = r->target_port;
+			m->auth = r->auth_header != NULL;
+			if (m->auth) {
+				snprintf(m->auth_header, sizeof(m->auth_header), "%s",
+				         r->auth_header);
+				snprintf(m->auth_value, sizeof(m->auth_value), "%s", r->auth_value);
+			}
+		}
+	}
+	pthread_rwlock_unlock(&ing->lock);
+	return found;
+}
+
+static void serve(struct conn *c)
+{
+	set_timeout(c->fd, HEAD_TIMEOUT_S);
+	char *head = xmalloc(HEAD_MAX + 1);
+	size_t len = 0;
+	char *end = NULL;
+	while (!end) {
+		ssize_t n = recv(c->fd, head + len, HEAD_MAX - len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(head);
+			return;
+		}
+		len += (size_t)n;
+		head[len] = '\0';
+		end = strstr(head, "\r\n\r\n");
+		if (!end && len == HEAD_MAX) {
+			reply(c->fd, 431, "Request Header Fields Too Large", "headers_too_large",
+			      "the request head is over %u bytes", HEAD_MAX);
+			free(head);
+			return;
+		}
+	}
+	size_t head_len = (size_t)(end - head) + 4;
+	char saved = head[head_len];
+	head[head_len] = '\0';
+	char host[300];
+	if (!header(head, "Host", host, sizeof(host)) || !*host) {
+		reply(c->fd, 400, "Bad Request", "bad_request", "the request has no Host header");
+		free(head);
+		return;
+	}
+	char *colon = host[0] == '[' ? NULL : strchr(host, ':');
+	if (colon)
+		*colon = '\0';
+	for (char *p = host; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	struct match m = { .port = 0 };
+	if (!find_rule(c->ing, c->port, host, &m)) {
+		reply(c->fd, 404, "Not Found", "not_found", "no ingress routes %s on port %d", host,
+		      c->port);
+		free(head);
+		return;
+	}
+	if (m.auth) {
+		char got[300];
+		if (!header(head, m.auth_header, got, sizeof(got)) ||
+		    !same_secret(got, m.auth_value)) {
+			reply(c->fd, 403, "Forbidden", "forbidden",
+			      "this route needs the %s header with the right value", m.auth_header);
+			free(head);
+			return;
+		}
+	}
+	char ip[16];
+	_cleanup_err_ struct hm_err *err = NULL;
+	if (hm_instances_address(c->ing->instances, m.target, ip, &err) < 0) {
+		reply(c->fd, 502, "Bad Gateway", "bad_gateway", "%s", err->msg);
+		free(head);
+		return;
+	}
+	int up = connect_to(ip, m.port);
+	if (up < 0) {
+		reply(c->fd, 502, "Bad Gateway", "bad_gateway", "instance %s (%s:%d): %s", m.target,
+		      ip, m.port, strerror(errno));
+		free(head);
+		return;
+	}
+	char conn_hdr[128] = "", upg[64] = "";
+	header(head, "Connection", conn_hdr, sizeof(conn_hdr));
+	bool upgrade = header(head, "Upgrade", upg, sizeof(upg)) && strcasestr(conn_hdr, "upgrade");
+	_cleanup_free_ char *fwd =
+	    upstream_head(head, m.auth ? m.auth_header : NULL, c->peer, host, upgrade);
+	head[head_len] = saved;
+	int r = fwd ? send_all(up, fwd, strlen(fwd)) : -1;
+	if (r == 0 && len > head_len)
+		r = send_all(up, head + head_len, len - head_len);
+	free(head);
+	if (r < 0) {
+		reply(c->fd, 502, "Bad Gateway", "bad_gateway", "instance %s stopped reading",
+		      m.target);
+		close(up);
+		return;
+	}
+	set_timeout(c->fd, IDLE_TIMEOUT_S);
+	set_timeout(up, IDLE_TIMEOUT_S);
+	struct relay back = { up, c->fd }, forth = { c->fd, up };
+	pthread_t t;
+	bool threaded = pthread_create(&t, NULL, relay, &back) == 0;
+	relay(&forth);
+	if (threaded)
+		pthread_join(t, NULL);
+	else
+		relay(&back);
+	close(up);
+}
+
+static void *conn_thread(void *arg)
+{
+	struct conn *c = arg;
+	serve(c);
+	close(c->fd);
+	atomic_fetch_sub(&c->ing->conns, 1);
+	free(c);
+	return NULL;
+}
+
+/* ---- listeners ---- */
+
+static void *accept_loop(void *arg)
+{
+	struct listener *l = arg;
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE ||
+			    errno == ENFILE) {
+				if (errno == EMFILE || errno == ENFILE)
+					usleep(100000);
+				continue;
+			}
+			return NULL; /* shut down */
+		}
+		if (atomic_fetch_add(&l->ing->conns, 1) >= MAX_CONNECTIONS) {
+			atomic_fetch_sub(&l->ing->conns, 1);
+			close(fd);
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		struct conn *c = xcalloc(1, sizeof(*c));
+		*c = (struct conn){ .ing = l->ing, .fd = fd, .port = l->port };
+		if (ss.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer,
+			          sizeof(c->peer));
+		else if (ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer,
+			          sizeof(c->peer));
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		pthread_t t;
+		if (pthread_create(&t, &at, conn_thread, c) != 0) {
+			close(fd);
+			atomic_fetch_sub(&l->ing->conns, 1);
+			free(c);
+		}
+		pthread_attr_destroy(&at);
+	}
+}
+
+static int listen_on(struct hm_ingresses *ing, int port, struct hm_err **err)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl;
+	int family;
+	if (strchr(ing->listen_addr, ':')) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		inet_pton(AF_INET6, ing->listen_addr, &a6->sin6_addr);
+		sl = sizeof(*a6);
+		family = AF_INET6;
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		inet_pton(AF_INET, ing->listen_addr, &a4->sin_addr);
+		sl = sizeof(*a4);
+		family = AF_INET;
+	}
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 512) < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		hm_err_errno(err, e, "ingress: listen on %s port %d", ing->listen_addr, port);
+		(*err)->kind = e == EADDRINUSE || e == EACCES ? HM_ERR_CONFLICT : HM_ERR_INTERNAL;
+		(*err)->code = "port_unavailable";
+		return -1;
+	}
+	struct listener *l = xcalloc(1, sizeof(*l));
+	*l = (struct listener){ .next = ing->listeners, .port = port, .fd = fd, .ing = ing };
+	if (pthread_create(&l->thread, NULL, accept_loop, l) != 0) {
+		close(fd);
+		free(l);
+		return hm_err_set(err, HM_ERR_INTERNAL, NULL, "ingress: no thread for port %d",
+		                  port);
+	}
+	ing->listeners = l;
+	log_info("ingress", "port open", "addr=%s:%d", ing->listen_addr, port);
+	return 0;
+}
+
+static void listener_stop(struct listener *l)
+{
+	shutdown(l->fd, SHUT_RDWR); /* wakes accept() */
+	pthread_join(l->thread, NULL);
+	close(l->fd);
+	log_info("ingress", "port closed", "port=%d", l->port);
+	free(l);
+}
+
+static bool port_wanted(struct hm_ingresses *ing, int port)
+{
+	bool w = false;
+	pthread_rwlock_rdlock(&ing->lock);
+	for (size_t i = 0; i < ing->nrules && !w; i++)
+		w = ing->rules[i].port == port;
+	pthread_rwlock_unlock(&ing->lock);
+	return w;
+}
+
+static bool listening(struct hm_ingresses *ing, int port)
+{
+	for (struct listener *l = ing->listeners; l; l = l->next)
+		if (l->port == port)
+			return true;
+	return false;
+}
+
+/* Close listeners no rule needs (under mu). */
+static void prune_listeners(struct hm_ingresses *ing)
+{
+	for (struct listener **pp = &ing->listeners; *pp;) {
+		struct listener *l = *pp;
+		if (port_wanted(ing, l->port)) {
+			pp = &l->next;
+		} else {
+			*pp = l->next;
+			listener_stop(l);
+		}
+	}
+}
+
+/* ---- the service ---- */
+
+static json_t *ingress_json(const struct hm_ingress_row *r)
+{
+	json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
+	json_t *o =
+	    json_pack("{s:s,s:s,s:O,s:O,s:s}", "id", r->id, "name", r->name, "tags",
+	              json_object_get(spec, "tags") ?: json_object(), "rules",
+	              json_object_get(spec, "rules") ?: json_array(), "created_at", r->created_at);
+	json_decref(spec);
+	return o;
+}
+
+int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
+                      const struct hm_config *cfg, struct hm_ingresses **ret, struct hm_err **err)
+{
+	struct hm_ingresses *ing = xcalloc(1, sizeof(*ing));
+	ing->st = st;
+	ing->instances = instances;
+	ing->listen_addr = xstrdup(cfg->ingress_listen_addr);
+	pthread_mutex_init(&ing->mu, NULL);
+	pthread_rwlock_init(&ing->lock, NULL);
+	atomic_init(&ing->conns, 0);
+	if (reload(ing, err) < 0) {
+		hm_ingresses_close(ing);
+		return -1;
+	}
+	pthread_mutex_lock(&ing->mu);
+	for (size_t i = 0; i < ing->nrules; i++) {
+		if (listening(ing, ing->rules[i].port))
+			continue;
+		_cleanup_err_ struct hm_err *e = NULL;
+		if (listen_on(ing, ing->rules[i].port, &e) < 0)
+			log_warn("ingress", "port unavailable", "error=\"%s\"", e->msg);
+	}
+	pthread_mutex_unlock(&ing->mu);
+	*ret = ing;
+	return 0;
+}
+
+void hm_ingresses_close(struct hm_ingresses *ing)
+{
+	if (!ing)
+		return;
+	pthread_mutex_lock(&ing->mu);
+	while (ing->listeners) {
+		struct listener *l = ing->listeners;
+		ing->listeners = l->next;
+		listener_stop(l);
+	}
+	pthread_mutex_unlock(&ing->mu);
+	/* Connection threads hold `ing`: wait (briefly) for them to finish. */
+	for (int i = 0; i < 100 && atomic_load(&ing->conns) > 0; i++)
+		usleep(20000);
+	if (atomic_load(&ing->conns) > 0)
+		return; /* leak rather than free under a live thread; the process is ending */
+	rules_free(ing->rules, ing->nrules);
+	pthread_rwlock_destroy(&ing->lock);
+	pthread_mutex_destroy(&ing->mu);
+	free(ing->listen_addr);
+	free(ing);
+}
+
+/* A rule of `rules` whose hostname and port another ingress already routes: 409. */
+static int hostname_free(struct hm_ingresses *ing, json_t *rules, struct hm_err **err)
+{
+	int r = 0;
+	pthread_rwlock_rdlock(&ing->lock);
+	size_t i;
+	json_t *o;
+	json_array_foreach (rules, i, o) {
+		json_t *m = json_object_get(o, "match");
+		const char *h = json_string_value(json_object_get(m, "hostname"));
+		int port = (int)json_integer_value(json_object_get(m, "port"));
+		for (size_t k = 0; k < ing->nrules && r == 0; k++)
+			if (ing->rules[k].port == port && strcmp(ing->rules[k].hostname, h) == 0)
+				r = hm_err_set(
+				    err, HM_ERR_CONFLICT, "hostname_in_use",
+				    "hostname %s on port %d is already routed by another "
+				    "ingress",
+				    h, port);
+	}
+	pthread_rwlock_unlock(&ing->lock);
+	return r;
+}
+
+int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, struct hm_err **err)
+{
+	json_t *rules = NULL;
+	if (hm_route_validate(req, &rules, err) < 0)
+		return -1;
+	const char *name = json_string_value(json_object_get(req, "name"));
+	if (!name) {
+		json_decref(rules);
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	}
+	if (hm_command_check_name(name, err) < 0) {
+		json_decref(rules);
+		return -1;
+	}
+	size_t i;
+	json_t *o;
+	json_array_foreach (rules, i, o) {
+		if (json_is_true(json_object_get(o, "tls"))) {
+			json_decref(rules);
+			return hm_err_set(err, HM_ERR_NOT_IMPLEMENTED, "tls_unavailable",
+			                  "rules[%zu]: TLS termination is not available yet", i);
+		}
+	}
+	json_t *tags = json_object_get(req, "tags");
+	json_t *spec = json_pack("{s:o,s:O}", "rules", rules, "tags",
+	                         json_is_object(tags) ? tags : json_object());
+	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
+	json_decref(spec);
+
+	pthread_mutex_lock(&ing->mu);
+	json_t *parsed = json_loads(spec_text, 0, NULL);
+	json_t *prules = json_object_get(parsed, "rules");
+	int r = hostname_free(ing, prules, err);
+	/* Every port the new rules need must be bound before the ingress exists. */
+	json_array_foreach (prules, i, o) {
+		int port =
+		    (int)json_integer_value(json_object_get(json_object_get(o, "match"), "port"));
+		if (r == 0 && !listening(ing, port))
+			r = listen_on(ing, port, err);
+	}
+	json_decref(parsed);
+	char id[25];
+	hm_command_new_id(id);
+	_cleanup_free_ char *created = now_rfc3339();
+	struct hm_ingress_row row = {
+		.id = id, .name = (char *)name, .spec = spec_text, .created_at = created
+	};
+	if (r == 0)
+		r = hm_store_ingress_insert(ing->st, &row, err);
+	if (r == 0)
+		r = reload(ing, err);
+	prune_listeners(ing); /* what a failed create opened */
+	pthread_mutex_unlock(&ing->mu);
+	if (r < 0)
+		return -1;
+	log_info("ingress", "created", "id=%s name=%s", id, name);
+	*ret = ingress_json(&row);
+	return 0;
+}
+
+int hm_ingresses_get(struct hm_ingresses *ing, const char *key, json_t **ret, struct hm_err **err)
+{
+	struct hm_ingress_row row = { 0 };
+	if (hm_store_ingress_find(ing->st, key, &row, err) < 0)
+		return -1;
+	*ret = ingress_json(&row);
+	hm_ingress_row_done(&row);
+	return 0;
+}
+
+int hm_ingresses_list(struct hm_ingresses *ing, json_t *tags, json_t **ret, struct hm_err **err)
+{
+	struct hm_ingress_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_ingress_list(ing->st, &rows, &n, err) < 0)
+		return -1;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = ingress_json(&rows[i]);
+		if (!tags || hm_tags_match(json_object_get(o, "tags"), tags))
+			json_array_append_new(arr, o);
+		else
+			json_decref(o);
+	}
+	hm_ingress_rows_free(rows, n);
+	*ret = arr;
+	return 0;
+}
+
+int hm_ingresses_delete(struct hm_ingresses *ing, const char *key, struct hm_err **err)
+{
+	struct hm_ingress_row row = { 0 };
+	if (hm_store_ingress_find(ing->st, key, &row, err) < 0)
+		return -1;
+	pthread_mutex_lock(&ing->mu);
+	int r = hm_store_ingress_delete(ing->st, row.id, err);
+	if (r == 0)
+		r = reload(ing, err);
+	prune_listeners(ing);
+	pthread_mutex_unlock(&ing->mu);
+	if (r == 0)
+		log_info("ingress", "deleted", "id=%s name=%s", row.id, row.name);
+	hm_ingress_row_done(&row);
+	return r;
+}

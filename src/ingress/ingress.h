@@ -1,0 +1,33 @@
+/*
+ * Ingresses: `hostname:port` on the host routed to `instance:port`, as
+ * upstream's /ingresses. This module owns the ingresses (persisted in the
+ * store), the listening sockets their ports need, and the HTTP reverse
+ * proxy behind them: one thread per connection reads the request head,
+ * matches its Host (a literal hostname before a pattern), checks the
+ * rule's header auth, resolves the target instance's address at request
+ * time, and then relays bytes both ways (so bodies, chunked transfers and
+ * WebSocket upgrades pass through untouched). Listeners are opened when an
+ * ingress needs a port and closed when none does; a restarted daemon opens
+ * them again from the store.
+ */
+#pragma once
+
+#include <jansson.h>
+
+struct hm_config;
+struct hm_err;
+struct hm_instances;
+struct hm_store;
+struct hm_ingresses;
+
+/* Load the ingresses and start listening (a port that cannot be bound is logged, not fatal). */
+int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
+                      const struct hm_config *cfg, struct hm_ingresses **ret, struct hm_err **err);
+/* Stop listening; connections in flight finish on their own threads. */
+void hm_ingresses_close(struct hm_ingresses *ing);
+
+/* POST /ingresses: 400 bad rules, 409 name taken, hostname in use, or port not bindable. */
+int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, struct hm_err **err);
+int hm_ingresses_get(struct hm_ingresses *ing, const char *key, json_t **ret, struct hm_err **err);
+int hm_ingresses_list(struct hm_ingresses *ing, json_t *tags, json_t **ret, struct hm_err **err);
+int hm_ingresses_delete(struct hm_ingresses *ing, const char *key, struct hm_err **err);

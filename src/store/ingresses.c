@@ -1,0 +1,146 @@
+/*
+ * store/ingresses: typed access to the ingresses table.
+ */
+#include "store/ingresses.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/xalloc.h"
+#include "store/internal.h"
+
+#define COLS "id, name, spec, created_at"
+
+void hm_ingress_row_done(struct hm_ingress_row *r)
+{
+	free(r->id);
+	free(r->name);
+	free(r->spec);
+	free(r->created_at);
+	memset(r, 0, sizeof(*r));
+}
+
+void hm_ingress_rows_free(struct hm_ingress_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		hm_ingress_row_done(&rows[i]);
+	free(rows);
+}
+
+static char *col_text(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	return t ? xstrdup((const char *)t) : NULL;
+}
+
+static void read_row(sqlite3_stmt *s, struct hm_ingress_row *r)
+{
+	r->id = col_text(s, 0);
+	r->name = col_text(s, 1);
+	r->spec = col_text(s, 2);
+	r->created_at = col_text(s, 3);
+}
+
+int hm_store_ingress_insert(struct hm_store *st, const struct hm_ingress_row *r,
+                            struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, "INSERT INTO ingresses(" COLS ") VALUES (?1, ?2, ?3, ?4)", &s,
+	                     err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, r->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, r->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, r->spec, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, r->created_at, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return hm_err_set(err, HM_ERR_CONFLICT, "name_conflict",
+		                  "an ingress named `%s` already exists", r->name);
+	if (rc != SQLITE_DONE)
+		return hm_store_error(st, err, "save ingress");
+	return 0;
+}
+
+/* Rows matching one key: how many (up to 2), the first read into *ret. */
+static int lookup(struct hm_store *st, const char *sql, const char *key, struct hm_ingress_row *ret,
+                  struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, sql, &s, err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	int rc, n = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		if (n++ == 0)
+			read_row(s, ret);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		if (n > 0)
+			hm_ingress_row_done(ret);
+		return hm_store_error(st, err, "look up ingress");
+	}
+	return n;
+}
+
+int hm_store_ingress_find(struct hm_store *st, const char *key, struct hm_ingress_row *ret,
+                          struct hm_err **err)
+{
+	int n = lookup(st, "SELECT " COLS " FROM ingresses WHERE id = ?1", key, ret, err);
+	if (n == 0)
+		n = lookup(st, "SELECT " COLS " FROM ingresses WHERE name = ?1", key, ret, err);
+	if (n == 0 && *key && strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789") == strlen(key))
+		n = lookup(st,
+		           "SELECT " COLS
+		           " FROM ingresses WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2",
+		           key, ret, err);
+	if (n < 0)
+		return -1;
+	if (n == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "ingress `%s` not found",
+		                  key);
+	if (n > 1) {
+		hm_ingress_row_done(ret);
+		return hm_err_set(err, HM_ERR_CONFLICT, "ambiguous_id",
+		                  "`%s` is a prefix of more than one ingress id", key);
+	}
+	return 0;
+}
+
+int hm_store_ingress_list(struct hm_store *st, struct hm_ingress_row **ret, size_t *n,
+                          struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, "SELECT " COLS " FROM ingresses ORDER BY created_at, id", &s,
+	                     err) < 0)
+		return -1;
+	struct hm_ingress_row *rows = NULL;
+	size_t count = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rows = xrealloc(rows, (count + 1) * sizeof(*rows));
+		read_row(s, &rows[count++]);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		hm_ingress_rows_free(rows, count);
+		return hm_store_error(st, err, "list ingresses");
+	}
+	*ret = rows;
+	*n = count;
+	return 0;
+}
+
+int hm_store_ingress_delete(struct hm_store *st, const char *id, struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, "DELETE FROM ingresses WHERE id = ?1 RETURNING id", &s, err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int found = hm_store_step_returning(st, s, "delete ingress", err);
+	if (found == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "ingress `%s` not found", id);
+	return found < 0 ? -1 : 0;
+}
