@@ -25,7 +25,7 @@ SAN_LDFLAGS := -fsanitize=address,undefined
 GUEST_CFLAGS  := -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -Os -fno-common -MMD -MP
 GUEST_LDFLAGS := -static -s
 
-LIBS       := -lmicrohttpd -ljansson -lsqlite3 -lcrypto -lcurl -larchive -lpthread
+LIBS       := -lmicrohttpd -ljansson -lsqlite3 -lssl -lcrypto -lcurl -larchive -lpthread
 CLI_LIBS   := -ljansson -lcurl -lcrypto -lpthread
 TEST_LIBS  := $(LIBS) -lcmocka
 

@@ -102,6 +102,20 @@ for s in "${SUITES[@]}"; do
 	esac
 done
 
+# Every test cleans up after itself: a VM of a test daemon still running
+# now is a leak. Report it as a failure, then stop it (it is ours: its
+# command line names a test data dir).
+leaked=$(pgrep -f "qemu-system.*/hypeman-test-" || true)
+if [ -n "$leaked" ]; then
+	note "leaked VMs"
+	for p in $leaked; do
+		printf '  LEAK pid %s: %s\n' "$p" "$(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | grep -o 'instances/[a-z0-9]*' | head -1)"
+		kill "$p" 2>/dev/null || true
+	done
+	FAIL=$((FAIL + 1))
+	FAILED+=("leaked VMs")
+fi
+
 echo
 [ ${#FAILED[@]} -gt 0 ] && echo "failed: ${FAILED[*]}"
 echo "$PASS passed, $FAIL failed"

@@ -52,7 +52,9 @@ void hm_config_usage(const char *prog)
 	    "  SUBNET_GATEWAY      the bridge's address (default: the subnet's first)\n"
 	    "  DNS_SERVER          the guests' resolver (default: the host's first\n"
 	    "                      non-loopback nameserver, else 1.1.1.1)\n"
-	    "  INGRESS_LISTEN_ADDR where ingress ports listen (default 0.0.0.0)\n",
+	    "  INGRESS_LISTEN_ADDR where ingress ports listen (default 0.0.0.0)\n"
+	    "  INGRESS_CERT_DIR    TLS certificates for ingress rules, NAME.crt + NAME.key\n"
+	    "                      (default DATA_DIR/ingress/certs)\n",
 	    prog);
 }
 
@@ -274,6 +276,8 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 			return hm_err_set(err, HM_ERR_INVALID, NULL,
 			                  "INGRESS_LISTEN_ADDR must be an IP address, got `%s`", v);
 		set_str(&cfg->ingress_listen_addr, v);
+	} else if (strcmp(key, "INGRESS_CERT_DIR") == 0) {
+		set_str(&cfg->ingress_cert_dir, v);
 	}
 	return 0;
 }
@@ -302,6 +306,7 @@ static const char *const env_keys[] = {
 	"SUBNET_GATEWAY",
 	"DNS_SERVER",
 	"INGRESS_LISTEN_ADDR",
+	"INGRESS_CERT_DIR",
 };
 
 int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err **err)
@@ -380,6 +385,8 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 	if (optind < argc)
 		return hm_err_set(err, HM_ERR_INVALID, NULL, "unexpected argument `%s`",
 		                  argv[optind]);
+	if (!cfg->ingress_cert_dir)
+		cfg->ingress_cert_dir = xasprintf("%s/ingress/certs", cfg->data_dir);
 	return HM_CONFIG_OK;
 }
 
@@ -390,6 +397,7 @@ void hm_config_done(struct hm_config *cfg)
 	free(cfg->subnet_gateway);
 	free(cfg->dns_server);
 	free(cfg->ingress_listen_addr);
+	free(cfg->ingress_cert_dir);
 	free(cfg->listen_addr);
 	free(cfg->data_dir);
 	free(cfg->jwt_secret);

@@ -40,6 +40,7 @@ struct hm_config {
 	/* DNS_SERVER; NULL = the host's first non-loopback resolver, else 1.1.1.1 */
 	char *dns_server;
 	char *ingress_listen_addr; /* INGRESS_LISTEN_ADDR, default 0.0.0.0 */
+	char *ingress_cert_dir;    /* INGRESS_CERT_DIR, default DATA_DIR/ingress/certs */
 };
 
 enum { HM_CONFIG_OK = 0, HM_CONFIG_HELP = 1 };

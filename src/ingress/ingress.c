@@ -32,6 +32,7 @@
 #include "core/tags.h"
 #include "core/xalloc.h"
 #include "ingress/route.h"
+#include "ingress/tls.h"
 #include "instance/command.h"
 #include "instance/instances.h"
 #include "store/ingresses.h"
@@ -47,6 +48,8 @@ struct rule {
 	char *hostname;
 	bool pattern;
 	int port;
+	bool tls;
+	int redirect_to; /* a redirect_http rule: the HTTPS port to send clients to; else 0 */
 	char *target;
 	int target_port;
 	char *auth_header, *auth_value; /* NULL: none */
@@ -55,6 +58,7 @@ struct rule {
 struct listener {
 	struct listener *next;
 	int port;
+	bool tls;
 	int fd;
 	pthread_t thread;
 	struct hm_ingresses *ing;
@@ -69,6 +73,7 @@ struct hm_ingresses {
 	struct rule *rules;
 	size_t nrules;
 	struct listener *listeners; /* under mu */
+	struct hm_tls *tls;
 	atomic_int conns;
 };
 
@@ -108,15 +113,28 @@ static void rules_add(struct rule **r, size_t *n, const char *spec_text)
 		const char *h = json_string_value(json_object_get(m, "hostname"));
 		const char *ah = json_string_value(json_object_get(a, "header"));
 		const char *av = json_string_value(json_object_get(a, "value"));
+		bool tls = json_is_true(json_object_get(o, "tls"));
+		int port = (int)json_integer_value(json_object_get(m, "port"));
 		(*r)[(*n)++] = (struct rule){
 			.hostname = xstrdup(h ? h : ""),
 			.pattern = h && hm_route_is_pattern(h),
-			.port = (int)json_integer_value(json_object_get(m, "port")),
+			.port = port,
+			.tls = tls,
 			.target = xstrdup(json_string_value(json_object_get(t, "instance")) ?: ""),
 			.target_port = (int)json_integer_value(json_object_get(t, "port")),
 			.auth_header = ah ? xstrdup(ah) : NULL,
 			.auth_value = av ? xstrdup(av) : NULL,
 		};
+		if (tls && json_is_true(json_object_get(o, "redirect_http"))) {
+			*r = xrealloc(*r, (*n + 1) * sizeof(**r));
+			(*r)[(*n)++] = (struct rule){
+				.hostname = xstrdup(h ? h : ""),
+				.pattern = h && hm_route_is_pattern(h),
+				.port = 80,
+				.redirect_to = port,
+				.target = xstrdup(""),
+			};
+		}
 	}
 	json_decref(spec);
 }
@@ -149,8 +167,19 @@ struct conn {
 	struct hm_ingresses *ing;
 	int fd;
 	int port;
+	bool tls;
+	SSL *ssl; /* tls: after the handshake */
 	char peer[INET6_ADDRSTRLEN];
 };
+
+/* Bytes from the client: through TLS or not. */
+static ssize_t cl_read(struct conn *c, void *buf, size_t n)
+{
+	if (!c->ssl)
+		return recv(c->fd, buf, n, 0);
+	int r = SSL_read(c->ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
+	return r > 0 ? r : -1;
+}
 
 static int send_all(int fd, const void *p, size_t n)
 {
@@ -167,9 +196,17 @@ static int send_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-static void reply(int fd, int status, const char *reason, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void reply(int fd, int status, const char *reason, const char *code, const char *fmt, ...)
+static int cl_write(struct conn *c, const void *p, size_t n)
+{
+	if (!c->ssl)
+		return send_all(c->fd, p, n);
+	return SSL_write(c->ssl, p, (int)n) == (int)n ? 0 : -1;
+}
+
+static void reply(struct conn *c, int status, const char *reason, const char *code, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
+static void reply(struct conn *c, int status, const char *reason, const char *code, const char *fmt,
+                  ...)
 {
 	char msg[512];
 	va_list ap;
@@ -182,9 +219,9 @@ static void reply(int fd, int status, const char *reason, const char *code, cons
 	_cleanup_free_ char *head = xasprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 	                                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
 	                                      status, reason, strlen(body) + 1);
-	send_all(fd, head, strlen(head));
-	send_all(fd, body, strlen(body));
-	send_all(fd, "\n", 1);
+	cl_write(c, head, strlen(head));
+	cl_write(c, body, strlen(body));
+	cl_write(c, "\n", 1);
 }
 
 /* The value of header `name` in a request head (CRLF lines), copied to out; false if absent. */
@@ -224,7 +261,7 @@ static bool same_secret(const char *a, const char *b)
  * Connection (close, or Upgrade for a protocol switch).
  */
 static char *upstream_head(const char *head, const char *auth_header, const char *peer,
-                           const char *host, bool upgrade)
+                           const char *host, bool upgrade, bool tls)
 {
 	static const char *const drop[] = {
 		"connection",      "keep-alive",       "proxy-connection",  "te", "trailer",
@@ -258,8 +295,9 @@ static char *upstream_head(const char *head, const char *auth_header, const char
 	}
 	int w = snprintf(out + o, cap - o,
 	                 "X-Forwarded-For: %s%s%s\r\nX-Forwarded-Host: %s\r\n"
-	                 "X-Forwarded-Proto: http\r\nConnection: %s\r\n\r\n",
-	                 xff, *xff ? ", " : "", peer, host, upgrade ? "Upgrade" : "close");
+	                 "X-Forwarded-Proto: %s\r\nConnection: %s\r\n\r\n",
+	                 xff, *xff ? ", " : "", peer, host, tls ? "https" : "http",
+	                 upgrade ? "Upgrade" : "close");
 	if (w < 0 || (size_t)w >= cap - o) {
 		free(out);
 		return NULL;
@@ -315,6 +353,100 @@ static void *relay(void *arg)
 	return NULL;
 }
 
+/*
+ * Both directions on one thread, for a TLS client (an SSL object must not
+ * be read and written from two threads): non-blocking sockets, one buffer
+ * each way, poll for what each side can take. Ends when both directions
+ * are done or nothing moves for IDLE_TIMEOUT_S.
+ */
+static void relay_tls(struct conn *c, int up)
+{
+	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+	fcntl(up, F_SETFL, fcntl(up, F_GETFL) | O_NONBLOCK);
+	char *c2u = xmalloc(RELAY_BUF), *u2c = xmalloc(RELAY_BUF);
+	size_t c2u_len = 0, c2u_off = 0, u2c_len = 0, u2c_off = 0;
+	bool c_eof = false, u_eof = false, c_want_write = false;
+	for (;;) {
+		/* Client -> upstream. */
+		while (!c_eof && c2u_len == 0) {
+			int n = SSL_read(c->ssl, c2u, RELAY_BUF);
+			if (n > 0) {
+				c2u_len = (size_t)n;
+				c2u_off = 0;
+				break;
+			}
+			int e = SSL_get_error(c->ssl, n);
+			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+				c_eof = true;
+				shutdown(up, SHUT_WR);
+			}
+			break;
+		}
+		while (c2u_len > c2u_off) {
+			ssize_t w = send(up, c2u + c2u_off, c2u_len - c2u_off, MSG_NOSIGNAL);
+			if (w > 0) {
+				c2u_off += (size_t)w;
+				continue;
+			}
+			if (w < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			c_eof = u_eof = true; /* upstream gone */
+			break;
+		}
+		if (c2u_off == c2u_len)
+			c2u_len = c2u_off = 0;
+		/* Upstream -> client. */
+		if (!u_eof && u2c_len == 0) {
+			ssize_t n = recv(up, u2c, RELAY_BUF, 0);
+			if (n > 0) {
+				u2c_len = (size_t)n;
+				u2c_off = 0;
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+				u_eof = true;
+			}
+		}
+		c_want_write = false;
+		while (u2c_len > u2c_off) {
+			int w = SSL_write(c->ssl, u2c + u2c_off, (int)(u2c_len - u2c_off));
+			if (w > 0) {
+				u2c_off += (size_t)w;
+				continue;
+			}
+			int e = SSL_get_error(c->ssl, w);
+			if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+				c_want_write = true;
+				break;
+			}
+			c_eof = u_eof = true; /* client gone */
+			u2c_len = u2c_off = 0;
+			break;
+		}
+		if (u2c_off == u2c_len)
+			u2c_len = u2c_off = 0;
+		if (u_eof && u2c_len == 0) {
+			SSL_shutdown(c->ssl);
+			break;
+		}
+		if (c_eof && u_eof)
+			break;
+		if (!c_eof && c2u_len == 0 && SSL_pending(c->ssl) > 0)
+			continue;
+		struct pollfd p[2] = {
+			{ .fd = c->fd,
+			  .events = (short)((!c_eof && c2u_len == 0 ? POLLIN : 0) |
+			                    (c_want_write ? POLLOUT : 0)) },
+			{ .fd = up,
+			  .events = (short)((!u_eof && u2c_len == 0 ? POLLIN : 0) |
+			                    (c2u_len > c2u_off ? POLLOUT : 0)) },
+		};
+		int r = poll(p, 2, IDLE_TIMEOUT_S * 1000);
+		if (r == 0 || (r < 0 && errno != EINTR))
+			break;
+	}
+	free(c2u);
+	free(u2c);
+}
+
 static void set_timeout(int fd, int secs)
 {
 	struct timeval tv = { .tv_sec = secs };
@@ -325,6 +457,7 @@ static void set_timeout(int fd, int secs)
 struct match {
 	char target[128];
 	int port;
+	int redirect_to;
 	char auth_header[72];
 	char auth_value[260];
 	bool auth;
@@ -345,6 +478,7 @@ static bool find_rule(struct hm_ingresses *ing, int port, const char *host, stru
 				continue;
 			found = true;
 			m->port = r->target_port;
+			m->redirect_to = r->redirect_to;
 			m->auth = r->auth_header != NULL;
 			if (m->auth) {
 				snprintf(m->auth_header, sizeof(m->auth_header), "%s",
@@ -360,11 +494,22 @@ static bool find_rule(struct hm_ingresses *ing, int port, const char *host, stru
 static void serve(struct conn *c)
 {
 	set_timeout(c->fd, HEAD_TIMEOUT_S);
+	struct timeval tv = { .tv_sec = HEAD_TIMEOUT_S };
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (c->tls) {
+		_cleanup_err_ struct hm_err *e = NULL;
+		c->ssl = hm_tls_accept(c->ing->tls, c->fd, &e);
+		if (!c->ssl) {
+			log_debug("ingress", "handshake failed", "peer=%s error=\"%s\"", c->peer,
+			          e->msg);
+			return;
+		}
+	}
 	char *head = xmalloc(HEAD_MAX + 1);
 	size_t len = 0;
 	char *end = NULL;
 	while (!end) {
-		ssize_t n = recv(c->fd, head + len, HEAD_MAX - len, 0);
+		ssize_t n = cl_read(c, head + len, HEAD_MAX - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -375,7 +520,7 @@ static void serve(struct conn *c)
 		head[len] = '\0';
 		end = strstr(head, "\r\n\r\n");
 		if (!end && len == HEAD_MAX) {
-			reply(c->fd, 431, "Request Header Fields Too Large", "headers_too_large",
+			reply(c, 431, "Request Header Fields Too Large", "headers_too_large",
 			      "the request head is over %u bytes", HEAD_MAX);
 			free(head);
 			return;
@@ -386,7 +531,7 @@ static void serve(struct conn *c)
 	head[head_len] = '\0';
 	char host[300];
 	if (!header(head, "Host", host, sizeof(host)) || !*host) {
-		reply(c->fd, 400, "Bad Request", "bad_request", "the request has no Host header");
+		reply(c, 400, "Bad Request", "bad_request", "the request has no Host header");
 		free(head);
 		return;
 	}
@@ -397,8 +542,26 @@ static void serve(struct conn *c)
 		*p = (char)tolower((unsigned char)*p);
 	struct match m = { .port = 0 };
 	if (!find_rule(c->ing, c->port, host, &m)) {
-		reply(c->fd, 404, "Not Found", "not_found", "no ingress routes %s on port %d", host,
+		reply(c, 404, "Not Found", "not_found", "no ingress routes %s on port %d", host,
 		      c->port);
+		free(head);
+		return;
+	}
+	if (m.redirect_to) {
+		char target[2048];
+		const char *sp = strchr(head, ' ');
+		const char *path = sp ? sp + 1 : "/";
+		size_t pl = strcspn(path, " \r");
+		char portpart[16] = "";
+		if (m.redirect_to != 443)
+			snprintf(portpart, sizeof(portpart), ":%d", m.redirect_to);
+		snprintf(target, sizeof(target), "https://%s%s%.*s", host, portpart,
+		         (int)(pl < 1800 ? pl : 1800), path);
+		_cleanup_free_ char *r301 = xasprintf("HTTP/1.1 301 Moved Permanently\r\nLocation: "
+		                                      "%s\r\nContent-Length: 0\r\nConnection: "
+		                                      "close\r\n\r\n",
+		                                      target);
+		cl_write(c, r301, strlen(r301));
 		free(head);
 		return;
 	}
@@ -406,7 +569,7 @@ static void serve(struct conn *c)
 		char got[300];
 		if (!header(head, m.auth_header, got, sizeof(got)) ||
 		    !same_secret(got, m.auth_value)) {
-			reply(c->fd, 403, "Forbidden", "forbidden",
+			reply(c, 403, "Forbidden", "forbidden",
 			      "this route needs the %s header with the right value", m.auth_header);
 			free(head);
 			return;
@@ -415,14 +578,14 @@ static void serve(struct conn *c)
 	char ip[16];
 	_cleanup_err_ struct hm_err *err = NULL;
 	if (hm_instances_address(c->ing->instances, m.target, ip, &err) < 0) {
-		reply(c->fd, 502, "Bad Gateway", "bad_gateway", "%s", err->msg);
+		reply(c, 502, "Bad Gateway", "bad_gateway", "%s", err->msg);
 		free(head);
 		return;
 	}
 	int up = connect_to(ip, m.port);
 	if (up < 0) {
-		reply(c->fd, 502, "Bad Gateway", "bad_gateway", "instance %s (%s:%d): %s", m.target,
-		      ip, m.port, strerror(errno));
+		reply(c, 502, "Bad Gateway", "bad_gateway", "instance %s (%s:%d): %s", m.target, ip,
+		      m.port, strerror(errno));
 		free(head);
 		return;
 	}
@@ -430,15 +593,20 @@ static void serve(struct conn *c)
 	header(head, "Connection", conn_hdr, sizeof(conn_hdr));
 	bool upgrade = header(head, "Upgrade", upg, sizeof(upg)) && strcasestr(conn_hdr, "upgrade");
 	_cleanup_free_ char *fwd =
-	    upstream_head(head, m.auth ? m.auth_header : NULL, c->peer, host, upgrade);
+	    upstream_head(head, m.auth ? m.auth_header : NULL, c->peer, host, upgrade, c->tls);
 	head[head_len] = saved;
 	int r = fwd ? send_all(up, fwd, strlen(fwd)) : -1;
 	if (r == 0 && len > head_len)
 		r = send_all(up, head + head_len, len - head_len);
 	free(head);
 	if (r < 0) {
-		reply(c->fd, 502, "Bad Gateway", "bad_gateway", "instance %s stopped reading",
+		reply(c, 502, "Bad Gateway", "bad_gateway", "instance %s stopped reading",
 		      m.target);
+		close(up);
+		return;
+	}
+	if (c->ssl) {
+		relay_tls(c, up);
 		close(up);
 		return;
 	}
@@ -459,6 +627,7 @@ static void *conn_thread(void *arg)
 {
 	struct conn *c = arg;
 	serve(c);
+	SSL_free(c->ssl);
 	close(c->fd);
 	atomic_fetch_sub(&c->ing->conns, 1);
 	free(c);
@@ -491,7 +660,7 @@ static void *accept_loop(void *arg)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		struct conn *c = xcalloc(1, sizeof(*c));
-		*c = (struct conn){ .ing = l->ing, .fd = fd, .port = l->port };
+		*c = (struct conn){ .ing = l->ing, .fd = fd, .port = l->port, .tls = l->tls };
 		if (ss.ss_family == AF_INET)
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer,
 			          sizeof(c->peer));
@@ -511,7 +680,7 @@ static void *accept_loop(void *arg)
 	}
 }
 
-static int listen_on(struct hm_ingresses *ing, int port, struct hm_err **err)
+static int listen_on(struct hm_ingresses *ing, int port, bool tls, struct hm_err **err)
 {
 	struct sockaddr_storage ss = { 0 };
 	socklen_t sl;
@@ -545,7 +714,9 @@ static int listen_on(struct hm_ingresses *ing, int port, struct hm_err **err)
 		return -1;
 	}
 	struct listener *l = xcalloc(1, sizeof(*l));
-	*l = (struct listener){ .next = ing->listeners, .port = port, .fd = fd, .ing = ing };
+	*l = (struct listener){
+		.next = ing->listeners, .port = port, .tls = tls, .fd = fd, .ing = ing
+	};
 	if (pthread_create(&l->thread, NULL, accept_loop, l) != 0) {
 		close(fd);
 		free(l);
@@ -553,7 +724,8 @@ static int listen_on(struct hm_ingresses *ing, int port, struct hm_err **err)
 		                  port);
 	}
 	ing->listeners = l;
-	log_info("ingress", "port open", "addr=%s:%d", ing->listen_addr, port);
+	log_info("ingress", "port open", "addr=%s:%d tls=%s", ing->listen_addr, port,
+	         tls ? "yes" : "no");
 	return 0;
 }
 
@@ -603,10 +775,11 @@ static void prune_listeners(struct hm_ingresses *ing)
 static json_t *ingress_json(const struct hm_ingress_row *r)
 {
 	json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
+	json_t *tags = json_object_get(spec, "tags"), *rules = json_object_get(spec, "rules");
 	json_t *o =
-	    json_pack("{s:s,s:s,s:O,s:O,s:s}", "id", r->id, "name", r->name, "tags",
-	              json_object_get(spec, "tags") ?: json_object(), "rules",
-	              json_object_get(spec, "rules") ?: json_array(), "created_at", r->created_at);
+	    json_pack("{s:s,s:s,s:o,s:o,s:s}", "id", r->id, "name", r->name, "tags",
+	              tags ? json_incref(tags) : json_object(), "rules",
+	              rules ? json_incref(rules) : json_array(), "created_at", r->created_at);
 	json_decref(spec);
 	return o;
 }
@@ -621,7 +794,7 @@ int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
 	pthread_mutex_init(&ing->mu, NULL);
 	pthread_rwlock_init(&ing->lock, NULL);
 	atomic_init(&ing->conns, 0);
-	if (reload(ing, err) < 0) {
+	if (hm_tls_open(cfg->ingress_cert_dir, &ing->tls, err) < 0 || reload(ing, err) < 0) {
 		hm_ingresses_close(ing);
 		return -1;
 	}
@@ -630,7 +803,7 @@ int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
 		if (listening(ing, ing->rules[i].port))
 			continue;
 		_cleanup_err_ struct hm_err *e = NULL;
-		if (listen_on(ing, ing->rules[i].port, &e) < 0)
+		if (listen_on(ing, ing->rules[i].port, ing->rules[i].tls, &e) < 0)
 			log_warn("ingress", "port unavailable", "error=\"%s\"", e->msg);
 	}
 	pthread_mutex_unlock(&ing->mu);
@@ -655,30 +828,45 @@ void hm_ingresses_close(struct hm_ingresses *ing)
 	if (atomic_load(&ing->conns) > 0)
 		return; /* leak rather than free under a live thread; the process is ending */
 	rules_free(ing->rules, ing->nrules);
+	hm_tls_free(ing->tls);
 	pthread_rwlock_destroy(&ing->lock);
 	pthread_mutex_destroy(&ing->mu);
 	free(ing->listen_addr);
 	free(ing);
 }
 
-/* A rule of `rules` whose hostname and port another ingress already routes: 409. */
-static int hostname_free(struct hm_ingresses *ing, json_t *rules, struct hm_err **err)
+/*
+ * The new rules against the table and each other: a hostname and port
+ * another ingress routes is 409 hostname_in_use; a port that would serve
+ * both TLS and plain HTTP is 409 port_conflict.
+ */
+static int check_new(struct hm_ingresses *ing, const struct rule *nr, size_t nn,
+                     struct hm_err **err)
 {
 	int r = 0;
 	pthread_rwlock_rdlock(&ing->lock);
-	size_t i;
-	json_t *o;
-	json_array_foreach (rules, i, o) {
-		json_t *m = json_object_get(o, "match");
-		const char *h = json_string_value(json_object_get(m, "hostname"));
-		int port = (int)json_integer_value(json_object_get(m, "port"));
-		for (size_t k = 0; k < ing->nrules && r == 0; k++)
-			if (ing->rules[k].port == port && strcmp(ing->rules[k].hostname, h) == 0)
+	for (size_t i = 0; i < nn && r == 0; i++) {
+		for (size_t k = 0; k < ing->nrules && r == 0; k++) {
+			const struct rule *o = &ing->rules[k];
+			if (o->port != nr[i].port)
+				continue;
+			if (strcmp(o->hostname, nr[i].hostname) == 0)
 				r = hm_err_set(
 				    err, HM_ERR_CONFLICT, "hostname_in_use",
 				    "hostname %s on port %d is already routed by another "
 				    "ingress",
-				    h, port);
+				    nr[i].hostname, nr[i].port);
+			else if (o->tls != nr[i].tls)
+				r = hm_err_set(err, HM_ERR_CONFLICT, "port_conflict",
+				               "port %d already serves %s; it cannot also serve %s",
+				               nr[i].port, o->tls ? "TLS" : "plain HTTP",
+				               nr[i].tls ? "TLS" : "plain HTTP");
+		}
+		for (size_t k = 0; k < i && r == 0; k++)
+			if (nr[k].port == nr[i].port && nr[k].tls != nr[i].tls)
+				r = hm_err_set(err, HM_ERR_INVALID, "invalid_rule",
+				               "port %d cannot serve both TLS and plain HTTP",
+				               nr[i].port);
 	}
 	pthread_rwlock_unlock(&ing->lock);
 	return r;
@@ -698,33 +886,44 @@ int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, str
 		json_decref(rules);
 		return -1;
 	}
+	/* TLS rules need a certificate the user put in the directory. */
+	hm_tls_reload(ing->tls, NULL);
 	size_t i;
 	json_t *o;
 	json_array_foreach (rules, i, o) {
-		if (json_is_true(json_object_get(o, "tls"))) {
+		const char *h =
+		    json_string_value(json_object_get(json_object_get(o, "match"), "hostname"));
+		bool tls = json_is_true(json_object_get(o, "tls"));
+		int r = 0;
+		if (!tls && json_is_true(json_object_get(o, "redirect_http")))
+			r = hm_err_set(err, HM_ERR_INVALID, "invalid_rule",
+			               "rules[%zu]: redirect_http needs tls", i);
+		else if (tls && !hm_tls_covers(ing->tls, h))
+			r = hm_err_set(
+			    err, HM_ERR_INVALID, "certificate_missing",
+			    "rules[%zu]: no certificate in %s covers %s (put NAME.crt and "
+			    "NAME.key there)",
+			    i, hm_tls_dir(ing->tls), h);
+		if (r < 0) {
 			json_decref(rules);
-			return hm_err_set(err, HM_ERR_NOT_IMPLEMENTED, "tls_unavailable",
-			                  "rules[%zu]: TLS termination is not available yet", i);
+			return -1;
 		}
 	}
 	json_t *tags = json_object_get(req, "tags");
-	json_t *spec = json_pack("{s:o,s:O}", "rules", rules, "tags",
-	                         json_is_object(tags) ? tags : json_object());
+	json_t *spec = json_pack("{s:o,s:o}", "rules", rules, "tags",
+	                         json_is_object(tags) ? json_deep_copy(tags) : json_object());
 	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
 	json_decref(spec);
 
+	struct rule *nr = NULL;
+	size_t nn = 0;
+	rules_add(&nr, &nn, spec_text);
 	pthread_mutex_lock(&ing->mu);
-	json_t *parsed = json_loads(spec_text, 0, NULL);
-	json_t *prules = json_object_get(parsed, "rules");
-	int r = hostname_free(ing, prules, err);
+	int r = check_new(ing, nr, nn, err);
 	/* Every port the new rules need must be bound before the ingress exists. */
-	json_array_foreach (prules, i, o) {
-		int port =
-		    (int)json_integer_value(json_object_get(json_object_get(o, "match"), "port"));
-		if (r == 0 && !listening(ing, port))
-			r = listen_on(ing, port, err);
-	}
-	json_decref(parsed);
+	for (size_t k = 0; k < nn && r == 0; k++)
+		if (!listening(ing, nr[k].port))
+			r = listen_on(ing, nr[k].port, nr[k].tls, err);
 	char id[25];
 	hm_command_new_id(id);
 	_cleanup_free_ char *created = now_rfc3339();
@@ -737,6 +936,7 @@ int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, str
 		r = reload(ing, err);
 	prune_listeners(ing); /* what a failed create opened */
 	pthread_mutex_unlock(&ing->mu);
+	rules_free(nr, nn);
 	if (r < 0)
 		return -1;
 	log_info("ingress", "created", "id=%s name=%s", id, name);

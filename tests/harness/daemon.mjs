@@ -3,7 +3,7 @@
 // mints tokens with the real hypeman-token, and on stop() sends SIGTERM and
 // checks that the daemon exits cleanly (a sanitizer report is a failure).
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -82,7 +82,17 @@ export async function startDaemon({ env = {}, args = [], netns } = {}) {
       closeProxy();
     },
     // SIGTERM, wait, and return the exit status; throws on an unclean exit.
+    // Unless the data is kept for another daemon, the instances go first:
+    // their VMs would otherwise outlive the daemon (as they are meant to)
+    // and the test that started them.
     async stop({ keepData = false } = {}) {
+      if (!keepData && child.exitCode === null && child.signalCode === null) {
+        const t = mintToken({ dataDir, env });
+        const r = await d.fetch('/instances', { token: t }).catch(() => null);
+        if (r?.status === 200) {
+          for (const i of await r.json()) await d.fetch(`/instances/${i.id}`, { method: 'DELETE', token: t }).catch(() => null);
+        }
+      }
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       let timer;
       const timeout = new Promise((res) => { timer = setTimeout(() => res(null), 20000); });
@@ -90,12 +100,27 @@ export async function startDaemon({ env = {}, args = [], netns } = {}) {
       clearTimeout(timer);
       closeProxy();
       if (!st) { child.kill('SIGKILL'); throw new Error(`daemon ignored SIGTERM for 20s:\n${log}`); }
-      if (!keepData) rmSync(dataDir, { recursive: true, force: true });
+      if (!keepData) {
+        killVmsOf(dataDir); // a daemon that crashed could not delete its instances
+        rmSync(dataDir, { recursive: true, force: true });
+      }
       if (st.code !== 0) throw new Error(`daemon exited with ${st.code ?? st.signal}:\n${log}`);
       return st;
     },
   };
   return d;
+}
+
+// SIGKILL the VMM processes of a test data dir (their command lines name it).
+function killVmsOf(dataDir) {
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let cmd;
+    try { cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8'); } catch { continue; }
+    if (cmd.startsWith('qemu-system') && cmd.includes(`${dataDir}/instances/`)) {
+      try { process.kill(Number(e), 'SIGKILL'); } catch { /* already gone */ }
+    }
+  }
 }
 
 export function mintToken({ dataDir, env = {}, sub = 'test', scopes, duration } = {}) {
