@@ -34,13 +34,8 @@
 #include "guest/b64.h"
 #include "instance/instances.h"
 
-#define FIRST_MESSAGE_MS 30000
-#define DATA_CHUNK       (24u << 10) /* decoded bytes per cp_data (the guest takes 32 KiB) */
-#define CP_MAX_MESSAGE   (1u << 20)
-
-struct cp_conn {
-	struct hm_exec *x;
-};
+#define DATA_CHUNK     (24u << 10) /* decoded bytes per cp_data (the guest takes 32 KiB) */
+#define CP_MAX_MESSAGE (1u << 20)
 
 static bool valid_path(json_t *v)
 {
@@ -259,35 +254,19 @@ static void pump(struct hm_ws *ws, struct hm_exec *x, bool to)
 	send_simple(x, "cp_abort"); /* a partial upload is dropped, a walk stops */
 }
 
-static void cp_run(void *cls, int fd, const char *extra, size_t extra_len)
+static void cp_session(struct hm_ws *ws, struct hm_exec *x, const struct hm_ws_msg *m)
 {
-	struct cp_conn *c = cls;
-	struct hm_ws_opts opts = { .max_message = CP_MAX_MESSAGE };
-	struct hm_ws *ws = hm_ws_new(fd, &opts);
-	struct hm_ws_msg m = { 0 };
-	if ((extra_len && hm_ws_prime(ws, extra, extra_len) < 0) ||
-	    hm_ws_wait(ws, FIRST_MESSAGE_MS) <= 0) {
-		hm_ws_close(ws, HM_WS_CLOSE_POLICY, "no cp request");
-		hm_ws_free(ws);
-		return;
-	}
-	if (hm_ws_read_frame(ws, &m, NULL) <= 0) {
-		hm_ws_free(ws);
-		return;
-	}
 	char why[256];
 	bool to = false, is_dir = false;
-	json_t *req = cp_request(&m, &to, &is_dir, why, sizeof(why));
-	hm_ws_msg_clear(&m);
+	json_t *req = cp_request(m, &to, &is_dir, why, sizeof(why));
 	if (!req) {
 		hm_ws_send_json(
 		    ws, json_pack("{s:s,s:s,s:s}", "type", "error", "message", why, "path", ""));
 		hm_ws_close(ws, HM_WS_CLOSE_POLICY, "bad cp request");
-		hm_ws_free(ws);
 		return;
 	}
 	struct hm_err *err = NULL;
-	if (hm_exec_send(c->x, req, &err) < 0) {
+	if (hm_exec_send(x, req, &err) < 0) {
 		if (to)
 			send_result(ws, err ? err->msg : "agent unavailable", 0);
 		else
@@ -297,33 +276,14 @@ static void cp_run(void *cls, int fd, const char *extra, size_t extra_len)
 		hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
 		hm_err_free(err);
 	} else {
-		pump(ws, c->x, to);
+		pump(ws, x, to);
 	}
 	json_decref(req);
-	hm_ws_free(ws);
 }
 
-static void cp_free(void *cls)
-{
-	struct cp_conn *c = cls;
-	hm_exec_close(c->x);
-	free(c);
-}
+static const struct hm_guest_ws cp_ws = { "cp", CP_MAX_MESSAGE, cp_session };
 
 int hm_h_instances_cp(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	char *accept = NULL;
-	if (hm_ws_check_upgrade(req, &accept, err) < 0)
-		return -1;
-	struct hm_exec *x = NULL;
-	if (hm_instances_exec_open(hm_req_services(req)->instances, hm_req_param(req, "id"), &x,
-	                           err) < 0) {
-		free(accept);
-		return -1;
-	}
-	struct cp_conn *c = xcalloc(1, sizeof(*c));
-	c->x = x;
-	hm_resp_upgrade(resp, accept, cp_run, cp_free, c);
-	free(accept);
-	return 0;
+	return hm_guest_ws_upgrade(req, resp, &cp_ws, err);
 }

@@ -36,16 +36,11 @@
 #include "guest/b64.h"
 #include "instance/instances.h"
 
-#define FIRST_MESSAGE_MS 30000        /* how long the client may take to send its request */
 #define STDIN_CHUNK      (24u << 10)  /* decoded bytes per agent stdin message (guest max 32 KiB) */
 #define EXEC_MAX_MESSAGE (256u << 10) /* one client message */
 #define EXEC_MAX_TIMEOUT (7 * 86400)  /* seconds */
 #define EXEC_MAX_ARGS    4096
 #define EXEC_MAX_ENV     1024
-
-struct exec_conn {
-	struct hm_exec *x;
-};
 
 static long long mono_ms(void)
 {
@@ -299,38 +294,17 @@ static void pump(struct hm_ws *ws, struct hm_exec *x, long timeout_s)
 	kill_session(x);
 }
 
-static void exec_run(void *cls, int fd, const char *extra, size_t extra_len)
+static void exec_session(struct hm_ws *ws, struct hm_exec *x, const struct hm_ws_msg *m)
 {
-	struct exec_conn *c = cls;
-	struct hm_ws_opts opts = { .max_message = EXEC_MAX_MESSAGE };
-	struct hm_ws *ws = hm_ws_new(fd, &opts);
-	if (extra_len && hm_ws_prime(ws, extra, extra_len) < 0) {
-		hm_ws_close(ws, HM_WS_CLOSE_TOO_BIG, "too much data before the request");
-		hm_ws_free(ws);
-		return;
-	}
-	struct hm_ws_msg m = { 0 };
-	int r = hm_ws_wait(ws, FIRST_MESSAGE_MS);
-	if (r <= 0) {
-		hm_ws_close(ws, HM_WS_CLOSE_POLICY, "no exec request");
-		hm_ws_free(ws);
-		return;
-	}
-	if (hm_ws_read_frame(ws, &m, NULL) <= 0) {
-		hm_ws_free(ws);
-		return;
-	}
 	char why[256];
 	long timeout_s = 0;
-	json_t *req = exec_request(&m, &timeout_s, why, sizeof(why));
-	hm_ws_msg_clear(&m);
+	json_t *req = exec_request(m, &timeout_s, why, sizeof(why));
 	if (!req) {
 		send_error_text(ws, why);
-		hm_ws_free(ws);
 		return;
 	}
 	struct hm_err *err = NULL;
-	if (hm_exec_send(c->x, req, &err) < 0) {
+	if (hm_exec_send(x, req, &err) < 0) {
 		char *line = xasprintf("Error: %s\r\n", err ? err->msg : "agent unavailable");
 		hm_ws_send(ws, HM_WS_BINARY, line, strlen(line), NULL);
 		free(line);
@@ -338,33 +312,14 @@ static void exec_run(void *cls, int fd, const char *extra, size_t extra_len)
 		hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
 		hm_err_free(err);
 	} else {
-		pump(ws, c->x, timeout_s);
+		pump(ws, x, timeout_s);
 	}
 	json_decref(req);
-	hm_ws_free(ws);
 }
 
-static void exec_free(void *cls)
-{
-	struct exec_conn *c = cls;
-	hm_exec_close(c->x);
-	free(c);
-}
+static const struct hm_guest_ws exec_ws = { "exec", EXEC_MAX_MESSAGE, exec_session };
 
 int hm_h_instances_exec(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	char *accept = NULL;
-	if (hm_ws_check_upgrade(req, &accept, err) < 0)
-		return -1;
-	struct hm_exec *x = NULL;
-	if (hm_instances_exec_open(hm_req_services(req)->instances, hm_req_param(req, "id"), &x,
-	                           err) < 0) {
-		free(accept);
-		return -1;
-	}
-	struct exec_conn *c = xcalloc(1, sizeof(*c));
-	c->x = x;
-	hm_resp_upgrade(resp, accept, exec_run, exec_free, c);
-	free(accept);
-	return 0;
+	return hm_guest_ws_upgrade(req, resp, &exec_ws, err);
 }

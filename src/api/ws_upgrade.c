@@ -4,12 +4,18 @@
  */
 #include "api/ws_upgrade.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "api/api.h"
 #include "core/err.h"
 #include "core/websocket.h"
+#include "core/xalloc.h"
+#include "instance/instances.h"
+
+#define FIRST_MESSAGE_MS 30000 /* how long a client may take to send its request */
 
 int hm_ws_check_upgrade(struct hm_req *req, char **accept, struct hm_err **err)
 {
@@ -47,4 +53,54 @@ void hm_ws_send_json(struct hm_ws *ws, json_t *o)
 	if (s)
 		hm_ws_send(ws, HM_WS_TEXT, s, strlen(s), NULL);
 	free(s);
+}
+
+struct guest_conn {
+	struct hm_exec *x;
+	const struct hm_guest_ws *g;
+};
+
+static void guest_run(void *cls, int fd, const char *extra, size_t extra_len)
+{
+	struct guest_conn *c = cls;
+	struct hm_ws_opts opts = { .max_message = c->g->max_message };
+	struct hm_ws *ws = hm_ws_new(fd, &opts);
+	struct hm_ws_msg m = { 0 };
+	if (extra_len && hm_ws_prime(ws, extra, extra_len) < 0) {
+		hm_ws_close(ws, HM_WS_CLOSE_TOO_BIG, "too much data before the request");
+	} else if (hm_ws_wait(ws, FIRST_MESSAGE_MS) <= 0) {
+		char why[64];
+		snprintf(why, sizeof(why), "no %s request", c->g->what);
+		hm_ws_close(ws, HM_WS_CLOSE_POLICY, why);
+	} else if (hm_ws_read_frame(ws, &m, NULL) > 0) {
+		c->g->session(ws, c->x, &m);
+		hm_ws_msg_clear(&m);
+	}
+	hm_ws_free(ws);
+}
+
+static void guest_free(void *cls)
+{
+	struct guest_conn *c = cls;
+	hm_exec_close(c->x);
+	free(c);
+}
+
+int hm_guest_ws_upgrade(struct hm_req *req, struct hm_resp *resp, const struct hm_guest_ws *g,
+                        struct hm_err **err)
+{
+	char *accept = NULL;
+	if (hm_ws_check_upgrade(req, &accept, err) < 0)
+		return -1;
+	struct hm_exec *x = NULL;
+	if (hm_instances_exec_open(hm_req_services(req)->instances, hm_req_param(req, "id"), &x,
+	                           err) < 0) {
+		free(accept);
+		return -1;
+	}
+	struct guest_conn *c = xcalloc(1, sizeof(*c));
+	*c = (struct guest_conn){ x, g };
+	hm_resp_upgrade(resp, accept, guest_run, guest_free, c);
+	free(accept);
+	return 0;
 }

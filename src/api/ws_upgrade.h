@@ -1,8 +1,11 @@
 /*
- * The WebSocket handshake on the API's side, shared by the endpoints that
- * upgrade (exec, cp): check the request's headers, answer 101 with the
- * accept key and hand the socket to a session function (request.h's
- * upgrade fields). Plus the one framing helper they all use.
+ * The WebSocket side of the API, shared by the endpoints that upgrade
+ * (exec, cp): the handshake (check the request's headers, answer 101 with
+ * the accept key, hand the socket to a session function through request.h's
+ * upgrade fields) and, for endpoints that talk to a guest, everything up
+ * to their first message: the instance's agent session opened before the
+ * upgrade (so a stopped instance is a plain 409), the socket wrapped, the
+ * first message awaited.
  */
 #pragma once
 
@@ -22,3 +25,17 @@ void hm_resp_upgrade(struct hm_resp *resp, const char *accept,
 
 /* Send a JSON value (stolen) as one text frame. */
 void hm_ws_send_json(struct hm_ws *ws, json_t *o);
+
+struct hm_exec;
+struct hm_ws_msg;
+
+/* A guest endpoint: its session, run with the client's first message. */
+struct hm_guest_ws {
+	const char *what;   /* "exec": names it in close reasons */
+	size_t max_message; /* bound on one client message */
+	void (*session)(struct hm_ws *ws, struct hm_exec *x, const struct hm_ws_msg *first);
+};
+
+/* GET /instances/{id}/<endpoint>: upgrade and run g's session on a Running instance. */
+int hm_guest_ws_upgrade(struct hm_req *req, struct hm_resp *resp, const struct hm_guest_ws *g,
+                        struct hm_err **err);
