@@ -31,10 +31,8 @@
 #include "core/err.h"
 #include "core/websocket.h"
 #include "core/xalloc.h"
-#include "guest/b64.h"
 #include "instance/instances.h"
 
-#define DATA_CHUNK     (24u << 10) /* decoded bytes per cp_data (the guest takes 32 KiB) */
 #define CP_MAX_MESSAGE (1u << 20)
 
 static bool valid_path(json_t *v)
@@ -128,21 +126,6 @@ static void send_result(struct hm_ws *ws, const char *error, json_int_t written)
 	hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
 }
 
-static int send_data(struct hm_exec *x, const unsigned char *p, size_t len)
-{
-	char *b64 = xmalloc(HM_GB64_LEN(DATA_CHUNK) + 1);
-	int r = 0;
-	for (size_t off = 0; off < len && r == 0; off += DATA_CHUNK) {
-		size_t n = len - off < DATA_CHUNK ? len - off : DATA_CHUNK;
-		hm_gb64_encode(p + off, n, b64);
-		json_t *msg = json_pack("{s:s,s:s}", "type", "cp_data", "data", b64);
-		r = hm_exec_send(x, msg, NULL);
-		json_decref(msg);
-	}
-	free(b64);
-	return r;
-}
-
 static void send_simple(struct hm_exec *x, const char *type)
 {
 	json_t *m = json_pack("{s:s}", "type", type);
@@ -172,13 +155,7 @@ static int agent_message(struct hm_ws *ws, json_t *msg)
 		return 0;
 	}
 	if (strcmp(type, "cp_data") == 0) {
-		const char *data = json_string_value(json_object_get(msg, "data"));
-		size_t n = data ? strlen(data) : 0;
-		unsigned char *buf = xmalloc(n + 1);
-		ssize_t len = hm_gb64_decode(data ? data : "", n, buf, n + 1);
-		if (len > 0)
-			hm_ws_send(ws, HM_WS_BINARY, buf, (size_t)len, NULL);
-		free(buf);
+		hm_ws_relay_data(ws, msg);
 		return 0;
 	}
 	if (strcmp(type, "cp_file_end") == 0) {
@@ -241,7 +218,7 @@ static void pump(struct hm_ws *ws, struct hm_exec *x, bool to)
 		if (hm_ws_read_frame(ws, &m, NULL) <= 0)
 			break; /* the client went away */
 		if (to && m.opcode == HM_WS_BINARY) {
-			send_data(x, m.data, m.len);
+			hm_guest_send_bytes(x, "cp_data", m.data, m.len);
 		} else if (to && m.opcode == HM_WS_TEXT) {
 			json_t *j = json_loadb((const char *)m.data, m.len, 0, NULL);
 			const char *type = json_string_value(json_object_get(j, "type"));

@@ -33,10 +33,8 @@
 #include "core/websocket.h"
 #include "core/err.h"
 #include "core/xalloc.h"
-#include "guest/b64.h"
 #include "instance/instances.h"
 
-#define STDIN_CHUNK      (24u << 10)  /* decoded bytes per agent stdin message (guest max 32 KiB) */
 #define EXEC_MAX_MESSAGE (256u << 10) /* one client message */
 #define EXEC_MAX_TIMEOUT (7 * 86400)  /* seconds */
 #define EXEC_MAX_ARGS    4096
@@ -151,22 +149,6 @@ static json_t *exec_request(const struct hm_ws_msg *m, long *timeout_s, char *wh
 	return out;
 }
 
-/* Stdin bytes from the client, in chunks the guest takes. */
-static int forward_stdin(struct hm_exec *x, const unsigned char *p, size_t len)
-{
-	char *b64 = xmalloc(HM_GB64_LEN(STDIN_CHUNK) + 1);
-	int r = 0;
-	for (size_t off = 0; off < len && r == 0; off += STDIN_CHUNK) {
-		size_t n = len - off < STDIN_CHUNK ? len - off : STDIN_CHUNK;
-		hm_gb64_encode(p + off, n, b64);
-		json_t *msg = json_pack("{s:s,s:s}", "type", "stdin", "data", b64);
-		r = hm_exec_send(x, msg, NULL);
-		json_decref(msg);
-	}
-	free(b64);
-	return r;
-}
-
 /* A client text message after the request: resize or stdin_close. */
 static void client_control(struct hm_exec *x, const struct hm_ws_msg *m)
 {
@@ -205,15 +187,7 @@ static int agent_message(struct hm_ws *ws, json_t *msg)
 	if (!type)
 		return 0;
 	if (strcmp(type, "output") == 0) {
-		const char *data = json_string_value(json_object_get(msg, "data"));
-		size_t n = data ? strlen(data) : 0;
-		if (n == 0)
-			return 0;
-		unsigned char *buf = xmalloc(n);
-		ssize_t len = hm_gb64_decode(data, n, buf, n);
-		if (len > 0)
-			hm_ws_send(ws, HM_WS_BINARY, buf, (size_t)len, NULL);
-		free(buf);
+		hm_ws_relay_data(ws, msg);
 		return 0;
 	}
 	if (strcmp(type, "exec_exit") == 0 || strcmp(type, "error") == 0) {
@@ -282,7 +256,7 @@ static void pump(struct hm_ws *ws, struct hm_exec *x, long timeout_s)
 		if (r <= 0)
 			break; /* the client went away */
 		if (m.opcode == HM_WS_BINARY) {
-			if (forward_stdin(x, m.data, m.len) < 0) {
+			if (hm_guest_send_bytes(x, "stdin", m.data, m.len) < 0) {
 				hm_ws_msg_clear(&m);
 				continue; /* the queue says why next round */
 			}

@@ -13,9 +13,11 @@
 #include "core/err.h"
 #include "core/websocket.h"
 #include "core/xalloc.h"
+#include "guest/b64.h"
 #include "instance/instances.h"
 
-#define FIRST_MESSAGE_MS 30000 /* how long a client may take to send its request */
+#define FIRST_MESSAGE_MS 30000       /* how long a client may take to send its request */
+#define DATA_CHUNK       (24u << 10) /* decoded bytes per data message (the guest takes 32 KiB) */
 
 int hm_ws_check_upgrade(struct hm_req *req, char **accept, struct hm_err **err)
 {
@@ -103,4 +105,32 @@ int hm_guest_ws_upgrade(struct hm_req *req, struct hm_resp *resp, const struct h
 	hm_resp_upgrade(resp, accept, guest_run, guest_free, c);
 	free(accept);
 	return 0;
+}
+
+int hm_guest_send_bytes(struct hm_exec *x, const char *type, const void *p, size_t len)
+{
+	char *b64 = xmalloc(HM_GB64_LEN(DATA_CHUNK) + 1);
+	int r = 0;
+	for (size_t off = 0; off < len && r == 0; off += DATA_CHUNK) {
+		size_t n = len - off < DATA_CHUNK ? len - off : DATA_CHUNK;
+		hm_gb64_encode((const unsigned char *)p + off, n, b64);
+		json_t *msg = json_pack("{s:s,s:s}", "type", type, "data", b64);
+		r = hm_exec_send(x, msg, NULL);
+		json_decref(msg);
+	}
+	free(b64);
+	return r;
+}
+
+void hm_ws_relay_data(struct hm_ws *ws, json_t *msg)
+{
+	const char *data = json_string_value(json_object_get(msg, "data"));
+	size_t n = data ? strlen(data) : 0;
+	if (n == 0)
+		return;
+	unsigned char *buf = xmalloc(n);
+	ssize_t len = hm_gb64_decode(data, n, buf, n);
+	if (len > 0)
+		hm_ws_send(ws, HM_WS_BINARY, buf, (size_t)len, NULL);
+	free(buf);
 }
