@@ -32,7 +32,8 @@
 #define AGENT_WAIT_MS  2000 /* how long the agent port's name may take to appear */
 #define POLL_STEP_MS   5
 #define HUP_RECHECK_MS 100          /* while the host end is closed, look again this often */
-#define OUT_HIGH       (256u << 10) /* stop producing above this many queued bytes */
+#define OUT_HIGH       (256u << 10) /* stop reading requests above this many queued bytes */
+#define OUT_ROOM       (128u << 10) /* sessions produce only below this: headroom for answers */
 #define OUT_MAX        (8u << 20)   /* answers are dropped above this (a host that never reads) */
 #define READ_CHUNK     (64u << 10)
 
@@ -236,9 +237,14 @@ void agent_data(long long id, const char *type, const void *data, size_t len)
 	queue_b64(head, h, data, len);
 }
 
+/*
+ * Session output (exec, cp) stops well below the point where requests stop
+ * being read: a busy copy or a chatty command must never starve the host's
+ * next request of the port.
+ */
 bool agent_room(void)
 {
-	return a.fd >= 0 && a.up && pending() < OUT_HIGH;
+	return a.fd >= 0 && a.up && pending() < OUT_ROOM;
 }
 
 void agent_flush(void)

@@ -14,6 +14,7 @@ struct hm_store;
 struct hm_images;
 struct hm_instances;
 struct hm_ingresses;
+struct hm_volumes;
 
 /* What handlers may use. Owned by the daemon; outlives the server. */
 struct hm_services {
@@ -22,6 +23,7 @@ struct hm_services {
 	struct hm_images *images;
 	struct hm_instances *instances;
 	struct hm_ingresses *ingresses;
+	struct hm_volumes *volumes;
 	const char *jwt_secret;
 	time_t started_at;
 };

@@ -32,3 +32,8 @@ hm_handler_fn hm_h_ingresses_list;
 hm_handler_fn hm_h_ingresses_create;
 hm_handler_fn hm_h_ingresses_get;
 hm_handler_fn hm_h_ingresses_delete;
+hm_handler_fn hm_h_volumes_list;
+hm_handler_fn hm_h_volumes_create;
+hm_handler_fn hm_h_volumes_from_archive;
+hm_handler_fn hm_h_volumes_get;
+hm_handler_fn hm_h_volumes_delete;

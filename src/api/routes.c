@@ -35,6 +35,12 @@ const struct hm_route hm_routes[] = {
 	{ "POST", "/ingresses", "ingress:write", HM_ROUTE_JSON_BODY, hm_h_ingresses_create },
 	{ "GET", "/ingresses/{id}", "ingress:read", 0, hm_h_ingresses_get },
 	{ "DELETE", "/ingresses/{id}", "ingress:delete", 0, hm_h_ingresses_delete },
+	{ "GET", "/volumes", "volume:read", 0, hm_h_volumes_list },
+	{ "POST", "/volumes", "volume:write", HM_ROUTE_JSON_BODY, hm_h_volumes_create },
+	{ "POST", "/volumes/from-archive", "volume:write", HM_ROUTE_UPLOAD,
+	  hm_h_volumes_from_archive },
+	{ "GET", "/volumes/{id}", "volume:read", 0, hm_h_volumes_get },
+	{ "DELETE", "/volumes/{id}", "volume:delete", 0, hm_h_volumes_delete },
 };
 
 const size_t hm_routes_count = sizeof(hm_routes) / sizeof(hm_routes[0]);

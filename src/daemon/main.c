@@ -30,6 +30,7 @@
 #include "ingress/ingress.h"
 #include "instance/instances.h"
 #include "net/net.h"
+#include "volume/volumes.h"
 #include "store/store.h"
 
 static int record_first_start(struct hm_store *st, struct hm_err **err)
@@ -105,8 +106,17 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		return -1;
 	}
 
+	struct hm_volumes *volumes = NULL;
+	if (hm_volumes_open(store, cfg, &volumes, err) < 0) {
+		hm_instances_close(instances);
+		hm_net_close(net);
+		hm_images_stop(images);
+		hm_store_close(store);
+		return -1;
+	}
 	struct hm_ingresses *ingresses = NULL;
 	if (hm_ingresses_open(store, instances, cfg, &ingresses, err) < 0) {
+		hm_volumes_close(volumes);
 		hm_instances_close(instances);
 		hm_net_close(net);
 		hm_images_stop(images);
@@ -119,6 +129,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		.images = images,
 		.instances = instances,
 		.ingresses = ingresses,
+		.volumes = volumes,
 		.jwt_secret = secret,
 		.started_at = time(NULL),
 	};
@@ -127,6 +138,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 	    hm_net_protect_api(net, hm_api_port(api), err) < 0) {
 		hm_api_stop(api);
 		hm_ingresses_close(ingresses);
+		hm_volumes_close(volumes);
 		hm_instances_close(instances);
 		hm_net_close(net);
 		hm_images_stop(images);
@@ -146,6 +158,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 	log_info("daemon", "shutting down", "signal=%s", sigabbrev_np(sig));
 	hm_api_stop(api);
 	hm_ingresses_close(ingresses);
+	hm_volumes_close(volumes);
 	hm_instances_close(instances); /* VMs keep running; the next start adopts them */
 	hm_net_close(net);             /* so do the bridge, the rules and their TAPs */
 	hm_images_stop(images);

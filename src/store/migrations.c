@@ -47,6 +47,14 @@ const char *const hm_migrations[] = {
 	"  spec TEXT NOT NULL,"
 	"  created_at TEXT NOT NULL"
 	") STRICT;",
+	/* 5: volumes: persistent disks that outlive instances. */
+	"CREATE TABLE volumes ("
+	"  id TEXT PRIMARY KEY NOT NULL,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  size_gb INTEGER NOT NULL,"
+	"  tags TEXT NOT NULL DEFAULT '{}',"
+	"  created_at TEXT NOT NULL"
+	") STRICT;",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

@@ -1,0 +1,146 @@
+/*
+ * store/volumes: typed access to the volumes table.
+ */
+#include "store/volumes.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/xalloc.h"
+#include "store/internal.h"
+
+#define COLS "id, name, size_gb, tags, created_at"
+
+void hm_volume_row_done(struct hm_volume_row *r)
+{
+	free(r->id);
+	free(r->name);
+	free(r->tags);
+	free(r->created_at);
+	memset(r, 0, sizeof(*r));
+}
+
+void hm_volume_rows_free(struct hm_volume_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		hm_volume_row_done(&rows[i]);
+	free(rows);
+}
+
+static char *col_text(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	return t ? xstrdup((const char *)t) : NULL;
+}
+
+static void read_row(sqlite3_stmt *s, struct hm_volume_row *r)
+{
+	r->id = col_text(s, 0);
+	r->name = col_text(s, 1);
+	r->size_gb = sqlite3_column_int64(s, 2);
+	r->tags = col_text(s, 3);
+	r->created_at = col_text(s, 4);
+}
+
+int hm_store_volume_insert(struct hm_store *st, const struct hm_volume_row *r, struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, "INSERT INTO volumes(" COLS ") VALUES (?1, ?2, ?3, ?4, ?5)", &s,
+	                     err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, r->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, r->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, r->size_gb);
+	sqlite3_bind_text(s, 4, r->tags ? r->tags : "{}", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, r->created_at, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return hm_err_set(err, HM_ERR_CONFLICT, "already_exists",
+		                  "a volume with id `%s` or name `%s` already exists", r->id,
+		                  r->name);
+	if (rc != SQLITE_DONE)
+		return hm_store_error(st, err, "save volume");
+	return 0;
+}
+
+/* Rows matching one key: how many (up to 2), the first read into *ret. */
+static int lookup(struct hm_store *st, const char *sql, const char *key, struct hm_volume_row *ret,
+                  struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, sql, &s, err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	int rc, n = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		if (n++ == 0)
+			read_row(s, ret);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		if (n > 0)
+			hm_volume_row_done(ret);
+		return hm_store_error(st, err, "look up volume");
+	}
+	return n;
+}
+
+int hm_store_volume_find(struct hm_store *st, const char *key, struct hm_volume_row *ret,
+                         struct hm_err **err)
+{
+	int n = lookup(st, "SELECT " COLS " FROM volumes WHERE id = ?1", key, ret, err);
+	if (n == 0)
+		n = lookup(st, "SELECT " COLS " FROM volumes WHERE name = ?1", key, ret, err);
+	if (n == 0 && *key && strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789") == strlen(key))
+		n = lookup(
+		    st, "SELECT " COLS " FROM volumes WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2",
+		    key, ret, err);
+	if (n < 0)
+		return -1;
+	if (n == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "volume `%s` not found", key);
+	if (n > 1) {
+		hm_volume_row_done(ret);
+		return hm_err_set(err, HM_ERR_CONFLICT, "ambiguous_id",
+		                  "`%s` is a prefix of more than one volume id", key);
+	}
+	return 0;
+}
+
+int hm_store_volume_list(struct hm_store *st, struct hm_volume_row **ret, size_t *n,
+                         struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, "SELECT " COLS " FROM volumes ORDER BY created_at, id", &s, err) <
+	    0)
+		return -1;
+	struct hm_volume_row *rows = NULL;
+	size_t count = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rows = xrealloc(rows, (count + 1) * sizeof(*rows));
+		read_row(s, &rows[count++]);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		hm_volume_rows_free(rows, count);
+		return hm_store_error(st, err, "list volumes");
+	}
+	*ret = rows;
+	*n = count;
+	return 0;
+}
+
+int hm_store_volume_delete(struct hm_store *st, const char *id, struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, "DELETE FROM volumes WHERE id = ?1 RETURNING id", &s, err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int found = hm_store_step_returning(st, s, "delete volume", err);
+	if (found == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "volume `%s` not found", id);
+	return found < 0 ? -1 : 0;
+}

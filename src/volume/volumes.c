@@ -1,0 +1,377 @@
+/*
+ * volume/volumes: the volume service (volumes.h). Creation order, so that
+ * every failure leaves nothing: validate, build the disk in a fresh
+ * volumes/tmp/<random>/ directory, insert the row (the id and name are
+ * claimed there), rename the directory to volumes/<id>; a failed insert or
+ * rename removes the directory, a failed rename also the row.
+ */
+#include "volume/volumes.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/spawn.h"
+#include "core/tags.h"
+#include "core/xalloc.h"
+#include "instance/command.h"
+#include "store/volumes.h"
+
+#define MAX_SIZE_GB     2048
+#define MAX_ENTRIES     (1u << 20)
+#define EXT4_OVERHEAD_N 95 /* an ext4 file system keeps ~5%: the content must fit in the rest */
+
+struct hm_volumes {
+	struct hm_store *st;
+	char *dir; /* DATA_DIR/volumes */
+};
+
+static char *now_rfc3339(void)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char buf[32];
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return xstrdup(buf);
+}
+
+int hm_volumes_open(struct hm_store *st, const struct hm_config *cfg, struct hm_volumes **ret,
+                    struct hm_err **err)
+{
+	struct hm_volumes *v = xcalloc(1, sizeof(*v));
+	v->st = st;
+	v->dir = xasprintf("%s/volumes", cfg->data_dir);
+	_cleanup_free_ char *tmp = xasprintf("%s/tmp", v->dir);
+	/* What a crashed create left is garbage: nothing names it. */
+	hm_rm_rf(tmp, NULL);
+	if (hm_mkdir_p(tmp, 0700, err) < 0) {
+		hm_volumes_close(v);
+		return -1;
+	}
+	*ret = v;
+	return 0;
+}
+
+void hm_volumes_close(struct hm_volumes *v)
+{
+	if (!v)
+		return;
+	free(v->dir);
+	free(v);
+}
+
+static json_t *volume_json(const struct hm_volume_row *r)
+{
+	json_t *tags = json_loads(r->tags ? r->tags : "{}", 0, NULL);
+	return json_pack("{s:s,s:s,s:I,s:o,s:[],s:s}", "id", r->id, "name", r->name, "size_gb",
+	                 (json_int_t)r->size_gb, "tags", tags ? tags : json_object(), "attachments",
+	                 "created_at", r->created_at);
+}
+
+/* A caller's id: like a name (lowercase letters, digits, dashes), at most 63. */
+static int check_id(const char *id, struct hm_err **err)
+{
+	if (hm_command_check_name(id, NULL) < 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_id",
+		                  "`id` must be lowercase letters, digits and dashes (at most 63), "
+		                  "not starting or ending with a dash");
+	return 0;
+}
+
+static int check_size(long long gb, struct hm_err **err)
+{
+	if (gb < 1 || gb > MAX_SIZE_GB)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_size",
+		                  "`size_gb` must be an integer from 1 to %d", MAX_SIZE_GB);
+	return 0;
+}
+
+/* mkfs.ext4 on a sparse file of gb GiB at path, copying `from` (a directory) in when given. */
+static int make_disk(const char *path, long long gb, const char *from, struct hm_err **err)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return hm_err_errno(err, errno, "create volume disk");
+	int r = ftruncate(fd, (off_t)gb << 30);
+	int e = errno;
+	close(fd);
+	if (r < 0)
+		return hm_err_errno(err, e, "size volume disk");
+	const char *argv[] = { "mkfs.ext4",
+		               "-q",
+		               "-F",
+		               "-m",
+		               "0",
+		               "-E",
+		               "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+		               from ? "-d" : path,
+		               from ? from : NULL,
+		               from ? path : NULL,
+		               NULL };
+	if (hm_run(argv, NULL, NULL, err) < 0)
+		return hm_err_wrap(err, "format volume disk");
+	return 0;
+}
+
+/*
+ * Unpack the tar(.gz) at archive into dir. Refused (400, nothing kept):
+ * absolute paths, "..", links that lead out, devices, fifos and sockets,
+ * more than MAX_ENTRIES entries, and content over limit bytes.
+ */
+static int unpack(const char *archive, const char *dir, long long limit, struct hm_err **err)
+{
+	struct archive *a = archive_read_new();
+	archive_read_support_filter_all(a);
+	archive_read_support_format_tar(a);
+	struct archive *w = archive_write_disk_new();
+	/* Entries are rewritten to absolute paths under dir after their names are
+	 * checked, so NOABSOLUTEPATHS cannot be used; SECURE_SYMLINKS keeps a
+	 * link in the archive from redirecting a later entry out of dir. */
+	archive_write_disk_set_options(w, ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+	                                      ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+	                                      ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER |
+	                                      ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_UNLINK);
+	int r = 0;
+	if (archive_read_open_filename(a, archive, 1 << 16) != ARCHIVE_OK)
+		r = hm_err_set(err, HM_ERR_INVALID, "invalid_archive",
+		               "not a tar or tar.gz archive: %s", archive_error_string(a));
+	long long total = 0;
+	unsigned entries = 0;
+	struct archive_entry *e;
+	while (r == 0) {
+		int rc = archive_read_next_header(a, &e);
+		if (rc == ARCHIVE_EOF)
+			break;
+		if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+			r = hm_err_set(err, HM_ERR_INVALID, "invalid_archive", "archive: %s",
+			               archive_error_string(a));
+			break;
+		}
+		_cleanup_free_ char *name =
+		    archive_entry_pathname(e) ? xstrdup(archive_entry_pathname(e)) : NULL;
+		mode_t type = archive_entry_filetype(e);
+		if (++entries > MAX_ENTRIES) {
+			r = hm_err_set(err, HM_ERR_INVALID, "archive_too_large",
+			               "the archive has more than %u entries", MAX_ENTRIES);
+			break;
+		}
+		if (!name || name[0] == '/' || strcmp(name, "..") == 0 ||
+		    strncmp(name, "../", 3) == 0 || strstr(name, "/../") ||
+		    (strlen(name) >= 3 && !strcmp(name + strlen(name) - 3, "/.."))) {
+			r = hm_err_set(err, HM_ERR_INVALID, "unsafe_path",
+			               "the archive entry `%.200s` points outside the volume",
+			               name ? name : "?");
+			break;
+		}
+		if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK) {
+			r = hm_err_set(
+			    err, HM_ERR_INVALID, "unsupported_entry",
+			    "the archive entry `%.200s` is not a file, directory or link", name);
+			break;
+		}
+		_cleanup_free_ char *hl =
+		    archive_entry_hardlink(e) ? xstrdup(archive_entry_hardlink(e)) : NULL;
+		if (hl && (hl[0] == '/' || strstr(hl, ".."))) {
+			r = hm_err_set(err, HM_ERR_INVALID, "unsafe_path",
+			               "the hard link `%.200s` points outside the volume", name);
+			break;
+		}
+		total += archive_entry_size(e) > 0 ? archive_entry_size(e) : 0;
+		if (total > limit) {
+			r = hm_err_set(
+			    err, HM_ERR_INVALID, "archive_too_large",
+			    "the archive's content is larger than the volume (%lld bytes fit)",
+			    limit);
+			break;
+		}
+		_cleanup_free_ char *dst = xasprintf("%s/%s", dir, name);
+		archive_entry_set_pathname(e, dst);
+		if (hl) {
+			_cleanup_free_ char *hdst = xasprintf("%s/%s", dir, hl);
+			archive_entry_set_hardlink(e, hdst);
+		}
+		if (archive_write_header(w, e) != ARCHIVE_OK) {
+			r = hm_err_set(err, HM_ERR_INVALID, "unsafe_path",
+			               "archive entry `%.200s`: %s", name, archive_error_string(w));
+			break;
+		}
+		const void *buf;
+		size_t size;
+		la_int64_t off;
+		while (r == 0 && (rc = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK)
+			if (archive_write_data_block(w, buf, size, off) != ARCHIVE_OK)
+				r = hm_err_set(err, HM_ERR_INTERNAL, NULL, "write `%.200s`: %s",
+				               name, archive_error_string(w));
+		if (r == 0 && rc != ARCHIVE_EOF)
+			r = hm_err_set(err, HM_ERR_INVALID, "invalid_archive", "archive: %s",
+			               archive_error_string(a));
+		if (r == 0 && archive_write_finish_entry(w) != ARCHIVE_OK)
+			r = hm_err_set(err, HM_ERR_INTERNAL, NULL, "finish `%.200s`: %s", name,
+			               archive_error_string(w));
+	}
+	archive_read_free(a);
+	archive_write_free(w);
+	return r;
+}
+
+/* Build in tmp/, claim the row, move into place. */
+static int create(struct hm_volumes *v, const char *id_in, const char *name, long long gb,
+                  json_t *tags, const char *archive, json_t **ret, struct hm_err **err)
+{
+	char gen[25];
+	const char *id = id_in;
+	if (!id) {
+		hm_command_new_id(gen);
+		id = gen;
+	}
+	_cleanup_free_ char *work = xasprintf("%s/tmp/%s.XXXXXX", v->dir, id);
+	if (!mkdtemp(work))
+		return hm_err_errno(err, errno, "create volume work dir");
+	_cleanup_free_ char *disk = xasprintf("%s/data.ext4", work);
+	int r = 0;
+	if (archive) {
+		_cleanup_free_ char *content = xasprintf("%s/content", work);
+		r = hm_mkdir_p(content, 0755, err);
+		if (r == 0)
+			r = unpack(archive, content, (gb << 30) / 100 * EXT4_OVERHEAD_N, err);
+		if (r == 0)
+			r = make_disk(disk, gb, content, err);
+		if (r == 0)
+			hm_rm_rf(content, NULL);
+	} else {
+		r = make_disk(disk, gb, NULL, err);
+	}
+	_cleanup_free_ char *tags_text =
+	    json_is_object(tags) ? json_dumps(tags, JSON_COMPACT) : xstrdup("{}");
+	_cleanup_free_ char *created = now_rfc3339();
+	struct hm_volume_row row = { .id = (char *)id,
+		                     .name = (char *)name,
+		                     .size_gb = gb,
+		                     .tags = tags_text,
+		                     .created_at = created };
+	if (r == 0)
+		r = hm_store_volume_insert(v->st, &row, err);
+	_cleanup_free_ char *final = xasprintf("%s/%s", v->dir, id);
+	if (r == 0 && rename(work, final) < 0) {
+		r = hm_err_errno(err, errno, "move volume into place");
+		hm_store_volume_delete(v->st, id, NULL);
+	}
+	if (r < 0) {
+		hm_rm_rf(work, NULL);
+		return -1;
+	}
+	log_info("volumes", "created", "id=%s name=%s size_gb=%lld from_archive=%s", id, name, gb,
+	         archive ? "yes" : "no");
+	*ret = volume_json(&row);
+	return 0;
+}
+
+static int check_common(const char *name, const char *id, json_t *tags, struct hm_err **err)
+{
+	if (!name)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	if (hm_command_check_name(name, err) < 0)
+		return -1;
+	if (id && check_id(id, err) < 0)
+		return -1;
+	if (tags && !json_is_null(tags) && hm_tags_validate(tags, err) < 0)
+		return -1;
+	return 0;
+}
+
+int hm_volumes_create(struct hm_volumes *v, json_t *req, json_t **ret, struct hm_err **err)
+{
+	if (!json_is_object(req))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *nv = json_object_get(req, "name"), *iv = json_object_get(req, "id");
+	if ((nv && !json_is_string(nv)) || (iv && !json_is_null(iv) && !json_is_string(iv)))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`name` and `id` must be strings");
+	json_t *tags = json_object_get(req, "tags");
+	if (check_common(json_string_value(nv), json_string_value(iv), tags, err) < 0)
+		return -1;
+	json_t *sz = json_object_get(req, "size_gb");
+	if (!json_is_integer(sz))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_size",
+		                  "`size_gb` is required: an integer from 1 to %d", MAX_SIZE_GB);
+	if (check_size(json_integer_value(sz), err) < 0)
+		return -1;
+	return create(v, json_string_value(iv), json_string_value(nv), json_integer_value(sz), tags,
+	              NULL, ret, err);
+}
+
+int hm_volumes_create_from_archive(struct hm_volumes *v, const char *name, const char *size_gb,
+                                   const char *id, json_t *tags, const char *archive, json_t **ret,
+                                   struct hm_err **err)
+{
+	if (check_common(name, id, tags, err) < 0)
+		return -1;
+	char *end = NULL;
+	long long gb = size_gb ? strtoll(size_gb, &end, 10) : 0;
+	if (!size_gb || *end || end == size_gb)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_size",
+		                  "`size_gb` (query) is required: an integer from 1 to %d",
+		                  MAX_SIZE_GB);
+	if (check_size(gb, err) < 0)
+		return -1;
+	return create(v, id, name, gb, tags, archive, ret, err);
+}
+
+int hm_volumes_get(struct hm_volumes *v, const char *key, json_t **ret, struct hm_err **err)
+{
+	struct hm_volume_row row = { 0 };
+	if (hm_store_volume_find(v->st, key, &row, err) < 0)
+		return -1;
+	*ret = volume_json(&row);
+	hm_volume_row_done(&row);
+	return 0;
+}
+
+int hm_volumes_list(struct hm_volumes *v, json_t *tags, json_t **ret, struct hm_err **err)
+{
+	struct hm_volume_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_volume_list(v->st, &rows, &n, err) < 0)
+		return -1;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = volume_json(&rows[i]);
+		if (!tags || hm_tags_match(json_object_get(o, "tags"), tags))
+			json_array_append_new(arr, o);
+		else
+			json_decref(o);
+	}
+	hm_volume_rows_free(rows, n);
+	*ret = arr;
+	return 0;
+}
+
+int hm_volumes_delete(struct hm_volumes *v, const char *key, struct hm_err **err)
+{
+	struct hm_volume_row row = { 0 };
+	if (hm_store_volume_find(v->st, key, &row, err) < 0)
+		return -1;
+	/* Row first: once it is gone nothing can attach it; then the disk. */
+	int r = hm_store_volume_delete(v->st, row.id, err);
+	if (r == 0) {
+		_cleanup_free_ char *dir = xasprintf("%s/%s", v->dir, row.id);
+		hm_rm_rf(dir, NULL);
+		log_info("volumes", "deleted", "id=%s name=%s", row.id, row.name);
+	}
+	hm_volume_row_done(&row);
+	return r;
+}
