@@ -65,6 +65,13 @@ static const struct cli_cmd commands[] = {
 	  cmd_start },
 	{ "inspect", "INSTANCE", "Print an instance's full record as JSON", NULL, cmd_inspect },
 	{ "stats", "INSTANCE...", "Show CPU and memory use of running instances", NULL, cmd_stats },
+	{ "volume", "create|import|ls|rm ...", "Manage volumes: persistent disks for instances",
+	  "  create NAME --size GB [--id ID] [-t KEY=VALUE]   an empty ext4 volume\n"
+	  "  import NAME FILE --size GB [...]                 a volume holding FILE's files\n"
+	  "                                                   (tar or tar.gz; - reads stdin)\n"
+	  "  ls [-q]                                          list volumes\n"
+	  "  rm VOLUME...                                     delete volumes and their data\n",
+	  cmd_volume },
 	{ "pull", "IMAGE", "Pull an image and convert it to a VM root disk",
 	  "  --platform OS/ARCH   platform to pull (default: the host's)\n"
 	  "  --username USER      registry user; password from --password-stdin\n"

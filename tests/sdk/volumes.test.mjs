@@ -5,10 +5,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Hypeman from '@onkernel/hypeman';
-import { startDaemon } from '../harness/daemon.mjs';
+import { startDaemon, runCli } from '../harness/daemon.mjs';
 import { tarBuffer, gzip } from '../registry/tar.mjs';
 
 let d, client;
@@ -100,4 +101,31 @@ test('archives that escape, hold devices, or do not fit are refused and leave no
   assert.deepEqual(readdirSync(join(d.dataDir, 'volumes')).sort(), before);
   assert.deepEqual(readdirSync(join(d.dataDir, 'volumes', 'tmp')), []);
   assert.deepEqual(await client.volumes.list(), []);
+});
+
+test('CLI: volume create, import, ls, rm', async () => {
+  const env = { HYPEMAN_BASE_URL: d.url, HYPEMAN_API_KEY: d.token() };
+  const work = mkdtempSync(join(tmpdir(), 'hm-vol-'));
+  try {
+    let r = await runCli(['volume', 'create', 'cli-empty', '--size', '1', '-t', 'k=v'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const id = r.stdout.trim();
+    writeFileSync(join(work, 'a.tar.gz'), gzip(tarBuffer([{ path: 'hello.txt', data: 'from the cli\n' }])));
+    r = await runCli(['volume', 'import', 'cli-files', join(work, 'a.tar.gz'), '--size', '1'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(debugfs(r.stdout.trim(), 'cat /hello.txt'), 'from the cli\n');
+    r = await runCli(['volume', 'ls'], { env });
+    assert.match(r.stdout, /^ID\s+NAME\s+SIZE/);
+    assert.match(r.stdout, new RegExp(`${id}\\s+cli-empty\\s+1GB`));
+    assert.match(r.stdout, /cli-files/);
+    r = await runCli(['volume', 'create', 'cli-empty', '--size', '1'], { env });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /already exists/);
+    r = await runCli(['volume', 'create', 'x'], { env });
+    assert.equal(r.code, 2);
+    r = await runCli(['volume', 'rm', 'cli-empty', 'cli-files'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    r = await runCli(['volume', 'ls', '-q'], { env });
+    assert.equal(r.stdout, '');
+  } finally { rmSync(work, { recursive: true, force: true }); }
 });
