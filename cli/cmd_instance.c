@@ -155,6 +155,7 @@ int cmd_run(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 		{ "memory", required_argument, NULL, 'm' },
 		{ "overlay-size", required_argument, NULL, 'o' },
 		{ "tag", required_argument, NULL, 't' },
+		{ "volume", required_argument, NULL, 'v' },
 		{ "detach", no_argument, NULL, 'd' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ 0 },
@@ -162,10 +163,29 @@ int cmd_run(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 	const char *name = NULL, *entrypoint = NULL, *mem = NULL, *overlay = NULL;
 	long cpus = 0;
 	bool detach = false, quiet = false;
-	json_t *env = json_object(), *tags = json_object();
+	json_t *env = json_object(), *tags = json_object(), *vols = json_array();
 	int ch;
-	while ((ch = cli_getopt(cmd, argc, argv, "n:e:m:t:dq", opts)) != -1) {
+	while ((ch = cli_getopt(cmd, argc, argv, "n:e:m:t:v:dq", opts)) != -1) {
 		switch (ch) {
+		case 'v': {
+			/* VOLUME:/path[:ro], as docker's -v */
+			const char *colon = strchr(optarg, ':');
+			const char *ro = colon ? strstr(colon + 1, ":ro") : NULL;
+			if (!colon || colon == optarg || colon[1] != '/' || (ro && ro[3])) {
+				json_decref(env);
+				json_decref(tags);
+				json_decref(vols);
+				return cli_misuse(cmd,
+				                  "--volume wants VOLUME:/path or VOLUME:/path:ro");
+			}
+			_cleanup_free_ char *vol = xstrndup(optarg, (size_t)(colon - optarg));
+			_cleanup_free_ char *path =
+			    ro ? xstrndup(colon + 1, (size_t)(ro - colon - 1)) : xstrdup(colon + 1);
+			json_array_append_new(vols, json_pack("{s:s,s:s,s:b}", "volume_id", vol,
+			                                      "mount_path", path, "readonly",
+			                                      ro != NULL));
+			break;
+		}
 		case 'n':
 			name = optarg;
 			break;
@@ -190,6 +210,7 @@ int cmd_run(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 			if (*end || cpus < 1) {
 				json_decref(env);
 				json_decref(tags);
+				json_decref(vols);
 				return cli_misuse(cmd, "--cpus wants a positive integer");
 			}
 			break;
@@ -209,6 +230,7 @@ int cmd_run(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 			if (!eq) {
 				json_decref(env);
 				json_decref(tags);
+				json_decref(vols);
 				return cli_misuse(cmd, "--tag wants KEY=VALUE, got `%s`", optarg);
 			}
 			_cleanup_free_ char *k = xstrndup(optarg, (size_t)(eq - optarg));
@@ -220,6 +242,7 @@ int cmd_run(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 	if (optind >= argc) {
 		json_decref(env);
 		json_decref(tags);
+		json_decref(vols);
 		return cli_misuse(cmd, "expected an IMAGE");
 	}
 	const char *image = argv[optind++];
@@ -227,6 +250,7 @@ int cmd_run(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 	if (ensure_image(c, image, quiet, &err) < 0) {
 		json_decref(env);
 		json_decref(tags);
+		json_decref(vols);
 		return cli_fail(err);
 	}
 	_cleanup_free_ char *gen = name ? NULL : default_name(image);
@@ -235,8 +259,11 @@ int cmd_run(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 		json_object_set(body, "env", env);
 	if (json_object_size(tags))
 		json_object_set(body, "tags", tags);
+	if (json_array_size(vols))
+		json_object_set(body, "volumes", vols);
 	json_decref(env);
 	json_decref(tags);
+	json_decref(vols);
 	if (entrypoint)
 		json_object_set_new(body, "entrypoint",
 		                    *entrypoint ? json_pack("[s]", entrypoint) : json_array());

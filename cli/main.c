@@ -26,6 +26,7 @@ static const struct cli_cmd commands[] = {
 	  "  -m, --memory SIZE      guest memory, e.g. 512MB (default 1GB)\n"
 	  "  --overlay-size SIZE    writable disk (default 10GB, sparse)\n"
 	  "  -t, --tag KEY=VALUE    tag the instance (repeatable)\n"
+	  "  -v, --volume VOL:/PATH[:ro]  attach a volume (repeatable)\n"
 	  "  -d, --detach           print the instance id and return at once\n"
 	  "  -q, --quiet            no pull messages\n"
 	  "Attached, it exits with the program's exit code.\n",

@@ -157,6 +157,15 @@ int hm_gcfg_parse(char *buf, size_t len, struct hm_gcfg *cfg, char *errbuf, size
 			cfg->env[cfg->envc++] = v;
 			continue;
 		}
+		if (key_is(buf, &r, "volume")) {
+			if (cfg->nvolumes >= HM_GUEST_MAX_VOLS) {
+				seterr(errbuf, errlen, "more than %d volume records",
+				       HM_GUEST_MAX_VOLS);
+				return -1;
+			}
+			cfg->volume[cfg->nvolumes++] = v;
+			continue;
+		}
 		if (key_is(buf, &r, "dns")) {
 			if (cfg->ndns >= HM_GUEST_MAX_DNS) {
 				seterr(errbuf, errlen, "more than %d dns records",
@@ -187,6 +196,7 @@ int hm_gcfg_parse(char *buf, size_t len, struct hm_gcfg *cfg, char *errbuf, size
 	cfg->argv[cfg->argc] = NULL;
 	cfg->env[cfg->envc] = NULL;
 	cfg->dns[cfg->ndns] = NULL;
+	cfg->volume[cfg->nvolumes] = NULL;
 	return 0;
 }
 

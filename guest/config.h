@@ -21,6 +21,7 @@
 #define HM_GUEST_MAX_ARGS 4096
 #define HM_GUEST_MAX_ENV  4096
 #define HM_GUEST_MAX_DNS  8
+#define HM_GUEST_MAX_VOLS 8
 #define HM_GUEST_MAX_KEY  32 /* longest key name */
 
 /* Room for the exit message after the record's fixed lines. */
@@ -49,6 +50,9 @@ struct hm_gcfg {
 	const char *net_gw;
 	const char *net_mac;
 	const char *agent; /* "hypeman.agent" */
+	/* volume records: "DEVICE ro|rw MOUNT_PATH" (the path is the rest of the value) */
+	char *volume[HM_GUEST_MAX_VOLS + 1];
+	size_t nvolumes;
 };
 
 /*

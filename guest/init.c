@@ -69,6 +69,8 @@ static struct {
 	pid_t pid;         /* the program, once started */
 	long oom_before;   /* /proc/vmstat oom_kill when the program started */
 	long long stop_at; /* a stop request's SIGKILL deadline (uptime ms), or 0 */
+	const char *vol_paths[HM_GUEST_MAX_VOLS]; /* mounted volumes, to unmount on the way out */
+	size_t nvol_paths;
 } g = { .sfd = -1, .cfg_fd = -1, .oldroot_fd = -1 };
 
 static char cfgbuf[HM_GUEST_AREA_SIZE];
@@ -415,6 +417,35 @@ static void mount_root(void)
 	          "lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work") < 0)
 		die(errno, "mount overlay on /newroot");
 	step("root mounted (%s %s, overlay %s)", cfg.rootfs, cfg.root, cfg.overlay);
+}
+
+/*
+ * Volumes, after the switch: each record is "DEVICE ro|rw /path". The path
+ * is made in the new root if missing; ro mounts read-only (the host also
+ * gives the device read-only, so the guest cannot write it either way).
+ */
+static void mount_volumes(void)
+{
+	for (size_t i = 0; i < cfg.nvolumes; i++) {
+		char *rec = cfg.volume[i];
+		char *sp1 = strchr(rec, ' ');
+		char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+		if (!sp1 || !sp2 || sp2[1] != '/')
+			die(0, "volume record `%s`: want DEVICE ro|rw /path", rec);
+		*sp1 = '\0';
+		*sp2 = '\0';
+		const char *dev = rec, *mode = sp1 + 1, *path = sp2 + 1;
+		bool ro = strcmp(mode, "ro") == 0;
+		if (!ro && strcmp(mode, "rw") != 0)
+			die(0, "volume %s: mode `%s` (want ro or rw)", dev, mode);
+		wait_device(dev);
+		if (mkdir_p(path, 0755) < 0)
+			die(errno, "volume %s: create mount point %s", dev, path);
+		if (mount(dev, path, "ext4", ro ? MS_RDONLY : 0, NULL) < 0)
+			die(errno, "volume %s: mount on %s (%s)", dev, path, mode);
+		g.vol_paths[g.nvol_paths++] = path;
+		step("volume %s on %s (%s)", dev, path, mode);
+	}
 }
 
 static void switch_root(void)
@@ -939,6 +970,15 @@ static void write_exit_record(int code, const char *message)
  */
 static void unmount_all(void)
 {
+	/* Volumes first, newest first, so their ext4 journals are clean too. */
+	for (size_t i = g.nvol_paths; i-- > 0;) {
+		int r = -1;
+		for (int k = 0; k < 100 && (r = umount2(g.vol_paths[i], 0)) < 0 && errno == EBUSY;
+		     k++)
+			sleep_ms(2);
+		if (r < 0 && mount(NULL, g.vol_paths[i], NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			say("unmount volume %s: %s", g.vol_paths[i], strerror(errno));
+	}
 	if (g.switched) {
 		if (umount2("/", MNT_DETACH) < 0)
 			say("detach the root overlay: %s", strerror(errno));
@@ -1007,6 +1047,7 @@ int main(void)
 	read_config();
 	mount_root();
 	switch_root();
+	mount_volumes();
 	setup_identity();
 	setup_network();
 	agent_open();

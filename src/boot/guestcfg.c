@@ -152,6 +152,17 @@ static int validate(const struct hm_guest_config *c, struct hm_err **err)
 		return invalid(err, "net_mac", c->net_mac);
 	if (c->agent && (!one_line(c->agent) || strchr(c->agent, '/')))
 		return invalid(err, "agent port name", c->agent);
+	size_t nvol = count(c->volumes);
+	if (nvol > HM_GUEST_MAX_VOLS)
+		return hm_err_set(err, HM_ERR_INVALID, NULL,
+		                  "guest config: %zu volumes, at most %d", nvol, HM_GUEST_MAX_VOLS);
+	for (size_t i = 0; i < nvol; i++) {
+		const char *v = c->volumes[i];
+		const char *sp = strchr(v, ' ');
+		if (!one_line(v) || v[0] != '/' || !sp ||
+		    (strncmp(sp, " ro /", 5) != 0 && strncmp(sp, " rw /", 5) != 0))
+			return invalid(err, "volume (want DEVICE ro|rw /path)", v);
+	}
 	return 0;
 }
 
@@ -171,6 +182,9 @@ int hm_guestcfg_write(const char *path, const struct hm_guest_config *c, struct 
 			return -1;
 	for (size_t i = 0; c->dns && c->dns[i]; i++)
 		if (put(&w, "dns", c->dns[i], err) < 0)
+			return -1;
+	for (size_t i = 0; c->volumes && c->volumes[i]; i++)
+		if (put(&w, "volume", c->volumes[i], err) < 0)
 			return -1;
 	const struct {
 		const char *key, *value;

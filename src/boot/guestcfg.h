@@ -31,6 +31,8 @@ struct hm_guest_config {
 	const char *net_gw;
 	const char *net_mac;
 	const char *agent; /* virtio-serial port name */
+	/* "DEVICE ro|rw /mount/path" each, NULL-terminated (may be NULL) */
+	const char *const *volumes;
 };
 
 /*

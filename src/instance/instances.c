@@ -44,6 +44,8 @@
 #include "core/spawn.h"
 #include "core/tags.h"
 #include "net/net.h"
+#include "store/volumes.h"
+#include "volume/volumes.h"
 #include "core/xalloc.h"
 #include "host/host.h"
 #include "image/images.h"
@@ -90,6 +92,7 @@ struct hm_instances {
 	long tsc_khz;
 	struct hm_net *net; /* borrowed */
 	pthread_mutex_t lock;
+	pthread_mutex_t vol_lock; /* volume claims: held from the check to the row insert */
 	struct live *lives;
 };
 
@@ -495,7 +498,15 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 		_cleanup_free_ char *t = xasprintf("%s/s", h);
 		json_object_set_new(o, "disk_io_bps", json_string(t));
 	}
-	json_object_set_new(o, "volumes", json_array());
+	json_t *vols = json_array();
+	size_t vi;
+	json_t *va;
+	json_array_foreach (json_object_get(spec, "volumes"), vi, va)
+		json_array_append_new(
+		    vols, json_pack("{s:O,s:O,s:b}", "volume_id", json_object_get(va, "id"),
+		                    "mount_path", json_object_get(va, "mount_path"), "readonly",
+		                    json_is_true(json_object_get(va, "readonly"))));
+	json_object_set_new(o, "volumes", vols);
 	json_object_set_new(o, "created_at", json_string(r->created_at));
 	json_object_set_new(o, "expires_at", json_null());
 	json_object_set_new(o, "started_at",
@@ -620,6 +631,7 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
 	in->dir = xasprintf("%s/instances", cfg->data_dir);
 	in->tsc_khz = hm_vmm_host_tsc_khz();
 	pthread_mutex_init(&in->lock, NULL);
+	pthread_mutex_init(&in->vol_lock, NULL);
 	if (hm_mkdir_p(in->dir, 0700, err) < 0) {
 		hm_instances_close(in);
 		return -1;
@@ -654,6 +666,7 @@ void hm_instances_close(struct hm_instances *in)
 	}
 	pthread_mutex_unlock(&in->lock);
 	pthread_mutex_destroy(&in->lock);
+	pthread_mutex_destroy(&in->vol_lock);
 	hm_kernel_done(&in->kernel);
 	free(in->boot_error);
 	free(in->initrd);
@@ -670,6 +683,7 @@ struct create_req {
 	json_t *env, *cmd, *entrypoint, *tags;
 	bool network;
 	int64_t down_bps, up_bps, disk_bps; /* 0: default */
+	json_t *volumes;                    /* checked: [{id, mount_path, readonly}] (owned) */
 };
 
 static int size_field(json_t *req, const char *key, int64_t dflt, int64_t min, int64_t max,
@@ -697,6 +711,125 @@ static int size_field(json_t *req, const char *key, int64_t dflt, int64_t min, i
 	}
 	*ret = b;
 	return 0;
+}
+
+#define MAX_VOLUMES 8
+
+/* A mount path a volume may take: absolute, clean, not a system directory. */
+static int check_mount_path(const char *p, struct hm_err **err)
+{
+	static const char *const system[] = { "/",     "/bin",   "/boot",  "/dev",  "/etc",
+		                              "/lib",  "/lib32", "/lib64", "/proc", "/run",
+		                              "/sbin", "/sys",   "/usr",   "/var",  NULL };
+	size_t n = p ? strlen(p) : 0;
+	bool ok = n > 1 && n < 256 && p[0] == '/' && p[n - 1] != '/' && !strstr(p, "//") &&
+	          !strstr(p, "/./") && !strstr(p, "/../") && strcmp(p + n - 2, "/.") != 0 &&
+	          (n < 3 || strcmp(p + n - 3, "/..") != 0) && !strpbrk(p, " \n\t");
+	for (size_t i = 0; ok && system[i]; i++)
+		ok = strcmp(p, system[i]) != 0;
+	static const char *const under[] = { "/proc/", "/sys/", "/dev/", NULL };
+	for (size_t i = 0; ok && under[i]; i++)
+		ok = strncmp(p, under[i], strlen(under[i])) != 0;
+	if (!ok)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_mount_path",
+		                  "mount path `%.100s` must be a clean absolute path (no spaces) "
+		                  "outside the system directories (/, /etc, /usr, /proc, ...)",
+		                  p ? p : "");
+	return 0;
+}
+
+/* `volumes` of a create: shapes and paths; existence and sharing come later. */
+static int parse_volumes(json_t *req, struct create_req *c, struct hm_err **err)
+{
+	json_t *vs = json_object_get(req, "volumes");
+	c->volumes = json_array();
+	if (!vs || json_is_null(vs))
+		return 0;
+	if (!json_is_array(vs) || json_array_size(vs) > MAX_VOLUMES)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`volumes` must be an array of at most %d attachments",
+		                  MAX_VOLUMES);
+	size_t i;
+	json_t *v;
+	json_array_foreach (vs, i, v) {
+		const char *id = json_string_value(json_object_get(v, "volume_id"));
+		const char *mp = json_string_value(json_object_get(v, "mount_path"));
+		json_t *ro = json_object_get(v, "readonly"), *ov = json_object_get(v, "overlay");
+		if (!json_is_object(v) || !id || !*id)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "volumes[%zu].volume_id is required", i);
+		if (check_mount_path(mp, err) < 0)
+			return -1;
+		if ((ro && !json_is_null(ro) && !json_is_boolean(ro)))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "volumes[%zu].readonly must be a boolean", i);
+		if (json_is_true(ov))
+			return hm_err_set(err, HM_ERR_NOT_IMPLEMENTED, "not_implemented",
+			                  "volumes[%zu]: overlay attachments are not available yet",
+			                  i);
+		for (size_t k = 0; k < json_array_size(c->volumes); k++) {
+			const char *other = json_string_value(
+			    json_object_get(json_array_get(c->volumes, k), "mount_path"));
+			if (strcmp(other, mp) == 0)
+				return hm_err_set(err, HM_ERR_INVALID, "invalid_mount_path",
+				                  "two volumes on %s", mp);
+		}
+		json_array_append_new(c->volumes, json_pack("{s:s,s:s,s:b}", "id", id, "mount_path",
+		                                            mp, "readonly", json_is_true(ro)));
+	}
+	return 0;
+}
+
+/*
+ * Resolve each attachment to a volume (404 if none) and check sharing: a
+ * read-write attachment needs the volume to itself, a read-only one needs
+ * no writer. Under in->lock, so two creates cannot both take a volume.
+ */
+static int claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **err)
+{
+	struct hm_instance_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_instance_list(in->st, &rows, &n, err) < 0)
+		return -1;
+	int r = 0;
+	size_t i;
+	json_t *v;
+	json_array_foreach (vols, i, v) {
+		struct hm_volume_row vr = { 0 };
+		if (hm_store_volume_find(in->st, json_string_value(json_object_get(v, "id")), &vr,
+		                         err) < 0) {
+			r = -1;
+			break;
+		}
+		json_object_set_new(v, "id", json_string(vr.id)); /* a name becomes the id */
+		bool want_rw = !json_is_true(json_object_get(v, "readonly"));
+		for (size_t k = 0; k < n && r == 0; k++) {
+			json_t *spec = json_loads(rows[k].spec ? rows[k].spec : "{}", 0, NULL);
+			size_t j;
+			json_t *a;
+			json_array_foreach (json_object_get(spec, "volumes"), j, a) {
+				if (r == 0 &&
+				    strcmp(json_string_value(json_object_get(a, "id")) ?: "",
+				           vr.id) == 0 &&
+				    (want_rw || !json_is_true(json_object_get(a, "readonly"))))
+					r = hm_err_set(
+					    err, HM_ERR_CONFLICT, "volume_in_use",
+					    "volume `%s` is attached %s to instance %s; a "
+					    "read-write attachment needs it alone",
+					    vr.name,
+					    json_is_true(json_object_get(a, "readonly"))
+					        ? "read-only"
+					        : "read-write",
+					    rows[k].name);
+			}
+			json_decref(spec);
+		}
+		hm_volume_row_done(&vr);
+		if (r < 0)
+			break;
+	}
+	hm_instance_rows_free(rows, n);
+	return r;
 }
 
 static int parse_create(json_t *req, const char *data_dir, struct create_req *c,
@@ -795,6 +928,8 @@ static int parse_create(json_t *req, const char *data_dir, struct create_req *c,
 			    "`disk_io_bps` must be a rate from 64KB/s to 1TB/s such as "
 			    "\"100MB/s\"");
 	}
+	if (parse_volumes(req, c, err) < 0)
+		return -1;
 	json_t *hv = json_object_get(req, "hypervisor");
 	if (hv && !json_is_null(hv)) {
 		const char *h = json_string_value(hv);
@@ -854,7 +989,17 @@ static int write_guest_config(struct hm_instances *in, const struct hm_instance_
 	const char *user = json_string_value(json_object_get(spec, "user"));
 	json_t *net = spec_net(spec);
 	const char *dns[] = { net ? hm_net_dns(in->net) : NULL, NULL };
+	/* Volumes follow config, root and overlay: /dev/vdd, /dev/vde, ... */
+	json_t *vols = json_object_get(spec, "volumes");
+	char *vrec[MAX_VOLUMES + 1] = { 0 };
+	for (size_t i = 0; i < json_array_size(vols) && i < MAX_VOLUMES; i++) {
+		json_t *v = json_array_get(vols, i);
+		vrec[i] = xasprintf("/dev/vd%c %s %s", (char)('d' + i),
+		                    json_is_true(json_object_get(v, "readonly")) ? "ro" : "rw",
+		                    json_string_value(json_object_get(v, "mount_path")));
+	}
 	struct hm_guest_config gc = {
+		.volumes = (const char *const *)vrec,
 		.net_ip = json_string_value(json_object_get(net, "cidr")),
 		.net_gw = json_string_value(json_object_get(net, "gateway")),
 		.net_mac = json_string_value(json_object_get(net, "mac")),
@@ -872,10 +1017,15 @@ static int write_guest_config(struct hm_instances *in, const struct hm_instance_
 	int r = hm_guestcfg_write(cfg, &gc, err);
 	for (size_t i = 0; i < envc; i++)
 		free(ev[i]);
+	for (size_t i = 0; i < MAX_VOLUMES; i++)
+		free(vrec[i]);
 	return r;
 }
 
 /* Start the VMM on the instance's disks. */
+static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
+                       struct hm_vm_spec *vsp, struct hm_vm **ret_vm, struct hm_err **err);
+
 static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
                     const char *root_disk, struct hm_vm **ret_vm, struct hm_err **err)
 {
@@ -892,6 +1042,8 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 	_cleanup_free_ char *app_log = inst_path(in, id, "logs/app.log");
 	_cleanup_free_ char *vmm_log = inst_path(in, id, "logs/vmm.log");
 	uint64_t dio = (uint64_t)json_integer_value(json_object_get(spec, "disk_io_bps"));
+	json_t *vols = json_object_get(spec, "volumes");
+	char *vol_disks[MAX_VOLUMES] = { 0 };
 	struct hm_vm_spec vs = {
 		.id = id,
 		.run_dir = run,
@@ -905,6 +1057,25 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 		.console_log = app_log,
 		.vmm_log = vmm_log,
 	};
+	for (size_t i = 0; i < json_array_size(vols) && i < MAX_VOLUMES; i++) {
+		json_t *v = json_array_get(vols, i);
+		vol_disks[i] =
+		    hm_volume_disk(in->cfg->data_dir, json_string_value(json_object_get(v, "id")));
+		vs.disks[vs.ndisks++] =
+		    (struct hm_vm_disk){ vol_disks[i], json_is_true(json_object_get(v, "readonly")),
+			                 dio };
+	}
+	int r = spawn_vm_on(in, id, spec, &vs, ret_vm, err);
+	for (size_t i = 0; i < MAX_VOLUMES; i++)
+		free(vol_disks[i]);
+	return r;
+}
+
+/* spawn_vm's second half: the network, the VMM, the limits. */
+static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
+                       struct hm_vm_spec *vsp, struct hm_vm **ret_vm, struct hm_err **err)
+{
+	struct hm_vm_spec vs = *vsp;
 	char tap[HM_NET_TAP_MAX];
 	json_t *net = spec_net(spec);
 	double t_net = mono_ms();
@@ -1005,11 +1176,22 @@ static int admit(struct hm_instances *in, const struct create_req *c, struct hm_
 	return 0;
 }
 
+static int create(struct hm_instances *in, json_t *req, struct create_req c, json_t **ret,
+                  struct hm_err **err);
+
 int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, struct hm_err **err)
 {
 	struct create_req c = { 0 };
-	if (parse_create(req, in->cfg->data_dir, &c, err) < 0)
-		return -1;
+	int r = parse_create(req, in->cfg->data_dir, &c, err);
+	if (r == 0)
+		r = create(in, req, c, ret, err);
+	json_decref(c.volumes);
+	return r;
+}
+
+static int create(struct hm_instances *in, json_t *req, struct create_req c, json_t **ret,
+                  struct hm_err **err)
+{
 	if (in->boot_error)
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
 		                  "instances cannot boot on this host: %s", in->boot_error);
@@ -1046,6 +1228,7 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 		json_object_set(spec, "entrypoint", c.entrypoint);
 	if (c.disk_bps)
 		json_object_set_new(spec, "disk_io_bps", json_integer(c.disk_bps));
+	json_object_set(spec, "volumes", c.volumes); /* ids filled in by claim_volumes */
 	/* Network on by default where the host has one; asked for where it has none: 400. */
 	bool asked = json_is_true(json_object_get(json_object_get(req, "network"), "enabled"));
 	struct hm_net_lease lease = { { 0 } };
@@ -1079,6 +1262,17 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 		json_object_set_new(spec, "network", json_pack("{s:b}", "enabled", 0));
 	}
 
+	/* Volumes are claimed and the row saved under one lock: two creates cannot both
+	 * take a volume that allows one writer. */
+	pthread_mutex_lock(&in->vol_lock);
+	if (claim_volumes(in, c.volumes, err) < 0) {
+		pthread_mutex_unlock(&in->vol_lock);
+		if (lease.ip[0])
+			hm_net_release(in->net, lease.ip);
+		json_decref(spec);
+		hm_image_info_done(&img);
+		return -1;
+	}
 	char id[25];
 	hm_command_new_id(id);
 	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
@@ -1094,6 +1288,7 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 		.created_at = created,
 	};
 	int r = hm_store_instance_insert(in->st, &row, err);
+	pthread_mutex_unlock(&in->vol_lock);
 	struct hm_vm *vm = NULL;
 	if (r == 0)
 		r = prepare_and_boot(in, &row, spec, &img, &vm, err);

@@ -27,6 +27,7 @@
 #include "core/tags.h"
 #include "core/xalloc.h"
 #include "instance/command.h"
+#include "store/instances.h"
 #include "store/volumes.h"
 
 #define MAX_SIZE_GB     2048
@@ -46,6 +47,11 @@ static char *now_rfc3339(void)
 	char buf[32];
 	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return xstrdup(buf);
+}
+
+char *hm_volume_disk(const char *data_dir, const char *id)
+{
+	return xasprintf("%s/volumes/%s/data.ext4", data_dir, id);
 }
 
 int hm_volumes_open(struct hm_store *st, const struct hm_config *cfg, struct hm_volumes **ret,
@@ -73,12 +79,38 @@ void hm_volumes_close(struct hm_volumes *v)
 	free(v);
 }
 
-static json_t *volume_json(const struct hm_volume_row *r)
+/* Where volume id is attached: [{instance_id, mount_path, readonly}] from the instances' specs. */
+static json_t *attachments(struct hm_volumes *v, const char *id)
+{
+	json_t *out = json_array();
+	struct hm_instance_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_instance_list(v->st, &rows, &n, NULL) < 0)
+		return out;
+	for (size_t i = 0; i < n; i++) {
+		json_t *spec = json_loads(rows[i].spec ? rows[i].spec : "{}", 0, NULL);
+		size_t k;
+		json_t *a;
+		json_array_foreach (json_object_get(spec, "volumes"), k, a) {
+			if (strcmp(json_string_value(json_object_get(a, "id")) ?: "", id) == 0)
+				json_array_append_new(
+				    out, json_pack("{s:s,s:O,s:b}", "instance_id", rows[i].id,
+				                   "mount_path", json_object_get(a, "mount_path"),
+				                   "readonly",
+				                   json_is_true(json_object_get(a, "readonly"))));
+		}
+		json_decref(spec);
+	}
+	hm_instance_rows_free(rows, n);
+	return out;
+}
+
+static json_t *volume_json(struct hm_volumes *v, const struct hm_volume_row *r)
 {
 	json_t *tags = json_loads(r->tags ? r->tags : "{}", 0, NULL);
-	return json_pack("{s:s,s:s,s:I,s:o,s:[],s:s}", "id", r->id, "name", r->name, "size_gb",
+	return json_pack("{s:s,s:s,s:I,s:o,s:o,s:s}", "id", r->id, "name", r->name, "size_gb",
 	                 (json_int_t)r->size_gb, "tags", tags ? tags : json_object(), "attachments",
-	                 "created_at", r->created_at);
+	                 attachments(v, r->id), "created_at", r->created_at);
 }
 
 /* A caller's id: like a name (lowercase letters, digits, dashes), at most 63. */
@@ -275,7 +307,7 @@ static int create(struct hm_volumes *v, const char *id_in, const char *name, lon
 	}
 	log_info("volumes", "created", "id=%s name=%s size_gb=%lld from_archive=%s", id, name, gb,
 	         archive ? "yes" : "no");
-	*ret = volume_json(&row);
+	*ret = volume_json(v, &row);
 	return 0;
 }
 
@@ -336,7 +368,7 @@ int hm_volumes_get(struct hm_volumes *v, const char *key, json_t **ret, struct h
 	struct hm_volume_row row = { 0 };
 	if (hm_store_volume_find(v->st, key, &row, err) < 0)
 		return -1;
-	*ret = volume_json(&row);
+	*ret = volume_json(v, &row);
 	hm_volume_row_done(&row);
 	return 0;
 }
@@ -349,7 +381,7 @@ int hm_volumes_list(struct hm_volumes *v, json_t *tags, json_t **ret, struct hm_
 		return -1;
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
-		json_t *o = volume_json(&rows[i]);
+		json_t *o = volume_json(v, &rows[i]);
 		if (!tags || hm_tags_match(json_object_get(o, "tags"), tags))
 			json_array_append_new(arr, o);
 		else
@@ -365,8 +397,17 @@ int hm_volumes_delete(struct hm_volumes *v, const char *key, struct hm_err **err
 	struct hm_volume_row row = { 0 };
 	if (hm_store_volume_find(v->st, key, &row, err) < 0)
 		return -1;
+	json_t *att = attachments(v, row.id);
+	int r = 0;
+	if (json_array_size(att) > 0)
+		r = hm_err_set(
+		    err, HM_ERR_CONFLICT, "in_use",
+		    "volume `%s` is attached to instance %s: delete the instance first", row.name,
+		    json_string_value(json_object_get(json_array_get(att, 0), "instance_id")));
+	json_decref(att);
 	/* Row first: once it is gone nothing can attach it; then the disk. */
-	int r = hm_store_volume_delete(v->st, row.id, err);
+	if (r == 0)
+		r = hm_store_volume_delete(v->st, row.id, err);
 	if (r == 0) {
 		_cleanup_free_ char *dir = xasprintf("%s/%s", v->dir, row.id);
 		hm_rm_rf(dir, NULL);

@@ -5,7 +5,9 @@
  * into place, so a failed create leaves nothing; from an archive, the
  * tar.gz is unpacked (sizes bounded by size_gb, unsafe paths and special
  * files refused) into a scratch directory that mkfs.ext4 -d copies in.
- * Attaching to instances comes with the guest side (a later slice).
+ * Instances attach volumes at create (instance/instances.c checks and
+ * records the attachment in the instance's spec); a volume's attachments
+ * are read from there, and an attached volume cannot be deleted (409).
  */
 #pragma once
 
@@ -15,6 +17,9 @@ struct hm_config;
 struct hm_err;
 struct hm_store;
 struct hm_volumes;
+
+/* The disk of volume `id` (an owned string): DATA_DIR/volumes/<id>/data.ext4. */
+char *hm_volume_disk(const char *data_dir, const char *id);
 
 int hm_volumes_open(struct hm_store *st, const struct hm_config *cfg, struct hm_volumes **ret,
                     struct hm_err **err);

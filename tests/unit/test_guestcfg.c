@@ -77,6 +77,7 @@ static void roundtrip_all_keys(void **state)
 	const char *env[] = { "PATH=/usr/bin:/bin", "MULTI=line1\nline2", "EMPTY=", "EQ=a=b",
 		              NULL };
 	const char *dns[] = { "10.0.0.1", "2001:db8::1", NULL };
+	const char *vols[] = { "/dev/vdd rw /data", "/dev/vde ro /mnt/with space", NULL };
 	struct hm_guest_config c = {
 		.argv = argv,
 		.env = env,
@@ -87,6 +88,7 @@ static void roundtrip_all_keys(void **state)
 		.rootfs = "ext4",
 		.overlay = "tmpfs",
 		.dns = dns,
+		.volumes = vols,
 		.net_ip = "10.0.0.5/24",
 		.net_gw = "10.0.0.1",
 		.net_mac = "52:54:00:12:34:56",
@@ -111,6 +113,10 @@ static void roundtrip_all_keys(void **state)
 	for (size_t i = 0; i < cfg.envc; i++)
 		assert_string_equal(cfg.env[i], env[i]);
 	assert_null(cfg.env[4]);
+	assert_int_equal(cfg.nvolumes, 2);
+	assert_string_equal(cfg.volume[0], "/dev/vdd rw /data");
+	assert_string_equal(cfg.volume[1], "/dev/vde ro /mnt/with space");
+	assert_null(cfg.volume[2]);
 	assert_int_equal(cfg.ndns, 2);
 	assert_string_equal(cfg.dns[0], "10.0.0.1");
 	assert_string_equal(cfg.dns[1], "2001:db8::1");
@@ -389,6 +395,9 @@ static void writer_validation(void **state)
 	const char *bad_env[] = { "NOEQUALS", NULL };
 	const char *bad_env2[] = { "=value", NULL };
 	const char *bad_dns[] = { "not-an-ip", NULL };
+	const char *bad_vol[] = { "/dev/vdd rx /data", NULL };
+	const char *bad_vol2[] = { "/dev/vdd rw data", NULL };
+	const char *bad_vol3[] = { "vdd rw /data", NULL };
 	const char *many_dns[] = { "1.1.1.1", "1.1.1.1", "1.1.1.1", "1.1.1.1", "1.1.1.1",
 		                   "1.1.1.1", "1.1.1.1", "1.1.1.1", "1.1.1.1", NULL };
 	struct hm_guest_config cases[] = {
@@ -404,6 +413,9 @@ static void writer_validation(void **state)
 		{ .argv = argv,
 		  .hostname =
 		      "a-very-long-hostname-that-goes-well-past-the-sixty-three-character-limit" },
+		{ .argv = argv, .volumes = bad_vol },
+		{ .argv = argv, .volumes = bad_vol2 },
+		{ .argv = argv, .volumes = bad_vol3 },
 		{ .argv = argv, .rootfs = "xfs" },
 		{ .argv = argv, .root = "vdb" },
 		{ .argv = argv, .overlay = "disk" },
