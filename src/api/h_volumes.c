@@ -11,6 +11,7 @@
 #include "api/request.h"
 #include "api/validate.h"
 #include "core/err.h"
+#include "instance/instances.h"
 #include "volume/volumes.h"
 
 int hm_h_volumes_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
@@ -59,4 +60,23 @@ int hm_h_volumes_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 		return -1;
 	resp->status = 204;
 	return 0;
+}
+
+int hm_h_instances_attach_volume(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	json_t *o = NULL;
+	if (hm_instances_attach_volume(hm_req_services(req)->instances, hm_req_param(req, "id"),
+	                               hm_req_param(req, "volumeId"), hm_req_json(req), &o,
+	                               err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, o);
+}
+
+int hm_h_instances_detach_volume(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	json_t *o = NULL;
+	if (hm_instances_detach_volume(hm_req_services(req)->instances, hm_req_param(req, "id"),
+	                               hm_req_param(req, "volumeId"), &o, err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, o);
 }

@@ -37,3 +37,5 @@ hm_handler_fn hm_h_volumes_create;
 hm_handler_fn hm_h_volumes_from_archive;
 hm_handler_fn hm_h_volumes_get;
 hm_handler_fn hm_h_volumes_delete;
+hm_handler_fn hm_h_instances_attach_volume;
+hm_handler_fn hm_h_instances_detach_volume;

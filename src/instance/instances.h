@@ -73,6 +73,14 @@ int hm_exec_send(struct hm_exec *x, json_t *msg /* borrowed; "id" is set */, str
 json_t *hm_exec_take(struct hm_exec *x, bool *ended);
 void hm_exec_close(struct hm_exec *x);
 
+/* POST /instances/{id}/volumes/{volume} {mount_path, readonly}: on a stopped
+ * instance (409 otherwise); used from its next start. *ret: the instance. */
+int hm_instances_attach_volume(struct hm_instances *in, const char *key, const char *volume,
+                               json_t *body, json_t **ret, struct hm_err **err);
+/* DELETE /instances/{id}/volumes/{volume}: on a stopped instance. */
+int hm_instances_detach_volume(struct hm_instances *in, const char *key, const char *volume,
+                               json_t **ret, struct hm_err **err);
+
 /* The address of a Running instance with a network (ingress targets); 409 otherwise. */
 int hm_instances_address(struct hm_instances *in, const char *key, char ip[16],
                          struct hm_err **err);
