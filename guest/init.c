@@ -69,7 +69,7 @@ static struct {
 	pid_t pid;         /* the program, once started */
 	long oom_before;   /* /proc/vmstat oom_kill when the program started */
 	long long stop_at; /* a stop request's SIGKILL deadline (uptime ms), or 0 */
-	const char *vol_paths[HM_GUEST_MAX_VOLS]; /* mounted volumes, to unmount on the way out */
+	const char *vol_paths[3 * HM_GUEST_MAX_VOLS]; /* mounts to undo on the way out, in order */
 	size_t nvol_paths;
 } g = { .sfd = -1, .cfg_fd = -1, .oldroot_fd = -1 };
 
@@ -424,6 +424,9 @@ static void mount_root(void)
  * is made in the new root if missing; ro mounts read-only (the host also
  * gives the device read-only, so the guest cannot write it either way).
  */
+/* An overlay volume's lower and writable mount points (they must outlive mount_volumes). */
+static char vol_mounts[HM_GUEST_MAX_VOLS][2][64];
+
 static void mount_volumes(void)
 {
 	for (size_t i = 0; i < cfg.nvolumes; i++) {
@@ -435,14 +438,43 @@ static void mount_volumes(void)
 		*sp1 = '\0';
 		*sp2 = '\0';
 		const char *dev = rec, *mode = sp1 + 1, *path = sp2 + 1;
+		const char *upper = strncmp(mode, "overlay:", 8) == 0 ? mode + 8 : NULL;
 		bool ro = strcmp(mode, "ro") == 0;
-		if (!ro && strcmp(mode, "rw") != 0)
-			die(0, "volume %s: mode `%s` (want ro or rw)", dev, mode);
+		if (!ro && !upper && strcmp(mode, "rw") != 0)
+			die(0, "volume %s: mode `%s` (want ro, rw or overlay:DEVICE)", dev, mode);
 		wait_device(dev);
 		if (mkdir_p(path, 0755) < 0)
 			die(errno, "volume %s: create mount point %s", dev, path);
-		if (mount(dev, path, "ext4", ro ? MS_RDONLY : 0, NULL) < 0)
+		if (upper) {
+			/* The shared volume read-only below, this instance's own disk above. */
+			char *lower = vol_mounts[i][0], *rw = vol_mounts[i][1];
+			snprintf(lower, sizeof(vol_mounts[i][0]), "/run/hypeman-volume-%zu/lower",
+			         i);
+			snprintf(rw, sizeof(vol_mounts[i][1]), "/run/hypeman-volume-%zu/rw", i);
+			char up[96], work[96], opts[320];
+			snprintf(up, sizeof(up), "%s/upper", rw);
+			snprintf(work, sizeof(work), "%s/work", rw);
+			wait_device(upper);
+			if (mkdir_p(lower, 0700) < 0 || mkdir_p(rw, 0700) < 0)
+				die(errno, "volume %s: make its mount points", dev);
+			if (mount(dev, lower, "ext4", MS_RDONLY, NULL) < 0)
+				die(errno, "volume %s: mount read-only on %s", dev, lower);
+			g.vol_paths[g.nvol_paths++] = lower;
+			if (mount(upper, rw, "ext4", 0, "noinit_itable") < 0)
+				die(errno, "volume %s: mount its overlay disk %s", dev, upper);
+			g.vol_paths[g.nvol_paths++] = rw;
+			if ((mkdir(up, 0755) < 0 && errno != EEXIST) ||
+			    (mkdir(work, 0755) < 0 && errno != EEXIST))
+				die(errno, "volume %s: make its overlay directories", dev);
+			int n = snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s",
+			                 lower, up, work);
+			if (n < 0 || (size_t)n >= sizeof(opts))
+				die(0, "volume %s: overlay options too long", dev);
+			if (mount("overlay", path, "overlay", 0, opts) < 0)
+				die(errno, "volume %s: overlay on %s", dev, path);
+		} else if (mount(dev, path, "ext4", ro ? MS_RDONLY : 0, NULL) < 0) {
 			die(errno, "volume %s: mount on %s (%s)", dev, path, mode);
+		}
 		g.vol_paths[g.nvol_paths++] = path;
 		step("volume %s on %s (%s)", dev, path, mode);
 	}

@@ -159,9 +159,12 @@ static int validate(const struct hm_guest_config *c, struct hm_err **err)
 	for (size_t i = 0; i < nvol; i++) {
 		const char *v = c->volumes[i];
 		const char *sp = strchr(v, ' ');
-		if (!one_line(v) || v[0] != '/' || !sp ||
-		    (strncmp(sp, " ro /", 5) != 0 && strncmp(sp, " rw /", 5) != 0))
-			return invalid(err, "volume (want DEVICE ro|rw /path)", v);
+		const char *sp2 = sp ? strchr(sp + 1, ' ') : NULL;
+		bool ok = one_line(v) && v[0] == '/' && sp && sp2 && sp2[1] == '/';
+		if (ok && strncmp(sp, " ro ", 4) != 0 && strncmp(sp, " rw ", 4) != 0)
+			ok = strncmp(sp, " overlay:/", 10) == 0 && sp2 > sp + 10;
+		if (!ok)
+			return invalid(err, "volume (want DEVICE ro|rw|overlay:UPPERDEV /path)", v);
 	}
 	return 0;
 }

@@ -749,6 +749,15 @@ static int parse_volumes(json_t *req, struct create_req *c, struct hm_err **err)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`volumes` must be an array of at most %d attachments",
 		                  MAX_VOLUMES);
+	size_t disks = 0, vi;
+	json_t *vv;
+	json_array_foreach (vs, vi, vv)
+		disks += json_is_true(json_object_get(vv, "overlay")) ? 2 : 1;
+	if (disks > HM_VM_MAX_DISKS - 3)
+		return hm_err_set(
+		    err, HM_ERR_INVALID, "invalid_field",
+		    "too many volume disks: an overlay attachment takes two, and %d fit",
+		    HM_VM_MAX_DISKS - 3);
 	size_t i;
 	json_t *v;
 	json_array_foreach (vs, i, v) {
@@ -763,10 +772,13 @@ static int parse_volumes(json_t *req, struct create_req *c, struct hm_err **err)
 		if ((ro && !json_is_null(ro) && !json_is_boolean(ro)))
 			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 			                  "volumes[%zu].readonly must be a boolean", i);
-		if (json_is_true(ov))
-			return hm_err_set(err, HM_ERR_NOT_IMPLEMENTED, "not_implemented",
-			                  "volumes[%zu]: overlay attachments are not available yet",
-			                  i);
+		if (ov && !json_is_null(ov) && !json_is_boolean(ov))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "volumes[%zu].overlay must be a boolean", i);
+		int64_t ovsize = 1LL << 30;
+		if (json_is_true(ov) && size_field(v, "overlay_size", 1LL << 30, MIN_OVERLAY,
+		                                   MAX_OVERLAY, &ovsize, err) < 0)
+			return -1;
 		for (size_t k = 0; k < json_array_size(c->volumes); k++) {
 			const char *other = json_string_value(
 			    json_object_get(json_array_get(c->volumes, k), "mount_path"));
@@ -774,8 +786,13 @@ static int parse_volumes(json_t *req, struct create_req *c, struct hm_err **err)
 				return hm_err_set(err, HM_ERR_INVALID, "invalid_mount_path",
 				                  "two volumes on %s", mp);
 		}
-		json_array_append_new(c->volumes, json_pack("{s:s,s:s,s:b}", "id", id, "mount_path",
-		                                            mp, "readonly", json_is_true(ro)));
+		json_t *att = json_pack("{s:s,s:s,s:b}", "id", id, "mount_path", mp, "readonly",
+		                        json_is_true(ro) || json_is_true(ov));
+		if (json_is_true(ov)) {
+			json_object_set_new(att, "overlay", json_true());
+			json_object_set_new(att, "overlay_bytes", json_integer(ovsize));
+		}
+		json_array_append_new(c->volumes, att);
 	}
 	return 0;
 }
@@ -992,11 +1009,19 @@ static int write_guest_config(struct hm_instances *in, const struct hm_instance_
 	/* Volumes follow config, root and overlay: /dev/vdd, /dev/vde, ... */
 	json_t *vols = json_object_get(spec, "volumes");
 	char *vrec[MAX_VOLUMES + 1] = { 0 };
+	char dev = 'd'; /* after config, root and overlay; an overlay volume takes two */
 	for (size_t i = 0; i < json_array_size(vols) && i < MAX_VOLUMES; i++) {
 		json_t *v = json_array_get(vols, i);
-		vrec[i] = xasprintf("/dev/vd%c %s %s", (char)('d' + i),
-		                    json_is_true(json_object_get(v, "readonly")) ? "ro" : "rw",
-		                    json_string_value(json_object_get(v, "mount_path")));
+		const char *mp = json_string_value(json_object_get(v, "mount_path"));
+		if (json_is_true(json_object_get(v, "overlay"))) {
+			vrec[i] = xasprintf("/dev/vd%c overlay:/dev/vd%c %s", dev, dev + 1, mp);
+			dev += 2;
+		} else {
+			vrec[i] = xasprintf(
+			    "/dev/vd%c %s %s", dev,
+			    json_is_true(json_object_get(v, "readonly")) ? "ro" : "rw", mp);
+			dev++;
+		}
 	}
 	struct hm_guest_config gc = {
 		.volumes = (const char *const *)vrec,
@@ -1057,17 +1082,33 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 		.console_log = app_log,
 		.vmm_log = vmm_log,
 	};
-	for (size_t i = 0; i < json_array_size(vols) && i < MAX_VOLUMES; i++) {
+	char *upper_disks[MAX_VOLUMES] = { 0 };
+	int r = 0;
+	for (size_t i = 0; i < json_array_size(vols) && i < MAX_VOLUMES && r == 0; i++) {
 		json_t *v = json_array_get(vols, i);
-		vol_disks[i] =
-		    hm_volume_disk(in->cfg->data_dir, json_string_value(json_object_get(v, "id")));
+		const char *vid = json_string_value(json_object_get(v, "id"));
+		vol_disks[i] = hm_volume_disk(in->cfg->data_dir, vid);
 		vs.disks[vs.ndisks++] =
 		    (struct hm_vm_disk){ vol_disks[i], json_is_true(json_object_get(v, "readonly")),
 			                 dio };
+		if (json_is_true(json_object_get(v, "overlay"))) {
+			/* The instance's private writable layer over the shared volume, kept
+			 * across stop/start like its own overlay. */
+			_cleanup_free_ char *name = xasprintf("vol-%s.ext4", vid);
+			upper_disks[i] = inst_path(in, id, name);
+			if (access(upper_disks[i], F_OK) < 0)
+				r = make_overlay(
+				    upper_disks[i],
+				    json_integer_value(json_object_get(v, "overlay_bytes")), err);
+			vs.disks[vs.ndisks++] = (struct hm_vm_disk){ upper_disks[i], false, dio };
+		}
 	}
-	int r = spawn_vm_on(in, id, spec, &vs, ret_vm, err);
-	for (size_t i = 0; i < MAX_VOLUMES; i++)
+	if (r == 0)
+		r = spawn_vm_on(in, id, spec, &vs, ret_vm, err);
+	for (size_t i = 0; i < MAX_VOLUMES; i++) {
 		free(vol_disks[i]);
+		free(upper_disks[i]);
+	}
 	return r;
 }
 

@@ -77,7 +77,8 @@ static void roundtrip_all_keys(void **state)
 	const char *env[] = { "PATH=/usr/bin:/bin", "MULTI=line1\nline2", "EMPTY=", "EQ=a=b",
 		              NULL };
 	const char *dns[] = { "10.0.0.1", "2001:db8::1", NULL };
-	const char *vols[] = { "/dev/vdd rw /data", "/dev/vde ro /mnt/with space", NULL };
+	const char *vols[] = { "/dev/vdd rw /data", "/dev/vde ro /mnt/with space",
+		               "/dev/vdf overlay:/dev/vdg /shared", NULL };
 	struct hm_guest_config c = {
 		.argv = argv,
 		.env = env,
@@ -113,10 +114,11 @@ static void roundtrip_all_keys(void **state)
 	for (size_t i = 0; i < cfg.envc; i++)
 		assert_string_equal(cfg.env[i], env[i]);
 	assert_null(cfg.env[4]);
-	assert_int_equal(cfg.nvolumes, 2);
+	assert_int_equal(cfg.nvolumes, 3);
+	assert_string_equal(cfg.volume[2], "/dev/vdf overlay:/dev/vdg /shared");
 	assert_string_equal(cfg.volume[0], "/dev/vdd rw /data");
 	assert_string_equal(cfg.volume[1], "/dev/vde ro /mnt/with space");
-	assert_null(cfg.volume[2]);
+	assert_null(cfg.volume[3]);
 	assert_int_equal(cfg.ndns, 2);
 	assert_string_equal(cfg.dns[0], "10.0.0.1");
 	assert_string_equal(cfg.dns[1], "2001:db8::1");
@@ -398,6 +400,7 @@ static void writer_validation(void **state)
 	const char *bad_vol[] = { "/dev/vdd rx /data", NULL };
 	const char *bad_vol2[] = { "/dev/vdd rw data", NULL };
 	const char *bad_vol3[] = { "vdd rw /data", NULL };
+	const char *bad_vol4[] = { "/dev/vdd overlay: /data", NULL };
 	const char *many_dns[] = { "1.1.1.1", "1.1.1.1", "1.1.1.1", "1.1.1.1", "1.1.1.1",
 		                   "1.1.1.1", "1.1.1.1", "1.1.1.1", "1.1.1.1", NULL };
 	struct hm_guest_config cases[] = {
@@ -416,6 +419,7 @@ static void writer_validation(void **state)
 		{ .argv = argv, .volumes = bad_vol },
 		{ .argv = argv, .volumes = bad_vol2 },
 		{ .argv = argv, .volumes = bad_vol3 },
+		{ .argv = argv, .volumes = bad_vol4 },
 		{ .argv = argv, .rootfs = "xfs" },
 		{ .argv = argv, .root = "vdb" },
 		{ .argv = argv, .overlay = "disk" },
