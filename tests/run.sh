@@ -102,10 +102,15 @@ for s in "${SUITES[@]}"; do
 	esac
 done
 
-# Every test cleans up after itself: a VM of a test daemon still running
-# now is a leak. Report it as a failure, then stop it (it is ours: its
-# command line names a test data dir).
-leaked=$(pgrep -f "qemu-system.*/hypeman-test-" || true)
+# Every test cleans up after itself: a VM still running for a test data dir
+# that is gone is a leak. Report it as a failure, then stop it. (VMs of a
+# test still running elsewhere on this machine have their data dir and are
+# left alone.)
+leaked=
+for p in $(pgrep -f "qemu-system.*/hypeman-test-" || true); do
+	dir=$(tr '\0' '\n' </proc/"$p"/cmdline 2>/dev/null | grep -o '/[^,]*/hypeman-test-[^/]*' | head -1)
+	[ -n "$dir" ] && [ ! -d "$dir" ] && leaked="$leaked $p"
+done
 if [ -n "$leaked" ]; then
 	note "leaked VMs"
 	for p in $leaked; do
