@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/xalloc.h"
 
@@ -150,4 +151,15 @@ char *hm_percent_encode(const char *s)
 	}
 	out[o] = '\0';
 	return out;
+}
+
+char *hm_now_rfc3339(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char buf[40];
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+	return xasprintf("%s.%03ldZ", buf, ts.tv_nsec / 1000000);
 }

@@ -1,6 +1,6 @@
 /*
  * Byte encodings: base64url (RFC 4648 §5, unpadded, as JWT uses it), hex,
- * and percent-decoding of URL components.
+ * percent-decoding of URL components, and the API's timestamps.
  */
 #pragma once
 
@@ -25,3 +25,6 @@ char *hm_percent_decode(const char *s, size_t len);
 
 /* Percent-encode everything but RFC 3986 unreserved characters. */
 char *hm_percent_encode(const char *s);
+
+/* Now as RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"); owned. */
+char *hm_now_rfc3339(void);

@@ -83,17 +83,6 @@ struct hm_images {
 
 /* ---- small helpers ---- */
 
-static char *now_rfc3339(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	char buf[40];
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-	return xasprintf("%s.%03ldZ", buf, ts.tv_nsec / 1000000);
-}
-
 static const char *digest_hex(const char *digest)
 {
 	return digest + strlen("sha256:");
@@ -685,7 +674,7 @@ static int create_locked(struct hm_images *im, const char *name, const struct hm
 	/* New, failed earlier, or its disk went missing: (re)queue. */
 	if (!exists) {
 		row->name = xstrdup(name);
-		row->created_at = now_rfc3339();
+		row->created_at = hm_now_rfc3339();
 		row->size_bytes = -1;
 	}
 	free(row->status);
@@ -997,7 +986,7 @@ static int claim_for_load(struct hm_images *im, const char *n, const char *diges
 	struct hm_image_row row = { 0 };
 	if (hm_store_image_get(im->st, n, &row, NULL) < 0) {
 		row.name = xstrdup(n);
-		row.created_at = now_rfc3339();
+		row.created_at = hm_now_rfc3339();
 	}
 	free(row.status);
 	row.status = xstrdup("converting");

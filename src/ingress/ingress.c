@@ -27,6 +27,7 @@
 
 #include "config/config.h"
 #include "core/cleanup.h"
+#include "core/encoding.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/tags.h"
@@ -76,16 +77,6 @@ struct hm_ingresses {
 	struct hm_tls *tls;
 	atomic_int conns;
 };
-
-static char *now_rfc3339(void)
-{
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	char buf[32];
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return xstrdup(buf);
-}
 
 /* ---- the rule table ---- */
 
@@ -926,7 +917,7 @@ int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, str
 			r = listen_on(ing, nr[k].port, nr[k].tls, err);
 	char id[25];
 	hm_command_new_id(id);
-	_cleanup_free_ char *created = now_rfc3339();
+	_cleanup_free_ char *created = hm_now_rfc3339();
 	struct hm_ingress_row row = {
 		.id = id, .name = (char *)name, .spec = spec_text, .created_at = created
 	};

@@ -38,6 +38,7 @@
 #include "boot/kernel.h"
 #include "config/config.h"
 #include "core/cleanup.h"
+#include "core/encoding.h"
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/log.h"
@@ -98,17 +99,6 @@ struct hm_instances {
 
 /* ---- small helpers ---- */
 
-static char *now_rfc3339(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	char buf[40];
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-	return xasprintf("%s.%03ldZ", buf, ts.tv_nsec / 1000000);
-}
-
 static double mono_ms(void)
 {
 	struct timespec ts;
@@ -127,7 +117,7 @@ static void oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
 static void oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
 {
 	_cleanup_free_ char *path = inst_path(in, id, "logs/hypeman.log");
-	_cleanup_free_ char *ts = now_rfc3339();
+	_cleanup_free_ char *ts = hm_now_rfc3339();
 	va_list ap;
 	va_start(ap, fmt);
 	_cleanup_free_ char *msg = NULL;
@@ -281,7 +271,7 @@ static void finalize(struct live *l)
 		row.exit_message = message;
 		message = NULL;
 		free(row.stopped_at);
-		row.stopped_at = now_rfc3339();
+		row.stopped_at = hm_now_rfc3339();
 		hm_store_instance_update(in->st, &row, NULL);
 		oplog(in, l->id, "msg=\"vm stopped\" exit_code=%d exit_message=\"%s\"",
 		      row.exit_code, row.exit_message);
@@ -595,7 +585,7 @@ static void adopt_all(struct hm_instances *in)
 		free(r->exit_message);
 		r->exit_message = msg;
 		free(r->stopped_at);
-		r->stopped_at = now_rfc3339();
+		r->stopped_at = hm_now_rfc3339();
 		hm_store_instance_update(in->st, r, NULL);
 		oplog(in, r->id, "msg=\"found stopped at daemon start\" exit_code=%d", code);
 	}
@@ -1317,7 +1307,7 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 	char id[25];
 	hm_command_new_id(id);
 	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
-	_cleanup_free_ char *created = now_rfc3339();
+	_cleanup_free_ char *created = hm_now_rfc3339();
 	struct hm_instance_row row = {
 		.id = id,
 		.name = (char *)c.name,
@@ -1333,7 +1323,7 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 	struct hm_vm *vm = NULL;
 	if (r == 0)
 		r = prepare_and_boot(in, &row, spec, &img, &vm, err);
-	_cleanup_free_ char *started = now_rfc3339();
+	_cleanup_free_ char *started = hm_now_rfc3339();
 	if (r == 0) {
 		row.phase = (char *)"Booting";
 		row.vmm_pid = vm->pid;
@@ -1678,7 +1668,7 @@ static int boot_again(struct hm_instances *in, struct hm_instance_row *rowp, jso
 	free(row.stopped_at);
 	row.stopped_at = NULL;
 	free(row.started_at);
-	row.started_at = now_rfc3339();
+	row.started_at = hm_now_rfc3339();
 	if (hm_store_instance_update(in->st, &row, err) < 0) {
 		vm->ops->kill(vm, 5000, NULL);
 		vm->ops->free(vm);

@@ -64,49 +64,21 @@ int hm_store_ingress_insert(struct hm_store *st, const struct hm_ingress_row *r,
 	return 0;
 }
 
-/* Rows matching one key: how many (up to 2), the first read into *ret. */
-static int lookup(struct hm_store *st, const char *sql, const char *key, struct hm_ingress_row *ret,
-                  struct hm_err **err)
+static void read_any(sqlite3_stmt *s, void *row)
 {
-	sqlite3_stmt *s;
-	if (hm_store_prepare(st, sql, &s, err) < 0)
-		return -1;
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-	int rc, n = 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		if (n++ == 0)
-			read_row(s, ret);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		if (n > 0)
-			hm_ingress_row_done(ret);
-		return hm_store_error(st, err, "look up ingress");
-	}
-	return n;
+	read_row(s, row);
+}
+
+static void done_any(void *row)
+{
+	hm_ingress_row_done(row);
 }
 
 int hm_store_ingress_find(struct hm_store *st, const char *key, struct hm_ingress_row *ret,
                           struct hm_err **err)
 {
-	int n = lookup(st, "SELECT " COLS " FROM ingresses WHERE id = ?1", key, ret, err);
-	if (n == 0)
-		n = lookup(st, "SELECT " COLS " FROM ingresses WHERE name = ?1", key, ret, err);
-	if (n == 0 && *key && strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789") == strlen(key))
-		n = lookup(st,
-		           "SELECT " COLS
-		           " FROM ingresses WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2",
-		           key, ret, err);
-	if (n < 0)
-		return -1;
-	if (n == 0)
-		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "ingress `%s` not found",
-		                  key);
-	if (n > 1) {
-		hm_ingress_row_done(ret);
-		return hm_err_set(err, HM_ERR_CONFLICT, "ambiguous_id",
-		                  "`%s` is a prefix of more than one ingress id", key);
-	}
-	return 0;
+	return hm_store_find_by_key(st, "ingresses", COLS, "ingress", key, read_any, done_any, ret,
+	                            err);
 }
 
 int hm_store_ingress_list(struct hm_store *st, struct hm_ingress_row **ret, size_t *n,

@@ -18,3 +18,17 @@ int hm_store_step_done(struct hm_store *st, sqlite3_stmt *s, const char *what, s
 int hm_store_step_returning(struct hm_store *st, sqlite3_stmt *s, const char *what,
                             struct hm_err **err);
 int hm_store_error(struct hm_store *st, struct hm_err **err, const char *what);
+
+/* Fill a row struct from the current row of a statement (columns as the caller selected). */
+typedef void hm_store_read_fn(sqlite3_stmt *s, void *row);
+
+/*
+ * SELECT cols FROM table by key: an exact id, else an exact name, else a
+ * unique prefix of an id (lowercase alphanumerics only). The row is read
+ * into *row with read; done frees a row read by mistake. Missing:
+ * HM_ERR_NOT_FOUND "<what> `key` not found"; several by prefix:
+ * HM_ERR_CONFLICT ambiguous_id.
+ */
+int hm_store_find_by_key(struct hm_store *st, const char *table, const char *cols, const char *what,
+                         const char *key, hm_store_read_fn *read, void (*done)(void *row),
+                         void *row, struct hm_err **err);

@@ -187,3 +187,50 @@ int hm_store_step_done(struct hm_store *st, sqlite3_stmt *s, const char *what, s
 		return db_error(st, err, what);
 	return 0;
 }
+
+/* Rows matching one key: how many (up to 2), the first read into row. */
+static int find_step(struct hm_store *st, const char *sql, const char *key, hm_store_read_fn *read,
+                     void (*done)(void *row), void *row, struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, sql, &s, err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	int rc, n = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		if (n++ == 0)
+			read(s, row);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		if (n > 0)
+			done(row);
+		return hm_store_error(st, err, "look up");
+	}
+	return n;
+}
+
+int hm_store_find_by_key(struct hm_store *st, const char *table, const char *cols, const char *what,
+                         const char *key, hm_store_read_fn *read, void (*done)(void *row),
+                         void *row, struct hm_err **err)
+{
+	_cleanup_free_ char *by_id = xasprintf("SELECT %s FROM %s WHERE id = ?1", cols, table);
+	_cleanup_free_ char *by_name = xasprintf("SELECT %s FROM %s WHERE name = ?1", cols, table);
+	_cleanup_free_ char *by_prefix = xasprintf(
+	    "SELECT %s FROM %s WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2", cols, table);
+	int n = find_step(st, by_id, key, read, done, row, err);
+	if (n == 0)
+		n = find_step(st, by_name, key, read, done, row, err);
+	if (n == 0 && *key && strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789") == strlen(key))
+		n = find_step(st, by_prefix, key, read, done, row, err);
+	if (n < 0)
+		return -1;
+	if (n == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "%s `%s` not found", what,
+		                  key);
+	if (n > 1) {
+		done(row);
+		return hm_err_set(err, HM_ERR_CONFLICT, "ambiguous_id",
+		                  "`%s` is a prefix of more than one %s id", key, what);
+	}
+	return 0;
+}

@@ -20,6 +20,7 @@
 
 #include "config/config.h"
 #include "core/cleanup.h"
+#include "core/encoding.h"
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/log.h"
@@ -38,16 +39,6 @@ struct hm_volumes {
 	struct hm_store *st;
 	char *dir; /* DATA_DIR/volumes */
 };
-
-static char *now_rfc3339(void)
-{
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	char buf[32];
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return xstrdup(buf);
-}
 
 char *hm_volume_disk(const char *data_dir, const char *id)
 {
@@ -288,7 +279,7 @@ static int create(struct hm_volumes *v, const char *id_in, const char *name, lon
 	}
 	_cleanup_free_ char *tags_text =
 	    json_is_object(tags) ? json_dumps(tags, JSON_COMPACT) : xstrdup("{}");
-	_cleanup_free_ char *created = now_rfc3339();
+	_cleanup_free_ char *created = hm_now_rfc3339();
 	struct hm_volume_row row = { .id = (char *)id,
 		                     .name = (char *)name,
 		                     .size_gb = gb,
