@@ -49,3 +49,4 @@ int cmd_inspect(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 int cmd_stats(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_cp(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_volume(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_ingress(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);

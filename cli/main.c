@@ -73,6 +73,15 @@ static const struct cli_cmd commands[] = {
 	  "  ls [-q]                                          list volumes\n"
 	  "  rm VOLUME...                                     delete volumes and their data\n",
 	  cmd_volume },
+	{ "ingress", "create|ls|rm ...", "Route host ports to instances (HTTP, TLS)",
+	  "  create NAME --rule HOST[:PORT]=INSTANCE:PORT [--rule ...] [--tls]\n"
+	  "         [--redirect-http] [-t KEY=VALUE]\n"
+	  "                            HOST may be a pattern: {instance}.apps.example.com\n"
+	  "                            with INSTANCE {instance}; PORT defaults to 80 (443 with\n"
+	  "                            --tls, whose certificate must be in INGRESS_CERT_DIR)\n"
+	  "  ls                        list ingresses and their rules\n"
+	  "  rm INGRESS...             delete ingresses\n",
+	  cmd_ingress },
 	{ "pull", "IMAGE", "Pull an image and convert it to a VM root disk",
 	  "  --platform OS/ARCH   platform to pull (default: the host's)\n"
 	  "  --username USER      registry user; password from --password-stdin\n"

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
 
 let d;
-before(async () => { d = await startDaemon(); });
+before(async () => { d = await startDaemon({ env: { INGRESS_LISTEN_ADDR: '127.0.0.1' } }); });
 after(async () => { await d.stop(); });
 
 const env = (extra = {}) => ({ HYPEMAN_BASE_URL: d.url, HYPEMAN_API_KEY: d.token(), ...extra });
@@ -77,4 +77,29 @@ test('hypeman-token refuses unknown scopes and bad durations', async () => {
   r = spawnSync(bin('hypeman-token'), ['--data-dir', '/nonexistent-dir'], { encoding: 'utf8', env: { ...process.env, JWT_SECRET: '' } });
   assert.equal(r.status, 1);
   assert.match(r.stderr, /jwt_secret/);
+});
+
+test('ingress create, ls, rm: the port opens and answers by Host, then closes', async () => {
+  const net = await import('node:net');
+  const port = await new Promise((res) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+  let r = await runCli(['ingress', 'create', 'cli-ing', '--rule', `site.test:${port}=web:8080`, '--rule', `{instance}.apps.test:${port}={instance}:80`, '-t', 'team=x'], { env: env() });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout.trim(), /^[a-z0-9]{24}$/);
+  r = await runCli(['ingress', 'ls'], { env: env() });
+  assert.match(r.stdout, new RegExp(`cli-ing\\s+site\\.test:${port} -> web:8080, \\{instance\\}\\.apps\\.test:${port} -> \\{instance\\}:80`));
+  // A raw request: fetch() may not set Host.
+  const get = (host) => new Promise((res) => {
+    const c = net.connect(port, '127.0.0.1', () => c.end(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`));
+    let b = '';
+    c.on('data', (x) => { b += x; });
+    c.on('end', () => res(b));
+    c.on('error', (e) => res(e.code));
+  });
+  assert.match(await get('site.test'), /^HTTP\/1\.1 502 .*instance `web` not found/s);
+  assert.match(await get('other.test'), /^HTTP\/1\.1 404 /);
+  r = await runCli(['ingress', 'create', 'bad', '--rule', 'nonsense'], { env: env() });
+  assert.equal(r.code, 2);
+  r = await runCli(['ingress', 'rm', 'cli-ing'], { env: env() });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await get('site.test'), 'ECONNREFUSED');
 });
