@@ -403,6 +403,7 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 	char *state_error = NULL;
 	int exit_code = r->exit_code;
 	_cleanup_free_ char *exit_message = r->exit_message ? xstrdup(r->exit_message) : NULL;
+	_cleanup_free_ char *exited_now = NULL; /* stopped_at before the monitor records it */
 
 	pthread_mutex_lock(&in->lock);
 	struct live *l = live_find(in, r->id);
@@ -429,6 +430,7 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 		case HM_VM_EXITED: {
 			/* The monitor has not recorded it yet: read the outcome directly. */
 			state = "Stopped";
+			exited_now = hm_now_rfc3339();
 			_cleanup_free_ char *cfg = inst_path(in, r->id, "config.img");
 			char *msg = NULL;
 			if (hm_guestcfg_read_exit(cfg, &exit_code, &msg, NULL) > 0) {
@@ -502,8 +504,9 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 	json_object_set_new(o, "started_at",
 	                    r->started_at ? json_string(r->started_at) : json_null());
 	bool stopped = strcmp(state, "Stopped") == 0;
+	const char *stopped_at = exited_now ? exited_now : r->stopped_at;
 	json_object_set_new(o, "stopped_at",
-	                    stopped && r->stopped_at ? json_string(r->stopped_at) : json_null());
+	                    stopped && stopped_at ? json_string(stopped_at) : json_null());
 	json_object_set_new(o, "exit_code",
 	                    stopped && exit_code >= 0 ? json_integer(exit_code) : json_null());
 	if (stopped && exit_message)
