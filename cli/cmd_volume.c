@@ -167,45 +167,20 @@ static int vol_ls(struct cli *c, const struct cli_cmd *cmd, int argc, char **arg
 	return 0;
 }
 
-static int vol_rm(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
-{
-	while (cli_getopt(cmd, argc, argv, "", NULL) != -1)
-		;
-	if (optind >= argc)
-		return cli_misuse(cmd, "expected at least one VOLUME");
-	int ret = 0;
-	for (int i = optind; i < argc; i++) {
-		_cleanup_err_ struct hm_err *err = NULL;
-		_cleanup_free_ char *enc = hm_percent_encode(argv[i]);
-		_cleanup_free_ char *path = xasprintf("/volumes/%s", enc);
-		if (cli_call(c, "DELETE", path, NULL, NULL, NULL, &err) < 0)
-			ret = cli_fail(err);
-		else
-			printf("%s\n", argv[i]);
-	}
-	return ret;
-}
-
 int cmd_volume(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		cli_cmd_usage(cmd, argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
-	}
-	const char *sub = argv[1];
-	struct cli_cmd subcmd = *cmd;
+	struct cli_cmd sub;
 	char name[64];
-	snprintf(name, sizeof(name), "volume %s", sub);
-	subcmd.name = name;
-	argc--;
-	argv++;
-	if (strcmp(sub, "create") == 0)
-		return vol_create(c, &subcmd, argc, argv, false);
-	if (strcmp(sub, "import") == 0)
-		return vol_create(c, &subcmd, argc, argv, true);
-	if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
-		return vol_ls(c, &subcmd, argc, argv);
-	if (strcmp(sub, "rm") == 0)
-		return vol_rm(c, &subcmd, argc, argv);
-	return cli_misuse(cmd, "unknown subcommand `%s` (create, import, ls, rm)", sub);
+	int r = cli_subcommand(cmd, &argc, &argv, &sub, name, sizeof(name));
+	if (r >= 0)
+		return r;
+	if (strcmp(argv[0], "create") == 0)
+		return vol_create(c, &sub, argc, argv, false);
+	if (strcmp(argv[0], "import") == 0)
+		return vol_create(c, &sub, argc, argv, true);
+	if (strcmp(argv[0], "ls") == 0 || strcmp(argv[0], "list") == 0)
+		return vol_ls(c, &sub, argc, argv);
+	if (strcmp(argv[0], "rm") == 0)
+		return cli_delete_each(c, &sub, argc, argv, "/volumes", "VOLUME");
+	return cli_misuse(cmd, "unknown subcommand `%s` (create, import, ls, rm)", argv[0]);
 }

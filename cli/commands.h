@@ -26,6 +26,17 @@ int cli_fail(struct hm_err *err);
 /* Print "hypeman NAME: <message>" and the usage hint, return 2. */
 int cli_misuse(const struct cli_cmd *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/*
+ * For commands with subcommands (`hypeman volume ls`): with no argument or
+ * --help print cmd's usage and return the exit status (2 or 0); otherwise
+ * make *sub a copy of cmd named "<cmd> <argv[1]>" (its name in namebuf),
+ * drop argv[0] so the subcommand sees itself as argv[0], and return -1.
+ */
+int cli_subcommand(const struct cli_cmd *cmd, int *argc, char ***argv, struct cli_cmd *sub,
+                   char *namebuf, size_t namelen);
+/* DELETE <collection>/<operand> for each operand, printing each one deleted; 1 if any failed. */
+int cli_delete_each(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
+                    const char *collection, const char *what);
 /* 1536 -> "1.5 KiB". */
 void cli_human_bytes(double v, char *out, size_t n);
 /* Print a JSON value indented on stdout. */

@@ -14,6 +14,9 @@
 #include "client.h"
 #include "commands.h"
 #include "core/err.h"
+#include "core/xalloc.h"
+#include "core/encoding.h"
+#include "core/cleanup.h"
 
 static const struct cli_cmd commands[] = {
 	{ "run", "IMAGE [COMMAND [ARG...]]",
@@ -121,6 +124,41 @@ static void usage(FILE *out)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\nRun `hypeman COMMAND --help` for more on a command.\n");
+}
+
+int cli_subcommand(const struct cli_cmd *cmd, int *argc, char ***argv, struct cli_cmd *sub,
+                   char *namebuf, size_t namelen)
+{
+	if (*argc < 2 || strcmp((*argv)[1], "--help") == 0 || strcmp((*argv)[1], "-h") == 0) {
+		cli_cmd_usage(cmd, *argc < 2 ? stderr : stdout);
+		return *argc < 2 ? 2 : 0;
+	}
+	*sub = *cmd;
+	snprintf(namebuf, namelen, "%s %s", cmd->name, (*argv)[1]);
+	sub->name = namebuf;
+	(*argc)--;
+	(*argv)++;
+	return -1;
+}
+
+int cli_delete_each(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
+                    const char *collection, const char *what)
+{
+	while (cli_getopt(cmd, argc, argv, "", NULL) != -1)
+		;
+	if (optind >= argc)
+		return cli_misuse(cmd, "expected at least one %s", what);
+	int ret = 0;
+	for (int i = optind; i < argc; i++) {
+		_cleanup_err_ struct hm_err *err = NULL;
+		_cleanup_free_ char *enc = hm_percent_encode(argv[i]);
+		_cleanup_free_ char *path = xasprintf("%s/%s", collection, enc);
+		if (cli_call(c, "DELETE", path, NULL, NULL, NULL, &err) < 0)
+			ret = cli_fail(err);
+		else
+			printf("%s\n", argv[i]);
+	}
+	return ret;
 }
 
 void cli_human_bytes(double v, char *out, size_t n)
