@@ -102,14 +102,6 @@ void hm_agent_set_fd(struct hm_agent *a, int fd)
 	pthread_mutex_unlock(&a->write_lock);
 }
 
-bool hm_agent_connected(struct hm_agent *a)
-{
-	pthread_mutex_lock(&a->lock);
-	bool c = a->fd >= 0;
-	pthread_mutex_unlock(&a->lock);
-	return c;
-}
-
 static struct waiter *find_waiter(struct hm_agent *a, uint64_t id)
 {
 	for (struct waiter *w = a->waiters; w; w = w->next)

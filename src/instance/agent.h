@@ -22,7 +22,6 @@ void hm_agent_free(struct hm_agent *a);
 /* The monitor connected (fd) or lost (-1) the channel. Losing it fails every
  * pending call and ends every session. The agent does not own the fd. */
 void hm_agent_set_fd(struct hm_agent *a, int fd);
-bool hm_agent_connected(struct hm_agent *a);
 
 /* Route a message that carries an id. Returns false if nobody waits for it. */
 bool hm_agent_dispatch(struct hm_agent *a, json_t *msg);

@@ -420,11 +420,6 @@ bool hm_net_enabled(const struct hm_net *n)
 	return n && n->enabled;
 }
 
-const char *hm_net_bridge(const struct hm_net *n)
-{
-	return n->bridge;
-}
-
 const char *hm_net_dns(const struct hm_net *n)
 {
 	return n->dns;

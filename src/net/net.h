@@ -42,7 +42,6 @@ int hm_net_open(const struct hm_config *cfg, struct hm_net **ret, struct hm_err 
 void hm_net_close(struct hm_net *net);
 
 bool hm_net_enabled(const struct hm_net *net);
-const char *hm_net_bridge(const struct hm_net *net);
 const char *hm_net_dns(const struct hm_net *net);
 
 /*
