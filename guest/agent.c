@@ -364,6 +364,14 @@ static void dispatch(char *line, size_t len)
 		agent_error(id, "a message needs a `type` string");
 		return;
 	}
+	if (strcmp(type, "hello") == 0) {
+		/* A host (re)connected. It may have come back faster than the port ever
+		 * showed HUP: whatever the previous host was running ends now. */
+		exec_disconnect();
+		cp_disconnect();
+		agent_send("{\"type\":\"hello\"}");
+		return;
+	}
 	if (strcmp(type, "ping") == 0) {
 		if (id > 0)
 			agent_send("{\"type\":\"pong\",\"id\":%lld}", id);

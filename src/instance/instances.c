@@ -290,8 +290,13 @@ static void *monitor(void *arg)
 	if (afd < 0)
 		oplog(l->in, l->id, "msg=\"agent channel unavailable\" error=\"%s\"",
 		      err ? err->msg : "?");
-	else
+	else {
 		hm_agent_set_fd(l->agent, afd);
+		/* A fresh host: the guest ends what an earlier connection left running. */
+		json_t *hello = json_pack("{s:s}", "type", "hello");
+		hm_agent_send(l->agent, hello, NULL);
+		json_decref(hello);
+	}
 	_cleanup_free_ char *buf = xmalloc(AGENT_LINE_MAX + 1);
 	size_t len = 0;
 	bool stop = false;

@@ -1126,6 +1126,7 @@ describe('guest init', { concurrency: MAX_PARALLEL, skip }, () => {
       const again = await connectUnix(join(ctx.dir, 'agent.sock'), Date.now() + 5000);
       try {
         const a2 = new AgentClient(again);
+        a2.send({ type: 'hello' }); // a new host: the guest drops the old one's sessions
         let left;
         for (let i = 0; i < 30; i++) {
           left = await temps(a2);
