@@ -2,7 +2,9 @@
  * Instance commands, shaped like docker's: `run` (pull if needed, create,
  * then follow the program's output and exit with its exit code, or print
  * the id with -d), `ps`, `logs` (SSE decoded back to lines), `rm`, `stop`,
- * `start`, `inspect` and `stats`. `exec` has its own file (cmd_exec.c).
+ * `start`, `standby` and `restore` (memory to disk and back), `fork`,
+ * `inspect` and `stats`. `exec` has its own file (cmd_exec.c), snapshots
+ * theirs (cmd_snapshot.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -318,25 +320,6 @@ int cmd_run(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 	return 1;
 }
 
-static const char *age(const char *rfc3339, char *out, size_t n)
-{
-	struct tm tm = { 0 };
-	if (!rfc3339 || !strptime(rfc3339, "%Y-%m-%dT%H:%M:%S", &tm)) {
-		snprintf(out, n, "-");
-		return out;
-	}
-	long s = (long)difftime(time(NULL), timegm(&tm));
-	if (s < 60)
-		snprintf(out, n, "%lds ago", s < 0 ? 0 : s);
-	else if (s < 3600)
-		snprintf(out, n, "%ldm ago", s / 60);
-	else if (s < 86400)
-		snprintf(out, n, "%ldh ago", s / 3600);
-	else
-		snprintf(out, n, "%ldd ago", s / 86400);
-	return out;
-}
-
 int cmd_ps(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = { { "all", no_argument, NULL, 'a' },
@@ -385,11 +368,11 @@ int cmd_ps(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 			         (long long)json_integer_value(code));
 		else
 			snprintf(st, sizeof(st), "%s", state);
-		printf(
-		    "%-12.12s  %-24s %-36s %-13s %-16s %s\n", id,
-		    json_string_value(json_object_get(in, "name")) ?: "",
-		    json_string_value(json_object_get(in, "image")) ?: "", st, ip ? ip : "-",
-		    age(json_string_value(json_object_get(in, "created_at")), when, sizeof(when)));
+		printf("%-12.12s  %-24s %-36s %-13s %-16s %s\n", id,
+		       json_string_value(json_object_get(in, "name")) ?: "",
+		       json_string_value(json_object_get(in, "image")) ?: "", st, ip ? ip : "-",
+		       cli_age(json_string_value(json_object_get(in, "created_at")), when,
+		               sizeof(when)));
 	}
 	json_decref(list);
 	return 0;
@@ -474,16 +457,21 @@ int cmd_rm(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 	return ret;
 }
 
-int cmd_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+/* POST /instances/<key><action> for each operand, printing each one done (or its JSON). */
+static int post_each(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
+                     const char *action)
 {
-	while (cli_getopt(cmd, argc, argv, "", NULL) != -1)
-		;
+	static const struct option opts[] = { { "json", no_argument, NULL, 'J' }, { 0 } };
+	int ch;
+	while ((ch = cli_getopt(cmd, argc, argv, "", opts)) != -1)
+		if (ch == 'J')
+			c->json_output = true;
 	if (optind >= argc)
 		return cli_misuse(cmd, "expected at least one INSTANCE");
 	int ret = 0;
 	for (int i = optind; i < argc; i++) {
 		_cleanup_err_ struct hm_err *err = NULL;
-		_cleanup_free_ char *path = inst_path(argv[i], "/stop");
+		_cleanup_free_ char *path = inst_path(argv[i], action);
 		json_t *in = NULL;
 		if (cli_call(c, "POST", path, NULL, &in, NULL, &err) < 0) {
 			ret = cli_fail(err);
@@ -496,6 +484,66 @@ int cmd_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 		json_decref(in);
 	}
 	return ret;
+}
+
+int cmd_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	return post_each(c, cmd, argc, argv, "/stop");
+}
+
+int cmd_standby(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	return post_each(c, cmd, argc, argv, "/standby");
+}
+
+int cmd_restore(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	return post_each(c, cmd, argc, argv, "/restore");
+}
+
+int cmd_fork(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = { { "from-running", no_argument, NULL, 'R' },
+		                              { "state", required_argument, NULL, 's' },
+		                              { "json", no_argument, NULL, 'J' },
+		                              { 0 } };
+	bool from_running = false;
+	const char *state = NULL;
+	int ch;
+	while ((ch = cli_getopt(cmd, argc, argv, "", opts)) != -1) {
+		switch (ch) {
+		case 'R':
+			from_running = true;
+			break;
+		case 's':
+			state = cli_one_of(optarg, cli_target_states);
+			if (!state)
+				return cli_misuse(cmd, "--state wants Stopped, Standby or Running");
+			break;
+		case 'J':
+			c->json_output = true;
+			break;
+		}
+	}
+	if (optind + 2 != argc)
+		return cli_misuse(cmd, "expected SOURCE NAME");
+	json_t *body =
+	    json_pack("{s:s,s:b}", "name", argv[optind + 1], "from_running", from_running);
+	if (state)
+		json_object_set_new(body, "target_state", json_string(state));
+	_cleanup_err_ struct hm_err *err = NULL;
+	_cleanup_free_ char *path = inst_path(argv[optind], "/fork");
+	json_t *in = NULL;
+	int r = cli_call(c, "POST", path, body, &in, NULL, &err);
+	json_decref(body);
+	if (r < 0)
+		return cli_fail(err);
+	if (c->json_output)
+		cli_print_json(in);
+	else
+		printf("%s\n", json_string_value(json_object_get(in, "id")) ?: "");
+	json_decref(in);
+	return 0;
 }
 
 int cmd_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)

@@ -39,6 +39,12 @@ int cli_delete_each(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
                     const char *collection, const char *what);
 /* 1536 -> "1.5 KiB". */
 void cli_human_bytes(double v, char *out, size_t n);
+/* An RFC 3339 time as "5m ago" ("-" when missing or unreadable); returns out. */
+const char *cli_age(const char *rfc3339, char *out, size_t n);
+/* The spelling in `choices` (NULL-terminated) that s matches ignoring case, or NULL. */
+const char *cli_one_of(const char *s, const char *const *choices);
+/* What --state takes: the states standby, restore and fork can leave an instance in. */
+extern const char *const cli_target_states[];
 /* Print a JSON value indented on stdout. */
 void cli_print_json(json_t *j);
 
@@ -56,8 +62,12 @@ int cmd_rm(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_exec(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_standby(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_restore(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_fork(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_inspect(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_stats(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_cp(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_snapshot(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_volume(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_ingress(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);

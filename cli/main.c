@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "client.h"
 #include "commands.h"
@@ -61,12 +63,25 @@ static const struct cli_cmd commands[] = {
 	  "existing directory as DEST receives SRC inside it, as with docker cp.\n",
 	  cmd_cp },
 	{ "stop", "INSTANCE...", "Stop instances gracefully (SIGTERM, then SIGKILL after 10 s)",
-	  NULL, cmd_stop },
+	  "  --json  print each instance's record as JSON\n", cmd_stop },
 	{ "start", "INSTANCE [COMMAND [ARG...]]",
 	  "Start a stopped instance again (its writable disk is kept)",
 	  "  --entrypoint PROG  override the entrypoint for this and later starts\n"
 	  "COMMAND, when given, replaces the instance's cmd.\n",
 	  cmd_start },
+	{ "standby", "INSTANCE...", "Put running instances on standby (their memory saved to disk)",
+	  "  --json  print each instance's record as JSON\n"
+	  "`hypeman restore` resumes them where they left off.\n",
+	  cmd_standby },
+	{ "restore", "INSTANCE...", "Resume instances from standby",
+	  "  --json  print each instance's record as JSON\n", cmd_restore },
+	{ "fork", "SOURCE NAME", "Create a new instance NAME as a copy of instance SOURCE",
+	  "  --from-running   allow a running SOURCE (else it must be stopped or on standby)\n"
+	  "  --state STATE    the fork's state: Stopped, Standby or Running (default:\n"
+	  "                   SOURCE's state)\n"
+	  "  --json           print the new instance's record as JSON\n"
+	  "Prints the new instance's id.\n",
+	  cmd_fork },
 	{ "inspect", "INSTANCE", "Print an instance's full record as JSON", NULL, cmd_inspect },
 	{ "stats", "INSTANCE...", "Show CPU and memory use of running instances", NULL, cmd_stats },
 	{ "volume", "create|import|ls|rm ...", "Manage volumes: persistent disks for instances",
@@ -76,6 +91,16 @@ static const struct cli_cmd commands[] = {
 	  "  ls [-q]                                          list volumes\n"
 	  "  rm VOLUME...                                     delete volumes and their data\n",
 	  cmd_volume },
+	{ "snapshot", "create|ls|inspect|rm|restore|fork ...",
+	  "Manage snapshots: saved instances to restore or fork from",
+	  "  create [--kind KIND] [--name NAME] [--tag KEY=VALUE]... [--compress] INSTANCE\n"
+	  "  ls [--instance INSTANCE] [--kind KIND] [-q]\n"
+	  "  inspect SNAPSHOT\n"
+	  "  rm SNAPSHOT...\n"
+	  "  restore [--state STATE] INSTANCE SNAPSHOT\n"
+	  "  fork [--state STATE] SNAPSHOT NAME\n"
+	  "Run `hypeman snapshot SUBCOMMAND --help` for more on each.\n",
+	  cmd_snapshot },
 	{ "ingress", "create|ls|rm ...", "Route host ports to instances (HTTP, TLS)",
 	  "  create NAME --rule HOST[:PORT]=INSTANCE:PORT [--rule ...] [--tls]\n"
 	  "         [--redirect-http] [-t KEY=VALUE]\n"
@@ -170,6 +195,35 @@ void cli_human_bytes(double v, char *out, size_t n)
 		u++;
 	}
 	snprintf(out, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+const char *cli_age(const char *rfc3339, char *out, size_t n)
+{
+	struct tm tm = { 0 };
+	if (!rfc3339 || !strptime(rfc3339, "%Y-%m-%dT%H:%M:%S", &tm)) {
+		snprintf(out, n, "-");
+		return out;
+	}
+	long s = (long)difftime(time(NULL), timegm(&tm));
+	if (s < 60)
+		snprintf(out, n, "%lds ago", s < 0 ? 0 : s);
+	else if (s < 3600)
+		snprintf(out, n, "%ldm ago", s / 60);
+	else if (s < 86400)
+		snprintf(out, n, "%ldh ago", s / 3600);
+	else
+		snprintf(out, n, "%ldd ago", s / 86400);
+	return out;
+}
+
+const char *const cli_target_states[] = { "Stopped", "Standby", "Running", NULL };
+
+const char *cli_one_of(const char *s, const char *const *choices)
+{
+	for (; *choices; choices++)
+		if (strcasecmp(s, *choices) == 0)
+			return *choices;
+	return NULL;
 }
 
 void cli_cmd_usage(const struct cli_cmd *cmd, FILE *out)

@@ -393,6 +393,8 @@ static void dispatch(char *line, size_t len)
 	}
 	if (strcmp(type, "stat") == 0)
 		do_stat(doc, id);
+	else if (strcmp(type, "identity") == 0)
+		identity_apply(doc, id);
 	else if (strcmp(type, "exec") == 0)
 		exec_request(doc, id);
 	else if (strcmp(type, "stdin") == 0)

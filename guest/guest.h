@@ -39,6 +39,8 @@ char *read_alloc(const char *path, size_t max);
 void forward_signal(int sig);
 /* The agent's stop request: SIGTERM now, SIGKILL after timeout_ms. */
 void program_stop(long long timeout_ms);
+/* The agent's identity request (clock, randomness, network, names). */
+void identity_apply(const struct hm_gjson *doc, long long id);
 
 /* ---- proc.c ---- */
 

@@ -593,6 +593,161 @@ static int if_up(int s, const char *name)
 	return ioctl(s, SIOCSIFFLAGS, &ifr);
 }
 
+/* Give eth0 the address cidr (replacing the one it had), bring it up, route via gw. */
+static int net_address(int s, const char *cidr, const char *gwtext, char *why, size_t whylen)
+{
+	struct in_addr addr, mask, gw;
+	if (parse_cidr(cidr, &addr, &mask) < 0) {
+		snprintf(why, whylen, "bad address `%.40s` (want A.B.C.D/prefix)", cidr);
+		return -1;
+	}
+	if (gwtext && inet_pton(AF_INET, gwtext, &gw) != 1) {
+		snprintf(why, whylen, "bad gateway `%.40s`", gwtext);
+		return -1;
+	}
+	struct ifreq ifr = { 0 };
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+	sin->sin_family = AF_INET;
+	sin->sin_addr = addr;
+	if (ioctl(s, SIOCSIFADDR, &ifr) < 0) {
+		snprintf(why, whylen, "set eth0 address %s: %s", cidr, strerror(errno));
+		return -1;
+	}
+	sin = (struct sockaddr_in *)&ifr.ifr_netmask;
+	sin->sin_family = AF_INET;
+	sin->sin_addr = mask;
+	if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0) {
+		snprintf(why, whylen, "set eth0 netmask: %s", strerror(errno));
+		return -1;
+	}
+	if (if_up(s, "eth0") < 0) {
+		snprintf(why, whylen, "bring up eth0: %s", strerror(errno));
+		return -1;
+	}
+	if (gwtext) {
+		struct rtentry rt = { 0 };
+		struct sockaddr_in *dst = (struct sockaddr_in *)&rt.rt_dst;
+		struct sockaddr_in *gwa = (struct sockaddr_in *)&rt.rt_gateway;
+		struct sockaddr_in *msk = (struct sockaddr_in *)&rt.rt_genmask;
+		dst->sin_family = gwa->sin_family = msk->sin_family = AF_INET;
+		gwa->sin_addr = gw;
+		rt.rt_flags = RTF_UP | RTF_GATEWAY;
+		char dev[] = "eth0";
+		rt.rt_dev = dev;
+		if (ioctl(s, SIOCADDRT, &rt) < 0 && errno != EEXIST) {
+			snprintf(why, whylen, "default route via %s: %s", gwtext, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* eth0's MAC, changed live (virtio-net tells the device, which filters on it). */
+static int set_mac(int s, const char *mac, char *why, size_t whylen)
+{
+	unsigned b[6];
+	char end;
+	if (sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+	           &end) != 6) {
+		snprintf(why, whylen, "bad MAC `%.40s`", mac);
+		return -1;
+	}
+	struct ifreq ifr = { 0 };
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	ifr.ifr_hwaddr.sa_family = 1; /* ARPHRD_ETHER */
+	for (int i = 0; i < 6; i++)
+		ifr.ifr_hwaddr.sa_data[i] = (char)b[i];
+	if (ioctl(s, SIOCSIFHWADDR, &ifr) < 0) {
+		snprintf(why, whylen, "set eth0 MAC %s: %s", mac, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/*
+ * The host's `identity` request, after a restore or a fork (docs/guest.md):
+ * the wall clock, fresh randomness, and for a fork its own MAC, address,
+ * hostname and machine-id. Everything given is applied; the answer names
+ * the first step that failed.
+ */
+void identity_apply(const struct hm_gjson *doc, long long id)
+{
+	char why[200] = "";
+	long long ms = 0;
+	if (hm_gjson_int(doc, "unix_ms", &ms) == 1 && ms > 0) {
+		struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+		if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+			snprintf(why, sizeof(why), "set the clock: %s", strerror(errno));
+	}
+	const char *seed = hm_gjson_str(doc, "seed");
+	if (seed) {
+		unsigned char buf[256];
+		size_t n = 0;
+		for (const char *p = seed; p[0] && p[1] && n < sizeof(buf); p += 2) {
+			int hi = hexval(p[0]), lo = hexval(p[1]);
+			if (hi < 0 || lo < 0)
+				break;
+			buf[n++] = (unsigned char)(hi << 4 | lo);
+		}
+		/* Mixed into the pool (not credited): a fork must not share its parent's stream. */
+		_cleanup_close_ int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write_all(fd, (const char *)buf, n) < 0)
+			if (!why[0])
+				snprintf(why, sizeof(why), "seed /dev/urandom: %s",
+				         strerror(errno));
+	}
+	const char *host = hm_gjson_str(doc, "hostname");
+	const char *ip = hm_gjson_str(doc, "ip");
+	const char *gw = hm_gjson_str(doc, "gateway");
+	const char *mac = hm_gjson_str(doc, "mac");
+	const char *dns = hm_gjson_str(doc, "dns");
+	const char *mid = hm_gjson_str(doc, "machine_id");
+	if (mac || ip) {
+		_cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		char w[160] = "";
+		if (s < 0)
+			snprintf(w, sizeof(w), "socket: %s", strerror(errno));
+		else if (!mac || set_mac(s, mac, w, sizeof(w)) == 0)
+			if (ip)
+				net_address(s, ip, gw, w, sizeof(w));
+		if (w[0] && !why[0])
+			snprintf(why, sizeof(why), "network: %s", w);
+	}
+	if (host && *host && strlen(host) < 64)
+		cfg.hostname = strdup(host);
+	if (ip)
+		cfg.net_ip = strdup(ip);
+	if (gw)
+		cfg.net_gw = strdup(gw);
+	if (mac)
+		cfg.net_mac = strdup(mac);
+	if (dns && *dns) {
+		cfg.dns[0] = strdup(dns);
+		cfg.dns[1] = NULL;
+		cfg.ndns = 1;
+	}
+	if (host || ip || dns)
+		setup_identity();
+	if (mid && strlen(mid) == 32 && access("/etc/machine-id", F_OK) == 0) {
+		char line[40];
+		snprintf(line, sizeof(line), "%s\n", mid);
+		if (write_new_file("/etc/machine-id", line, 0444) < 0 && !why[0])
+			snprintf(why, sizeof(why), "write /etc/machine-id: %s", strerror(errno));
+	}
+	step("agent: identity applied%s%s", why[0] ? ": " : "", why);
+	if (why[0]) {
+		agent_error(id, "identity: %s", why);
+		return;
+	}
+	agent_send("{\"type\":\"identity\",\"id\":%lld}", id);
+}
+
 static void setup_network(void)
 {
 	_cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -624,33 +779,9 @@ static void setup_network(void)
 				say("eth0 has MAC %s, the config says %s", mac, cfg.net_mac);
 		}
 	}
-	struct ifreq ifr = { 0 };
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
-	sin->sin_family = AF_INET;
-	sin->sin_addr = addr;
-	if (ioctl(s, SIOCSIFADDR, &ifr) < 0)
-		die(errno, "network: set eth0 address %s", cfg.net_ip);
-	sin = (struct sockaddr_in *)&ifr.ifr_netmask;
-	sin->sin_family = AF_INET;
-	sin->sin_addr = mask;
-	if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0)
-		die(errno, "network: set eth0 netmask");
-	if (if_up(s, "eth0") < 0)
-		die(errno, "network: bring up eth0");
-	if (cfg.net_gw) {
-		struct rtentry rt = { 0 };
-		struct sockaddr_in *dst = (struct sockaddr_in *)&rt.rt_dst;
-		struct sockaddr_in *gwa = (struct sockaddr_in *)&rt.rt_gateway;
-		struct sockaddr_in *msk = (struct sockaddr_in *)&rt.rt_genmask;
-		dst->sin_family = gwa->sin_family = msk->sin_family = AF_INET;
-		gwa->sin_addr = gw;
-		rt.rt_flags = RTF_UP | RTF_GATEWAY;
-		char dev[] = "eth0";
-		rt.rt_dev = dev;
-		if (ioctl(s, SIOCADDRT, &rt) < 0 && errno != EEXIST)
-			die(errno, "network: default route via %s", cfg.net_gw);
-	}
+	char why[160];
+	if (net_address(s, cfg.net_ip, cfg.net_gw, why, sizeof(why)) < 0)
+		die(0, "network: %s", why);
 	step("eth0 up (%s via %s)", cfg.net_ip, cfg.net_gw ? cfg.net_gw : "-");
 }
 

@@ -11,8 +11,9 @@ PACKAGES=(
 	libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
 	libarchive-dev libyaml-dev libcmocka-dev
 	# tools the daemon drives: root disks, the VMM, and the guest kernel's
-	# unpacking (the cloud kernel's bzImage is LZ4; cpio/kmod for checks)
-	erofs-utils e2fsprogs tar qemu-system-x86 lz4 kmod
+	# unpacking (the cloud kernel's bzImage is LZ4; cpio/kmod for checks), zstd for
+	# compressed snapshot memory
+	erofs-utils e2fsprogs tar qemu-system-x86 lz4 zstd kmod
 	# the instances' network: bridge and TAPs (iproute2), NAT and isolation (nftables)
 	iproute2 nftables
 	# tools the tests and benchmarks drive: a real registry, images made from

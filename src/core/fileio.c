@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
@@ -161,4 +163,59 @@ long long hm_du(const char *path)
 	if (nftw(path, du_one, 32, FTW_PHYS) != 0)
 		return -1;
 	return du_total;
+}
+
+static int copy_extents(int in, int out, off_t size, unsigned long long *copied)
+{
+	off_t pos = 0;
+	while (pos < size) {
+		off_t data = lseek(in, pos, SEEK_DATA);
+		if (data < 0)
+			return errno == ENXIO ? 0 : -1; /* only a hole is left */
+		off_t hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0)
+			return -1;
+		off_t off_in = data, off_out = data;
+		while (off_in < hole) {
+			ssize_t n =
+			    copy_file_range(in, &off_in, out, &off_out, (size_t)(hole - off_in), 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return -1;
+			if (n == 0)
+				break; /* the source shrank under us */
+			*copied += (unsigned long long)n;
+		}
+		pos = hole;
+	}
+	return 0;
+}
+
+int hm_copy_sparse(const char *src, const char *dst, mode_t mode, unsigned long long *copied,
+                   struct hm_err **err)
+{
+	unsigned long long n = 0;
+	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return hm_err_errno(err, errno, "copy: open `%s`", src);
+	struct stat st;
+	if (fstat(in, &st) < 0)
+		return hm_err_errno(err, errno, "copy: stat `%s`", src);
+	_cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (out < 0)
+		return hm_err_errno(err, errno, "copy: create `%s`", dst);
+	if (ioctl(out, FICLONE, in) == 0) {
+		if (copied)
+			*copied = 0;
+		return 0;
+	}
+	if (ftruncate(out, st.st_size) < 0 || copy_extents(in, out, st.st_size, &n) < 0) {
+		int e = errno;
+		unlink(dst);
+		return hm_err_errno(err, e, "copy `%s` to `%s`", src, dst);
+	}
+	if (copied)
+		*copied = n;
+	return 0;
 }

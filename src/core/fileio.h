@@ -29,3 +29,13 @@ int hm_rm_rf(const char *path, struct hm_err **err);
 
 /* Bytes used by regular files under `path` (apparent sizes), or -1. */
 long long hm_du(const char *path);
+
+/*
+ * Copy the file src to the new file dst (which must not exist), keeping
+ * holes: a reflink (FICLONE) where the filesystem can, else only the data
+ * extents (SEEK_DATA/SEEK_HOLE and copy_file_range). Never a dense copy. A
+ * failure removes dst. *copied (may be NULL) gets the bytes actually copied
+ * (0 for a reflink).
+ */
+int hm_copy_sparse(const char *src, const char *dst, mode_t mode, unsigned long long *copied,
+                   struct hm_err **err);

@@ -52,6 +52,8 @@
 #include "image/images.h"
 #include "instance/agent.h"
 #include "instance/command.h"
+#include "instance/internal.h"
+#include "instance/payload.h"
 #include "instance/logs.h"
 #include "store/instances.h"
 #include "vmm/vmm.h"
@@ -66,55 +68,22 @@
 #define MAX_VCPUS       64
 #define AGENT_LINE_MAX  (64u << 10)
 
-struct live {
-	struct live *next;
-	char *id;
-	char *dir;
-	struct hm_vm *vm;
-	pthread_mutex_t vm_lock;
-	pthread_t thread;
-	int wake[2]; /* written to stop the monitor without finalising */
-	atomic_bool started;
-	atomic_bool exited;
-	atomic_int refs; /* the list's one, plus one per request using it */
-	struct hm_agent *agent;
-	struct hm_instances *in;
-};
-
-struct hm_instances {
-	struct hm_store *st;
-	struct hm_images *images;
-	const struct hm_config *cfg;
-	const struct hm_vmm_ops *vmm;
-	char *dir;
-	struct hm_kernel kernel;
-	char *boot_error; /* why instances cannot boot, or NULL */
-	char *initrd;
-	long tsc_khz;
-	struct hm_net *net; /* borrowed */
-	pthread_mutex_t lock;
-	pthread_mutex_t vol_lock; /* volume claims: held from the check to the row insert */
-	struct live *lives;
-};
-
 /* ---- small helpers ---- */
 
-static double mono_ms(void)
+double inst_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static char *inst_path(struct hm_instances *in, const char *id, const char *rel)
+char *inst_path(struct hm_instances *in, const char *id, const char *rel)
 {
 	return rel ? xasprintf("%s/%s/%s", in->dir, id, rel) : xasprintf("%s/%s", in->dir, id);
 }
 
 /* Append one logfmt line to the instance's operations log (logs/hypeman.log). */
-static void oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
+void inst_oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
 {
 	_cleanup_free_ char *path = inst_path(in, id, "logs/hypeman.log");
 	_cleanup_free_ char *ts = hm_now_rfc3339();
@@ -141,7 +110,7 @@ static char *human_size(int64_t b)
 	return xasprintf("%lldB", (long long)b);
 }
 
-static struct live *live_find(struct hm_instances *in, const char *id)
+struct live *inst_live_find(struct hm_instances *in, const char *id)
 {
 	for (struct live *l = in->lives; l; l = l->next)
 		if (strcmp(l->id, id) == 0)
@@ -152,7 +121,7 @@ static struct live *live_find(struct hm_instances *in, const char *id)
 /* ---- network ---- */
 
 /* The instance's network from its spec: NULL when it has none. */
-static json_t *spec_net(json_t *spec)
+json_t *inst_spec_net(json_t *spec)
 {
 	json_t *n = json_object_get(spec, "network");
 	return json_is_true(json_object_get(n, "enabled")) ? n : NULL;
@@ -164,7 +133,7 @@ static void tap_of(const char *id, char tap[HM_NET_TAP_MAX])
 }
 
 /* The VM is gone: its TAP and upload limit go with it (the address stays the instance's). */
-static void drop_tap(struct hm_instances *in, const char *id)
+void inst_drop_tap(struct hm_instances *in, const char *id)
 {
 	if (!hm_net_enabled(in->net))
 		return;
@@ -174,7 +143,7 @@ static void drop_tap(struct hm_instances *in, const char *id)
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_get(in->st, id, &row, NULL) == 0) {
 		json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
-		const char *ip = json_string_value(json_object_get(spec_net(spec), "ip"));
+		const char *ip = json_string_value(json_object_get(inst_spec_net(spec), "ip"));
 		if (ip)
 			hm_net_limit_upload(in->net, ip, 0, NULL);
 		json_decref(spec);
@@ -229,15 +198,15 @@ static void handle_agent_line(struct live *l, const char *line)
 			hm_store_instance_update(l->in->st, &row, NULL);
 			hm_instance_row_done(&row);
 		}
-		oplog(l->in, l->id, "msg=\"program started\" pid=%lld guest_uptime_ms=%lld",
-		      (long long)json_integer_value(json_object_get(msg, "pid")),
-		      (long long)json_integer_value(json_object_get(msg, "uptime_ms")));
+		inst_oplog(l->in, l->id, "msg=\"program started\" pid=%lld guest_uptime_ms=%lld",
+		           (long long)json_integer_value(json_object_get(msg, "pid")),
+		           (long long)json_integer_value(json_object_get(msg, "uptime_ms")));
 	} else if (type && strcmp(type, "boot") == 0) {
-		oplog(l->in, l->id, "msg=\"guest init up\" guest_uptime_ms=%lld",
-		      (long long)json_integer_value(json_object_get(msg, "uptime_ms")));
+		inst_oplog(l->in, l->id, "msg=\"guest init up\" guest_uptime_ms=%lld",
+		           (long long)json_integer_value(json_object_get(msg, "uptime_ms")));
 	} else if (type && strcmp(type, "exit") == 0) {
-		oplog(l->in, l->id, "msg=\"program exited\" code=%lld",
-		      (long long)json_integer_value(json_object_get(msg, "code")));
+		inst_oplog(l->in, l->id, "msg=\"program exited\" code=%lld",
+		           (long long)json_integer_value(json_object_get(msg, "code")));
 	}
 	json_decref(msg);
 }
@@ -273,12 +242,12 @@ static void finalize(struct live *l)
 		free(row.stopped_at);
 		row.stopped_at = hm_now_rfc3339();
 		hm_store_instance_update(in->st, &row, NULL);
-		oplog(in, l->id, "msg=\"vm stopped\" exit_code=%d exit_message=\"%s\"",
-		      row.exit_code, row.exit_message);
+		inst_oplog(in, l->id, "msg=\"vm stopped\" exit_code=%d exit_message=\"%s\"",
+		           row.exit_code, row.exit_message);
 		hm_instance_row_done(&row);
 	}
 	free(message);
-	drop_tap(in, l->id);
+	inst_drop_tap(in, l->id);
 	atomic_store(&l->exited, true);
 }
 
@@ -288,8 +257,8 @@ static void *monitor(void *arg)
 	_cleanup_err_ struct hm_err *err = NULL;
 	int afd = l->vm->ops->agent_connect(l->vm, 10000, &err);
 	if (afd < 0)
-		oplog(l->in, l->id, "msg=\"agent channel unavailable\" error=\"%s\"",
-		      err ? err->msg : "?");
+		inst_oplog(l->in, l->id, "msg=\"agent channel unavailable\" error=\"%s\"",
+		           err ? err->msg : "?");
 	else {
 		hm_agent_set_fd(l->agent, afd);
 		/* A fresh host: the guest ends what an earlier connection left running. */
@@ -344,7 +313,7 @@ static void *monitor(void *arg)
 	return NULL;
 }
 
-static void live_free(struct live *l)
+void inst_live_free(struct live *l)
 {
 	if (!l || atomic_fetch_sub(&l->refs, 1) > 1)
 		return;
@@ -360,7 +329,7 @@ static void live_free(struct live *l)
 }
 
 /* Start monitoring `vm` (taken over) for instance `id`; adds it to the list. Under lock. */
-static void live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started)
+void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started)
 {
 	struct live *l = xcalloc(1, sizeof(*l));
 	l->id = xstrdup(id);
@@ -381,7 +350,7 @@ static void live_start(struct hm_instances *in, const char *id, struct hm_vm *vm
 }
 
 /* Stop a live's monitor and unlink it (under lock); the caller then owns it. */
-static struct live *live_detach(struct hm_instances *in, const char *id)
+struct live *inst_live_detach(struct hm_instances *in, const char *id)
 {
 	for (struct live **pp = &in->lives; *pp; pp = &(*pp)->next) {
 		struct live *l = *pp;
@@ -399,7 +368,7 @@ static struct live *live_detach(struct hm_instances *in, const char *id)
 
 /* ---- JSON ---- */
 
-static json_t *instance_json(struct hm_instances *in, const struct hm_instance_row *r)
+json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
 {
 	json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
 	if (!spec)
@@ -411,7 +380,7 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 	_cleanup_free_ char *exited_now = NULL; /* stopped_at before the monitor records it */
 
 	pthread_mutex_lock(&in->lock);
-	struct live *l = live_find(in, r->id);
+	struct live *l = inst_live_find(in, r->id);
 	if (strcmp(r->phase, "Created") == 0) {
 		state = "Created";
 	} else if (l && !atomic_load(&l->exited)) {
@@ -450,6 +419,8 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 			break;
 		}
 		hm_err_free(err);
+	} else if (strcmp(r->phase, "Standby") == 0) {
+		state = "Standby"; /* no VMM; its memory and device state are on disk */
 	} else if (strcmp(r->phase, "Stopped") != 0) {
 		state = "Unknown";
 		state_error = xstrdup("no VMM is attached to this instance");
@@ -474,7 +445,7 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 	json_object_set_new(o, "env", env ? json_incref(env) : json_object());
 	json_t *tags = json_object_get(spec, "tags");
 	json_object_set_new(o, "tags", tags ? json_incref(tags) : json_object());
-	json_t *net = spec_net(spec);
+	json_t *net = inst_spec_net(spec);
 	json_t *nj = json_pack("{s:b,s:s,s:O?,s:O?}", "enabled", net != NULL, "name", "default",
 	                       "ip", net ? json_object_get(net, "ip") : NULL, "mac",
 	                       net ? json_object_get(net, "mac") : NULL);
@@ -516,7 +487,7 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 	                    stopped && exit_code >= 0 ? json_integer(exit_code) : json_null());
 	if (stopped && exit_message)
 		json_object_set_new(o, "exit_message", json_string(exit_message));
-	json_object_set_new(o, "has_snapshot", json_false());
+	json_object_set_new(o, "has_snapshot", json_boolean(strcmp(state, "Standby") == 0));
 	json_object_set_new(o, "hypervisor", json_string("qemu-microvm"));
 	json_t *argv = json_object_get(spec, "argv");
 	if (argv)
@@ -532,7 +503,7 @@ static json_t *instance_json(struct hm_instances *in, const struct hm_instance_r
 static void lease_again(struct hm_instances *in, const struct hm_instance_row *r)
 {
 	json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
-	json_t *net = spec_net(spec);
+	json_t *net = inst_spec_net(spec);
 	const char *ip = json_string_value(json_object_get(net, "ip"));
 	struct hm_net_lease lease;
 	_cleanup_err_ struct hm_err *err = NULL;
@@ -561,15 +532,15 @@ static void adopt_all(struct hm_instances *in)
 		if (r->vmm_pid > 0 && in->vmm->adopt(run, r->vmm_pid, &vm, &err) == 0) {
 			log_info("instances", "re-adopted", "id=%s name=%s pid=%d", r->id, r->name,
 			         (int)r->vmm_pid);
-			oplog(in, r->id, "msg=\"re-adopted by a restarted daemon\" pid=%d",
-			      (int)r->vmm_pid);
+			inst_oplog(in, r->id, "msg=\"re-adopted by a restarted daemon\" pid=%d",
+			           (int)r->vmm_pid);
 			pthread_mutex_lock(&in->lock);
-			live_start(in, r->id, vm, strcmp(r->phase, "Running") == 0);
+			inst_live_start(in, r->id, vm, strcmp(r->phase, "Running") == 0);
 			pthread_mutex_unlock(&in->lock);
 			keep[nkeep] = xmalloc(HM_NET_TAP_MAX);
 			tap_of(r->id, keep[nkeep++]);
 			json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
-			json_t *net = spec_net(spec);
+			json_t *net = inst_spec_net(spec);
 			if (net && hm_net_enabled(in->net) && apply_limits(in, net, NULL, &err) < 0)
 				log_warn("instances", "limits not restored", "id=%s error=\"%s\"",
 				         r->id, err->msg);
@@ -595,7 +566,7 @@ static void adopt_all(struct hm_instances *in)
 		free(r->stopped_at);
 		r->stopped_at = hm_now_rfc3339();
 		hm_store_instance_update(in->st, r, NULL);
-		oplog(in, r->id, "msg=\"found stopped at daemon start\" exit_code=%d", code);
+		inst_oplog(in, r->id, "msg=\"found stopped at daemon start\" exit_code=%d", code);
 	}
 	hm_instance_rows_free(rows, n);
 	/* TAPs of VMs that died while the daemon was away, or of a crashed create. */
@@ -659,8 +630,8 @@ void hm_instances_close(struct hm_instances *in)
 		return;
 	pthread_mutex_lock(&in->lock);
 	while (in->lives) {
-		struct live *l = live_detach(in, in->lives->id);
-		live_free(l);
+		struct live *l = inst_live_detach(in, in->lives->id);
+		inst_live_free(l);
 	}
 	pthread_mutex_unlock(&in->lock);
 	pthread_mutex_destroy(&in->lock);
@@ -710,8 +681,6 @@ static int size_field(json_t *req, const char *key, int64_t dflt, int64_t min, i
 	*ret = b;
 	return 0;
 }
-
-#define MAX_VOLUMES 8
 
 /* A mount path a volume may take: absolute, clean, not a system directory. */
 static int check_mount_path(const char *p, struct hm_err **err)
@@ -958,7 +927,7 @@ static int parse_create(json_t *req, const char *data_dir, struct create_req *c,
 }
 
 /* A sparse ext4 file of `bytes`: the instance's writable layer. */
-static int make_overlay(const char *path, int64_t bytes, struct hm_err **err)
+int inst_make_overlay(const char *path, int64_t bytes, struct hm_err **err)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -986,8 +955,8 @@ static int make_overlay(const char *path, int64_t bytes, struct hm_err **err)
 
 /* Everything of a create after the row exists; on failure the caller undoes it. */
 /* (Re)write the guest config disk from the spec: a fresh disk, no exit record. */
-static int write_guest_config(struct hm_instances *in, const struct hm_instance_row *row,
-                              json_t *spec, const char *rootfs, struct hm_err **err)
+int inst_write_config(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                      const char *rootfs, struct hm_err **err)
 {
 	json_t *argv = json_object_get(spec, "argv");
 	json_t *envo = json_object_get(spec, "full_env");
@@ -1002,7 +971,7 @@ static int write_guest_config(struct hm_instances *in, const struct hm_instance_
 	json_object_foreach (envo, key, val)
 		ev[k++] = xasprintf("%s=%s", key, json_string_value(val));
 	const char *user = json_string_value(json_object_get(spec, "user"));
-	json_t *net = spec_net(spec);
+	json_t *net = inst_spec_net(spec);
 	const char *dns[] = { net ? hm_net_dns(in->net) : NULL, NULL };
 	/* Volumes follow config, root and overlay: /dev/vdd, /dev/vde, ... */
 	json_t *vols = json_object_get(spec, "volumes");
@@ -1047,10 +1016,12 @@ static int write_guest_config(struct hm_instances *in, const struct hm_instance_
 
 /* Start the VMM on the instance's disks. */
 static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
-                       struct hm_vm_spec *vsp, struct hm_vm **ret_vm, struct hm_err **err);
+                       struct hm_vm_spec *vsp, const char *restore_from, struct hm_vm **ret_vm,
+                       struct hm_err **err);
 
-static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
-                    const char *root_disk, struct hm_vm **ret_vm, struct hm_err **err)
+int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                  const char *root_disk, const char *restore_from, struct hm_vm **ret_vm,
+                  struct hm_err **err)
 {
 	const char *id = row->id;
 	/* tsc_early_khz: without it microvm boots hang at random under TCG. */
@@ -1064,6 +1035,12 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
 	_cleanup_free_ char *app_log = inst_path(in, id, "logs/app.log");
 	_cleanup_free_ char *vmm_log = inst_path(in, id, "logs/vmm.log");
+	_cleanup_free_ char *mem = inst_path(in, id, "memory.ram");
+	/* A cold boot starts on fresh memory: the old file's blocks go back to the disk. */
+	if (!restore_from) {
+		_cleanup_free_ char *dir = inst_path(in, id, NULL);
+		hm_payload_drop_memory(dir);
+	}
 	uint64_t dio = (uint64_t)json_integer_value(json_object_get(spec, "disk_io_bps"));
 	json_t *vols = json_object_get(spec, "volumes");
 	char *vol_disks[MAX_VOLUMES] = { 0 };
@@ -1079,6 +1056,7 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 		.ndisks = 3,
 		.console_log = app_log,
 		.vmm_log = vmm_log,
+		.mem_path = mem,
 	};
 	char *upper_disks[MAX_VOLUMES] = { 0 };
 	int r = 0;
@@ -1094,15 +1072,15 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 			 * across stop/start like its own overlay. */
 			_cleanup_free_ char *name = xasprintf("vol-%s.ext4", vid);
 			upper_disks[i] = inst_path(in, id, name);
-			if (access(upper_disks[i], F_OK) < 0)
-				r = make_overlay(
+			if (!restore_from && access(upper_disks[i], F_OK) < 0)
+				r = inst_make_overlay(
 				    upper_disks[i],
 				    json_integer_value(json_object_get(v, "overlay_bytes")), err);
 			vs.disks[vs.ndisks++] = (struct hm_vm_disk){ upper_disks[i], false, dio };
 		}
 	}
 	if (r == 0)
-		r = spawn_vm_on(in, id, spec, &vs, ret_vm, err);
+		r = spawn_vm_on(in, id, spec, &vs, restore_from, ret_vm, err);
 	for (size_t i = 0; i < MAX_VOLUMES; i++) {
 		free(vol_disks[i]);
 		free(upper_disks[i]);
@@ -1110,14 +1088,15 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 	return r;
 }
 
-/* spawn_vm's second half: the network, the VMM, the limits. */
+/* inst_spawn_vm's second half: the network, the VMM, the limits. */
 static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
-                       struct hm_vm_spec *vsp, struct hm_vm **ret_vm, struct hm_err **err)
+                       struct hm_vm_spec *vsp, const char *restore_from, struct hm_vm **ret_vm,
+                       struct hm_err **err)
 {
 	struct hm_vm_spec vs = *vsp;
 	char tap[HM_NET_TAP_MAX];
-	json_t *net = spec_net(spec);
-	double t_net = mono_ms();
+	json_t *net = inst_spec_net(spec);
+	double t_net = inst_mono_ms();
 	if (net) {
 		if (!hm_net_enabled(in->net))
 			return hm_err_set(
@@ -1130,13 +1109,15 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 		vs.tap = tap;
 		vs.mac = json_string_value(json_object_get(net, "mac"));
 	}
-	double t0 = mono_ms();
-	if (in->vmm->spawn(&vs, ret_vm, err) < 0) {
+	double t0 = inst_mono_ms();
+	int r = restore_from ? in->vmm->restore(&vs, restore_from, ret_vm, err)
+	                     : in->vmm->spawn(&vs, ret_vm, err);
+	if (r < 0) {
 		if (net)
 			hm_net_tap_delete(in->net, tap);
-		return hm_err_wrap(err, "start the VM");
+		return hm_err_wrap(err, restore_from ? "restore the VM" : "start the VM");
 	}
-	double t1 = mono_ms();
+	double t1 = inst_mono_ms();
 	/*
 	 * The rate limits go on while the guest kernel boots (about a second before
 	 * it can send anything): tc and nft cost tens of milliseconds that would
@@ -1151,8 +1132,9 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 		                    NULL);
 		return hm_err_wrap(err, "start the VM");
 	}
-	oplog(in, id, "msg=\"vm started\" pid=%d tap_ms=%.1f vmm_ms=%.1f limits_ms=%.1f",
-	      (int)(*ret_vm)->pid, t0 - t_net, t1 - t0, mono_ms() - t1);
+	inst_oplog(in, id, "msg=\"vm %s\" pid=%d tap_ms=%.1f vmm_ms=%.1f limits_ms=%.1f",
+	           restore_from ? "restored" : "started", (int)(*ret_vm)->pid, t0 - t_net, t1 - t0,
+	           inst_mono_ms() - t1);
 	return 0;
 }
 
@@ -1162,7 +1144,7 @@ static int prepare_and_boot(struct hm_instances *in, struct hm_instance_row *row
                             struct hm_err **err)
 {
 	const char *id = row->id;
-	double t0 = mono_ms();
+	double t0 = inst_mono_ms();
 	_cleanup_free_ char *logs = inst_path(in, id, "logs");
 	_cleanup_free_ char *run = inst_path(in, id, "run");
 	if (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0)
@@ -1172,18 +1154,18 @@ static int prepare_and_boot(struct hm_instances *in, struct hm_instance_row *row
 		return hm_err_set(err, HM_ERR_INTERNAL, NULL,
 		                  "the data dir path is too long for unix sockets (`%s`)",
 		                  agent_sock);
-	oplog(in, id, "msg=created name=%s image=%s digest=%s", row->name, row->image,
-	      row->image_digest);
+	inst_oplog(in, id, "msg=created name=%s image=%s digest=%s", row->name, row->image,
+	           row->image_digest);
 	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
-	if (make_overlay(overlay, json_integer_value(json_object_get(spec, "overlay_bytes")), err) <
-	    0)
+	if (inst_make_overlay(overlay, json_integer_value(json_object_get(spec, "overlay_bytes")),
+	                      err) < 0)
 		return -1;
-	double t_overlay = mono_ms();
-	if (write_guest_config(in, row, spec, img->disk_format, err) < 0)
+	double t_overlay = inst_mono_ms();
+	if (inst_write_config(in, row, spec, img->disk_format, err) < 0)
 		return -1;
-	oplog(in, id, "msg=\"disks ready\" overlay_ms=%.1f config_ms=%.1f", t_overlay - t0,
-	      mono_ms() - t_overlay);
-	return spawn_vm(in, row, spec, img->disk_path, ret_vm, err);
+	inst_oplog(in, id, "msg=\"disks ready\" overlay_ms=%.1f config_ms=%.1f", t_overlay - t0,
+	           inst_mono_ms() - t_overlay);
+	return inst_spawn_vm(in, row, spec, img->disk_path, NULL, ret_vm, err);
 }
 
 /*
@@ -1356,10 +1338,10 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 		         err && *err ? (*err)->msg : "?");
 	} else {
 		pthread_mutex_lock(&in->lock);
-		live_start(in, id, vm, false);
+		inst_live_start(in, id, vm, false);
 		pthread_mutex_unlock(&in->lock);
 		log_info("instances", "created", "id=%s name=%s image=%s", id, c.name, img.name);
-		*ret = instance_json(in, &row);
+		*ret = inst_json(in, &row);
 	}
 	json_decref(spec);
 	hm_image_info_done(&img);
@@ -1373,7 +1355,7 @@ int hm_instances_get(struct hm_instances *in, const char *key, json_t **ret, str
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	*ret = instance_json(in, &row);
+	*ret = inst_json(in, &row);
 	hm_instance_row_done(&row);
 	return 0;
 }
@@ -1387,7 +1369,7 @@ int hm_instances_list(struct hm_instances *in, const char *state, json_t *tags, 
 		return -1;
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
-		json_t *o = instance_json(in, &rows[i]);
+		json_t *o = inst_json(in, &rows[i]);
 		bool keep = true;
 		if (state && strcmp(json_string_value(json_object_get(o, "state")), state) != 0)
 			keep = false;
@@ -1409,29 +1391,29 @@ int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err 
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
 	pthread_mutex_lock(&in->lock);
-	struct live *l = live_detach(in, row.id);
+	struct live *l = inst_live_detach(in, row.id);
 	pthread_mutex_unlock(&in->lock);
 	int r = 0;
 	if (l) {
 		if (!atomic_load(&l->exited) && l->vm->ops->kill(l->vm, 10000, err) < 0) {
 			/* Still running: keep monitoring it and report the failure. */
 			pthread_mutex_lock(&in->lock);
-			live_start(in, row.id, l->vm, atomic_load(&l->started));
+			inst_live_start(in, row.id, l->vm, atomic_load(&l->started));
 			l->vm = NULL;
 			pthread_mutex_unlock(&in->lock);
 			r = -1;
 		}
-		live_free(l);
+		inst_live_free(l);
 	}
 	if (r == 0) {
-		drop_tap(in, row.id);
+		inst_drop_tap(in, row.id);
 		_cleanup_free_ char *dir = inst_path(in, row.id, NULL);
 		if (hm_rm_rf(dir, err) < 0 || hm_store_instance_delete(in->st, row.id, err) < 0) {
 			r = -1;
 		} else {
 			json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
-			hm_net_release(in->net,
-			               json_string_value(json_object_get(spec_net(spec), "ip")));
+			hm_net_release(
+			    in->net, json_string_value(json_object_get(inst_spec_net(spec), "ip")));
 			json_decref(spec);
 			log_info("instances", "deleted", "id=%s name=%s", row.id, row.name);
 		}
@@ -1451,7 +1433,7 @@ static bool log_alive(void *cls)
 {
 	struct alive_ref *a = cls;
 	pthread_mutex_lock(&a->in->lock);
-	struct live *l = live_find(a->in, a->id);
+	struct live *l = inst_live_find(a->in, a->id);
 	bool alive = l && !atomic_load(&l->exited);
 	pthread_mutex_unlock(&a->in->lock);
 	return alive;
@@ -1497,19 +1479,19 @@ int hm_instances_logs(struct hm_instances *in, const char *key, const char *sour
 /* ---- lifecycle: stop, start, update, wait ---- */
 
 /* The live record of an instance with a reference taken, or NULL. */
-static struct live *live_get(struct hm_instances *in, const char *id)
+struct live *inst_live_get(struct hm_instances *in, const char *id)
 {
 	pthread_mutex_lock(&in->lock);
-	struct live *l = live_find(in, id);
+	struct live *l = inst_live_find(in, id);
 	if (l)
 		atomic_fetch_add(&l->refs, 1);
 	pthread_mutex_unlock(&in->lock);
 	return l;
 }
 
-static char *derived_state(struct hm_instances *in, const struct hm_instance_row *row)
+char *inst_state(struct hm_instances *in, const struct hm_instance_row *row)
 {
-	json_t *o = instance_json(in, row);
+	json_t *o = inst_json(in, row);
 	char *st = xstrdup(json_string_value(json_object_get(o, "state")));
 	json_decref(o);
 	return st;
@@ -1532,8 +1514,8 @@ static bool wait_exited(struct live *l, long timeout_ms)
 static int stop_live(struct hm_instances *in, struct live *l, const struct hm_instance_row *row,
                      struct hm_err **err)
 {
-	double t0 = mono_ms();
-	oplog(in, row->id, "msg=\"stop requested\"");
+	double t0 = inst_mono_ms();
+	inst_oplog(in, row->id, "msg=\"stop requested\"");
 	/* 1: the guest init stops the program (SIGTERM, SIGKILL after the grace). */
 	json_t *msg = json_pack("{s:s,s:i}", "type", "stop", "timeout_ms", STOP_GRACE_MS);
 	bool asked = hm_agent_send(l->agent, msg, NULL) == 0;
@@ -1558,7 +1540,7 @@ static int stop_live(struct hm_instances *in, struct live *l, const struct hm_in
 		}
 	}
 	if (r == 0) {
-		oplog(in, row->id, "msg=stopped via=\"%s\" ms=%.0f", how, mono_ms() - t0);
+		inst_oplog(in, row->id, "msg=stopped via=\"%s\" ms=%.0f", how, inst_mono_ms() - t0);
 		log_info("instances", "stopped", "id=%s name=%s via=\"%s\"", row->id, row->name,
 		         how);
 	}
@@ -1570,8 +1552,8 @@ int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, st
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = derived_state(in, &row);
-	struct live *l = live_get(in, row.id);
+	_cleanup_free_ char *state = inst_state(in, &row);
+	struct live *l = inst_live_get(in, row.id);
 	int r;
 	if (!l || (strcmp(state, "Running") != 0 && strcmp(state, "Initializing") != 0))
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
@@ -1581,15 +1563,12 @@ int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, st
 	else
 		r = stop_live(in, l, &row, err);
 	if (l)
-		live_free(l);
+		inst_live_free(l);
 	if (r == 0)
 		r = hm_instances_get(in, row.id, ret, err);
 	hm_instance_row_done(&row);
 	return r;
 }
-
-static int boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd,
-                      json_t *ep, json_t **ret, struct hm_err **err);
 
 int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
                        struct hm_err **err)
@@ -1608,21 +1587,21 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, j
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = derived_state(in, &row);
+	_cleanup_free_ char *state = inst_state(in, &row);
 	int r;
 	if (strcmp(state, "Stopped") != 0)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; only a Stopped instance can be started",
 		               row.name, state);
 	else
-		r = boot_again(in, &row, cmd, ep, ret, err);
+		r = inst_boot_again(in, &row, cmd, ep, ret, err);
 	hm_instance_row_done(&row);
 	return r;
 }
 
 /* Start's work once the instance is known to be Stopped. */
-static int boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd,
-                      json_t *ep, json_t **ret, struct hm_err **err)
+int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
+                    json_t **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = *rowp; /* fields stay owned by the caller's row */
 	json_t *spec = NULL;
@@ -1631,9 +1610,9 @@ static int boot_again(struct hm_instances *in, struct hm_instance_row *rowp, jso
 	int r = 0;
 	/* The old VMM's record goes; a new one comes with the boot. */
 	pthread_mutex_lock(&in->lock);
-	struct live *old = live_detach(in, row.id);
+	struct live *old = inst_live_detach(in, row.id);
 	pthread_mutex_unlock(&in->lock);
-	live_free(old);
+	inst_live_free(old);
 
 	if (hm_images_resolve(in->images, row.image, &img, err) < 0) {
 		r = hm_err_wrap(err, "the instance's image");
@@ -1660,8 +1639,8 @@ static int boot_again(struct hm_instances *in, struct hm_instance_row *rowp, jso
 		if (ep)
 			json_object_set(spec, "entrypoint", ep);
 	}
-	if (write_guest_config(in, &row, spec, img.disk_format, err) < 0 ||
-	    spawn_vm(in, &row, spec, img.disk_path, &vm, err) < 0) {
+	if (inst_write_config(in, &row, spec, img.disk_format, err) < 0 ||
+	    inst_spawn_vm(in, &row, spec, img.disk_path, NULL, &vm, err) < 0) {
 		r = -1;
 		goto out;
 	}
@@ -1684,10 +1663,10 @@ static int boot_again(struct hm_instances *in, struct hm_instance_row *rowp, jso
 		goto out;
 	}
 	pthread_mutex_lock(&in->lock);
-	live_start(in, row.id, vm, false);
+	inst_live_start(in, row.id, vm, false);
 	pthread_mutex_unlock(&in->lock);
 	log_info("instances", "started", "id=%s name=%s", row.id, row.name);
-	*ret = instance_json(in, &row);
+	*ret = inst_json(in, &row);
 out:
 	*rowp = row;
 	json_decref(spec);
@@ -1726,8 +1705,8 @@ int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, 
 	json_decref(spec);
 	int r = hm_store_instance_update(in->st, &row, err);
 	if (r == 0) {
-		oplog(in, row.id, "msg=\"env updated\" keys=%zu", json_object_size(env));
-		*ret = instance_json(in, &row);
+		inst_oplog(in, row.id, "msg=\"env updated\" keys=%zu", json_object_size(env));
+		*ret = inst_json(in, &row);
 	}
 	hm_instance_row_done(&row);
 	return r;
@@ -1739,7 +1718,7 @@ int hm_instances_wait(struct hm_instances *in, const char *key, const char *stat
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	double deadline = mono_ms() + (double)timeout_ms;
+	double deadline = inst_mono_ms() + (double)timeout_ms;
 	json_t *o = NULL;
 	bool timed_out = false;
 	for (;;) {
@@ -1749,14 +1728,14 @@ int hm_instances_wait(struct hm_instances *in, const char *key, const char *stat
 			return -1;
 		}
 		json_decref(o);
-		o = instance_json(in, &cur);
+		o = inst_json(in, &cur);
 		hm_instance_row_done(&cur);
 		const char *now = json_string_value(json_object_get(o, "state"));
 		/* Stopped is terminal for a wait: nothing will move it without a request. */
 		if (strcmp(now, state) == 0 || strcmp(now, "Stopped") == 0 ||
 		    strcmp(now, "Standby") == 0)
 			break;
-		if (mono_ms() >= deadline) {
+		if (inst_mono_ms() >= deadline) {
 			timed_out = true;
 			break;
 		}
@@ -1786,7 +1765,7 @@ int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, s
 	json_t *spec = json_loads(row.spec, 0, NULL);
 	double cpu = 0;
 	int64_t rss = 0, vms = 0;
-	struct live *l = live_get(in, row.id);
+	struct live *l = inst_live_get(in, row.id);
 	if (l && !atomic_load(&l->exited)) {
 		pid_t pid = l->vm->pid;
 		_cleanup_free_ char *sp = xasprintf("/proc/%d/stat", (int)pid);
@@ -1808,13 +1787,13 @@ int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, s
 		}
 	}
 	uint64_t rx = 0, tx = 0;
-	if (l && !atomic_load(&l->exited) && spec_net(spec)) {
+	if (l && !atomic_load(&l->exited) && inst_spec_net(spec)) {
 		char tap[HM_NET_TAP_MAX];
 		tap_of(row.id, tap);
 		hm_net_tap_counters(tap, &rx, &tx);
 	}
 	if (l)
-		live_free(l);
+		inst_live_free(l);
 	*ret = json_pack(
 	    "{s:s,s:s,s:f,s:I,s:I,s:I,s:I,s:I,s:I}", "instance_id", row.id, "instance_name",
 	    row.name, "cpu_seconds", cpu, "memory_rss_bytes", (json_int_t)rss, "memory_vms_bytes",
@@ -1835,8 +1814,8 @@ int hm_instances_stat(struct hm_instances *in, const char *key, const char *path
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = derived_state(in, &row);
-	struct live *l = strcmp(state, "Running") == 0 ? live_get(in, row.id) : NULL;
+	_cleanup_free_ char *state = inst_state(in, &row);
+	struct live *l = strcmp(state, "Running") == 0 ? inst_live_get(in, row.id) : NULL;
 	int r;
 	if (!l) {
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
@@ -1853,7 +1832,7 @@ int hm_instances_stat(struct hm_instances *in, const char *key, const char *path
 			json_object_del(ans, "id");
 			*ret = ans;
 		}
-		live_free(l);
+		inst_live_free(l);
 	}
 	hm_instance_row_done(&row);
 	return r;
@@ -1871,7 +1850,7 @@ void hm_instances_allocated(struct hm_instances *in, int64_t *vcpus, int64_t *me
 		/* Disks are held whatever the state; CPU and memory only while a VMM runs. */
 		*disk += json_integer_value(json_object_get(spec, "overlay_bytes"));
 		pthread_mutex_lock(&in->lock);
-		struct live *l = live_find(in, rows[i].id);
+		struct live *l = inst_live_find(in, rows[i].id);
 		bool running = l && !atomic_load(&l->exited);
 		pthread_mutex_unlock(&in->lock);
 		if (running) {
@@ -1896,8 +1875,8 @@ int hm_instances_exec_open(struct hm_instances *in, const char *key, struct hm_e
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = derived_state(in, &row);
-	struct live *l = strcmp(state, "Running") == 0 ? live_get(in, row.id) : NULL;
+	_cleanup_free_ char *state = inst_state(in, &row);
+	struct live *l = strcmp(state, "Running") == 0 ? inst_live_get(in, row.id) : NULL;
 	int r = 0;
 	if (!l) {
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
@@ -1906,7 +1885,7 @@ int hm_instances_exec_open(struct hm_instances *in, const char *key, struct hm_e
 		struct hm_exec *x = xcalloc(1, sizeof(*x));
 		x->live = l;
 		if (hm_agent_session_open(l->agent, &x->session, err) < 0) {
-			live_free(l);
+			inst_live_free(l);
 			free(x);
 			r = -1;
 		} else {
@@ -1938,7 +1917,7 @@ void hm_exec_close(struct hm_exec *x)
 	if (!x)
 		return;
 	hm_agent_session_close(x->session);
-	live_free(x->live);
+	inst_live_free(x->live);
 	free(x);
 }
 
@@ -1950,8 +1929,8 @@ int hm_instances_address(struct hm_instances *in, const char *key, char ip[16], 
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
 	json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
-	const char *addr = json_string_value(json_object_get(spec_net(spec), "ip"));
-	_cleanup_free_ char *state = derived_state(in, &row);
+	const char *addr = json_string_value(json_object_get(inst_spec_net(spec), "ip"));
+	_cleanup_free_ char *state = inst_state(in, &row);
 	int r = 0;
 	if (!addr)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "no_network", "instance `%s` has no network",
@@ -1974,7 +1953,7 @@ static int stopped_row(struct hm_instances *in, const char *key, const char *wha
 {
 	if (hm_store_instance_find(in->st, key, row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = derived_state(in, row);
+	_cleanup_free_ char *state = inst_state(in, row);
 	if (strcmp(state, "Stopped") != 0 && strcmp(state, "Created") != 0) {
 		int r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		                   "%s needs a stopped instance (current state: %s)", what, state);
@@ -1997,7 +1976,7 @@ static int save_spec(struct hm_instances *in, struct hm_instance_row *row, json_
 	row->spec = json_dumps(spec, JSON_COMPACT);
 	int r = hm_store_instance_update(in->st, row, err);
 	if (r == 0)
-		*ret = instance_json(in, row);
+		*ret = inst_json(in, row);
 	return r;
 }
 
@@ -2049,9 +2028,9 @@ int hm_instances_attach_volume(struct hm_instances *in, const char *key, const c
 	}
 	pthread_mutex_unlock(&in->vol_lock);
 	if (r == 0)
-		oplog(in, row.id, "msg=\"volume attached\" volume=%s path=%s",
-		      json_string_value(json_object_get(add, "id")),
-		      json_string_value(json_object_get(add, "mount_path")));
+		inst_oplog(in, row.id, "msg=\"volume attached\" volume=%s path=%s",
+		           json_string_value(json_object_get(add, "id")),
+		           json_string_value(json_object_get(add, "mount_path")));
 	json_decref(c.volumes);
 	json_decref(spec);
 	hm_instance_row_done(&row);
@@ -2081,7 +2060,7 @@ int hm_instances_detach_volume(struct hm_instances *in, const char *key, const c
 		r = save_spec(in, &row, spec, ret, err);
 	}
 	if (r == 0)
-		oplog(in, row.id, "msg=\"volume detached\" volume=%s", vr.id);
+		inst_oplog(in, row.id, "msg=\"volume detached\" volume=%s", vr.id);
 	hm_volume_row_done(&vr);
 	json_decref(spec);
 	hm_instance_row_done(&row);

@@ -91,3 +91,30 @@ void hm_instances_allocated(struct hm_instances *in, int64_t *vcpus, int64_t *me
 /* source: app | vmm | hypeman. */
 int hm_instances_logs(struct hm_instances *in, const char *key, const char *source, long tail,
                       bool follow, struct hm_log_stream **ret, struct hm_err **err);
+
+/* POST /instances/{id}/standby {compression?}: a Running instance's memory and
+ * device state go to disk and its VMM ends; it is then in Standby (409 otherwise). */
+int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                         struct hm_err **err);
+/* POST /instances/{id}/restore: a Standby instance runs on from where it was. */
+int hm_instances_restore(struct hm_instances *in, const char *key, json_t **ret,
+                         struct hm_err **err);
+/* POST /instances/{id}/fork {name, from_running?, target_state?}: a copy with its
+ * own identity. *ret: the new instance. */
+int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                      struct hm_err **err);
+
+/* Snapshots (instance/snapshots.c): immutable copies that outlive their source. */
+int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                        struct hm_err **err);
+/* Filters may be NULL. */
+int hm_snapshots_list(struct hm_instances *in, const char *source_id, const char *kind,
+                      const char *name, json_t *tags, json_t **ret, struct hm_err **err);
+int hm_snapshots_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err);
+int hm_snapshots_delete(struct hm_instances *in, const char *key, struct hm_err **err);
+/* POST /instances/{id}/snapshots/{snapshotId}/restore {target_state?}. */
+int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *snapshot,
+                         json_t *body, json_t **ret, struct hm_err **err);
+/* POST /snapshots/{id}/fork {name, target_state?}. */
+int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *body, json_t **ret,
+                      struct hm_err **err);

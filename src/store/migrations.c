@@ -55,6 +55,19 @@ const char *const hm_migrations[] = {
 	"  tags TEXT NOT NULL DEFAULT '{}',"
 	"  created_at TEXT NOT NULL"
 	") STRICT;",
+	/* 6: snapshots: immutable captures of an instance that outlive it. `meta`
+	 * holds what bringing one back needs (image, spec, payload facts). */
+	"CREATE TABLE snapshots ("
+	"  id TEXT PRIMARY KEY NOT NULL,"
+	"  name TEXT,"
+	"  kind TEXT NOT NULL,"
+	"  source_id TEXT NOT NULL,"
+	"  source_name TEXT NOT NULL,"
+	"  tags TEXT NOT NULL DEFAULT '{}',"
+	"  meta TEXT NOT NULL,"
+	"  created_at TEXT NOT NULL"
+	") STRICT;"
+	"CREATE UNIQUE INDEX snapshots_name ON snapshots(source_id, name);",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

@@ -310,7 +310,8 @@ static char *shell_join(char *const *v)
 	return out;
 }
 
-static void build_argv(const struct hm_vm_spec *spec, const struct qemu_vm *vm, struct argv *a)
+static void build_argv(const struct hm_vm_spec *spec, const struct qemu_vm *vm, bool incoming,
+                       struct argv *a)
 {
 	const char *machine = spec->machine ? spec->machine : "microvm";
 	bool mmio =
@@ -330,7 +331,15 @@ static void build_argv(const struct hm_vm_spec *spec, const struct qemu_vm *vm, 
 		argv_add(a, "guest=%s", id);
 	}
 	argv_add(a, "-machine");
-	argv_add(a, "%s", machine);
+	if (spec->mem_path) {
+		argv_add(a, "%s,memory-backend=mem", machine);
+		_cleanup_free_ char *mp = opt_escape(spec->mem_path);
+		argv_add(a, "-object");
+		argv_add(a, "memory-backend-file,id=mem,size=%lluM,mem-path=%s,share=on",
+		         (unsigned long long)((spec->mem_bytes + (1u << 20) - 1) >> 20), mp);
+	} else {
+		argv_add(a, "%s", machine);
+	}
 	argv_add(a, "-accel");
 	argv_add(a, "%s", kvm ? "kvm" : "tcg");
 	if (kvm) {
@@ -391,6 +400,12 @@ static void build_argv(const struct hm_vm_spec *spec, const struct qemu_vm *vm, 
 	argv_add(a, "%s", qmp);
 	argv_add(a, "-pidfile");
 	argv_add(a, "%s/vmm.pid", vm->run_dir);
+	if (incoming) {
+		/* Wait for migrate-incoming; stay paused once the state is in. */
+		argv_add(a, "-incoming");
+		argv_add(a, "defer");
+		argv_add(a, "-S");
+	}
 }
 
 static int check_spec(const struct hm_vm_spec *spec, struct hm_err **err)
@@ -411,6 +426,9 @@ static int check_spec(const struct hm_vm_spec *spec, struct hm_err **err)
 	if (spec->kernel && spec->kernel[0] != '/')
 		return hm_err_set(err, HM_ERR_INVALID, NULL,
 		                  "VM spec: kernel path must be absolute");
+	if (spec->mem_path && spec->mem_path[0] != '/')
+		return hm_err_set(err, HM_ERR_INVALID, NULL,
+		                  "VM spec: memory file path must be absolute");
 	struct sockaddr_un sa;
 	if (strlen(spec->run_dir) + sizeof("/agent.sock") > sizeof(sa.sun_path))
 		return hm_err_set(err, HM_ERR_INVALID, NULL,
@@ -525,7 +543,9 @@ static int wait_ready(struct qemu_vm *vm, const char *log_path, off_t log_from, 
 	return hm_err_wrap(err, "qemu did not become ready");
 }
 
-static int qemu_spawn(const struct hm_vm_spec *spec, struct hm_vm **ret, struct hm_err **err)
+/* Start the process for spec and wait for QMP; with `incoming`, it waits for a state to load. */
+static int spawn_process(const struct hm_vm_spec *spec, bool incoming, struct qemu_vm **ret,
+                         struct hm_err **err)
 {
 	if (check_spec(spec, err) < 0)
 		return -1;
@@ -537,7 +557,7 @@ static int qemu_spawn(const struct hm_vm_spec *spec, struct hm_vm **ret, struct 
 	remove_runtime_files(vm->run_dir); /* stale sockets would answer ECONNREFUSED only */
 
 	_cleanup_(argv_free) struct argv a = { 0 };
-	build_argv(spec, vm, &a);
+	build_argv(spec, vm, incoming, &a);
 	_cleanup_free_ char *line = shell_join(a.v);
 	_cleanup_free_ char *cmdline_path = xasprintf("%s/vmm.cmdline", vm->run_dir);
 	if (hm_write_file_atomic(cmdline_path, line, strlen(line), 0644, err) < 0)
@@ -562,7 +582,16 @@ static int qemu_spawn(const struct hm_vm_spec *spec, struct hm_vm **ret, struct 
 	}
 	log_debug("vmm", "qemu ready", "id=%s pid=%d ms=%lld", spec->id ? spec->id : "", (int)pid,
 	          now_ms() - t0);
-	*ret = &TAKE_PTR(vm)->base;
+	*ret = TAKE_PTR(vm);
+	return 0;
+}
+
+static int qemu_spawn(const struct hm_vm_spec *spec, struct hm_vm **ret, struct hm_err **err)
+{
+	struct qemu_vm *vm = NULL;
+	if (spawn_process(spec, false, &vm, err) < 0)
+		return -1;
+	*ret = &vm->base;
 	return 0;
 }
 
@@ -759,20 +788,174 @@ static int qemu_agent_connect(struct hm_vm *base, int timeout_ms, struct hm_err 
 	}
 }
 
-static int qemu_snapshot(struct hm_vm *vm, const char *dir, struct hm_err **err)
+/* ---- snapshot and restore ---- */
+
+#define MIGRATE_MS 60000 /* a save or a load, start to end */
+
+/* `exec:` URI that runs `cat` with stdin or stdout on path (shell-quoted). */
+static char *exec_uri(const char *redir, const char *path)
 {
-	(void)vm;
-	(void)dir;
-	return hm_err_set(err, HM_ERR_NOT_IMPLEMENTED, NULL, "qemu: snapshot is not implemented");
+	size_t n = 0;
+	for (const char *p = path; *p; p++)
+		n += *p == '\'' ? 4 : 1;
+	char *q = xmalloc(n + 1), *o = q;
+	for (const char *p = path; *p; p++) {
+		if (*p == '\'') {
+			memcpy(o, "'\\''", 4);
+			o += 4;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	char *uri = xasprintf("exec:cat %s '%s'", redir, q);
+	free(q);
+	return uri;
 }
 
-static int qemu_restore(const struct hm_vm_spec *spec, const char *dir, struct hm_vm **ret,
+static json_t *ignore_shared_caps(void)
+{
+	return json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", "x-ignore-shared",
+	                 "state", 1);
+}
+
+/* Poll query-migrate on q until it completes; a failure carries QEMU's reason. */
+static int wait_migration(struct qemu_vm *vm, struct hm_qmp *q, long long deadline,
+                          struct hm_err **err)
+{
+	for (;;) {
+		json_t *r = NULL;
+		long long left = deadline - now_ms();
+		if (hm_qmp_execute(q, "query-migrate", NULL, &r, left > 0 ? (int)left : 1, err) < 0)
+			return vm_error(vm, "query-migrate", err);
+		const char *st = json_string_value(json_object_get(r, "status"));
+		if (st && strcmp(st, "completed") == 0) {
+			json_decref(r);
+			return 0;
+		}
+		if (st && (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0)) {
+			const char *why = json_string_value(json_object_get(r, "error-desc"));
+			int rc =
+			    hm_err_set(err, HM_ERR_INTERNAL, NULL, "saving the VM state %s%s%s", st,
+			               why ? ": " : "", why ? why : "");
+			json_decref(r);
+			return rc;
+		}
+		json_decref(r);
+		if (now_ms() >= deadline)
+			return hm_err_set(err, HM_ERR_TIMEOUT, NULL,
+			                  "saving the VM state took more than %d ms", MIGRATE_MS);
+		struct timespec ts = { 0, 2 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int qemu_snapshot(struct hm_vm *base, const char *state_path, struct hm_err **err)
+{
+	struct qemu_vm *vm = (struct qemu_vm *)base;
+	long long deadline = now_ms() + MIGRATE_MS;
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp", state_path);
+	_cleanup_free_ char *uri = exec_uri(">", tmp);
+	_cleanup_qmp_ struct hm_qmp *q = NULL;
+	if (hm_qmp_connect(vm->qmp_path, QMP_OP_MS, vm->base.pidfd, &q, err) < 0)
+		return vm_error(vm, "snapshot", err);
+	/* RAM is in a shared file already: only device state travels. */
+	if (hm_qmp_execute(q, "migrate-set-capabilities", ignore_shared_caps(), NULL, QMP_OP_MS,
+	                   err) < 0 ||
+	    hm_qmp_execute(q, "stop", NULL, NULL, QMP_OP_MS, err) < 0 ||
+	    hm_qmp_execute(q, "migrate", json_pack("{s:s}", "uri", uri), NULL, QMP_OP_MS, err) <
+	        0 ||
+	    wait_migration(vm, q, deadline, err) < 0) {
+		unlink(tmp);
+		return hm_err_wrap(err, "snapshot VM %d", (int)vm->base.pid);
+	}
+	_cleanup_close_ int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0) {
+		unlink(tmp);
+		return hm_err_set(err, HM_ERR_INTERNAL, NULL,
+		                  "snapshot: no VM state was written to %s", tmp);
+	}
+	if (fsync(fd) < 0 || rename(tmp, state_path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return hm_err_errno(err, e, "snapshot: save %s", state_path);
+	}
+	return 0;
+}
+
+static int qemu_restore(const struct hm_vm_spec *spec, const char *state_path, struct hm_vm **ret,
                         struct hm_err **err)
 {
-	(void)spec;
-	(void)dir;
-	(void)ret;
-	return hm_err_set(err, HM_ERR_NOT_IMPLEMENTED, NULL, "qemu: restore is not implemented");
+	_cleanup_close_ int sfd = open(state_path, O_RDONLY | O_CLOEXEC);
+	if (sfd < 0)
+		return hm_err_errno(err, errno, "restore: the VM state `%s`", state_path);
+	if (!spec->mem_path)
+		return hm_err_set(err, HM_ERR_INVALID, NULL,
+		                  "restore: the spec has no memory file");
+	if (access(spec->mem_path, R_OK | W_OK) < 0)
+		return hm_err_errno(err, errno, "restore: the memory file `%s`", spec->mem_path);
+	_cleanup_(qemu_vm_freep) struct qemu_vm *vm = NULL;
+	if (spawn_process(spec, true, &vm, err) < 0)
+		return -1;
+	long long deadline = now_ms() + MIGRATE_MS;
+	_cleanup_free_ char *uri = exec_uri("<", state_path);
+	_cleanup_free_ char *log_path =
+	    spec->vmm_log ? xstrdup(spec->vmm_log) : xasprintf("%s/vmm.log", spec->run_dir);
+	struct stat lst;
+	off_t log_from = stat(log_path, &lst) == 0 ? lst.st_size : 0;
+	{
+		_cleanup_qmp_ struct hm_qmp *q = NULL;
+		if (hm_qmp_connect(vm->qmp_path, QMP_OP_MS, vm->base.pidfd, &q, err) < 0 ||
+		    hm_qmp_execute(q, "migrate-set-capabilities", ignore_shared_caps(), NULL,
+		                   QMP_OP_MS, err) < 0 ||
+		    hm_qmp_execute(q, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL,
+		                   QMP_OP_MS, err) < 0)
+			goto fail;
+		/* "inmigrate" while loading; "paused" (-S) once the state is in. A load
+		 * that fails ends the QEMU process. */
+		for (;;) {
+			json_t *r = NULL;
+			long long left = deadline - now_ms();
+			if (hm_qmp_execute(q, "query-status", NULL, &r, left > 0 ? (int)left : 1,
+			                   err) < 0)
+				goto fail;
+			const char *st = json_string_value(json_object_get(r, "status"));
+			bool done = st && strcmp(st, "inmigrate") != 0;
+			bool ok = st && strcmp(st, "paused") == 0;
+			_cleanup_free_ char *status = st ? xstrdup(st) : NULL;
+			json_decref(r);
+			if (done && ok)
+				break;
+			if (done) {
+				hm_err_set(err, HM_ERR_INTERNAL, NULL,
+				           "restore: the VM is `%s` after loading its state",
+				           status);
+				goto fail;
+			}
+			if (now_ms() >= deadline) {
+				hm_err_set(err, HM_ERR_TIMEOUT, NULL,
+				           "restore: loading the VM state took more than %d ms",
+				           MIGRATE_MS);
+				goto fail;
+			}
+			struct timespec ts = { 0, 2 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+	}
+	*ret = &TAKE_PTR(vm)->base;
+	return 0;
+fail:
+	if (check_exited(vm, 500)) {
+		_cleanup_free_ char *line = log_last_line(log_path, log_from);
+		hm_err_free(*err);
+		*err = NULL;
+		hm_err_set(err, HM_ERR_INTERNAL, NULL,
+		           "restore: qemu could not load the VM state%s%s", line ? ": " : "",
+		           line ? line : "");
+	}
+	abort_spawn(vm);
+	return hm_err_wrap(err, "restore VM %s", spec->id ? spec->id : "");
 }
 
 static void qemu_free(struct hm_vm *vm)

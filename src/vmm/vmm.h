@@ -42,6 +42,10 @@ struct hm_vm_spec {
 	const char *machine;     /* NULL: the backend's fastest ("microvm" for QEMU) */
 	const char *tap;         /* a TAP to give the guest as its NIC, or NULL for none */
 	const char *mac;         /* the NIC's MAC (with tap) */
+	/* Guest RAM in this file, mapped shared (NULL: anonymous memory). A VM
+	 * with its RAM in a file can be snapshotted in milliseconds: the file
+	 * already is the memory image, and only device state is written. */
+	const char *mem_path;
 };
 
 enum hm_vm_state {
@@ -81,9 +85,22 @@ struct hm_vmm_ops {
 	int (*info)(struct hm_vm *vm, struct hm_vm_info *ret, struct hm_err **err);
 	/* Connect to the guest agent channel: a stream fd (CLOEXEC) or < 0. */
 	int (*agent_connect)(struct hm_vm *vm, int timeout_ms, struct hm_err **err);
-	/* Not in this slice: HM_ERR_NOT_IMPLEMENTED. */
-	int (*snapshot)(struct hm_vm *vm, const char *dir, struct hm_err **err);
-	int (*restore)(const struct hm_vm_spec *spec, const char *dir, struct hm_vm **ret,
+	/*
+	 * Pause the guest and write its device state to state_path (atomically:
+	 * a temporary file renamed into place, synced). The VM must have its RAM
+	 * in spec.mem_path, which together with state_path is the whole VM. The
+	 * guest stays paused afterwards: the caller resumes it or kills the VMM.
+	 */
+	int (*snapshot)(struct hm_vm *vm, const char *state_path, struct hm_err **err);
+	/*
+	 * Start a VMM for spec (whose mem_path holds the saved RAM) and load the
+	 * device state from state_path into it. On return the guest is paused at
+	 * the instant it was saved; resume() runs it. The spec must describe the
+	 * same machine (memory size, vCPUs, disks in order, NIC or none) as the
+	 * one saved; paths, the TAP and the MAC may differ. Kills what it
+	 * started on failure.
+	 */
+	int (*restore)(const struct hm_vm_spec *spec, const char *state_path, struct hm_vm **ret,
 	               struct hm_err **err);
 	void (*free)(struct hm_vm *vm); /* releases memory and fds; never stops the VM */
 };

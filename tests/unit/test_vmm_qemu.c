@@ -227,11 +227,6 @@ static void lifecycle(void **state)
 	/* the power button: the idle firmware ignores it, QMP accepts it */
 	assert_int_equal(ops->shutdown(vm, &err), 0);
 
-	assert_int_equal(ops->snapshot(vm, t->dir, &err), -1);
-	assert_int_equal(err->kind, HM_ERR_NOT_IMPLEMENTED);
-	hm_err_free(err);
-	err = NULL;
-
 	pid_t pid = vm->pid;
 	t0 = now_ms();
 	assert_int_equal(ops->kill(vm, 5000, &err), 0);
@@ -326,6 +321,74 @@ static void concurrent_clients(void **state)
 	assert_int_equal(vm->ops->kill(vm, 5000, &err), 0);
 	vm->ops->free(vm);
 	print_message("3 threads x 15 x (info, pause, resume): %lld ms\n", dt);
+}
+
+/*
+ * Snapshot and restore with RAM in a file: the state file holds only the
+ * devices; a restored VM comes back paused and runs on resume; a damaged
+ * state file fails the restore with QEMU's reason and leaves no process.
+ */
+static void snapshot_restore(void **state)
+{
+	struct t *t = *state;
+	if (!t)
+		skip();
+	struct hm_vm_spec spec;
+	base_spec(t, &spec);
+	char mem[128], st[128], bad[128];
+	snprintf(mem, sizeof(mem), "%s/memory.ram", t->dir);
+	snprintf(st, sizeof(st), "%s/vm's state", t->dir); /* a quote for the shell */
+	snprintf(bad, sizeof(bad), "%s/bad.state", t->dir);
+	spec.mem_path = mem;
+	struct hm_vm *vm = NULL;
+	struct hm_err *err = NULL;
+	if (hm_vmm_qemu.spawn(&spec, &vm, &err) < 0)
+		fail_msg("spawn: %s", err->msg);
+	track(t, vm->pid);
+	long long t0 = now_ms();
+	if (vm->ops->snapshot(vm, st, &err) < 0)
+		fail_msg("snapshot: %s", err->msg);
+	long long t_save = now_ms() - t0;
+	assert_int_equal(state_of(vm), HM_VM_PAUSED);
+	struct stat sb;
+	assert_int_equal(stat(st, &sb), 0);
+	assert_true(sb.st_size > 0 && sb.st_size < (8 << 20)); /* devices only, not 64 MiB */
+	char tmp[160];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", st);
+	assert_int_equal(access(tmp, F_OK), -1);
+	assert_int_equal(vm->ops->kill(vm, 5000, &err), 0);
+	vm->ops->free(vm);
+
+	t0 = now_ms();
+	if (hm_vmm_qemu.restore(&spec, st, &vm, &err) < 0)
+		fail_msg("restore: %s", err->msg);
+	long long t_restore = now_ms() - t0;
+	track(t, vm->pid);
+	assert_int_equal(state_of(vm), HM_VM_PAUSED);
+	assert_int_equal(vm->ops->resume(vm, &err), 0);
+	assert_int_equal(state_of(vm), HM_VM_RUNNING);
+	assert_int_equal(vm->ops->kill(vm, 5000, &err), 0);
+	vm->ops->free(vm);
+
+	/* a damaged state: QEMU refuses it, and nothing is left running */
+	int fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "not a VM state\n", 15), 15);
+	close(fd);
+	assert_true(hm_vmm_qemu.restore(&spec, bad, &vm, &err) < 0);
+	if (!strstr(err->msg, "could not load"))
+		fail_msg("unexpected error: %s", err->msg);
+	hm_err_free(err);
+	err = NULL;
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	/* a missing one: a clear error before any process starts */
+	snprintf(bad, sizeof(bad), "%s/missing.state", t->dir);
+	assert_true(hm_vmm_qemu.restore(&spec, bad, &vm, &err) < 0);
+	assert_non_null(strstr(err->msg, "missing.state"));
+	hm_err_free(err);
+	print_message("snapshot %lld ms (%lld bytes of state), restore to paused %lld ms\n", t_save,
+	              (long long)sb.st_size, t_restore);
 }
 
 static void missing_disk(void **state)
@@ -480,6 +543,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(lifecycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(concurrent_clients, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(missing_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(bad_specs, setup, teardown),
 		cmocka_unit_test_setup_teardown(guest_panic_exits, setup, teardown),

@@ -1,0 +1,139 @@
+/*
+ * What the files of the instance service share (private to src/instance/):
+ * the service and live-VM records, and the steps that lifecycle operations
+ * are made of. instances.c owns create, boot, stop and delete; standby.c
+ * standby, restore and fork; snapshots.c the snapshot objects.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "boot/kernel.h"
+
+struct hm_config;
+struct hm_err;
+struct hm_images;
+struct hm_instance_row;
+struct hm_net;
+struct hm_store;
+struct hm_vm;
+struct hm_vmm_ops;
+
+#define MAX_VOLUMES 8
+
+struct live {
+	struct live *next;
+	char *id;
+	char *dir;
+	struct hm_vm *vm;
+	pthread_mutex_t vm_lock;
+	pthread_t thread;
+	int wake[2]; /* written to stop the monitor without finalising */
+	atomic_bool started;
+	atomic_bool exited;
+	atomic_int refs; /* the list's one, plus one per request using it */
+	struct hm_agent *agent;
+	struct hm_instances *in;
+};
+
+struct hm_instances {
+	struct hm_store *st;
+	struct hm_images *images;
+	const struct hm_config *cfg;
+	const struct hm_vmm_ops *vmm;
+	char *dir;
+	struct hm_kernel kernel;
+	char *boot_error; /* why instances cannot boot, or NULL */
+	char *initrd;
+	long tsc_khz;
+	struct hm_net *net; /* borrowed */
+	pthread_mutex_t lock;
+	pthread_mutex_t vol_lock; /* volume claims: held from the check to the row insert */
+	struct live *lives;
+};
+
+/* Monotonic milliseconds. */
+double inst_mono_ms(void);
+/* $DATA_DIR/instances/<id>[/rel], newly allocated. */
+char *inst_path(struct hm_instances *in, const char *id, const char *rel);
+/* Append one logfmt line to the instance's logs/hypeman.log. */
+void inst_oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The network object of a spec when it is enabled, else NULL (borrowed). */
+json_t *inst_spec_net(json_t *spec);
+/* The VM is gone: remove its TAP and upload limit (the address stays). */
+void inst_drop_tap(struct hm_instances *in, const char *id);
+
+/* The live list (under in->lock for find/start/detach). */
+struct live *inst_live_find(struct hm_instances *in, const char *id);
+/* The live record with a reference taken, or NULL; inst_live_free drops one. */
+struct live *inst_live_get(struct hm_instances *in, const char *id);
+void inst_live_free(struct live *l);
+/* Monitor vm (taken over) for id; `started`: the program already runs. Under lock. */
+void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started);
+/* Stop a live's monitor and unlink it (under lock); the caller then owns it. */
+struct live *inst_live_detach(struct hm_instances *in, const char *id);
+
+/* The API's Instance object for a row, with its state derived now. */
+json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r);
+/* Just the derived state, newly allocated. */
+char *inst_state(struct hm_instances *in, const struct hm_instance_row *row);
+
+/* A sparse ext4 file of `bytes` at path. */
+int inst_make_overlay(const char *path, int64_t bytes, struct hm_err **err);
+/* (Re)write the config disk from the spec, with no exit record. */
+int inst_write_config(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                      const char *rootfs, struct hm_err **err);
+/*
+ * Start the instance's VMM on its disks (TAP, limits too). With
+ * restore_from, load that saved state onto the instance's memory file
+ * instead of booting: the VM is then paused. Undoes itself on failure.
+ */
+int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                  const char *root_disk, const char *restore_from, struct hm_vm **ret_vm,
+                  struct hm_err **err);
+/* Cold-boot a Stopped instance (start's work); *rowp is updated. */
+int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
+                    json_t **ret, struct hm_err **err);
+
+/* ---- standby.c ---- */
+
+/*
+ * Start the VMM of an instance in Standby on its saved state and run it:
+ * Running on success (*rowp updated, the saved state consumed). The guest
+ * is sent an identity request: the clock, and with new_identity its own
+ * MAC, address, hostname and machine-id (which then must succeed). On
+ * failure nothing runs and the instance is still in Standby.
+ */
+int inst_wake(struct hm_instances *in, struct hm_instance_row *rowp, bool new_identity,
+              struct hm_err **err);
+/* A target_state field: NULL when absent, else Stopped, Standby or Running (400). */
+int inst_check_target(const char *field, json_t **target, struct hm_err **err);
+/* Copies may not carry read-write volume attachments (409). */
+int inst_check_forkable(json_t *spec, const char *name, struct hm_err **err);
+/* Copy the payload of an instance (stopped, in standby or running) into dst. A
+ * running one is paused for the save and the copy, then runs on. */
+int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                 bool running, bool standby, const char *dst, unsigned long long *copied,
+                 struct hm_err **err);
+
+/* Where a new instance's payload comes from (a fork of an instance or of a snapshot). */
+struct inst_source {
+	const char *name; /* the source, for messages */
+	const char *image, *image_digest;
+	json_t *spec;               /* the source's spec (copied, given a new network) */
+	const char *kind;           /* Standby (memory too) or Stopped (disks only) */
+	const char *default_target; /* Stopped, Standby or Running */
+	int (*fill)(void *ctx, const char *dst_dir, unsigned long long *copied,
+	            struct hm_err **err);
+	void *ctx;
+};
+
+/* Make instance `name` from src, then bring it to target (NULL: src's default).
+ * Leaves nothing behind on failure. *ret: the new Instance. */
+int inst_new_from(struct hm_instances *in, const struct inst_source *src, const char *name,
+                  const char *target, json_t **ret, struct hm_err **err);

@@ -1,0 +1,209 @@
+/*
+ * instance/payload: an instance's state files (payload.h), copied sparsely
+ * between instance and snapshot folders, and the memory file's optional
+ * zstd compression (the `zstd` tool, run as a child).
+ */
+#include "instance/payload.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/spawn.h"
+#include "core/xalloc.h"
+
+int hm_payload_parse_compression(json_t *v, struct hm_payload_opts *ret, struct hm_err **err)
+{
+	*ret = (struct hm_payload_opts){ .compress = false, .level = 1 };
+	if (!v || json_is_null(v))
+		return 0;
+	json_t *en = json_object_get(v, "enabled");
+	json_t *alg = json_object_get(v, "algorithm");
+	json_t *lvl = json_object_get(v, "level");
+	if (!json_is_object(v) || !json_is_boolean(en))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_compression",
+		                  "`compression` must be an object with a boolean `enabled`");
+	if (!json_is_true(en))
+		return 0;
+	if (alg && !json_is_null(alg) &&
+	    (!json_is_string(alg) || strcmp(json_string_value(alg), "zstd") != 0))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_compression",
+		                  "`compression.algorithm` %s is not available here: use zstd",
+		                  json_is_string(alg) ? json_string_value(alg) : "(not a string)");
+	if (lvl && !json_is_null(lvl)) {
+		if (!json_is_integer(lvl) || json_integer_value(lvl) < 1 ||
+		    json_integer_value(lvl) > 19)
+			return hm_err_set(
+			    err, HM_ERR_INVALID, "invalid_compression",
+			    "`compression.level` must be an integer from 1 to 19 (zstd)");
+		ret->level = (int)json_integer_value(lvl);
+	}
+	ret->compress = true;
+	return 0;
+}
+
+static int copy_one(const char *src_dir, const char *dst_dir, const char *name, bool optional,
+                    unsigned long long *copied, struct hm_err **err)
+{
+	_cleanup_free_ char *s = xasprintf("%s/%s", src_dir, name);
+	_cleanup_free_ char *d = xasprintf("%s/%s", dst_dir, name);
+	if (optional && access(s, F_OK) < 0 && errno == ENOENT)
+		return 0;
+	unsigned long long n = 0;
+	if (hm_copy_sparse(s, d, 0600, &n, err) < 0)
+		return -1;
+	*copied += n;
+	return 0;
+}
+
+int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
+                    unsigned long long *copied, struct hm_err **err)
+{
+	unsigned long long n = 0;
+	if (hm_mkdir_p(dst_dir, 0700, err) < 0)
+		return -1;
+	if (copy_one(src_dir, dst_dir, "overlay.ext4", false, &n, err) < 0 ||
+	    copy_one(src_dir, dst_dir, "config.img", true, &n, err) < 0)
+		return -1;
+	size_t i;
+	json_t *v;
+	json_array_foreach (json_object_get(spec, "volumes"), i, v) {
+		if (!json_is_true(json_object_get(v, "overlay")))
+			continue;
+		_cleanup_free_ char *name =
+		    xasprintf("vol-%s.ext4", json_string_value(json_object_get(v, "id")));
+		if (copy_one(src_dir, dst_dir, name, true, &n, err) < 0)
+			return -1;
+	}
+	if (memory) {
+		_cleanup_free_ char *plain = xasprintf("%s/%s", src_dir, HM_PAYLOAD_MEMORY);
+		bool have_plain = access(plain, F_OK) == 0;
+		if (copy_one(src_dir, dst_dir,
+		             have_plain ? HM_PAYLOAD_MEMORY : HM_PAYLOAD_MEMORY_ZST, false, &n,
+		             err) < 0 ||
+		    copy_one(src_dir, dst_dir, HM_PAYLOAD_STATE, true, &n, err) < 0)
+			return -1;
+	}
+	if (copied)
+		*copied += n;
+	return 0;
+}
+
+int64_t hm_payload_file_size(const char *dir, const char *name)
+{
+	_cleanup_free_ char *p = xasprintf("%s/%s", dir, name);
+	struct stat st;
+	return stat(p, &st) == 0 ? (int64_t)st.st_size : -1;
+}
+
+int hm_payload_compress(const char *dir, const struct hm_payload_opts *opts, int64_t *compressed,
+                        int64_t *uncompressed)
+{
+	_cleanup_free_ char *plain = xasprintf("%s/%s", dir, HM_PAYLOAD_MEMORY);
+	_cleanup_free_ char *zst = xasprintf("%s/%s", dir, HM_PAYLOAD_MEMORY_ZST);
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp", zst);
+	_cleanup_free_ char *lvl = xasprintf("-%d", opts->level);
+	int64_t before = hm_payload_file_size(dir, HM_PAYLOAD_MEMORY);
+	const char *argv[] = { "zstd", "-q", "-f", "-T0", lvl, "-o", tmp, plain, NULL };
+	_cleanup_err_ struct hm_err *err = NULL;
+	if (hm_run(argv, NULL, NULL, &err) < 0 || rename(tmp, zst) < 0) {
+		log_warn("payload", "memory not compressed", "dir=%s error=\"%s\"", dir,
+		         err ? err->msg : strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	unlink(plain);
+	if (compressed)
+		*compressed = hm_payload_file_size(dir, HM_PAYLOAD_MEMORY_ZST);
+	if (uncompressed)
+		*uncompressed = before;
+	return 0;
+}
+
+int hm_payload_ready(const char *dir, struct hm_err **err)
+{
+	_cleanup_free_ char *plain = xasprintf("%s/%s", dir, HM_PAYLOAD_MEMORY);
+	_cleanup_free_ char *zst = xasprintf("%s/%s", dir, HM_PAYLOAD_MEMORY_ZST);
+	_cleanup_free_ char *state = xasprintf("%s/%s", dir, HM_PAYLOAD_STATE);
+	if (access(state, R_OK) < 0)
+		return hm_err_errno(err, errno, "the saved device state `%s`", state);
+	if (access(plain, F_OK) == 0)
+		return 0;
+	if (access(zst, R_OK) < 0)
+		return hm_err_errno(err, errno, "the saved memory `%s`", plain);
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp", plain);
+	/* --sparse: the zero pages that never were written stay holes. */
+	const char *argv[] = { "zstd", "-q", "-d", "-f", "--sparse", "-o", tmp, zst, NULL };
+	if (hm_run(argv, NULL, NULL, err) < 0) {
+		unlink(tmp);
+		return hm_err_wrap(err, "decompress the saved memory");
+	}
+	if (rename(tmp, plain) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return hm_err_errno(err, e, "decompress the saved memory");
+	}
+	unlink(zst);
+	return 0;
+}
+
+void hm_payload_drop_memory(const char *dir)
+{
+	const char *names[] = { HM_PAYLOAD_MEMORY, HM_PAYLOAD_MEMORY_ZST, HM_PAYLOAD_STATE };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		_cleanup_free_ char *p = xasprintf("%s/%s", dir, names[i]);
+		unlink(p);
+	}
+}
+
+static void *sync_thread(void *arg)
+{
+	char *path = arg;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		fdatasync(fd);
+		close(fd);
+	}
+	free(path);
+	return NULL;
+}
+
+void hm_payload_sync_later(const char *dir)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	char *path = xasprintf("%s/%s", dir, HM_PAYLOAD_MEMORY);
+	if (pthread_create(&t, &attr, sync_thread, path) != 0)
+		free(path);
+	pthread_attr_destroy(&attr);
+}
+
+int64_t hm_payload_disk_bytes(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int64_t total = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		struct stat st;
+		if (e->d_name[0] != '.' &&
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
+			total += (int64_t)st.st_blocks * 512;
+	}
+	closedir(d);
+	return total;
+}

@@ -1,0 +1,53 @@
+/*
+ * The files that hold an instance's state outside a VMM, its "payload":
+ * the same names in an instance's folder and in a snapshot's. Copying them
+ * sparsely, compressing and decompressing the memory file, and sizing them.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct hm_err;
+
+#define HM_PAYLOAD_MEMORY     "memory.ram"     /* guest RAM */
+#define HM_PAYLOAD_MEMORY_ZST "memory.ram.zst" /* the same, compressed (zstd) */
+#define HM_PAYLOAD_STATE      "vm.state"       /* device state (standby only) */
+
+struct hm_payload_opts {
+	bool compress;
+	int level; /* zstd 1..19 */
+};
+
+/* A SnapshotCompressionConfig ({enabled, algorithm: zstd, level}); NULL/null: off. */
+int hm_payload_parse_compression(json_t *v, struct hm_payload_opts *ret, struct hm_err **err);
+
+/*
+ * Copy the payload in src_dir into dst_dir (created if missing): the
+ * overlay, the overlay volumes' upper disks named in spec, the config disk,
+ * and with `memory` the memory file (plain or compressed) and the device
+ * state, where src_dir has them. Sparse; *copied adds up the bytes copied.
+ */
+int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
+                    unsigned long long *copied, struct hm_err **err);
+
+/* Compress dir's memory file (replacing it); sizes may be NULL. */
+int hm_payload_compress(const char *dir, const struct hm_payload_opts *opts, int64_t *compressed,
+                        int64_t *uncompressed);
+
+/* Make dir's saved state loadable: it has a device state, and a plain memory file
+ * (decompressed here if only the compressed one is there). */
+int hm_payload_ready(const char *dir, struct hm_err **err);
+
+/* Remove the memory file(s) and the device state. */
+void hm_payload_drop_memory(const char *dir);
+
+/* fdatasync dir's memory file in the background (its pages reach the disk
+ * without holding up the request). */
+void hm_payload_sync_later(const char *dir);
+
+/* Bytes the payload files take on disk (allocated, so holes count nothing). */
+int64_t hm_payload_disk_bytes(const char *dir);
+/* The logical size of one of its files, or -1. */
+int64_t hm_payload_file_size(const char *dir, const char *name);

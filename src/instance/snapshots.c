@@ -1,0 +1,471 @@
+/*
+ * instance/snapshots: snapshots as objects. A snapshot is an immutable
+ * copy of an instance's payload (payload.h) in $DATA_DIR/snapshots/<id>/,
+ * with a row (store/snapshots.h) that keeps what bringing it back needs:
+ * the source's image, digest and spec. It outlives its source.
+ *
+ * Kinds: Standby (disks, memory and device state, taken from a Running
+ * instance, which is paused only for the save and the copy, or from one in
+ * Standby) and Stopped (disks only, from a Stopped instance). A snapshot
+ * comes back either in place, onto its own source instance, or as a new
+ * instance (a fork, with its own identity).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/cleanup.h"
+#include "core/encoding.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/tags.h"
+#include "core/xalloc.h"
+#include "instance/command.h"
+#include "instance/instances.h"
+#include "instance/internal.h"
+#include "instance/payload.h"
+#include "store/instances.h"
+#include "store/snapshots.h"
+
+static char *snap_dir(struct hm_instances *in, const char *id)
+{
+	return xasprintf("%s/snapshots/%s", in->cfg->data_dir, id);
+}
+
+static json_t *snapshot_json(struct hm_instances *in, const struct hm_snapshot_row *r)
+{
+	json_t *meta = json_loads(r->meta ? r->meta : "{}", 0, NULL);
+	json_t *tags = json_loads(r->tags ? r->tags : "{}", 0, NULL);
+	_cleanup_free_ char *dir = snap_dir(in, r->id);
+	json_t *comp = json_object_get(meta, "compression");
+	bool compressed = json_is_true(json_object_get(comp, "enabled"));
+	json_t *o = json_pack("{s:s,s:s?,s:s,s:o,s:s,s:s,s:s,s:s,s:I,s:s}", "id", r->id, "name",
+	                      r->name, "kind", r->kind, "tags", tags ? tags : json_object(),
+	                      "source_instance_id", r->source_id, "source_instance_name",
+	                      r->source_name, "source_hypervisor", "qemu-microvm", "created_at",
+	                      r->created_at, "size_bytes", (json_int_t)hm_payload_disk_bytes(dir),
+	                      "compression_state", compressed ? "compressed" : "none");
+	if (!r->name)
+		json_object_set_new(o, "name", json_null());
+	if (comp)
+		json_object_set(o, "compression", comp);
+	json_t *cs = json_object_get(meta, "compressed_size_bytes");
+	json_t *us = json_object_get(meta, "uncompressed_size_bytes");
+	json_object_set(o, "compressed_size_bytes", cs ? cs : json_null());
+	json_object_set(o, "uncompressed_size_bytes", us ? us : json_null());
+	json_decref(meta);
+	return o;
+}
+
+/* ---- create ---- */
+
+/* Is `name` already a snapshot of source_id? (The insert checks again.) */
+static bool name_taken(struct hm_instances *in, const char *source_id, const char *name)
+{
+	struct hm_snapshot_row *rows = NULL;
+	size_t n = 0;
+	bool taken = false;
+	if (hm_store_snapshot_list(in->st, &rows, &n, NULL) < 0)
+		return false;
+	for (size_t i = 0; i < n && !taken; i++)
+		taken = rows[i].name && strcmp(rows[i].source_id, source_id) == 0 &&
+		        strcmp(rows[i].name, name) == 0;
+	hm_snapshot_rows_free(rows, n);
+	return taken;
+}
+
+static int parse_create(json_t *body, const char **kind, const char **name, json_t **tags,
+                        struct hm_payload_opts *opts, struct hm_err **err)
+{
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *k = json_object_get(body, "kind");
+	json_t *n = json_object_get(body, "name");
+	if (!k)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field",
+		                  "`kind` is required (Standby or Stopped)");
+	*kind = json_string_value(k);
+	if (!*kind || (strcmp(*kind, "Standby") != 0 && strcmp(*kind, "Stopped") != 0))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`kind` must be Standby or Stopped");
+	*name = NULL;
+	if (n && !json_is_null(n)) {
+		if (!json_is_string(n))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`name` must be a string");
+		if (hm_command_check_name(json_string_value(n), err) < 0)
+			return -1;
+		*name = json_string_value(n);
+	}
+	*tags = json_object_get(body, "tags");
+	if (*tags && json_is_null(*tags))
+		*tags = NULL;
+	if (*tags && hm_tags_validate(*tags, err) < 0)
+		return -1;
+	return hm_payload_parse_compression(json_object_get(body, "compression"), opts, err);
+}
+
+int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                        struct hm_err **err)
+{
+	const char *kind = NULL, *name = NULL;
+	json_t *tags = NULL;
+	struct hm_payload_opts opts;
+	if (parse_create(body, &kind, &name, &tags, &opts, err) < 0)
+		return -1;
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *state = inst_state(in, &row);
+	json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
+	if (!spec)
+		spec = json_object();
+	bool running = strcmp(state, "Running") == 0;
+	bool standby = strcmp(state, "Standby") == 0;
+	int r = 0;
+	if (strcmp(kind, "Standby") == 0 && !running && !standby)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; a Standby snapshot needs a Running or Standby "
+		               "instance",
+		               row.name, state);
+	else if (strcmp(kind, "Stopped") == 0 && strcmp(state, "Stopped") != 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; a Stopped snapshot needs a Stopped instance",
+		               row.name, state);
+	else if (name && name_taken(in, row.id, name))
+		r = hm_err_set(err, HM_ERR_CONFLICT, "already_exists",
+		               "instance `%s` already has a snapshot named `%s`", row.name, name);
+	else
+		r = inst_check_forkable(spec, row.name, err);
+	char id[25];
+	hm_command_new_id(id);
+	_cleanup_free_ char *dir = snap_dir(in, id);
+	unsigned long long copied = 0;
+	double t0 = inst_mono_ms();
+	if (r == 0)
+		r = inst_capture(in, &row, spec, running, strcmp(kind, "Standby") == 0, dir,
+		                 &copied, err);
+	double t_copy = inst_mono_ms();
+	json_t *meta = json_pack("{s:s,s:s,s:O}", "image", row.image, "image_digest",
+	                         row.image_digest ? row.image_digest : "", "spec", spec);
+	if (r == 0 && opts.compress && strcmp(kind, "Standby") == 0) {
+		int64_t cs = 0, us = 0;
+		if (hm_payload_compress(dir, &opts, &cs, &us) < 0) {
+			r = hm_err_set(
+			    err, HM_ERR_INTERNAL, NULL,
+			    "compressing the snapshot's memory failed (see the daemon log)");
+		} else {
+			json_object_set_new(meta, "compression",
+			                    json_pack("{s:b,s:s,s:i}", "enabled", 1, "algorithm",
+			                              "zstd", "level", opts.level));
+			json_object_set_new(meta, "compressed_size_bytes", json_integer(cs));
+			json_object_set_new(meta, "uncompressed_size_bytes", json_integer(us));
+		}
+	}
+	_cleanup_free_ char *meta_text = json_dumps(meta, JSON_COMPACT);
+	_cleanup_free_ char *tags_text = tags ? json_dumps(tags, JSON_COMPACT) : xstrdup("{}");
+	_cleanup_free_ char *created = hm_now_rfc3339();
+	struct hm_snapshot_row sr = {
+		.id = id,
+		.name = (char *)name,
+		.kind = (char *)kind,
+		.source_id = row.id,
+		.source_name = row.name,
+		.tags = tags_text,
+		.meta = meta_text,
+		.created_at = created,
+	};
+	if (r == 0)
+		r = hm_store_snapshot_insert(in->st, &sr, err);
+	if (r < 0) {
+		hm_rm_rf(dir, NULL);
+	} else {
+		inst_oplog(in, row.id,
+		           "msg=\"snapshot taken\" snapshot=%s kind=%s copy_ms=%.1f "
+		           "total_ms=%.1f copied_bytes=%llu",
+		           id, kind, t_copy - t0, inst_mono_ms() - t0, copied);
+		log_info("snapshots", "created", "id=%s source=%s kind=%s ms=%.1f", id, row.name,
+		         kind, inst_mono_ms() - t0);
+		*ret = snapshot_json(in, &sr);
+	}
+	json_decref(meta);
+	json_decref(spec);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+/* ---- read, list, delete ---- */
+
+int hm_snapshots_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+{
+	struct hm_snapshot_row r = { 0 };
+	if (hm_store_snapshot_find(in->st, key, &r, err) < 0)
+		return -1;
+	*ret = snapshot_json(in, &r);
+	hm_snapshot_row_done(&r);
+	return 0;
+}
+
+int hm_snapshots_list(struct hm_instances *in, const char *source_id, const char *kind,
+                      const char *name, json_t *tags, json_t **ret, struct hm_err **err)
+{
+	struct hm_snapshot_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_snapshot_list(in->st, &rows, &n, err) < 0)
+		return -1;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		const struct hm_snapshot_row *r = &rows[i];
+		if ((source_id && strcmp(r->source_id, source_id) != 0) ||
+		    (kind && strcmp(r->kind, kind) != 0) ||
+		    (name && (!r->name || strcmp(r->name, name) != 0)))
+			continue;
+		json_t *o = snapshot_json(in, r);
+		if (tags && !hm_tags_match(json_object_get(o, "tags"), tags))
+			json_decref(o);
+		else
+			json_array_append_new(arr, o);
+	}
+	hm_snapshot_rows_free(rows, n);
+	*ret = arr;
+	return 0;
+}
+
+int hm_snapshots_delete(struct hm_instances *in, const char *key, struct hm_err **err)
+{
+	struct hm_snapshot_row r = { 0 };
+	if (hm_store_snapshot_find(in->st, key, &r, err) < 0)
+		return -1;
+	_cleanup_free_ char *dir = snap_dir(in, r.id);
+	/* The row goes first: a half-removed folder is never offered as a snapshot. */
+	int rc = hm_store_snapshot_delete(in->st, r.id, err);
+	if (rc == 0 && hm_rm_rf(dir, NULL) < 0)
+		log_warn("snapshots", "payload not fully removed", "id=%s dir=%s", r.id, dir);
+	if (rc == 0)
+		log_info("snapshots", "deleted", "id=%s", r.id);
+	hm_snapshot_row_done(&r);
+	return rc;
+}
+
+/* ---- bringing one back ---- */
+
+static int check_hypervisor(json_t *body, const char *kind, struct hm_err **err)
+{
+	json_t *h = json_object_get(body, "target_hypervisor");
+	if (!h || json_is_null(h))
+		return 0;
+	const char *s = json_string_value(h);
+	if (!s)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`target_hypervisor` must be a string");
+	if (strcmp(s, "qemu") == 0 || strcmp(s, "qemu-microvm") == 0)
+		return 0;
+	if (strcmp(kind, "Standby") == 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "a Standby snapshot comes back on the hypervisor it was taken on "
+		                  "(qemu), not %s",
+		                  s);
+	return hm_err_set(err, HM_ERR_NOT_IMPLEMENTED, "unsupported_hypervisor",
+	                  "hypervisor `%s` is not available on this host (QEMU is)", s);
+}
+
+static const char *default_target(const char *kind)
+{
+	return strcmp(kind, "Standby") == 0 ? "Running" : "Stopped";
+}
+
+struct snap_fill {
+	const char *dir;
+	json_t *spec;
+	bool memory;
+};
+
+static int fill_from_snapshot(void *ctx, const char *dst, unsigned long long *copied,
+                              struct hm_err **err)
+{
+	struct snap_fill *f = ctx;
+	return hm_payload_copy(f->dir, dst, f->spec, f->memory, copied, err);
+}
+
+int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *body, json_t **ret,
+                      struct hm_err **err)
+{
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *name = json_object_get(body, "name");
+	json_t *target = json_object_get(body, "target_state");
+	if (!name)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	if (!json_is_string(name))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
+	if (hm_command_check_name(json_string_value(name), err) < 0 ||
+	    inst_check_target("target_state", &target, err) < 0)
+		return -1;
+	struct hm_snapshot_row sr = { 0 };
+	if (hm_store_snapshot_find(in->st, snapshot, &sr, err) < 0)
+		return -1;
+	int r = check_hypervisor(body, sr.kind, err);
+	json_t *meta = json_loads(sr.meta ? sr.meta : "{}", 0, NULL);
+	_cleanup_free_ char *dir = snap_dir(in, sr.id);
+	_cleanup_free_ char *what = xasprintf("snapshot %s of %s", sr.id, sr.source_name);
+	if (r == 0) {
+		struct snap_fill f = { dir, json_object_get(meta, "spec"),
+			               strcmp(sr.kind, "Standby") == 0 };
+		struct inst_source src = {
+			.name = what,
+			.image = json_string_value(json_object_get(meta, "image")),
+			.image_digest = json_string_value(json_object_get(meta, "image_digest")),
+			.spec = f.spec ? f.spec : json_object_get(meta, "spec"),
+			.kind = sr.kind,
+			.default_target = default_target(sr.kind),
+			.fill = fill_from_snapshot,
+			.ctx = &f,
+		};
+		if (!src.image || !json_is_object(src.spec))
+			r = hm_err_set(err, HM_ERR_INTERNAL, NULL, "snapshot %s has no source spec",
+			               sr.id);
+		else
+			r = inst_new_from(in, &src, json_string_value(name),
+			                  json_string_value(target), ret, err);
+	}
+	json_decref(meta);
+	hm_snapshot_row_done(&sr);
+	return r;
+}
+
+/* Replace an instance's payload with the snapshot's: copied aside first, then renamed in. */
+static int replace_payload(struct hm_instances *in, const char *id, const char *snapdir,
+                           json_t *spec, bool memory, struct hm_err **err)
+{
+	_cleanup_free_ char *dir = inst_path(in, id, NULL);
+	_cleanup_free_ char *tmp = inst_path(in, id, "restore.tmp");
+	hm_rm_rf(tmp, NULL);
+	if (hm_payload_copy(snapdir, tmp, spec, memory, NULL, err) < 0) {
+		hm_rm_rf(tmp, NULL);
+		return -1;
+	}
+	hm_payload_drop_memory(dir);
+	DIR *d = opendir(tmp);
+	if (!d) {
+		int e = errno;
+		hm_rm_rf(tmp, NULL);
+		return hm_err_errno(err, e, "open `%s`", tmp);
+	}
+	int r = 0;
+	struct dirent *e;
+	while (r == 0 && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *from = xasprintf("%s/%s", tmp, e->d_name);
+		_cleanup_free_ char *to = xasprintf("%s/%s", dir, e->d_name);
+		if (rename(from, to) < 0)
+			r = hm_err_errno(err, errno, "move `%s` into place", from);
+	}
+	closedir(d);
+	hm_rm_rf(tmp, NULL);
+	return r;
+}
+
+int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *snapshot,
+                         json_t *body, json_t **ret, struct hm_err **err)
+{
+	if (body && !json_is_null(body) && !json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *target = json_object_get(body, "target_state");
+	if (inst_check_target("target_state", &target, err) < 0)
+		return -1;
+	struct hm_instance_row row = { .exit_code = -1 };
+	struct hm_snapshot_row sr = { 0 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	if (hm_store_snapshot_find(in->st, snapshot, &sr, err) < 0) {
+		hm_instance_row_done(&row);
+		return -1;
+	}
+	_cleanup_free_ char *state = inst_state(in, &row);
+	bool standby_kind = strcmp(sr.kind, "Standby") == 0;
+	const char *to = target ? json_string_value(target) : default_target(sr.kind);
+	json_t *meta = json_loads(sr.meta ? sr.meta : "{}", 0, NULL);
+	json_t *spec = json_deep_copy(json_object_get(meta, "spec"));
+	json_t *cur = json_loads(row.spec ? row.spec : "{}", 0, NULL);
+	int r = check_hypervisor(body, sr.kind, err);
+	if (r == 0 && strcmp(sr.source_id, row.id) != 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "wrong_source",
+		               "snapshot %s was taken of `%s`, not of `%s`; fork it to get a new "
+		               "instance from it",
+		               sr.id, sr.source_name, row.name);
+	else if (r == 0 && strcmp(state, "Stopped") != 0 && strcmp(state, "Standby") != 0)
+		r = hm_err_set(
+		    err, HM_ERR_CONFLICT, "invalid_state",
+		    "instance `%s` is %s; it must be Stopped or in Standby to be restored "
+		    "from a snapshot",
+		    row.name, state);
+	else if (r == 0 && !standby_kind && strcmp(to, "Standby") == 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_target_state",
+		               "a Stopped snapshot has no memory to wake: it comes back Stopped or "
+		               "Running");
+	else if (r == 0 && !json_is_object(spec))
+		r = hm_err_set(err, HM_ERR_INTERNAL, NULL, "snapshot %s has no source spec", sr.id);
+	if (r == 0 && strcmp(to, "Running") == 0 && in->boot_error)
+		r = hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
+		               "instances cannot run on this host: %s", in->boot_error);
+	_cleanup_free_ char *snapdir = snap_dir(in, sr.id);
+	if (r == 0) {
+		/* The instance keeps its own address lease: same as the snapshot's. */
+		json_t *net = json_object_get(cur, "network");
+		if (net)
+			json_object_set(spec, "network", net);
+		r = replace_payload(in, row.id, snapdir, spec, standby_kind, err);
+	}
+	if (r == 0) {
+		free(row.spec);
+		row.spec = json_dumps(spec, JSON_COMPACT);
+		free(row.image);
+		row.image = xstrdup(json_string_value(json_object_get(meta, "image")) ?: row.image);
+		free(row.image_digest);
+		row.image_digest =
+		    xstrdup(json_string_value(json_object_get(meta, "image_digest")) ?: "");
+		bool stay_standby = standby_kind && strcmp(to, "Stopped") != 0;
+		if (!stay_standby) {
+			_cleanup_free_ char *dir = inst_path(in, row.id, NULL);
+			hm_payload_drop_memory(dir);
+		}
+		free(row.phase);
+		row.phase = xstrdup(stay_standby ? "Standby" : "Stopped");
+		if (!stay_standby) {
+			row.exit_code = -1;
+			free(row.exit_message);
+			row.exit_message = xasprintf("restored from snapshot %s", sr.id);
+			free(row.stopped_at);
+			row.stopped_at = hm_now_rfc3339();
+		}
+		r = hm_store_instance_update(in->st, &row, err);
+		inst_oplog(in, row.id, "msg=\"restored from snapshot\" snapshot=%s kind=%s", sr.id,
+		           sr.kind);
+	}
+	if (r == 0 && strcmp(to, "Running") == 0) {
+		if (standby_kind) {
+			r = inst_wake(in, &row, false, err);
+		} else {
+			json_t *o = NULL;
+			r = inst_boot_again(in, &row, NULL, NULL, &o, err);
+			json_decref(o);
+		}
+	}
+	if (r == 0)
+		*ret = inst_json(in, &row);
+	json_decref(cur);
+	json_decref(spec);
+	json_decref(meta);
+	hm_snapshot_row_done(&sr);
+	hm_instance_row_done(&row);
+	return r;
+}

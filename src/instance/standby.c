@@ -1,0 +1,576 @@
+/*
+ * instance/standby: standby, restore and fork, the operations that move a
+ * VM's whole state between a running VMM and files.
+ *
+ * Every VM runs with its RAM in a file, instances/<id>/memory.ram, mapped
+ * shared (vmm.h: spec.mem_path). That file is always the memory image, so
+ * standby only pauses the guest, writes its device state (tens of KB) to
+ * instances/<id>/vm.state and stops the VMM; restore starts a VMM on the
+ * same files. The instance's state files, its "payload", are
+ *
+ *   overlay.ext4, vol-<id>.ext4   its writable disks (sparse)
+ *   config.img                    the guest config disk
+ *   memory.ram, vm.state          RAM and device state (Standby only)
+ *
+ * A fork is a new instance whose payload is a sparse copy of its source's
+ * (a reflink where the filesystem allows), taken while the source is
+ * paused, stopped or in standby. A fork of a running source pauses it only
+ * for the save and the copy; its VMM keeps running. A fork restored from
+ * memory wakes with its parent's identity, so the host sends the guest
+ * init an `identity` request (docs/guest.md) with its new MAC, address,
+ * hostname and machine-id before the fork is handed out.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/cleanup.h"
+#include "core/encoding.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "image/images.h"
+#include "instance/agent.h"
+#include "instance/command.h"
+#include "instance/instances.h"
+#include "instance/internal.h"
+#include "instance/payload.h"
+#include "net/net.h"
+#include "store/instances.h"
+#include "vmm/vmm.h"
+
+#define IDENTITY_MS 5000 /* the guest's answer to an identity request */
+
+/* ---- standby ---- */
+
+/* Standby's work once the instance is known to be Running (l: its live record). */
+static int standby_live(struct hm_instances *in, struct hm_instance_row *row, struct live *l,
+                        const struct hm_payload_opts *opts, struct hm_err **err)
+{
+	_cleanup_free_ char *dir = inst_path(in, row->id, NULL);
+	_cleanup_free_ char *mem = inst_path(in, row->id, HM_PAYLOAD_MEMORY);
+	_cleanup_free_ char *vmstate = inst_path(in, row->id, HM_PAYLOAD_STATE);
+	if (access(mem, F_OK) < 0)
+		return hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		                  "instance `%s` was booted without its memory in a file (by an "
+		                  "older hypeman); stop and start it once to allow standby",
+		                  row->name);
+	double t0 = inst_mono_ms();
+	pthread_mutex_lock(&l->vm_lock);
+	if (l->vm->ops->snapshot(l->vm, vmstate, err) < 0) {
+		/* Nothing changed: the guest runs on. */
+		l->vm->ops->resume(l->vm, NULL);
+		pthread_mutex_unlock(&l->vm_lock);
+		return hm_err_wrap(err, "standby of `%s`", row->name);
+	}
+	pthread_mutex_unlock(&l->vm_lock);
+	double t_save = inst_mono_ms();
+
+	/* Its monitor goes first, so that the VMM's end is not taken for a stop. */
+	pthread_mutex_lock(&in->lock);
+	struct live *d = inst_live_detach(in, row->id);
+	pthread_mutex_unlock(&in->lock);
+	if (d && d->vm->ops->kill(d->vm, 10000, err) < 0) {
+		/* Still there (paused): let it run on, keep watching it, report the failure. */
+		d->vm->ops->resume(d->vm, NULL);
+		pthread_mutex_lock(&in->lock);
+		inst_live_start(in, row->id, d->vm, true);
+		d->vm = NULL;
+		pthread_mutex_unlock(&in->lock);
+		inst_live_free(d);
+		unlink(vmstate);
+		return -1;
+	}
+	inst_live_free(d);
+	inst_drop_tap(in, row->id);
+	free(row->phase);
+	row->phase = xstrdup("Standby");
+	row->vmm_pid = 0;
+	if (hm_store_instance_update(in->st, row, err) < 0)
+		return -1;
+	double t_stop = inst_mono_ms();
+	if (opts->compress)
+		hm_payload_compress(dir, opts, NULL, NULL); /* best effort: restore reads either */
+	hm_payload_sync_later(dir);
+	inst_oplog(in, row->id, "msg=standby save_ms=%.1f total_ms=%.1f compressed=%s", t_save - t0,
+	           t_stop - t0, opts->compress ? "yes" : "no");
+	log_info("instances", "standby", "id=%s name=%s save_ms=%.1f total_ms=%.1f", row->id,
+	         row->name, t_save - t0, t_stop - t0);
+	return 0;
+}
+
+int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                         struct hm_err **err)
+{
+	struct hm_payload_opts opts = { 0 };
+	if (body && !json_is_null(body) && !json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	if (hm_payload_parse_compression(json_object_get(body, "compression"), &opts, err) < 0)
+		return -1;
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *state = inst_state(in, &row);
+	struct live *l = strcmp(state, "Running") == 0 ? inst_live_get(in, row.id) : NULL;
+	int r;
+	if (!l)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; only a Running instance can go to standby",
+		               row.name, state);
+	else
+		r = standby_live(in, &row, l, &opts, err);
+	if (r == 0)
+		*ret = inst_json(in, &row);
+	inst_live_free(l);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+/* ---- waking from a saved state ---- */
+
+/* The identity request for a guest that wakes: the clock always, the rest for a fork. */
+static json_t *identity_msg(struct hm_instances *in, const struct hm_instance_row *row,
+                            json_t *spec, bool new_identity)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	unsigned char seed[64];
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		memset(seed, 0, sizeof(seed));
+	_cleanup_free_ char *hex = hm_hex_encode(seed, sizeof(seed));
+	json_t *m = json_pack("{s:s,s:I,s:s}", "type", "identity", "unix_ms",
+	                      (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, "seed", hex);
+	if (!new_identity)
+		return m;
+	unsigned char mid[16];
+	if (getrandom(mid, sizeof(mid), 0) != (ssize_t)sizeof(mid))
+		memset(mid, 0x5a, sizeof(mid));
+	_cleanup_free_ char *mids = hm_hex_encode(mid, sizeof(mid));
+	json_object_set_new(m, "hostname", json_string(row->name));
+	json_object_set_new(m, "machine_id", json_string(mids));
+	json_t *net = inst_spec_net(spec);
+	if (net) {
+		json_object_set(m, "ip", json_object_get(net, "cidr"));
+		json_object_set(m, "gateway", json_object_get(net, "gateway"));
+		json_object_set(m, "mac", json_object_get(net, "mac"));
+		const char *dns = hm_net_dns(in->net);
+		if (dns)
+			json_object_set_new(m, "dns", json_string(dns));
+	}
+	return m;
+}
+
+/* Send the identity request once the monitor has the agent channel; wait for the answer. */
+static int send_identity(struct live *l, json_t *msg, struct hm_err **err)
+{
+	double deadline = inst_mono_ms() + IDENTITY_MS;
+	for (;;) {
+		struct hm_err *e = NULL;
+		json_t *ans = NULL;
+		int r = hm_agent_call(l->agent, msg, IDENTITY_MS, &ans, &e);
+		if (r == 0) {
+			const char *error = json_string_value(json_object_get(ans, "error"));
+			if (error)
+				r = hm_err_set(err, HM_ERR_INTERNAL, NULL, "the guest: %s", error);
+			json_decref(ans);
+			return r;
+		}
+		/* Not connected yet: the monitor connects within milliseconds of the resume. */
+		if (e->kind != HM_ERR_UNAVAILABLE || inst_mono_ms() >= deadline ||
+		    atomic_load(&l->exited)) {
+			*err = e;
+			return -1;
+		}
+		hm_err_free(e);
+		struct timespec ts = { 0, 2 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Wake's VMM part: load, resume, record. On failure nothing runs. */
+static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
+                   const char *root_disk, const char *vmstate, struct hm_err **err)
+{
+	struct hm_vm *vm = NULL;
+	pthread_mutex_lock(&in->lock);
+	struct live *old = inst_live_detach(in, row->id);
+	pthread_mutex_unlock(&in->lock);
+	inst_live_free(old);
+	if (inst_spawn_vm(in, row, spec, root_disk, vmstate, &vm, err) < 0)
+		return -1;
+	free(row->phase);
+	row->phase = xstrdup("Running");
+	row->vmm_pid = vm->pid;
+	free(row->started_at);
+	row->started_at = hm_now_rfc3339();
+	if (vm->ops->resume(vm, err) < 0 || hm_store_instance_update(in->st, row, err) < 0) {
+		vm->ops->kill(vm, 5000, NULL);
+		vm->ops->free(vm);
+		inst_drop_tap(in, row->id);
+		free(row->phase);
+		row->phase = xstrdup("Standby");
+		row->vmm_pid = 0;
+		return -1;
+	}
+	pthread_mutex_lock(&in->lock);
+	inst_live_start(in, row->id, vm, true);
+	pthread_mutex_unlock(&in->lock);
+	/* The state is used up: the running VM owns the memory file again. */
+	unlink(vmstate);
+	return 0;
+}
+
+int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_identity,
+              struct hm_err **err)
+{
+	double t0 = inst_mono_ms();
+	_cleanup_free_ char *dir = inst_path(in, row->id, NULL);
+	_cleanup_free_ char *vmstate = inst_path(in, row->id, HM_PAYLOAD_STATE);
+	if (in->boot_error)
+		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
+		                  "instances cannot run on this host: %s", in->boot_error);
+	struct hm_image_info img = { 0 };
+	if (hm_images_resolve(in->images, row->image, &img, err) < 0)
+		return hm_err_wrap(err, "the instance's image");
+	int r = 0;
+	if (row->image_digest && *row->image_digest && strcmp(img.digest, row->image_digest) != 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "image_changed",
+		               "image %s is now %s, not the %s this saved state was made on; the "
+		               "state cannot be restored onto another root disk",
+		               row->image, img.digest, row->image_digest);
+	if (r == 0)
+		r = hm_payload_ready(dir, err); /* decompresses a compressed memory file */
+	json_t *spec = json_loads(row->spec ? row->spec : "{}", 0, NULL);
+	if (!spec)
+		spec = json_object();
+	if (r == 0)
+		r = wake_vm(in, row, spec, img.disk_path, vmstate, err);
+	hm_image_info_done(&img);
+	if (r < 0) {
+		json_decref(spec);
+		return -1;
+	}
+	double t_running = inst_mono_ms();
+	struct live *l = inst_live_get(in, row->id);
+	json_t *msg = identity_msg(in, row, spec, new_identity);
+	json_decref(spec);
+	_cleanup_err_ struct hm_err *ie = NULL;
+	int ir = l ? send_identity(l, msg, &ie)
+	           : hm_err_set(&ie, HM_ERR_INTERNAL, NULL, "the VM is not monitored");
+	json_decref(msg);
+	inst_live_free(l);
+	if (ir < 0 && new_identity) {
+		/* A fork that kept its parent's address must not stay on the network:
+		 * the caller removes it. */
+		*err = TAKE_PTR(ie);
+		return hm_err_wrap(err, "give the fork its own identity");
+	}
+	inst_oplog(in, row->id, "msg=restored running_ms=%.1f identity_ms=%.1f identity=%s%s%s",
+	           t_running - t0, inst_mono_ms() - t_running, new_identity ? "new" : "clock",
+	           ie ? " identity_error=" : "", ie ? ie->msg : "");
+	log_info("instances", "restored", "id=%s name=%s ms=%.1f", row->id, row->name,
+	         inst_mono_ms() - t0);
+	return 0;
+}
+
+int hm_instances_restore(struct hm_instances *in, const char *key, json_t **ret,
+                         struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *state = inst_state(in, &row);
+	int r;
+	if (strcmp(state, "Standby") != 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; only a Standby instance can be restored",
+		               row.name, state);
+	else
+		r = inst_wake(in, &row, false, err);
+	if (r == 0)
+		*ret = inst_json(in, &row);
+	else
+		hm_err_wrap(err, "restore `%s` (it stays in standby)", row.name);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+/* ---- fork ---- */
+
+int inst_check_target(const char *target, json_t **ret, struct hm_err **err)
+{
+	json_t *t = *ret;
+	if (!t || json_is_null(t)) {
+		*ret = NULL;
+		return 0;
+	}
+	const char *s = json_string_value(t);
+	if (!s ||
+	    (strcmp(s, "Stopped") != 0 && strcmp(s, "Standby") != 0 && strcmp(s, "Running") != 0))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_target_state",
+		                  "`%s` must be Stopped, Standby or Running", target);
+	return 0;
+}
+
+int inst_check_forkable(json_t *spec, const char *name, struct hm_err **err)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach (json_object_get(spec, "volumes"), i, v)
+		if (!json_is_true(json_object_get(v, "readonly")) &&
+		    !json_is_true(json_object_get(v, "overlay")))
+			return hm_err_set(
+			    err, HM_ERR_CONFLICT, "writable_volume",
+			    "`%s` has volume %s attached read-write at %s; a copy would "
+			    "be a second writer (detach it, or attach it read-only or "
+			    "with an overlay)",
+			    name, json_string_value(json_object_get(v, "id")),
+			    json_string_value(json_object_get(v, "mount_path")));
+	return 0;
+}
+
+int inst_new_from(struct hm_instances *in, const struct inst_source *src, const char *name,
+                  const char *target, json_t **ret, struct hm_err **err)
+{
+	bool standby = strcmp(src->kind, "Standby") == 0;
+	if (!target)
+		target = src->default_target;
+	if (!standby && strcmp(target, "Standby") == 0)
+		return hm_err_set(err, HM_ERR_CONFLICT, "invalid_target_state",
+		                  "a copy of a stopped instance cannot be in standby: it has no "
+		                  "memory to wake");
+	if (strcmp(target, "Running") == 0 && in->boot_error)
+		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
+		                  "instances cannot run on this host: %s", in->boot_error);
+	json_t *spec = json_deep_copy(src->spec);
+	if (inst_check_forkable(spec, src->name, err) < 0) {
+		json_decref(spec);
+		return -1;
+	}
+	/* Its own address and MAC where the source had a network. */
+	struct hm_net_lease lease = { { 0 } };
+	json_t *net = inst_spec_net(spec);
+	if (net && !hm_net_enabled(in->net)) {
+		json_decref(spec);
+		return hm_err_set(err, HM_ERR_CONFLICT, "network_unavailable",
+		                  "`%s` has a network but networking is disabled on this host",
+		                  src->name);
+	}
+	if (net && hm_net_lease(in->net, NULL, &lease, err) < 0) {
+		json_decref(spec);
+		return -1;
+	}
+	if (net) {
+		json_object_set_new(net, "ip", json_string(lease.ip));
+		json_object_set_new(net, "cidr", json_string(lease.cidr));
+		json_object_set_new(net, "gateway", json_string(lease.gateway));
+		json_object_set_new(net, "mac", json_string(lease.mac));
+	}
+	char id[25];
+	hm_command_new_id(id);
+	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
+	_cleanup_free_ char *created = hm_now_rfc3339();
+	struct hm_instance_row row = {
+		.id = xstrdup(id),
+		.name = xstrdup(name),
+		.image = xstrdup(src->image),
+		.image_digest = xstrdup(src->image_digest ? src->image_digest : ""),
+		.spec = xstrdup(spec_text),
+		.phase = xstrdup("Created"),
+		.exit_code = -1,
+		.created_at = xstrdup(created),
+	};
+	double t0 = inst_mono_ms();
+	_cleanup_free_ char *dir = inst_path(in, id, NULL);
+	_cleanup_free_ char *logs = inst_path(in, id, "logs");
+	_cleanup_free_ char *run = inst_path(in, id, "run");
+	unsigned long long copied = 0;
+	bool made = false;
+	int r = hm_store_instance_insert(in->st, &row, err);
+	if (r == 0) {
+		made = true;
+		if (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0 ||
+		    src->fill(src->ctx, dir, &copied, err) < 0)
+			r = -1;
+	}
+	double t_copy = inst_mono_ms();
+	if (r == 0) {
+		inst_oplog(in, id,
+		           "msg=\"forked\" source=%s kind=%s copy_ms=%.1f copied_bytes=%llu",
+		           src->name, src->kind, t_copy - t0, copied);
+		free(row.phase);
+		row.phase = xstrdup(standby ? "Standby" : "Stopped");
+		if (!standby) {
+			free(row.stopped_at);
+			row.stopped_at = hm_now_rfc3339();
+			row.exit_message = xasprintf("a copy of `%s`, not started yet", src->name);
+		}
+		r = hm_store_instance_update(in->st, &row, err);
+	}
+	if (r == 0 && standby && strcmp(target, "Stopped") == 0) {
+		hm_payload_drop_memory(dir);
+		free(row.phase);
+		row.phase = xstrdup("Stopped");
+		row.stopped_at = hm_now_rfc3339();
+		row.exit_message = xasprintf("a copy of `%s`, not started yet", src->name);
+		r = hm_store_instance_update(in->st, &row, err);
+	} else if (r == 0 && strcmp(target, "Running") == 0) {
+		if (standby) {
+			r = inst_wake(in, &row, true, err);
+		} else {
+			json_t *o = NULL;
+			r = inst_boot_again(in, &row, NULL, NULL, &o, err);
+			json_decref(o);
+		}
+	}
+	if (r < 0) {
+		/* Leave nothing: no VMM, no TAP, no folder, no row, no address. */
+		if (made) {
+			pthread_mutex_lock(&in->lock);
+			struct live *l = inst_live_detach(in, id);
+			pthread_mutex_unlock(&in->lock);
+			if (l && !atomic_load(&l->exited))
+				l->vm->ops->kill(l->vm, 10000, NULL);
+			inst_live_free(l);
+			inst_drop_tap(in, id);
+			hm_rm_rf(dir, NULL);
+			hm_store_instance_delete(in->st, id, NULL);
+		}
+		if (lease.ip[0])
+			hm_net_release(in->net, lease.ip);
+		log_warn("instances", "fork failed", "source=%s name=%s error=\"%s\"", src->name,
+		         name, *err ? (*err)->msg : "?");
+	} else {
+		log_info("instances", "forked", "id=%s name=%s source=%s kind=%s target=%s ms=%.1f",
+		         id, name, src->name, src->kind, target, inst_mono_ms() - t0);
+		*ret = inst_json(in, &row);
+	}
+	hm_instance_row_done(&row);
+	json_decref(spec);
+	return r;
+}
+
+/* Fork sources that are instances: a copy of their folder, taken as they are. */
+struct inst_fill {
+	struct hm_instances *in;
+	struct hm_instance_row *row;
+	json_t *spec;
+	bool running, standby;
+};
+
+int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                 bool running, bool standby, const char *dst, unsigned long long *copied,
+                 struct hm_err **err)
+{
+	_cleanup_free_ char *src = inst_path(in, row->id, NULL);
+	if (!running)
+		return hm_payload_copy(src, dst, spec, standby, copied, err);
+	/* Running: pause it for the save and the copy, then let it run on. */
+	struct live *l = inst_live_get(in, row->id);
+	if (!l || atomic_load(&l->exited)) {
+		inst_live_free(l);
+		return hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		                  "instance `%s` stopped while it was being copied", row->name);
+	}
+	_cleanup_free_ char *mem = inst_path(in, row->id, HM_PAYLOAD_MEMORY);
+	int r = 0;
+	if (access(mem, F_OK) < 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` was booted without its memory in a file (by an older "
+		               "hypeman); stop and start it once to allow this",
+		               row->name);
+	_cleanup_free_ char *vmstate = xasprintf("%s/%s", dst, HM_PAYLOAD_STATE);
+	double t0 = inst_mono_ms();
+	pthread_mutex_lock(&l->vm_lock);
+	if (r == 0 && hm_mkdir_p(dst, 0700, err) < 0)
+		r = -1;
+	if (r == 0 && l->vm->ops->snapshot(l->vm, vmstate, err) < 0)
+		r = -1;
+	if (r == 0 && hm_payload_copy(src, dst, spec, true, copied, err) < 0)
+		r = -1;
+	_cleanup_err_ struct hm_err *re = NULL;
+	if (l->vm->ops->resume(l->vm, &re) < 0)
+		log_warn("instances", "source did not resume after a copy", "id=%s error=\"%s\"",
+		         row->id, re->msg);
+	pthread_mutex_unlock(&l->vm_lock);
+	inst_oplog(in, row->id, "msg=\"copied while running\" paused_ms=%.1f ok=%s",
+	           inst_mono_ms() - t0, r == 0 ? "yes" : "no");
+	inst_live_free(l);
+	return r;
+}
+
+static int fill_from_instance(void *ctx, const char *dst, unsigned long long *copied,
+                              struct hm_err **err)
+{
+	struct inst_fill *f = ctx;
+	return inst_capture(f->in, f->row, f->spec, f->running, f->standby, dst, copied, err);
+}
+
+int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                      struct hm_err **err)
+{
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *name = json_object_get(body, "name");
+	json_t *fr = json_object_get(body, "from_running");
+	json_t *target = json_object_get(body, "target_state");
+	if (!name)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	if (!json_is_string(name))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
+	if (hm_command_check_name(json_string_value(name), err) < 0)
+		return -1;
+	if (fr && !json_is_null(fr) && !json_is_boolean(fr))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`from_running` must be a boolean");
+	if (inst_check_target("target_state", &target, err) < 0)
+		return -1;
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *state = inst_state(in, &row);
+	json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
+	if (!spec)
+		spec = json_object();
+	bool running = strcmp(state, "Running") == 0;
+	bool standby = strcmp(state, "Standby") == 0;
+	int r = 0;
+	if (running && !json_is_true(fr))
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is Running; fork it with from_running: true (it is "
+		               "paused for the copy and runs on)",
+		               row.name);
+	else if (!running && !standby && strcmp(state, "Stopped") != 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; a fork needs a Stopped, Standby or Running "
+		               "source",
+		               row.name, state);
+	if (r == 0) {
+		struct inst_fill f = { in, &row, spec, running, standby };
+		struct inst_source src = {
+			.name = row.name,
+			.image = row.image,
+			.image_digest = row.image_digest,
+			.spec = spec,
+			.kind = running || standby ? "Standby" : "Stopped",
+			.default_target = state,
+			.fill = fill_from_instance,
+			.ctx = &f,
+		};
+		r = inst_new_from(in, &src, json_string_value(name), json_string_value(target), ret,
+		                  err);
+	}
+	json_decref(spec);
+	hm_instance_row_done(&row);
+	return r;
+}
