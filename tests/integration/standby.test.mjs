@@ -1,0 +1,238 @@
+// Standby, restore and fork on real TCG guests with networking, inside a
+// network namespace this test makes (`hms-*`: the daemon, its bridge, TAPs
+// and guests; traffic goes only there and to loopback; deleted at the end).
+// What is checked is what a user would see: a program's memory and files
+// survive standby, the guest's clock is right after it, a fork answers on
+// its own address with its own MAC and hostname, a restarted daemon can
+// still wake a sleeping instance, and every failure leaves the instance
+// restorable with nothing left running.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { startDaemon, runCli } from '../harness/daemon.mjs';
+import { waitImage, pull } from '../harness/images.mjs';
+import { createInstance, getInstance, waitState, readLogs, vmmPid, processAlive } from '../harness/instances.mjs';
+import { startRegistry, pushFixtures } from '../registry/registry.mjs';
+
+const tag = randomBytes(3).toString('hex');
+const NS = `hms-${tag}`;
+const NETENV = { SUBNET_CIDR: '10.124.0.0/16', BRIDGE_NAME: 'hmbr1', DNS_SERVER: '10.124.0.1' };
+
+const ip = (...a) => execFileSync('ip', a, { encoding: 'utf8' });
+const inNs = (ns, ...a) => execFileSync('ip', ['netns', 'exec', ns, ...a], { encoding: 'utf8' });
+const taps = () => ip('-n', NS, '-o', 'link', 'show').split('\n').map((l) => l.split(': ')[1]?.split('@')[0]).filter((n) => n?.startsWith('hm-'));
+
+// GET url from inside the daemon's namespace (as the host would): the body, or null.
+function fetchInNs(url) {
+  try {
+    return inNs(NS, process.execPath, '-e', `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(3000) }).then((r) => r.text()).then((t) => process.stdout.write(t), () => process.exit(3))`);
+  } catch { return null; }
+}
+async function fetchRetry(url) {
+  for (let i = 0; i < 50; i++) {
+    const b = fetchInNs(url);
+    if (b !== null) return b;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return null;
+}
+
+let reg, d, token, image, env;
+before(async () => {
+  ip('netns', 'add', NS);
+  ip('-n', NS, 'link', 'set', 'lo', 'up');
+  inNs(NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  reg = await startRegistry();
+  await pushFixtures(reg);
+  image = `${reg.host}/test/busybox:latest`;
+  const d0 = await startDaemon();
+  const t0 = d0.token();
+  await pull(d0, t0, { name: image });
+  assert.equal((await waitImage(d0, t0, image)).img.status, 'ready');
+  await d0.stop({ keepData: true });
+  env = { ...NETENV, DATA_DIR: d0.dataDir };
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+});
+after(async () => {
+  try {
+    await d?.stop();
+  } finally {
+    await reg?.stop();
+    try { ip('netns', 'del', NS); } catch { /* already gone */ }
+  }
+});
+
+const cli = (args) => runCli(args, { env: { HYPEMAN_BASE_URL: d.url, HYPEMAN_API_KEY: token } });
+const sh = async (name, cmd) => (await cli(['exec', name, 'sh', '-c', cmd])).stdout;
+const post = async (path, body) => {
+  const r = await d.fetch(path, { method: 'POST', token, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}) });
+  return { status: r.status, body: r.status === 204 ? null : await r.json() };
+};
+// The counts the program printed so far (`n=<count>` lines), in order.
+async function counts(id) {
+  return (await readLogs(d, token, id, { tail: 100000 })).map((l) => /^n=(\d+)$/.exec(l.trim())).filter(Boolean).map((m) => Number(m[1]));
+}
+async function countAbove(id, floor) {
+  for (let i = 0; i < 100; i++) {
+    const c = await counts(id);
+    if (c.length && c.at(-1) > floor) return c;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${id}: the count did not pass ${floor}`);
+}
+
+// A web server (its page: the hostname at boot) and a counter that lives in memory only.
+const PROGRAM = ['sh', '-c', 'mkdir -p /www && hostname > /www/index.html && httpd -p 8080 -h /www; i=0; while true; do i=$((i+1)); echo n=$i; sleep 0.2; done'];
+async function boot(name) {
+  const c = await createInstance(d, token, { name, image, size: '256MB', vcpus: 1, cmd: PROGRAM });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  await waitState(d, token, c.body.id, ['Running']);
+  await countAbove(c.body.id, 2);
+  return c.body;
+}
+
+let src;
+test('standby keeps memory, files and address; restore runs on with the right clock', async () => {
+  src = await boot('sleeper');
+  await sh('sleeper', 'echo written-before > /marker');
+  const before = (await counts(src.id)).at(-1);
+  const pid = vmmPid(d, src.id);
+  const tap = `hm-${src.id.slice(0, 12)}`;
+  assert.ok(taps().includes(tap));
+
+  const s = await post(`/instances/${src.id}/standby`);
+  assert.equal(s.status, 200, JSON.stringify(s.body));
+  assert.equal(s.body.state, 'Standby');
+  assert.equal(s.body.has_snapshot, true);
+  assert.equal(s.body.network.ip, src.network.ip); // the address stays the instance's
+  assert.ok(!processAlive(pid), 'the VMM is gone');
+  assert.ok(!taps().includes(tap), 'the TAP is gone');
+  const frozen = (await counts(src.id)).at(-1);
+  assert.ok(frozen >= before);
+  await new Promise((r) => setTimeout(r, 3000)); // the guest clock must not lose this
+  assert.equal((await counts(src.id)).at(-1), frozen, 'nothing runs in standby');
+
+  const r = await post(`/instances/${src.id}/restore`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(r.body.state, 'Running');
+  assert.equal(r.body.has_snapshot, false);
+  assert.ok(taps().includes(tap));
+  const after = await countAbove(src.id, frozen);
+  // The program went on from where it was: no restart at 1, no gap.
+  const resumed = after.slice(after.indexOf(frozen) + 1);
+  assert.equal(resumed[0], frozen + 1, `counted on: ${after.slice(-20)}`);
+  assert.equal(await sh('sleeper', 'cat /marker'), 'written-before\n');
+  const guestNow = Number((await sh('sleeper', 'date +%s')).trim());
+  assert.ok(Math.abs(guestNow - Date.now() / 1000) < 2, `guest clock ${guestNow} vs host ${Date.now() / 1000}`);
+  assert.equal(await fetchRetry(`http://${src.network.ip}:8080/`), 'sleeper\n');
+});
+
+test('three forks of a running instance: each runs with its own address, MAC and hostname', async () => {
+  const forks = [];
+  for (const name of ['fork-a', 'fork-b', 'fork-c']) {
+    const f = await post(`/instances/${src.id}/fork`, { name, from_running: true });
+    assert.equal(f.status, 201, JSON.stringify(f.body));
+    assert.equal(f.body.state, 'Running');
+    forks.push(f.body);
+  }
+  assert.equal((await getInstance(d, token, src.id)).body.state, 'Running', 'the source runs on');
+  const all = [src, ...forks];
+  assert.equal(new Set(all.map((i) => i.id)).size, 4);
+  assert.equal(new Set(all.map((i) => i.network.ip)).size, 4);
+  assert.equal(new Set(all.map((i) => i.network.mac)).size, 4);
+  for (const i of all) {
+    const inside = await sh(i.name, 'hostname; cat /sys/class/net/eth0/address; ip -4 addr show eth0; cat /etc/machine-id 2>/dev/null; ip route');
+    const lines = inside.split('\n');
+    assert.equal(lines[0], i.name);
+    assert.equal(lines[1], i.network.mac);
+    assert.match(inside, new RegExp(`inet ${i.network.ip.replaceAll('.', '\\.')}/16`));
+    assert.equal(inside.match(/inet /g).length, 1, inside); // the parent's address is gone
+    assert.match(inside, /default via 10\.124\.0\.1/);
+    // Each answers on its own address (the page still says what the source's httpd wrote at boot).
+    assert.equal(await fetchRetry(`http://${i.network.ip}:8080/`), 'sleeper\n', i.name);
+  }
+  // Each counts on by itself, from the source's count at the fork.
+  const now = await Promise.all(all.map(async (i) => (await counts(i.id)).at(-1)));
+  await Promise.all(all.map((i, k) => countAbove(i.id, now[k] + 3)));
+  for (const f of forks) {
+    const r = await d.fetch(`/instances/${f.id}`, { method: 'DELETE', token });
+    assert.equal(r.status, 204);
+  }
+  assert.equal(taps().length, 1);
+});
+
+test('a restarted daemon can still wake an instance in standby', async () => {
+  assert.equal((await post(`/instances/${src.id}/standby`)).status, 200);
+  const frozen = (await counts(src.id)).at(-1);
+  await d.stop({ keepData: true });
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+  const g = await getInstance(d, token, src.id);
+  assert.equal(g.body.state, 'Standby');
+  assert.equal(g.body.has_snapshot, true);
+  const r = await post(`/instances/${src.id}/restore`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const after = await countAbove(src.id, frozen);
+  assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
+});
+
+test('wrong states, taken names, writable volumes: 409; a damaged saved state fails the restore and loses nothing', async () => {
+  // Wrong states.
+  let r = await post(`/instances/${src.id}/restore`);
+  assert.equal(r.status, 409);
+  assert.equal(r.body.code, 'invalid_state');
+  r = await post(`/instances/${src.id}/fork`, { name: 'nope' });
+  assert.equal(r.status, 409);
+  assert.match(r.body.message, /from_running/);
+  r = await post(`/instances/${src.id}/fork`, { name: 'sleeper', from_running: true });
+  assert.equal(r.status, 409);
+  r = await post(`/instances/${src.id}/fork`, { name: 'Bad_Name', from_running: true });
+  assert.equal(r.status, 400);
+  r = await post(`/instances/${src.id}/fork`, { name: 'ok-name', target_state: 'Asleep' });
+  assert.equal(r.status, 400);
+  const stopped = await createInstance(d, token, { name: 'done', image, size: '256MB', vcpus: 1, cmd: ['true'] });
+  await waitState(d, token, stopped.body.id, ['Stopped']);
+  r = await post(`/instances/${stopped.body.id}/standby`);
+  assert.equal(r.status, 409);
+  assert.match(r.body.message, /Stopped/);
+  // A read-write volume cannot be shared by a copy.
+  const v = await post('/volumes', { name: 'rwvol', size_gb: 1 });
+  assert.equal(v.status, 201, JSON.stringify(v.body));
+  assert.equal((await post(`/instances/${stopped.body.id}/volumes/${v.body.id}`, { mount_path: '/data' })).status, 200);
+  r = await post(`/instances/${stopped.body.id}/fork`, { name: 'done-copy' });
+  assert.equal(r.status, 409);
+  assert.equal(r.body.code, 'writable_volume');
+  assert.equal((await getInstance(d, token, 'done-copy')).status, 404);
+
+  // A damaged device state: the restore fails with QEMU's reason, the instance stays in standby.
+  assert.equal((await post(`/instances/${src.id}/standby`)).status, 200);
+  const dir = join(env.DATA_DIR, 'instances', src.id);
+  copyFileSync(join(dir, 'vm.state'), join(dir, 'vm.state.good'));
+  writeFileSync(join(dir, 'vm.state'), 'this is not a VM state\n');
+  const tapsBefore = taps();
+  r = await post(`/instances/${src.id}/restore`);
+  assert.equal(r.status, 500, JSON.stringify(r.body));
+  assert.match(r.body.message, /could not load the VM state/);
+  assert.equal((await getInstance(d, token, src.id)).body.state, 'Standby');
+  assert.deepEqual(taps(), tapsBefore, 'no TAP left behind');
+  assert.equal(vmmPid(d, src.id), null, 'no VMM left behind');
+  // A missing memory file: named in the error.
+  renameSync(join(dir, 'vm.state.good'), join(dir, 'vm.state'));
+  renameSync(join(dir, 'memory.ram'), join(dir, 'memory.ram.away'));
+  r = await post(`/instances/${src.id}/restore`);
+  assert.notEqual(r.status, 200);
+  assert.match(r.body.message, /memory/);
+  assert.equal((await getInstance(d, token, src.id)).body.state, 'Standby');
+  // Both back: it wakes where it was.
+  renameSync(join(dir, 'memory.ram.away'), join(dir, 'memory.ram'));
+  const frozen = (await counts(src.id)).at(-1);
+  r = await post(`/instances/${src.id}/restore`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const after = await countAbove(src.id, frozen);
+  assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
+  assert.ok(!existsSync(join(dir, 'vm.state')), 'the used state is gone');
+});
