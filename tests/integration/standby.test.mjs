@@ -236,3 +236,46 @@ test('wrong states, taken names, writable volumes: 409; a damaged saved state fa
   assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
   assert.ok(!existsSync(join(dir, 'vm.state')), 'the used state is gone');
 });
+
+test('compressed memory: standby and snapshots with zstd come back where they were', async () => {
+  let r = await post(`/instances/${src.id}/standby`, { compression: { enabled: true, algorithm: 'lz4' } });
+  assert.equal(r.status, 400);
+  assert.equal(r.body.code, 'invalid_compression');
+  r = await post(`/instances/${src.id}/standby`, { compression: { enabled: true, level: 25 } });
+  assert.equal(r.status, 400);
+  assert.equal((await getInstance(d, token, src.id)).body.state, 'Running', 'a refused standby changes nothing');
+
+  // Standby with compression: only the compressed file stays; restore unpacks it.
+  const dir = join(env.DATA_DIR, 'instances', src.id);
+  r = await post(`/instances/${src.id}/standby`, { compression: { enabled: true, algorithm: 'zstd', level: 3 } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.ok(existsSync(join(dir, 'memory.ram.zst')) && !existsSync(join(dir, 'memory.ram')));
+  let frozen = (await counts(src.id)).at(-1);
+  r = await post(`/instances/${src.id}/restore`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  let after = await countAbove(src.id, frozen);
+  assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
+  assert.ok(!existsSync(join(dir, 'memory.ram.zst')));
+
+  // A compressed snapshot of the running instance, then a fork of it.
+  const lo = (await counts(src.id)).at(-1);
+  r = await post(`/instances/${src.id}/snapshots`, { kind: 'Standby', name: 'packed', compression: { enabled: true } });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const snap = r.body;
+  assert.equal(snap.compression_state, 'compressed');
+  assert.deepEqual(snap.compression, { enabled: true, algorithm: 'zstd', level: 1 });
+  assert.ok(snap.compressed_size_bytes > 0 && snap.compressed_size_bytes < snap.uncompressed_size_bytes, JSON.stringify(snap));
+  assert.ok(existsSync(join(env.DATA_DIR, 'snapshots', snap.id, 'memory.ram.zst')));
+  const hi = (await counts(src.id)).at(-1);
+  r = await post(`/snapshots/${snap.id}/fork`, { name: 'unpacked' });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  assert.equal(r.body.state, 'Running');
+  assert.notEqual(r.body.network.ip, src.network.ip);
+  // Its log starts at the fork: the first count is the source's at the snapshot, plus one.
+  after = await countAbove(r.body.id, hi + 2);
+  assert.ok(after[0] > lo && after[0] <= hi + 2, `fork counts from ${after[0]}; the snapshot was taken between ${lo} and ${hi}`);
+  assert.equal((await d.fetch(`/instances/${r.body.id}`, { method: 'DELETE', token })).status, 204);
+  assert.equal((await d.fetch(`/snapshots/${snap.id}`, { method: 'DELETE', token })).status, 204);
+  assert.ok(!existsSync(join(env.DATA_DIR, 'snapshots', snap.id)), 'the payload is gone');
+  assert.equal((await d.fetch(`/snapshots/${snap.id}`, { token })).status, 404);
+});
