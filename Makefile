@@ -134,6 +134,7 @@ test: setup
 bench: setup bins
 	node bench/pull.mjs 5
 	node bench/boot.mjs 7
+	node bench/standby.mjs 5
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

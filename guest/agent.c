@@ -383,6 +383,10 @@ static void dispatch(char *line, size_t len)
 		do_signal(doc, id);
 		return;
 	}
+	if (strcmp(type, "identity") == 0) {
+		identity_apply(doc, id); /* id 0: the host does not wait for the answer */
+		return;
+	}
 	if (strcmp(type, "stop") == 0) {
 		do_stop(doc, id);
 		return;
@@ -393,8 +397,7 @@ static void dispatch(char *line, size_t len)
 	}
 	if (strcmp(type, "stat") == 0)
 		do_stat(doc, id);
-	else if (strcmp(type, "identity") == 0)
-		identity_apply(doc, id);
+
 	else if (strcmp(type, "exec") == 0)
 		exec_request(doc, id);
 	else if (strcmp(type, "stdin") == 0)

@@ -118,6 +118,68 @@ struct live *inst_live_find(struct hm_instances *in, const char *id)
 	return NULL;
 }
 
+/* ---- operation locks ---- */
+
+struct op_lock {
+	struct op_lock *next;
+	char *id;
+	pthread_mutex_t m;
+	int users; /* holders and waiters */
+};
+
+void inst_op_lock(struct hm_instances *in, const char *id)
+{
+	pthread_mutex_lock(&in->lock);
+	struct op_lock *o = in->op_locks;
+	while (o && strcmp(o->id, id) != 0)
+		o = o->next;
+	if (!o) {
+		o = xcalloc(1, sizeof(*o));
+		o->id = xstrdup(id);
+		pthread_mutex_init(&o->m, NULL);
+		o->next = in->op_locks;
+		in->op_locks = o;
+	}
+	o->users++;
+	pthread_mutex_unlock(&in->lock);
+	pthread_mutex_lock(&o->m);
+}
+
+void inst_op_unlock(struct hm_instances *in, const char *id)
+{
+	pthread_mutex_lock(&in->lock);
+	for (struct op_lock **pp = &in->op_locks; *pp; pp = &(*pp)->next) {
+		struct op_lock *o = *pp;
+		if (strcmp(o->id, id) != 0)
+			continue;
+		pthread_mutex_unlock(&o->m);
+		if (--o->users == 0) {
+			*pp = o->next;
+			pthread_mutex_destroy(&o->m);
+			free(o->id);
+			free(o);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&in->lock);
+}
+
+int inst_find_locked(struct hm_instances *in, const char *key, struct hm_instance_row *row,
+                     struct hm_err **err)
+{
+	if (hm_store_instance_find(in->st, key, row, err) < 0)
+		return -1;
+	_cleanup_free_ char *id = xstrdup(row->id);
+	inst_op_lock(in, id);
+	hm_instance_row_done(row);
+	*row = (struct hm_instance_row){ .exit_code = -1 };
+	if (hm_store_instance_get(in->st, id, row, err) < 0) {
+		inst_op_unlock(in, id);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- network ---- */
 
 /* The instance's network from its spec: NULL when it has none. */
@@ -265,7 +327,22 @@ static void *monitor(void *arg)
 		json_t *hello = json_pack("{s:s}", "type", "hello");
 		hm_agent_send(l->agent, hello, NULL);
 		json_decref(hello);
+		if (l->after_hello) {
+			/* A clock set now, not when the request was made. */
+			if (json_object_get(l->after_hello, "unix_ms")) {
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				json_object_set_new(l->after_hello, "unix_ms",
+				                    json_integer((json_int_t)ts.tv_sec * 1000 +
+				                                 ts.tv_nsec / 1000000));
+			}
+			if (hm_agent_send(l->agent, l->after_hello, NULL) == 0)
+				inst_oplog(
+				    l->in, l->id, "msg=\"%s sent\"",
+				    json_string_value(json_object_get(l->after_hello, "type")));
+		}
 	}
+	atomic_store(&l->greeted, true);
 	_cleanup_free_ char *buf = xmalloc(AGENT_LINE_MAX + 1);
 	size_t len = 0;
 	bool stop = false;
@@ -318,6 +395,7 @@ void inst_live_free(struct live *l)
 	if (!l || atomic_fetch_sub(&l->refs, 1) > 1)
 		return;
 	hm_agent_free(l->agent);
+	json_decref(l->after_hello);
 	if (l->vm)
 		l->vm->ops->free(l->vm);
 	pthread_mutex_destroy(&l->vm_lock);
@@ -329,15 +407,18 @@ void inst_live_free(struct live *l)
 }
 
 /* Start monitoring `vm` (taken over) for instance `id`; adds it to the list. Under lock. */
-void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started)
+void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started,
+                     json_t *after_hello)
 {
 	struct live *l = xcalloc(1, sizeof(*l));
+	l->after_hello = after_hello;
 	l->id = xstrdup(id);
 	l->dir = inst_path(in, id, NULL);
 	l->vm = vm;
 	l->in = in;
 	atomic_init(&l->started, started);
 	atomic_init(&l->exited, false);
+	atomic_init(&l->greeted, false);
 	atomic_init(&l->refs, 1);
 	l->agent = hm_agent_new();
 	pthread_mutex_init(&l->vm_lock, NULL);
@@ -535,7 +616,7 @@ static void adopt_all(struct hm_instances *in)
 			inst_oplog(in, r->id, "msg=\"re-adopted by a restarted daemon\" pid=%d",
 			           (int)r->vmm_pid);
 			pthread_mutex_lock(&in->lock);
-			inst_live_start(in, r->id, vm, strcmp(r->phase, "Running") == 0);
+			inst_live_start(in, r->id, vm, strcmp(r->phase, "Running") == 0, NULL);
 			pthread_mutex_unlock(&in->lock);
 			keep[nkeep] = xmalloc(HM_NET_TAP_MAX);
 			tap_of(r->id, keep[nkeep++]);
@@ -634,6 +715,13 @@ void hm_instances_close(struct hm_instances *in)
 		inst_live_free(l);
 	}
 	pthread_mutex_unlock(&in->lock);
+	while (in->op_locks) { /* none held: the API has stopped */
+		struct op_lock *o = in->op_locks;
+		in->op_locks = o->next;
+		pthread_mutex_destroy(&o->m);
+		free(o->id);
+		free(o);
+	}
 	pthread_mutex_destroy(&in->lock);
 	pthread_mutex_destroy(&in->vol_lock);
 	hm_kernel_done(&in->kernel);
@@ -1338,7 +1426,7 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 		         err && *err ? (*err)->msg : "?");
 	} else {
 		pthread_mutex_lock(&in->lock);
-		inst_live_start(in, id, vm, false);
+		inst_live_start(in, id, vm, false, NULL);
 		pthread_mutex_unlock(&in->lock);
 		log_info("instances", "created", "id=%s name=%s image=%s", id, c.name, img.name);
 		*ret = inst_json(in, &row);
@@ -1388,7 +1476,7 @@ int hm_instances_list(struct hm_instances *in, const char *state, json_t *tags, 
 int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
-	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	pthread_mutex_lock(&in->lock);
 	struct live *l = inst_live_detach(in, row.id);
@@ -1398,7 +1486,7 @@ int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err 
 		if (!atomic_load(&l->exited) && l->vm->ops->kill(l->vm, 10000, err) < 0) {
 			/* Still running: keep monitoring it and report the failure. */
 			pthread_mutex_lock(&in->lock);
-			inst_live_start(in, row.id, l->vm, atomic_load(&l->started));
+			inst_live_start(in, row.id, l->vm, atomic_load(&l->started), NULL);
 			l->vm = NULL;
 			pthread_mutex_unlock(&in->lock);
 			r = -1;
@@ -1418,6 +1506,7 @@ int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err 
 			log_info("instances", "deleted", "id=%s name=%s", row.id, row.name);
 		}
 	}
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }
@@ -1550,7 +1639,7 @@ static int stop_live(struct hm_instances *in, struct live *l, const struct hm_in
 int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
-	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, &row);
 	struct live *l = inst_live_get(in, row.id);
@@ -1566,6 +1655,7 @@ int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, st
 		inst_live_free(l);
 	if (r == 0)
 		r = hm_instances_get(in, row.id, ret, err);
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }
@@ -1585,7 +1675,7 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, j
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
 		                  "instances cannot boot on this host: %s", in->boot_error);
 	struct hm_instance_row row = { .exit_code = -1 };
-	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, &row);
 	int r;
@@ -1595,6 +1685,7 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, j
 		               row.name, state);
 	else
 		r = inst_boot_again(in, &row, cmd, ep, ret, err);
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }
@@ -1663,7 +1754,7 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 		goto out;
 	}
 	pthread_mutex_lock(&in->lock);
-	inst_live_start(in, row.id, vm, false);
+	inst_live_start(in, row.id, vm, false, NULL);
 	pthread_mutex_unlock(&in->lock);
 	log_info("instances", "started", "id=%s name=%s", row.id, row.name);
 	*ret = inst_json(in, &row);
@@ -1951,12 +2042,13 @@ int hm_instances_address(struct hm_instances *in, const char *key, char ip[16], 
 static int stopped_row(struct hm_instances *in, const char *key, const char *what,
                        struct hm_instance_row *row, json_t **spec, struct hm_err **err)
 {
-	if (hm_store_instance_find(in->st, key, row, err) < 0)
+	if (inst_find_locked(in, key, row, err) < 0)
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, row);
 	if (strcmp(state, "Stopped") != 0 && strcmp(state, "Created") != 0) {
 		int r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		                   "%s needs a stopped instance (current state: %s)", what, state);
+		inst_op_unlock(in, row->id);
 		hm_instance_row_done(row);
 		return r;
 	}
@@ -2033,6 +2125,7 @@ int hm_instances_attach_volume(struct hm_instances *in, const char *key, const c
 		           json_string_value(json_object_get(add, "mount_path")));
 	json_decref(c.volumes);
 	json_decref(spec);
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }
@@ -2063,6 +2156,7 @@ int hm_instances_detach_volume(struct hm_instances *in, const char *key, const c
 		inst_oplog(in, row.id, "msg=\"volume detached\" volume=%s", vr.id);
 	hm_volume_row_done(&vr);
 	json_decref(spec);
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }

@@ -37,6 +37,8 @@ struct live {
 	atomic_bool exited;
 	atomic_int refs; /* the list's one, plus one per request using it */
 	struct hm_agent *agent;
+	json_t *after_hello; /* sent by the monitor right after its hello, or NULL */
+	atomic_bool greeted; /* the monitor has connected (or given up) and sent those */
 	struct hm_instances *in;
 };
 
@@ -53,8 +55,20 @@ struct hm_instances {
 	struct hm_net *net; /* borrowed */
 	pthread_mutex_t lock;
 	pthread_mutex_t vol_lock; /* volume claims: held from the check to the row insert */
+	struct op_lock *op_locks; /* under lock: one per instance with an operation running */
 	struct live *lives;
 };
+
+/*
+ * One lifecycle operation at a time per instance (start, stop, standby,
+ * restore, fork, snapshot, delete, volume changes): the second waits. The
+ * find variant resolves key, takes the instance's lock and reads its row
+ * again, since the first operation may have changed or removed it.
+ */
+void inst_op_lock(struct hm_instances *in, const char *id);
+void inst_op_unlock(struct hm_instances *in, const char *id);
+int inst_find_locked(struct hm_instances *in, const char *key, struct hm_instance_row *row,
+                     struct hm_err **err);
 
 /* Monotonic milliseconds. */
 double inst_mono_ms(void);
@@ -73,8 +87,10 @@ struct live *inst_live_find(struct hm_instances *in, const char *id);
 /* The live record with a reference taken, or NULL; inst_live_free drops one. */
 struct live *inst_live_get(struct hm_instances *in, const char *id);
 void inst_live_free(struct live *l);
-/* Monitor vm (taken over) for id; `started`: the program already runs. Under lock. */
-void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started);
+/* Monitor vm (taken over) for id; `started`: the program already runs;
+ * after_hello (taken; may be NULL): a message to send once connected. Under lock. */
+void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started,
+                     json_t *after_hello);
 /* Stop a live's monitor and unlink it (under lock); the caller then owns it. */
 struct live *inst_live_detach(struct hm_instances *in, const char *id);
 

@@ -120,7 +120,7 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 	if (parse_create(body, &kind, &name, &tags, &opts, err) < 0)
 		return -1;
 	struct hm_instance_row row = { .exit_code = -1 };
-	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, &row);
 	json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
@@ -196,6 +196,7 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 	}
 	json_decref(meta);
 	json_decref(spec);
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }
@@ -384,9 +385,10 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 		return -1;
 	struct hm_instance_row row = { .exit_code = -1 };
 	struct hm_snapshot_row sr = { 0 };
-	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	if (hm_store_snapshot_find(in->st, snapshot, &sr, err) < 0) {
+		inst_op_unlock(in, row.id);
 		hm_instance_row_done(&row);
 		return -1;
 	}
@@ -466,6 +468,7 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 	json_decref(spec);
 	json_decref(meta);
 	hm_snapshot_row_done(&sr);
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }

@@ -82,7 +82,7 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 		/* Still there (paused): let it run on, keep watching it, report the failure. */
 		d->vm->ops->resume(d->vm, NULL);
 		pthread_mutex_lock(&in->lock);
-		inst_live_start(in, row->id, d->vm, true);
+		inst_live_start(in, row->id, d->vm, true, NULL);
 		d->vm = NULL;
 		pthread_mutex_unlock(&in->lock);
 		inst_live_free(d);
@@ -117,7 +117,7 @@ int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
 	if (hm_payload_parse_compression(json_object_get(body, "compression"), &opts, err) < 0)
 		return -1;
 	struct hm_instance_row row = { .exit_code = -1 };
-	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, &row);
 	struct live *l = strcmp(state, "Running") == 0 ? inst_live_get(in, row.id) : NULL;
@@ -131,6 +131,7 @@ int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
 	if (r == 0)
 		*ret = inst_json(in, &row);
 	inst_live_free(l);
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }
@@ -198,15 +199,18 @@ static int send_identity(struct live *l, json_t *msg, struct hm_err **err)
 
 /* Wake's VMM part: load, resume, record. On failure nothing runs. */
 static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
-                   const char *root_disk, const char *vmstate, struct hm_err **err)
+                   const char *root_disk, const char *vmstate, json_t *after_hello,
+                   struct hm_err **err)
 {
 	struct hm_vm *vm = NULL;
 	pthread_mutex_lock(&in->lock);
 	struct live *old = inst_live_detach(in, row->id);
 	pthread_mutex_unlock(&in->lock);
 	inst_live_free(old);
-	if (inst_spawn_vm(in, row, spec, root_disk, vmstate, &vm, err) < 0)
+	if (inst_spawn_vm(in, row, spec, root_disk, vmstate, &vm, err) < 0) {
+		json_decref(after_hello);
 		return -1;
+	}
 	free(row->phase);
 	row->phase = xstrdup("Running");
 	row->vmm_pid = vm->pid;
@@ -219,10 +223,11 @@ static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t 
 		free(row->phase);
 		row->phase = xstrdup("Standby");
 		row->vmm_pid = 0;
+		json_decref(after_hello);
 		return -1;
 	}
 	pthread_mutex_lock(&in->lock);
-	inst_live_start(in, row->id, vm, true);
+	inst_live_start(in, row->id, vm, true, after_hello);
 	pthread_mutex_unlock(&in->lock);
 	/* The state is used up: the running VM owns the memory file again. */
 	unlink(vmstate);
@@ -252,31 +257,44 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 	json_t *spec = json_loads(row->spec ? row->spec : "{}", 0, NULL);
 	if (!spec)
 		spec = json_object();
+	/* A plain restore does not wait for the guest: the monitor sends the clock
+	 * and seed as soon as it connects, ahead of anything a client sends. A
+	 * fork waits: it must not be handed out with its parent's address. */
+	json_t *msg = identity_msg(in, row, spec, new_identity);
 	if (r == 0)
-		r = wake_vm(in, row, spec, img.disk_path, vmstate, err);
+		r = wake_vm(in, row, spec, img.disk_path, vmstate,
+		            new_identity ? NULL : json_incref(msg), err);
 	hm_image_info_done(&img);
-	if (r < 0) {
-		json_decref(spec);
-		return -1;
+	json_decref(spec);
+	if (r < 0 || !new_identity) {
+		json_decref(msg);
+		if (r < 0)
+			return r;
+		/* Answer once the monitor has the channel and sent the clock: whatever
+		 * a client sends next reaches the guest after it. */
+		struct live *gl = inst_live_get(in, row->id);
+		for (int i = 0; gl && i < 2000 && !atomic_load(&gl->greeted); i++) {
+			struct timespec ts = { 0, 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		inst_live_free(gl);
+		inst_oplog(in, row->id, "msg=restored running_ms=%.1f", inst_mono_ms() - t0);
+		return 0;
 	}
 	double t_running = inst_mono_ms();
 	struct live *l = inst_live_get(in, row->id);
-	json_t *msg = identity_msg(in, row, spec, new_identity);
-	json_decref(spec);
-	_cleanup_err_ struct hm_err *ie = NULL;
+	struct hm_err *ie = NULL;
 	int ir = l ? send_identity(l, msg, &ie)
 	           : hm_err_set(&ie, HM_ERR_INTERNAL, NULL, "the VM is not monitored");
 	json_decref(msg);
 	inst_live_free(l);
-	if (ir < 0 && new_identity) {
-		/* A fork that kept its parent's address must not stay on the network:
-		 * the caller removes it. */
-		*err = TAKE_PTR(ie);
+	if (ir < 0) {
+		/* The caller removes the fork. */
+		*err = ie;
 		return hm_err_wrap(err, "give the fork its own identity");
 	}
-	inst_oplog(in, row->id, "msg=restored running_ms=%.1f identity_ms=%.1f identity=%s%s%s",
-	           t_running - t0, inst_mono_ms() - t_running, new_identity ? "new" : "clock",
-	           ie ? " identity_error=" : "", ie ? ie->msg : "");
+	inst_oplog(in, row->id, "msg=restored running_ms=%.1f identity_ms=%.1f", t_running - t0,
+	           inst_mono_ms() - t_running);
 	log_info("instances", "restored", "id=%s name=%s ms=%.1f", row->id, row->name,
 	         inst_mono_ms() - t0);
 	return 0;
@@ -286,7 +304,7 @@ int hm_instances_restore(struct hm_instances *in, const char *key, json_t **ret,
                          struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
-	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, &row);
 	int r;
@@ -300,6 +318,7 @@ int hm_instances_restore(struct hm_instances *in, const char *key, json_t **ret,
 		*ret = inst_json(in, &row);
 	else
 		hm_err_wrap(err, "restore `%s` (it stays in standby)", row.name);
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }
@@ -395,6 +414,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 	_cleanup_free_ char *run = inst_path(in, id, "run");
 	unsigned long long copied = 0;
 	bool made = false;
+	inst_op_lock(in, id); /* a delete by name waits until the copy is whole */
 	int r = hm_store_instance_insert(in->st, &row, err);
 	if (r == 0) {
 		made = true;
@@ -454,6 +474,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		         id, name, src->name, src->kind, target, inst_mono_ms() - t0);
 		*ret = inst_json(in, &row);
 	}
+	inst_op_unlock(in, id);
 	hm_instance_row_done(&row);
 	json_decref(spec);
 	return r;
@@ -536,7 +557,7 @@ int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, js
 	if (inst_check_target("target_state", &target, err) < 0)
 		return -1;
 	struct hm_instance_row row = { .exit_code = -1 };
-	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, &row);
 	json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
@@ -571,6 +592,7 @@ int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, js
 		                  err);
 	}
 	json_decref(spec);
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }

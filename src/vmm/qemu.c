@@ -559,9 +559,19 @@ static int spawn_process(const struct hm_vm_spec *spec, bool incoming, struct qe
 	_cleanup_(argv_free) struct argv a = { 0 };
 	build_argv(spec, vm, incoming, &a);
 	_cleanup_free_ char *line = shell_join(a.v);
+	/* A record for people and benchmarks, not state: no fsync on the boot path. */
 	_cleanup_free_ char *cmdline_path = xasprintf("%s/vmm.cmdline", vm->run_dir);
-	if (hm_write_file_atomic(cmdline_path, line, strlen(line), 0644, err) < 0)
-		return hm_err_wrap(err, "spawn VM %s", spec->id ? spec->id : "");
+	_cleanup_free_ char *cmdline_tmp = xasprintf("%s.tmp", cmdline_path);
+	{
+		_cleanup_close_ int cfd =
+		    open(cmdline_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (cfd < 0 || hm_write_all(cfd, line, strlen(line)) < 0 ||
+		    rename(cmdline_tmp, cmdline_path) < 0) {
+			hm_err_errno(err, errno, "write `%s`", cmdline_path);
+			unlink(cmdline_tmp);
+			return hm_err_wrap(err, "spawn VM %s", spec->id ? spec->id : "");
+		}
+	}
 
 	struct stat st;
 	off_t log_from = stat(log_path, &st) == 0 ? st.st_size : 0;
