@@ -121,6 +121,24 @@ if [ -n "$leaked" ]; then
 	FAILED+=("leaked VMs")
 fi
 
+# Likewise guest RAM files on tmpfs (src/instance/memory.c) of a test data
+# dir that is gone: a leak of host memory. Their folders go either way.
+leaked=
+for owner in /dev/shm/hypeman-*/data_dir; do
+	[ -f "$owner" ] || continue
+	dir=$(cat "$owner")
+	case $dir in */hypeman-test-*) ;; *) continue ;; esac
+	[ -d "$dir" ] && continue
+	for f in "$(dirname "$owner")"/*.ram; do [ -e "$f" ] && leaked="$leaked $f"; done
+	rm -rf "$(dirname "$owner")"
+done
+if [ -n "$leaked" ]; then
+	note "leaked guest memory files"
+	for f in $leaked; do printf '  LEAK %s\n' "$f"; done
+	FAIL=$((FAIL + 1))
+	FAILED+=("leaked guest memory")
+fi
+
 echo
 [ ${#FAILED[@]} -gt 0 ] && echo "failed: ${FAILED[*]}"
 echo "$PASS passed, $FAIL failed"

@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,28 +166,67 @@ long long hm_du(const char *path)
 	return du_total;
 }
 
+static int pwrite_all(int fd, const char *p, size_t len, off_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Copy [off, end) of in to the same place in out: in the kernel where it can
+ * (copy_file_range), else (across filesystems) through a buffer. */
+static int copy_range(int in, int out, off_t off, off_t end, bool *plain,
+                      unsigned long long *copied)
+{
+	static __thread char buf[1 << 20];
+	while (off < end) {
+		ssize_t n;
+		if (!*plain) {
+			off_t oi = off, oo = off;
+			n = copy_file_range(in, &oi, out, &oo, (size_t)(end - off), 0);
+			if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+			              errno == EOPNOTSUPP)) {
+				*plain = true;
+				continue;
+			}
+		} else {
+			size_t want =
+			    (size_t)(end - off) < sizeof(buf) ? (size_t)(end - off) : sizeof(buf);
+			n = pread(in, buf, want, off);
+			if (n > 0 && pwrite_all(out, buf, (size_t)n, off) < 0)
+				return -1;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break; /* the source shrank under us */
+		off += n;
+		*copied += (unsigned long long)n;
+	}
+	return 0;
+}
+
 static int copy_extents(int in, int out, off_t size, unsigned long long *copied)
 {
+	bool plain = false;
 	off_t pos = 0;
 	while (pos < size) {
 		off_t data = lseek(in, pos, SEEK_DATA);
 		if (data < 0)
 			return errno == ENXIO ? 0 : -1; /* only a hole is left */
 		off_t hole = lseek(in, data, SEEK_HOLE);
-		if (hole < 0)
+		if (hole < 0 || copy_range(in, out, data, hole, &plain, copied) < 0)
 			return -1;
-		off_t off_in = data, off_out = data;
-		while (off_in < hole) {
-			ssize_t n =
-			    copy_file_range(in, &off_in, out, &off_out, (size_t)(hole - off_in), 0);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				return -1;
-			if (n == 0)
-				break; /* the source shrank under us */
-			*copied += (unsigned long long)n;
-		}
 		pos = hole;
 	}
 	return 0;

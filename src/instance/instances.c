@@ -601,6 +601,7 @@ static void adopt_all(struct hm_instances *in)
 	if (hm_store_instance_list(in->st, &rows, &n, NULL) < 0)
 		return;
 	_cleanup_free_ char **keep = xcalloc(n + 1, sizeof(*keep));
+	_cleanup_free_ char **keep_ids = xcalloc(n + 1, sizeof(*keep_ids));
 	size_t nkeep = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct hm_instance_row *r = &rows[i];
@@ -618,6 +619,7 @@ static void adopt_all(struct hm_instances *in)
 			pthread_mutex_lock(&in->lock);
 			inst_live_start(in, r->id, vm, strcmp(r->phase, "Running") == 0, NULL);
 			pthread_mutex_unlock(&in->lock);
+			keep_ids[nkeep] = xstrdup(r->id);
 			keep[nkeep] = xmalloc(HM_NET_TAP_MAX);
 			tap_of(r->id, keep[nkeep++]);
 			json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
@@ -652,6 +654,10 @@ static void adopt_all(struct hm_instances *in)
 	hm_instance_rows_free(rows, n);
 	/* TAPs of VMs that died while the daemon was away, or of a crashed create. */
 	hm_net_reclaim(in->net, (const char *const *)keep, nkeep);
+	/* Likewise their RAM files on tmpfs. */
+	inst_mem_reclaim(in, (const char *const *)keep_ids, nkeep);
+	for (size_t i = 0; i < nkeep; i++)
+		free(keep_ids[i]);
 	for (size_t i = 0; i < nkeep; i++)
 		free(keep[i]);
 }
@@ -680,6 +686,7 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
 	in->vmm = &hm_vmm_qemu;
 	in->dir = xasprintf("%s/instances", cfg->data_dir);
 	in->tsc_khz = hm_vmm_host_tsc_khz();
+	in->mem_dir = inst_mem_dir_pick(cfg->data_dir);
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_mutex_init(&in->vol_lock, NULL);
 	if (hm_mkdir_p(in->dir, 0700, err) < 0) {
@@ -726,6 +733,7 @@ void hm_instances_close(struct hm_instances *in)
 	pthread_mutex_destroy(&in->vol_lock);
 	hm_kernel_done(&in->kernel);
 	free(in->boot_error);
+	free(in->mem_dir);
 	free(in->initrd);
 	free(in->dir);
 	free(in);
@@ -1123,12 +1131,12 @@ int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, js
 	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
 	_cleanup_free_ char *app_log = inst_path(in, id, "logs/app.log");
 	_cleanup_free_ char *vmm_log = inst_path(in, id, "logs/vmm.log");
-	_cleanup_free_ char *mem = inst_path(in, id, "memory.ram");
-	/* A cold boot starts on fresh memory: the old file's blocks go back to the disk. */
-	if (!restore_from) {
-		_cleanup_free_ char *dir = inst_path(in, id, NULL);
-		hm_payload_drop_memory(dir);
-	}
+	/* A cold boot starts on fresh memory (tmpfs when it fits: memory.c); a
+	 * restore runs on the saved memory file. */
+	_cleanup_free_ char *mem =
+	    restore_from
+	        ? inst_path(in, id, HM_PAYLOAD_MEMORY)
+	        : inst_mem_for_boot(in, id, json_integer_value(json_object_get(spec, "mem_bytes")));
 	uint64_t dio = (uint64_t)json_integer_value(json_object_get(spec, "disk_io_bps"));
 	json_t *vols = json_object_get(spec, "volumes");
 	char *vol_disks[MAX_VOLUMES] = { 0 };
@@ -1496,6 +1504,9 @@ int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err 
 	if (r == 0) {
 		inst_drop_tap(in, row.id);
 		_cleanup_free_ char *dir = inst_path(in, row.id, NULL);
+		_cleanup_free_ char *ram = inst_mem_tmpfs(in, row.id);
+		if (ram)
+			unlink(ram);
 		if (hm_rm_rf(dir, err) < 0 || hm_store_instance_delete(in->st, row.id, err) < 0) {
 			r = -1;
 		} else {

@@ -56,6 +56,7 @@ struct hm_instances {
 	pthread_mutex_t lock;
 	pthread_mutex_t vol_lock; /* volume claims: held from the check to the row insert */
 	struct op_lock *op_locks; /* under lock: one per instance with an operation running */
+	char *mem_dir; /* tmpfs folder for the RAM of cold-booted VMs, or NULL (memory.c) */
 	struct live *lives;
 };
 
@@ -115,6 +116,20 @@ int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, js
 /* Cold-boot a Stopped instance (start's work); *rowp is updated. */
 int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
                     json_t **ret, struct hm_err **err);
+
+/* ---- memory.c: where a VM's RAM file lives ---- */
+
+/* Pick the tmpfs folder (at open); NULL when the host has none to use. */
+char *inst_mem_dir_pick(const char *data_dir);
+/* The RAM file a cold boot of mem_bytes should use: tmpfs when it fits, else
+ * the instance's memory.ram. Removes every older RAM file of the instance. */
+char *inst_mem_for_boot(struct hm_instances *in, const char *id, int64_t mem_bytes);
+/* The RAM file the instance's VM runs on now (tmpfs or memory.ram). */
+char *inst_mem_current(struct hm_instances *in, const char *id);
+/* Its tmpfs RAM file's path (whether it exists or not), or NULL without tmpfs. */
+char *inst_mem_tmpfs(struct hm_instances *in, const char *id);
+/* Remove tmpfs RAM files of VMs that no longer run (keep: ids still running). */
+void inst_mem_reclaim(struct hm_instances *in, const char *const *keep, size_t n);
 
 /* ---- standby.c ---- */
 

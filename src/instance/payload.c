@@ -67,7 +67,7 @@ static int copy_one(const char *src_dir, const char *dst_dir, const char *name, 
 }
 
 int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
-                    unsigned long long *copied, struct hm_err **err)
+                    const char *mem_src, unsigned long long *copied, struct hm_err **err)
 {
 	unsigned long long n = 0;
 	if (hm_mkdir_p(dst_dir, 0700, err) < 0)
@@ -85,7 +85,14 @@ int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool
 		if (copy_one(src_dir, dst_dir, name, true, &n, err) < 0)
 			return -1;
 	}
-	if (memory) {
+	if (memory && mem_src) {
+		_cleanup_free_ char *d = xasprintf("%s/%s", dst_dir, HM_PAYLOAD_MEMORY);
+		unsigned long long m = 0;
+		if (hm_copy_sparse(mem_src, d, 0600, &m, err) < 0 ||
+		    copy_one(src_dir, dst_dir, HM_PAYLOAD_STATE, true, &n, err) < 0)
+			return -1;
+		n += m;
+	} else if (memory) {
 		_cleanup_free_ char *plain = xasprintf("%s/%s", src_dir, HM_PAYLOAD_MEMORY);
 		bool have_plain = access(plain, F_OK) == 0;
 		if (copy_one(src_dir, dst_dir,

@@ -27,10 +27,11 @@ int hm_payload_parse_compression(json_t *v, struct hm_payload_opts *ret, struct 
  * Copy the payload in src_dir into dst_dir (created if missing): the
  * overlay, the overlay volumes' upper disks named in spec, the config disk,
  * and with `memory` the memory file (plain or compressed) and the device
- * state, where src_dir has them. Sparse; *copied adds up the bytes copied.
+ * state, where src_dir has them. mem_src, when not NULL, is the memory file to
+ * copy instead of src_dir's. Sparse; *copied adds up the bytes copied.
  */
 int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
-                    unsigned long long *copied, struct hm_err **err);
+                    const char *mem_src, unsigned long long *copied, struct hm_err **err);
 
 /* Compress dir's memory file (replacing it); sizes may be NULL. */
 int hm_payload_compress(const char *dir, const struct hm_payload_opts *opts, int64_t *compressed,

@@ -291,7 +291,7 @@ static int fill_from_snapshot(void *ctx, const char *dst, unsigned long long *co
                               struct hm_err **err)
 {
 	struct snap_fill *f = ctx;
-	return hm_payload_copy(f->dir, dst, f->spec, f->memory, copied, err);
+	return hm_payload_copy(f->dir, dst, f->spec, f->memory, NULL, copied, err);
 }
 
 int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *body, json_t **ret,
@@ -348,7 +348,7 @@ static int replace_payload(struct hm_instances *in, const char *id, const char *
 	_cleanup_free_ char *dir = inst_path(in, id, NULL);
 	_cleanup_free_ char *tmp = inst_path(in, id, "restore.tmp");
 	hm_rm_rf(tmp, NULL);
-	if (hm_payload_copy(snapdir, tmp, spec, memory, NULL, err) < 0) {
+	if (hm_payload_copy(snapdir, tmp, spec, memory, NULL, NULL, err) < 0) {
 		hm_rm_rf(tmp, NULL);
 		return -1;
 	}

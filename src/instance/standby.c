@@ -56,8 +56,10 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
                         const struct hm_payload_opts *opts, struct hm_err **err)
 {
 	_cleanup_free_ char *dir = inst_path(in, row->id, NULL);
-	_cleanup_free_ char *mem = inst_path(in, row->id, HM_PAYLOAD_MEMORY);
+	_cleanup_free_ char *mem = inst_mem_current(in, row->id);
+	_cleanup_free_ char *disk_mem = inst_path(in, row->id, HM_PAYLOAD_MEMORY);
 	_cleanup_free_ char *vmstate = inst_path(in, row->id, HM_PAYLOAD_STATE);
+	bool on_tmpfs = strcmp(mem, disk_mem) != 0;
 	if (access(mem, F_OK) < 0)
 		return hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		                  "instance `%s` was booted without its memory in a file (by an "
@@ -65,14 +67,23 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 		                  row->name);
 	double t0 = inst_mono_ms();
 	pthread_mutex_lock(&l->vm_lock);
-	if (l->vm->ops->snapshot(l->vm, vmstate, err) < 0) {
+	int r = l->vm->ops->snapshot(l->vm, vmstate, err);
+	double t_save = inst_mono_ms();
+	/* RAM on tmpfs goes to disk while the guest is paused (memory.c). */
+	unsigned long long moved = 0;
+	if (r == 0 && on_tmpfs) {
+		unlink(disk_mem);
+		r = hm_copy_sparse(mem, disk_mem, 0600, &moved, err);
+	}
+	if (r < 0) {
 		/* Nothing changed: the guest runs on. */
+		unlink(vmstate);
 		l->vm->ops->resume(l->vm, NULL);
 		pthread_mutex_unlock(&l->vm_lock);
 		return hm_err_wrap(err, "standby of `%s`", row->name);
 	}
 	pthread_mutex_unlock(&l->vm_lock);
-	double t_save = inst_mono_ms();
+	double t_moved = inst_mono_ms();
 
 	/* Its monitor goes first, so that the VMM's end is not taken for a stop. */
 	pthread_mutex_lock(&in->lock);
@@ -90,6 +101,8 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 		return -1;
 	}
 	inst_live_free(d);
+	if (on_tmpfs)
+		unlink(mem);
 	inst_drop_tap(in, row->id);
 	free(row->phase);
 	row->phase = xstrdup("Standby");
@@ -100,8 +113,11 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 	if (opts->compress)
 		hm_payload_compress(dir, opts, NULL, NULL); /* best effort: restore reads either */
 	hm_payload_sync_later(dir);
-	inst_oplog(in, row->id, "msg=standby save_ms=%.1f total_ms=%.1f compressed=%s", t_save - t0,
-	           t_stop - t0, opts->compress ? "yes" : "no");
+	inst_oplog(in, row->id,
+	           "msg=standby save_ms=%.1f move_ms=%.1f moved_bytes=%llu total_ms=%.1f "
+	           "compressed=%s",
+	           t_save - t0, t_moved - t_save, moved, t_stop - t0,
+	           opts->compress ? "yes" : "no");
 	log_info("instances", "standby", "id=%s name=%s save_ms=%.1f total_ms=%.1f", row->id,
 	         row->name, t_save - t0, t_stop - t0);
 	return 0;
@@ -494,7 +510,7 @@ int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, jso
 {
 	_cleanup_free_ char *src = inst_path(in, row->id, NULL);
 	if (!running)
-		return hm_payload_copy(src, dst, spec, standby, copied, err);
+		return hm_payload_copy(src, dst, spec, standby, NULL, copied, err);
 	/* Running: pause it for the save and the copy, then let it run on. */
 	struct live *l = inst_live_get(in, row->id);
 	if (!l || atomic_load(&l->exited)) {
@@ -502,7 +518,7 @@ int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, jso
 		return hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		                  "instance `%s` stopped while it was being copied", row->name);
 	}
-	_cleanup_free_ char *mem = inst_path(in, row->id, HM_PAYLOAD_MEMORY);
+	_cleanup_free_ char *mem = inst_mem_current(in, row->id);
 	int r = 0;
 	if (access(mem, F_OK) < 0)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
@@ -516,7 +532,7 @@ int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, jso
 		r = -1;
 	if (r == 0 && l->vm->ops->snapshot(l->vm, vmstate, err) < 0)
 		r = -1;
-	if (r == 0 && hm_payload_copy(src, dst, spec, true, copied, err) < 0)
+	if (r == 0 && hm_payload_copy(src, dst, spec, true, mem, copied, err) < 0)
 		r = -1;
 	_cleanup_err_ struct hm_err *re = NULL;
 	if (l->vm->ops->resume(l->vm, &re) < 0)

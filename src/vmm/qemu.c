@@ -586,7 +586,8 @@ static int spawn_process(const struct hm_vm_spec *spec, bool incoming, struct qe
 		abort_spawn(vm);
 		return hm_err_errno(err, e, "pidfd_open %d", (int)pid);
 	}
-	if (wait_ready(vm, log_path, log_from, err) < 0) {
+	/* An incoming VM is waited for by restore's own first QMP connection. */
+	if (!incoming && wait_ready(vm, log_path, log_from, err) < 0) {
 		abort_spawn(vm);
 		return hm_err_wrap(err, "spawn VM %s", spec->id ? spec->id : "");
 	}
@@ -905,18 +906,18 @@ static int qemu_restore(const struct hm_vm_spec *spec, const char *state_path, s
 		                  "restore: the spec has no memory file");
 	if (access(spec->mem_path, R_OK | W_OK) < 0)
 		return hm_err_errno(err, errno, "restore: the memory file `%s`", spec->mem_path);
+	_cleanup_free_ char *log_path =
+	    spec->vmm_log ? xstrdup(spec->vmm_log) : xasprintf("%s/vmm.log", spec->run_dir);
+	struct stat lst;
+	off_t log_from = stat(log_path, &lst) == 0 ? lst.st_size : 0;
 	_cleanup_(qemu_vm_freep) struct qemu_vm *vm = NULL;
 	if (spawn_process(spec, true, &vm, err) < 0)
 		return -1;
 	long long deadline = now_ms() + MIGRATE_MS;
 	_cleanup_free_ char *uri = exec_uri("<", state_path);
-	_cleanup_free_ char *log_path =
-	    spec->vmm_log ? xstrdup(spec->vmm_log) : xasprintf("%s/vmm.log", spec->run_dir);
-	struct stat lst;
-	off_t log_from = stat(log_path, &lst) == 0 ? lst.st_size : 0;
 	{
 		_cleanup_qmp_ struct hm_qmp *q = NULL;
-		if (hm_qmp_connect(vm->qmp_path, QMP_OP_MS, vm->base.pidfd, &q, err) < 0 ||
+		if (hm_qmp_connect(vm->qmp_path, QMP_STARTUP_MS, vm->base.pidfd, &q, err) < 0 ||
 		    hm_qmp_execute(q, "migrate-set-capabilities", ignore_shared_caps(), NULL,
 		                   QMP_OP_MS, err) < 0 ||
 		    hm_qmp_execute(q, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL,
@@ -949,7 +950,7 @@ static int qemu_restore(const struct hm_vm_spec *spec, const char *state_path, s
 				           MIGRATE_MS);
 				goto fail;
 			}
-			struct timespec ts = { 0, 2 * 1000000L };
+			struct timespec ts = { 0, 1000000L };
 			nanosleep(&ts, NULL);
 		}
 	}

@@ -102,6 +102,7 @@ export async function startDaemon({ env = {}, args = [], netns } = {}) {
       if (!st) { child.kill('SIGKILL'); throw new Error(`daemon ignored SIGTERM for 20s:\n${log}`); }
       if (!keepData) {
         killVmsOf(dataDir); // a daemon that crashed could not delete its instances
+        removeMemoryDirOf(dataDir); // nor their RAM files on tmpfs
         rmSync(dataDir, { recursive: true, force: true });
       }
       if (st.code !== 0) throw new Error(`daemon exited with ${st.code ?? st.signal}:\n${log}`);
@@ -109,6 +110,19 @@ export async function startDaemon({ env = {}, args = [], netns } = {}) {
     },
   };
   return d;
+}
+
+// The daemon's tmpfs folder for guest RAM (src/instance/memory.c) names its
+// data dir in a `data_dir` file.
+function removeMemoryDirOf(dataDir) {
+  let entries = [];
+  try { entries = readdirSync('/dev/shm'); } catch { return; }
+  for (const e of entries) {
+    if (!e.startsWith('hypeman-')) continue;
+    try {
+      if (readFileSync(join('/dev/shm', e, 'data_dir'), 'utf8') === dataDir) rmSync(join('/dev/shm', e), { recursive: true, force: true });
+    } catch { /* not one of ours */ }
+  }
 }
 
 // SIGKILL the VMM processes of a test data dir (their command lines name it).

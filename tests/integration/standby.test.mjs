@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
@@ -104,6 +104,11 @@ test('standby keeps memory, files and address; restore runs on with the right cl
   const tap = `hm-${src.id.slice(0, 12)}`;
   assert.ok(taps().includes(tap));
 
+  // A cold-booted VM's RAM is on tmpfs (src/instance/memory.c); standby moves it to the instance's folder.
+  const dir = join(env.DATA_DIR, 'instances', src.id);
+  const ramOnTmpfs = () => readdirSync('/dev/shm').filter((e) => e.startsWith('hypeman-')).some((e) => existsSync(join('/dev/shm', e, `${src.id}.ram`)));
+  assert.ok(ramOnTmpfs(), 'RAM on tmpfs while running');
+  assert.ok(!existsSync(join(dir, 'memory.ram')));
   const s = await post(`/instances/${src.id}/standby`);
   assert.equal(s.status, 200, JSON.stringify(s.body));
   assert.equal(s.body.state, 'Standby');
@@ -111,6 +116,8 @@ test('standby keeps memory, files and address; restore runs on with the right cl
   assert.equal(s.body.network.ip, src.network.ip); // the address stays the instance's
   assert.ok(!processAlive(pid), 'the VMM is gone');
   assert.ok(!taps().includes(tap), 'the TAP is gone');
+  assert.ok(!ramOnTmpfs(), 'tmpfs released');
+  assert.ok(statSync(join(dir, 'memory.ram')).size === 256 * 1024 * 1024, 'RAM saved in the instance folder');
   const frozen = (await counts(src.id)).at(-1);
   assert.ok(frozen >= before);
   await new Promise((r) => setTimeout(r, 3000)); // the guest clock must not lose this

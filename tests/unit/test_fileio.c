@@ -1,0 +1,125 @@
+/*
+ * Unit tests for core/fileio's sparse copy (hm_copy_sparse): data and holes
+ * come out where they were, on one filesystem and across two (tmpfs to
+ * /tmp: copy_file_range refuses, the buffered path takes over); an
+ * existing target is refused and a missing source named.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/fileio.h"
+
+#define SIZE (32 << 20)
+
+/* A 32 MiB file with 1 MiB of 'a' at 0, 3 bytes at 7 MiB, 1 MiB of 'z' at the end. */
+static void make_sparse(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, SIZE), 0);
+	char *buf = malloc(1 << 20);
+	memset(buf, 'a', 1 << 20);
+	assert_int_equal(pwrite(fd, buf, 1 << 20, 0), 1 << 20);
+	assert_int_equal(pwrite(fd, "mid", 3, 7 << 20), 3);
+	memset(buf, 'z', 1 << 20);
+	assert_int_equal(pwrite(fd, buf, 1 << 20, SIZE - (1 << 20)), 1 << 20);
+	free(buf);
+	close(fd);
+}
+
+static void same_content(const char *a, const char *b)
+{
+	FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+	assert_non_null(fa);
+	assert_non_null(fb);
+	static char ba[1 << 16], bb[1 << 16];
+	size_t na, nb;
+	do {
+		na = fread(ba, 1, sizeof(ba), fa);
+		nb = fread(bb, 1, sizeof(bb), fb);
+		assert_int_equal(na, nb);
+		assert_memory_equal(ba, bb, na);
+	} while (na > 0);
+	fclose(fa);
+	fclose(fb);
+}
+
+static void copy_to(const char *src_dir, const char *dst_dir)
+{
+	char src[256], dst[256];
+	snprintf(src, sizeof(src), "%s/src.img", src_dir);
+	snprintf(dst, sizeof(dst), "%s/dst.img", dst_dir);
+	unlink(dst);
+	make_sparse(src);
+	struct hm_err *err = NULL;
+	unsigned long long copied = 0;
+	if (hm_copy_sparse(src, dst, 0600, &copied, &err) < 0)
+		fail_msg("copy: %s", err->msg);
+	struct stat st;
+	assert_int_equal(stat(dst, &st), 0);
+	assert_int_equal(st.st_size, SIZE);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	same_content(src, dst);
+	/* Holes stay holes (a reflink copies nothing and shares the blocks). */
+	assert_true((long long)st.st_blocks * 512 < (8 << 20));
+	assert_true(copied == 0 || copied < (8u << 20));
+
+	/* never over an existing file */
+	assert_true(hm_copy_sparse(src, dst, 0600, NULL, &err) < 0);
+	hm_err_free(err);
+	err = NULL;
+	unlink(src);
+	unlink(dst);
+}
+
+static void sparse_copy_same_fs(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/hm-fileio-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	copy_to(dir, dir);
+	rmdir(dir);
+}
+
+static void sparse_copy_across_filesystems(void **state)
+{
+	(void)state;
+	char a[] = "/dev/shm/hm-fileio-XXXXXX", b[] = "/tmp/hm-fileio-XXXXXX";
+	if (!mkdtemp(a))
+		skip(); /* no /dev/shm here */
+	assert_non_null(mkdtemp(b));
+	copy_to(a, b);
+	rmdir(a);
+	rmdir(b);
+}
+
+static void missing_source(void **state)
+{
+	(void)state;
+	struct hm_err *err = NULL;
+	assert_true(hm_copy_sparse("/nonexistent/src.img", "/tmp/hm-never.img", 0600, NULL, &err) <
+	            0);
+	assert_non_null(strstr(err->msg, "/nonexistent/src.img"));
+	assert_int_equal(access("/tmp/hm-never.img", F_OK), -1);
+	hm_err_free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(sparse_copy_same_fs),
+		cmocka_unit_test(sparse_copy_across_filesystems),
+		cmocka_unit_test(missing_source),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
