@@ -154,7 +154,14 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 	double t_copy = inst_mono_ms();
 	json_t *meta = json_pack("{s:s,s:s,s:O}", "image", row.image, "image_digest",
 	                         row.image_digest ? row.image_digest : "", "spec", spec);
-	if (r == 0 && opts.compress && strcmp(kind, "Standby") == 0) {
+	bool already = hm_payload_file_size(dir, HM_PAYLOAD_MEMORY_ZST) >= 0;
+	if (r == 0 && already) {
+		/* Copied from an instance whose standby compressed its memory. */
+		json_object_set_new(meta, "compression",
+		                    json_pack("{s:b,s:s}", "enabled", 1, "algorithm", "zstd"));
+		json_object_set_new(meta, "compressed_size_bytes",
+		                    json_integer(hm_payload_file_size(dir, HM_PAYLOAD_MEMORY_ZST)));
+	} else if (r == 0 && opts.compress && strcmp(kind, "Standby") == 0) {
 		int64_t cs = 0, us = 0;
 		if (hm_payload_compress(dir, &opts, &cs, &us) < 0) {
 			r = hm_err_set(

@@ -257,6 +257,12 @@ test('compressed memory: standby and snapshots with zstd come back where they we
   r = await post(`/instances/${src.id}/standby`, { compression: { enabled: true, algorithm: 'zstd', level: 3 } });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.ok(existsSync(join(dir, 'memory.ram.zst')) && !existsSync(join(dir, 'memory.ram')));
+  // A snapshot of it carries the compressed memory as it is.
+  r = await post(`/instances/${src.id}/snapshots`, { kind: 'Standby' });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  assert.equal(r.body.compression_state, 'compressed');
+  assert.ok(r.body.compressed_size_bytes > 0);
+  assert.equal((await d.fetch(`/snapshots/${r.body.id}`, { method: 'DELETE', token })).status, 204);
   let frozen = (await counts(src.id)).at(-1);
   r = await post(`/instances/${src.id}/restore`);
   assert.equal(r.status, 200, JSON.stringify(r.body));

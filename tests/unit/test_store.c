@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "store/migrations.h"
 #include "store/instances.h"
+#include "store/snapshots.h"
 #include "store/store.h"
 
 struct fixture {
@@ -404,6 +405,62 @@ static void instances_table(void **state)
 	hm_store_close(st);
 }
 
+static struct hm_snapshot_row snap_row(const char *id, const char *name, const char *source)
+{
+	return (struct hm_snapshot_row){
+		.id = (char *)id,
+		.name = (char *)name,
+		.kind = (char *)"Standby",
+		.source_id = (char *)source,
+		.source_name = (char *)"web",
+		.meta = (char *)"{\"image\":\"x\"}",
+		.created_at = (char *)"2026-11-27T00:00:00Z",
+	};
+}
+
+/* Names are unique per source, not globally; unnamed snapshots never collide. */
+static void snapshots_table(void **state)
+{
+	struct fixture *f = *state;
+	struct hm_store *st = open_ok(f->db);
+	struct hm_err *err = NULL;
+	struct hm_snapshot_row a = snap_row("snapaaa1", "base", "inst1");
+	struct hm_snapshot_row b = snap_row("snapbbb2", "base", "inst2");
+	struct hm_snapshot_row c = snap_row("snapccc3", NULL, "inst1");
+	struct hm_snapshot_row d = snap_row("snapddd4", NULL, "inst1");
+	assert_int_equal(hm_store_snapshot_insert(st, &a, &err), 0);
+	assert_int_equal(hm_store_snapshot_insert(st, &b, &err), 0);
+	assert_int_equal(hm_store_snapshot_insert(st, &c, &err), 0);
+	assert_int_equal(hm_store_snapshot_insert(st, &d, &err), 0);
+	struct hm_snapshot_row dup = snap_row("snapeee5", "base", "inst1");
+	assert_int_equal(hm_store_snapshot_insert(st, &dup, &err), -1);
+	assert_int_equal(err->kind, HM_ERR_CONFLICT);
+	assert_non_null(strstr(err->msg, "base"));
+	hm_err_free(err);
+	err = NULL;
+
+	struct hm_snapshot_row got = { 0 };
+	assert_int_equal(hm_store_snapshot_find(st, "snapccc", &got, &err), 0);
+	assert_string_equal(got.id, "snapccc3");
+	assert_null(got.name);
+	assert_string_equal(got.tags, "{}");
+	assert_string_equal(got.meta, "{\"image\":\"x\"}");
+	hm_snapshot_row_done(&got);
+	struct hm_snapshot_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(hm_store_snapshot_list(st, &rows, &n, &err), 0);
+	assert_int_equal(n, 4);
+	hm_snapshot_rows_free(rows, n);
+	assert_int_equal(hm_store_snapshot_delete(st, "snapaaa1", &err), 0);
+	assert_int_equal(hm_store_snapshot_delete(st, "snapaaa1", &err), -1);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	err = NULL;
+	/* the name is free again for its source */
+	assert_int_equal(hm_store_snapshot_insert(st, &dup, &err), 0);
+	hm_store_close(st);
+}
+
 int main(void)
 {
 	hm_log_set_level(HM_LOG_WARN); /* quiet the per-migration info lines */
@@ -417,6 +474,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(failed_migration_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(unusable_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(instances_table, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshots_table, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
