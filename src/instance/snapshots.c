@@ -304,17 +304,8 @@ static int fill_from_snapshot(void *ctx, const char *dst, unsigned long long *co
 int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *body, json_t **ret,
                       struct hm_err **err)
 {
-	if (!json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	json_t *name = json_object_get(body, "name");
-	json_t *target = json_object_get(body, "target_state");
-	if (!name)
-		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
-	if (!json_is_string(name))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
-	if (hm_command_check_name(json_string_value(name), err) < 0 ||
-	    inst_check_target("target_state", &target, err) < 0)
+	json_t *name, *target;
+	if (inst_parse_fork(body, &name, &target, err) < 0)
 		return -1;
 	struct hm_snapshot_row sr = { 0 };
 	if (hm_store_snapshot_find(in->st, snapshot, &sr, err) < 0)

@@ -552,26 +552,32 @@ static int fill_from_instance(void *ctx, const char *dst, unsigned long long *co
 	return inst_capture(f->in, f->row, f->spec, f->running, f->standby, dst, copied, err);
 }
 
-int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
-                      struct hm_err **err)
+int inst_parse_fork(json_t *body, json_t **name, json_t **target, struct hm_err **err)
 {
 	if (!json_is_object(body))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
 		                  "the body must be a JSON object");
-	json_t *name = json_object_get(body, "name");
-	json_t *fr = json_object_get(body, "from_running");
-	json_t *target = json_object_get(body, "target_state");
-	if (!name)
+	*name = json_object_get(body, "name");
+	*target = json_object_get(body, "target_state");
+	if (!*name)
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
-	if (!json_is_string(name))
+	if (!json_is_string(*name))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
-	if (hm_command_check_name(json_string_value(name), err) < 0)
+	if (hm_command_check_name(json_string_value(*name), err) < 0)
 		return -1;
+	return inst_check_target("target_state", target, err);
+}
+
+int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                      struct hm_err **err)
+{
+	json_t *name, *target;
+	if (inst_parse_fork(body, &name, &target, err) < 0)
+		return -1;
+	json_t *fr = json_object_get(body, "from_running");
 	if (fr && !json_is_null(fr) && !json_is_boolean(fr))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`from_running` must be a boolean");
-	if (inst_check_target("target_state", &target, err) < 0)
-		return -1;
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
