@@ -2,11 +2,12 @@
  * instance/standby: standby, restore and fork, the operations that move a
  * VM's whole state between a running VMM and files.
  *
- * Every VM runs with its RAM in a file, instances/<id>/memory.ram, mapped
- * shared (vmm.h: spec.mem_path). That file is always the memory image, so
- * standby only pauses the guest, writes its device state (tens of KB) to
- * instances/<id>/vm.state and stops the VMM; restore starts a VMM on the
- * same files. The instance's state files, its "payload", are
+ * Every VM runs with its RAM in a file mapped shared (vmm.h: spec.mem_path;
+ * on tmpfs after a cold boot, see memory.c). That file is always the memory
+ * image, so standby only pauses the guest, writes its device state (tens of
+ * KB) to instances/<id>/vm.state, moves a tmpfs RAM file to
+ * instances/<id>/memory.ram and stops the VMM; restore starts a VMM on those
+ * files. The instance's state files, its "payload", are
  *
  *   overlay.ext4, vol-<id>.ext4   its writable disks (sparse)
  *   config.img                    the guest config disk
