@@ -17,8 +17,9 @@ PACKAGES=(
 	# the instances' network: bridge and TAPs (iproute2), NAT and isolation (nftables)
 	iproute2 nftables
 	# tools the tests and benchmarks drive: a real registry, images made from
-	# Debian's busybox, and the skopeo+umoci pipeline bench/pull compares with
-	curl ca-certificates docker-registry busybox-static skopeo umoci
+	# Debian's busybox, the skopeo+umoci pipeline bench/pull compares with, and
+	# sqlite3 to stage what a crashed daemon leaves in its database
+	curl ca-certificates docker-registry busybox-static skopeo umoci sqlite3
 )
 
 missing=()

@@ -594,6 +594,38 @@ static void lease_again(struct hm_instances *in, const struct hm_instance_row *r
 	json_decref(spec);
 }
 
+/*
+ * After a daemon died during a standby whose VMM is gone: is the VM saved
+ * whole? The device state is renamed into place once written, and so is a
+ * RAM file moved off tmpfs; a RAM file still on tmpfs (the VMM ended before
+ * the move) is moved now. Otherwise the partial state goes.
+ */
+static bool standby_was_saved(struct hm_instances *in, const char *id)
+{
+	_cleanup_free_ char *dir = inst_path(in, id, NULL);
+	_cleanup_free_ char *state = inst_path(in, id, HM_PAYLOAD_STATE);
+	_cleanup_free_ char *mem = inst_path(in, id, HM_PAYLOAD_MEMORY);
+	_cleanup_free_ char *tmpfs = inst_mem_tmpfs(in, id);
+	if (access(state, F_OK) < 0)
+		return false;
+	if (tmpfs && access(tmpfs, F_OK) == 0) {
+		_cleanup_free_ char *tmp = xasprintf("%s.tmp", mem);
+		_cleanup_err_ struct hm_err *err = NULL;
+		unlink(tmp);
+		unlink(mem);
+		if (hm_copy_sparse(tmpfs, tmp, 0600, NULL, &err) < 0 || rename(tmp, mem) < 0) {
+			unlink(tmp);
+			hm_payload_drop_memory(dir);
+			return false;
+		}
+		unlink(tmpfs);
+	}
+	if (access(mem, F_OK) == 0)
+		return true;
+	hm_payload_drop_memory(dir);
+	return false;
+}
+
 static void adopt_all(struct hm_instances *in)
 {
 	struct hm_instance_row *rows = NULL;
@@ -616,6 +648,20 @@ static void adopt_all(struct hm_instances *in)
 			         (int)r->vmm_pid);
 			inst_oplog(in, r->id, "msg=\"re-adopted by a restarted daemon\" pid=%d",
 			           (int)r->vmm_pid);
+			/* A daemon that died in a standby, between the save and the VMM's
+			 * end, left the guest paused: the standby did not happen. */
+			_cleanup_free_ char *state = inst_path(in, r->id, HM_PAYLOAD_STATE);
+			if (access(state, F_OK) == 0) {
+				_cleanup_free_ char *tmpfs = inst_mem_tmpfs(in, r->id);
+				_cleanup_free_ char *mem = inst_path(in, r->id, HM_PAYLOAD_MEMORY);
+				if (tmpfs && access(tmpfs, F_OK) == 0)
+					unlink(mem); /* a copy the standby made; the VM runs on
+					                tmpfs */
+				unlink(state);
+				vm->ops->resume(vm, NULL);
+				inst_oplog(in, r->id,
+				           "msg=\"an unfinished standby undone: running on\"");
+			}
 			pthread_mutex_lock(&in->lock);
 			inst_live_start(in, r->id, vm, strcmp(r->phase, "Running") == 0, NULL);
 			pthread_mutex_unlock(&in->lock);
@@ -630,7 +676,17 @@ static void adopt_all(struct hm_instances *in)
 			json_decref(spec);
 			continue;
 		}
-		/* Its VMM ended while the daemon was away: record what is known. */
+		/* Its VMM ended while the daemon was away. A standby that had saved the
+		 * VM whole is finished: the instance is in Standby. */
+		if (standby_was_saved(in, r->id)) {
+			free(r->phase);
+			r->phase = xstrdup("Standby");
+			r->vmm_pid = 0;
+			hm_store_instance_update(in->st, r, NULL);
+			inst_oplog(in, r->id, "msg=\"found saved at daemon start: in standby\"");
+			continue;
+		}
+		/* Otherwise record what is known. */
 		_cleanup_free_ char *cfg = inst_path(in, r->id, "config.img");
 		int code = -1;
 		char *msg = NULL;

@@ -73,8 +73,15 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 	/* RAM on tmpfs goes to disk while the guest is paused (memory.c). */
 	unsigned long long moved = 0;
 	if (r == 0 && on_tmpfs) {
-		unlink(disk_mem);
-		r = hm_copy_sparse(mem, disk_mem, 0600, &moved, err);
+		/* Renamed into place whole: a memory.ram next to a vm.state is complete
+		 * (a daemon that dies here finds a Standby instance at its restart). */
+		_cleanup_free_ char *tmp = xasprintf("%s.tmp", disk_mem);
+		unlink(tmp);
+		r = hm_copy_sparse(mem, tmp, 0600, &moved, err);
+		if (r == 0 && rename(tmp, disk_mem) < 0)
+			r = hm_err_errno(err, errno, "save the guest memory as `%s`", disk_mem);
+		if (r < 0)
+			unlink(tmp);
 	}
 	if (r < 0) {
 		/* Nothing changed: the guest runs on. */

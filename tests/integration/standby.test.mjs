@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
@@ -185,6 +185,37 @@ test('a restarted daemon can still wake an instance in standby', async () => {
   assert.equal(r.status, 200, JSON.stringify(r.body));
   const after = await countAbove(src.id, frozen);
   assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
+});
+
+// What a daemon that died during a standby leaves: its row still says
+// Running with the pid of a VMM that is gone, and the saved state is on disk
+// (whole, or with the RAM still on tmpfs). The next daemon finishes the
+// standby instead of calling the instance Stopped.
+test('a daemon that died mid-standby: the next one finds the instance in standby, restorable', async () => {
+  for (const ramLeftOnTmpfs of [false, true]) {
+    assert.equal((await post(`/instances/${src.id}/standby`)).status, 200);
+    const frozen = (await counts(src.id)).at(-1);
+    await d.stop({ keepData: true });
+    const dir = join(env.DATA_DIR, 'instances', src.id);
+    if (ramLeftOnTmpfs) {
+      const shm = readdirSync('/dev/shm').filter((e) => e.startsWith('hypeman-')).find((e) => {
+        try { return readFileSync(join('/dev/shm', e, 'data_dir'), 'utf8') === env.DATA_DIR; } catch { return false; }
+      });
+      assert.ok(shm, 'the daemon has a tmpfs folder');
+      copyFileSync(join(dir, 'memory.ram'), join('/dev/shm', shm, `${src.id}.ram`));
+      renameSync(join(dir, 'memory.ram'), join(dir, 'memory.ram.old'));
+    }
+    execFileSync('sqlite3', [join(env.DATA_DIR, 'hypeman.db'), `UPDATE instances SET phase = 'Running', vmm_pid = 2147483000 WHERE id = '${src.id}'`]);
+    d = await startDaemon({ netns: NS, env });
+    token = d.token();
+    const g = await getInstance(d, token, src.id);
+    assert.equal(g.body.state, 'Standby', JSON.stringify(g.body));
+    if (ramLeftOnTmpfs) rmSync(join(dir, 'memory.ram.old'));
+    const r = await post(`/instances/${src.id}/restore`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const after = await countAbove(src.id, frozen);
+    assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
+  }
 });
 
 test('wrong states, taken names, writable volumes: 409; a damaged saved state fails the restore and loses nothing', async () => {
