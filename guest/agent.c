@@ -42,7 +42,8 @@ static struct {
 	bool up;  /* the host is (as far as we know) connected */
 	bool hup; /* the port polled HUP: leave it out of poll until hup_at + HUP_RECHECK_MS */
 	long long hup_at;
-	char *out; /* queued bytes: out[off..len) */
+	bool suspect; /* one HUP seen since the host last spoke; a second one is a disconnect */
+	char *out;    /* queued bytes: out[off..len) */
 	size_t off, len, cap;
 	char line[AGENT_LINE_MAX];
 	size_t line_len;
@@ -422,6 +423,25 @@ static void dispatch(char *line, size_t len)
 		agent_error(id, "unknown message type `%.64s`", type);
 }
 
+/*
+ * The port shows the host's end closed (HUP, or a read of 0). While the host
+ * end is closed the port polls as HUP, so it is left out of poll and looked
+ * at again after HUP_RECHECK_MS. Only a second look that still finds it
+ * closed, with nothing read in between, is a disconnect: when one host
+ * leaves and the next arrives at once, the guest kernel can deliver the new
+ * host's first lines before it has processed the "open" that follows the
+ * "close", and taking that stale HUP for a disconnect would end the new
+ * host's sessions and drop their answers.
+ */
+static void host_hup(void)
+{
+	if (a.suspect)
+		disconnected();
+	a.suspect = true;
+	a.hup = true;
+	a.hup_at = uptime_ms();
+}
+
 /* Read what the host sent (one read per loop turn) and dispatch the complete lines. */
 static void agent_read(void)
 {
@@ -431,14 +451,13 @@ static void agent_read(void)
 		n = read(a.fd, buf, sizeof(buf));
 	while (n < 0 && errno == EINTR);
 	if (n == 0) {
-		disconnected();
-		a.hup = true;
-		a.hup_at = uptime_ms();
+		host_hup();
 		return;
 	}
 	if (n < 0)
 		return;
 	a.up = true;
+	a.suspect = false;
 	for (char *p = buf, *end = buf + n; p < end;) {
 		char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t chunk = (size_t)((nl ? nl : end) - p);
@@ -488,12 +507,11 @@ void agent_poll_handle(short revents)
 	if (a.hup)
 		return;
 	if (revents & (POLLHUP | POLLERR)) {
-		/* While the host end is closed the port polls as HUP: look again now and then. */
-		disconnected();
-		a.hup = true;
-		a.hup_at = uptime_ms();
+		host_hup();
 		return;
 	}
-	if (revents & POLLOUT)
+	if (revents & POLLOUT) { /* the port takes writes only while the host is there */
 		a.up = true;
+		a.suspect = false;
+	}
 }
