@@ -127,10 +127,13 @@ leaked=
 for owner in /dev/shm/hypeman-*/data_dir; do
 	[ -f "$owner" ] || continue
 	dir=$(cat "$owner")
-	case $dir in */hypeman-test-*) ;; *) continue ;; esac
 	[ -d "$dir" ] && continue
-	for f in "$(dirname "$owner")"/*.ram; do [ -e "$f" ] && leaked="$leaked $f"; done
-	rm -rf "$(dirname "$owner")"
+	case $dir in
+	*/hypeman-test-* | */hypeman-full-*)
+		for f in "$(dirname "$owner")"/*.ram; do [ -e "$f" ] && leaked="$leaked $f"; done
+		rm -rf "$(dirname "$owner")"
+		;;
+	esac
 done
 if [ -n "$leaked" ]; then
 	note "leaked guest memory files"

@@ -789,6 +789,7 @@ void hm_instances_close(struct hm_instances *in)
 	pthread_mutex_destroy(&in->vol_lock);
 	hm_kernel_done(&in->kernel);
 	free(in->boot_error);
+	inst_mem_dir_release(in);
 	free(in->mem_dir);
 	free(in->initrd);
 	free(in->dir);

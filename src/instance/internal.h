@@ -128,6 +128,8 @@ char *inst_mem_for_boot(struct hm_instances *in, const char *id, int64_t mem_byt
 char *inst_mem_current(struct hm_instances *in, const char *id);
 /* Its tmpfs RAM file's path (whether it exists or not), or NULL without tmpfs. */
 char *inst_mem_tmpfs(struct hm_instances *in, const char *id);
+/* At close: remove the tmpfs folder if no VM's RAM is in it. */
+void inst_mem_dir_release(struct hm_instances *in);
 /* Remove tmpfs RAM files of VMs that no longer run (keep: ids still running). */
 void inst_mem_reclaim(struct hm_instances *in, const char *const *keep, size_t n);
 

@@ -148,3 +148,24 @@ void inst_mem_reclaim(struct hm_instances *in, const char *const *keep, size_t n
 	}
 	closedir(d);
 }
+
+void inst_mem_dir_release(struct hm_instances *in)
+{
+	if (!in->mem_dir)
+		return;
+	DIR *d = opendir(in->mem_dir);
+	if (!d)
+		return;
+	bool in_use = false;
+	struct dirent *e;
+	while ((e = readdir(d)) && !in_use) {
+		size_t n = strlen(e->d_name);
+		in_use = n > 4 && strcmp(e->d_name + n - 4, ".ram") == 0;
+	}
+	closedir(d);
+	if (in_use)
+		return; /* VMs outlive the daemon: the next one finds their RAM here */
+	_cleanup_free_ char *owner = xasprintf("%s/data_dir", in->mem_dir);
+	unlink(owner);
+	rmdir(in->mem_dir);
+}
