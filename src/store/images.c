@@ -31,25 +31,29 @@ void hm_image_rows_free(struct hm_image_row *rows, size_t n)
 	free(rows);
 }
 
-static char *col_text(sqlite3_stmt *s, int i)
-{
-	const unsigned char *t = sqlite3_column_text(s, i);
-	return t ? xstrdup((const char *)t) : NULL;
-}
-
 #define COLS "name, digest, platform, status, error, size_bytes, config, tags, created_at"
 
 static void read_row(sqlite3_stmt *s, struct hm_image_row *r)
 {
-	r->name = col_text(s, 0);
-	r->digest = col_text(s, 1);
-	r->platform = col_text(s, 2);
-	r->status = col_text(s, 3);
-	r->error = col_text(s, 4);
+	r->name = hm_store_col_text(s, 0);
+	r->digest = hm_store_col_text(s, 1);
+	r->platform = hm_store_col_text(s, 2);
+	r->status = hm_store_col_text(s, 3);
+	r->error = hm_store_col_text(s, 4);
 	r->size_bytes = sqlite3_column_type(s, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 5);
-	r->config = col_text(s, 6);
-	r->tags = col_text(s, 7);
-	r->created_at = col_text(s, 8);
+	r->config = hm_store_col_text(s, 6);
+	r->tags = hm_store_col_text(s, 7);
+	r->created_at = hm_store_col_text(s, 8);
+}
+
+static void read_any(sqlite3_stmt *s, void *row)
+{
+	read_row(s, row);
+}
+
+static void done_any(void *row)
+{
+	hm_image_row_done(row);
 }
 
 int hm_store_image_put(struct hm_store *st, const struct hm_image_row *r, struct hm_err **err)
@@ -94,26 +98,9 @@ int hm_store_image_get(struct hm_store *st, const char *name, struct hm_image_ro
 int hm_store_image_list(struct hm_store *st, struct hm_image_row **ret, size_t *n,
                         struct hm_err **err)
 {
-	sqlite3_stmt *s;
-	if (hm_store_prepare(st, "SELECT " COLS " FROM images ORDER BY created_at, name", &s, err) <
-	    0)
-		return -1;
-	struct hm_image_row *rows = NULL;
-	size_t cnt = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		rows = xrealloc(rows, (cnt + 1) * sizeof(*rows));
-		memset(&rows[cnt], 0, sizeof(rows[cnt]));
-		read_row(s, &rows[cnt++]);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		hm_image_rows_free(rows, cnt);
-		return hm_store_error(st, err, "list images");
-	}
-	*ret = rows;
-	*n = cnt;
-	return 0;
+	return hm_store_list_rows(st, "SELECT " COLS " FROM images ORDER BY created_at, name",
+	                          sizeof(**ret), read_any, done_any, (void **)ret, n, "list images",
+	                          err);
 }
 
 int hm_store_image_delete(struct hm_store *st, const char *name, struct hm_err **err)

@@ -29,18 +29,12 @@ void hm_ingress_rows_free(struct hm_ingress_row *rows, size_t n)
 	free(rows);
 }
 
-static char *col_text(sqlite3_stmt *s, int i)
-{
-	const unsigned char *t = sqlite3_column_text(s, i);
-	return t ? xstrdup((const char *)t) : NULL;
-}
-
 static void read_row(sqlite3_stmt *s, struct hm_ingress_row *r)
 {
-	r->id = col_text(s, 0);
-	r->name = col_text(s, 1);
-	r->spec = col_text(s, 2);
-	r->created_at = col_text(s, 3);
+	r->id = hm_store_col_text(s, 0);
+	r->name = hm_store_col_text(s, 1);
+	r->spec = hm_store_col_text(s, 2);
+	r->created_at = hm_store_col_text(s, 3);
 }
 
 int hm_store_ingress_insert(struct hm_store *st, const struct hm_ingress_row *r,
@@ -84,25 +78,9 @@ int hm_store_ingress_find(struct hm_store *st, const char *key, struct hm_ingres
 int hm_store_ingress_list(struct hm_store *st, struct hm_ingress_row **ret, size_t *n,
                           struct hm_err **err)
 {
-	sqlite3_stmt *s;
-	if (hm_store_prepare(st, "SELECT " COLS " FROM ingresses ORDER BY created_at, id", &s,
-	                     err) < 0)
-		return -1;
-	struct hm_ingress_row *rows = NULL;
-	size_t count = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		rows = xrealloc(rows, (count + 1) * sizeof(*rows));
-		read_row(s, &rows[count++]);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		hm_ingress_rows_free(rows, count);
-		return hm_store_error(st, err, "list ingresses");
-	}
-	*ret = rows;
-	*n = count;
-	return 0;
+	return hm_store_list_rows(st, "SELECT " COLS " FROM ingresses ORDER BY created_at, id",
+	                          sizeof(**ret), read_any, done_any, (void **)ret, n,
+	                          "list ingresses", err);
 }
 
 int hm_store_ingress_delete(struct hm_store *st, const char *id, struct hm_err **err)

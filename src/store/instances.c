@@ -34,12 +34,6 @@ void hm_instance_rows_free(struct hm_instance_row *rows, size_t n)
 	free(rows);
 }
 
-static char *col_text(sqlite3_stmt *s, int i)
-{
-	const unsigned char *t = sqlite3_column_text(s, i);
-	return t ? xstrdup((const char *)t) : NULL;
-}
-
 #define COLS                                                                                       \
 	"id, name, image, image_digest, spec, phase, vmm_pid, exit_code, exit_message, "           \
 	"created_at, "                                                                             \
@@ -47,18 +41,28 @@ static char *col_text(sqlite3_stmt *s, int i)
 
 static void read_row(sqlite3_stmt *s, struct hm_instance_row *r)
 {
-	r->id = col_text(s, 0);
-	r->name = col_text(s, 1);
-	r->image = col_text(s, 2);
-	r->image_digest = col_text(s, 3);
-	r->spec = col_text(s, 4);
-	r->phase = col_text(s, 5);
+	r->id = hm_store_col_text(s, 0);
+	r->name = hm_store_col_text(s, 1);
+	r->image = hm_store_col_text(s, 2);
+	r->image_digest = hm_store_col_text(s, 3);
+	r->spec = hm_store_col_text(s, 4);
+	r->phase = hm_store_col_text(s, 5);
 	r->vmm_pid = sqlite3_column_type(s, 6) == SQLITE_NULL ? 0 : (pid_t)sqlite3_column_int(s, 6);
 	r->exit_code = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 7);
-	r->exit_message = col_text(s, 8);
-	r->created_at = col_text(s, 9);
-	r->started_at = col_text(s, 10);
-	r->stopped_at = col_text(s, 11);
+	r->exit_message = hm_store_col_text(s, 8);
+	r->created_at = hm_store_col_text(s, 9);
+	r->started_at = hm_store_col_text(s, 10);
+	r->stopped_at = hm_store_col_text(s, 11);
+}
+
+static void read_any(sqlite3_stmt *s, void *row)
+{
+	read_row(s, row);
+}
+
+static void done_any(void *row)
+{
+	hm_instance_row_done(row);
 }
 
 static void bind_row(sqlite3_stmt *s, const struct hm_instance_row *r)
@@ -186,26 +190,9 @@ int hm_store_instance_find(struct hm_store *st, const char *key, struct hm_insta
 int hm_store_instance_list(struct hm_store *st, struct hm_instance_row **ret, size_t *n,
                            struct hm_err **err)
 {
-	sqlite3_stmt *s;
-	if (hm_store_prepare(st, "SELECT " COLS " FROM instances ORDER BY created_at, id", &s,
-	                     err) < 0)
-		return -1;
-	struct hm_instance_row *rows = NULL;
-	size_t cnt = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		rows = xrealloc(rows, (cnt + 1) * sizeof(*rows));
-		memset(&rows[cnt], 0, sizeof(rows[cnt]));
-		read_row(s, &rows[cnt++]);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		hm_instance_rows_free(rows, cnt);
-		return hm_store_error(st, err, "list instances");
-	}
-	*ret = rows;
-	*n = cnt;
-	return 0;
+	return hm_store_list_rows(st, "SELECT " COLS " FROM instances ORDER BY created_at, id",
+	                          sizeof(**ret), read_any, done_any, (void **)ret, n,
+	                          "list instances", err);
 }
 
 int hm_store_instance_delete(struct hm_store *st, const char *id, struct hm_err **err)

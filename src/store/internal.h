@@ -22,6 +22,18 @@ int hm_store_error(struct hm_store *st, struct hm_err **err, const char *what);
 /* Fill a row struct from the current row of a statement (columns as the caller selected). */
 typedef void hm_store_read_fn(sqlite3_stmt *s, void *row);
 
+/* Column i as a new string, or NULL for SQL NULL. */
+char *hm_store_col_text(sqlite3_stmt *s, int i);
+
+/*
+ * Every row `sql` selects, as a new array of *n rows of row_size bytes each
+ * (zeroed, then filled by read). On failure the rows read so far are freed
+ * with done, and the error names `what`.
+ */
+int hm_store_list_rows(struct hm_store *st, const char *sql, size_t row_size,
+                       hm_store_read_fn *read, void (*done)(void *row), void **ret, size_t *n,
+                       const char *what, struct hm_err **err);
+
 /*
  * SELECT cols FROM table by key: an exact id, else an exact name, else a
  * unique prefix of an id (lowercase alphanumerics only). The row is read

@@ -234,3 +234,37 @@ int hm_store_find_by_key(struct hm_store *st, const char *table, const char *col
 	}
 	return 0;
 }
+
+char *hm_store_col_text(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	return t ? xstrdup((const char *)t) : NULL;
+}
+
+int hm_store_list_rows(struct hm_store *st, const char *sql, size_t row_size,
+                       hm_store_read_fn *read, void (*done)(void *row), void **ret, size_t *n,
+                       const char *what, struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, sql, &s, err) < 0)
+		return -1;
+	char *rows = NULL;
+	size_t count = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rows = xrealloc(rows, (count + 1) * row_size);
+		memset(rows + count * row_size, 0, row_size);
+		read(s, rows + count * row_size);
+		count++;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		for (size_t i = 0; i < count; i++)
+			done(rows + i * row_size);
+		free(rows);
+		return hm_store_error(st, err, what);
+	}
+	*ret = rows;
+	*n = count;
+	return 0;
+}

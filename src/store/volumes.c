@@ -29,19 +29,13 @@ void hm_volume_rows_free(struct hm_volume_row *rows, size_t n)
 	free(rows);
 }
 
-static char *col_text(sqlite3_stmt *s, int i)
-{
-	const unsigned char *t = sqlite3_column_text(s, i);
-	return t ? xstrdup((const char *)t) : NULL;
-}
-
 static void read_row(sqlite3_stmt *s, struct hm_volume_row *r)
 {
-	r->id = col_text(s, 0);
-	r->name = col_text(s, 1);
+	r->id = hm_store_col_text(s, 0);
+	r->name = hm_store_col_text(s, 1);
 	r->size_gb = sqlite3_column_int64(s, 2);
-	r->tags = col_text(s, 3);
-	r->created_at = col_text(s, 4);
+	r->tags = hm_store_col_text(s, 3);
+	r->created_at = hm_store_col_text(s, 4);
 }
 
 int hm_store_volume_insert(struct hm_store *st, const struct hm_volume_row *r, struct hm_err **err)
@@ -86,25 +80,9 @@ int hm_store_volume_find(struct hm_store *st, const char *key, struct hm_volume_
 int hm_store_volume_list(struct hm_store *st, struct hm_volume_row **ret, size_t *n,
                          struct hm_err **err)
 {
-	sqlite3_stmt *s;
-	if (hm_store_prepare(st, "SELECT " COLS " FROM volumes ORDER BY created_at, id", &s, err) <
-	    0)
-		return -1;
-	struct hm_volume_row *rows = NULL;
-	size_t count = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		rows = xrealloc(rows, (count + 1) * sizeof(*rows));
-		read_row(s, &rows[count++]);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		hm_volume_rows_free(rows, count);
-		return hm_store_error(st, err, "list volumes");
-	}
-	*ret = rows;
-	*n = count;
-	return 0;
+	return hm_store_list_rows(st, "SELECT " COLS " FROM volumes ORDER BY created_at, id",
+	                          sizeof(**ret), read_any, done_any, (void **)ret, n,
+	                          "list volumes", err);
 }
 
 int hm_store_volume_delete(struct hm_store *st, const char *id, struct hm_err **err)
