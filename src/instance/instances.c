@@ -626,6 +626,64 @@ static bool standby_was_saved(struct hm_instances *in, const char *id)
 	return false;
 }
 
+/*
+ * A row that records no running VMM (Stopped, Standby, Created) whose VMM
+ * runs all the same: a daemon died between starting it (a start, a
+ * restore) and recording it. Found by the pid file QEMU writes at start,
+ * and touched only if that pid is the QEMU of this instance's run dir
+ * (adopt checks). A guest that runs was started or resumed: it is adopted,
+ * as the operation would have recorded it. One still paused (a restore that
+ * had not resumed it) is killed: its saved state is intact, the instance
+ * stays as recorded. Returns true if it adopted one (the caller keeps it).
+ */
+static bool settle_unrecorded_vmm(struct hm_instances *in, struct hm_instance_row *r)
+{
+	_cleanup_free_ char *run = inst_path(in, r->id, "run");
+	_cleanup_free_ char *pidfile = inst_path(in, r->id, "run/vmm.pid");
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	if (hm_read_file(pidfile, 64, &text, &len, NULL) < 0)
+		return false;
+	long pid = strtol(text, NULL, 10);
+	struct hm_vm *vm = NULL;
+	if (pid <= 0 || in->vmm->adopt(run, (pid_t)pid, &vm, NULL) < 0)
+		return false;
+	struct hm_vm_info info = { .exit_status = -1 };
+	if (vm->ops->info(vm, &info, NULL) == 0 && info.state == HM_VM_RUNNING) {
+		bool resumed = strcmp(r->phase, "Standby") == 0;
+		if (resumed) {
+			_cleanup_free_ char *state = inst_path(in, r->id, HM_PAYLOAD_STATE);
+			unlink(state); /* the running VM owns the memory file again */
+		}
+		free(r->phase);
+		r->phase = xstrdup(resumed ? "Running" : "Booting");
+		r->vmm_pid = (pid_t)pid;
+		hm_store_instance_update(in->st, r, NULL);
+		pthread_mutex_lock(&in->lock);
+		inst_live_start(in, r->id, vm, resumed, NULL);
+		pthread_mutex_unlock(&in->lock);
+		json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
+		json_t *net = inst_spec_net(spec);
+		char tap[HM_NET_TAP_MAX];
+		tap_of(r->id, tap);
+		if (net && hm_net_enabled(in->net)) /* the operation may not have got to them */
+			apply_limits(in, net, tap, NULL);
+		json_decref(spec);
+		log_warn("instances", "adopted a VMM an operation had not recorded",
+		         "id=%s name=%s pid=%ld", r->id, r->name, pid);
+		inst_oplog(in, r->id, "msg=\"adopted a VMM left unrecorded\" pid=%ld", pid);
+		return true;
+	}
+	vm->ops->kill(vm, 10000, NULL);
+	vm->ops->free(vm);
+	inst_drop_tap(in, r->id);
+	log_warn("instances", "killed a VMM no operation finished",
+	         "id=%s name=%s pid=%ld phase=%s", r->id, r->name, pid, r->phase);
+	inst_oplog(in, r->id, "msg=\"killed a paused VMM left by an unfinished operation\" pid=%ld",
+	           pid);
+	return false;
+}
+
 static void adopt_all(struct hm_instances *in)
 {
 	struct hm_instance_row *rows = NULL;
@@ -638,8 +696,14 @@ static void adopt_all(struct hm_instances *in)
 	for (size_t i = 0; i < n; i++) {
 		struct hm_instance_row *r = &rows[i];
 		lease_again(in, r);
-		if (strcmp(r->phase, "Booting") != 0 && strcmp(r->phase, "Running") != 0)
+		if (strcmp(r->phase, "Booting") != 0 && strcmp(r->phase, "Running") != 0) {
+			if (settle_unrecorded_vmm(in, r)) {
+				keep_ids[nkeep] = xstrdup(r->id);
+				keep[nkeep] = xmalloc(HM_NET_TAP_MAX);
+				tap_of(r->id, keep[nkeep++]);
+			}
 			continue;
+		}
 		_cleanup_free_ char *run = inst_path(in, r->id, "run");
 		struct hm_vm *vm = NULL;
 		_cleanup_err_ struct hm_err *err = NULL;

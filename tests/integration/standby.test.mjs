@@ -12,6 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
 import { waitImage, pull } from '../harness/images.mjs';
 import { createInstance, getInstance, waitState, readLogs, vmmPid, processAlive } from '../harness/instances.mjs';
@@ -216,6 +217,54 @@ test('a daemon that died mid-standby: the next one finds the instance in standby
     const after = await countAbove(src.id, frozen);
     assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
   }
+});
+
+// QMP by hand, for staging: a few commands on the VMM's socket.
+async function qmp(sockPath, cmds) {
+  const c = net.connect(sockPath);
+  let buf = '';
+  const lines = [];
+  c.on('data', (b) => { buf += b; let i; while ((i = buf.indexOf('\n')) >= 0) { lines.push(JSON.parse(buf.slice(0, i))); buf = buf.slice(i + 1); } });
+  const answers = () => lines.filter((l) => 'return' in l || 'error' in l).length;
+  const until = async (n) => { for (let i = 0; i < 200 && answers() < n; i++) await new Promise((r) => setTimeout(r, 10)); };
+  await new Promise((res, rej) => { c.once('connect', res); c.once('error', rej); });
+  for (const [k, cmd] of ['qmp_capabilities', ...cmds].entries()) {
+    c.write(JSON.stringify({ execute: cmd }) + '\n');
+    await until(k + 1);
+  }
+  c.destroy();
+  return lines;
+}
+
+// What a daemon that died between starting a VMM and recording it leaves:
+// a row that records no VMM while one runs. One whose guest runs is adopted
+// (the operation had in effect finished); one still paused is killed.
+test('a VMM the store does not record: adopted when its guest runs, killed when paused', async () => {
+  const sql = (q) => execFileSync('sqlite3', [join(env.DATA_DIR, 'hypeman.db'), q]);
+  const x = await boot('unrecorded');
+  const pid = vmmPid(d, x.id);
+  let frozen = (await counts(x.id)).at(-1);
+  await d.kill9();
+  sql(`UPDATE instances SET phase = 'Standby', vmm_pid = NULL WHERE id = '${x.id}'`);
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+  let g = await getInstance(d, token, x.id);
+  assert.equal(g.body.state, 'Running', JSON.stringify(g.body));
+  assert.equal(vmmPid(d, x.id), pid, 'the same VMM, adopted');
+  await countAbove(x.id, frozen + 2);
+  assert.equal(await fetchRetry(`http://${x.network.ip}:8080/`), 'unrecorded\n');
+
+  // Paused, and recorded as stopped: killed, the instance stays Stopped.
+  await d.kill9();
+  await qmp(join(env.DATA_DIR, 'instances', x.id, 'run', 'qmp.sock'), ['stop']);
+  sql(`UPDATE instances SET phase = 'Stopped', vmm_pid = NULL WHERE id = '${x.id}'`);
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+  g = await getInstance(d, token, x.id);
+  assert.equal(g.body.state, 'Stopped', JSON.stringify(g.body));
+  assert.ok(!processAlive(pid), 'the paused VMM is gone');
+  assert.ok(!taps().includes(`hm-${x.id.slice(0, 12)}`), 'and its TAP');
+  assert.equal((await d.fetch(`/instances/${x.id}`, { method: 'DELETE', token })).status, 204);
 });
 
 test('wrong states, taken names, writable volumes: 409; a damaged saved state fails the restore and loses nothing', async () => {
