@@ -118,6 +118,15 @@ struct live *inst_live_find(struct hm_instances *in, const char *id)
 	return NULL;
 }
 
+json_t *inst_spec_of(const struct hm_instance_row *r)
+{
+	json_t *spec = r->spec ? json_loads(r->spec, 0, NULL) : NULL;
+	if (json_is_object(spec))
+		return spec;
+	json_decref(spec);
+	return json_object();
+}
+
 /* ---- operation locks ---- */
 
 struct op_lock {
@@ -204,7 +213,7 @@ void inst_drop_tap(struct hm_instances *in, const char *id)
 	hm_net_tap_delete(in->net, tap);
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_get(in->st, id, &row, NULL) == 0) {
-		json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
+		json_t *spec = inst_spec_of(&row);
 		const char *ip = json_string_value(json_object_get(inst_spec_net(spec), "ip"));
 		if (ip)
 			hm_net_limit_upload(in->net, ip, 0, NULL);
@@ -451,9 +460,7 @@ struct live *inst_live_detach(struct hm_instances *in, const char *id)
 
 json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
 {
-	json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
-	if (!spec)
-		spec = json_object();
+	json_t *spec = inst_spec_of(r);
 	const char *state = "Stopped";
 	char *state_error = NULL;
 	int exit_code = r->exit_code;
@@ -583,7 +590,7 @@ json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
 /* Every instance keeps its address across daemon restarts. */
 static void lease_again(struct hm_instances *in, const struct hm_instance_row *r)
 {
-	json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
+	json_t *spec = inst_spec_of(r);
 	json_t *net = inst_spec_net(spec);
 	const char *ip = json_string_value(json_object_get(net, "ip"));
 	struct hm_net_lease lease;
@@ -662,7 +669,7 @@ static bool settle_unrecorded_vmm(struct hm_instances *in, struct hm_instance_ro
 		pthread_mutex_lock(&in->lock);
 		inst_live_start(in, r->id, vm, resumed, NULL);
 		pthread_mutex_unlock(&in->lock);
-		json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
+		json_t *spec = inst_spec_of(r);
 		json_t *net = inst_spec_net(spec);
 		char tap[HM_NET_TAP_MAX];
 		tap_of(r->id, tap);
@@ -732,7 +739,7 @@ static void adopt_all(struct hm_instances *in)
 			keep_ids[nkeep] = xstrdup(r->id);
 			keep[nkeep] = xmalloc(HM_NET_TAP_MAX);
 			tap_of(r->id, keep[nkeep++]);
-			json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
+			json_t *spec = inst_spec_of(r);
 			json_t *net = inst_spec_net(spec);
 			if (net && hm_net_enabled(in->net) && apply_limits(in, net, NULL, &err) < 0)
 				log_warn("instances", "limits not restored", "id=%s error=\"%s\"",
@@ -1005,7 +1012,7 @@ static int claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **
 		json_object_set_new(v, "id", json_string(vr.id)); /* a name becomes the id */
 		bool want_rw = !json_is_true(json_object_get(v, "readonly"));
 		for (size_t k = 0; k < n && r == 0; k++) {
-			json_t *spec = json_loads(rows[k].spec ? rows[k].spec : "{}", 0, NULL);
+			json_t *spec = inst_spec_of(&rows[k]);
 			size_t j;
 			json_t *a;
 			json_array_foreach (json_object_get(spec, "volumes"), j, a) {
@@ -1631,7 +1638,7 @@ int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err 
 		if (hm_rm_rf(dir, err) < 0 || hm_store_instance_delete(in->st, row.id, err) < 0) {
 			r = -1;
 		} else {
-			json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
+			json_t *spec = inst_spec_of(&row);
 			hm_net_release(
 			    in->net, json_string_value(json_object_get(inst_spec_net(spec), "ip")));
 			json_decref(spec);
@@ -1841,9 +1848,7 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 		r = hm_err_wrap(err, "the instance's image");
 		goto out;
 	}
-	spec = json_loads(row.spec, 0, NULL);
-	if (!spec)
-		spec = json_object();
+	spec = inst_spec_of(&row);
 	if (cmd || ep) {
 		/* Overrides are remembered for the next starts, as docker's are not, so
 		 * that a restart runs what the user last asked for. */
@@ -1912,9 +1917,7 @@ int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, 
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	json_t *spec = json_loads(row.spec, 0, NULL);
-	if (!spec)
-		spec = json_object();
+	json_t *spec = inst_spec_of(&row);
 	json_t *shown = json_object_get(spec, "env");
 	json_t *full = json_object_get(spec, "full_env");
 	if (!json_is_object(shown))
@@ -1985,7 +1988,7 @@ int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, s
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	json_t *spec = json_loads(row.spec, 0, NULL);
+	json_t *spec = inst_spec_of(&row);
 	double cpu = 0;
 	int64_t rss = 0, vms = 0;
 	struct live *l = inst_live_get(in, row.id);
@@ -2069,7 +2072,7 @@ void hm_instances_allocated(struct hm_instances *in, int64_t *vcpus, int64_t *me
 	if (hm_store_instance_list(in->st, &rows, &n, NULL) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
-		json_t *spec = json_loads(rows[i].spec, 0, NULL);
+		json_t *spec = inst_spec_of(&rows[i]);
 		/* Disks are held whatever the state; CPU and memory only while a VMM runs. */
 		*disk += json_integer_value(json_object_get(spec, "overlay_bytes"));
 		pthread_mutex_lock(&in->lock);
@@ -2151,7 +2154,7 @@ int hm_instances_address(struct hm_instances *in, const char *key, char ip[16], 
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
+	json_t *spec = inst_spec_of(&row);
 	const char *addr = json_string_value(json_object_get(inst_spec_net(spec), "ip"));
 	_cleanup_free_ char *state = inst_state(in, &row);
 	int r = 0;
@@ -2184,9 +2187,7 @@ static int stopped_row(struct hm_instances *in, const char *key, const char *wha
 		hm_instance_row_done(row);
 		return r;
 	}
-	*spec = json_loads(row->spec ? row->spec : "{}", 0, NULL);
-	if (!*spec)
-		*spec = json_object();
+	*spec = inst_spec_of(row);
 	if (!json_is_array(json_object_get(*spec, "volumes")))
 		json_object_set_new(*spec, "volumes", json_array());
 	return 0;

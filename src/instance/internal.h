@@ -95,6 +95,8 @@ void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, 
 /* Stop a live's monitor and unlink it (under lock); the caller then owns it. */
 struct live *inst_live_detach(struct hm_instances *in, const char *id);
 
+/* The row's spec, parsed (a new reference; an empty object if it has none). */
+json_t *inst_spec_of(const struct hm_instance_row *r);
 /* The API's Instance object for a row, with its state derived now. */
 json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r);
 /* Just the derived state, newly allocated. */

@@ -123,9 +123,7 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, &row);
-	json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
-	if (!spec)
-		spec = json_object();
+	json_t *spec = inst_spec_of(&row);
 	bool running = strcmp(state, "Running") == 0;
 	bool standby = strcmp(state, "Standby") == 0;
 	int r = 0;
@@ -395,7 +393,7 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 	const char *to = target ? json_string_value(target) : default_target(sr.kind);
 	json_t *meta = json_loads(sr.meta ? sr.meta : "{}", 0, NULL);
 	json_t *spec = json_deep_copy(json_object_get(meta, "spec"));
-	json_t *cur = json_loads(row.spec ? row.spec : "{}", 0, NULL);
+	json_t *cur = inst_spec_of(&row);
 	int r = check_hypervisor(body, sr.kind, err);
 	if (r == 0 && strcmp(sr.source_id, row.id) != 0)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "wrong_source",

@@ -278,9 +278,7 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 		               row->image, img.digest, row->image_digest);
 	if (r == 0)
 		r = hm_payload_ready(dir, err); /* decompresses a compressed memory file */
-	json_t *spec = json_loads(row->spec ? row->spec : "{}", 0, NULL);
-	if (!spec)
-		spec = json_object();
+	json_t *spec = inst_spec_of(row);
 	/* A plain restore does not wait for the guest: the monitor sends the clock
 	 * and seed as soon as it connects, ahead of anything a client sends. A
 	 * fork waits: it must not be handed out with its parent's address. */
@@ -590,9 +588,7 @@ int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, js
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, &row);
-	json_t *spec = json_loads(row.spec ? row.spec : "{}", 0, NULL);
-	if (!spec)
-		spec = json_object();
+	json_t *spec = inst_spec_of(&row);
 	bool running = strcmp(state, "Running") == 0;
 	bool standby = strcmp(state, "Standby") == 0;
 	int r = 0;
