@@ -106,6 +106,8 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 		pthread_mutex_unlock(&in->lock);
 		inst_live_free(d);
 		unlink(vmstate);
+		if (on_tmpfs)
+			unlink(disk_mem); /* it runs on tmpfs still: the copy is stale */
 		return -1;
 	}
 	inst_live_free(d);
