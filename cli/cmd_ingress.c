@@ -104,18 +104,7 @@ static int ing_create(struct cli *c, const struct cli_cmd *cmd, int argc, char *
 		return bad;
 	}
 	json_t *body = json_pack("{s:s,s:o,s:o}", "name", name, "rules", rules, "tags", tags);
-	_cleanup_err_ struct hm_err *err = NULL;
-	json_t *ing = NULL;
-	int r = cli_call(c, "POST", "/ingresses", body, &ing, NULL, &err);
-	json_decref(body);
-	if (r < 0)
-		return cli_fail(err);
-	if (c->json_output)
-		cli_print_json(ing);
-	else
-		printf("%s\n", json_string_value(json_object_get(ing, "id")) ?: "");
-	json_decref(ing);
-	return 0;
+	return cli_post_print(c, "/ingresses", body, NULL);
 }
 
 static int ing_ls(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)

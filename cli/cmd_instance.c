@@ -531,19 +531,8 @@ int cmd_fork(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 	    json_pack("{s:s,s:b}", "name", argv[optind + 1], "from_running", from_running);
 	if (state)
 		json_object_set_new(body, "target_state", json_string(state));
-	_cleanup_err_ struct hm_err *err = NULL;
 	_cleanup_free_ char *path = inst_path(argv[optind], "/fork");
-	json_t *in = NULL;
-	int r = cli_call(c, "POST", path, body, &in, NULL, &err);
-	json_decref(body);
-	if (r < 0)
-		return cli_fail(err);
-	if (c->json_output)
-		cli_print_json(in);
-	else
-		printf("%s\n", json_string_value(json_object_get(in, "id")) ?: "");
-	json_decref(in);
-	return 0;
+	return cli_post_print(c, path, body, NULL);
 }
 
 int cmd_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
@@ -567,19 +556,8 @@ int cmd_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 			json_array_append_new(cmdv, json_string(argv[i]));
 		json_object_set_new(body, "cmd", cmdv);
 	}
-	_cleanup_err_ struct hm_err *err = NULL;
 	_cleanup_free_ char *path = inst_path(argv[optind], "/start");
-	json_t *in = NULL;
-	int r = cli_call(c, "POST", path, body, &in, NULL, &err);
-	json_decref(body);
-	if (r < 0)
-		return cli_fail(err);
-	if (c->json_output)
-		cli_print_json(in);
-	else
-		printf("%s\n", argv[optind]);
-	json_decref(in);
-	return 0;
+	return cli_post_print(c, path, body, argv[optind]);
 }
 
 int cmd_inspect(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)

@@ -30,14 +30,6 @@ static char *inst_path(const char *key, const char *rest)
 }
 
 /* The answer as JSON with --json, else its "id" on a line. */
-static void print_id(struct cli *c, json_t *j)
-{
-	if (c->json_output)
-		cli_print_json(j);
-	else
-		printf("%s\n", json_string_value(json_object_get(j, "id")) ?: "");
-}
-
 /* The default kind: Standby for an instance whose memory there is to keep, Stopped otherwise. */
 static int default_kind(struct cli *c, const char *key, const char **kind, struct hm_err **err)
 {
@@ -112,14 +104,7 @@ static int snap_create(struct cli *c, const struct cli_cmd *cmd, int argc, char 
 		json_object_set_new(body, "compression",
 		                    json_pack("{s:b,s:s}", "enabled", 1, "algorithm", "zstd"));
 	_cleanup_free_ char *path = inst_path(key, "/snapshots");
-	json_t *snap = NULL;
-	int r = cli_call(c, "POST", path, body, &snap, NULL, &err);
-	json_decref(body);
-	if (r < 0)
-		return cli_fail(err);
-	print_id(c, snap);
-	json_decref(snap);
-	return 0;
+	return cli_post_print(c, path, body, NULL);
 }
 
 /* Append "?key=value" (or "&key=value") to *path, value percent-encoded. */
@@ -266,18 +251,7 @@ static int snap_restore(struct cli *c, const struct cli_cmd *cmd, int argc, char
 	json_t *body = json_object();
 	if (state)
 		json_object_set_new(body, "target_state", json_string(state));
-	_cleanup_err_ struct hm_err *err = NULL;
-	json_t *in = NULL;
-	int r = cli_call(c, "POST", path, body, &in, NULL, &err);
-	json_decref(body);
-	if (r < 0)
-		return cli_fail(err);
-	if (c->json_output)
-		cli_print_json(in);
-	else
-		printf("%s\n", key);
-	json_decref(in);
-	return 0;
+	return cli_post_print(c, path, body, key);
 }
 
 static int snap_fork(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
@@ -292,15 +266,7 @@ static int snap_fork(struct cli *c, const struct cli_cmd *cmd, int argc, char **
 	if (state)
 		json_object_set_new(body, "target_state", json_string(state));
 	_cleanup_free_ char *path = snap_path(argv[optind], "/fork");
-	_cleanup_err_ struct hm_err *err = NULL;
-	json_t *in = NULL;
-	int r = cli_call(c, "POST", path, body, &in, NULL, &err);
-	json_decref(body);
-	if (r < 0)
-		return cli_fail(err);
-	print_id(c, in);
-	json_decref(in);
-	return 0;
+	return cli_post_print(c, path, body, NULL);
 }
 
 static const struct cli_cmd subs[] = {

@@ -47,6 +47,9 @@ const char *cli_one_of(const char *s, const char *const *choices);
 extern const char *const cli_target_states[];
 /* Print a JSON value indented on stdout. */
 void cli_print_json(json_t *j);
+/* POST body (taken) to path, then print the answer: as JSON with --json, else
+ * `plain` (NULL: the answer's id) on a line. The command's exit status. */
+int cli_post_print(struct cli *c, const char *path, json_t *body, const char *plain);
 
 int cmd_health(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_resources(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);

@@ -285,6 +285,22 @@ void cli_print_json(json_t *j)
 	fputc('\n', stdout);
 }
 
+int cli_post_print(struct cli *c, const char *path, json_t *body, const char *plain)
+{
+	_cleanup_err_ struct hm_err *err = NULL;
+	json_t *ans = NULL;
+	int r = cli_call(c, "POST", path, body, &ans, NULL, &err);
+	json_decref(body);
+	if (r < 0)
+		return cli_fail(err);
+	if (c->json_output)
+		cli_print_json(ans);
+	else
+		printf("%s\n", plain ? plain : json_string_value(json_object_get(ans, "id")) ?: "");
+	json_decref(ans);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {
