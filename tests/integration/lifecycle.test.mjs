@@ -280,6 +280,40 @@ test('kill -9 the daemon with two instances running: both re-adopted; one whose 
   }
 });
 
+test('a daemon restarted over instances that exited on their own starts and shows them Stopped', { timeout: 180000 }, async () => {
+  const d2 = await startDaemon();
+  const t2 = d2.token();
+  try {
+    await pull(d2, t2, { name: image });
+    await waitImage(d2, t2, image);
+    const c = await createInstance(d2, t2, { name: 'exits', image, ...small, cmd: ['sh', '-c', 'exit 3'] });
+    assert.equal(c.status, 201);
+    // Stats polled while the VM exits (its /proc files vanish under the read).
+    const e = await createInstance(d2, t2, { name: 'exits-late', image, ...small, cmd: ['sh', '-c', 'sleep 1; exit 0'] });
+    assert.equal(e.status, 201);
+    for (let i = 0; i < 300; i++) {
+      const r = await d2.fetch(`/instances/${e.body.id}/stats`, { token: t2 });
+      assert.ok([200, 409].includes(r.status), `stats: ${r.status}`);
+      await r.arrayBuffer();
+      if ((await getInstance(d2, t2, e.body.id)).body.state === 'Stopped') break;
+    }
+    for (const id of [c.body.id, e.body.id]) await waitState(d2, t2, id, ['Stopped']);
+    assert.ok(!existsSync(join(d2.dataDir, 'instances', c.body.id, 'run/vmm.pid')), 'QEMU removed its pid file');
+    await d2.stop({ keepData: true });
+    const d3 = await startDaemon({ env: { DATA_DIR: d2.dataDir } });
+    try {
+      const t3 = d3.token();
+      const { body } = await getInstance(d3, t3, c.body.id);
+      assert.equal(body.state, 'Stopped');
+      assert.equal(body.exit_code, 3);
+      assert.equal((await getInstance(d3, t3, e.body.id)).body.exit_code, 0);
+      for (const id of [c.body.id, e.body.id]) assert.equal((await d3.fetch(`/instances/${id}`, { method: 'DELETE', token: t3 })).status, 204);
+    } finally { await d3.stop(); }
+  } finally {
+    if (d2.child.exitCode === null && d2.child.signalCode === null) await d2.stop();
+  }
+});
+
 test('8 clients create and delete in parallel: no QEMU, disk, socket or row left', { timeout: 300000 }, async () => {
   const before = readdirSync(join(d.dataDir, 'instances')).length;
   const made = [];

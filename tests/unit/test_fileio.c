@@ -103,6 +103,22 @@ static void sparse_copy_across_filesystems(void **state)
 	rmdir(b);
 }
 
+/* A missing file with err NULL: -1 and nothing else (it used to dereference NULL). */
+static void read_missing_without_err(void **state)
+{
+	(void)state;
+	char *data = NULL;
+	size_t len = 7;
+	assert_int_equal(hm_read_file("/nonexistent/vmm.pid", 64, &data, &len, NULL), -1);
+	assert_null(data);
+	struct hm_err *err = NULL;
+	assert_int_equal(hm_read_file("/nonexistent/vmm.pid", 64, &data, &len, &err), -1);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	/* a directory: an error too, NULL-safe */
+	assert_int_equal(hm_read_file("/", 64, &data, &len, NULL), -1);
+}
+
 static void missing_source(void **state)
 {
 	(void)state;
@@ -120,6 +136,7 @@ int main(void)
 		cmocka_unit_test(sparse_copy_same_fs),
 		cmocka_unit_test(sparse_copy_across_filesystems),
 		cmocka_unit_test(missing_source),
+		cmocka_unit_test(read_missing_without_err),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
