@@ -5,9 +5,8 @@
  * guest, a tree is sent one entry per connection (directories first, then
  * their files), after asking the API whether the destination is an
  * existing directory; out of the guest, one connection streams the whole
- * tree and this side writes it: every file through a temporary name and a
- * rename, paths from the server checked so they cannot leave the
- * destination.
+ * tree and this side writes it as hostile input (see "out of the guest"):
+ * nothing it sends can reach outside the destination.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -244,119 +243,302 @@ static int upload(struct cp *cp, const char *local, const char *guest)
 	return cp->errors ? 1 : 0;
 }
 
-/* ---- out of the guest ---- */
+/* ---- out of the guest ----
+ *
+ * The guest is not trusted: a root process in it can write anything on the
+ * agent channel, so every header is hostile input. Each entry is resolved
+ * from a directory fd of the destination, one component at a time with
+ * O_NOFOLLOW (a symlink the stream created, or found there, is never
+ * followed), "." and ".." refused; files are written under a temporary name
+ * and renamed within their own directory; only directories, regular files
+ * and symlinks are made (never device nodes); a file gets no more bytes than
+ * its header declared, and paths are bounded in length and depth.
+ */
+
+#define MAX_REL 4096
 
 struct out_file {
+	int dir_fd; /* the directory it is written in */
 	int fd;
-	char *tmp, *final;
+	char *tmp, *leaf, *shown; /* tmp and leaf: names in dir_fd; shown: for messages */
 	int mode;
 	long long mtime;
+	long long left; /* bytes its header declared that have not come yet; -1: not declared */
 };
 
 struct dir_mode {
-	char *path;
+	char *rel; /* under the root, "" for the root itself */
 	int mode;
 	long long mtime;
 };
 
-/* REL from the server, under our destination: no absolute paths, no "..". */
-static bool rel_ok(const char *rel)
+/* Where entries land: root_fd (the destination directory, or the directory holding
+ * a destination that does not exist yet) and, without `into`, the name that
+ * replaces the stream's first path component. */
+struct out_root {
+	int fd;
+	bool into;
+	char *rename_top; /* !into: basename of the destination */
+	const char *dest; /* for messages */
+};
+
+/* The stream's REL as a path under the root ("" for the root itself), or NULL
+ * when it is not a plain relative path: empty components, ".", "..", too long,
+ * too deep. */
+static char *map_rel(const struct out_root *root, const char *rel)
 {
-	if (!*rel || rel[0] == '/')
-		return false;
-	for (const char *p = rel; p && *p;) {
+	if (strcmp(rel, ".") == 0)
+		rel = "";
+	if (strlen(rel) > MAX_REL || rel[0] == '/')
+		return NULL;
+	int depth = 0;
+	for (const char *p = rel; *p;) {
 		const char *s = strchr(p, '/');
 		size_t n = s ? (size_t)(s - p) : strlen(p);
-		if (n == 2 && p[0] == '.' && p[1] == '.')
-			return false;
-		p = s ? s + 1 : NULL;
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.') ||
+		    ++depth > MAX_DEPTH)
+			return NULL;
+		p = s ? s + 1 : p + n;
 	}
-	return true;
+	if (root->into || !*rel)
+		return root->into ? xstrdup(rel) : NULL;
+	const char *slash = strchr(rel, '/');
+	return slash ? xasprintf("%s/%s", root->rename_top, slash + 1) : xstrdup(root->rename_top);
 }
 
-/* Where REL lands: under dest when dest is a directory, else dest replaces REL's first part. */
-static char *local_for(const char *dest, bool into, const char *rel)
+/*
+ * Open the directory that holds REL's last component, walking from root_fd
+ * with O_NOFOLLOW at every step; *leaf points into rel. REL "" is the root
+ * itself (*leaf = NULL). Returns an fd, or -1 with errno (ELOOP or ENOTDIR for
+ * a symlink or a file on the way).
+ */
+static int open_parent(int root_fd, const char *rel, const char **leaf)
 {
-	if (into)
-		return join(dest, rel);
-	const char *slash = strchr(rel, '/');
-	return slash ? join(dest, slash + 1) : xstrdup(dest);
+	*leaf = NULL;
+	int fd = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0 || !*rel)
+		return fd;
+	const char *p = rel;
+	for (;;) {
+		const char *s = strchr(p, '/');
+		if (!s) {
+			*leaf = p;
+			return fd;
+		}
+		char name[NAME_MAX + 1];
+		size_t n = (size_t)(s - p);
+		if (n > NAME_MAX) {
+			close(fd);
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(name, p, n);
+		name[n] = '\0';
+		int next = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+		close(fd);
+		if (next < 0) {
+			errno = e;
+			return -1;
+		}
+		fd = next;
+		p = s + 1;
+	}
+}
+
+static void drop_file(struct out_file *f, bool keep)
+{
+	if (f->fd >= 0) {
+		close(f->fd);
+		if (!keep)
+			unlinkat(f->dir_fd, f->tmp, 0);
+	}
+	if (f->dir_fd >= 0)
+		close(f->dir_fd);
+	free(f->tmp);
+	free(f->leaf);
+	free(f->shown);
+	*f = (struct out_file){ .fd = -1, .dir_fd = -1 };
 }
 
 static void finish_file(struct cp *cp, struct out_file *f)
 {
 	if (f->fd < 0)
 		return;
+	if (f->left > 0) {
+		warn(cp, f->shown, "skipped: the stream ended the file before its declared size");
+		drop_file(f, false);
+		return;
+	}
 	fchmod(f->fd, (mode_t)f->mode);
 	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = f->mtime } };
 	futimens(f->fd, ts);
-	if (close(f->fd) < 0 || rename(f->tmp, f->final) < 0) {
-		warn(cp, f->final, strerror(errno));
-		unlink(f->tmp);
+	if (close(f->fd) < 0 || renameat(f->dir_fd, f->tmp, f->dir_fd, f->leaf) < 0) {
+		warn(cp, f->shown, strerror(errno));
+		unlinkat(f->dir_fd, f->tmp, 0);
 	}
 	f->fd = -1;
-	free(f->tmp);
-	free(f->final);
-	f->tmp = f->final = NULL;
+	drop_file(f, true);
 }
 
-static void header(struct cp *cp, json_t *h, const char *dest, bool into, struct out_file *f,
+static void file_data(struct cp *cp, struct out_file *f, const void *data, size_t len)
+{
+	cp->bytes += (long long)len;
+	if (f->fd < 0)
+		return;
+	if (f->left >= 0 && (long long)len > f->left) {
+		warn(cp, f->shown,
+		     "skipped: the stream sent more bytes than the file's declared size");
+		drop_file(f, false);
+		return;
+	}
+	if (cli_write_all(f->fd, data, len) < 0) {
+		warn(cp, f->shown, strerror(errno));
+		drop_file(f, false);
+		return;
+	}
+	if (f->left >= 0)
+		f->left -= (long long)len;
+}
+
+static void header(struct cp *cp, json_t *h, const struct out_root *root, struct out_file *f,
                    struct dir_mode **dirs, size_t *ndirs)
 {
 	finish_file(cp, f);
-	const char *rel = json_string_value(json_object_get(h, "path")) ?: "";
-	if (strcmp(rel, ".") == 0)
-		rel = "";
-	if (*rel && !rel_ok(rel)) {
-		warn(cp, rel, "skipped: the server sent a path outside the destination");
+	const char *srel = json_string_value(json_object_get(h, "path")) ?: "";
+	_cleanup_free_ char *rel = map_rel(root, srel);
+	bool is_dir = json_is_true(json_object_get(h, "is_dir"));
+	bool is_link = json_is_true(json_object_get(h, "is_symlink"));
+	if (!rel || (!*rel && !is_dir)) {
+		warn(cp, srel, "skipped: the server sent a path outside the destination");
 		return;
 	}
-	_cleanup_free_ char *path = *rel ? local_for(dest, into, rel) : xstrdup(dest);
+	_cleanup_free_ char *shown =
+	    *rel ? join(root->into ? root->dest : ".", rel) : xstrdup(root->dest);
 	int mode = (int)json_integer_value(json_object_get(h, "mode")) & 07777;
 	long long mtime = json_integer_value(json_object_get(h, "mtime"));
-	if (json_is_true(json_object_get(h, "is_dir"))) {
-		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-			warn(cp, path, strerror(errno));
+	const char *leaf = NULL;
+	_cleanup_close_ int dir = open_parent(root->fd, rel, &leaf);
+	if (dir < 0) {
+		warn(cp, shown,
+		     errno == ELOOP || errno == ENOTDIR
+		         ? "skipped: a symlink or a file stands where its directory should be"
+		         : strerror(errno));
+		return;
+	}
+	if (leaf && strlen(leaf) > NAME_MAX) {
+		warn(cp, shown, strerror(ENAMETOOLONG));
+		return;
+	}
+	struct stat st;
+	bool exists = leaf && fstatat(dir, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (is_dir) {
+		if (leaf && mkdirat(dir, leaf, 0700) < 0 &&
+		    (errno != EEXIST || !exists || !S_ISDIR(st.st_mode))) {
+			warn(cp, shown,
+			     errno == EEXIST ? "skipped: something else is there"
+			                     : strerror(errno));
 			return;
 		}
 		*dirs = xrealloc(*dirs, (*ndirs + 1) * sizeof(**dirs));
-		(*dirs)[(*ndirs)++] = (struct dir_mode){ xstrdup(path), mode, mtime };
-	} else if (json_is_true(json_object_get(h, "is_symlink"))) {
-		const char *target = json_string_value(json_object_get(h, "link_target")) ?: "";
-		unlink(path);
-		if (symlink(target, path) < 0)
-			warn(cp, path, strerror(errno));
-	} else {
-		_cleanup_free_ char *dir = xstrdup(path);
-		char *sl = strrchr(dir, '/');
-		_cleanup_free_ char *b = base_name(path);
-		f->tmp = sl ? xasprintf("%.*s/.%s.hypeman-cp", (int)(sl - dir), dir, b)
-		            : xasprintf(".%s.hypeman-cp", b);
-		f->final = xstrdup(path);
-		f->mode = mode;
-		f->mtime = mtime;
-		f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (f->fd < 0) {
-			warn(cp, path, strerror(errno));
-			free(f->tmp);
-			free(f->final);
-			f->tmp = f->final = NULL;
-		}
+		(*dirs)[(*ndirs)++] = (struct dir_mode){ TAKE_PTR(rel), mode, mtime };
+		return;
 	}
+	if (exists && S_ISDIR(st.st_mode)) {
+		warn(cp, shown, "skipped: a directory is there");
+		return;
+	}
+	if (is_link) {
+		const char *target = json_string_value(json_object_get(h, "link_target")) ?: "";
+		if (!*target || strlen(target) > MAX_REL) {
+			warn(cp, shown, "skipped: a symlink with an empty or overlong target");
+			return;
+		}
+		if (exists)
+			unlinkat(dir, leaf, 0);
+		if (symlinkat(target, dir, leaf) < 0)
+			warn(cp, shown, strerror(errno));
+		return;
+	}
+	json_t *size = json_object_get(h, "size");
+	*f = (struct out_file){
+		.dir_fd = TAKE_FD(dir),
+		.fd = -1,
+		.tmp = xasprintf(".%.200s.hypeman-cp", leaf),
+		.leaf = xstrdup(leaf),
+		.shown = TAKE_PTR(shown),
+		.mode = mode,
+		.mtime = mtime,
+		.left = json_is_integer(size) && json_integer_value(size) >= 0
+		            ? (long long)json_integer_value(size)
+		            : -1,
+	};
+	unlinkat(f->dir_fd, f->tmp, 0);
+	f->fd =
+	    openat(f->dir_fd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (f->fd < 0) {
+		warn(cp, f->shown, strerror(errno));
+		drop_file(f, false);
+	}
+}
+
+/* Directory modes and times last, children first, so writing into them worked. */
+static void apply_dir_modes(const struct out_root *root, struct dir_mode *dirs, size_t ndirs)
+{
+	for (size_t i = ndirs; i-- > 0;) {
+		const char *leaf = NULL;
+		_cleanup_close_ int parent = open_parent(root->fd, dirs[i].rel, &leaf);
+		_cleanup_close_ int fd =
+		    parent < 0 ? -1
+		    : leaf ? openat(parent, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+		           : fcntl(parent, F_DUPFD_CLOEXEC, 0);
+		if (fd >= 0) {
+			fchmod(fd, (mode_t)dirs[i].mode);
+			struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
+				                  { .tv_sec = dirs[i].mtime } };
+			futimens(fd, ts);
+		}
+		free(dirs[i].rel);
+	}
+	free(dirs);
 }
 
 static int download(struct cp *cp, const char *guest, const char *dest, bool follow)
 {
 	struct stat st;
-	bool into = stat(dest, &st) == 0 && S_ISDIR(st.st_mode);
+	struct out_root root = { .fd = -1, .dest = dest };
+	root.into = stat(dest, &st) == 0 && S_ISDIR(st.st_mode);
+	_cleanup_free_ char *parent = NULL;
+	if (root.into) {
+		root.fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		_cleanup_free_ char *copy = xstrdup(dest);
+		parent = xstrdup(dirname(copy));
+		root.rename_top = base_name(dest);
+		if (strcmp(root.rename_top, "/") == 0 || strcmp(root.rename_top, ".") == 0 ||
+		    strcmp(root.rename_top, "..") == 0) {
+			fprintf(stderr, "hypeman cp: %s: not a name to copy to\n", dest);
+			free(root.rename_top);
+			return 1;
+		}
+		root.fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (root.fd < 0) {
+		fprintf(stderr, "hypeman cp: %s: %s\n", root.into ? dest : parent, strerror(errno));
+		free(root.rename_top);
+		return 1;
+	}
 	_cleanup_err_ struct hm_err *err = NULL;
 	struct hm_ws *ws = NULL;
 	int sock = cli_ws_open(cp->c, cp->ws_path, &ws, &err);
-	if (sock < 0)
+	if (sock < 0) {
+		close(root.fd);
+		free(root.rename_top);
 		return cli_fail(err);
+	}
 	cli_ws_send_json(ws, json_pack("{s:s,s:s,s:b}", "direction", "from", "guest_path", guest,
 	                               "follow_links", follow));
-	struct out_file f = { .fd = -1 };
+	struct out_file f = { .fd = -1, .dir_fd = -1 };
 	struct dir_mode *dirs = NULL;
 	size_t ndirs = 0;
 	bool done = false;
@@ -370,18 +552,12 @@ static int download(struct cp *cp, const char *guest, const char *dest, bool fol
 			break;
 		}
 		if (m.opcode == HM_WS_BINARY) {
-			if (f.fd >= 0 && cli_write_all(f.fd, (char *)m.data, m.len) < 0) {
-				warn(cp, f.final, strerror(errno));
-				close(f.fd);
-				unlink(f.tmp);
-				f.fd = -1;
-			}
-			cp->bytes += (long long)m.len;
+			file_data(cp, &f, m.data, m.len);
 		} else {
 			json_t *j = json_loadb((char *)m.data, m.len, 0, NULL);
 			const char *type = json_string_value(json_object_get(j, "type")) ?: "";
 			if (strcmp(type, "header") == 0) {
-				header(cp, j, dest, into, &f, &dirs, &ndirs);
+				header(cp, j, &root, &f, &dirs, &ndirs);
 			} else if (strcmp(type, "end") == 0) {
 				finish_file(cp, &f);
 				done = json_is_true(json_object_get(j, "final"));
@@ -397,20 +573,10 @@ static int download(struct cp *cp, const char *guest, const char *dest, bool fol
 		}
 		hm_ws_msg_clear(&m);
 	}
-	if (f.fd >= 0) { /* cut off mid-file: keep nothing half-written */
-		close(f.fd);
-		unlink(f.tmp);
-		free(f.tmp);
-		free(f.final);
-	}
-	/* Directory modes and times last, children first, so writing into them worked. */
-	for (size_t i = ndirs; i-- > 0;) {
-		chmod(dirs[i].path, (mode_t)dirs[i].mode);
-		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = dirs[i].mtime } };
-		utimensat(AT_FDCWD, dirs[i].path, ts, 0);
-		free(dirs[i].path);
-	}
-	free(dirs);
+	drop_file(&f, false); /* cut off mid-file: keep nothing half-written */
+	apply_dir_modes(&root, dirs, ndirs);
+	close(root.fd);
+	free(root.rename_top);
 	hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
 	hm_ws_free(ws);
 	close(sock);
