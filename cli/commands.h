@@ -53,6 +53,7 @@ int cli_post_print(struct cli *c, const char *path, json_t *body, const char *pl
 
 int cmd_health(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_resources(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_info(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_version(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_pull(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_images(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);

@@ -128,6 +128,8 @@ static const struct cli_cmd commands[] = {
 	{ "health", "", "Check that the daemon is up", NULL, cmd_health },
 	{ "resources", "", "Show host capacity and what is allocated against it", NULL,
 	  cmd_resources },
+	{ "info", "", "Show how this host runs guests: accelerator, runtimes, network", NULL,
+	  cmd_info },
 	{ "version", "", "Print the CLI version", NULL, cmd_version },
 };
 

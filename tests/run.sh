@@ -13,6 +13,7 @@ SUITES=("$@")
 [ ${#SUITES[@]} -eq 0 ] && SUITES=(unit integration sdk format)
 PASS=0
 FAIL=0
+SKIP=0
 FAILED=()
 LOGDIR=build/test-logs
 mkdir -p "$LOGDIR"
@@ -27,19 +28,24 @@ run_unit() {
 		name=$(basename "$t")
 		out=$("$t" 2>&1)
 		rc=$?
+		n=$(printf '%s\n' "$out" | sed -n 's/^\[==========\] \([0-9]*\) test(s) run.*/\1/p' | tail -1)
 		p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
-		f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+		k=$(printf '%s\n' "$out" | sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' | tail -1)
+		n=${n:-0}
 		p=${p:-0}
-		f=${f:-0}
-		if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crashed or sanitizer report
+		k=${k:-0}
+		# Failed, or could not run (cmocka's ERROR: a setup that failed).
+		f=$((n - p - k))
+		if [ $rc -ne 0 ] && [ "$f" -le 0 ]; then f=1; fi # crashed or sanitizer report
 		PASS=$((PASS + p))
 		FAIL=$((FAIL + f))
+		SKIP=$((SKIP + k))
 		if [ "$f" -ne 0 ]; then
 			printf '%s\n' "$out"
 			FAILED+=("unit/$name")
 			printf '  FAIL %s (%s passed, %s failed)\n' "$name" "$p" "$f"
 		else
-			printf '  ok   %s (%s tests)\n' "$name" "$p"
+			printf '  ok   %s (%s tests%s)\n' "$name" "$p" "$([ "$k" -ne 0 ] && echo ", $k skipped")"
 		fi
 	done
 }
@@ -51,14 +57,17 @@ run_node() {
 	local files=("$@")
 	[ ${#files[@]} -gt 0 ] || return 0
 	local log="$LOGDIR/$suite.log"
-	node --test --test-reporter=spec "${files[@]}" 2>&1 | tee "$log" | grep -E '^\s*(✔|✖)|^ℹ (pass|fail)'
+	node --test --test-reporter=spec "${files[@]}" 2>&1 | tee "$log" | grep -E '^\s*(✔|✖|﹣)|^ℹ (pass|fail|skipped)'
 	local p f
 	p=$(sed -n 's/^ℹ pass \([0-9]*\)/\1/p' "$log" | tail -1)
 	f=$(sed -n 's/^ℹ fail \([0-9]*\)/\1/p' "$log" | tail -1)
+	k=$(sed -n 's/^ℹ skipped \([0-9]*\)/\1/p' "$log" | tail -1)
 	p=${p:-0}
 	f=${f:-1}
+	k=${k:-0}
 	PASS=$((PASS + p))
 	FAIL=$((FAIL + f))
+	SKIP=$((SKIP + k))
 	if [ "$f" -ne 0 ]; then
 		FAILED+=("$suite")
 		echo "  (full log: $log)"
@@ -144,5 +153,5 @@ fi
 
 echo
 [ ${#FAILED[@]} -gt 0 ] && echo "failed: ${FAILED[*]}"
-echo "$PASS passed, $FAIL failed"
+echo "$PASS passed, $FAIL failed, $SKIP skipped"
 [ "$FAIL" -eq 0 ]

@@ -15,6 +15,8 @@ struct hm_images;
 struct hm_instances;
 struct hm_ingresses;
 struct hm_volumes;
+struct hm_net;
+struct hm_accel_choice;
 
 /* What handlers may use. Owned by the daemon; outlives the server. */
 struct hm_services {
@@ -24,8 +26,10 @@ struct hm_services {
 	struct hm_instances *instances;
 	struct hm_ingresses *ingresses;
 	struct hm_volumes *volumes;
+	struct hm_net *net;
 	const char *jwt_secret;
 	time_t started_at;
+	const struct hm_accel_choice *accel; /* how guests run on this host */
 };
 
 struct hm_api;

@@ -1,9 +1,12 @@
 /*
  * System endpoints: GET /health (public), GET /spec.yaml and /spec.json
- * (public; our own OpenAPI document, embedded at build time), and
- * GET /resources (host capacity and what is allocated against it).
+ * (public; our own OpenAPI document, embedded at build time),
+ * GET /resources (host capacity and what is allocated against it), and
+ * GET /capabilities (what this host can run, and how).
  */
 #include <jansson.h>
+#include <string.h>
+#include <sys/utsname.h>
 
 #include "api/api.h"
 #include "api/handlers.h"
@@ -12,7 +15,10 @@
 #include "api/spec.h"
 #include "config/config.h"
 #include "core/err.h"
+#include "core/version.h"
 #include "host/host.h"
+#include "net/net.h"
+#include "vmm/accel.h"
 
 int hm_h_health(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
@@ -64,5 +70,57 @@ int hm_h_resources(struct hm_req *req, struct hm_resp *resp, struct hm_err **err
 	    resource_status("network", cap.network_bps, cfg->oversub_network, 0,
 	                    cap.network_source),
 	    "allocations");
+	return hm_resp_json(resp, 200, body);
+}
+
+/* Server-level features: API surfaces this server really serves (no builds, no devices). */
+static const char *const server_features[] = { "exec", "images",    "ingress", "instances",
+	                                       "logs", "snapshots", "volumes", NULL };
+
+int hm_h_capabilities(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	(void)err;
+	const struct hm_services *svc = hm_req_services(req);
+	const struct hm_accel_choice *accel = svc->accel;
+	struct hm_runtime rt[HM_RUNTIMES_MAX];
+	size_t n = hm_runtimes(accel, rt);
+	json_t *runtimes = json_array();
+	bool default_ok = false;
+	for (size_t i = 0; i < n; i++) {
+		json_t *features = json_array();
+		for (size_t f = 0; rt[i].features[f]; f++)
+			json_array_append_new(features, json_string(rt[i].features[f]));
+		json_t *o =
+		    json_pack("{s:s,s:b,s:o,s:s}", "name", rt[i].name, "available", rt[i].available,
+		              "features", features, "accelerator", rt[i].accelerator);
+		if (!rt[i].available)
+			json_object_set_new(o, "reason", json_string(rt[i].reason));
+		if (strcmp(rt[i].name, HM_RUNTIME_DEFAULT) == 0)
+			default_ok = rt[i].available;
+		json_array_append_new(runtimes, o);
+	}
+	struct utsname u;
+	const char *arch = uname(&u) < 0                      ? "unknown"
+	                   : strcmp(u.machine, "x86_64") == 0 ? "amd64"
+	                                                      : u.machine;
+	json_t *net = json_pack("{s:s,s:b}", "model", "bridge", "guest_to_guest", 0);
+	char gw[16], cidr[20];
+	if (hm_net_subnet(svc->net, gw, cidr) == 0) {
+		json_object_set_new(net, "gateway", json_string(gw));
+		json_object_set_new(net, "subnet", json_string(cidr));
+	}
+	json_t *features = json_array();
+	for (size_t f = 0; server_features[f]; f++)
+		json_array_append_new(features, json_string(server_features[f]));
+	json_t *body = json_pack(
+	    "{s:{s:s,s:s},s:{s:s,s:s},s:{s:s,s:b},s:o,s:{s:s,s:b,s:s},s:o,s:{s:[s],s:s},s:o}",
+	    "server", "version", HM_VERSION, "api_version", HM_VERSION, "host", "os", "linux",
+	    "arch", arch, "default_runtime", "name", HM_RUNTIME_DEFAULT, "available", default_ok,
+	    "runtimes", runtimes, "accelerator", "name", hm_accel_name(accel->accel), "kvm_usable",
+	    accel->kvm_usable, "reason", accel->reason, "network", net, "images", "platforms",
+	    "linux/amd64", "default_platform", "linux/amd64", "features", features);
+	if (accel->kvm_reason[0])
+		json_object_set_new(json_object_get(body, "accelerator"), "kvm_reason",
+		                    json_string(accel->kvm_reason));
 	return hm_resp_json(resp, 200, body);
 }

@@ -30,6 +30,13 @@ void hm_config_usage(const char *prog)
 	    "  --data-dir DIR      state directory [DATA_DIR] (default /var/lib/hypeman)\n"
 	    "  --max-body SIZE     largest JSON request body [MAX_BODY_BYTES] (default 1MB)\n"
 	    "  --log-level LEVEL   debug, info, warn or error [LOG_LEVEL] (default info)\n"
+	    "  --accel MODE        how guests run [ACCEL] (default auto):\n"
+	    "                        auto  KVM where it runs guests at hardware speed (/dev/kvm\n"
+	    "                              creates VMs, the CPU has vmx or svm, and no\n"
+	    "                              paravirtual KVM module is loaded), else TCG\n"
+	    "                        kvm   KVM, or refuse to start, naming why it is unusable\n"
+	    "                        tcg   QEMU's software emulation (TCG), always\n"
+	    "                      The choice is logged at start and shown by GET /capabilities.\n"
 	    "  -h, --help          show this help\n"
 	    "\n"
 	    "Environment only:\n"
@@ -278,6 +285,10 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		set_str(&cfg->ingress_listen_addr, v);
 	} else if (strcmp(key, "INGRESS_CERT_DIR") == 0) {
 		set_str(&cfg->ingress_cert_dir, v);
+	} else if (strcmp(key, "ACCEL") == 0) {
+		if (hm_accel_mode_parse(v, &cfg->accel) < 0)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "ACCEL must be auto, kvm or tcg, got `%s`", v);
 	}
 	return 0;
 }
@@ -307,6 +318,7 @@ static const char *const env_keys[] = {
 	"DNS_SERVER",
 	"INGRESS_LISTEN_ADDR",
 	"INGRESS_CERT_DIR",
+	"ACCEL",
 };
 
 int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err **err)
@@ -343,6 +355,7 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		{ "data-dir", required_argument, NULL, 'd' },
 		{ "max-body", required_argument, NULL, 'b' },
 		{ "log-level", required_argument, NULL, 'L' },
+		{ "accel", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -368,6 +381,9 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 			break;
 		case 'L':
 			key = "LOG_LEVEL";
+			break;
+		case 'A':
+			key = "ACCEL";
 			break;
 		case 'h':
 			hm_config_usage(argv[0]);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/log.h"
+#include "vmm/accel.h"
 
 struct hm_err;
 
@@ -41,6 +42,7 @@ struct hm_config {
 	char *dns_server;
 	char *ingress_listen_addr; /* INGRESS_LISTEN_ADDR, default 0.0.0.0 */
 	char *ingress_cert_dir;    /* INGRESS_CERT_DIR, default DATA_DIR/ingress/certs */
+	enum hm_accel_mode accel;  /* ACCEL / --accel: auto (default), kvm or tcg */
 };
 
 enum { HM_CONFIG_OK = 0, HM_CONFIG_HELP = 1 };

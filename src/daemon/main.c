@@ -30,6 +30,7 @@
 #include "ingress/ingress.h"
 #include "instance/instances.h"
 #include "net/net.h"
+#include "vmm/accel.h"
 #include "volume/volumes.h"
 #include "store/store.h"
 
@@ -52,6 +53,15 @@ static int record_first_start(struct hm_store *st, struct hm_err **err)
 
 static int run(struct hm_config *cfg, struct hm_err **err)
 {
+	/* How guests run, decided once: every spawn and restore uses it. */
+	struct hm_virt_facts facts;
+	struct hm_accel_choice accel;
+	hm_virt_probe(&facts);
+	if (hm_accel_decide(cfg->accel, &facts, &accel, err) < 0)
+		return -1;
+	log_info("daemon", "accelerator", "accel=%s reason=\"%s\"", hm_accel_name(accel.accel),
+	         accel.reason);
+
 	if (hm_mkdir_p(cfg->data_dir, 0700, err) < 0)
 		return hm_err_wrap(err, "create data dir");
 
@@ -99,7 +109,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		return hm_err_wrap(err, "network");
 	}
 	struct hm_instances *instances = NULL;
-	if (hm_instances_open(store, images, net, cfg, &instances, err) < 0) {
+	if (hm_instances_open(store, images, net, cfg, &accel, &instances, err) < 0) {
 		hm_net_close(net);
 		hm_images_stop(images);
 		hm_store_close(store);
@@ -130,8 +140,10 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		.instances = instances,
 		.ingresses = ingresses,
 		.volumes = volumes,
+		.net = net,
 		.jwt_secret = secret,
 		.started_at = time(NULL),
+		.accel = &accel,
 	};
 	struct hm_api *api = NULL;
 	if (hm_api_start(&svc, &api, err) < 0 ||

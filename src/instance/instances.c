@@ -803,9 +803,11 @@ static char *self_dir(void)
 }
 
 int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_net *net,
-                      const struct hm_config *cfg, struct hm_instances **ret, struct hm_err **err)
+                      const struct hm_config *cfg, const struct hm_accel_choice *accel,
+                      struct hm_instances **ret, struct hm_err **err)
 {
 	struct hm_instances *in = xcalloc(1, sizeof(*in));
+	in->accel = accel;
 	in->net = net;
 	in->st = st;
 	in->images = images;
@@ -1040,8 +1042,8 @@ static int claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **
 	return r;
 }
 
-static int parse_create(json_t *req, const char *data_dir, struct create_req *c,
-                        struct hm_err **err)
+static int parse_create(json_t *req, const char *data_dir, const struct hm_accel_choice *accel,
+                        struct create_req *c, struct hm_err **err)
 {
 	if (!json_is_object(req))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
@@ -1140,12 +1142,11 @@ static int parse_create(json_t *req, const char *data_dir, struct create_req *c,
 		return -1;
 	json_t *hv = json_object_get(req, "hypervisor");
 	if (hv && !json_is_null(hv)) {
-		const char *h = json_string_value(hv);
-		if (!h || (strcmp(h, "qemu") != 0 && strcmp(h, "qemu-microvm") != 0))
+		if (!json_is_string(hv))
 			return hm_err_set(err, HM_ERR_INVALID, "unsupported_hypervisor",
-			                  "hypervisor `%s` is not available on this host (QEMU is; "
-			                  "Cloud Hypervisor and Firecracker need /dev/kvm)",
-			                  h ? h : "?");
+			                  "`hypervisor` must be a string");
+		if (hm_runtime_check(accel, json_string_value(hv), err) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -1281,6 +1282,7 @@ int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, js
 		.console_log = app_log,
 		.vmm_log = vmm_log,
 		.mem_path = mem,
+		.accel = in->accel->accel,
 	};
 	char *upper_disks[MAX_VOLUMES] = { 0 };
 	int r = 0;
@@ -1427,7 +1429,7 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, struct hm_err **err)
 {
 	struct create_req c = { 0 };
-	int r = parse_create(req, in->cfg->data_dir, &c, err);
+	int r = parse_create(req, in->cfg->data_dir, in->accel, &c, err);
 	if (r == 0)
 		r = create(in, req, c, ret, err);
 	json_decref(c.volumes);

@@ -47,6 +47,7 @@ struct hm_instances {
 	struct hm_images *images;
 	const struct hm_config *cfg;
 	const struct hm_vmm_ops *vmm;
+	const struct hm_accel_choice *accel; /* borrowed: the daemon's one decision */
 	char *dir;
 	struct hm_kernel kernel;
 	char *boot_error; /* why instances cannot boot, or NULL */

@@ -88,6 +88,8 @@ int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool
 	if (memory && mem_src) {
 		_cleanup_free_ char *d = xasprintf("%s/%s", dst_dir, HM_PAYLOAD_MEMORY);
 		unsigned long long m = 0;
+		/* A live capture: its device state and accelerator mark are already in
+		 * dst_dir (the VMM wrote them there). */
 		if (hm_copy_sparse(mem_src, d, 0600, &m, err) < 0 ||
 		    copy_one(src_dir, dst_dir, HM_PAYLOAD_STATE, true, &n, err) < 0)
 			return -1;
@@ -98,7 +100,8 @@ int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool
 		if (copy_one(src_dir, dst_dir,
 		             have_plain ? HM_PAYLOAD_MEMORY : HM_PAYLOAD_MEMORY_ZST, false, &n,
 		             err) < 0 ||
-		    copy_one(src_dir, dst_dir, HM_PAYLOAD_STATE, true, &n, err) < 0)
+		    copy_one(src_dir, dst_dir, HM_PAYLOAD_STATE, true, &n, err) < 0 ||
+		    copy_one(src_dir, dst_dir, HM_PAYLOAD_ACCEL, true, &n, err) < 0)
 			return -1;
 	}
 	if (copied)
@@ -137,13 +140,31 @@ int hm_payload_compress(const char *dir, const struct hm_payload_opts *opts, int
 	return 0;
 }
 
-int hm_payload_ready(const char *dir, struct hm_err **err)
+int hm_payload_mark_accel(const char *dir, const char *accel, struct hm_err **err)
+{
+	_cleanup_free_ char *p = xasprintf("%s/%s", dir, HM_PAYLOAD_ACCEL);
+	return hm_write_file_atomic(p, accel, strlen(accel), 0600, err);
+}
+
+int hm_payload_ready(const char *dir, const char *accel, struct hm_err **err)
 {
 	_cleanup_free_ char *plain = xasprintf("%s/%s", dir, HM_PAYLOAD_MEMORY);
 	_cleanup_free_ char *zst = xasprintf("%s/%s", dir, HM_PAYLOAD_MEMORY_ZST);
 	_cleanup_free_ char *state = xasprintf("%s/%s", dir, HM_PAYLOAD_STATE);
+	_cleanup_free_ char *accel_file = xasprintf("%s/%s", dir, HM_PAYLOAD_ACCEL);
 	if (access(state, R_OK) < 0)
 		return hm_err_errno(err, errno, "the saved device state `%s`", state);
+	/* A device state holds the accelerator's CPU state: KVM's cannot load
+	 * under TCG nor the reverse (QEMU would fail or crash on it). */
+	_cleanup_free_ char *saved = NULL;
+	if (hm_read_file(accel_file, 16, &saved, NULL, NULL) == 0) {
+		saved[strcspn(saved, "\n")] = '\0';
+		if (strcmp(saved, accel) != 0)
+			return hm_err_set(err, HM_ERR_CONFLICT, "accelerator_mismatch",
+			                  "this state was saved under %s and this host runs guests "
+			                  "under %s (ACCEL); it can only be restored under %s",
+			                  saved, accel, saved);
+	}
 	if (access(plain, F_OK) == 0)
 		return 0;
 	if (access(zst, R_OK) < 0)
@@ -166,7 +187,8 @@ int hm_payload_ready(const char *dir, struct hm_err **err)
 
 void hm_payload_drop_memory(const char *dir)
 {
-	const char *names[] = { HM_PAYLOAD_MEMORY, HM_PAYLOAD_MEMORY_ZST, HM_PAYLOAD_STATE };
+	const char *names[] = { HM_PAYLOAD_MEMORY, HM_PAYLOAD_MEMORY_ZST, HM_PAYLOAD_STATE,
+		                HM_PAYLOAD_ACCEL };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		_cleanup_free_ char *p = xasprintf("%s/%s", dir, names[i]);
 		unlink(p);

@@ -14,6 +14,7 @@ struct hm_err;
 #define HM_PAYLOAD_MEMORY     "memory.ram"     /* guest RAM */
 #define HM_PAYLOAD_MEMORY_ZST "memory.ram.zst" /* the same, compressed (zstd) */
 #define HM_PAYLOAD_STATE      "vm.state"       /* device state (standby only) */
+#define HM_PAYLOAD_ACCEL      "vm.accel"       /* the accelerator it was saved under */
 
 struct hm_payload_opts {
 	bool compress;
@@ -37,9 +38,14 @@ int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool
 int hm_payload_compress(const char *dir, const struct hm_payload_opts *opts, int64_t *compressed,
                         int64_t *uncompressed);
 
-/* Make dir's saved state loadable: it has a device state, and a plain memory file
+/* Record that dir's device state was saved under accelerator `accel` ("kvm", "tcg"). */
+int hm_payload_mark_accel(const char *dir, const char *accel, struct hm_err **err);
+
+/* Make dir's saved state loadable under accelerator `accel`: it has a device
+ * state saved under that accelerator (a state that records none is taken as
+ * compatible; 409 accelerator_mismatch otherwise), and a plain memory file
  * (decompressed here if only the compressed one is there). */
-int hm_payload_ready(const char *dir, struct hm_err **err);
+int hm_payload_ready(const char *dir, const char *accel, struct hm_err **err);
 
 /* Remove the memory file(s) and the device state. */
 void hm_payload_drop_memory(const char *dir);

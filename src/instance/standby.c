@@ -53,6 +53,14 @@
 /* ---- standby ---- */
 
 /* Standby's work once the instance is known to be Running (l: its live record). */
+/* Save l's device state to vmstate in dir, recording the accelerator it ran under. */
+static int save_state(struct live *l, const char *dir, const char *vmstate, struct hm_err **err)
+{
+	if (l->vm->ops->snapshot(l->vm, vmstate, err) < 0)
+		return -1;
+	return hm_payload_mark_accel(dir, hm_accel_name(l->vm->accel), err);
+}
+
 static int standby_live(struct hm_instances *in, struct hm_instance_row *row, struct live *l,
                         const struct hm_payload_opts *opts, struct hm_err **err)
 {
@@ -68,7 +76,7 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 		                  row->name);
 	double t0 = inst_mono_ms();
 	pthread_mutex_lock(&l->vm_lock);
-	int r = l->vm->ops->snapshot(l->vm, vmstate, err);
+	int r = save_state(l, dir, vmstate, err);
 	double t_save = inst_mono_ms();
 	/* RAM on tmpfs goes to disk while the guest is paused (memory.c). */
 	unsigned long long moved = 0;
@@ -257,6 +265,8 @@ static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t 
 	pthread_mutex_unlock(&in->lock);
 	/* The state is used up: the running VM owns the memory file again. */
 	unlink(vmstate);
+	_cleanup_free_ char *mark = inst_path(in, row->id, HM_PAYLOAD_ACCEL);
+	unlink(mark);
 	return 0;
 }
 
@@ -279,7 +289,8 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 		               "state cannot be restored onto another root disk",
 		               row->image, img.digest, row->image_digest);
 	if (r == 0)
-		r = hm_payload_ready(dir, err); /* decompresses a compressed memory file */
+		/* decompresses a compressed memory file */
+		r = hm_payload_ready(dir, hm_accel_name(in->accel->accel), err);
 	json_t *spec = inst_spec_of(row);
 	/* A plain restore does not wait for the guest: the monitor sends the clock
 	 * and seed as soon as it connects, ahead of anything a client sends. A
@@ -538,7 +549,7 @@ int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, jso
 	pthread_mutex_lock(&l->vm_lock);
 	if (r == 0 && hm_mkdir_p(dst, 0700, err) < 0)
 		r = -1;
-	if (r == 0 && l->vm->ops->snapshot(l->vm, vmstate, err) < 0)
+	if (r == 0 && save_state(l, dst, vmstate, err) < 0)
 		r = -1;
 	if (r == 0 && hm_payload_copy(src, dst, spec, true, mem, copied, err) < 0)
 		r = -1;

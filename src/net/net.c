@@ -425,6 +425,17 @@ const char *hm_net_dns(const struct hm_net *n)
 	return n->dns;
 }
 
+int hm_net_subnet(const struct hm_net *n, char gateway[16], char cidr[20])
+{
+	if (!hm_net_enabled(n))
+		return -1;
+	char base[16];
+	ip_str(n->gw, gateway);
+	ip_str(n->net, base);
+	snprintf(cidr, 20, "%s/%d", base, n->prefix);
+	return 0;
+}
+
 static void fill_lease(const struct hm_net *n, uint32_t a, struct hm_net_lease *l)
 {
 	ip_str(a, l->ip);

@@ -43,6 +43,8 @@ void hm_net_close(struct hm_net *net);
 
 bool hm_net_enabled(const struct hm_net *net);
 const char *hm_net_dns(const struct hm_net *net);
+/* The bridge's address and the subnet ("10.100.0.0/16"); -1 when disabled. */
+int hm_net_subnet(const struct hm_net *net, char gateway[16], char cidr[20]);
 
 /*
  * Write the nftables table again, with a rule that drops guest traffic to

@@ -255,19 +255,10 @@ static char *qmp_arg(const char *qmp_path)
 	return xasprintf("unix:%s,server=on,wait=off", p);
 }
 
-static const char *qemu_binary(void)
+const char *hm_vmm_qemu_binary(void)
 {
 	const char *b = getenv("HYPEMAN_QEMU");
 	return b && *b ? b : "qemu-system-x86_64";
-}
-
-static bool kvm_usable(void)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	close(fd);
-	return true;
 }
 
 /* argv as one shell-quoted line. */
@@ -317,9 +308,9 @@ static void build_argv(const struct hm_vm_spec *spec, const struct qemu_vm *vm, 
 	bool mmio =
 	    strncmp(machine, "microvm", 7) == 0 && (machine[7] == '\0' || machine[7] == ',');
 	const char *bus = mmio ? "device" : "pci";
-	bool kvm = kvm_usable();
+	bool kvm = spec->accel == HM_ACCEL_KVM;
 
-	argv_add(a, "%s", qemu_binary());
+	argv_add(a, "%s", hm_vmm_qemu_binary());
 	argv_add(a, "-nodefaults");
 	argv_add(a, "-no-user-config");
 	argv_add(a, "-display");
@@ -343,8 +334,10 @@ static void build_argv(const struct hm_vm_spec *spec, const struct qemu_vm *vm, 
 	argv_add(a, "-accel");
 	argv_add(a, "%s", kvm ? "kvm" : "tcg");
 	if (kvm) {
+		/* The host's CPU model, less IA32_ARCH_CAPABILITIES (MSR 0x10a): some
+		 * hosts refuse to let QEMU set it and QEMU then aborts at start. */
 		argv_add(a, "-cpu");
-		argv_add(a, "host");
+		argv_add(a, "host,-arch-capabilities");
 	}
 	argv_add(a, "-smp");
 	argv_add(a, "%d", spec->vcpus);
@@ -580,6 +573,7 @@ static int spawn_process(const struct hm_vm_spec *spec, bool incoming, struct qe
 	if (start_process(a.v, log_path, &pid, err) < 0)
 		return hm_err_wrap(err, "spawn VM %s", spec->id ? spec->id : "");
 	vm->base.pid = pid;
+	vm->base.accel = spec->accel;
 	vm->base.pidfd = sys_pidfd_open(pid);
 	if (vm->base.pidfd < 0) {
 		int e = errno;
@@ -624,8 +618,8 @@ static int qemu_boot(struct hm_vm *base, struct hm_err **err)
 	return hm_err_set(err, HM_ERR_CONFLICT, NULL, "boot: the VM is %s", status);
 }
 
-/* Is /proc/PID/cmdline a QEMU serving run_dir's QMP socket? */
-static bool is_our_qemu(pid_t pid, const char *qmp_path)
+/* Is /proc/PID/cmdline a QEMU serving run_dir's QMP socket? *accel: its -accel. */
+static bool is_our_qemu(pid_t pid, const char *qmp_path, enum hm_accel *accel)
 {
 	_cleanup_free_ char *path = xasprintf("/proc/%d/cmdline", (int)pid);
 	_cleanup_free_ char *data = NULL;
@@ -638,15 +632,19 @@ static bool is_our_qemu(pid_t pid, const char *qmp_path)
 	if (!strstr(base ? base + 1 : argv0, "qemu"))
 		return false;
 	_cleanup_free_ char *want = qmp_arg(qmp_path);
-	bool prev_qmp = false;
+	bool prev_qmp = false, prev_accel = false, ours = false;
+	*accel = HM_ACCEL_TCG;
 	for (size_t off = 0; off < len;) {
 		const char *arg = data + off;
 		if (prev_qmp && strcmp(arg, want) == 0)
-			return true;
+			ours = true;
+		if (prev_accel && strcmp(arg, "kvm") == 0)
+			*accel = HM_ACCEL_KVM;
 		prev_qmp = strcmp(arg, "-qmp") == 0;
+		prev_accel = strcmp(arg, "-accel") == 0;
 		off += strlen(arg) + 1;
 	}
-	return false;
+	return ours;
 }
 
 static int qemu_adopt(const char *run_dir, pid_t pid, struct hm_vm **ret, struct hm_err **err)
@@ -665,7 +663,7 @@ static int qemu_adopt(const char *run_dir, pid_t pid, struct hm_vm **ret, struct
 	/* Check identity after opening the pidfd and check the pidfd after
 	 * that: if it is still not readable, the cmdline read belonged to the
 	 * process the pidfd holds, not to a later one that reused the pid. */
-	if (!is_our_qemu(pid, vm->qmp_path) || check_exited(vm, 0))
+	if (!is_our_qemu(pid, vm->qmp_path, &vm->base.accel) || check_exited(vm, 0))
 		return hm_err_set(err, HM_ERR_NOT_FOUND, NULL,
 		                  "adopt: process %d is not the VMM of %s", (int)pid, run_dir);
 	_cleanup_free_ char *status = NULL;

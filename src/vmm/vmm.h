@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "vmm/accel.h"
+
 struct hm_err;
 
 #define HM_VM_MAX_DISKS 16
@@ -46,6 +48,9 @@ struct hm_vm_spec {
 	 * with its RAM in a file can be snapshotted in milliseconds: the file
 	 * already is the memory image, and only device state is written. */
 	const char *mem_path;
+	/* The accelerator (hm_accel_decide at start-up). A restore must use the
+	 * one the state was saved under. */
+	enum hm_accel accel;
 };
 
 enum hm_vm_state {
@@ -109,11 +114,14 @@ struct hm_vmm_ops {
 struct hm_vm {
 	const struct hm_vmm_ops *ops;
 	pid_t pid;
-	int pidfd; /* readable when the VMM process has exited */
+	int pidfd;           /* readable when the VMM process has exited */
+	enum hm_accel accel; /* what it runs under (an adopted VMM: read from its command line) */
 };
 
-/* The QEMU backend (-accel kvm when /dev/kvm is usable, else TCG). */
+/* The QEMU backend (-accel as the spec says). */
 extern const struct hm_vmm_ops hm_vmm_qemu;
+/* The QEMU binary it runs: $HYPEMAN_QEMU, else qemu-system-x86_64 from PATH. */
+const char *hm_vmm_qemu_binary(void);
 
 /* Host TSC frequency in kHz (for tsc_early_khz=), or 0 if unknown. */
 long hm_vmm_host_tsc_khz(void);

@@ -17,7 +17,7 @@ test('hypeman --help lists the commands', async () => {
   const r = await runCli(['--help']);
   assert.equal(r.code, 0);
   assert.match(r.stdout, /^Usage: hypeman/);
-  for (const c of ['health', 'resources', 'version']) assert.match(r.stdout, new RegExp(`\\n  ${c} `));
+  for (const c of ['health', 'resources', 'info', 'version']) assert.match(r.stdout, new RegExp(`\\n  ${c} `));
 });
 
 test('every command answers --help with its usage and exit 0', async () => {
@@ -51,6 +51,18 @@ test('health and resources work with a token', async () => {
   r = await runCli(['--json', 'resources'], { env: env() });
   assert.equal(r.code, 0);
   assert.equal(JSON.parse(r.stdout).cpu.type, 'cpu');
+});
+
+test('hypeman info shows the accelerator and every runtime, with why one cannot run', async () => {
+  const caps = await (await d.fetch('/capabilities', { token: d.token() })).json();
+  const r = await runCli(['info'], { env: env() });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`\nAccelerator: +${caps.accelerator.name} \\(`));
+  assert.match(r.stdout, /\nNetwork: +none \(NETWORK_ENABLED=false\)/);
+  assert.match(r.stdout, /\nqemu +yes +(tcg|kvm) +disk-io-limit,fork,snapshots,standby\n/);
+  assert.match(r.stdout, /\nfirecracker +no +kvm +this build has no firecracker backend/);
+  const j = await runCli(['--json', 'info'], { env: env() });
+  assert.deepEqual(JSON.parse(j.stdout).runtimes, caps.runtimes);
 });
 
 test('API errors print one line and exit 1', async () => {

@@ -314,8 +314,20 @@ test('wrong states, taken names, writable volumes: 409; a damaged saved state fa
   assert.notEqual(r.status, 200);
   assert.match(r.body.message, /memory/);
   assert.equal((await getInstance(d, token, src.id)).body.state, 'Standby');
-  // Both back: it wakes where it was.
   renameSync(join(dir, 'memory.ram.away'), join(dir, 'memory.ram'));
+  // A state saved under the other accelerator: a clear 409, and nothing is lost.
+  const accel = (await (await d.fetch('/capabilities', { token })).json()).accelerator.name;
+  assert.equal(readFileSync(join(dir, 'vm.accel'), 'utf8'), accel, 'the state records its accelerator');
+  const other = accel === 'kvm' ? 'tcg' : 'kvm';
+  writeFileSync(join(dir, 'vm.accel'), other);
+  r = await post(`/instances/${src.id}/restore`);
+  assert.equal(r.status, 409, JSON.stringify(r.body));
+  assert.equal(r.body.code, 'accelerator_mismatch');
+  assert.match(r.body.message, new RegExp(`saved under ${other} .* under ${accel}`));
+  assert.equal((await getInstance(d, token, src.id)).body.state, 'Standby');
+  assert.equal(vmmPid(d, src.id), null, 'no VMM started');
+  writeFileSync(join(dir, 'vm.accel'), accel);
+  // Both back: it wakes where it was.
   const frozen = (await counts(src.id)).at(-1);
   r = await post(`/instances/${src.id}/restore`);
   assert.equal(r.status, 200, JSON.stringify(r.body));

@@ -35,6 +35,7 @@ static const char *const env_keys[] = {
 	"PULL_STALL_TIMEOUT",
 	"IMAGE_FORMAT",
 	"MAX_UPLOAD_BYTES",
+	"ACCEL",
 };
 
 static int clear_env(void **state)
@@ -133,6 +134,7 @@ static void defaults(void **state)
 	assert_int_equal(cfg.pull_workers, 2);
 	assert_int_equal(cfg.pull_stall_timeout_s, 30);
 	assert_string_equal(cfg.image_format, "erofs");
+	assert_int_equal(cfg.accel, HM_ACCEL_AUTO);
 	hm_config_done(&cfg);
 	assert_null(cfg.listen_addr);
 	assert_null(cfg.data_dir);
@@ -339,6 +341,29 @@ static void invalid_env_values(void **state)
 	expect_env_invalid("PULL_STALL_TIMEOUT", "10m");
 	expect_env_invalid("IMAGE_FORMAT", "squashfs");
 	expect_env_invalid("IMAGE_FORMAT", "EROFS");
+	expect_env_invalid("ACCEL", "hvf");
+	expect_env_invalid("ACCEL", "KVM");
+}
+
+/* ACCEL from the environment, --accel over it. */
+static void accel_setting(void **state)
+{
+	(void)state;
+	struct hm_config cfg;
+	struct hm_err *err = NULL;
+	setenv("ACCEL", "tcg", 1);
+	assert_int_equal(load(&cfg, &err, NULL), HM_CONFIG_OK);
+	assert_int_equal(cfg.accel, HM_ACCEL_FORCE_TCG);
+	hm_config_done(&cfg);
+	assert_int_equal(load(&cfg, &err, "--accel", "kvm", NULL), HM_CONFIG_OK);
+	assert_int_equal(cfg.accel, HM_ACCEL_FORCE_KVM);
+	hm_config_done(&cfg);
+	assert_int_equal(load(&cfg, &err, "--accel=auto", NULL), HM_CONFIG_OK);
+	assert_int_equal(cfg.accel, HM_ACCEL_AUTO);
+	hm_config_done(&cfg);
+	assert_null(err);
+	unsetenv("ACCEL");
+	expect_invalid_msg("ACCEL must be auto, kvm or tcg", "--accel", "xen", NULL);
 }
 
 static void invalid_flags(void **state)
@@ -458,6 +483,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(invalid_port, clear_env, clear_env),
 		cmocka_unit_test_setup_teardown(invalid_env_values, clear_env, clear_env),
 		cmocka_unit_test_setup_teardown(invalid_flags, clear_env, clear_env),
+		cmocka_unit_test_setup_teardown(accel_setting, clear_env, clear_env),
 		cmocka_unit_test_setup_teardown(repeated_loads_are_independent, clear_env,
 		                                clear_env),
 		cmocka_unit_test(parse_size),
