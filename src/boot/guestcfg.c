@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/encoding.h"
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/xalloc.h"
@@ -236,8 +237,8 @@ int hm_guestcfg_read_exit(const char *path, int *ret_code, char **ret_message, s
 	if (r == 0)
 		return 0;
 	*ret_code = code;
-	if (ret_message)
-		*ret_message = xstrdup(msg);
+	if (ret_message) /* the guest wrote it: valid UTF-8 or it would be a null in the API */
+		*ret_message = hm_utf8_sanitize(msg);
 	return 1;
 }
 

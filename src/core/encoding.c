@@ -4,6 +4,8 @@
  */
 #include "core/encoding.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -162,4 +164,102 @@ char *hm_now_rfc3339(void)
 	char buf[40];
 	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
 	return xasprintf("%s.%03ldZ", buf, ts.tv_nsec / 1000000);
+}
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), or 0 when it is not one. */
+size_t hm_utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+	size_t len;
+	uint32_t min;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	uint32_t cp = c & (0x7f >> len);
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+bool hm_utf8_valid(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t l = hm_utf8_seq(p + i, n - i);
+		if (!l)
+			return false;
+		i += l;
+	}
+	return true;
+}
+
+char *hm_utf8_sanitize(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+	char *out = xmalloc(3 * n + 1), *o = out; /* each bad byte becomes 3 */
+	for (size_t i = 0; i < n;) {
+		size_t l = hm_utf8_seq(p + i, n - i);
+		if (l) {
+			memcpy(o, p + i, l);
+			o += l;
+			i += l;
+		} else {
+			memcpy(o, "\xef\xbf\xbd", 3); /* U+FFFD */
+			o += 3;
+			i++;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+char *hm_logfmt_escape(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+	char *out = xmalloc(4 * n + 1), *o = out;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = p[i];
+		size_t l = c >= 0x80 ? hm_utf8_seq(p + i, n - i) : 1;
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char)c;
+		} else if (c == '\n') {
+			memcpy(o, "\\n", 2);
+			o += 2;
+		} else if (c < 0x20 || c == 0x7f || !l) {
+			o += sprintf(o, "\\x%02x", c);
+			l = 1;
+		} else {
+			memcpy(o, p + i, l);
+			o += l;
+			i += l;
+			continue;
+		}
+		i++;
+	}
+	*o = '\0';
+	return out;
 }

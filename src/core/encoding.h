@@ -1,6 +1,7 @@
 /*
  * Byte encodings: base64url (RFC 4648 §5, unpadded, as JWT uses it), hex,
- * percent-decoding of URL components, and the API's timestamps.
+ * percent-decoding of URL components, UTF-8 checks and repair, logfmt
+ * escaping of untrusted text, and the API's timestamps.
  */
 #pragma once
 
@@ -25,6 +26,15 @@ char *hm_percent_decode(const char *s, size_t len);
 
 /* Percent-encode everything but RFC 3986 unreserved characters. */
 char *hm_percent_encode(const char *s);
+
+/* Length of the valid UTF-8 sequence at p (n bytes left, n >= 1), or 0 when it is not one. */
+size_t hm_utf8_seq(const unsigned char *p, size_t n);
+bool hm_utf8_valid(const unsigned char *p, size_t n);
+/* s as valid UTF-8 (owned): every byte that is not part of a valid sequence becomes U+FFFD. */
+char *hm_utf8_sanitize(const char *s);
+/* s as the inside of a quoted logfmt value (owned): quote, backslash and newline
+ * escaped, other control bytes and invalid UTF-8 as \xNN. One line, always. */
+char *hm_logfmt_escape(const char *s);
 
 /* Now as RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"); owned. */
 char *hm_now_rfc3339(void);

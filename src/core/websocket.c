@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/encoding.h"
 #include "core/err.h"
 #include "core/xalloc.h"
 
@@ -273,54 +274,6 @@ int hm_ws_send(struct hm_ws *ws, int opcode, const void *data, size_t len, struc
 	return r;
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-	size_t len;
-	uint32_t min;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	uint32_t cp = c & (0x7f >> len);
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-static bool utf8_valid(const unsigned char *p, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		if (p[i] < 0x80) {
-			i++;
-			continue;
-		}
-		size_t l = utf8_seq(p + i, n - i);
-		if (!l)
-			return false;
-		i += l;
-	}
-	return true;
-}
-
 int hm_ws_close(struct hm_ws *ws, uint16_t code, const char *reason)
 {
 	unsigned char payload[CONTROL_MAX];
@@ -333,7 +286,7 @@ int hm_ws_close(struct hm_ws *ws, uint16_t code, const char *reason)
 		const unsigned char *r = (const unsigned char *)(reason ? reason : "");
 		size_t rl = strlen((const char *)r);
 		for (size_t i = 0; i < rl;) {
-			size_t l = utf8_seq(r + i, rl - i);
+			size_t l = hm_utf8_seq(r + i, rl - i);
 			if (!l || len + l > sizeof(payload))
 				break;
 			memcpy(payload + len, r + i, l);
@@ -473,7 +426,7 @@ static int handle_close(struct hm_ws *ws, const unsigned char *p, size_t n, stru
 		code = (uint16_t)(p[0] << 8 | p[1]);
 		if (!close_code_valid(code))
 			return protocol_error(ws, err, "a close frame with an invalid code");
-		if (!utf8_valid(p + 2, n - 2))
+		if (!hm_utf8_valid(p + 2, n - 2))
 			return fail(ws, HM_WS_CLOSE_INVALID_DATA, err, HM_ERR_INVALID,
 			            "websocket_invalid_utf8", "a close reason that is not UTF-8");
 	}
@@ -602,7 +555,7 @@ int hm_ws_read_frame(struct hm_ws *ws, struct hm_ws_msg *out, struct hm_err **er
 		len += (size_t)plen;
 		if (!fin)
 			continue;
-		if (opcode == HM_WS_TEXT && !utf8_valid(msg, len)) {
+		if (opcode == HM_WS_TEXT && !hm_utf8_valid(msg, len)) {
 			r = fail(ws, HM_WS_CLOSE_INVALID_DATA, err, HM_ERR_INVALID,
 			         "websocket_invalid_utf8", "a text message that is not UTF-8");
 			break;

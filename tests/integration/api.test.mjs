@@ -141,7 +141,8 @@ test('a trailing slash names the same resource', async () => {
 });
 
 test('every response carries JSON, even for odd paths', async () => {
-  for (const p of ['/%zz', '//', '/resources/x/', '/%00']) {
+  // %ff and a cut multibyte name: bytes that are not UTF-8 reach the message, repaired.
+  for (const p of ['/%zz', '//', '/resources/x/', '/%00', '/instances/%ff', '/images/%c3', `/instances/${'%c3%a9'.repeat(30)}x`]) {
     const r = await d.fetch(p, { token: d.token() });
     assert.ok([400, 404].includes(r.status), `${p} -> ${r.status}`);
     await errorBody(r);

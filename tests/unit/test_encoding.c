@@ -61,9 +61,43 @@ static void percent_decode_cases(void **state)
 	free(s);
 }
 
+static void expect_str(char *got, const char *want)
+{
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void utf8_sanitize_and_logfmt_escape(void **state)
+{
+	(void)state;
+	expect_str(hm_utf8_sanitize(""), "");
+	expect_str(hm_utf8_sanitize("plain \xc3\xa9 \xf0\x9f\x98\x80"),
+	           "plain \xc3\xa9 \xf0\x9f\x98\x80");
+	/* lone continuation, truncated sequence, overlong, surrogate, > U+10FFFF */
+	expect_str(hm_utf8_sanitize("a\x80"
+	                            "b"),
+	           "a\xef\xbf\xbd"
+	           "b");
+	expect_str(hm_utf8_sanitize("\xc3"), "\xef\xbf\xbd");
+	expect_str(hm_utf8_sanitize("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");
+	expect_str(hm_utf8_sanitize("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+	expect_str(hm_utf8_sanitize("\xf4\x90\x80\x80"),
+	           "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+	assert_true(hm_utf8_valid((const unsigned char *)"ok \xc3\xa9", 5));
+	assert_false(hm_utf8_valid((const unsigned char *)"\xff", 1));
+
+	expect_str(hm_logfmt_escape("plain"), "plain");
+	expect_str(hm_logfmt_escape("a \"quoted\" \\ back"), "a \\\"quoted\\\" \\\\ back");
+	/* no way to end the line or the value */
+	expect_str(hm_logfmt_escape("one\nts=2000 msg=evil\r\x1b[2J"),
+	           "one\\nts=2000 msg=evil\\x0d\\x1b[2J");
+	expect_str(hm_logfmt_escape("\xff\xc3\xa9\x7f"), "\\xff\xc3\xa9\\x7f");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(utf8_sanitize_and_logfmt_escape),
 		cmocka_unit_test(base64url_round_trip),
 		cmocka_unit_test(base64url_rejects_garbage),
 		cmocka_unit_test(hex_encodes_lowercase),

@@ -238,6 +238,16 @@ static void resp_error_custom_code_and_null(void **state)
 	assert_string_equal(header(&resp, "WWW-Authenticate"), "Bearer");
 	hm_resp_done(&resp);
 	hm_err_free(err);
+
+	/* a message quoting invalid UTF-8 (a %ff in a path, a cut multibyte
+	 * character): the body is still JSON, the bad bytes U+FFFD */
+	err = NULL;
+	hm_err_set(&err, HM_ERR_NOT_FOUND, NULL, "instance `\xff` not found, `%.1s`", "\xc3\xa9");
+	hm_resp_error(&resp, err);
+	assert_int_equal(resp.status, 404);
+	check_body(&resp, "not_found", "instance `\xef\xbf\xbd` not found, `\xef\xbf\xbd`");
+	hm_resp_done(&resp);
+	hm_err_free(err);
 }
 
 int main(void)
