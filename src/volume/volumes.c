@@ -1,15 +1,20 @@
 /*
  * volume/volumes: the volume service (volumes.h). Creation order, so that
  * every failure leaves nothing: validate, build the disk in a fresh
- * volumes/tmp/<random>/ directory, insert the row (the id and name are
- * claimed there), rename the directory to volumes/<id>; a failed insert or
- * rename removes the directory, a failed rename also the row.
+ * volumes/.tmp/<id>.<random>/ directory (".tmp" is no volume id: ids cannot
+ * start with a dot), then, under `claim`, insert the row (the id and name are
+ * claimed there) and rename the directory to volumes/<id>; a failed insert or
+ * rename removes the directory, a failed rename also the row. A delete, under
+ * the same lock, removes the row and renames volumes/<id> into .tmp, and
+ * removes that outside the lock: a create of the same id never meets a
+ * half-removed folder, and no request waits on a removal.
  */
 #include "volume/volumes.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +42,11 @@
 
 struct hm_volumes {
 	struct hm_store *st;
-	char *dir; /* DATA_DIR/volumes */
+	char *dir;             /* DATA_DIR/volumes */
+	pthread_mutex_t claim; /* a volume's row and folder change together (no I/O but renames) */
 };
+
+#define STAGING ".tmp" /* under dir: creates in progress, deletes being removed */
 
 char *hm_volume_disk(const char *data_dir, const char *id)
 {
@@ -51,9 +59,15 @@ int hm_volumes_open(struct hm_store *st, const struct hm_config *cfg, struct hm_
 	struct hm_volumes *v = xcalloc(1, sizeof(*v));
 	v->st = st;
 	v->dir = xasprintf("%s/volumes", cfg->data_dir);
-	_cleanup_free_ char *tmp = xasprintf("%s/tmp", v->dir);
-	/* What a crashed create left is garbage: nothing names it. */
+	pthread_mutex_init(&v->claim, NULL);
+	_cleanup_free_ char *tmp = xasprintf("%s/" STAGING, v->dir);
+	_cleanup_free_ char *old = xasprintf("%s/tmp", v->dir); /* the staging folder before */
+	/* What a crashed create or delete left is garbage: nothing names it. */
 	hm_rm_rf(tmp, NULL);
+	struct hm_volume_row none = { 0 };
+	if (hm_store_volume_find(st, "tmp", &none, NULL) < 0)
+		hm_rm_rf(old, NULL);
+	hm_volume_row_done(&none);
 	if (hm_mkdir_p(tmp, 0700, err) < 0) {
 		hm_volumes_close(v);
 		return -1;
@@ -66,6 +80,7 @@ void hm_volumes_close(struct hm_volumes *v)
 {
 	if (!v)
 		return;
+	pthread_mutex_destroy(&v->claim);
 	free(v->dir);
 	free(v);
 }
@@ -273,7 +288,7 @@ static int create(struct hm_volumes *v, const char *id_in, const char *name, lon
 		hm_command_new_id(gen);
 		id = gen;
 	}
-	_cleanup_free_ char *work = xasprintf("%s/tmp/%s.XXXXXX", v->dir, id);
+	_cleanup_free_ char *work = xasprintf("%s/" STAGING "/%s.XXXXXX", v->dir, id);
 	if (!mkdtemp(work))
 		return hm_err_errno(err, errno, "create volume work dir");
 	_cleanup_free_ char *disk = xasprintf("%s/data.ext4", work);
@@ -298,13 +313,15 @@ static int create(struct hm_volumes *v, const char *id_in, const char *name, lon
 		                     .size_gb = gb,
 		                     .tags = tags_text,
 		                     .created_at = created };
+	_cleanup_free_ char *final = xasprintf("%s/%s", v->dir, id);
+	pthread_mutex_lock(&v->claim);
 	if (r == 0)
 		r = hm_store_volume_insert(v->st, &row, err);
-	_cleanup_free_ char *final = xasprintf("%s/%s", v->dir, id);
 	if (r == 0 && rename(work, final) < 0) {
 		r = hm_err_errno(err, errno, "move volume into place");
 		hm_store_volume_delete(v->st, id, NULL);
 	}
+	pthread_mutex_unlock(&v->claim);
 	if (r < 0) {
 		hm_rm_rf(work, NULL);
 		return -1;
@@ -418,12 +435,21 @@ int hm_volumes_delete(struct hm_volumes *v, const char *key, struct hm_err **err
 		    "volume `%s` is attached to instance %s: delete the instance first", row.name,
 		    json_string_value(json_object_get(json_array_get(att, 0), "instance_id")));
 	json_decref(att);
-	/* Row first: once it is gone nothing can attach it; then the disk. */
-	if (r == 0)
-		r = hm_store_volume_delete(v->st, row.id, err);
+	/* Row first: once it is gone nothing can attach it; then the disk, moved
+	 * aside under the lock and removed outside it. */
+	_cleanup_free_ char *dir = xasprintf("%s/%s", v->dir, row.id);
+	_cleanup_free_ char *trash = xasprintf("%s/" STAGING "/deleted-%s.XXXXXX", v->dir, row.id);
+	bool moved = false;
 	if (r == 0) {
-		_cleanup_free_ char *dir = xasprintf("%s/%s", v->dir, row.id);
-		hm_rm_rf(dir, NULL);
+		pthread_mutex_lock(&v->claim);
+		r = hm_store_volume_delete(v->st, row.id, err);
+		moved = r == 0 && mkdtemp(trash) && rename(dir, trash) == 0;
+		pthread_mutex_unlock(&v->claim);
+	}
+	if (r == 0) {
+		hm_rm_rf(moved ? trash : dir, NULL);
+		if (!moved)
+			rmdir(trash);
 		log_info("volumes", "deleted", "id=%s name=%s", row.id, row.name);
 	}
 	hm_volume_row_done(&row);

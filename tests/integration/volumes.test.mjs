@@ -3,6 +3,8 @@
 // (the device itself is read-only); sharing rules; refusals.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
 import { waitImage, pull } from '../harness/images.mjs';
 import { createInstance, waitState, readLogs } from '../harness/instances.mjs';
@@ -147,4 +149,28 @@ test('CLI: hypeman run -v VOLUME:/path and VOLUME:/path:ro', async () => {
   assert.equal(r.code, 0, r.stderr);
   r = await runCli(['volume', 'rm', 'cli-vol'], { env });
   assert.equal(r.code, 0, r.stderr);
+});
+
+test('the id "tmp" is an ordinary id; concurrent creates and deletes of one id never answer 500', async () => {
+  let r = await post('/volumes', { id: 'tmp', name: 'tmpvol', size_gb: 1 });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  assert.equal(r.body.id, 'tmp');
+  assert.equal(await del('/volumes/tmp'), 204);
+  // Rounds of two creates and a delete of the same id, at once.
+  const statuses = [];
+  for (let round = 0; round < 6; round++) {
+    const rs = await Promise.all([
+      post('/volumes', { id: 'racer', name: `racer-a-${round}`, size_gb: 1 }).then((x) => x.status),
+      post('/volumes', { id: 'racer', name: `racer-b-${round}`, size_gb: 1 }).then((x) => x.status),
+      del('/volumes/racer'),
+    ]);
+    statuses.push(...rs);
+    await del('/volumes/racer');
+  }
+  assert.ok(statuses.every((s) => [201, 204, 404, 409].includes(s)), statuses.join(','));
+  assert.ok(statuses.includes(201));
+  // Nothing left behind: no row, no folder, no staging leftovers.
+  assert.equal((await d.fetch('/volumes/racer', { token })).status, 404);
+  assert.ok(!existsSync(join(d.dataDir, 'volumes', 'racer')));
+  assert.deepEqual(readdirSync(join(d.dataDir, 'volumes', '.tmp')), []);
 });

@@ -120,7 +120,7 @@ test('archives that escape, hold devices, or do not fit are refused and leave no
   assert.equal(r2.status, 400);
   assert.deepEqual(readdirSync(join(d.dataDir, 'volumes')).sort(), before);
   assert.equal(readFileSync('/etc/passwd', 'utf8'), passwd);
-  assert.deepEqual(readdirSync(join(d.dataDir, 'volumes', 'tmp')), []);
+  assert.deepEqual(readdirSync(join(d.dataDir, 'volumes', '.tmp')), []);
   assert.deepEqual(await client.volumes.list(), []);
 });
 
