@@ -259,9 +259,24 @@ static int apply_rules_locked(struct hm_net *n, struct hm_err **err)
 	    "\t\ttype filter hook input priority filter; policy accept;\n"
 	    "%s%s"
 	    "\t}\n"
+	    "}\n"
+	    /* Instances are IPv4 only: nothing they send over IPv6 reaches the host
+	     * (its services listen on :: too) or goes anywhere through it. */
+	    "table ip6 " TABLE " {}\n"
+	    "delete table ip6 " TABLE "\n"
+	    "table ip6 " TABLE " {\n"
+	    "\tchain input {\n"
+	    "\t\ttype filter hook input priority filter; policy accept;\n"
+	    "\t\tiifname \"%s\" drop comment \"instances have no IPv6 to the host\"\n"
+	    "\t}\n"
+	    "\tchain forward {\n"
+	    "\t\ttype filter hook forward priority filter; policy accept;\n"
+	    "\t\tiifname \"%s\" drop comment \"instances have no IPv6 out\"\n"
+	    "\t\toifname \"%s\" drop comment \"nor in\"\n"
+	    "\t}\n"
 	    "}\n",
 	    net, n->prefix, net, n->prefix, limits, n->bridge, n->bridge, n->bridge, n->bridge,
-	    n->bridge, api_rule, limits);
+	    n->bridge, api_rule, limits, n->bridge, n->bridge, n->bridge);
 	free(limits);
 	if (hm_write_file_atomic(n->rules_path, rules, strlen(rules), 0644, err) < 0)
 		return -1;

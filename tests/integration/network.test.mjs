@@ -166,6 +166,10 @@ test('instances cannot reach each other, nor the API; other host services stay r
   }
   assert.equal(body, 'peer\n');
   assert.match(ruleset(), new RegExp(`iifname "${BRIDGE}" tcp dport ${d.port} drop`));
+  // No IPv6 from the instances: to the host (whose services listen on :: too) nor through it.
+  const v6 = inNs(NS, 'nft', 'list', 'table', 'ip6', 'hypeman');
+  assert.match(v6, new RegExp(`hook input priority filter; policy accept;\\s+iifname "${BRIDGE}" drop`));
+  assert.match(v6, new RegExp(`hook forward priority filter; policy accept;\\s+iifname "${BRIDGE}" drop[^\\n]*\\n\\s+oifname "${BRIDGE}" drop`));
   assert.equal(await guestGet('web', GW, 9099), `from ${web.network.ip}`); // the control
   assert.equal(await guestGet('web', peer.network.ip, 8080), 'unreachable');
   assert.equal(await guestGet('peer', web.network.ip, 8080), 'unreachable');
@@ -344,7 +348,7 @@ test('kill -9 and restart: addresses, TAPs and rules intact, nothing duplicated;
   // The API port differs after a restart; the rest of the table is the same, once.
   const strip = (t) => t.replace(/tcp dport \d+/, 'tcp dport N');
   assert.equal(strip(ruleset()), strip(rulesBefore));
-  assert.equal((inNs(NS, 'nft', 'list', 'tables').match(/hypeman/g) || []).length, 1);
+  assert.deepEqual(inNs(NS, 'nft', 'list', 'tables').split('\n').filter((l) => l.includes('hypeman')), ['table ip hypeman', 'table ip6 hypeman']);
   assert.equal(fetchInNs(`http://${web.network.ip}:8080/`), 'web\n');
   // Ingresses come back with the daemon.
   assert.deepEqual(hostGet(8088, 'web.test'), { status: 200, body: 'web\n' });
