@@ -370,7 +370,9 @@ static void dispatch(char *line, size_t len)
 		 * showed HUP: whatever the previous host was running ends now. */
 		exec_disconnect();
 		cp_disconnect();
-		agent_send("{\"type\":\"hello\"}");
+		/* Where the guest is, for a host that missed `started` (it restarted
+		 * during the boot): the program's pid, 0 before it started. */
+		agent_send("{\"type\":\"hello\",\"program_pid\":%d}", (int)program_pid());
 		return;
 	}
 	if (strcmp(type, "ping") == 0) {

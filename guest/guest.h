@@ -35,6 +35,8 @@ void sleep_ms(long ms);
 ssize_t read_small(const char *path, char *buf, size_t size);
 char *read_alloc(const char *path, size_t max);
 
+/* The program's pid once it started (it may have exited since), else 0. */
+pid_t program_pid(void);
 /* Signal the program's process group (nothing before it started). */
 void forward_signal(int sig);
 /* The agent's stop request: SIGTERM now, SIGKILL after timeout_ms. */

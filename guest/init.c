@@ -77,6 +77,11 @@ static char cfgbuf[HM_GUEST_AREA_SIZE];
 
 static _Noreturn void finish(int code, const char *message);
 
+pid_t program_pid(void)
+{
+	return g.pid;
+}
+
 /* ---- console ---------------------------------------------------------------------------- */
 
 void say(const char *fmt, ...)

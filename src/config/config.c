@@ -61,7 +61,10 @@ void hm_config_usage(const char *prog)
 	    "                      non-loopback nameserver, else 1.1.1.1)\n"
 	    "  INGRESS_LISTEN_ADDR where ingress ports listen (default 0.0.0.0)\n"
 	    "  INGRESS_CERT_DIR    TLS certificates for ingress rules, NAME.crt + NAME.key\n"
-	    "                      (default DATA_DIR/ingress/certs)\n",
+	    "                      (default DATA_DIR/ingress/certs)\n"
+	    "  LOG_MAX_BYTES       cap of each instance log (console, operations, VMM); past\n"
+	    "                      it the file is kept as NAME.1 and starts again (default\n"
+	    "                      16MB, at least 64KB)\n",
 	    prog);
 }
 
@@ -285,6 +288,13 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		set_str(&cfg->ingress_listen_addr, v);
 	} else if (strcmp(key, "INGRESS_CERT_DIR") == 0) {
 		set_str(&cfg->ingress_cert_dir, v);
+	} else if (strcmp(key, "LOG_MAX_BYTES") == 0) {
+		if (hm_parse_size(v, &n, err) < 0)
+			return -1;
+		if (n < 64 * 1024)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "LOG_MAX_BYTES must be at least 64KB, got `%s`", v);
+		cfg->log_max_bytes = n;
 	} else if (strcmp(key, "ACCEL") == 0) {
 		if (hm_accel_mode_parse(v, &cfg->accel) < 0)
 			return hm_err_set(err, HM_ERR_INVALID, NULL,
@@ -319,6 +329,7 @@ static const char *const env_keys[] = {
 	"INGRESS_LISTEN_ADDR",
 	"INGRESS_CERT_DIR",
 	"ACCEL",
+	"LOG_MAX_BYTES",
 };
 
 int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err **err)
@@ -342,6 +353,7 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		.bridge_name = xstrdup("vmbr0"),
 		.subnet_cidr = xstrdup("10.100.0.0/16"),
 		.ingress_listen_addr = xstrdup("0.0.0.0"),
+		.log_max_bytes = 16 << 20,
 	};
 	for (size_t i = 0; i < sizeof(env_keys) / sizeof(env_keys[0]); i++) {
 		const char *v = getenv(env_keys[i]);

@@ -43,6 +43,7 @@ struct hm_config {
 	char *ingress_listen_addr; /* INGRESS_LISTEN_ADDR, default 0.0.0.0 */
 	char *ingress_cert_dir;    /* INGRESS_CERT_DIR, default DATA_DIR/ingress/certs */
 	enum hm_accel_mode accel;  /* ACCEL / --accel: auto (default), kvm or tcg */
+	int64_t log_max_bytes;     /* LOG_MAX_BYTES: each instance log's cap, default 16MB */
 };
 
 enum { HM_CONFIG_OK = 0, HM_CONFIG_HELP = 1 };

@@ -250,6 +250,40 @@ static char *rate_text(json_int_t bps)
 
 /* ---- the monitor ---- */
 
+/*
+ * A guest can print without end, and its console goes to logs/app.log (QEMU
+ * appends there). Each log past LOG_MAX_BYTES is copied to NAME.1 (the one
+ * before goes) and truncated in place, as logrotate's copytruncate does: QEMU
+ * keeps its descriptor and, appending, writes at the new end. What is written
+ * between the copy and the truncation is lost; a file never grows past the
+ * cap by more than one check interval's output.
+ */
+#define LOG_CHECK_MS 1000
+
+void inst_logs_trim(struct hm_instances *in, const char *id)
+{
+	static const char *const names[] = { "logs/app.log", "logs/hypeman.log", "logs/vmm.log" };
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		_cleanup_free_ char *path = inst_path(in, id, names[i]);
+		struct stat st;
+		if (stat(path, &st) < 0 || st.st_size <= in->cfg->log_max_bytes)
+			continue;
+		_cleanup_free_ char *old = xasprintf("%s.1", path);
+		_cleanup_free_ char *tmp = xasprintf("%s.1.tmp", path);
+		_cleanup_err_ struct hm_err *err = NULL;
+		unlink(tmp);
+		if (hm_copy_sparse(path, tmp, 0644, NULL, &err) < 0 || rename(tmp, old) < 0 ||
+		    truncate(path, 0) < 0) {
+			unlink(tmp);
+			log_warn("instances", "log not rotated", "id=%s file=%s error=\"%s\"", id,
+			         names[i], err ? err->msg : strerror(errno));
+			continue;
+		}
+		log_info("instances", "log rotated", "id=%s file=%s bytes=%lld", id, names[i],
+		         (long long)st.st_size);
+	}
+}
+
 static void handle_agent_line(struct live *l, const char *line)
 {
 	json_t *msg = json_loads(line, 0, NULL);
@@ -260,7 +294,12 @@ static void handle_agent_line(struct live *l, const char *line)
 		return;
 	}
 	const char *type = json_string_value(json_object_get(msg, "type"));
-	if (type && strcmp(type, "started") == 0 && !atomic_exchange(&l->started, true)) {
+	/* The guest answers our hello with its program's pid: a host that restarted
+	 * during the boot missed `started` and learns it there. */
+	bool started = type && (strcmp(type, "started") == 0 ||
+	                        (strcmp(type, "hello") == 0 &&
+	                         json_integer_value(json_object_get(msg, "program_pid")) > 0));
+	if (started && !atomic_exchange(&l->started, true)) {
 		struct hm_instance_row row = { .exit_code = -1 };
 		_cleanup_err_ struct hm_err *err = NULL;
 		if (hm_store_instance_get(l->in->st, l->id, &row, &err) == 0) {
@@ -269,9 +308,11 @@ static void handle_agent_line(struct live *l, const char *line)
 			hm_store_instance_update(l->in->st, &row, NULL);
 			hm_instance_row_done(&row);
 		}
-		inst_oplog(l->in, l->id, "msg=\"program started\" pid=%lld guest_uptime_ms=%lld",
-		           (long long)json_integer_value(json_object_get(msg, "pid")),
-		           (long long)json_integer_value(json_object_get(msg, "uptime_ms")));
+		inst_oplog(l->in, l->id, "msg=\"program started\" pid=%lld guest_uptime_ms=%lld%s",
+		           (long long)json_integer_value(json_object_get(msg, "pid")) +
+		               (long long)json_integer_value(json_object_get(msg, "program_pid")),
+		           (long long)json_integer_value(json_object_get(msg, "uptime_ms")),
+		           strcmp(type, "hello") == 0 ? " via=hello" : "");
 	} else if (type && strcmp(type, "boot") == 0) {
 		inst_oplog(l->in, l->id, "msg=\"guest init up\" guest_uptime_ms=%lld",
 		           (long long)json_integer_value(json_object_get(msg, "uptime_ms")));
@@ -290,6 +331,13 @@ static void finalize(struct live *l)
 	pthread_mutex_lock(&l->vm_lock);
 	l->vm->ops->info(l->vm, &info, NULL);
 	pthread_mutex_unlock(&l->vm_lock);
+	/* Its RAM is garbage now (a Stopped instance boots fresh): free it, host
+	 * memory on tmpfs, before the row says Stopped and a start may make a new one. */
+	_cleanup_free_ char *ram_tmpfs = inst_mem_tmpfs(in, l->id);
+	_cleanup_free_ char *ram_disk = inst_path(in, l->id, HM_PAYLOAD_MEMORY);
+	if (ram_tmpfs)
+		unlink(ram_tmpfs);
+	unlink(ram_disk);
 
 	_cleanup_free_ char *cfg = inst_path(in, l->id, "config.img");
 	int code = -1;
@@ -313,8 +361,9 @@ static void finalize(struct live *l)
 		free(row.stopped_at);
 		row.stopped_at = hm_now_rfc3339();
 		hm_store_instance_update(in->st, &row, NULL);
+		_cleanup_free_ char *shown = hm_logfmt_escape(row.exit_message);
 		inst_oplog(in, l->id, "msg=\"vm stopped\" exit_code=%d exit_message=\"%s\"",
-		           row.exit_code, row.exit_message);
+		           row.exit_code, shown);
 		hm_instance_row_done(&row);
 	}
 	free(message);
@@ -361,9 +410,11 @@ static void *monitor(void *arg)
 			{ .fd = l->wake[0], .events = POLLIN },
 			{ .fd = afd, .events = POLLIN },
 		};
-		int n = poll(p, afd >= 0 ? 3 : 2, -1);
+		/* Woken at least every LOG_CHECK_MS to keep the logs within their cap. */
+		int n = poll(p, afd >= 0 ? 3 : 2, LOG_CHECK_MS);
 		if (n < 0 && errno == EINTR)
 			continue;
+		inst_logs_trim(l->in, l->id);
 		if (p[1].revents) {
 			stop = true;
 			break;

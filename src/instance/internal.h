@@ -81,6 +81,8 @@ void inst_oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The network object of a spec when it is enabled, else NULL (borrowed). */
 json_t *inst_spec_net(json_t *spec);
+/* Rotate the instance's logs that are past the cap (LOG_MAX_BYTES). */
+void inst_logs_trim(struct hm_instances *in, const char *id);
 /* The VM is gone: remove its TAP and upload limit (the address stays). */
 void inst_drop_tap(struct hm_instances *in, const char *id);
 

@@ -160,6 +160,14 @@ static ssize_t pull(struct hm_log_stream *s)
 	ssize_t total = 0;
 	for (;;) {
 		ssize_t n = read(s->fd, buf, sizeof(buf));
+		if (n == 0) {
+			/* Rotated (truncated in place, instances.c): go on from its start. */
+			struct stat st;
+			off_t at = lseek(s->fd, 0, SEEK_CUR);
+			if (fstat(s->fd, &st) == 0 && at > st.st_size &&
+			    lseek(s->fd, 0, SEEK_SET) == 0)
+				continue;
+		}
 		if (n <= 0)
 			break;
 		feed(s, buf, (size_t)n);

@@ -134,7 +134,8 @@ int hm_accel_decide(enum hm_accel_mode mode, const struct hm_virt_facts *f,
 		         "virtualization: guests run far slower than under TCG",
 		         f->pv_module);
 	else if (!f->cpu_hw_virt)
-		snprintf(why, n, "the CPU advertises no hardware virtualization (no vmx or svm flag)");
+		snprintf(why, n,
+		         "the CPU advertises no hardware virtualization (no vmx or svm flag)");
 	else
 		ret->kvm_usable = true;
 

@@ -56,9 +56,9 @@ void hm_virt_probe_at(const char *kvm_dev, const char *cpuinfo, const char *modu
 
 struct hm_accel_choice {
 	enum hm_accel accel;
-	bool kvm_usable;       /* KVM runs guests at hardware speed here */
-	char kvm_reason[192];  /* why KVM is not usable, or "" */
-	char reason[256];      /* why `accel` was chosen, for the log and /capabilities */
+	bool kvm_usable;      /* KVM runs guests at hardware speed here */
+	char kvm_reason[192]; /* why KVM is not usable, or "" */
+	char reason[256];     /* why `accel` was chosen, for the log and /capabilities */
 };
 
 /*
@@ -73,12 +73,12 @@ int hm_accel_decide(enum hm_accel_mode mode, const struct hm_virt_facts *f,
 struct hm_runtime {
 	const char *name; /* "cloud-hypervisor", "firecracker", "qemu", "qemu-microvm" */
 	bool available;
-	char reason[256];         /* why not, or "" */
-	const char *features[8];  /* NULL-terminated stable feature IDs when available */
-	const char *accelerator;  /* what it would run under ("kvm", "tcg") */
+	char reason[256];        /* why not, or "" */
+	const char *features[8]; /* NULL-terminated stable feature IDs when available */
+	const char *accelerator; /* what it would run under ("kvm", "tcg") */
 };
 
-#define HM_RUNTIMES_MAX 4
+#define HM_RUNTIMES_MAX    4
 #define HM_RUNTIME_DEFAULT "qemu"
 
 /* Every runtime this build knows, sorted by name, into out (HM_RUNTIMES_MAX). */

@@ -280,6 +280,70 @@ test('kill -9 the daemon with two instances running: both re-adopted; one whose 
   }
 });
 
+test('a daemon killed during a guest\'s boot: the next one learns the program started and shows Running', { timeout: 180000 }, async () => {
+  const d2 = await startDaemon();
+  const t2 = d2.token();
+  try {
+    await pull(d2, t2, { name: image });
+    await waitImage(d2, t2, image);
+    const c = await createInstance(d2, t2, { name: 'booting', image, ...small, cmd: ['sh', '-c', 'while :; do echo up; sleep 0.5; done'] });
+    assert.equal(c.status, 201);
+    assert.equal(c.body.state, 'Initializing', 'the create answers before the guest is up');
+    const pid = vmmPid(d2, c.body.id);
+    await d2.kill9();
+    // The guest finishes booting and starts the program while no host listens.
+    await new Promise((r) => setTimeout(r, 6000));
+    assert.ok(processAlive(pid));
+    const d3 = await startDaemon({ env: { DATA_DIR: d2.dataDir } });
+    try {
+      const t3 = d3.token();
+      const { inst } = await waitState(d3, t3, c.body.id, ['Running'], { timeoutMs: 20000 });
+      assert.equal(inst.state, 'Running');
+      const oplog = readFileSync(join(d2.dataDir, 'instances', c.body.id, 'logs/hypeman.log'), 'utf8');
+      assert.match(oplog, /msg="program started" pid=\d+ guest_uptime_ms=0 via=hello/);
+      assert.equal((await d3.fetch(`/instances/${c.body.id}`, { method: 'DELETE', token: t3 })).status, 204);
+    } finally { await d3.stop(); }
+  } finally {
+    if (d2.child.exitCode === null && d2.child.signalCode === null) await d2.stop();
+  }
+});
+
+test('a guest that prints without end: its console log is capped and rotated (LOG_MAX_BYTES)', { timeout: 180000 }, async () => {
+  const cap = 256 * 1024;
+  const d2 = await startDaemon({ env: { LOG_MAX_BYTES: '256KB' } });
+  const t2 = d2.token();
+  try {
+    await pull(d2, t2, { name: image });
+    await waitImage(d2, t2, image);
+    const line = 'x'.repeat(100);
+    const c = await createInstance(d2, t2, { name: 'chatty', image, ...small, cmd: ['sh', '-c', `i=0; while :; do i=$((i+1)); echo "$i ${line}"; done`] });
+    assert.equal(c.status, 201);
+    const logs = join(d2.dataDir, 'instances', c.body.id, 'logs');
+    const size = (f) => (existsSync(join(logs, f)) ? statSync(join(logs, f)).size : 0);
+    let rotated = false;
+    for (let i = 0; i < 300 && !rotated; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      rotated = existsSync(join(logs, 'app.log.1'));
+    }
+    assert.ok(rotated, `app.log never rotated (${size('app.log')} bytes)`);
+    // It keeps printing; the files stay near the cap (one check interval's output over it at most).
+    let most = 0;
+    for (let i = 0; i < 40; i++) {
+      most = Math.max(most, size('app.log'), size('app.log.1'));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(most < cap + 2 * 1024 * 1024, `a log reached ${most} bytes with a cap of ${cap}`);
+    assert.ok(statSync(join(logs, 'app.log.1')).size >= cap, 'the rotated file holds the old output');
+    // The logs API still answers from the current file (the tail, then what came since).
+    const tail = await readLogs(d2, t2, c.body.id, { tail: 3 });
+    assert.ok(tail.length >= 3, tail.length);
+    assert.match(tail[1], new RegExp(`^\\d+ ${line}$`));
+    assert.match(d2.log, /msg="log rotated" id=\S+ file=logs\/app.log/);
+  } finally {
+    await d2.stop();
+  }
+});
+
 test('a daemon restarted over instances that exited on their own starts and shows them Stopped', { timeout: 180000 }, async () => {
   const d2 = await startDaemon();
   const t2 = d2.token();
@@ -299,6 +363,12 @@ test('a daemon restarted over instances that exited on their own starts and show
     }
     for (const id of [c.body.id, e.body.id]) await waitState(d2, t2, id, ['Stopped']);
     assert.ok(!existsSync(join(d2.dataDir, 'instances', c.body.id, 'run/vmm.pid')), 'QEMU removed its pid file');
+    // Their RAM files are freed with the VM, not kept until the instance is deleted.
+    const shm = readdirSync('/dev/shm').filter((n) => n.startsWith('hypeman-'));
+    for (const id of [c.body.id, e.body.id]) {
+      assert.deepEqual(shm.filter((n) => existsSync(join('/dev/shm', n, `${id}.ram`))), [], `${id}.ram freed`);
+      assert.ok(!existsSync(join(d2.dataDir, 'instances', id, 'memory.ram')));
+    }
     await d2.stop({ keepData: true });
     const d3 = await startDaemon({ env: { DATA_DIR: d2.dataDir } });
     try {
@@ -312,6 +382,26 @@ test('a daemon restarted over instances that exited on their own starts and show
   } finally {
     if (d2.child.exitCode === null && d2.child.signalCode === null) await d2.stop();
   }
+});
+
+test('a guest that forges its exit record cannot forge log lines or null the exit message', { timeout: 120000 }, async () => {
+  // What a root process in the guest can do: write its own exit record on the
+  // config disk (the last 4 KiB of /dev/vda) and power off before init writes one.
+  const msg = Buffer.concat([Buffer.from('forged" injected=1\nts=2000-01-01T00:00:00Z msg=evil '), Buffer.from([0xff, 0xfe]), Buffer.from(' end')]);
+  const rec = Buffer.concat([Buffer.from(`HYPEMAN-EXIT 1\ncode 1:7\nmessage ${msg.length}:`), msg, Buffer.from('\nend 0:\n')]);
+  const fmt = [...rec].map((b) => (/[A-Za-z0-9 .:=-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `\\${b.toString(8).padStart(3, '0')}`)).join('');
+  const script = `printf '${fmt}' | dd of=/dev/vda bs=4096 seek=255 conv=notrunc 2>/dev/null; sync; echo o > /proc/sysrq-trigger; sleep 30`;
+  const c = await createInstance(d, token, { name: 'forger', image, ...small, cmd: ['sh', '-c', script] });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const { inst: body } = await waitState(d, token, c.body.id, ['Stopped']);
+  assert.equal(body.exit_code, 7, JSON.stringify(body));
+  assert.equal(typeof body.exit_message, 'string', 'the message is a string, not null');
+  assert.equal(body.exit_message, 'forged" injected=1\nts=2000-01-01T00:00:00Z msg=evil \ufffd\ufffd end');
+  const oplog = readFileSync(join(d.dataDir, 'instances', c.body.id, 'logs/hypeman.log'), 'utf8').split('\n');
+  assert.ok(!oplog.some((l) => l.startsWith('ts=2000-01-01')), 'no forged line');
+  const stopped = oplog.find((l) => l.includes('msg="vm stopped"'));
+  assert.ok(stopped.includes('exit_message="forged\\" injected=1\\nts=2000-01-01T00:00:00Z msg=evil \ufffd\ufffd end"'), stopped);
+  assert.equal((await d.fetch(`/instances/${c.body.id}`, { method: 'DELETE', token })).status, 204);
 });
 
 test('8 clients create and delete in parallel: no QEMU, disk, socket or row left', { timeout: 300000 }, async () => {

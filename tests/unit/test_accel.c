@@ -26,8 +26,8 @@ static const struct hm_virt_facts hw = {
 	.cpu_hw_virt = true,
 };
 
-static void decide_ok(enum hm_accel_mode mode, const struct hm_virt_facts *f,
-                      enum hm_accel want, struct hm_accel_choice *c)
+static void decide_ok(enum hm_accel_mode mode, const struct hm_virt_facts *f, enum hm_accel want,
+                      struct hm_accel_choice *c)
 {
 	struct hm_err *err = NULL;
 	assert_int_equal(hm_accel_decide(mode, f, c, &err), 0);

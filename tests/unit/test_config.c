@@ -36,6 +36,7 @@ static const char *const env_keys[] = {
 	"IMAGE_FORMAT",
 	"MAX_UPLOAD_BYTES",
 	"ACCEL",
+	"LOG_MAX_BYTES",
 };
 
 static int clear_env(void **state)
@@ -135,6 +136,7 @@ static void defaults(void **state)
 	assert_int_equal(cfg.pull_stall_timeout_s, 30);
 	assert_string_equal(cfg.image_format, "erofs");
 	assert_int_equal(cfg.accel, HM_ACCEL_AUTO);
+	assert_int_equal(cfg.log_max_bytes, 16 << 20);
 	hm_config_done(&cfg);
 	assert_null(cfg.listen_addr);
 	assert_null(cfg.data_dir);
@@ -342,6 +344,8 @@ static void invalid_env_values(void **state)
 	expect_env_invalid("IMAGE_FORMAT", "squashfs");
 	expect_env_invalid("IMAGE_FORMAT", "EROFS");
 	expect_env_invalid("ACCEL", "hvf");
+	expect_env_invalid("LOG_MAX_BYTES", "1KB");
+	expect_env_invalid("LOG_MAX_BYTES", "lots");
 	expect_env_invalid("ACCEL", "KVM");
 }
 
