@@ -248,6 +248,9 @@ static char *rate_text(json_int_t bps)
 	return xasprintf("%llubps", bits);
 }
 
+/* Under the instances folder: folders of deletes under way (no id starts with a dot). */
+#define DELETED_DIR ".deleted"
+
 /* ---- the monitor ---- */
 
 /*
@@ -360,10 +363,11 @@ static void finalize(struct live *l)
 		message = NULL;
 		free(row.stopped_at);
 		row.stopped_at = hm_now_rfc3339();
-		hm_store_instance_update(in->st, &row, NULL);
+		/* Logged first: whoever sees Stopped finds the line there. */
 		_cleanup_free_ char *shown = hm_logfmt_escape(row.exit_message);
 		inst_oplog(in, l->id, "msg=\"vm stopped\" exit_code=%d exit_message=\"%s\"",
 		           row.exit_code, shown);
+		hm_store_instance_update(in->st, &row, NULL);
 		hm_instance_row_done(&row);
 	}
 	free(message);
@@ -742,10 +746,40 @@ static bool settle_unrecorded_vmm(struct hm_instances *in, struct hm_instance_ro
 	return false;
 }
 
+/*
+ * What a daemon killed in a delete or a create left: a row whose folder is
+ * gone is a delete that moved the folder aside (hm_instances_delete): the row
+ * goes too. A row still Created, whose VMM was never recorded nor is running
+ * (settle_unrecorded_vmm), is a create or fork that did not finish: undone.
+ * Returns true when the row is gone.
+ */
+static bool finish_interrupted(struct hm_instances *in, struct hm_instance_row *r, bool no_folder)
+{
+	if (!no_folder && strcmp(r->phase, "Created") != 0)
+		return false;
+	_cleanup_free_ char *dir = inst_path(in, r->id, NULL);
+	hm_rm_rf(dir, NULL);
+	if (hm_store_instance_delete(in->st, r->id, NULL) < 0)
+		return false;
+	if (!no_folder) { /* its address was taken again by lease_again */
+		json_t *spec = inst_spec_of(r);
+		hm_net_release(in->net,
+		               json_string_value(json_object_get(inst_spec_net(spec), "ip")));
+		json_decref(spec);
+	}
+	log_warn("instances",
+	         no_folder ? "finished an interrupted delete" : "undid an interrupted create",
+	         "id=%s name=%s", r->id, r->name);
+	return true;
+}
+
 static void adopt_all(struct hm_instances *in)
 {
 	struct hm_instance_row *rows = NULL;
 	size_t n = 0;
+	_cleanup_free_ char *deleted = xasprintf("%s/" DELETED_DIR, in->dir);
+	hm_rm_rf(deleted, NULL); /* folders of deletes that were under way */
+	hm_mkdir_p(deleted, 0700, NULL);
 	if (hm_store_instance_list(in->st, &rows, &n, NULL) < 0)
 		return;
 	_cleanup_free_ char **keep = xcalloc(n + 1, sizeof(*keep));
@@ -753,12 +787,17 @@ static void adopt_all(struct hm_instances *in)
 	size_t nkeep = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct hm_instance_row *r = &rows[i];
+		_cleanup_free_ char *dir = inst_path(in, r->id, NULL);
+		if (access(dir, F_OK) < 0 && errno == ENOENT && finish_interrupted(in, r, true))
+			continue;
 		lease_again(in, r);
 		if (strcmp(r->phase, "Booting") != 0 && strcmp(r->phase, "Running") != 0) {
 			if (settle_unrecorded_vmm(in, r)) {
 				keep_ids[nkeep] = xstrdup(r->id);
 				keep[nkeep] = xmalloc(HM_NET_TAP_MAX);
 				tap_of(r->id, keep[nkeep++]);
+			} else {
+				finish_interrupted(in, r, false);
 			}
 			continue;
 		}
@@ -1686,11 +1725,19 @@ int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err 
 		inst_drop_tap(in, row.id);
 		_cleanup_free_ char *dir = inst_path(in, row.id, NULL);
 		_cleanup_free_ char *ram = inst_mem_tmpfs(in, row.id);
+		_cleanup_free_ char *trash = xasprintf("%s/" DELETED_DIR "/%s", in->dir, row.id);
 		if (ram)
 			unlink(ram);
-		if (hm_rm_rf(dir, err) < 0 || hm_store_instance_delete(in->st, row.id, err) < 0) {
+		/* The folder goes aside in one rename, then the row: a daemon killed in
+		 * between finds a row without a folder and finishes (adopt_all). */
+		hm_rm_rf(trash, NULL);
+		if (rename(dir, trash) < 0 && errno != ENOENT) {
+			r = hm_err_errno(err, errno, "move `%s` aside", dir);
+		} else if (hm_store_instance_delete(in->st, row.id, err) < 0) {
+			rename(trash, dir); /* the row stays: so does its folder */
 			r = -1;
 		} else {
+			hm_rm_rf(trash, NULL);
 			json_t *spec = inst_spec_of(&row);
 			hm_net_release(
 			    in->net, json_string_value(json_object_get(inst_spec_net(spec), "ip")));

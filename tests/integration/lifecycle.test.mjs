@@ -5,7 +5,8 @@
 // creating and deleting at once leaving nothing behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, mkdtempSync, mkdirSync, writeFileSync, readFileSync, statSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, mkdtempSync, mkdirSync, writeFileSync, readFileSync, renameSync, statSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
@@ -341,6 +342,47 @@ test('a guest that prints without end: its console log is capped and rotated (LO
     assert.match(d2.log, /msg="log rotated" id=\S+ file=logs\/app.log/);
   } finally {
     await d2.stop();
+  }
+});
+
+test('a daemon killed in a delete or a create: the next start finishes the delete and undoes the create', { timeout: 180000 }, async () => {
+  const d2 = await startDaemon();
+  const t2 = d2.token();
+  const sql = (q) => execFileSync('sqlite3', [join(d2.dataDir, 'hypeman.db'), q], { encoding: 'utf8' });
+  try {
+    await pull(d2, t2, { name: image });
+    await waitImage(d2, t2, image);
+    const ids = [];
+    for (const name of ['half-deleted', 'half-created', 'kept']) {
+      const c = await createInstance(d2, t2, { name, image, ...small, cmd: ['true'] });
+      assert.equal(c.status, 201);
+      ids.push(c.body.id);
+    }
+    for (const id of ids) await waitState(d2, t2, id, ['Stopped']);
+    await d2.kill9();
+    const dir = (id) => join(d2.dataDir, 'instances', id);
+    // A delete that had moved the folder aside (its first step) when the daemon died.
+    renameSync(dir(ids[0]), join(d2.dataDir, 'instances', '.deleted', ids[0]));
+    // A create that had its row and part of its folder when the daemon died.
+    sql(`UPDATE instances SET phase = 'Created', vmm_pid = 0, started_at = NULL WHERE id = '${ids[1]}'`);
+    rmSync(join(dir(ids[1]), 'overlay.ext4'));
+    const d3 = await startDaemon({ env: { DATA_DIR: d2.dataDir } });
+    try {
+      const t3 = d3.token();
+      assert.equal((await getInstance(d3, t3, ids[0])).status, 404);
+      assert.equal((await getInstance(d3, t3, ids[1])).status, 404);
+      assert.equal((await getInstance(d3, t3, ids[2])).body.state, 'Stopped');
+      assert.ok(!existsSync(dir(ids[1])), 'the partial folder is gone');
+      assert.deepEqual(readdirSync(join(d2.dataDir, 'instances', '.deleted')), []);
+      assert.match(d3.log, /msg="finished an interrupted delete" id=/);
+      assert.match(d3.log, /msg="undid an interrupted create" id=/);
+      assert.equal(sql('SELECT count(*) FROM instances').trim(), '1');
+      // Their names are free again.
+      const again = await createInstance(d3, t3, { name: 'half-created', image, ...small, cmd: ['true'] });
+      assert.equal(again.status, 201, JSON.stringify(again.body));
+    } finally { await d3.stop(); }
+  } finally {
+    if (d2.child.exitCode === null && d2.child.signalCode === null) await d2.stop();
   }
 });
 
