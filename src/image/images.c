@@ -79,6 +79,7 @@ struct hm_images {
 	char **converting;
 	size_t nconverting;
 	pthread_cond_t conv_cond;
+	int importing; /* archives being read into blobs/ (no job yet): no collection meanwhile */
 };
 
 /* ---- small helpers ---- */
@@ -312,8 +313,18 @@ static int build_disk(struct hm_images *im, const char *digest, const char *conf
 		return hm_err_wrap(err, "unpack");
 	if (make_disk(im, rootfs, disk, im->disk_format, err) < 0)
 		return hm_err_wrap(err, "build %s disk", im->disk_format);
+	/* The blobs it was made from, one hex digest a line: what collect_blobs keeps. */
+	_cleanup_free_ char *layers_path = xasprintf("%s/layers", tmp);
+	_cleanup_free_ char *list = xstrdup("");
+	for (size_t i = 0; i < nlayers; i++) {
+		const char *slash = strrchr(layers[i], '/');
+		char *more = xasprintf("%s%s\n", list, slash ? slash + 1 : layers[i]);
+		free(list);
+		list = more;
+	}
 	if (hm_rm_rf(rootfs, err) < 0 ||
-	    hm_write_file_atomic(cfg_path, config_text, strlen(config_text), 0644, err) < 0)
+	    hm_write_file_atomic(cfg_path, config_text, strlen(config_text), 0644, err) < 0 ||
+	    hm_write_file_atomic(layers_path, list, strlen(list), 0644, err) < 0)
 		return -1;
 	if (rename(tmp, final) < 0)
 		return hm_err_errno(err, errno, "rename `%s` to `%s`", tmp, final);
@@ -781,6 +792,72 @@ int hm_images_list(struct hm_images *im, json_t *filter, json_t **ret, struct hm
 	return r;
 }
 
+static bool is_hex_digest(const char *s)
+{
+	return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+/*
+ * Under lock, after a delete: remove the blobs no disk was made from. Each
+ * disk folder lists its layer blobs (build_disk); blobs are only a cache for
+ * the next pull of the same layers, so one that no disk lists is garbage,
+ * unless a pull, conversion or import is under way (it may be writing or
+ * about to read one), in which case the next delete collects. A disk folder
+ * without a list (made by an older hypeman) stops the collection: its
+ * blobs cannot be told apart.
+ */
+static void collect_blobs(struct hm_images *im)
+{
+	if (im->jobs || im->nconverting || im->importing)
+		return;
+	DIR *d = opendir(im->images_dir);
+	if (!d)
+		return;
+	char *keep = xstrdup("\n"); /* "\n<hex>\n<hex>\n...": lines of every list */
+	bool complete = true;
+	struct dirent *e;
+	while (complete && (e = readdir(d))) {
+		if (!is_hex_digest(e->d_name))
+			continue;
+		_cleanup_free_ char *path = xasprintf("%s/%s/layers", im->images_dir, e->d_name);
+		_cleanup_free_ char *text = NULL;
+		if (hm_read_file(path, 1u << 20, &text, NULL, NULL) < 0) {
+			complete = false;
+			break;
+		}
+		char *more = xasprintf("%s%s", keep, text);
+		free(keep);
+		keep = more;
+	}
+	closedir(d);
+	d = complete ? opendir(im->blobs_dir) : NULL;
+	size_t removed = 0;
+	long long bytes = 0;
+	while (d && (e = readdir(d))) {
+		if (!is_hex_digest(e->d_name))
+			continue;
+		char needle[68] = "\n";
+		memcpy(needle + 1, e->d_name, 64);
+		memcpy(needle + 65, "\n", 2);
+		if (strstr(keep, needle))
+			continue;
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&
+		    unlinkat(dirfd(d), e->d_name, 0) == 0) {
+			removed++;
+			bytes += (long long)st.st_blocks * 512;
+		}
+	}
+	if (d)
+		closedir(d);
+	free(keep);
+	if (!complete)
+		log_info("images", "blobs not collected",
+		         "reason=\"a disk made by an older hypeman lists no layers\"");
+	else if (removed)
+		log_info("images", "blobs collected", "count=%zu bytes=%lld", removed, bytes);
+}
+
 int hm_images_delete(struct hm_images *im, const char *name, struct hm_err **err)
 {
 	_cleanup_free_ char *n = normalize(name, err);
@@ -813,6 +890,7 @@ int hm_images_delete(struct hm_images *im, const char *name, struct hm_err **err
 		}
 	}
 	log_info("images", "deleted", "name=%s", n);
+	collect_blobs(im);
 out:
 	pthread_mutex_unlock(&im->lock);
 	hm_image_row_done(&row);
@@ -1070,7 +1148,14 @@ int hm_images_import(struct hm_images *im, const char *path, const char *name, j
 	if (hm_tags_validate(tags, err) < 0)
 		return -1;
 	struct hm_archive_image a = { 0 };
-	if (hm_archive_read(path, hm_platform_host(), name, im->blobs_dir, &a, err) < 0)
+	pthread_mutex_lock(&im->lock);
+	im->importing++;
+	pthread_mutex_unlock(&im->lock);
+	int rr = hm_archive_read(path, hm_platform_host(), name, im->blobs_dir, &a, err);
+	pthread_mutex_lock(&im->lock);
+	im->importing--; /* from here a load holds a job or has failed */
+	pthread_mutex_unlock(&im->lock);
+	if (rr < 0)
 		return hm_err_wrap(err, "load");
 	const char *use = name && *name ? name : a.name;
 	struct hm_image_ref ref = { 0 };

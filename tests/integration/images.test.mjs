@@ -370,6 +370,44 @@ test('delete: 204, then 404; an unknown image is 404', async () => {
   assert.equal((await r.json()).code, 'not_found');
 });
 
+test('deleting the last image made from a layer removes its blob; blobs still in use stay', async () => {
+  const d2 = await startDaemon();
+  const t2 = d2.token();
+  try {
+    const blobsDir = join(d2.dataDir, 'blobs', 'sha256');
+    const blobs = () => readdirSync(blobsDir).filter((f) => /^[0-9a-f]{64}$/.test(f)).sort();
+    const bb = ref('test/busybox:latest');
+    const bbDigest = `${ref('test/busybox')}@${fx['test/busybox'].digest}`;
+    const other = ref('test/uncompressed:latest');
+    for (const name of [bb, bbDigest, other]) {
+      await pull(d2, t2, { name });
+      assert.equal((await waitImage(d2, t2, name)).img.status, 'ready');
+    }
+    const layersOf = (digest) => readFileSync(join(d2.dataDir, 'images', digest.slice(7), 'layers'), 'utf8').split('\n').filter(Boolean).sort();
+    const bbLayers = layersOf(fx['test/busybox'].digest);
+    const otherImg = (await waitImage(d2, t2, other)).img;
+    const otherLayers = layersOf(otherImg.digest);
+    assert.ok(bbLayers.length > 0 && otherLayers.length > 0);
+    const every = [...new Set([...bbLayers, ...otherLayers])].sort();
+    assert.ok(every.every((b) => blobs().includes(b)));
+    const del = async (name) => assert.equal((await d2.fetch(`/images/${enc(name)}`, { method: 'DELETE', token: t2 })).status, 204);
+    // One of two names for the same disk: every layer stays (config blobs are only a
+    // cache of what each disk's config.json holds, and go).
+    await del(bb);
+    assert.deepEqual(blobs(), every);
+    // The last name: its disk goes, and the blobs only it used.
+    await del(bbDigest);
+    assert.deepEqual(blobs(), otherLayers);
+    assert.match(d2.log, /msg="blobs collected" count=\d+ bytes=\d+/);
+    await del(other);
+    assert.deepEqual(blobs(), []);
+    // A pull after the collection fetches the layers again and works.
+    await pull(d2, t2, { name: bb });
+    assert.equal((await waitImage(d2, t2, bb)).img.status, 'ready');
+    assert.ok(bbLayers.every((b) => blobs().includes(b)));
+  } finally { await d2.stop(); }
+});
+
 test('CLI: pull shows progress and ends with the digest; images lists; rmi deletes', async () => {
   const env = { HYPEMAN_BASE_URL: d.url, HYPEMAN_API_KEY: token };
   const name = ref('test/uncompressed:latest');
