@@ -4,6 +4,9 @@
  */
 #include "core/err.h"
 
+#include <errno.h>
+#include <stdbool.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +69,10 @@ int hm_err_errno(struct hm_err **err, int errnum, const char *fmt, ...)
 	va_end(ap);
 	char *msg = xasprintf("%s: %s", ctx, strerror(errnum));
 	free(ctx);
-	err_replace(err, HM_ERR_INTERNAL, NULL, errnum, msg);
+	/* Out of disk is the host's state, not our bug: 507, whoever hit it. */
+	bool full = errnum == ENOSPC || errnum == EDQUOT;
+	err_replace(err, full ? HM_ERR_INSUFFICIENT : HM_ERR_INTERNAL,
+	            full ? "insufficient_storage" : NULL, errnum, msg);
 	return -1;
 }
 

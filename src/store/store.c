@@ -9,9 +9,14 @@
  */
 #include "store/store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/cleanup.h"
 #include "core/err.h"
@@ -23,11 +28,36 @@
 struct hm_store {
 	sqlite3 *db;
 	char *path;
+	char *reserve; /* a file of RESERVE_BYTES beside the database (see step_returning) */
 };
+
+/*
+ * A full disk must not stop the deletes that would free it, yet SQLite needs
+ * room to record a delete (the WAL grows). So the store keeps a reserve file
+ * beside the database; a delete that fails for want of space releases it
+ * and tries once more, and a later delete puts it back when there is room.
+ */
+#define RESERVE_BYTES (8 << 20)
+
+static void reserve_ensure(struct hm_store *st)
+{
+	struct stat sb;
+	if (stat(st->reserve, &sb) == 0 && sb.st_size == RESERVE_BYTES)
+		return;
+	int fd = open(st->reserve, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return;
+	int r = posix_fallocate(fd, 0, RESERVE_BYTES);
+	close(fd);
+	if (r != 0)
+		unlink(st->reserve); /* no room for it now: tried again after a delete */
+}
 
 static int db_error(struct hm_store *st, struct hm_err **err, const char *what)
 {
-	return hm_err_set(err, HM_ERR_INTERNAL, "store_error", "%s: %s", what,
+	int full = (sqlite3_errcode(st->db) & 0xff) == SQLITE_FULL;
+	return hm_err_set(err, full ? HM_ERR_INSUFFICIENT : HM_ERR_INTERNAL,
+	                  full ? "insufficient_storage" : "store_error", "%s: %s", what,
 	                  sqlite3_errmsg(st->db));
 }
 
@@ -97,6 +127,11 @@ int hm_store_open(const char *path, struct hm_store **ret, struct hm_err **err)
 		return -1;
 	}
 	sqlite3_busy_timeout(st->db, 5000);
+	_cleanup_free_ char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	st->reserve =
+	    slash ? xasprintf("%.*s/.reserve", (int)(slash - dir), dir) : xstrdup(".reserve");
+	reserve_ensure(st);
 	if (exec_sql(st,
 	             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
 	             err) < 0 ||
@@ -115,6 +150,7 @@ void hm_store_close(struct hm_store *st)
 		return;
 	sqlite3_close(st->db);
 	free(st->path);
+	free(st->reserve);
 	free(st);
 }
 
@@ -168,14 +204,30 @@ int hm_store_prepare(struct hm_store *st, const char *sql, sqlite3_stmt **ret, s
 int hm_store_step_returning(struct hm_store *st, sqlite3_stmt *s, const char *what,
                             struct hm_err **err)
 {
-	int rc = sqlite3_step(s), found = 0;
-	if (rc == SQLITE_ROW) {
-		found = 1;
+	bool is_delete = strncmp(sqlite3_sql(s), "DELETE", 6) == 0;
+	int rc, found;
+	for (int attempt = 0;; attempt++) {
+		found = 0;
 		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			found = 1;
+			rc = sqlite3_step(s);
+		}
+		if (rc == SQLITE_DONE || (rc & 0xff) != SQLITE_FULL || !is_delete || attempt > 0 ||
+		    unlink(st->reserve) < 0)
+			break;
+		log_warn("store", "disk full: reserve released for a delete", "file=\"%s\"",
+		         st->reserve);
+		sqlite3_reset(s);
+	}
+	if (rc != SQLITE_DONE) {
+		db_error(st, err, what);
+		sqlite3_finalize(s);
+		return -1;
 	}
 	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return db_error(st, err, what);
+	if (is_delete)
+		reserve_ensure(st);
 	return found;
 }
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -288,6 +289,14 @@ static int create(struct hm_volumes *v, const char *id_in, const char *name, lon
 		hm_command_new_id(gen);
 		id = gen;
 	}
+	/* The disk is sparse, but a volume is a promise of its size: refused when
+	 * the data dir has not that much free. */
+	struct statvfs sv;
+	if (statvfs(v->dir, &sv) == 0 &&
+	    (unsigned long long)sv.f_bavail * sv.f_frsize < (unsigned long long)gb << 30)
+		return hm_err_set(err, HM_ERR_INSUFFICIENT, "insufficient_storage",
+		                  "a %lld GB volume does not fit: %llu MB are free in %s", gb,
+		                  (unsigned long long)sv.f_bavail * sv.f_frsize >> 20, v->dir);
 	_cleanup_free_ char *work = xasprintf("%s/" STAGING "/%s.XXXXXX", v->dir, id);
 	if (!mkdtemp(work))
 		return hm_err_errno(err, errno, "create volume work dir");
