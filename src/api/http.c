@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/fields.h"
 #include "api/request.h"
 #include "api/router.h"
 #include "auth/jwt.h"
@@ -415,7 +416,8 @@ static int parse_body(struct hm_req *req, struct hm_err **err)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
 		                  "request body is not valid JSON: %s (line %d, column %d)",
 		                  jerr.text, jerr.line, jerr.column);
-	return 0;
+	/* Only fields our document lists get through (api/fields.h). */
+	return hm_body_fields_check(req->method, req->route->pattern, req->json, err);
 }
 
 static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,

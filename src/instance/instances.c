@@ -1230,6 +1230,13 @@ static int parse_create(json_t *req, const char *data_dir, const struct hm_accel
 	}
 	if (parse_volumes(req, c, err) < 0)
 		return -1;
+	json_t *pf = json_object_get(req, "platform");
+	if (pf && !json_is_null(pf) &&
+	    (!json_is_string(pf) || strcmp(json_string_value(pf), "linux/amd64") != 0))
+		return hm_err_set(err, HM_ERR_INVALID, "unsupported_platform",
+		                  "`platform` %s cannot run here: this host runs linux/amd64",
+		                  json_is_string(pf) ? json_string_value(pf) : "(not a string)");
+	/* skip_guest_agent and skip_kernel_headers: accepted, no effect (api/openapi.yaml). */
 	json_t *hv = json_object_get(req, "hypervisor");
 	if (hv && !json_is_null(hv)) {
 		if (!json_is_string(hv))

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/fields.h"
 #include "api/request.h"
 #include "api/router.h"
 #include "api/spec.h"
@@ -292,6 +293,113 @@ static bool declares_path_param(json_t *item, json_t *op, const char *name, size
 	return false;
 }
 
+/* Every JSON body is checked field by field against a schema that lists its fields, or
+ * takes none. */
+static void json_bodies_have_field_lists(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < hm_routes_count; i++) {
+		const struct hm_route *r = &hm_routes[i];
+		if (!(r->flags & HM_ROUTE_JSON_BODY))
+			continue;
+		json_t *schema = hm_body_schema(r->method, r->pattern);
+		if (!schema || !json_object_get(schema, "properties")) {
+			/* documents no body, or one of no fields: only {} gets through */
+			json_t *j = json_pack("{s:b}", "force", 1);
+			struct hm_err *err = NULL;
+			assert_int_equal(hm_body_fields_check(r->method, r->pattern, j, &err), -1);
+			assert_string_equal(err->code, "unknown_field");
+			hm_err_free(err);
+			json_decref(j);
+			j = json_object();
+			assert_int_equal(hm_body_fields_check(r->method, r->pattern, j, NULL), 0);
+			json_decref(j);
+		}
+	}
+}
+
+static json_t *body(const char *text)
+{
+	json_t *j = json_loads(text, 0, NULL);
+	assert_non_null(j);
+	return j;
+}
+
+static void expect_fields(const char *method, const char *pattern, const char *text,
+                          const char *code, const char *needle)
+{
+	json_t *j = body(text);
+	struct hm_err *err = NULL;
+	int r = hm_body_fields_check(method, pattern, j, &err);
+	json_decref(j);
+	if (!code) {
+		if (r != 0)
+			fail_msg("%s: refused: %s", text, err->msg);
+		return;
+	}
+	if (r == 0)
+		fail_msg("%s: accepted, expected %s", text, code);
+	assert_int_equal(err->kind, HM_ERR_INVALID);
+	assert_string_equal(err->code, code);
+	if (!strstr(err->msg, needle))
+		fail_msg("`%s` does not say `%s`", err->msg, needle);
+	hm_err_free(err);
+}
+
+static void body_fields(void **state)
+{
+	(void)state;
+	const char *c = "/instances";
+	/* what is honoured, and the documented no-ops */
+	expect_fields(
+	    "POST", c,
+	    "{\"name\":\"a\",\"image\":\"b\",\"size\":\"1GB\",\"env\":{\"ANY_KEY\":\"v\"},"
+	    "\"tags\":{\"k\":\"v\"},\"network\":{\"enabled\":true,\"bandwidth_upload\":\"1Gbps\"},"
+	    "\"volumes\":[{\"volume_id\":\"v\",\"mount_path\":\"/d\",\"readonly\":true}],"
+	    "\"skip_guest_agent\":true,\"skip_kernel_headers\":false,\"platform\":\"linux/amd64\"}",
+	    NULL, NULL);
+	/* an unknown key, at the top, nested, in an array element */
+	expect_fields("POST", c, "{\"name\":\"a\",\"image\":\"b\",\"colour\":\"red\"}",
+	              "unknown_field", "`colour` is not a field");
+	expect_fields("POST", c, "{\"network\":{\"enabled\":true,\"mtu\":9000}}", "unknown_field",
+	              "`network.mtu`");
+	expect_fields("POST", c,
+	              "{\"volumes\":[{\"volume_id\":\"v\"},{\"volume_id\":\"w\",\"size\":1}]}",
+	              "unknown_field", "`volumes[1].size`");
+	/* refused upstream fields: named with the reason, unless at their default */
+	expect_fields(
+	    "POST", c, "{\"credentials\":{\"GITHUB_TOKEN\":{\"source\":{\"env\":\"X\"}}}}",
+	    "unsupported_field", "`credentials`: credential brokering is not available yet");
+	expect_fields("POST", c, "{\"network\":{\"egress\":{\"enabled\":true}}}",
+	              "unsupported_field", "`network.egress`: mediated egress");
+	expect_fields("POST", c, "{\"ttl\":\"1h\"}", "unsupported_field", "`ttl`");
+	expect_fields("POST", c, "{\"hotplug_size\":\"1GB\"}", "unsupported_field",
+	              "`hotplug_size`");
+	expect_fields("POST", c, "{\"restart_policy\":{\"policy\":\"always\"}}",
+	              "unsupported_field", "`restart_policy`");
+	expect_fields(
+	    "POST", c,
+	    "{\"credentials\":{},\"ttl\":null,\"devices\":[],\"auto_standby\":{\"enabled\":false},"
+	    "\"network\":{\"egress\":{\"enabled\":false}},\"hotplug_size\":\"\"}",
+	    NULL, NULL);
+	/* the other bodies follow the same rule */
+	expect_fields("PATCH", "/instances/{id}", "{\"env\":{\"A\":\"1\"}}", NULL, NULL);
+	expect_fields("PATCH", "/instances/{id}", "{\"auto_standby\":{\"enabled\":true}}",
+	              "unsupported_field", "`auto_standby`");
+	expect_fields("POST", "/instances/{id}/standby", "{\"compression_delay\":\"5m\"}",
+	              "unsupported_field", "`compression_delay`");
+	expect_fields("POST", "/instances/{id}/fork", "{\"name\":\"x\",\"extra\":1}",
+	              "unknown_field", "`extra`");
+	expect_fields("POST", "/volumes", "{\"name\":\"v\",\"size_gb\":1,\"fs\":\"xfs\"}",
+	              "unknown_field", "`fs`");
+	expect_fields(
+	    "POST", "/ingresses",
+	    "{\"name\":\"i\",\"rules\":[{\"match\":{\"hostname\":\"h\",\"path\":\"/\"}}]}",
+	    "unknown_field", "`rules[0].match.path`");
+	/* a body that is not an object is left to the handler */
+	expect_fields("POST", c, "[1,2]", NULL, NULL);
+}
+
 static void path_parameters_agree(void **state)
 {
 	(void)state;
@@ -383,6 +491,8 @@ int main(void)
 		cmocka_unit_test(authenticated_routes_document_401_and_403),
 		cmocka_unit_test(request_bodies_match_flags),
 		cmocka_unit_test(path_parameters_agree),
+		cmocka_unit_test(json_bodies_have_field_lists),
+		cmocka_unit_test(body_fields),
 		cmocka_unit_test(no_route_is_shadowed),
 	};
 	return cmocka_run_group_tests_name("routes", tests, load_spec, free_spec);
