@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/utf8.h"
+
 struct parser {
 	char *p;   /* next byte to read */
 	char *end; /* one past the last byte */
@@ -451,39 +453,6 @@ int hm_gjson_bool(const struct hm_gjson *doc, const char *key, bool *out)
 	return 1;
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-	size_t len;
-	uint32_t min;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	uint32_t cp = c & (0x7f >> len);
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 size_t hm_gjson_escape(char *out, size_t cap, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -515,7 +484,7 @@ size_t hm_gjson_escape(char *out, size_t cap, const char *s, size_t len)
 		} else if (c < 0x80) {
 			tmp[tn++] = (char)c;
 		} else {
-			adv = utf8_len(p + i, len - i);
+			adv = hm_utf8_seq((const unsigned char *)p + i, len - i);
 			if (adv == 0) {
 				adv = 1;
 				tmp[tn++] = '?';

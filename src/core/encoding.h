@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/utf8.h"
+
 /* Encode `len` bytes as unpadded base64url; returns an owned string. */
 char *hm_base64url_encode(const void *data, size_t len);
 
@@ -27,8 +29,6 @@ char *hm_percent_decode(const char *s, size_t len);
 /* Percent-encode everything but RFC 3986 unreserved characters. */
 char *hm_percent_encode(const char *s);
 
-/* Length of the valid UTF-8 sequence at p (n bytes left, n >= 1), or 0 when it is not one. */
-size_t hm_utf8_seq(const unsigned char *p, size_t n);
 bool hm_utf8_valid(const unsigned char *p, size_t n);
 /* s as valid UTF-8 (owned): every byte that is not part of a valid sequence becomes U+FFFD. */
 char *hm_utf8_sanitize(const char *s);
