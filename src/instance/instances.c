@@ -526,12 +526,17 @@ json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
 	struct live *l = inst_live_find(in, r->id);
 	if (strcmp(r->phase, "Created") == 0) {
 		state = "Created";
-	} else if (l && !atomic_load(&l->exited)) {
-		struct hm_vm_info info = { .exit_status = -1 };
+	} else if (l) {
+		/* A VMM whose exit the monitor has recorded may meet a row read before
+		 * it did: the exit is taken from the VMM, never the stale phase. */
+		struct hm_vm_info info = { .state = HM_VM_EXITED, .exit_status = -1 };
 		struct hm_err *err = NULL;
-		pthread_mutex_lock(&l->vm_lock);
-		int rc = l->vm->ops->info(l->vm, &info, &err);
-		pthread_mutex_unlock(&l->vm_lock);
+		int rc = 0;
+		if (!atomic_load(&l->exited)) {
+			pthread_mutex_lock(&l->vm_lock);
+			rc = l->vm->ops->info(l->vm, &info, &err);
+			pthread_mutex_unlock(&l->vm_lock);
+		}
 		if (rc < 0)
 			info.state = HM_VM_UNKNOWN;
 		switch (info.state) {
@@ -545,8 +550,10 @@ json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
 			state = "Shutdown";
 			break;
 		case HM_VM_EXITED: {
-			/* The monitor has not recorded it yet: read the outcome directly. */
 			state = "Stopped";
+			if (strcmp(r->phase, "Stopped") == 0)
+				break; /* recorded, and this row has it */
+			/* The monitor has not recorded it yet: read the outcome directly. */
 			exited_now = hm_now_rfc3339();
 			_cleanup_free_ char *cfg = inst_path(in, r->id, "config.img");
 			char *msg = NULL;
@@ -1533,6 +1540,9 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 	return r;
 }
 
+/* How long a create waits for the pull of an image that was not here. */
+#define CREATE_PULL_TIMEOUT_MS (10 * 60 * 1000)
+
 static int create(struct hm_instances *in, json_t *req, struct create_req c, json_t **ret,
                   struct hm_err **err)
 {
@@ -1542,7 +1552,7 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 	if (admit(in, &c, err) < 0)
 		return -1;
 	struct hm_image_info img = { 0 };
-	if (hm_images_resolve(in->images, c.image, &img, err) < 0)
+	if (hm_images_ensure(in->images, c.image, CREATE_PULL_TIMEOUT_MS, &img, err) < 0)
 		return -1;
 
 	json_t *cfg = img.config;
@@ -1673,6 +1683,12 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 
 /* ---- read, list, delete ---- */
 
+#define STOP_GRACE_MS   10000
+#define DELETE_GRACE_MS 5000 /* a graceful delete's: shorter than a stop's, as upstream */
+
+static int stop_live(struct hm_instances *in, struct live *l, const struct hm_instance_row *row,
+                     int grace_ms, struct hm_err **err);
+
 int hm_instances_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
@@ -1708,11 +1724,24 @@ int hm_instances_list(struct hm_instances *in, const char *state, json_t *tags, 
 	return 0;
 }
 
-int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err **err)
+int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
+                        struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
+	/* Graceful: the stop path first, where the program runs and its agent answers
+	 * (one still booting has nothing to lose); whatever is left is killed below. */
+	_cleanup_free_ char *state = inst_state(in, &row);
+	struct live *gl =
+	    graceful && strcmp(state, "Running") == 0 ? inst_live_get(in, row.id) : NULL;
+	if (gl && atomic_load(&gl->greeted)) {
+		_cleanup_err_ struct hm_err *serr = NULL;
+		if (stop_live(in, gl, &row, DELETE_GRACE_MS, &serr) < 0)
+			log_warn("instances", "graceful delete: stop failed, killing",
+			         "id=%s error=\"%s\"", row.id, serr->msg);
+	}
+	inst_live_free(gl);
 	pthread_mutex_lock(&in->lock);
 	struct live *l = inst_live_detach(in, row.id);
 	pthread_mutex_unlock(&in->lock);
@@ -1843,27 +1872,26 @@ static bool wait_exited(struct live *l, long timeout_ms)
 	return true;
 }
 
-#define STOP_GRACE_MS 10000
-
 /* The escalating stop of a live VM: guest init, power button, kill. */
+/* Stop l's VM: the program gets SIGTERM and grace_ms before SIGKILL. */
 static int stop_live(struct hm_instances *in, struct live *l, const struct hm_instance_row *row,
-                     struct hm_err **err)
+                     int grace_ms, struct hm_err **err)
 {
 	double t0 = inst_mono_ms();
-	inst_oplog(in, row->id, "msg=\"stop requested\"");
+	inst_oplog(in, row->id, "msg=\"stop requested\" grace_ms=%d", grace_ms);
 	/* 1: the guest init stops the program (SIGTERM, SIGKILL after the grace). */
-	json_t *msg = json_pack("{s:s,s:i}", "type", "stop", "timeout_ms", STOP_GRACE_MS);
+	json_t *msg = json_pack("{s:s,s:i}", "type", "stop", "timeout_ms", grace_ms);
 	bool asked = hm_agent_send(l->agent, msg, NULL) == 0;
 	json_decref(msg);
 	const char *how = "guest init";
 	int r = 0;
-	if (!asked || !wait_exited(l, STOP_GRACE_MS + 5000)) {
+	if (!asked || !wait_exited(l, grace_ms + 5000)) {
 		/* 2: the ACPI power button, which the init also takes as "stop". */
 		how = "power button";
 		pthread_mutex_lock(&l->vm_lock);
 		l->vm->ops->shutdown(l->vm, NULL);
 		pthread_mutex_unlock(&l->vm_lock);
-		if (!wait_exited(l, asked ? 3000 : STOP_GRACE_MS + 3000)) {
+		if (!wait_exited(l, asked ? 3000 : grace_ms + 3000)) {
 			/* 3: the VMM process itself. */
 			how = "kill";
 			pthread_mutex_lock(&l->vm_lock);
@@ -1890,13 +1918,15 @@ int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, st
 	_cleanup_free_ char *state = inst_state(in, &row);
 	struct live *l = inst_live_get(in, row.id);
 	int r;
-	if (!l || (strcmp(state, "Running") != 0 && strcmp(state, "Initializing") != 0))
+	if (strcmp(state, "Stopped") == 0) /* already what was asked: the instance, as upstream */
+		r = 0;
+	else if (!l || (strcmp(state, "Running") != 0 && strcmp(state, "Initializing") != 0))
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; only a Running or Initializing instance can "
 		               "be stopped",
 		               row.name, state);
 	else
-		r = stop_live(in, l, &row, err);
+		r = stop_live(in, l, &row, STOP_GRACE_MS, err);
 	if (l)
 		inst_live_free(l);
 	if (r == 0)
@@ -1925,7 +1955,16 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, j
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, &row);
 	int r;
-	if (strcmp(state, "Stopped") != 0)
+	bool running = strcmp(state, "Running") == 0 || strcmp(state, "Initializing") == 0;
+	if (running && !(cmd && !json_is_null(cmd)) && !(ep && !json_is_null(ep)))
+		r = hm_instances_get(in, row.id, ret,
+		                     err); /* already what was asked, as upstream */
+	else if (running)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is already %s; stop it to start it with another "
+		               "command",
+		               row.name, state);
+	else if (strcmp(state, "Stopped") != 0)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; only a Stopped instance can be started",
 		               row.name, state);
