@@ -33,9 +33,8 @@ static json_t *resolve(json_t *schema)
 		const char *ref = json_string_value(json_object_get(schema, "$ref"));
 		if (!ref || strncmp(ref, "#/components/schemas/", 21) != 0)
 			return schema;
-		schema = json_object_get(json_object_get(json_object_get(spec, "components"),
-		                                         "schemas"),
-		                         ref + 21);
+		schema = json_object_get(
+		    json_object_get(json_object_get(spec, "components"), "schemas"), ref + 21);
 	}
 	return schema;
 }
@@ -121,7 +120,8 @@ static int check(json_t *schema, json_t *v, const char *path, int depth, struct 
 		if (why) {
 			if (is_default(x, 0))
 				continue;
-			return hm_err_set(err, HM_ERR_INVALID, "unsupported_field", "`%s`: %s", p, why);
+			return hm_err_set(err, HM_ERR_INVALID, "unsupported_field", "`%s`: %s", p,
+			                  why);
 		}
 		return hm_err_set(err, HM_ERR_INVALID, "unknown_field",
 		                  props ? "`%s` is not a field of this request (see /spec.yaml)"
@@ -131,8 +131,7 @@ static int check(json_t *schema, json_t *v, const char *path, int depth, struct 
 	return 0;
 }
 
-int hm_body_fields_check(const char *method, const char *pattern, json_t *body,
-                         struct hm_err **err)
+int hm_body_fields_check(const char *method, const char *pattern, json_t *body, struct hm_err **err)
 {
 	if (!body)
 		return 0;

@@ -85,3 +85,17 @@ int hm_h_images_load(struct hm_req *req, struct hm_resp *resp, struct hm_err **e
 		return -1;
 	return hm_resp_json(resp, 200, img);
 }
+
+int hm_h_images_tag(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	json_t *body = hm_req_json(req);
+	const char *target = NULL;
+	if (hm_body_object(body, err) < 0 ||
+	    hm_body_string(body, "target", true, HM_REF_MAX_LEN, &target, err) < 0)
+		return -1;
+	json_t *img = NULL;
+	if (hm_images_tag(hm_req_services(req)->images, hm_req_param(req, "name"), target, &img,
+	                  err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, img);
+}

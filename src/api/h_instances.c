@@ -59,14 +59,6 @@ int hm_h_instances_get(struct hm_req *req, struct hm_resp *resp, struct hm_err *
 	return hm_resp_json(resp, 200, inst);
 }
 
-int hm_h_instances_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
-{
-	if (hm_instances_delete(hm_req_services(req)->instances, hm_req_param(req, "id"), err) < 0)
-		return -1;
-	resp->status = 204;
-	return 0;
-}
-
 static int query_bool(struct hm_req *req, const char *name, bool dflt, bool *ret,
                       struct hm_err **err)
 {
@@ -82,6 +74,17 @@ static int query_bool(struct hm_req *req, const char *name, bool dflt, bool *ret
 	else
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
 		                  "`%s` must be true or false", name);
+	return 0;
+}
+
+int hm_h_instances_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	bool graceful = true;
+	if (query_bool(req, "graceful_shutdown", true, &graceful, err) < 0 ||
+	    hm_instances_delete(hm_req_services(req)->instances, hm_req_param(req, "id"), graceful,
+	                        err) < 0)
+		return -1;
+	resp->status = 204;
 	return 0;
 }
 

@@ -15,6 +15,7 @@ hm_handler_fn hm_h_images_create;
 hm_handler_fn hm_h_images_list;
 hm_handler_fn hm_h_images_get;
 hm_handler_fn hm_h_images_delete;
+hm_handler_fn hm_h_images_tag;
 hm_handler_fn hm_h_images_load;
 hm_handler_fn hm_h_instances_create;
 hm_handler_fn hm_h_instances_list;

@@ -17,6 +17,7 @@ const struct hm_route hm_routes[] = {
 	{ "POST", "/images/load", "image:write", HM_ROUTE_UPLOAD, hm_h_images_load },
 	{ "GET", "/images/{name}", "image:read", 0, hm_h_images_get },
 	{ "DELETE", "/images/{name}", "image:delete", 0, hm_h_images_delete },
+	{ "POST", "/images/{name}/tag", "image:write", HM_ROUTE_JSON_BODY, hm_h_images_tag },
 	{ "GET", "/instances", "instance:read", 0, hm_h_instances_list },
 	{ "POST", "/instances", "instance:write", HM_ROUTE_JSON_BODY, hm_h_instances_create },
 	{ "GET", "/instances/{id}", "instance:read", 0, hm_h_instances_get },

@@ -858,6 +858,66 @@ static void collect_blobs(struct hm_images *im)
 		log_info("images", "blobs collected", "count=%zu bytes=%lld", removed, bytes);
 }
 
+int hm_images_tag(struct hm_images *im, const char *name, const char *target, json_t **ret,
+                  struct hm_err **err)
+{
+	_cleanup_free_ char *src = normalize(name, err);
+	if (!src)
+		return -1;
+	struct hm_image_ref ref = { 0 };
+	if (!target || hm_image_ref_parse(target, &ref, err) < 0)
+		return target ? hm_err_wrap(err, "`target`")
+		              : hm_err_set(err, HM_ERR_INVALID, "missing_field",
+		                           "`target` is required");
+	bool by_digest = ref.digest != NULL;
+	_cleanup_free_ char *dst = hm_image_ref_string(&ref);
+	hm_image_ref_done(&ref);
+	if (by_digest)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_name",
+		                  "`target` %s names a digest: a local tag needs a tag", dst);
+	struct hm_image_row row = { 0 }, old = { 0 };
+	_cleanup_free_ char *old_digest = NULL;
+	pthread_mutex_lock(&im->lock);
+	int r = hm_store_image_get(im->st, src, &row, err);
+	if (r == 0 && strcmp(row.status, "ready") != 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "image_not_ready", "image `%s` is %s", src,
+		               row.status);
+	if (r == 0 && job_find(im, dst))
+		r = hm_err_set(err, HM_ERR_CONFLICT, "conflict",
+		               "image `%s` is being pulled; tag it when the pull ends", dst);
+	if (r == 0 && strcmp(src, dst) != 0) {
+		if (hm_store_image_get(im->st, dst, &old, NULL) == 0 && old.digest &&
+		    strcmp(old.digest, row.digest) != 0)
+			old_digest = xstrdup(old.digest);
+		/* The same content under another name: the disk is shared by digest. */
+		_cleanup_free_ char *now = hm_now_rfc3339();
+		struct hm_image_row tagged = row;
+		tagged.name = dst;
+		tagged.created_at = old.created_at ? old.created_at : now;
+		tagged.tags = old.tags ? old.tags : row.tags;
+		r = hm_store_image_put(im->st, &tagged, err);
+	}
+	if (r == 0 && old_digest && hm_store_image_digest_refs(im->st, old_digest, NULL) == 0) {
+		bool busy = false;
+		for (size_t i = 0; i < im->nconverting; i++)
+			busy |= strcmp(im->converting[i], old_digest) == 0;
+		_cleanup_free_ char *dir = disk_dir(im, old_digest);
+		if (!busy)
+			hm_rm_rf(dir, NULL); /* the name moved off the only image using it */
+		collect_blobs(im);
+	}
+	struct hm_image_row out = { 0 };
+	if (r == 0 && (r = hm_store_image_get(im->st, dst, &out, err)) == 0)
+		*ret = image_json(im, &out, NULL);
+	pthread_mutex_unlock(&im->lock);
+	if (r == 0)
+		log_info("images", "tagged", "source=%s target=%s digest=%s", src, dst, out.digest);
+	hm_image_row_done(&out);
+	hm_image_row_done(&row);
+	hm_image_row_done(&old);
+	return r;
+}
+
 int hm_images_delete(struct hm_images *im, const char *name, struct hm_err **err)
 {
 	_cleanup_free_ char *n = normalize(name, err);
@@ -921,6 +981,54 @@ int hm_images_resolve(struct hm_images *im, const char *name, struct hm_image_in
 	}
 	hm_image_row_done(&row);
 	return r;
+}
+
+int hm_images_ensure(struct hm_images *im, const char *name, long timeout_ms,
+                     struct hm_image_info *ret, struct hm_err **err)
+{
+	_cleanup_err_ struct hm_err *first = NULL;
+	if (hm_images_resolve(im, name, ret, &first) == 0)
+		return 0;
+	if (!hm_err_is(first, HM_ERR_NOT_FOUND) &&
+	    !(first->code && strcmp(first->code, "image_not_ready") == 0)) {
+		*err = TAKE_PTR(first);
+		return -1;
+	}
+	/* Not here, or failed before, or in flight: a pull is queued (or joined). */
+	struct hm_image_request req = { .name = name };
+	json_t *img = NULL;
+	if (hm_images_create(im, &req, &img, err) < 0)
+		return -1;
+	json_decref(img);
+	_cleanup_free_ char *n = normalize(name, err);
+	if (!n)
+		return -1;
+	log_info("images", "pulling for a create", "name=%s", n);
+	for (long waited = 0;; waited += 100) {
+		struct hm_image_row row = { 0 };
+		if (hm_store_image_get(im->st, n, &row, err) < 0)
+			return -1;
+		bool failed = strcmp(row.status, "failed") == 0;
+		bool ready = strcmp(row.status, "ready") == 0;
+		_cleanup_free_ char *why =
+		    failed ? xstrdup(row.error ? row.error : "failed") : NULL;
+		hm_image_row_done(&row);
+		if (ready)
+			return hm_images_resolve(im, n, ret, err);
+		if (failed) /* the registry's "not found" stays a 404, as before this pulled */
+			return hm_err_set(
+			    err,
+			    strcasestr(why, "not found") ? HM_ERR_NOT_FOUND : HM_ERR_UNAVAILABLE,
+			    "image_pull_failed", "image `%s` could not be pulled: %s", n, why);
+		if (waited >= timeout_ms)
+			return hm_err_set(
+			    err, HM_ERR_TIMEOUT, "image_pull_timeout",
+			    "image `%s` is still being pulled after %ld s; the pull goes "
+			    "on (GET /images/{name}), create again once it is ready",
+			    n, timeout_ms / 1000);
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
 }
 
 void hm_image_info_done(struct hm_image_info *info)

@@ -51,6 +51,11 @@ int hm_images_create(struct hm_images *im, const struct hm_image_request *req, j
 int hm_images_get(struct hm_images *im, const char *name, json_t **ret, struct hm_err **err);
 int hm_images_list(struct hm_images *im, json_t *tag_filter, json_t **ret, struct hm_err **err);
 int hm_images_delete(struct hm_images *im, const char *name, struct hm_err **err);
+/* POST /images/{name}/tag {target}: `target` (a reference with a tag) becomes a
+ * local name for the ready image `name`'s content, without a pull; a target
+ * that named other content moves. *ret: the target's Image. */
+int hm_images_tag(struct hm_images *im, const char *name, const char *target, json_t **ret,
+                  struct hm_err **err);
 
 /*
  * Import an image from an OCI image layout directory or a `docker save`
@@ -71,3 +76,12 @@ struct hm_image_info {
 int hm_images_resolve(struct hm_images *im, const char *name, struct hm_image_info *ret,
                       struct hm_err **err);
 void hm_image_info_done(struct hm_image_info *info);
+/*
+ * hm_images_resolve, pulling the image first when it is not here (or failed
+ * before, or is being pulled), as upstream's create does: waits up to
+ * timeout_ms for the pull. A failed pull is the error, with the pull's
+ * message (404 when the registry has no such image, else 503); a pull still
+ * running at the deadline is a 504 and goes on.
+ */
+int hm_images_ensure(struct hm_images *im, const char *name, long timeout_ms,
+                     struct hm_image_info *ret, struct hm_err **err);

@@ -41,8 +41,10 @@ int hm_instances_get(struct hm_instances *in, const char *key, json_t **ret, str
 /* `state` and `tags` filters may be NULL. */
 int hm_instances_list(struct hm_instances *in, const char *state, json_t *tags, json_t **ret,
                       struct hm_err **err);
-/* Kill the VMM if any, remove every file and the row. */
-int hm_instances_delete(struct hm_instances *in, const char *key, struct hm_err **err);
+/* Stop the VMM if any (graceful: the program gets SIGTERM and a few seconds,
+ * as upstream; else it is killed at once), remove every file and the row. */
+int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
+                        struct hm_err **err);
 /* POST /instances/{id}/stop: ask the guest init to stop the program (SIGTERM,
  * then SIGKILL after a grace period), then the ACPI power button, then kill
  * the VMM. Only from Running or Initializing (409). *ret: the instance. */

@@ -156,7 +156,14 @@ int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
 	_cleanup_free_ char *state = inst_state(in, &row);
 	struct live *l = strcmp(state, "Running") == 0 ? inst_live_get(in, row.id) : NULL;
 	int r;
-	if (!l)
+	if (strcmp(state, "Standby") == 0 && !opts.compress)
+		r = 0; /* already what was asked: the instance, as upstream */
+	else if (strcmp(state, "Standby") == 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is already in standby; its saved memory stays as it "
+		               "was saved (compression applies to a new standby)",
+		               row.name);
+	else if (!l)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; only a Running instance can go to standby",
 		               row.name, state);
@@ -343,7 +350,10 @@ int hm_instances_restore(struct hm_instances *in, const char *key, json_t **ret,
 		return -1;
 	_cleanup_free_ char *state = inst_state(in, &row);
 	int r;
-	if (strcmp(state, "Standby") != 0)
+	bool awake = strcmp(state, "Running") == 0;
+	if (awake)
+		r = 0; /* already what was asked: the instance, as upstream */
+	else if (strcmp(state, "Standby") != 0)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; only a Standby instance can be restored",
 		               row.name, state);
@@ -351,7 +361,7 @@ int hm_instances_restore(struct hm_instances *in, const char *key, json_t **ret,
 		r = inst_wake(in, &row, false, err);
 	if (r == 0)
 		*ret = inst_json(in, &row);
-	else
+	else if (!awake && strcmp(state, "Standby") == 0)
 		hm_err_wrap(err, "restore `%s` (it stays in standby)", row.name);
 	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);

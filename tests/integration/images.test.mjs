@@ -182,6 +182,10 @@ test('bad references are 400 invalid_name; bad platform 400; bad tags 400', asyn
   assert.equal(r.status, 400);
   r = await pull(d, token, { nme: 'alpine' });
   assert.equal(r.status, 400);
+  assert.equal(r.body.code, 'unknown_field');
+  assert.match(r.body.message, /`nme` is not a field/);
+  r = await pull(d, token, { tags: {} });
+  assert.equal(r.status, 400);
   assert.match(r.body.message, /name is required/);
   r = await pull(d, token, { name: 42 });
   assert.equal(r.status, 400);

@@ -133,7 +133,12 @@ test('a long-running program: Running, logs follow, delete kills its QEMU and re
 
 test('hypeman and vmm log sources', async () => {
   const { inst } = await runToEnd('sources', { cmd: ['true'] });
-  const ops = await readLogs(d, token, inst.id, { source: 'hypeman' });
+  // The state is Stopped as soon as the VMM is gone; its monitor logs the end just after.
+  let ops = [];
+  for (let i = 0; i < 50 && !ops.some((l) => l.includes('msg="vm stopped"')); i++) {
+    if (i) await new Promise((r) => setTimeout(r, 100));
+    ops = await readLogs(d, token, inst.id, { source: 'hypeman' });
+  }
   assert.ok(ops.some((l) => l.includes('msg="vm started"')), ops.join('\n'));
   assert.ok(ops.some((l) => l.includes('msg="vm stopped"')), ops.join('\n'));
   const vmm = await readLogs(d, token, inst.id, { source: 'vmm' });

@@ -75,10 +75,10 @@ test('stop is graceful, start reuses the overlay and takes a cmd override; env u
   assert.equal(processAlive(pid), false);
   assert.ok((await readLogs(d, token, id)).includes('got-term'));
   assert.ok((await readLogs(d, token, id, { source: 'hypeman' })).some((l) => l.includes('via="guest init"')));
-  // Stopping again, or starting a running one, is 409 invalid_state.
+  // Stopping a stopped one answers the instance, as upstream does.
   r = await post(`/instances/${id}/stop`);
-  assert.equal(r.status, 409);
-  assert.equal((await r.json()).code, 'invalid_state');
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).state, 'Stopped');
 
   r = await d.fetch(`/instances/${id}`, { method: 'PATCH', token, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ env: { LATER: 'yes' } }) });
   assert.equal(r.status, 200);

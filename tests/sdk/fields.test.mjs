@@ -43,9 +43,9 @@ test('create: each upstream field not built yet is refused by name with its reas
 });
 
 test('create: refused fields at their default, and the documented no-ops, pass the field check', async () => {
-  // The image was never pulled: the create fails later, for that reason, not for a field.
+  // No registry answers there: the create fails later, for that reason, not for a field.
   const r = client.instances.create({
-    name: 'defaults', image: 'never-pulled:latest', credentials: {}, devices: [], ttl: '',
+    name: 'defaults', image: '127.0.0.1:9/never/pulled:latest', credentials: {}, devices: [], ttl: '',
     network: { enabled: false, egress: { enabled: false } }, auto_standby: { enabled: false },
     skip_guest_agent: true, skip_kernel_headers: true, platform: 'linux/amd64',
   });
