@@ -1872,8 +1872,8 @@ static bool wait_exited(struct live *l, long timeout_ms)
 	return true;
 }
 
-/* The escalating stop of a live VM: guest init, power button, kill. */
-/* Stop l's VM: the program gets SIGTERM and grace_ms before SIGKILL. */
+/* The escalating stop of a live VM: guest init (the program gets SIGTERM and
+ * grace_ms before SIGKILL), power button, kill. */
 static int stop_live(struct hm_instances *in, struct live *l, const struct hm_instance_row *row,
                      int grace_ms, struct hm_err **err)
 {
