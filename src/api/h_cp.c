@@ -8,9 +8,14 @@
  *         the server answers {"type":"result","success":B,"error":S,"bytes_written":N}.
  *         (is_dir: the directory is made at once and the result follows.)
  *   from: the server sends, per entry, text {"type":"header",path,mode,is_dir,
- *         is_symlink,link_target,size,mtime,uid,gid}, a regular file's bytes
- *         as binary frames and {"type":"end","final":false}; then
- *         {"type":"end","final":true}. Errors: {"type":"error","message","path"}.
+ *         is_symlink,link_target,size,mtime,uid,gid}, and for a regular file its
+ *         bytes as binary frames and {"type":"end","final":B}: final is true on
+ *         the last file's end, as upstream frames it (the official SDK resolves
+ *         on the first final end once that file is written, so a separate
+ *         marker after it would let it resolve mid-write). When no file comes
+ *         last (none at all, or a directory or symlink after the last one) a
+ *         lone {"type":"end","final":true} closes the stream. Errors:
+ *         {"type":"error","message","path"}.
  *
  * The guest init does the file work (docs/guest.md, "Copying files"); this
  * thread bridges frames and agent messages like the exec endpoint does. A
@@ -23,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/api.h"
 #include "api/handlers.h"
@@ -133,15 +139,54 @@ static void send_simple(struct hm_exec *x, const char *type)
 	json_decref(m);
 }
 
+static void send_end(struct hm_ws *ws, bool final)
+{
+	hm_ws_send_json(ws, json_pack("{s:s,s:b}", "type", "end", "final", final));
+}
+
 /*
- * One agent message. Returns 1 when the session is over (the last frame
- * went out), 0 to go on.
+ * After the final end the client closes, once it has written the last file
+ * (the official SDK rejects a close that comes before its file is flushed).
+ * So wait, up to ms, for the client's close, and only then close ourselves.
  */
-static int agent_message(struct hm_ws *ws, json_t *msg)
+static void close_after_peer(struct hm_ws *ws, int ms)
+{
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long left =
+		    ms - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0)
+			break;
+		struct pollfd p = { .fd = hm_ws_fd(ws), .events = POLLIN };
+		if (!hm_ws_buffered(ws) && poll(&p, 1, (int)left) <= 0)
+			break;
+		struct hm_ws_msg m = { 0 };
+		int r = hm_ws_read_frame(ws, &m, NULL);
+		hm_ws_msg_clear(&m);
+		if (r <= 0)
+			break; /* closed (its close answered), or gone */
+	}
+	hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
+}
+
+/*
+ * One agent message. *end_pending: a file's end is held back until the next
+ * message says whether it was the last. Returns 1 when the session is over
+ * (the last frame went out), 0 to go on.
+ */
+static int agent_message(struct hm_ws *ws, json_t *msg, bool *end_pending)
 {
 	const char *type = json_string_value(json_object_get(msg, "type"));
 	if (!type)
 		return 0;
+	if (*end_pending && (strcmp(type, "cp_header") == 0 || strcmp(type, "cp_error") == 0 ||
+	                     strcmp(type, "error") == 0)) {
+		send_end(ws, false); /* another entry (or an error) follows: not the last */
+		*end_pending = false;
+	}
 	if (strcmp(type, "cp_result") == 0) {
 		const char *e = json_string_value(json_object_get(msg, "error"));
 		send_result(ws, e, json_integer_value(json_object_get(msg, "bytes_written")));
@@ -159,12 +204,13 @@ static int agent_message(struct hm_ws *ws, json_t *msg)
 		return 0;
 	}
 	if (strcmp(type, "cp_file_end") == 0) {
-		hm_ws_send_json(ws, json_pack("{s:s,s:b}", "type", "end", "final", false));
+		*end_pending = true;
 		return 0;
 	}
 	if (strcmp(type, "cp_done") == 0) {
-		hm_ws_send_json(ws, json_pack("{s:s,s:b}", "type", "end", "final", true));
-		hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
+		send_end(ws, true); /* the last file's end, or a lone one */
+		*end_pending = false;
+		close_after_peer(ws, 10000);
 		return 1;
 	}
 	if (strcmp(type, "cp_error") == 0 || strcmp(type, "error") == 0) {
@@ -183,16 +229,19 @@ static int agent_message(struct hm_ws *ws, json_t *msg)
 
 static void pump(struct hm_ws *ws, struct hm_exec *x, bool to)
 {
+	bool end_pending = false;
 	for (;;) {
 		bool ended = false;
 		json_t *msg;
 		while ((msg = hm_exec_take(x, &ended))) {
-			int done = agent_message(ws, msg);
+			int done = agent_message(ws, msg, &end_pending);
 			json_decref(msg);
 			if (done)
 				return;
 		}
 		if (ended) {
+			if (end_pending)
+				send_end(ws, false); /* that file is whole; the stream is not */
 			if (to)
 				send_result(ws, "the instance stopped during the copy", 0);
 			else
