@@ -194,6 +194,8 @@ function cpWs(req, { input = [], target = id, abortAfter, pauseMs } = {}) {
         setTimeout(() => ws.resume(), pauseMs);
       }
       if (isBinary) { chunks.push(Buffer.from(data)); order.push({ type: 'data', len: data.length }); } else { const t = JSON.parse(data.toString()); texts.push(t); order.push(t); }
+      // As the SDK does: the client closes once the final end has come.
+      if (!isBinary && texts.at(-1)?.type === 'end' && texts.at(-1)?.final) ws.close();
     });
     ws.on('close', (code) => resolve({ texts, order, data: Buffer.concat(chunks), closeCode: code }));
   });
@@ -247,7 +249,8 @@ test('cp from: a file, then a tree with a nested dir, an empty file and a symlin
   assert.equal(f.texts[0].mode & 0o777, 0o640);
   assert.equal(f.texts[0].mtime, 1700000000);
   assert.equal(f.data.length, 300000);
-  assert.deepEqual(f.texts.slice(1), [{ type: 'end', final: false }, { type: 'end', final: true }]);
+  // One file: its end is the last, and final (upstream's framing).
+  assert.deepEqual(f.texts.slice(1), [{ type: 'end', final: true }]);
   await sh('rm -rf /tmp/tree && mkdir -p /tmp/tree/a/b && echo hello > /tmp/tree/a/b/f && : > /tmp/tree/empty && ln -s a/b/f /tmp/tree/link');
   const t = await cpWs({ direction: 'from', guest_path: '/tmp/tree' });
   const headers = t.texts.filter((x) => x.type === 'header');
@@ -263,6 +266,11 @@ test('cp from: a file, then a tree with a nested dir, an empty file and a symlin
   assert.equal(headers.find((h) => h.path === 'tree/a').is_dir, true);
   assert.equal(t.data.toString(), 'hello\n');
   assert.deepEqual(t.texts.at(-1), { type: 'end', final: true });
+  // One end per file (two), the last one final when a file comes last, else a lone final end.
+  const ends = t.texts.filter((x) => x.type === 'end');
+  const last = headers.at(-1);
+  assert.equal(ends.length, !last.is_dir && !last.is_symlink ? 2 : 3, JSON.stringify(t.texts));
+  assert.equal(ends.filter((x) => x.final).length, 1);
 });
 
 test('cp from: 24 MiB to a client that stops reading for 3 s arrives whole (backpressure end to end)', { timeout: 120000 }, async () => {
