@@ -177,7 +177,7 @@ static void close_after_peer(struct hm_ws *ws, int ms)
  * message says whether it was the last. Returns 1 when the session is over
  * (the last frame went out), 0 to go on.
  */
-static int agent_message(struct hm_ws *ws, json_t *msg, bool *end_pending)
+static int agent_message(struct hm_ws *ws, json_t *msg, bool *end_pending, int *files)
 {
 	const char *type = json_string_value(json_object_get(msg, "type"));
 	if (!type)
@@ -205,9 +205,21 @@ static int agent_message(struct hm_ws *ws, json_t *msg, bool *end_pending)
 	}
 	if (strcmp(type, "cp_file_end") == 0) {
 		*end_pending = true;
+		(*files)++;
 		return 0;
 	}
 	if (strcmp(type, "cp_done") == 0) {
+		/*
+		 * The official SDK resolves once the file of the final end is flushed,
+		 * not every file: each has its own write stream, and an earlier file's
+		 * last write can still be on its way (seen: 65536 of 70000 bytes of a
+		 * tree's first file). Nothing the SDK sends tells when it is done, so
+		 * with several files the final end waits a moment for those writes.
+		 */
+		if (*files > 1) {
+			struct timespec settle = { 0, 150 * 1000 * 1000 };
+			nanosleep(&settle, NULL);
+		}
 		send_end(ws, true); /* the last file's end, or a lone one */
 		*end_pending = false;
 		close_after_peer(ws, 10000);
@@ -230,11 +242,12 @@ static int agent_message(struct hm_ws *ws, json_t *msg, bool *end_pending)
 static void pump(struct hm_ws *ws, struct hm_exec *x, bool to)
 {
 	bool end_pending = false;
+	int files = 0;
 	for (;;) {
 		bool ended = false;
 		json_t *msg;
 		while ((msg = hm_exec_take(x, &ended))) {
-			int done = agent_message(ws, msg, &end_pending);
+			int done = agent_message(ws, msg, &end_pending, &files);
 			json_decref(msg);
 			if (done)
 				return;
