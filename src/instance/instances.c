@@ -303,14 +303,8 @@ static void handle_agent_line(struct live *l, const char *line)
 	                        (strcmp(type, "hello") == 0 &&
 	                         json_integer_value(json_object_get(msg, "program_pid")) > 0));
 	if (started && !atomic_exchange(&l->started, true)) {
-		struct hm_instance_row row = { .exit_code = -1 };
-		_cleanup_err_ struct hm_err *err = NULL;
-		if (hm_store_instance_get(l->in->st, l->id, &row, &err) == 0) {
-			free(row.phase);
-			row.phase = xstrdup("Running");
-			hm_store_instance_update(l->in->st, &row, NULL);
-			hm_instance_row_done(&row);
-		}
+		/* Only the phase: an operation may be changing the rest of the row. */
+		hm_store_instance_set_phase(l->in->st, l->id, "Running", NULL);
 		inst_oplog(l->in, l->id, "msg=\"program started\" pid=%lld guest_uptime_ms=%lld%s",
 		           (long long)json_integer_value(json_object_get(msg, "pid")) +
 		               (long long)json_integer_value(json_object_get(msg, "program_pid")),
@@ -352,24 +346,13 @@ static void finalize(struct live *l)
 		message = xasprintf("the VM stopped without an exit report from the guest%s",
 		                    err ? " (config disk unreadable)" : "");
 	}
-	struct hm_instance_row row = { .exit_code = -1 };
-	if (hm_store_instance_get(in->st, l->id, &row, NULL) == 0) {
-		free(row.phase);
-		row.phase = xstrdup("Stopped");
-		row.vmm_pid = 0;
-		row.exit_code = code;
-		free(row.exit_message);
-		row.exit_message = message;
-		message = NULL;
-		free(row.stopped_at);
-		row.stopped_at = hm_now_rfc3339();
-		/* Logged first: whoever sees Stopped finds the line there. */
-		_cleanup_free_ char *shown = hm_logfmt_escape(row.exit_message);
-		inst_oplog(in, l->id, "msg=\"vm stopped\" exit_code=%d exit_message=\"%s\"",
-		           row.exit_code, shown);
-		hm_store_instance_update(in->st, &row, NULL);
-		hm_instance_row_done(&row);
-	}
+	/* Logged first: whoever sees Stopped finds the line there. Then only the
+	 * columns a VM's end changes: an operation that saw the VMM gone (an attach,
+	 * a start) may have written the rest of the row meanwhile. */
+	_cleanup_free_ char *shown = hm_logfmt_escape(message);
+	_cleanup_free_ char *stopped_at = hm_now_rfc3339();
+	inst_oplog(in, l->id, "msg=\"vm stopped\" exit_code=%d exit_message=\"%s\"", code, shown);
+	hm_store_instance_set_stopped(in->st, l->id, l->vm->pid, code, message, stopped_at, NULL);
 	free(message);
 	inst_drop_tap(in, l->id);
 	atomic_store(&l->exited, true);

@@ -122,6 +122,48 @@ int hm_store_instance_update(struct hm_store *st, const struct hm_instance_row *
 	return found < 0 ? -1 : 0;
 }
 
+int hm_store_instance_set_phase(struct hm_store *st, const char *id, const char *phase,
+                                struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, "UPDATE instances SET phase = ?2 WHERE id = ?1 RETURNING id", &s,
+	                     err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, phase, -1, SQLITE_STATIC);
+	int found = hm_store_step_returning(st, s, "update instance phase", err);
+	if (found == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
+		                  id);
+	return found < 0 ? -1 : 0;
+}
+
+int hm_store_instance_set_stopped(struct hm_store *st, const char *id, pid_t vmm_pid, int exit_code,
+                                  const char *exit_message, const char *stopped_at,
+                                  struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st,
+	                     "UPDATE instances SET phase = 'Stopped', vmm_pid = 0, exit_code = ?2, "
+	                     "exit_message = ?3, stopped_at = ?4 WHERE id = ?1 AND "
+	                     "(vmm_pid = ?5 OR vmm_pid = 0 OR vmm_pid IS NULL) RETURNING id",
+	                     &s, err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 5, (int)vmm_pid);
+	if (exit_code >= 0)
+		sqlite3_bind_int(s, 2, exit_code);
+	else
+		sqlite3_bind_null(s, 2);
+	sqlite3_bind_text(s, 3, exit_message, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, stopped_at, -1, SQLITE_STATIC);
+	int found = hm_store_step_returning(st, s, "record an instance's stop", err);
+	if (found == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
+		                  id);
+	return found < 0 ? -1 : 0;
+}
+
 /* Run a one-key lookup; 1 if a row was read into *ret, 0 if none, <0 on error. */
 static int lookup(struct hm_store *st, const char *sql, const char *key,
                   struct hm_instance_row *ret, int *count, struct hm_err **err)

@@ -34,6 +34,15 @@ int hm_store_instance_insert(struct hm_store *st, const struct hm_instance_row *
 /* Replace the row with this id (which must exist: HM_ERR_NOT_FOUND). */
 int hm_store_instance_update(struct hm_store *st, const struct hm_instance_row *row,
                              struct hm_err **err);
+/* Only the phase (the monitor's "started"): a concurrent operation's other changes stay. */
+int hm_store_instance_set_phase(struct hm_store *st, const char *id, const char *phase,
+                                struct hm_err **err);
+/* Only what a VM's end changes: phase Stopped, no VMM, the exit (code -1: none).
+ * Only while the row records that VMM (vmm_pid) or none: a row a new boot has
+ * taken since is left alone (HM_ERR_NOT_FOUND). */
+int hm_store_instance_set_stopped(struct hm_store *st, const char *id, pid_t vmm_pid, int exit_code,
+                                  const char *exit_message, const char *stopped_at,
+                                  struct hm_err **err);
 /* By exact id. Missing: HM_ERR_NOT_FOUND. */
 int hm_store_instance_get(struct hm_store *st, const char *id, struct hm_instance_row *ret,
                           struct hm_err **err);

@@ -393,6 +393,30 @@ static void instances_table(void **state)
 	hm_err_free(err);
 	err = NULL;
 
+	/* The monitor's narrow updates touch only their columns... */
+	b.phase = (char *)"Booting";
+	b.spec = (char *)"{\"changed\":true}";
+	assert_int_equal(hm_store_instance_update(st, &b, &err), 0);
+	assert_int_equal(hm_store_instance_set_phase(st, "abc222", "Running", &err), 0);
+	/* ...and a VM's end is recorded only while the row still records that VMM */
+	assert_int_equal(hm_store_instance_set_stopped(st, "abc222", 1111, 0, "x", "t", &err), -1);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	err = NULL;
+	assert_int_equal(
+	    hm_store_instance_set_stopped(st, "abc222", 4242, 7, "exit status 7", "t1", &err), 0);
+	assert_int_equal(hm_store_instance_get(st, "abc222", &got, &err), 0);
+	assert_string_equal(got.phase, "Stopped");
+	assert_int_equal(got.vmm_pid, 0);
+	assert_int_equal(got.exit_code, 7);
+	assert_string_equal(got.exit_message, "exit status 7");
+	assert_string_equal(got.stopped_at, "t1");
+	assert_string_equal(got.spec, "{\"changed\":true}");
+	hm_instance_row_done(&got);
+	assert_int_equal(hm_store_instance_set_phase(st, "ghost", "Running", &err), -1);
+	hm_err_free(err);
+	err = NULL;
+
 	struct hm_instance_row *rows = NULL;
 	size_t n = 0;
 	assert_int_equal(hm_store_instance_list(st, &rows, &n, &err), 0);
