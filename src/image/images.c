@@ -858,6 +858,20 @@ static void collect_blobs(struct hm_images *im)
 		log_info("images", "blobs collected", "count=%zu bytes=%lld", removed, bytes);
 }
 
+/* Under lock: a disk goes with the last name for its digest, unless a conversion holds it. */
+static void drop_unused_disk(struct hm_images *im, const char *digest)
+{
+	_cleanup_err_ struct hm_err *err = NULL;
+	if (hm_store_image_digest_refs(im->st, digest, &err) != 0)
+		return;
+	for (size_t i = 0; i < im->nconverting; i++)
+		if (strcmp(im->converting[i], digest) == 0)
+			return;
+	_cleanup_free_ char *dir = disk_dir(im, digest);
+	if (hm_rm_rf(dir, &err) < 0)
+		log_warn("images", "cannot remove disk", "dir=\"%s\" error=\"%s\"", dir, err->msg);
+}
+
 int hm_images_tag(struct hm_images *im, const char *name, const char *target, json_t **ret,
                   struct hm_err **err)
 {
@@ -897,13 +911,8 @@ int hm_images_tag(struct hm_images *im, const char *name, const char *target, js
 		tagged.tags = old.tags ? old.tags : row.tags;
 		r = hm_store_image_put(im->st, &tagged, err);
 	}
-	if (r == 0 && old_digest && hm_store_image_digest_refs(im->st, old_digest, NULL) == 0) {
-		bool busy = false;
-		for (size_t i = 0; i < im->nconverting; i++)
-			busy |= strcmp(im->converting[i], old_digest) == 0;
-		_cleanup_free_ char *dir = disk_dir(im, old_digest);
-		if (!busy)
-			hm_rm_rf(dir, NULL); /* the name moved off the only image using it */
+	if (r == 0 && old_digest) {
+		drop_unused_disk(im, old_digest); /* the name moved off the only image using it */
 		collect_blobs(im);
 	}
 	struct hm_image_row out = { 0 };
@@ -935,20 +944,8 @@ int hm_images_delete(struct hm_images *im, const char *name, struct hm_err **err
 	    hm_store_image_delete(im->st, n, err) < 0)
 		goto out;
 	r = 0;
-	/* The disk goes with the last name for its digest, unless a conversion holds it. */
-	if (row.digest && *row.digest) {
-		_cleanup_err_ struct hm_err *e2 = NULL;
-		int refs = hm_store_image_digest_refs(im->st, row.digest, &e2);
-		bool busy = false;
-		for (size_t i = 0; i < im->nconverting; i++)
-			busy |= strcmp(im->converting[i], row.digest) == 0;
-		if (refs == 0 && !busy) {
-			_cleanup_free_ char *dir = disk_dir(im, row.digest);
-			if (hm_rm_rf(dir, &e2) < 0)
-				log_warn("images", "cannot remove disk", "dir=\"%s\" error=\"%s\"",
-				         dir, e2->msg);
-		}
-	}
+	if (row.digest && *row.digest)
+		drop_unused_disk(im, row.digest);
 	log_info("images", "deleted", "name=%s", n);
 	collect_blobs(im);
 out:

@@ -103,6 +103,17 @@ int hm_store_instance_insert(struct hm_store *st, const struct hm_instance_row *
 	return 0;
 }
 
+/* Step an UPDATE ... RETURNING id of instance id: 0, or not found, or the store's error. */
+static int step_one(struct hm_store *st, sqlite3_stmt *s, const char *id, const char *what,
+                    struct hm_err **err)
+{
+	int found = hm_store_step_returning(st, s, what, err);
+	if (found == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
+		                  id);
+	return found < 0 ? -1 : 0;
+}
+
 int hm_store_instance_update(struct hm_store *st, const struct hm_instance_row *r,
                              struct hm_err **err)
 {
@@ -115,11 +126,7 @@ int hm_store_instance_update(struct hm_store *st, const struct hm_instance_row *
 	                     &s, err) < 0)
 		return -1;
 	bind_row(s, r);
-	int found = hm_store_step_returning(st, s, "update instance", err);
-	if (found == 0)
-		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
-		                  r->id);
-	return found < 0 ? -1 : 0;
+	return step_one(st, s, r->id, "update instance", err);
 }
 
 int hm_store_instance_set_phase(struct hm_store *st, const char *id, const char *phase,
@@ -131,11 +138,7 @@ int hm_store_instance_set_phase(struct hm_store *st, const char *id, const char 
 		return -1;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, phase, -1, SQLITE_STATIC);
-	int found = hm_store_step_returning(st, s, "update instance phase", err);
-	if (found == 0)
-		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
-		                  id);
-	return found < 0 ? -1 : 0;
+	return step_one(st, s, id, "update instance phase", err);
 }
 
 int hm_store_instance_set_stopped(struct hm_store *st, const char *id, pid_t vmm_pid, int exit_code,
@@ -157,11 +160,7 @@ int hm_store_instance_set_stopped(struct hm_store *st, const char *id, pid_t vmm
 		sqlite3_bind_null(s, 2);
 	sqlite3_bind_text(s, 3, exit_message, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 4, stopped_at, -1, SQLITE_STATIC);
-	int found = hm_store_step_returning(st, s, "record an instance's stop", err);
-	if (found == 0)
-		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "instance `%s` not found",
-		                  id);
-	return found < 0 ? -1 : 0;
+	return step_one(st, s, id, "record an instance's stop", err);
 }
 
 /* Run a one-key lookup; 1 if a row was read into *ret, 0 if none, <0 on error. */
