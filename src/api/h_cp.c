@@ -146,46 +146,49 @@ static void send_end(struct hm_ws *ws, bool final)
 
 /*
  * After the final end the client closes, once it has written the last file
- * (the official SDK rejects a close that comes before its file is flushed).
- * So wait, up to ms, for the client's close, and only then close ourselves.
+ * (the official SDK rejects a close that comes before its file is flushed),
+ * so the session waits up to 10 s for that close before the connection ends.
  */
-static void close_after_peer(struct hm_ws *ws, int ms)
-{
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		long left =
-		    ms - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
-		if (left <= 0)
-			break;
-		struct pollfd p = { .fd = hm_ws_fd(ws), .events = POLLIN };
-		if (!hm_ws_buffered(ws) && poll(&p, 1, (int)left) <= 0)
-			break;
-		struct hm_ws_msg m = { 0 };
-		int r = hm_ws_read_frame(ws, &m, NULL);
-		hm_ws_msg_clear(&m);
-		if (r <= 0)
-			break; /* closed (its close answered), or gone */
-	}
-	hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
-}
+#define PEER_CLOSE_MS 10000
+
+/* A copy out so far: a file's end is held back until the next message says whether it was the last.
+ */
+struct cp_out {
+	bool end_pending;
+	int files;
+	long long bytes, last; /* of every file sent, and of the latest */
+};
 
 /*
- * One agent message. *end_pending: a file's end is held back until the next
- * message says whether it was the last. Returns 1 when the session is over
- * (the last frame went out), 0 to go on.
+ * The official SDK resolves once the file of the final end is flushed, not
+ * every file: each has its own write stream, and an earlier file's last
+ * writes can still be on their way (seen: 65536 of 70000 bytes of a tree's
+ * first file). Nothing the SDK sends tells when it is done, so with several
+ * files the final end waits for those writes: 150 ms, and 1 ms more per
+ * 64 KiB of the earlier files, up to 2 s.
  */
-static int agent_message(struct hm_ws *ws, json_t *msg, bool *end_pending, int *files)
+static void settle_earlier_files(const struct cp_out *o)
+{
+	if (o->files < 2)
+		return;
+	long long ms = 150 + ((o->bytes - o->last) >> 16);
+	if (ms > 2000)
+		ms = 2000;
+	struct timespec t = { ms / 1000, (ms % 1000) * 1000000 };
+	while (nanosleep(&t, &t) < 0 && errno == EINTR) {
+	}
+}
+
+/* One agent message. Returns 1 when the session is over (the last frame went out), 0 to go on. */
+static int agent_message(struct hm_ws *ws, json_t *msg, struct cp_out *o)
 {
 	const char *type = json_string_value(json_object_get(msg, "type"));
 	if (!type)
 		return 0;
-	if (*end_pending && (strcmp(type, "cp_header") == 0 || strcmp(type, "cp_error") == 0 ||
-	                     strcmp(type, "error") == 0)) {
+	if (o->end_pending && (strcmp(type, "cp_header") == 0 || strcmp(type, "cp_error") == 0 ||
+	                       strcmp(type, "error") == 0)) {
 		send_end(ws, false); /* another entry (or an error) follows: not the last */
-		*end_pending = false;
+		o->end_pending = false;
 	}
 	if (strcmp(type, "cp_result") == 0) {
 		const char *e = json_string_value(json_object_get(msg, "error"));
@@ -196,33 +199,29 @@ static int agent_message(struct hm_ws *ws, json_t *msg, bool *end_pending, int *
 		json_t *h = json_deep_copy(msg);
 		json_object_del(h, "id");
 		json_object_set_new(h, "type", json_string("header"));
+		if (!json_is_true(json_object_get(h, "is_dir")) &&
+		    !json_is_true(json_object_get(h, "is_symlink"))) {
+			json_int_t size = json_integer_value(json_object_get(h, "size"));
+			o->last = size > 0 ? size : 0;
+			o->bytes += o->last;
+		}
 		hm_ws_send_json(ws, h);
 		return 0;
 	}
-	if (strcmp(type, "cp_data") == 0) {
-		hm_ws_relay_data(ws, msg);
-		return 0;
-	}
+	if (strcmp(type, "cp_data") == 0)
+		return hm_ws_relay_data(ws, msg) < 0
+		           ? 1
+		           : 0; /* no final end: the client sees the loss */
 	if (strcmp(type, "cp_file_end") == 0) {
-		*end_pending = true;
-		(*files)++;
+		o->end_pending = true;
+		o->files++;
 		return 0;
 	}
 	if (strcmp(type, "cp_done") == 0) {
-		/*
-		 * The official SDK resolves once the file of the final end is flushed,
-		 * not every file: each has its own write stream, and an earlier file's
-		 * last write can still be on its way (seen: 65536 of 70000 bytes of a
-		 * tree's first file). Nothing the SDK sends tells when it is done, so
-		 * with several files the final end waits a moment for those writes.
-		 */
-		if (*files > 1) {
-			struct timespec settle = { 0, 150 * 1000 * 1000 };
-			nanosleep(&settle, NULL);
-		}
+		settle_earlier_files(o);
 		send_end(ws, true); /* the last file's end, or a lone one */
-		*end_pending = false;
-		close_after_peer(ws, 10000);
+		o->end_pending = false;
+		hm_ws_await_close(ws, PEER_CLOSE_MS);
 		return 1;
 	}
 	if (strcmp(type, "cp_error") == 0 || strcmp(type, "error") == 0) {
@@ -241,19 +240,18 @@ static int agent_message(struct hm_ws *ws, json_t *msg, bool *end_pending, int *
 
 static void pump(struct hm_ws *ws, struct hm_exec *x, bool to)
 {
-	bool end_pending = false;
-	int files = 0;
+	struct cp_out o = { 0 };
 	for (;;) {
 		bool ended = false;
 		json_t *msg;
 		while ((msg = hm_exec_take(x, &ended))) {
-			int done = agent_message(ws, msg, &end_pending, &files);
+			int done = agent_message(ws, msg, &o);
 			json_decref(msg);
 			if (done)
 				return;
 		}
 		if (ended) {
-			if (end_pending)
+			if (o.end_pending)
 				send_end(ws, false); /* that file is whole; the stream is not */
 			if (to)
 				send_result(ws, "the instance stopped during the copy", 0);

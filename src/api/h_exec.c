@@ -179,17 +179,16 @@ static void kill_session(struct hm_exec *x)
 
 /*
  * One agent message for the session. Returns 1 when the session is over
- * (the exit code went out), 0 to go on.
+ * (the exit code went out), 0 to go on, -1 when the client stopped taking
+ * output (the command is killed).
  */
 static int agent_message(struct hm_ws *ws, json_t *msg)
 {
 	const char *type = json_string_value(json_object_get(msg, "type"));
 	if (!type)
 		return 0;
-	if (strcmp(type, "output") == 0) {
-		hm_ws_relay_data(ws, msg);
-		return 0;
-	}
+	if (strcmp(type, "output") == 0)
+		return hm_ws_relay_data(ws, msg) < 0 ? -1 : 0;
 	if (strcmp(type, "exec_exit") == 0 || strcmp(type, "error") == 0) {
 		const char *e = json_string_value(json_object_get(msg, "error"));
 		if (!e)
@@ -219,6 +218,10 @@ static void pump(struct hm_ws *ws, struct hm_exec *x, long timeout_s)
 		while ((msg = hm_exec_take(x, &ended))) {
 			int done = agent_message(ws, msg);
 			json_decref(msg);
+			if (done < 0) {
+				kill_session(x);
+				return;
+			}
 			if (done)
 				return;
 		}

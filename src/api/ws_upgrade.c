@@ -17,6 +17,7 @@
 #include "instance/instances.h"
 
 #define FIRST_MESSAGE_MS 30000       /* how long a client may take to send its request */
+#define FINISH_MS        5000        /* for the client to take our last frames and close */
 #define DATA_CHUNK       (24u << 10) /* decoded bytes per data message (the guest takes 32 KiB) */
 
 int hm_ws_check_upgrade(struct hm_req *req, char **accept, struct hm_err **err)
@@ -78,6 +79,7 @@ static void guest_run(void *cls, int fd, const char *extra, size_t extra_len)
 		c->g->session(ws, c->x, &m);
 		hm_ws_msg_clear(&m);
 	}
+	hm_ws_finish(ws, FINISH_MS);
 	hm_ws_free(ws);
 }
 
@@ -122,15 +124,15 @@ int hm_guest_send_bytes(struct hm_exec *x, const char *type, const void *p, size
 	return r;
 }
 
-void hm_ws_relay_data(struct hm_ws *ws, json_t *msg)
+int hm_ws_relay_data(struct hm_ws *ws, json_t *msg)
 {
 	const char *data = json_string_value(json_object_get(msg, "data"));
 	size_t n = data ? strlen(data) : 0;
 	if (n == 0)
-		return;
+		return 0;
 	unsigned char *buf = xmalloc(n);
 	ssize_t len = hm_gb64_decode(data, n, buf, n);
-	if (len > 0)
-		hm_ws_send(ws, HM_WS_BINARY, buf, (size_t)len, NULL);
+	int r = len > 0 ? hm_ws_send(ws, HM_WS_BINARY, buf, (size_t)len, NULL) : 0;
 	free(buf);
+	return r;
 }

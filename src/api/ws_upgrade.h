@@ -38,8 +38,12 @@ struct hm_guest_ws {
 
 /* Bytes to the guest as {"type":type,"data":base64} messages of at most 24 KiB decoded each. */
 int hm_guest_send_bytes(struct hm_exec *x, const char *type, const void *p, size_t len);
-/* A guest message's base64 "data" to the client as one binary frame. */
-void hm_ws_relay_data(struct hm_ws *ws, json_t *msg);
+/*
+ * A guest message's base64 "data" to the client as one binary frame; -1 when
+ * the client did not take it (gone, or stuck past the send timeout): the
+ * session must end then, not go on as if the bytes had arrived.
+ */
+int hm_ws_relay_data(struct hm_ws *ws, json_t *msg);
 
 /* GET /instances/{id}/<endpoint>: upgrade and run g's session on a Running instance. */
 int hm_guest_ws_upgrade(struct hm_req *req, struct hm_resp *resp, const struct hm_guest_ws *g,

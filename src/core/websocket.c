@@ -571,3 +571,43 @@ int hm_ws_read_frame(struct hm_ws *ws, struct hm_ws_msg *out, struct hm_err **er
 	free(msg);
 	return r < 0 ? -1 : 0;
 }
+
+/* See websocket.h. A frame that has started may take no longer than what is left. */
+void hm_ws_await_close(struct hm_ws *ws, int ms)
+{
+	long long deadline = now_ms() + (ms < 0 ? 0 : ms);
+	int saved = ws->io_timeout_ms;
+	while (!ws->ended && !ws->failed) {
+		long long left = deadline - now_ms();
+		if (left <= 0)
+			break;
+		ws->io_timeout_ms = (int)left;
+		if (!hm_ws_buffered(ws) && hm_ws_wait(ws, (int)left) <= 0)
+			break;
+		struct hm_ws_msg m = { 0 };
+		int r = hm_ws_read_frame(ws, &m, NULL);
+		hm_ws_msg_clear(&m);
+		if (r <= 0)
+			break; /* its close (answered already), the end, or a failure */
+	}
+	ws->io_timeout_ms = saved;
+}
+
+void hm_ws_finish(struct hm_ws *ws, int ms)
+{
+	long long deadline = now_ms() + (ms < 0 ? 0 : ms);
+	hm_ws_close(ws, HM_WS_CLOSE_NORMAL, NULL);
+	hm_ws_await_close(ws, ms);
+	if (shutdown(ws->fd, SHUT_WR) < 0)
+		return; /* not a socket, or gone: nothing is in flight */
+	for (;;) {
+		long long left = deadline - now_ms();
+		struct pollfd p = { .fd = ws->fd, .events = POLLIN };
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			break;
+		char sink[4096];
+		ssize_t n = recv(ws->fd, sink, sizeof(sink), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+			break;
+	}
+}

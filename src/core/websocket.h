@@ -104,6 +104,22 @@ int hm_ws_send(struct hm_ws *ws, int opcode, const void *data, size_t len, struc
  */
 int hm_ws_close(struct hm_ws *ws, uint16_t code, const char *reason);
 
+/*
+ * End the connection in order, within ms, before the caller closes the fd
+ * (RFC 6455 §7.1.1): our close frame (1000, unless one went out already),
+ * then the peer's frames read and dropped until its close or the end of the
+ * stream, then our write side shut and what is still in flight drained. A
+ * socket closed with unread bytes in it answers with a reset, and the reset
+ * throws away what we sent that the peer had not taken yet: an exec's exit
+ * code, a copy's last frames.
+ */
+void hm_ws_finish(struct hm_ws *ws, int ms);
+/*
+ * Read and drop the peer's frames until its close (answered), the end of the
+ * stream, a failure, or ms: for a session whose last word is the peer's.
+ */
+void hm_ws_await_close(struct hm_ws *ws, int ms);
+
 /* The fd to poll for input; check hm_ws_buffered first: bytes may already be read. */
 int hm_ws_fd(const struct hm_ws *ws);
 /* Bytes read from the socket but not yet consumed (poll would not see them). */

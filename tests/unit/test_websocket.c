@@ -12,6 +12,9 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -247,6 +250,90 @@ static void eof_between_messages_is_an_end(void **state)
 	pair_close(&p);
 }
 
+/* A connected TCP pair on loopback: a reset only happens on a real TCP socket. */
+static void tcp_pair(int *sfd, int *cfd)
+{
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+	*cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(*cfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	*sfd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(*sfd >= 0);
+	close(l);
+}
+
+struct last_word {
+	int fd;
+	struct hm_ws *ws;
+	int ms;
+};
+
+/* The server's end of a session: its last frame, then the orderly end, then close(fd). */
+static void *say_last_and_finish(void *arg)
+{
+	struct last_word *w = arg;
+	hm_ws_send(w->ws, HM_WS_TEXT, "{\"exitCode\":0}", 14, NULL);
+	hm_ws_finish(w->ws, w->ms);
+	close(w->fd);
+	return NULL;
+}
+
+/*
+ * The client sent a frame the server never read (stdin_close after the
+ * command ended, say). Closing with those bytes unread would answer with a
+ * reset that throws the server's last frame away; after hm_ws_finish the
+ * client reads that frame, the close, and a clean end of stream.
+ */
+static void finish_ends_without_a_reset(void **state)
+{
+	(void)state;
+	int sfd, cfd;
+	tcp_pair(&sfd, &cfd);
+	struct hm_ws_opts so = { .io_timeout_ms = 2000 };
+	struct hm_ws_opts co = { .client = true, .io_timeout_ms = 2000 };
+	struct hm_ws *server = hm_ws_new(sfd, &so), *client = hm_ws_new(cfd, &co);
+	assert_int_equal(hm_ws_send(client, HM_WS_TEXT, "{\"type\":\"stdin_close\"}", 22, NULL), 0);
+	usleep(50 * 1000); /* it is in the server's receive queue, unread */
+	struct last_word w = { sfd, server, 5000 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, say_last_and_finish, &w), 0);
+	usleep(50 * 1000);
+	struct hm_ws_msg m = { 0 };
+	struct hm_err *err = NULL;
+	assert_int_equal(hm_ws_read_frame(client, &m, &err), 1);
+	assert_null(err);
+	assert_string_equal((char *)m.data, "{\"exitCode\":0}");
+	hm_ws_msg_clear(&m);
+	assert_int_equal(hm_ws_read_frame(client, &m, &err), 0); /* the close, answered */
+	assert_int_equal(hm_ws_peer_close_code(client), HM_WS_CLOSE_NORMAL);
+	char b[16];
+	assert_int_equal(read(cfd, b, sizeof(b)), 0); /* end of stream, not ECONNRESET */
+	pthread_join(t, NULL);
+	/* The server ended on the client's close, not on its deadline. */
+	assert_int_equal(hm_ws_peer_close_code(server), HM_WS_CLOSE_NORMAL);
+	hm_ws_free(server);
+	hm_ws_free(client);
+	close(cfd);
+}
+
+/* A peer that never answers the close: hm_ws_finish gives up after its ms. */
+static void finish_is_bounded(void **state)
+{
+	(void)state;
+	struct pair p;
+	pair_open(&p, 0);
+	hm_ws_finish(p.server, 100);
+	assert_int_equal(hm_ws_peer_close_code(p.server), 0);
+	assert_int_equal(server_close_code(&p), HM_WS_CLOSE_NORMAL);
+	char b[4];
+	assert_int_equal(read(p.cfd, b, sizeof(b)), 0); /* our write side is shut */
+	pair_close(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -261,6 +348,8 @@ int main(void)
 		cmocka_unit_test(stray_continuation_is_1002),
 		cmocka_unit_test(primed_bytes_come_first),
 		cmocka_unit_test(eof_between_messages_is_an_end),
+		cmocka_unit_test(finish_ends_without_a_reset),
+		cmocka_unit_test(finish_is_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
