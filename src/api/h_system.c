@@ -1,10 +1,14 @@
 /*
  * System endpoints: GET /health (public), GET /spec.yaml and /spec.json
  * (public; our own OpenAPI document, embedded at build time),
- * GET /resources (host capacity and what is allocated against it), and
- * GET /capabilities (what this host can run, and how).
+ * GET /resources (host capacity and what is allocated against it),
+ * GET /capabilities (what this host can run, and how), and GET /metrics
+ * (counters in Prometheus' text format).
  */
+#include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 
@@ -19,6 +23,7 @@
 #include "host/host.h"
 #include "net/net.h"
 #include "vmm/accel.h"
+#include "vmm/vmm.h"
 
 int hm_h_health(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
@@ -123,4 +128,55 @@ int hm_h_capabilities(struct hm_req *req, struct hm_resp *resp, struct hm_err **
 		json_object_set_new(json_object_get(body, "accelerator"), "kvm_reason",
 		                    json_string(accel->kvm_reason));
 	return hm_resp_json(resp, 200, body);
+}
+
+/*
+ * GET /metrics: Prometheus text exposition (format 0.0.4). Instances by the
+ * state GET /instances shows, and how often the daemon has talked to VMM
+ * control sockets: reads are served from published state, so listing
+ * instances moves neither counter.
+ */
+int hm_h_metrics(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	static const char *const states[] = { "Created",  "Initializing", "Running", "Paused",
+		                              "Shutdown", "Standby",      "Stopped", "Unknown" };
+	long counts[sizeof(states) / sizeof(states[0])] = { 0 };
+	struct hm_instances *in = hm_req_services(req)->instances;
+	if (in) {
+		json_t *list = NULL;
+		if (hm_instances_list(in, NULL, NULL, &list, err) < 0)
+			return -1;
+		size_t i;
+		json_t *o;
+		json_array_foreach (list, i, o) {
+			const char *st = json_string_value(json_object_get(o, "state"));
+			for (size_t k = 0; st && k < sizeof(states) / sizeof(states[0]); k++)
+				if (strcmp(st, states[k]) == 0)
+					counts[k]++;
+		}
+		json_decref(list);
+	}
+	unsigned long conns = 0, cmds = 0;
+	hm_vmm_control_counts(&conns, &cmds);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return hm_err_errno(err, errno, "metrics");
+	fputs("# HELP hypeman_instances Instances by state.\n"
+	      "# TYPE hypeman_instances gauge\n",
+	      f);
+	for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++)
+		fprintf(f, "hypeman_instances{state=\"%s\"} %ld\n", states[k], counts[k]);
+	fprintf(f,
+	        "# HELP hypeman_vmm_control_connections_total Connections opened to VMM control "
+	        "sockets.\n"
+	        "# TYPE hypeman_vmm_control_connections_total counter\n"
+	        "hypeman_vmm_control_connections_total %lu\n"
+	        "# HELP hypeman_vmm_control_commands_total Commands sent to VMMs.\n"
+	        "# TYPE hypeman_vmm_control_commands_total counter\n"
+	        "hypeman_vmm_control_commands_total %lu\n",
+	        conns, cmds);
+	fclose(f);
+	return hm_resp_text(resp, 200, "text/plain; version=0.0.4", text, len);
 }

@@ -11,6 +11,7 @@ hm_handler_fn hm_h_spec_yaml;
 hm_handler_fn hm_h_spec_json;
 hm_handler_fn hm_h_resources;
 hm_handler_fn hm_h_capabilities;
+hm_handler_fn hm_h_metrics;
 hm_handler_fn hm_h_images_create;
 hm_handler_fn hm_h_images_list;
 hm_handler_fn hm_h_images_get;

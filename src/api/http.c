@@ -223,6 +223,13 @@ int hm_resp_raw(struct hm_resp *resp, int status, const char *content_type, cons
 	return 0;
 }
 
+int hm_resp_text(struct hm_resp *resp, int status, const char *content_type, char *text, size_t len)
+{
+	free(resp->owned);
+	resp->owned = text;
+	return hm_resp_raw(resp, status, content_type, text, len);
+}
+
 void hm_resp_header(struct hm_resp *resp, const char *name, const char *value)
 {
 	if (resp->nheaders == HM_RESP_MAX_HEADERS)
@@ -234,6 +241,7 @@ void hm_resp_header(struct hm_resp *resp, const char *name, const char *value)
 void hm_resp_done(struct hm_resp *resp)
 {
 	json_decref(resp->json);
+	free(resp->owned);
 	if (resp->stream_read && resp->stream_free)
 		resp->stream_free(resp->stream_cls); /* never handed to the edge */
 	if (resp->upgrade && resp->upgrade_free)
@@ -285,6 +293,11 @@ static enum MHD_Result send_resp(struct hm_req *req, struct hm_resp *resp)
 		ctype = resp->content_type ? resp->content_type : "application/octet-stream";
 		if (!r)
 			stream_free(st);
+	} else if (resp->owned) {
+		r = MHD_create_response_from_buffer(resp->len, resp->owned, MHD_RESPMEM_MUST_FREE);
+		if (r)
+			resp->owned = NULL; /* MHD's now */
+		ctype = resp->content_type ? resp->content_type : "text/plain";
 	} else {
 		r = MHD_create_response_from_buffer(resp->len, (void *)resp->data,
 		                                    MHD_RESPMEM_PERSISTENT);

@@ -24,6 +24,7 @@ struct hm_resp {
 	const char *content_type; /* for raw bodies */
 	const void *data;         /* raw body (not owned; must outlive the server) */
 	size_t len;
+	char *owned; /* a raw body the response owns (hm_resp_text), sent instead of data */
 	/*
 	 * A streamed body (SSE): stream_read fills buf and returns > 0 bytes, 0
 	 * for "nothing yet" (it should wait a little, ~250 ms, before returning
@@ -88,6 +89,9 @@ struct hm_services *hm_req_services(const struct hm_req *req);
 int hm_resp_json(struct hm_resp *resp, int status, json_t *body /* stolen */);
 int hm_resp_raw(struct hm_resp *resp, int status, const char *content_type, const void *data,
                 size_t len);
+/* A raw body made for this response (taken; freed with it). */
+int hm_resp_text(struct hm_resp *resp, int status, const char *content_type, char *text,
+                 size_t len);
 void hm_resp_header(struct hm_resp *resp, const char *name, const char *value);
 void hm_resp_done(struct hm_resp *resp);
 

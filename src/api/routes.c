@@ -12,6 +12,7 @@ const struct hm_route hm_routes[] = {
 	{ "GET", "/spec.json", NULL, HM_ROUTE_PUBLIC, hm_h_spec_json },
 	{ "GET", "/resources", "resource:read", 0, hm_h_resources },
 	{ "GET", "/capabilities", "resource:read", 0, hm_h_capabilities },
+	{ "GET", "/metrics", "resource:read", 0, hm_h_metrics },
 	{ "GET", "/images", "image:read", 0, hm_h_images_list },
 	{ "POST", "/images", "image:write", HM_ROUTE_JSON_BODY, hm_h_images_create },
 	{ "POST", "/images/load", "image:write", HM_ROUTE_UPLOAD, hm_h_images_load },

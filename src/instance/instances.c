@@ -305,6 +305,7 @@ static void handle_agent_line(struct live *l, const char *line)
 	if (started && !atomic_exchange(&l->started, true)) {
 		/* Only the phase: an operation may be changing the rest of the row. */
 		hm_store_instance_set_phase(l->in->st, l->id, "Running", NULL);
+		inst_changed(l->in);
 		inst_oplog(l->in, l->id, "msg=\"program started\" pid=%lld guest_uptime_ms=%lld%s",
 		           (long long)json_integer_value(json_object_get(msg, "pid")) +
 		               (long long)json_integer_value(json_object_get(msg, "program_pid")),
@@ -353,7 +354,14 @@ static void finalize(struct live *l)
 	_cleanup_free_ char *stopped_at = hm_now_rfc3339();
 	inst_oplog(in, l->id, "msg=\"vm stopped\" exit_code=%d exit_message=\"%s\"", code, shown);
 	hm_store_instance_set_stopped(in->st, l->id, l->vm->pid, code, message, stopped_at, NULL);
-	free(message);
+	pthread_mutex_lock(&l->pub_lock);
+	l->pub.exit_code = code;
+	free(l->pub.exit_message);
+	l->pub.exit_message = message;
+	free(l->pub.stopped_at);
+	l->pub.stopped_at = xstrdup(stopped_at);
+	pthread_mutex_unlock(&l->pub_lock);
+	inst_live_publish(l, HM_VM_EXITED, NULL);
 	inst_drop_tap(in, l->id);
 	atomic_store(&l->exited, true);
 }
@@ -361,6 +369,11 @@ static void finalize(struct live *l)
 static void *monitor(void *arg)
 {
 	struct live *l = arg;
+	/* What the VM is at the start (adopted ones may be paused); from here on
+	 * the operations publish what they do, and the exit is seen on the pidfd. */
+	pthread_mutex_lock(&l->vm_lock);
+	inst_live_refresh(l);
+	pthread_mutex_unlock(&l->vm_lock);
 	_cleanup_err_ struct hm_err *err = NULL;
 	int afd = l->vm->ops->agent_connect(l->vm, 10000, &err);
 	if (afd < 0)
@@ -446,6 +459,10 @@ void inst_live_free(struct live *l)
 	if (l->vm)
 		l->vm->ops->free(l->vm);
 	pthread_mutex_destroy(&l->vm_lock);
+	pthread_mutex_destroy(&l->pub_lock);
+	free(l->pub.error);
+	free(l->pub.exit_message);
+	free(l->pub.stopped_at);
 	close(l->wake[0]);
 	close(l->wake[1]);
 	free(l->id);
@@ -469,29 +486,120 @@ void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, 
 	atomic_init(&l->refs, 1);
 	l->agent = hm_agent_new();
 	pthread_mutex_init(&l->vm_lock, NULL);
+	pthread_mutex_init(&l->pub_lock, NULL);
+	l->pub.vm_state = HM_VM_RUNNING; /* as spawned, or resumed, until the monitor asks */
+	l->pub.exit_code = -1;
 	if (pipe2(l->wake, O_CLOEXEC) < 0)
 		abort();
 	if (pthread_create(&l->thread, NULL, monitor, l) != 0)
 		abort();
 	l->next = in->lives;
 	in->lives = l;
+	inst_changed(in);
 }
 
-/* Stop a live's monitor and unlink it (under lock); the caller then owns it. */
-struct live *inst_live_detach(struct hm_instances *in, const char *id)
+struct live *inst_live_take(struct hm_instances *in, const char *id)
 {
+	struct live *l = NULL;
+	pthread_mutex_lock(&in->lock);
 	for (struct live **pp = &in->lives; *pp; pp = &(*pp)->next) {
-		struct live *l = *pp;
-		if (strcmp(l->id, id) != 0)
-			continue;
-		*pp = l->next;
-		if (write(l->wake[1], "x", 1) < 0) {
-			/* the monitor also ends when the VMM exits */
+		if (strcmp((*pp)->id, id) == 0) {
+			l = *pp;
+			*pp = l->next;
+			break;
 		}
-		pthread_join(l->thread, NULL);
-		return l;
 	}
-	return NULL;
+	pthread_mutex_unlock(&in->lock);
+	if (!l)
+		return NULL;
+	inst_live_silence(l);
+	inst_changed(in);
+	return l;
+}
+
+void inst_live_silence(struct live *l)
+{
+	if (l->joined)
+		return;
+	if (write(l->wake[1], "x", 1) < 0) {
+		/* the monitor also ends when the VMM exits */
+	}
+	pthread_join(l->thread, NULL);
+	l->joined = true;
+}
+
+void inst_live_publish(struct live *l, enum hm_vm_state s, const char *error)
+{
+	pthread_mutex_lock(&l->pub_lock);
+	l->pub.vm_state = s;
+	free(l->pub.error);
+	l->pub.error =
+	    s == HM_VM_UNKNOWN ? xstrdup(error ? error : "the VMM does not answer") : NULL;
+	pthread_mutex_unlock(&l->pub_lock);
+	inst_changed(l->in);
+}
+
+void inst_changed(struct hm_instances *in)
+{
+	pthread_mutex_lock(&in->changes_lock);
+	in->changes++;
+	pthread_cond_broadcast(&in->changes_cond);
+	pthread_mutex_unlock(&in->changes_lock);
+}
+
+void inst_live_refresh(struct live *l)
+{
+	struct hm_vm_info info = { .state = HM_VM_UNKNOWN, .exit_status = -1 };
+	_cleanup_err_ struct hm_err *err = NULL;
+	if (l->vm->ops->info(l->vm, &info, &err) < 0)
+		info.state = HM_VM_UNKNOWN;
+	/* The exit is the monitor's to publish, once it is recorded. */
+	if (info.state != HM_VM_EXITED)
+		inst_live_publish(l, info.state, err ? err->msg : NULL);
+}
+
+void inst_live_view(struct live *l, struct live_view *v)
+{
+	pthread_mutex_lock(&l->pub_lock);
+	v->vm_state = l->pub.vm_state;
+	v->error = l->pub.error ? xstrdup(l->pub.error) : NULL;
+	v->exit_code = l->pub.exit_code;
+	v->exit_message = l->pub.exit_message ? xstrdup(l->pub.exit_message) : NULL;
+	v->stopped_at = l->pub.stopped_at ? xstrdup(l->pub.stopped_at) : NULL;
+	pthread_mutex_unlock(&l->pub_lock);
+}
+
+void inst_live_view_done(struct live_view *v)
+{
+	free(v->error);
+	free(v->exit_message);
+	free(v->stopped_at);
+	memset(v, 0, sizeof(*v));
+}
+
+unsigned long inst_changes(struct hm_instances *in)
+{
+	pthread_mutex_lock(&in->changes_lock);
+	unsigned long c = in->changes;
+	pthread_mutex_unlock(&in->changes_lock);
+	return c;
+}
+
+void inst_changes_wait(struct hm_instances *in, unsigned long seen, long ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&in->changes_lock);
+	while (in->changes == seen &&
+	       pthread_cond_timedwait(&in->changes_cond, &in->changes_lock, &until) == 0) {
+	}
+	pthread_mutex_unlock(&in->changes_lock);
 }
 
 /* ---- JSON ---- */
@@ -505,24 +613,14 @@ json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
 	_cleanup_free_ char *exit_message = r->exit_message ? xstrdup(r->exit_message) : NULL;
 	_cleanup_free_ char *exited_now = NULL; /* stopped_at before the monitor records it */
 
-	pthread_mutex_lock(&in->lock);
-	struct live *l = inst_live_find(in, r->id);
+	/* The published state: no VMM is asked, no lock an operation holds is waited on. */
+	struct live *l = inst_live_get(in, r->id);
 	if (strcmp(r->phase, "Created") == 0) {
 		state = "Created";
 	} else if (l) {
-		/* A VMM whose exit the monitor has recorded may meet a row read before
-		 * it did: the exit is taken from the VMM, never the stale phase. */
-		struct hm_vm_info info = { .state = HM_VM_EXITED, .exit_status = -1 };
-		struct hm_err *err = NULL;
-		int rc = 0;
-		if (!atomic_load(&l->exited)) {
-			pthread_mutex_lock(&l->vm_lock);
-			rc = l->vm->ops->info(l->vm, &info, &err);
-			pthread_mutex_unlock(&l->vm_lock);
-		}
-		if (rc < 0)
-			info.state = HM_VM_UNKNOWN;
-		switch (info.state) {
+		struct live_view v = { 0 };
+		inst_live_view(l, &v);
+		switch (v.vm_state) {
 		case HM_VM_RUNNING:
 			state = atomic_load(&l->started) ? "Running" : "Initializing";
 			break;
@@ -532,33 +630,32 @@ json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
 		case HM_VM_SHUTDOWN:
 			state = "Shutdown";
 			break;
-		case HM_VM_EXITED: {
+		case HM_VM_EXITED:
+			/* Recorded; a row read before it was may not have it yet. */
 			state = "Stopped";
-			if (strcmp(r->phase, "Stopped") == 0)
-				break; /* recorded, and this row has it */
-			/* The monitor has not recorded it yet: read the outcome directly. */
-			exited_now = hm_now_rfc3339();
-			_cleanup_free_ char *cfg = inst_path(in, r->id, "config.img");
-			char *msg = NULL;
-			if (hm_guestcfg_read_exit(cfg, &exit_code, &msg, NULL) > 0) {
+			if (strcmp(r->phase, "Stopped") != 0) {
+				exit_code = v.exit_code;
 				free(exit_message);
-				exit_message = msg;
+				exit_message = v.exit_message;
+				v.exit_message = NULL;
+				exited_now = v.stopped_at;
+				v.stopped_at = NULL;
 			}
 			break;
-		}
 		case HM_VM_UNKNOWN:
 			state = "Unknown";
-			state_error = xstrdup(err ? err->msg : "the VMM does not answer");
+			state_error = v.error;
+			v.error = NULL;
 			break;
 		}
-		hm_err_free(err);
+		inst_live_view_done(&v);
 	} else if (strcmp(r->phase, "Standby") == 0) {
 		state = "Standby"; /* no VMM; its memory and device state are on disk */
 	} else if (strcmp(r->phase, "Stopped") != 0) {
 		state = "Unknown";
 		state_error = xstrdup("no VMM is attached to this instance");
 	}
-	pthread_mutex_unlock(&in->lock);
+	inst_live_free(l);
 
 	json_t *o = json_object();
 	json_object_set_new(o, "id", json_string(r->id));
@@ -898,6 +995,14 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
 	in->mem_dir = inst_mem_dir_pick(cfg->data_dir);
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_mutex_init(&in->vol_lock, NULL);
+	pthread_mutex_init(&in->changes_lock, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&in->changes_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	if (hm_mkdir_p(in->dir, 0700, err) < 0) {
 		hm_instances_close(in);
 		return -1;
@@ -925,12 +1030,14 @@ void hm_instances_close(struct hm_instances *in)
 {
 	if (!in)
 		return;
-	pthread_mutex_lock(&in->lock);
-	while (in->lives) {
-		struct live *l = inst_live_detach(in, in->lives->id);
-		inst_live_free(l);
+	for (;;) {
+		pthread_mutex_lock(&in->lock);
+		_cleanup_free_ char *id = in->lives ? xstrdup(in->lives->id) : NULL;
+		pthread_mutex_unlock(&in->lock);
+		if (!id)
+			break;
+		inst_live_free(inst_live_take(in, id));
 	}
-	pthread_mutex_unlock(&in->lock);
 	while (in->op_locks) { /* none held: the API has stopped */
 		struct op_lock *o = in->op_locks;
 		in->op_locks = o->next;
@@ -940,6 +1047,8 @@ void hm_instances_close(struct hm_instances *in)
 	}
 	pthread_mutex_destroy(&in->lock);
 	pthread_mutex_destroy(&in->vol_lock);
+	pthread_mutex_destroy(&in->changes_lock);
+	pthread_cond_destroy(&in->changes_cond);
 	hm_kernel_done(&in->kernel);
 	free(in->boot_error);
 	inst_mem_dir_release(in);
@@ -1725,9 +1834,7 @@ int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
 			         "id=%s error=\"%s\"", row.id, serr->msg);
 	}
 	inst_live_free(gl);
-	pthread_mutex_lock(&in->lock);
-	struct live *l = inst_live_detach(in, row.id);
-	pthread_mutex_unlock(&in->lock);
+	struct live *l = inst_live_take(in, row.id);
 	int r = 0;
 	if (l) {
 		if (!atomic_load(&l->exited) && l->vm->ops->kill(l->vm, 10000, err) < 0) {
@@ -1968,9 +2075,7 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 	struct hm_vm *vm = NULL;
 	int r = 0;
 	/* The old VMM's record goes; a new one comes with the boot. */
-	pthread_mutex_lock(&in->lock);
-	struct live *old = inst_live_detach(in, row.id);
-	pthread_mutex_unlock(&in->lock);
+	struct live *old = inst_live_take(in, row.id);
 	inst_live_free(old);
 
 	if (hm_images_resolve(in->images, row.image, &img, err) < 0) {
@@ -2070,6 +2175,7 @@ int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, 
 int hm_instances_wait(struct hm_instances *in, const char *key, const char *state, long timeout_ms,
                       json_t **ret, struct hm_err **err)
 {
+	enum { WAIT_POLL_MS = 100 };
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
@@ -2077,6 +2183,7 @@ int hm_instances_wait(struct hm_instances *in, const char *key, const char *stat
 	json_t *o = NULL;
 	bool timed_out = false;
 	for (;;) {
+		unsigned long seen = inst_changes(in);
 		struct hm_instance_row cur = { .exit_code = -1 };
 		if (hm_store_instance_get(in->st, row.id, &cur, err) < 0) {
 			hm_instance_row_done(&row);
@@ -2094,8 +2201,10 @@ int hm_instances_wait(struct hm_instances *in, const char *key, const char *stat
 			timed_out = true;
 			break;
 		}
-		struct timespec ts = { 0, 25 * 1000000L };
-		nanosleep(&ts, NULL);
+		/* Woken by a publication (a VM's state, a program's start), else polled:
+		 * a row's phase can change without one. */
+		double left = deadline - inst_mono_ms();
+		inst_changes_wait(in, seen, left < WAIT_POLL_MS ? (long)left + 1 : WAIT_POLL_MS);
 	}
 	*ret = json_pack("{s:O,s:O,s:b}", "state", json_object_get(o, "state"), "state_error",
 	                 json_object_get(o, "state_error"), "timed_out", timed_out);

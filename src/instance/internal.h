@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "boot/kernel.h"
+#include "vmm/vmm.h"
 
 struct hm_config;
 struct hm_err;
@@ -25,13 +26,29 @@ struct hm_vmm_ops;
 
 #define MAX_VOLUMES 8
 
+/*
+ * A VM the service runs, with its monitor thread. Its VMM is talked to only
+ * under vm_lock, by the monitor or by the one operation the instance's op
+ * lock admits; what that talk learns is published (pub_lock, a leaf lock:
+ * in->lock or vm_lock may be held when it is taken, nothing is taken under
+ * it), and every reader (get, list, wait, ingress) reads the publication:
+ * no read waits on the VMM or on an operation holding vm_lock.
+ */
 struct live {
 	struct live *next;
 	char *id;
 	char *dir;
 	struct hm_vm *vm;
 	pthread_mutex_t vm_lock;
+	pthread_mutex_t pub_lock;
+	struct {
+		enum hm_vm_state vm_state; /* EXITED only once the end is recorded */
+		char *error;               /* why Unknown */
+		int exit_code;             /* with EXITED: the guest's report, -1 without */
+		char *exit_message, *stopped_at;
+	} pub;
 	pthread_t thread;
+	bool joined; /* the monitor has ended: by the op holding the op lock, or at close */
 	int wake[2]; /* written to stop the monitor without finalising */
 	atomic_bool started;
 	atomic_bool exited;
@@ -55,8 +72,11 @@ struct hm_instances {
 	long tsc_khz;
 	struct hm_net *net; /* borrowed */
 	pthread_mutex_t lock;
-	pthread_mutex_t vol_lock; /* volume claims: held from the check to the row insert */
-	struct op_lock *op_locks; /* under lock: one per instance with an operation running */
+	pthread_mutex_t vol_lock;     /* volume claims: held from the check to the row insert */
+	struct op_lock *op_locks;     /* under lock: one per instance with an operation running */
+	pthread_mutex_t changes_lock; /* a leaf: guards changes, for changes_cond's waiters */
+	pthread_cond_t changes_cond;
+	unsigned long changes;
 	char *mem_dir; /* tmpfs folder for the RAM of cold-booted VMs, or NULL (memory.c) */
 	struct live *lives;
 };
@@ -95,8 +115,38 @@ void inst_live_free(struct live *l);
  * after_hello (taken; may be NULL): a message to send once connected. Under lock. */
 void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started,
                      json_t *after_hello);
-/* Stop a live's monitor and unlink it (under lock); the caller then owns it. */
-struct live *inst_live_detach(struct hm_instances *in, const char *id);
+/*
+ * Unlink a live record and stop its monitor; the caller then owns it. Takes
+ * in->lock itself and joins the monitor with it released (a monitor can take
+ * seconds to notice, and every other request needs that lock).
+ */
+struct live *inst_live_take(struct hm_instances *in, const char *id);
+/* Stop l's monitor (without recording an end) and leave l listed: its VMM
+ * is about to go and readers keep the published state meanwhile. */
+void inst_live_silence(struct live *l);
+
+/*
+ * Publish what the VMM was seen to be (the caller holds l->vm_lock, or is
+ * the monitor before anyone else can reach it); error says why for UNKNOWN.
+ * Wakes waiters. inst_live_refresh asks the VMM (under vm_lock) and
+ * publishes its answer: after an operation that failed half-way.
+ */
+void inst_live_publish(struct live *l, enum hm_vm_state s, const char *error);
+void inst_live_refresh(struct live *l);
+/* What is published (copied; free the strings with inst_live_view_done). */
+struct live_view {
+	enum hm_vm_state vm_state;
+	char *error;
+	int exit_code;
+	char *exit_message, *stopped_at;
+};
+void inst_live_view(struct live *l, struct live_view *v);
+void inst_live_view_done(struct live_view *v);
+/* A counter bumped at every publication (and inst_changed: a row's phase that
+ * waiters look for), and a wait of at most ms for it to move past seen. */
+void inst_changed(struct hm_instances *in);
+unsigned long inst_changes(struct hm_instances *in);
+void inst_changes_wait(struct hm_instances *in, unsigned long seen, long ms);
 
 /* The row's spec, parsed (a new reference; an empty object if it has none). */
 json_t *inst_spec_of(const struct hm_instance_row *r);

@@ -53,12 +53,30 @@
 /* ---- standby ---- */
 
 /* Standby's work once the instance is known to be Running (l: its live record). */
-/* Save l's device state to vmstate in dir, recording the accelerator it ran under. */
+/*
+ * Save l's device state to vmstate in dir, recording the accelerator it ran
+ * under (the caller holds l->vm_lock). The guest is left paused, and
+ * published so: readers see Paused for as long as the copy takes.
+ */
 static int save_state(struct live *l, const char *dir, const char *vmstate, struct hm_err **err)
 {
-	if (l->vm->ops->snapshot(l->vm, vmstate, err) < 0)
+	if (l->vm->ops->snapshot(l->vm, vmstate, err) < 0) {
+		inst_live_refresh(l);
 		return -1;
+	}
+	inst_live_publish(l, HM_VM_PAUSED, NULL);
 	return hm_payload_mark_accel(dir, hm_accel_name(l->vm->accel), err);
+}
+
+/* Let l's guest run on after a save (under l->vm_lock), and publish what it is now. */
+static int run_on(struct live *l, struct hm_err **err)
+{
+	if (l->vm->ops->resume(l->vm, err) < 0) {
+		inst_live_refresh(l);
+		return -1;
+	}
+	inst_live_publish(l, HM_VM_RUNNING, NULL);
+	return 0;
 }
 
 static int standby_live(struct hm_instances *in, struct hm_instance_row *row, struct live *l,
@@ -94,38 +112,46 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 	if (r < 0) {
 		/* Nothing changed: the guest runs on. */
 		unlink(vmstate);
-		l->vm->ops->resume(l->vm, NULL);
+		run_on(l, NULL);
 		pthread_mutex_unlock(&l->vm_lock);
 		return hm_err_wrap(err, "standby of `%s`", row->name);
 	}
 	pthread_mutex_unlock(&l->vm_lock);
 	double t_moved = inst_mono_ms();
 
-	/* Its monitor goes first, so that the VMM's end is not taken for a stop. */
-	pthread_mutex_lock(&in->lock);
-	struct live *d = inst_live_detach(in, row->id);
-	pthread_mutex_unlock(&in->lock);
-	if (d && d->vm->ops->kill(d->vm, 10000, err) < 0) {
-		/* Still there (paused): let it run on, keep watching it, report the failure. */
-		d->vm->ops->resume(d->vm, NULL);
-		pthread_mutex_lock(&in->lock);
-		inst_live_start(in, row->id, d->vm, true, NULL);
-		d->vm = NULL;
-		pthread_mutex_unlock(&in->lock);
-		inst_live_free(d);
+	/* Its monitor stops first, so that the VMM's end is not taken for a stop;
+	 * the record stays listed (Paused) until the row says Standby, so that no
+	 * reader meets an instance with neither a VMM nor a saved state. */
+	inst_live_silence(l);
+	pthread_mutex_lock(&l->vm_lock);
+	int killed = l->vm->ops->kill(l->vm, 10000, err);
+	if (killed < 0)
+		run_on(l, NULL);
+	pthread_mutex_unlock(&l->vm_lock);
+	if (killed < 0) {
+		/* Still there: it runs on under a new monitor; report the failure. */
+		struct live *d = inst_live_take(in, row->id);
+		if (d) {
+			pthread_mutex_lock(&in->lock);
+			inst_live_start(in, row->id, d->vm, true, NULL);
+			d->vm = NULL;
+			pthread_mutex_unlock(&in->lock);
+			inst_live_free(d);
+		}
 		unlink(vmstate);
 		if (on_tmpfs)
 			unlink(disk_mem); /* it runs on tmpfs still: the copy is stale */
 		return -1;
 	}
-	inst_live_free(d);
 	if (on_tmpfs)
 		unlink(mem);
 	inst_drop_tap(in, row->id);
 	free(row->phase);
 	row->phase = xstrdup("Standby");
 	row->vmm_pid = 0;
-	if (hm_store_instance_update(in->st, row, err) < 0)
+	int saved = hm_store_instance_update(in->st, row, err);
+	inst_live_free(inst_live_take(in, row->id));
+	if (saved < 0)
 		return -1;
 	double t_stop = inst_mono_ms();
 	if (opts->compress)
@@ -244,9 +270,7 @@ static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t 
                    struct hm_err **err)
 {
 	struct hm_vm *vm = NULL;
-	pthread_mutex_lock(&in->lock);
-	struct live *old = inst_live_detach(in, row->id);
-	pthread_mutex_unlock(&in->lock);
+	struct live *old = inst_live_take(in, row->id);
 	inst_live_free(old);
 	if (inst_spawn_vm(in, row, spec, root_disk, vmstate, &vm, err) < 0) {
 		json_decref(after_hello);
@@ -500,9 +524,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 	if (r < 0) {
 		/* Leave nothing: no VMM, no TAP, no folder, no row, no address. */
 		if (made) {
-			pthread_mutex_lock(&in->lock);
-			struct live *l = inst_live_detach(in, id);
-			pthread_mutex_unlock(&in->lock);
+			struct live *l = inst_live_take(in, id);
 			if (l && !atomic_load(&l->exited))
 				l->vm->ops->kill(l->vm, 10000, NULL);
 			inst_live_free(l);
@@ -564,7 +586,7 @@ int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, jso
 	if (r == 0 && hm_payload_copy(src, dst, spec, true, mem, copied, err) < 0)
 		r = -1;
 	_cleanup_err_ struct hm_err *re = NULL;
-	if (l->vm->ops->resume(l->vm, &re) < 0)
+	if (run_on(l, &re) < 0)
 		log_warn("instances", "source did not resume after a copy", "id=%s error=\"%s\"",
 		         row->id, re->msg);
 	pthread_mutex_unlock(&l->vm_lock);

@@ -255,6 +255,11 @@ static char *qmp_arg(const char *qmp_path)
 	return xasprintf("unix:%s,server=on,wait=off", p);
 }
 
+void hm_vmm_control_counts(unsigned long *connections, unsigned long *commands)
+{
+	hm_qmp_counts(connections, commands); /* the one backend: QEMU's QMP */
+}
+
 const char *hm_vmm_qemu_binary(void)
 {
 	const char *b = getenv("HYPEMAN_QEMU");

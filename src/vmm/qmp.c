@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -229,9 +230,19 @@ static enum hm_err_kind error_kind(const char *cls)
 	return HM_ERR_INTERNAL;
 }
 
+/* Process-wide, for GET /metrics: how often the daemon talks to its VMMs. */
+static atomic_ulong n_connects, n_commands;
+
+void hm_qmp_counts(unsigned long *connects, unsigned long *commands)
+{
+	*connects = atomic_load(&n_connects);
+	*commands = atomic_load(&n_commands);
+}
+
 int hm_qmp_execute(struct hm_qmp *q, const char *cmd, json_t *args, json_t **ret_return,
                    int timeout_ms, struct hm_err **err)
 {
+	atomic_fetch_add(&n_commands, 1);
 	json_auto_t *req = json_pack("{s:s}", "execute", cmd);
 	if (args)
 		json_object_set_new(req, "arguments", args);
@@ -353,6 +364,7 @@ int hm_qmp_connect(const char *path, int timeout_ms, int abort_fd, struct hm_qmp
 		return -1;
 	}
 	*ret = TAKE_PTR(qq);
+	atomic_fetch_add(&n_connects, 1);
 	return 0;
 }
 

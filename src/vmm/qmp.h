@@ -57,6 +57,8 @@ size_t hm_qmp_nevents(const struct hm_qmp *q);
 const json_t *hm_qmp_event(const struct hm_qmp *q, size_t i);
 
 void hm_qmp_close(struct hm_qmp *q);
+/* Connections made and commands sent (qmp_capabilities too) since the process started. */
+void hm_qmp_counts(unsigned long *connects, unsigned long *commands);
 static inline void hm_qmp_closep(struct hm_qmp **q)
 {
 	if (*q)

@@ -123,5 +123,11 @@ extern const struct hm_vmm_ops hm_vmm_qemu;
 /* The QEMU binary it runs: $HYPEMAN_QEMU, else qemu-system-x86_64 from PATH. */
 const char *hm_vmm_qemu_binary(void);
 
+/*
+ * How often this process has talked to VMM control sockets (QMP for QEMU):
+ * connections opened and commands sent, since it started.
+ */
+void hm_vmm_control_counts(unsigned long *connections, unsigned long *commands);
+
 /* Host TSC frequency in kHz (for tsc_early_khz=), or 0 if unknown. */
 long hm_vmm_host_tsc_khz(void);
