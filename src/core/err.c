@@ -76,6 +76,36 @@ int hm_err_errno(struct hm_err **err, int errnum, const char *fmt, ...)
 	return -1;
 }
 
+int hm_err_recast(struct hm_err **err, enum hm_err_kind kind, const char *code)
+{
+	if (err && *err) {
+		(*err)->kind = kind;
+		(*err)->code = code;
+	}
+	return -1;
+}
+
+int hm_err_errnum(struct hm_err *const *err)
+{
+	return err && *err ? (*err)->errnum : 0;
+}
+
+const char *hm_err_message(struct hm_err *const *err, const char *none)
+{
+	return err && *err && (*err)->msg ? (*err)->msg : none;
+}
+
+bool hm_err_is_kind(struct hm_err *const *err, enum hm_err_kind kind)
+{
+	return err && *err && (*err)->kind == kind;
+}
+
+void hm_err_set_errnum(struct hm_err **err, int errnum)
+{
+	if (err && *err)
+		(*err)->errnum = errnum;
+}
+
 int hm_err_wrap(struct hm_err **err, const char *fmt, ...)
 {
 	if (!err || !*err)

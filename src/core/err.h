@@ -46,6 +46,21 @@ int hm_err_set(struct hm_err **err, enum hm_err_kind kind, const char *code, con
 int hm_err_errno(struct hm_err **err, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * Give *err another kind (and code: NULL for the kind's default) after the
+ * fact; nothing when err or *err is NULL. Returns -1. The one way to change
+ * an error's kind outside err.c: callers may pass err == NULL.
+ */
+int hm_err_recast(struct hm_err **err, enum hm_err_kind kind, const char *code);
+/* The errno behind *err (0 when none, or no error), NULL-safe. */
+int hm_err_errnum(struct hm_err *const *err);
+/* *err's message, or `none` when there is no error (NULL-safe). */
+const char *hm_err_message(struct hm_err *const *err, const char *none);
+/* Whether *err is of kind (false without an error), NULL-safe. */
+bool hm_err_is_kind(struct hm_err *const *err, enum hm_err_kind kind);
+/* Set the errno behind *err, NULL-safe. */
+void hm_err_set_errnum(struct hm_err **err, int errnum);
+
 /* Prefix context to *err's message ("context: message"); kind and code stay. Returns -1. */
 int hm_err_wrap(struct hm_err **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

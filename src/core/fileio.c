@@ -43,8 +43,8 @@ int hm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len,
 	if (fd < 0) {
 		int e = errno;
 		hm_err_errno(err, e, "open `%s`", path);
-		if (e == ENOENT && err) /* err may be NULL: the caller wants no details */
-			(*err)->kind = HM_ERR_NOT_FOUND;
+		if (e == ENOENT)
+			hm_err_recast(err, HM_ERR_NOT_FOUND, NULL);
 		return -1;
 	}
 	size_t cap = 4096, len = 0;

@@ -189,8 +189,7 @@ static int send_iov(struct hm_ws *ws, struct iovec *iov, int n, struct hm_err **
 		}
 		if (w < 0) {
 			hm_err_errno(err, errno, "write to the WebSocket");
-			if (err && *err)
-				(*err)->kind = HM_ERR_UNAVAILABLE;
+			hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 			return -1;
 		}
 		size_t done = (size_t)w;
@@ -355,8 +354,7 @@ static ssize_t read_some(struct hm_ws *ws, void *dst, size_t cap, bool timed, st
 		if (n < 0) {
 			ws->failed = ws->ended = true;
 			hm_err_errno(err, errno, "read from the WebSocket");
-			if (err && *err)
-				(*err)->kind = HM_ERR_UNAVAILABLE;
+			hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 			return -1;
 		}
 		return n;

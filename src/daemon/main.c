@@ -169,7 +169,11 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		;
 	log_info("daemon", "shutting down", "signal=%s", sigabbrev_np(sig));
 	hm_api_stop(api);
-	hm_ingresses_close(ingresses);
+	if (!hm_ingresses_close(ingresses)) {
+		/* A proxy thread still runs into the services: leave them to the exit. */
+		log_warn("daemon", "stopped with ingress connections still open");
+		return 0;
+	}
 	hm_volumes_close(volumes);
 	hm_instances_close(instances); /* VMs keep running; the next start adopts them */
 	hm_net_close(net);             /* so do the bridge, the rules and their TAPs */

@@ -355,9 +355,8 @@ static int convert(struct hm_images *im, const char *digest, const char *config_
 		}
 	}
 	conv_leave(im, digest);
-	if (ret < 0 && err && *err && (*err)->errnum == ENOSPC) {
-		(*err)->kind = HM_ERR_INSUFFICIENT;
-		(*err)->code = "insufficient_storage";
+	if (ret < 0 && hm_err_errnum(err) == ENOSPC) {
+		hm_err_recast(err, HM_ERR_INSUFFICIENT, "insufficient_storage");
 	}
 	return ret;
 }
@@ -1233,7 +1232,8 @@ static int load_archive(struct hm_images *im, const struct hm_archive_image *a, 
 	if (r == 0)
 		r = update_row(im, n, "ready", NULL, NULL, NULL, NULL, (int64_t)st.st_size, err);
 	if (r < 0)
-		update_row(im, n, "failed", (*err)->msg, NULL, NULL, NULL, -1, NULL);
+		update_row(im, n, "failed", hm_err_message(err, "load failed"), NULL, NULL, NULL,
+		           -1, NULL);
 	log_info("images", r == 0 ? "loaded" : "load failed", "name=%s digest=%s", n, a->digest);
 
 	struct hm_image_row row = { 0 };

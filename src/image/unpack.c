@@ -217,8 +217,7 @@ int hm_unpack_layers(const char *helper, const char *rootfs, const char *const *
 		                  *msg ? msg : "invalid layer");
 	if (WIFEXITED(status) && WEXITSTATUS(status) == UNPACK_EXIT_NO_SPACE) {
 		hm_err_set(err, HM_ERR_INSUFFICIENT, NULL, "%s", *msg ? msg : "out of disk space");
-		if (err)
-			(*err)->errnum = ENOSPC;
+		hm_err_set_errnum(err, ENOSPC);
 		return -1;
 	}
 	return hm_err_set(err, HM_ERR_INTERNAL, NULL, "%s failed (%s %d)%s%s", helper,
@@ -341,8 +340,7 @@ static int disk_error(struct hm_err **err, int errnum, const char *layer, const 
 	bool full = errnum == ENOSPC || errnum == EDQUOT;
 	hm_err_set(err, full ? HM_ERR_INSUFFICIENT : HM_ERR_INTERNAL, NULL, "layer %s: %s `%s`: %s",
 	           layer, what, path, detail ? detail : strerror(errnum));
-	if (err)
-		(*err)->errnum = errnum;
+	hm_err_set_errnum(err, errnum);
 	return -1;
 }
 

@@ -43,6 +43,7 @@
 #define IDLE_TIMEOUT_S  3600
 #define CONNECT_MS      5000
 #define MAX_CONNECTIONS 1024
+#define CLOSE_WAIT_S    10 /* for connection threads to end at shutdown */
 #define RELAY_BUF       (64u << 10)
 
 struct rule {
@@ -76,6 +77,15 @@ struct hm_ingresses {
 	struct listener *listeners; /* under mu */
 	struct hm_tls *tls;
 	atomic_int conns;
+	/*
+	 * The connections being served, so that close can end them: conns_mu (a
+	 * leaf: nothing is taken under it) guards the list, each one's upstream
+	 * fd, `closing`, and conns_idle, signalled when the last one ends.
+	 */
+	pthread_mutex_t conns_mu;
+	pthread_cond_t conns_idle;
+	struct conn *active;
+	bool closing;
 };
 
 /* ---- the rule table ---- */
@@ -156,6 +166,8 @@ static int reload(struct hm_ingresses *ing, struct hm_err **err)
 
 struct conn {
 	struct hm_ingresses *ing;
+	struct conn *next, **pprev; /* on ing->active, under conns_mu */
+	int up;                     /* the instance's end once connected, else -1 (conns_mu) */
 	int fd;
 	int port;
 	bool tls;
@@ -294,6 +306,25 @@ static char *upstream_head(const char *head, const char *auth_header, const char
 		return NULL;
 	}
 	return out;
+}
+
+/* The instance's end of c, once connected; -1 when the daemon is stopping. */
+static int set_up(struct conn *c, int up)
+{
+	pthread_mutex_lock(&c->ing->conns_mu);
+	bool closing = c->ing->closing;
+	if (!closing)
+		c->up = up;
+	pthread_mutex_unlock(&c->ing->conns_mu);
+	return closing ? -1 : 0;
+}
+
+static void drop_up(struct conn *c)
+{
+	pthread_mutex_lock(&c->ing->conns_mu);
+	close(c->up);
+	c->up = -1;
+	pthread_mutex_unlock(&c->ing->conns_mu);
 }
 
 static int connect_to(const char *ip, int port)
@@ -574,6 +605,10 @@ static void serve(struct conn *c)
 		return;
 	}
 	int up = connect_to(ip, m.port);
+	if (up >= 0 && set_up(c, up) < 0) {
+		close(up);
+		return; /* the daemon is stopping */
+	}
 	if (up < 0) {
 		reply(c, 502, "Bad Gateway", "bad_gateway", "instance %s (%s:%d): %s", m.target, ip,
 		      m.port, strerror(errno));
@@ -593,12 +628,12 @@ static void serve(struct conn *c)
 	if (r < 0) {
 		reply(c, 502, "Bad Gateway", "bad_gateway", "instance %s stopped reading",
 		      m.target);
-		close(up);
+		drop_up(c);
 		return;
 	}
 	if (c->ssl) {
 		relay_tls(c, up);
-		close(up);
+		drop_up(c);
 		return;
 	}
 	set_timeout(c->fd, IDLE_TIMEOUT_S);
@@ -611,16 +646,23 @@ static void serve(struct conn *c)
 		pthread_join(t, NULL);
 	else
 		relay(&back);
-	close(up);
+	drop_up(c);
 }
 
 static void *conn_thread(void *arg)
 {
 	struct conn *c = arg;
+	struct hm_ingresses *ing = c->ing;
 	serve(c);
 	SSL_free(c->ssl);
-	close(c->fd);
-	atomic_fetch_sub(&c->ing->conns, 1);
+	pthread_mutex_lock(&ing->conns_mu);
+	*c->pprev = c->next;
+	if (c->next)
+		c->next->pprev = c->pprev;
+	close(c->fd); /* under conns_mu: close never shuts a number reused meanwhile */
+	if (atomic_fetch_sub(&ing->conns, 1) == 1)
+		pthread_cond_broadcast(&ing->conns_idle);
+	pthread_mutex_unlock(&ing->conns_mu);
 	free(c);
 	return NULL;
 }
@@ -651,7 +693,9 @@ static void *accept_loop(void *arg)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		struct conn *c = xcalloc(1, sizeof(*c));
-		*c = (struct conn){ .ing = l->ing, .fd = fd, .port = l->port, .tls = l->tls };
+		*c = (struct conn){
+			.ing = l->ing, .fd = fd, .up = -1, .port = l->port, .tls = l->tls
+		};
 		if (ss.ss_family == AF_INET)
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer,
 			          sizeof(c->peer));
@@ -662,11 +706,23 @@ static void *accept_loop(void *arg)
 		pthread_attr_init(&at);
 		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 		pthread_t t;
-		if (pthread_create(&t, &at, conn_thread, c) != 0) {
+		struct hm_ingresses *ing = l->ing;
+		pthread_mutex_lock(&ing->conns_mu);
+		c->next = ing->active;
+		if (c->next)
+			c->next->pprev = &c->next;
+		c->pprev = &ing->active;
+		ing->active = c;
+		if (ing->closing || pthread_create(&t, &at, conn_thread, c) != 0) {
+			ing->active = c->next;
+			if (c->next)
+				c->next->pprev = &ing->active;
 			close(fd);
-			atomic_fetch_sub(&l->ing->conns, 1);
+			if (atomic_fetch_sub(&ing->conns, 1) == 1)
+				pthread_cond_broadcast(&ing->conns_idle);
 			free(c);
 		}
+		pthread_mutex_unlock(&ing->conns_mu);
 		pthread_attr_destroy(&at);
 	}
 }
@@ -700,9 +756,9 @@ static int listen_on(struct hm_ingresses *ing, int port, bool tls, struct hm_err
 		if (fd >= 0)
 			close(fd);
 		hm_err_errno(err, e, "ingress: listen on %s port %d", ing->listen_addr, port);
-		(*err)->kind = e == EADDRINUSE || e == EACCES ? HM_ERR_CONFLICT : HM_ERR_INTERNAL;
-		(*err)->code = "port_unavailable";
-		return -1;
+		return hm_err_recast(
+		    err, e == EADDRINUSE || e == EACCES ? HM_ERR_CONFLICT : HM_ERR_INTERNAL,
+		    "port_unavailable");
 	}
 	struct listener *l = xcalloc(1, sizeof(*l));
 	*l = (struct listener){
@@ -785,6 +841,12 @@ int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
 	pthread_mutex_init(&ing->mu, NULL);
 	pthread_rwlock_init(&ing->lock, NULL);
 	atomic_init(&ing->conns, 0);
+	pthread_mutex_init(&ing->conns_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ing->conns_idle, &ca);
+	pthread_condattr_destroy(&ca);
 	if (hm_tls_open(cfg->ingress_cert_dir, &ing->tls, err) < 0 || reload(ing, err) < 0) {
 		hm_ingresses_close(ing);
 		return -1;
@@ -802,10 +864,10 @@ int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
 	return 0;
 }
 
-void hm_ingresses_close(struct hm_ingresses *ing)
+bool hm_ingresses_close(struct hm_ingresses *ing)
 {
 	if (!ing)
-		return;
+		return true;
 	pthread_mutex_lock(&ing->mu);
 	while (ing->listeners) {
 		struct listener *l = ing->listeners;
@@ -813,17 +875,40 @@ void hm_ingresses_close(struct hm_ingresses *ing)
 		listener_stop(l);
 	}
 	pthread_mutex_unlock(&ing->mu);
-	/* Connection threads hold `ing`: wait (briefly) for them to finish. */
-	for (int i = 0; i < 100 && atomic_load(&ing->conns) > 0; i++)
-		usleep(20000);
-	if (atomic_load(&ing->conns) > 0)
-		return; /* leak rather than free under a live thread; the process is ending */
+	/*
+	 * Connection threads call into `ing` and the instance service: end every
+	 * one (a shut socket wakes each read, write and poll on it) and wait for
+	 * the last, so that nothing they use is freed under them.
+	 */
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += CLOSE_WAIT_S;
+	pthread_mutex_lock(&ing->conns_mu);
+	ing->closing = true;
+	for (struct conn *c = ing->active; c; c = c->next) {
+		shutdown(c->fd, SHUT_RDWR);
+		if (c->up >= 0)
+			shutdown(c->up, SHUT_RDWR);
+	}
+	int w = 0;
+	while (atomic_load(&ing->conns) > 0 && w == 0)
+		w = pthread_cond_timedwait(&ing->conns_idle, &ing->conns_mu, &until);
+	bool idle = atomic_load(&ing->conns) == 0;
+	pthread_mutex_unlock(&ing->conns_mu);
+	if (!idle) {
+		log_error("ingress", "connections still open at shutdown", "count=%d",
+		          atomic_load(&ing->conns));
+		return false; /* leak rather than free under a live thread; the process is ending */
+	}
 	rules_free(ing->rules, ing->nrules);
 	hm_tls_free(ing->tls);
 	pthread_rwlock_destroy(&ing->lock);
 	pthread_mutex_destroy(&ing->mu);
+	pthread_mutex_destroy(&ing->conns_mu);
+	pthread_cond_destroy(&ing->conns_idle);
 	free(ing->listen_addr);
 	free(ing);
+	return true;
 }
 
 /*

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 
 struct hm_config;
 struct hm_err;
@@ -23,8 +24,12 @@ struct hm_ingresses;
 /* Load the ingresses and start listening (a port that cannot be bound is logged, not fatal). */
 int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
                       const struct hm_config *cfg, struct hm_ingresses **ret, struct hm_err **err);
-/* Stop listening; connections in flight finish on their own threads. */
-void hm_ingresses_close(struct hm_ingresses *ing);
+/*
+ * Stop listening, end the connections being served and wait (up to 10 s)
+ * for their threads. false: some are still running, and `ing` with them; the
+ * caller must then not free what they use (the instance service) either.
+ */
+bool hm_ingresses_close(struct hm_ingresses *ing);
 
 /* POST /ingresses: 400 bad rules, 409 name taken, hostname in use, or port not bindable. */
 int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, struct hm_err **err);

@@ -171,8 +171,7 @@ int hm_agent_send(struct hm_agent *a, json_t *msg, struct hm_err **err)
 		               "the guest agent is not connected");
 	} else if (hm_write_all(fd, line, n) < 0) {
 		r = hm_err_errno(err, errno, "write to the guest agent");
-		if (err && *err)
-			(*err)->kind = HM_ERR_UNAVAILABLE;
+		hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 	}
 	pthread_mutex_unlock(&a->write_lock);
 	free(line);

@@ -1752,7 +1752,7 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 	}
 	if (r < 0) {
 		/* Leave nothing behind: no folder, no row (a name conflict made neither). */
-		if (!err || !*err || (*err)->kind != HM_ERR_CONFLICT) {
+		if (!hm_err_is_kind(err, HM_ERR_CONFLICT)) {
 			_cleanup_free_ char *dir = inst_path(in, id, NULL);
 			hm_rm_rf(dir, NULL);
 			hm_store_instance_delete(in->st, id, NULL);
@@ -1760,7 +1760,7 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 		if (lease.ip[0])
 			hm_net_release(in->net, lease.ip);
 		log_warn("instances", "create failed", "name=%s error=\"%s\"", c.name,
-		         err && *err ? (*err)->msg : "?");
+		         hm_err_message(err, "?"));
 	} else {
 		pthread_mutex_lock(&in->lock);
 		inst_live_start(in, id, vm, false, NULL);

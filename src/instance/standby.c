@@ -535,7 +535,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		if (lease.ip[0])
 			hm_net_release(in->net, lease.ip);
 		log_warn("instances", "fork failed", "source=%s name=%s error=\"%s\"", src->name,
-		         name, *err ? (*err)->msg : "?");
+		         name, hm_err_message(err, "?"));
 	} else {
 		log_info("instances", "forked", "id=%s name=%s source=%s kind=%s target=%s ms=%.1f",
 		         id, name, src->name, src->kind, target, inst_mono_ms() - t0);

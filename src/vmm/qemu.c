@@ -198,7 +198,8 @@ static int qmp_status(struct qemu_vm *vm, int timeout_ms, char **ret, struct hm_
 static int vm_error(struct qemu_vm *vm, const char *what, struct hm_err **err)
 {
 	/* An exiting QEMU closes its sockets a moment before its pidfd reports. */
-	if (check_exited(vm, (*err)->kind == HM_ERR_UNAVAILABLE ? 100 : 0))
+	bool unreachable = hm_err_is_kind(err, HM_ERR_UNAVAILABLE);
+	if (check_exited(vm, unreachable ? 100 : 0))
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, NULL,
 		                  "%s: the VMM process %d has exited", what, (int)vm->base.pid);
 	return hm_err_wrap(err, "%s", what);
@@ -512,7 +513,7 @@ static int start_process(char *const *argv, const char *log_path, pid_t *ret_pid
 	posix_spawnattr_destroy(&attr);
 	if (r != 0) {
 		hm_err_errno(err, r, "start `%s`", argv[0]);
-		(*err)->kind = HM_ERR_UNAVAILABLE;
+		hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 		return -1;
 	}
 	return 0;
@@ -536,8 +537,11 @@ static int wait_ready(struct qemu_vm *vm, const char *log_path, off_t log_from, 
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, NULL, "qemu exited at startup%s%s%s",
 		                  how, line ? ": " : " (nothing in its log)", line ? line : "");
 	}
+	if (!err)
+		return -1;
+	hm_err_free(*err);
 	*err = TAKE_PTR(e);
-	(*err)->kind = HM_ERR_UNAVAILABLE;
+	hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 	return hm_err_wrap(err, "qemu did not become ready");
 }
 
@@ -785,14 +789,14 @@ static int qemu_agent_connect(struct hm_vm *base, int timeout_ms, struct hm_err 
 		int e = errno;
 		if (e != ENOENT && e != ECONNREFUSED && e != EAGAIN && e != EINTR) {
 			hm_err_errno(err, e, "connect to agent socket %s", vm->agent_path);
-			(*err)->kind = HM_ERR_UNAVAILABLE;
+			hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 			return -1;
 		}
 		long long left = deadline - now_ms();
 		if (left <= 0) {
 			hm_err_errno(err, e, "connect to agent socket %s (gave up after %d ms)",
 			             vm->agent_path, timeout_ms);
-			(*err)->kind = HM_ERR_UNAVAILABLE;
+			hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 			return -1;
 		}
 		if (check_exited(vm, left < 5 ? (int)left : 5))

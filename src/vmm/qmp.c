@@ -111,7 +111,7 @@ static int send_all(struct hm_qmp *q, const char *data, size_t len, long long de
 		}
 		q->broken = true;
 		hm_err_errno(err, n < 0 ? errno : EPIPE, "QMP %s: send", q->path);
-		(*err)->kind = HM_ERR_UNAVAILABLE;
+		hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 		return -1;
 	}
 	return 0;
@@ -158,7 +158,7 @@ static int read_line(struct hm_qmp *q, long long deadline, size_t *ret_len, stru
 		if (errno != EAGAIN && errno != EWOULDBLOCK) {
 			q->broken = true;
 			hm_err_errno(err, errno, "QMP %s: recv", q->path);
-			(*err)->kind = HM_ERR_UNAVAILABLE;
+			hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 			return -1;
 		}
 		int r = wait_fd(q->fd, POLLIN, deadline);
@@ -323,14 +323,14 @@ int hm_qmp_connect(const char *path, int timeout_ms, int abort_fd, struct hm_qmp
 			break;
 		if (r != -ENOENT && r != -ECONNREFUSED && r != -EAGAIN && r != -EINTR) {
 			hm_err_errno(err, -r, "connect to QMP socket %s", path);
-			(*err)->kind = HM_ERR_UNAVAILABLE;
+			hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 			return -1;
 		}
 		int left = remaining_ms(deadline);
 		if (left == 0) {
 			hm_err_errno(err, -r, "connect to QMP socket %s (gave up after %d ms)",
 			             path, timeout_ms);
-			(*err)->kind = HM_ERR_UNAVAILABLE;
+			hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 			return -1;
 		}
 		/* QEMU is still starting: wait a little, or less if its process exits. */
@@ -352,7 +352,7 @@ int hm_qmp_connect(const char *path, int timeout_ms, int abort_fd, struct hm_qmp
 	_cleanup_qmp_ struct hm_qmp *qq = q;
 	json_t *greeting = NULL;
 	if (read_message(q, deadline, &greeting, err) < 0) {
-		(*err)->kind = HM_ERR_UNAVAILABLE;
+		hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 		return hm_err_wrap(err, "greeting");
 	}
 	q->greeting = json_incref(json_object_get(greeting, "QMP"));
@@ -360,7 +360,7 @@ int hm_qmp_connect(const char *path, int timeout_ms, int abort_fd, struct hm_qmp
 	if (!q->greeting)
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, NULL, "QMP %s: no greeting", path);
 	if (hm_qmp_execute(q, "qmp_capabilities", NULL, NULL, remaining_ms(deadline), err) < 0) {
-		(*err)->kind = HM_ERR_UNAVAILABLE;
+		hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
 		return -1;
 	}
 	*ret = TAKE_PTR(qq);

@@ -327,6 +327,26 @@ test('limits: bandwidth_download and _upload hold the guest near its rate; disk_
   assert.equal(bad.status, 400);
 });
 
+test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {
+  // A client that connected and sent half a request head, then waits.
+  const holder = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',
+    "const s = require('net').connect(8088, '127.0.0.1', () => { s.write('GET / HTTP/1.1\\r\\nHost: web.test\\r\\n'); console.log('open'); });" +
+    " s.on('data', () => {}); s.on('close', () => { console.log('closed'); process.exit(0); }); setTimeout(() => process.exit(3), 40000);"]);
+  let out = '';
+  holder.stdout.on('data', (b) => { out += b; });
+  const holderExit = new Promise((res) => holder.on('exit', (code) => res(code)));
+  for (let i = 0; i < 100 && !out.includes('open'); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.match(out, /open/);
+  await new Promise((r) => setTimeout(r, 200)); // its connection thread is reading the head
+  const st = await d.stop({ keepData: true });
+  assert.equal(st.code, 0);
+  assert.equal(await holderExit, 0, `the held connection was ended by the daemon: ${out}`);
+  assert.match(out, /closed/);
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+  assert.deepEqual(hostGet(8088, 'web.test'), { status: 200, body: 'web\n' });
+});
+
 test('kill -9 and restart: addresses, TAPs and rules intact, nothing duplicated; stray TAPs reclaimed', { timeout: 120000 }, async () => {
   const rulesBefore = ruleset();
   const tapsBefore = taps().sort();

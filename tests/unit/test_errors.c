@@ -169,6 +169,30 @@ static const char *header(const struct hm_resp *resp, const char *name)
 	return NULL;
 }
 
+/* The NULL-safe accessors: callers may pass no error object at all. */
+static void null_safe_accessors(void **state)
+{
+	(void)state;
+	assert_int_equal(hm_err_recast(NULL, HM_ERR_CONFLICT, "x"), -1);
+	assert_string_equal(hm_err_message(NULL, "none"), "none");
+	assert_false(hm_err_is_kind(NULL, HM_ERR_CONFLICT));
+	assert_int_equal(hm_err_errnum(NULL), 0);
+	hm_err_set_errnum(NULL, EIO);
+	struct hm_err *e = NULL;
+	assert_string_equal(hm_err_message(&e, "none"), "none");
+	assert_int_equal(hm_err_recast(&e, HM_ERR_CONFLICT, NULL), -1);
+	assert_null(e);
+	hm_err_errno(&e, ENOENT, "open `x`");
+	assert_int_equal(hm_err_errnum(&e), ENOENT);
+	hm_err_recast(&e, HM_ERR_NOT_FOUND, "no_such");
+	assert_true(hm_err_is_kind(&e, HM_ERR_NOT_FOUND));
+	assert_string_equal(hm_err_code(e), "no_such");
+	hm_err_set_errnum(&e, EIO);
+	assert_int_equal(e->errnum, EIO);
+	assert_string_equal(hm_err_message(&e, "none"), "open `x`: No such file or directory");
+	hm_err_free(e);
+}
+
 static void check_body(const struct hm_resp *resp, const char *code, const char *message)
 {
 	assert_non_null(resp->json);
@@ -254,6 +278,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(status_and_default_code),
+		cmocka_unit_test(null_safe_accessors),
 		cmocka_unit_test(null_and_out_of_range),
 		cmocka_unit_test(custom_code_and_message),
 		cmocka_unit_test(wrap_prefixes_context),

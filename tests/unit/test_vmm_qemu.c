@@ -192,6 +192,22 @@ static void lifecycle(void **state)
 	long long t_resume = now_ms() - t0;
 	assert_int_equal(state_of(vm), HM_VM_RUNNING);
 
+	/* A control socket that is gone fails each call, also for callers that
+	 * pass no error object (a stop's power button, an undo's resume). */
+	char qmp[256], aside[256];
+	snprintf(qmp, sizeof(qmp), "%s/qmp.sock", t->dir);
+	snprintf(aside, sizeof(aside), "%s/qmp.sock.aside", t->dir);
+	assert_int_equal(rename(qmp, aside), 0);
+	assert_int_equal(ops->resume(vm, NULL), -1);
+	assert_int_equal(ops->pause(vm, NULL), -1);
+	assert_int_equal(ops->shutdown(vm, NULL), -1);
+	assert_int_equal(ops->resume(vm, &err), -1);
+	assert_non_null(err);
+	hm_err_free(err);
+	err = NULL;
+	assert_int_equal(rename(aside, qmp), 0);
+	assert_int_equal(state_of(vm), HM_VM_RUNNING);
+
 	/* a second handle on the same VM, as after a daemon restart */
 	struct hm_vm *vm2 = NULL;
 	t0 = now_ms();
