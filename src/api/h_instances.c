@@ -25,25 +25,19 @@ int hm_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_er
 	return hm_resp_json(resp, 201, inst);
 }
 
-static const char *const STATES[] = { "Created",  "Initializing", "Running", "Paused",
-	                              "Shutdown", "Stopped",      "Standby", "Unknown" };
-
 int hm_h_instances_list(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	const char *state = hm_req_query(req, "state");
-	if (state) {
-		bool ok = false;
-		for (size_t i = 0; i < sizeof(STATES) / sizeof(STATES[0]); i++)
-			ok |= strcmp(state, STATES[i]) == 0;
-		if (!ok)
-			return hm_err_set(err, HM_ERR_INVALID, "invalid_state",
-			                  "unknown state `%.40s` (one of Created, Initializing, "
-			                  "Running, Paused, Shutdown, Stopped, Standby, Unknown)",
-			                  state);
-	}
+	const char *q = hm_req_query(req, "state");
+	enum hm_state state;
+	if (q && !hm_state_parse(q, &state))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_state",
+		                  "unknown state `%.40s` (one of Created, Initializing, "
+		                  "Running, Paused, Shutdown, Stopped, Standby, Unknown)",
+		                  q);
 	json_t *filter = hm_query_deep_object(req, "tags");
 	json_t *list = NULL;
-	int r = hm_instances_list(hm_req_services(req)->instances, state, filter, &list, err);
+	int r = hm_instances_list(hm_req_services(req)->instances, q ? &state : NULL, filter, &list,
+	                          err);
 	json_decref(filter);
 	if (r < 0)
 		return -1;
@@ -196,15 +190,12 @@ static int parse_duration_ms(const char *s, long *ret)
 
 int hm_h_instances_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	const char *state = hm_req_query(req, "state");
-	if (!state || !*state)
+	const char *q = hm_req_query(req, "state");
+	if (!q || !*q)
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`state` is required");
-	bool ok = false;
-	for (size_t i = 0; i < sizeof(STATES) / sizeof(STATES[0]); i++)
-		ok |= strcmp(state, STATES[i]) == 0;
-	if (!ok)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_state", "unknown state `%.40s`",
-		                  state);
+	enum hm_state state;
+	if (!hm_state_parse(q, &state))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_state", "unknown state `%.40s`", q);
 	long timeout_ms = 60000;
 	const char *t = hm_req_query(req, "timeout");
 	if (t && *t && parse_duration_ms(t, &timeout_ms) < 0)

@@ -138,9 +138,7 @@ int hm_h_capabilities(struct hm_req *req, struct hm_resp *resp, struct hm_err **
  */
 int hm_h_metrics(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	static const char *const states[] = { "Created",  "Initializing", "Running", "Paused",
-		                              "Shutdown", "Standby",      "Stopped", "Unknown" };
-	long counts[sizeof(states) / sizeof(states[0])] = { 0 };
+	long counts[HM_STATE_COUNT] = { 0 };
 	struct hm_instances *in = hm_req_services(req)->instances;
 	if (in) {
 		json_t *list = NULL;
@@ -149,10 +147,9 @@ int hm_h_metrics(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 		size_t i;
 		json_t *o;
 		json_array_foreach (list, i, o) {
-			const char *st = json_string_value(json_object_get(o, "state"));
-			for (size_t k = 0; st && k < sizeof(states) / sizeof(states[0]); k++)
-				if (strcmp(st, states[k]) == 0)
-					counts[k]++;
+			enum hm_state st;
+			if (hm_state_parse(json_string_value(json_object_get(o, "state")), &st))
+				counts[st]++;
 		}
 		json_decref(list);
 	}
@@ -166,8 +163,8 @@ int hm_h_metrics(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 	fputs("# HELP hypeman_instances Instances by state.\n"
 	      "# TYPE hypeman_instances gauge\n",
 	      f);
-	for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++)
-		fprintf(f, "hypeman_instances{state=\"%s\"} %ld\n", states[k], counts[k]);
+	for (int k = 0; k < HM_STATE_COUNT; k++)
+		fprintf(f, "hypeman_instances{state=\"%s\"} %ld\n", hm_state_name(k), counts[k]);
 	fprintf(f,
 	        "# HELP hypeman_vmm_control_connections_total Connections opened to VMM control "
 	        "sockets.\n"

@@ -602,68 +602,93 @@ void inst_changes_wait(struct hm_instances *in, unsigned long seen, long ms)
 	pthread_mutex_unlock(&in->changes_lock);
 }
 
-/* ---- JSON ---- */
+/* ---- the derived state ---- */
 
-json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
+void inst_status_of(struct hm_instances *in, const struct hm_instance_row *r,
+                    struct inst_status *st)
 {
-	json_t *spec = inst_spec_of(r);
-	const char *state = "Stopped";
-	char *state_error = NULL;
-	int exit_code = r->exit_code;
-	_cleanup_free_ char *exit_message = r->exit_message ? xstrdup(r->exit_message) : NULL;
-	_cleanup_free_ char *exited_now = NULL; /* stopped_at before the monitor records it */
-
+	*st = (struct inst_status){
+		.state = HM_STATE_STOPPED,
+		.exit_code = r->exit_code,
+		.exit_message = r->exit_message ? xstrdup(r->exit_message) : NULL,
+		.stopped_at = r->stopped_at ? xstrdup(r->stopped_at) : NULL,
+	};
 	/* The published state: no VMM is asked, no lock an operation holds is waited on. */
 	struct live *l = inst_live_get(in, r->id);
 	if (strcmp(r->phase, "Created") == 0) {
-		state = "Created";
+		st->state = HM_STATE_CREATED;
 	} else if (l) {
 		struct live_view v = { 0 };
 		inst_live_view(l, &v);
 		switch (v.vm_state) {
 		case HM_VM_RUNNING:
-			state = atomic_load(&l->started) ? "Running" : "Initializing";
+			st->state =
+			    atomic_load(&l->started) ? HM_STATE_RUNNING : HM_STATE_INITIALIZING;
 			break;
 		case HM_VM_PAUSED:
-			state = "Paused";
+			st->state = HM_STATE_PAUSED;
 			break;
 		case HM_VM_SHUTDOWN:
-			state = "Shutdown";
+			st->state = HM_STATE_SHUTDOWN;
 			break;
 		case HM_VM_EXITED:
 			/* Recorded; a row read before it was may not have it yet. */
-			state = "Stopped";
+			st->state = HM_STATE_STOPPED;
 			if (strcmp(r->phase, "Stopped") != 0) {
-				exit_code = v.exit_code;
-				free(exit_message);
-				exit_message = v.exit_message;
-				v.exit_message = NULL;
-				exited_now = v.stopped_at;
-				v.stopped_at = NULL;
+				st->exit_code = v.exit_code;
+				free(st->exit_message);
+				st->exit_message = TAKE_PTR(v.exit_message);
+				free(st->stopped_at);
+				st->stopped_at = TAKE_PTR(v.stopped_at);
 			}
 			break;
 		case HM_VM_UNKNOWN:
-			state = "Unknown";
-			state_error = v.error;
-			v.error = NULL;
+			st->state = HM_STATE_UNKNOWN;
+			st->error = TAKE_PTR(v.error);
 			break;
 		}
 		inst_live_view_done(&v);
 	} else if (strcmp(r->phase, "Standby") == 0) {
-		state = "Standby"; /* no VMM; its memory and device state are on disk */
+		st->state = HM_STATE_STANDBY; /* no VMM; its memory and device state are on disk */
 	} else if (strcmp(r->phase, "Stopped") != 0) {
-		state = "Unknown";
-		state_error = xstrdup("no VMM is attached to this instance");
+		st->state = HM_STATE_UNKNOWN;
+		st->error = xstrdup("no VMM is attached to this instance");
 	}
 	inst_live_free(l);
+}
+
+void inst_status_done(struct inst_status *st)
+{
+	free(st->error);
+	free(st->exit_message);
+	free(st->stopped_at);
+	memset(st, 0, sizeof(*st));
+}
+
+enum hm_state inst_state(struct hm_instances *in, const struct hm_instance_row *row)
+{
+	struct inst_status st;
+	inst_status_of(in, row, &st);
+	enum hm_state s = st.state;
+	inst_status_done(&st);
+	return s;
+}
+
+/* ---- JSON ---- */
+
+json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
+{
+	json_t *spec = inst_spec_of(r);
+	struct inst_status sts;
+	inst_status_of(in, r, &sts);
+	enum hm_state state = sts.state;
 
 	json_t *o = json_object();
 	json_object_set_new(o, "id", json_string(r->id));
 	json_object_set_new(o, "name", json_string(r->name));
 	json_object_set_new(o, "image", json_string(r->image));
-	json_object_set_new(o, "state", json_string(state));
-	json_object_set_new(o, "state_error", state_error ? json_string(state_error) : json_null());
-	free(state_error);
+	json_object_set_new(o, "state", json_string(hm_state_name(state)));
+	json_object_set_new(o, "state_error", sts.error ? json_string(sts.error) : json_null());
 	json_int_t mem = json_integer_value(json_object_get(spec, "mem_bytes"));
 	json_int_t ovl = json_integer_value(json_object_get(spec, "overlay_bytes"));
 	_cleanup_free_ char *mem_s = human_size(mem);
@@ -709,21 +734,22 @@ json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
 	json_object_set_new(o, "expires_at", json_null());
 	json_object_set_new(o, "started_at",
 	                    r->started_at ? json_string(r->started_at) : json_null());
-	bool stopped = strcmp(state, "Stopped") == 0;
-	const char *stopped_at = exited_now ? exited_now : r->stopped_at;
+	bool stopped = state == HM_STATE_STOPPED;
 	json_object_set_new(o, "stopped_at",
-	                    stopped && stopped_at ? json_string(stopped_at) : json_null());
+	                    stopped && sts.stopped_at ? json_string(sts.stopped_at) : json_null());
 	json_object_set_new(o, "exit_code",
-	                    stopped && exit_code >= 0 ? json_integer(exit_code) : json_null());
-	if (stopped && exit_message)
-		json_object_set_new(o, "exit_message", json_string(exit_message));
-	json_object_set_new(o, "has_snapshot", json_boolean(strcmp(state, "Standby") == 0));
+	                    stopped && sts.exit_code >= 0 ? json_integer(sts.exit_code)
+	                                                  : json_null());
+	if (stopped && sts.exit_message)
+		json_object_set_new(o, "exit_message", json_string(sts.exit_message));
+	json_object_set_new(o, "has_snapshot", json_boolean(state == HM_STATE_STANDBY));
 	json_object_set_new(o, "hypervisor", json_string("qemu-microvm"));
 	json_t *argv = json_object_get(spec, "argv");
 	if (argv)
 		json_object_set(o, "command",
 		                argv); /* extension: what runs, after Docker's rules */
 	json_decref(spec);
+	inst_status_done(&sts);
 	return o;
 }
 
@@ -1791,8 +1817,8 @@ int hm_instances_get(struct hm_instances *in, const char *key, json_t **ret, str
 	return 0;
 }
 
-int hm_instances_list(struct hm_instances *in, const char *state, json_t *tags, json_t **ret,
-                      struct hm_err **err)
+int hm_instances_list(struct hm_instances *in, const enum hm_state *state, json_t *tags,
+                      json_t **ret, struct hm_err **err)
 {
 	struct hm_instance_row *rows = NULL;
 	size_t n = 0;
@@ -1802,7 +1828,8 @@ int hm_instances_list(struct hm_instances *in, const char *state, json_t *tags, 
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = inst_json(in, &rows[i]);
 		bool keep = true;
-		if (state && strcmp(json_string_value(json_object_get(o, "state")), state) != 0)
+		if (state && strcmp(json_string_value(json_object_get(o, "state")),
+		                    hm_state_name(*state)) != 0)
 			keep = false;
 		if (keep && tags && !hm_tags_match(json_object_get(o, "tags"), tags))
 			keep = false;
@@ -1824,9 +1851,8 @@ int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
 		return -1;
 	/* Graceful: the stop path first, where the program runs and its agent answers
 	 * (one still booting has nothing to lose); whatever is left is killed below. */
-	_cleanup_free_ char *state = inst_state(in, &row);
-	struct live *gl =
-	    graceful && strcmp(state, "Running") == 0 ? inst_live_get(in, row.id) : NULL;
+	enum hm_state state = inst_state(in, &row);
+	struct live *gl = graceful && state == HM_STATE_RUNNING ? inst_live_get(in, row.id) : NULL;
 	if (gl && atomic_load(&gl->greeted)) {
 		_cleanup_err_ struct hm_err *serr = NULL;
 		if (stop_live(in, gl, &row, DELETE_GRACE_MS, &serr) < 0)
@@ -1943,14 +1969,6 @@ struct live *inst_live_get(struct hm_instances *in, const char *id)
 	return l;
 }
 
-char *inst_state(struct hm_instances *in, const struct hm_instance_row *row)
-{
-	json_t *o = inst_json(in, row);
-	char *st = xstrdup(json_string_value(json_object_get(o, "state")));
-	json_decref(o);
-	return st;
-}
-
 static bool wait_exited(struct live *l, long timeout_ms)
 {
 	for (long waited = 0; !atomic_load(&l->exited); waited += 20) {
@@ -2005,16 +2023,16 @@ int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, st
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = inst_state(in, &row);
+	enum hm_state state = inst_state(in, &row);
 	struct live *l = inst_live_get(in, row.id);
 	int r;
-	if (strcmp(state, "Stopped") == 0) /* already what was asked: the instance, as upstream */
+	if (state == HM_STATE_STOPPED) /* already what was asked: the instance, as upstream */
 		r = 0;
-	else if (!l || (strcmp(state, "Running") != 0 && strcmp(state, "Initializing") != 0))
+	else if (!l || (state != HM_STATE_RUNNING && state != HM_STATE_INITIALIZING))
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; only a Running or Initializing instance can "
 		               "be stopped",
-		               row.name, state);
+		               row.name, hm_state_name(state));
 	else
 		r = stop_live(in, l, &row, STOP_GRACE_MS, err);
 	if (l)
@@ -2043,9 +2061,9 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, j
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = inst_state(in, &row);
+	enum hm_state state = inst_state(in, &row);
 	int r;
-	bool running = strcmp(state, "Running") == 0 || strcmp(state, "Initializing") == 0;
+	bool running = state == HM_STATE_RUNNING || state == HM_STATE_INITIALIZING;
 	if (running && !(cmd && !json_is_null(cmd)) && !(ep && !json_is_null(ep)))
 		r = hm_instances_get(in, row.id, ret,
 		                     err); /* already what was asked, as upstream */
@@ -2053,11 +2071,11 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, j
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is already %s; stop it to start it with another "
 		               "command",
-		               row.name, state);
-	else if (strcmp(state, "Stopped") != 0)
+		               row.name, hm_state_name(state));
+	else if (state != HM_STATE_STOPPED)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; only a Stopped instance can be started",
-		               row.name, state);
+		               row.name, hm_state_name(state));
 	else
 		r = inst_boot_again(in, &row, cmd, ep, ret, err);
 	inst_op_unlock(in, row.id);
@@ -2172,30 +2190,31 @@ int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, 
 	return r;
 }
 
-int hm_instances_wait(struct hm_instances *in, const char *key, const char *state, long timeout_ms,
-                      json_t **ret, struct hm_err **err)
+int hm_instances_wait(struct hm_instances *in, const char *key, enum hm_state state,
+                      long timeout_ms, json_t **ret, struct hm_err **err)
 {
 	enum { WAIT_POLL_MS = 100 };
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
 	double deadline = inst_mono_ms() + (double)timeout_ms;
-	json_t *o = NULL;
+	struct inst_status now = { 0 };
 	bool timed_out = false;
 	for (;;) {
 		unsigned long seen = inst_changes(in);
 		struct hm_instance_row cur = { .exit_code = -1 };
 		if (hm_store_instance_get(in->st, row.id, &cur, err) < 0) {
+			inst_status_done(&now);
 			hm_instance_row_done(&row);
 			return -1;
 		}
-		json_decref(o);
-		o = inst_json(in, &cur);
+		inst_status_done(&now);
+		inst_status_of(in, &cur, &now);
 		hm_instance_row_done(&cur);
-		const char *now = json_string_value(json_object_get(o, "state"));
-		/* Stopped is terminal for a wait: nothing will move it without a request. */
-		if (strcmp(now, state) == 0 || strcmp(now, "Stopped") == 0 ||
-		    strcmp(now, "Standby") == 0)
+		/* Stopped and Standby are terminal for a wait: nothing moves them without a
+		 * request. */
+		if (now.state == state || now.state == HM_STATE_STOPPED ||
+		    now.state == HM_STATE_STANDBY)
 			break;
 		if (inst_mono_ms() >= deadline) {
 			timed_out = true;
@@ -2206,9 +2225,9 @@ int hm_instances_wait(struct hm_instances *in, const char *key, const char *stat
 		double left = deadline - inst_mono_ms();
 		inst_changes_wait(in, seen, left < WAIT_POLL_MS ? (long)left + 1 : WAIT_POLL_MS);
 	}
-	*ret = json_pack("{s:O,s:O,s:b}", "state", json_object_get(o, "state"), "state_error",
-	                 json_object_get(o, "state_error"), "timed_out", timed_out);
-	json_decref(o);
+	*ret = json_pack("{s:s,s:s?,s:b}", "state", hm_state_name(now.state), "state_error",
+	                 now.error, "timed_out", timed_out);
+	inst_status_done(&now);
 	hm_instance_row_done(&row);
 	return 0;
 }
@@ -2278,13 +2297,13 @@ int hm_instances_stat(struct hm_instances *in, const char *key, const char *path
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = inst_state(in, &row);
-	struct live *l = strcmp(state, "Running") == 0 ? inst_live_get(in, row.id) : NULL;
+	enum hm_state state = inst_state(in, &row);
+	struct live *l = state == HM_STATE_RUNNING ? inst_live_get(in, row.id) : NULL;
 	int r;
 	if (!l) {
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; stat needs a Running instance", row.name,
-		               state);
+		               hm_state_name(state));
 	} else {
 		json_t *req = json_pack("{s:s,s:s,s:b}", "type", "stat", "path", path,
 		                        "follow_links", follow_links);
@@ -2339,12 +2358,13 @@ int hm_instances_exec_open(struct hm_instances *in, const char *key, struct hm_e
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = inst_state(in, &row);
-	struct live *l = strcmp(state, "Running") == 0 ? inst_live_get(in, row.id) : NULL;
+	enum hm_state state = inst_state(in, &row);
+	struct live *l = state == HM_STATE_RUNNING ? inst_live_get(in, row.id) : NULL;
 	int r = 0;
 	if (!l) {
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
-		               "instance must be running (current state: %s)", state);
+		               "instance must be running (current state: %s)",
+		               hm_state_name(state));
 	} else {
 		struct hm_exec *x = xcalloc(1, sizeof(*x));
 		x->live = l;
@@ -2394,14 +2414,15 @@ int hm_instances_address(struct hm_instances *in, const char *key, char ip[16], 
 		return -1;
 	json_t *spec = inst_spec_of(&row);
 	const char *addr = json_string_value(json_object_get(inst_spec_net(spec), "ip"));
-	_cleanup_free_ char *state = inst_state(in, &row);
+	enum hm_state state = inst_state(in, &row);
 	int r = 0;
 	if (!addr)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "no_network", "instance `%s` has no network",
 		               row.name);
-	else if (strcmp(state, "Running") != 0)
+	else if (state != HM_STATE_RUNNING)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
-		               "instance `%s` is not running (current state: %s)", row.name, state);
+		               "instance `%s` is not running (current state: %s)", row.name,
+		               hm_state_name(state));
 	else
 		snprintf(ip, 16, "%s", addr);
 	json_decref(spec);
@@ -2417,10 +2438,11 @@ static int stopped_row(struct hm_instances *in, const char *key, const char *wha
 {
 	if (inst_find_locked(in, key, row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = inst_state(in, row);
-	if (strcmp(state, "Stopped") != 0 && strcmp(state, "Created") != 0) {
+	enum hm_state state = inst_state(in, row);
+	if (state != HM_STATE_STOPPED && state != HM_STATE_CREATED) {
 		int r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
-		                   "%s needs a stopped instance (current state: %s)", what, state);
+		                   "%s needs a stopped instance (current state: %s)", what,
+		                   hm_state_name(state));
 		inst_op_unlock(in, row->id);
 		hm_instance_row_done(row);
 		return r;

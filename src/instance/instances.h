@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "instance/state.h"
+
 struct hm_accel_choice;
 struct hm_config;
 struct hm_net;
@@ -39,8 +41,8 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 /* By id, name or unique id prefix. */
 int hm_instances_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err);
 /* `state` and `tags` filters may be NULL. */
-int hm_instances_list(struct hm_instances *in, const char *state, json_t *tags, json_t **ret,
-                      struct hm_err **err);
+int hm_instances_list(struct hm_instances *in, const enum hm_state *state, json_t *tags,
+                      json_t **ret, struct hm_err **err);
 /* Stop the VMM if any (graceful: the program gets SIGTERM and a few seconds,
  * as upstream; else it is killed at once), remove every file and the row. */
 int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
@@ -58,8 +60,8 @@ int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, 
                         struct hm_err **err);
 /* GET /instances/{id}/wait: block until `state` (or a state it can no longer
  * leave) or timeout_ms. *ret: {state, state_error, timed_out}. */
-int hm_instances_wait(struct hm_instances *in, const char *key, const char *state, long timeout_ms,
-                      json_t **ret, struct hm_err **err);
+int hm_instances_wait(struct hm_instances *in, const char *key, enum hm_state state,
+                      long timeout_ms, json_t **ret, struct hm_err **err);
 /* GET /instances/{id}/stats: the VMM process's CPU and memory, the allocation. */
 int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err);
 /* GET /instances/{id}/stat: PathInfo from inside the guest (Running only). */

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "boot/kernel.h"
+#include "instance/state.h"
 #include "vmm/vmm.h"
 
 struct hm_config;
@@ -152,8 +153,19 @@ void inst_changes_wait(struct hm_instances *in, unsigned long seen, long ms);
 json_t *inst_spec_of(const struct hm_instance_row *r);
 /* The API's Instance object for a row, with its state derived now. */
 json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r);
-/* Just the derived state, newly allocated. */
-char *inst_state(struct hm_instances *in, const struct hm_instance_row *row);
+/* An instance's state now, derived from its row and its VM's publication. */
+struct inst_status {
+	enum hm_state state;
+	char *error;        /* why Unknown */
+	int exit_code;      /* Stopped: the guest's report, -1 without */
+	char *exit_message; /* Stopped */
+	char *stopped_at;   /* Stopped: when (the row's, or the monitor's fresher record) */
+};
+void inst_status_of(struct hm_instances *in, const struct hm_instance_row *r,
+                    struct inst_status *st);
+void inst_status_done(struct inst_status *st);
+/* Just the derived state. */
+enum hm_state inst_state(struct hm_instances *in, const struct hm_instance_row *row);
 
 /* A sparse ext4 file of `bytes` at path. */
 int inst_make_overlay(const char *path, int64_t bytes, struct hm_err **err);

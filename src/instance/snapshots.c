@@ -122,20 +122,20 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = inst_state(in, &row);
+	enum hm_state state = inst_state(in, &row);
 	json_t *spec = inst_spec_of(&row);
-	bool running = strcmp(state, "Running") == 0;
-	bool standby = strcmp(state, "Standby") == 0;
+	bool running = state == HM_STATE_RUNNING;
+	bool standby = state == HM_STATE_STANDBY;
 	int r = 0;
 	if (strcmp(kind, "Standby") == 0 && !running && !standby)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; a Standby snapshot needs a Running or Standby "
 		               "instance",
-		               row.name, state);
-	else if (strcmp(kind, "Stopped") == 0 && strcmp(state, "Stopped") != 0)
+		               row.name, hm_state_name(state));
+	else if (strcmp(kind, "Stopped") == 0 && state != HM_STATE_STOPPED)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; a Stopped snapshot needs a Stopped instance",
-		               row.name, state);
+		               row.name, hm_state_name(state));
 	else if (name && name_taken(in, row.id, name))
 		r = hm_err_set(err, HM_ERR_CONFLICT, "already_exists",
 		               "instance `%s` already has a snapshot named `%s`", row.name, name);
@@ -388,7 +388,7 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 		hm_instance_row_done(&row);
 		return -1;
 	}
-	_cleanup_free_ char *state = inst_state(in, &row);
+	enum hm_state state = inst_state(in, &row);
 	bool standby_kind = strcmp(sr.kind, "Standby") == 0;
 	const char *to = target ? json_string_value(target) : default_target(sr.kind);
 	json_t *meta = json_loads(sr.meta ? sr.meta : "{}", 0, NULL);
@@ -400,12 +400,12 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 		               "snapshot %s was taken of `%s`, not of `%s`; fork it to get a new "
 		               "instance from it",
 		               sr.id, sr.source_name, row.name);
-	else if (r == 0 && strcmp(state, "Stopped") != 0 && strcmp(state, "Standby") != 0)
+	else if (r == 0 && state != HM_STATE_STOPPED && state != HM_STATE_STANDBY)
 		r = hm_err_set(
 		    err, HM_ERR_CONFLICT, "invalid_state",
 		    "instance `%s` is %s; it must be Stopped or in Standby to be restored "
 		    "from a snapshot",
-		    row.name, state);
+		    row.name, hm_state_name(state));
 	else if (r == 0 && !standby_kind && strcmp(to, "Standby") == 0)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_target_state",
 		               "a Stopped snapshot has no memory to wake: it comes back Stopped or "

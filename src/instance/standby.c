@@ -179,12 +179,12 @@ int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = inst_state(in, &row);
-	struct live *l = strcmp(state, "Running") == 0 ? inst_live_get(in, row.id) : NULL;
+	enum hm_state state = inst_state(in, &row);
+	struct live *l = state == HM_STATE_RUNNING ? inst_live_get(in, row.id) : NULL;
 	int r;
-	if (strcmp(state, "Standby") == 0 && !opts.compress)
+	if (state == HM_STATE_STANDBY && !opts.compress)
 		r = 0; /* already what was asked: the instance, as upstream */
-	else if (strcmp(state, "Standby") == 0)
+	else if (state == HM_STATE_STANDBY)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is already in standby; its saved memory stays as it "
 		               "was saved (compression applies to a new standby)",
@@ -192,7 +192,7 @@ int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
 	else if (!l)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; only a Running instance can go to standby",
-		               row.name, state);
+		               row.name, hm_state_name(state));
 	else
 		r = standby_live(in, &row, l, &opts, err);
 	if (r == 0)
@@ -372,20 +372,20 @@ int hm_instances_restore(struct hm_instances *in, const char *key, json_t **ret,
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = inst_state(in, &row);
+	enum hm_state state = inst_state(in, &row);
 	int r;
-	bool awake = strcmp(state, "Running") == 0;
+	bool awake = state == HM_STATE_RUNNING;
 	if (awake)
 		r = 0; /* already what was asked: the instance, as upstream */
-	else if (strcmp(state, "Standby") != 0)
+	else if (state != HM_STATE_STANDBY)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; only a Standby instance can be restored",
-		               row.name, state);
+		               row.name, hm_state_name(state));
 	else
 		r = inst_wake(in, &row, false, err);
 	if (r == 0)
 		*ret = inst_json(in, &row);
-	else if (!awake && strcmp(state, "Standby") == 0)
+	else if (!awake && state == HM_STATE_STANDBY)
 		hm_err_wrap(err, "restore `%s` (it stays in standby)", row.name);
 	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
@@ -632,21 +632,21 @@ int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, js
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
-	_cleanup_free_ char *state = inst_state(in, &row);
+	enum hm_state state = inst_state(in, &row);
 	json_t *spec = inst_spec_of(&row);
-	bool running = strcmp(state, "Running") == 0;
-	bool standby = strcmp(state, "Standby") == 0;
+	bool running = state == HM_STATE_RUNNING;
+	bool standby = state == HM_STATE_STANDBY;
 	int r = 0;
 	if (running && !json_is_true(fr))
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is Running; fork it with from_running: true (it is "
 		               "paused for the copy and runs on)",
 		               row.name);
-	else if (!running && !standby && strcmp(state, "Stopped") != 0)
+	else if (!running && !standby && state != HM_STATE_STOPPED)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; a fork needs a Stopped, Standby or Running "
 		               "source",
-		               row.name, state);
+		               row.name, hm_state_name(state));
 	if (r == 0) {
 		struct inst_fill f = { in, &row, spec, running, standby };
 		struct inst_source src = {
@@ -655,7 +655,7 @@ int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, js
 			.image_digest = row.image_digest,
 			.spec = spec,
 			.kind = running || standby ? "Standby" : "Stopped",
-			.default_target = state,
+			.default_target = hm_state_name(state),
 			.fill = fill_from_instance,
 			.ctx = &f,
 		};
