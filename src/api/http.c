@@ -2,9 +2,12 @@
  * http: the libmicrohttpd edge. This file is the only includer of
  * <microhttpd.h>.
  *
- * Threading: MHD runs one internal epoll thread, and every handler runs on
- * it. That thread is the owner of request-visible state (redis's model):
- * handlers must not block; slow work goes to background workers.
+ * Threading: MHD runs a thread per connection (MHD_USE_THREAD_PER_CONNECTION),
+ * and a handler runs on its connection's thread. A handler may block that
+ * thread: a create, fork or standby does its work in the request, a wait or
+ * a log stream waits there, an upgraded socket (exec, cp) is served there.
+ * What a handler must not do is hold a lock that other requests need while
+ * it waits (see docs/design.md, "Locks").
  *
  * A request passes these gates in order, each answering with the one
  * error shape (api/errors.c):

@@ -29,12 +29,12 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/names.h"
 #include "core/log.h"
 #include "core/tags.h"
 #include "core/xalloc.h"
 #include "ingress/route.h"
 #include "ingress/tls.h"
-#include "instance/command.h"
 #include "instance/instances.h"
 #include "store/ingresses.h"
 
@@ -958,7 +958,7 @@ int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, str
 		json_decref(rules);
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
 	}
-	if (hm_command_check_name(name, err) < 0) {
+	if (hm_name_check("ingress", name, err) < 0) {
 		json_decref(rules);
 		return -1;
 	}
@@ -1001,7 +1001,7 @@ int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, str
 		if (!listening(ing, nr[k].port))
 			r = listen_on(ing, nr[k].port, nr[k].tls, err);
 	char id[25];
-	hm_command_new_id(id);
+	hm_id_new(id);
 	_cleanup_free_ char *created = hm_now_rfc3339();
 	struct hm_ingress_row row = {
 		.id = id, .name = (char *)name, .spec = spec_text, .created_at = created

@@ -7,7 +7,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "core/err.h"
 
@@ -129,34 +128,4 @@ json_t *hm_command_env(json_t *img_env, json_t *req_env)
 			if (json_is_string(v))
 				json_object_set(env, k, v);
 	return env;
-}
-
-int hm_command_check_name(const char *name, struct hm_err **err)
-{
-	size_t n = strlen(name);
-	bool ok = n >= 1 && n <= 63 && name[0] != '-' && name[n - 1] != '-' &&
-	          strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
-	if (!ok)
-		return hm_err_set(
-		    err, HM_ERR_INVALID, "invalid_name",
-		    "invalid instance name `%.80s`: use 1-63 lowercase letters, digits "
-		    "and dashes, not starting or ending with a dash",
-		    name);
-	return 0;
-}
-
-void hm_command_new_id(char out[25])
-{
-	static const char alnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-	unsigned char rnd[24];
-	size_t got = 0;
-	while (got < sizeof(rnd)) {
-		ssize_t r = getrandom(rnd + got, sizeof(rnd) - got, 0);
-		if (r > 0)
-			got += (size_t)r;
-	}
-	out[0] = alnum[rnd[0] % 26];
-	for (int i = 1; i < 24; i++)
-		out[i] = alnum[rnd[i] % 36];
-	out[24] = '\0';
 }

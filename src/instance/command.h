@@ -31,9 +31,3 @@ int hm_command_check_env(json_t *env, struct hm_err **err);
 
 /* The image's env overlaid by the request's (either may be NULL): a new object. */
 json_t *hm_command_env(json_t *img_env, json_t *req_env);
-
-/* Instance names: ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$, at most 63. */
-int hm_command_check_name(const char *name, struct hm_err **err);
-
-/* A new CUID2-style id: 24 lowercase alphanumerics, starting with a letter. */
-void hm_command_new_id(char out[25]);

@@ -14,6 +14,7 @@
 
 #include "boot/kernel.h"
 #include "instance/state.h"
+#include "net/net.h"
 #include "vmm/vmm.h"
 
 struct hm_config;
@@ -26,6 +27,8 @@ struct hm_vm;
 struct hm_vmm_ops;
 
 #define MAX_VOLUMES 8
+/* Under the instances folder: folders of deletes under way (no id starts with a dot). */
+#define DELETED_DIR ".deleted"
 
 /*
  * A VM the service runs, with its monitor thread. Its VMM is talked to only
@@ -106,6 +109,22 @@ json_t *inst_spec_net(json_t *spec);
 void inst_logs_trim(struct hm_instances *in, const char *id);
 /* The VM is gone: remove its TAP and upload limit (the address stays). */
 void inst_drop_tap(struct hm_instances *in, const char *id);
+
+/* Bytes as the REST view shows them ("1GB", "512MB"). */
+char *inst_human_size(int64_t b);
+/* Bits per second as the REST view shows them ("100Mbps"). */
+char *inst_rate_text(json_int_t bps);
+/* The TAP device name of an instance. */
+void inst_tap_of(const char *id, char tap[HM_NET_TAP_MAX]);
+/* The upload limit of a network object on tap (NULL: its own TAP). */
+int inst_apply_limits(struct hm_instances *in, json_t *net, const char *tap, struct hm_err **err);
+/* create.c: the `volumes` of a request checked for shape ([{id, mount_path,
+ * readonly}], owned); and claimed: each resolved to a volume and its sharing
+ * checked (under vol_lock, from the check to the row's write). */
+int inst_parse_attachments(json_t *req, json_t **ret, struct hm_err **err);
+int inst_claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **err);
+/* reconcile.c: at open, what the last daemon left (see there). */
+void inst_adopt_all(struct hm_instances *in);
 
 /* The live list (under in->lock for find/start/detach). */
 struct live *inst_live_find(struct hm_instances *in, const char *id);

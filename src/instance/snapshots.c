@@ -21,6 +21,7 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/names.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/tags.h"
@@ -99,7 +100,7 @@ static int parse_create(json_t *body, const char **kind, const char **name, json
 		if (!json_is_string(n))
 			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 			                  "`name` must be a string");
-		if (hm_command_check_name(json_string_value(n), err) < 0)
+		if (hm_name_check("snapshot", json_string_value(n), err) < 0)
 			return -1;
 		*name = json_string_value(n);
 	}
@@ -142,7 +143,7 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 	else
 		r = inst_check_forkable(spec, row.name, err);
 	char id[25];
-	hm_command_new_id(id);
+	hm_id_new(id);
 	_cleanup_free_ char *dir = snap_dir(in, id);
 	unsigned long long copied = 0;
 	double t0 = inst_mono_ms();

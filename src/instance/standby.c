@@ -35,6 +35,7 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/names.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/xalloc.h"
@@ -464,7 +465,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		json_object_set_new(net, "mac", json_string(lease.mac));
 	}
 	char id[25];
-	hm_command_new_id(id);
+	hm_id_new(id);
 	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
 	_cleanup_free_ char *created = hm_now_rfc3339();
 	struct hm_instance_row row = {
@@ -614,7 +615,7 @@ int inst_parse_fork(json_t *body, json_t **name, json_t **target, struct hm_err 
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
 	if (!json_is_string(*name))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
-	if (hm_command_check_name(json_string_value(*name), err) < 0)
+	if (hm_name_check("instance", json_string_value(*name), err) < 0)
 		return -1;
 	return inst_check_target("target_state", target, err);
 }

@@ -7,10 +7,10 @@
 #include <string.h>
 
 static const char *const names[HM_STATE_COUNT] = {
-	[HM_STATE_CREATED] = "Created", [HM_STATE_INITIALIZING] = "Initializing",
-	[HM_STATE_RUNNING] = "Running", [HM_STATE_PAUSED] = "Paused",
+	[HM_STATE_CREATED] = "Created",   [HM_STATE_INITIALIZING] = "Initializing",
+	[HM_STATE_RUNNING] = "Running",   [HM_STATE_PAUSED] = "Paused",
 	[HM_STATE_SHUTDOWN] = "Shutdown", [HM_STATE_STANDBY] = "Standby",
-	[HM_STATE_STOPPED] = "Stopped", [HM_STATE_UNKNOWN] = "Unknown",
+	[HM_STATE_STOPPED] = "Stopped",   [HM_STATE_UNKNOWN] = "Unknown",
 };
 
 const char *hm_state_name(enum hm_state s)

@@ -28,12 +28,12 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/names.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/spawn.h"
 #include "core/tags.h"
 #include "core/xalloc.h"
-#include "instance/command.h"
 #include "store/instances.h"
 #include "store/volumes.h"
 
@@ -136,7 +136,7 @@ static json_t *volume_json(const struct insts *in, const struct hm_volume_row *r
 /* A caller's id: like a name (lowercase letters, digits, dashes), at most 63. */
 static int check_id(const char *id, struct hm_err **err)
 {
-	if (hm_command_check_name(id, NULL) < 0)
+	if (hm_name_check("volume", id, NULL) < 0)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_id",
 		                  "`id` must be lowercase letters, digits and dashes (at most 63), "
 		                  "not starting or ending with a dash");
@@ -286,7 +286,7 @@ static int create(struct hm_volumes *v, const char *id_in, const char *name, lon
 	char gen[25];
 	const char *id = id_in;
 	if (!id) {
-		hm_command_new_id(gen);
+		hm_id_new(gen);
 		id = gen;
 	}
 	/* The disk is sparse, but a volume is a promise of its size: refused when
@@ -345,7 +345,7 @@ static int check_common(const char *name, const char *id, json_t *tags, struct h
 {
 	if (!name)
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
-	if (hm_command_check_name(name, err) < 0)
+	if (hm_name_check("volume", name, err) < 0)
 		return -1;
 	if (id && check_id(id, err) < 0)
 		return -1;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/names.h"
 #include "instance/command.h"
 
 static json_t *J(const char *text)
@@ -150,16 +151,16 @@ static void names_and_ids(void **state)
 		"a b", "ä",   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-		assert_int_equal(hm_command_check_name(good[i], NULL), 0);
+		assert_int_equal(hm_name_check("instance", good[i], NULL), 0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct hm_err *err = NULL;
-		assert_int_equal(hm_command_check_name(bad[i], &err), -1);
+		assert_int_equal(hm_name_check("instance", bad[i], &err), -1);
 		assert_string_equal(err->code, "invalid_name");
 		hm_err_free(err);
 	}
 	char a[25], b[25];
-	hm_command_new_id(a);
-	hm_command_new_id(b);
+	hm_id_new(a);
+	hm_id_new(b);
 	assert_int_equal(strlen(a), 24);
 	assert_true(a[0] >= 'a' && a[0] <= 'z');
 	assert_int_equal(strspn(a, "abcdefghijklmnopqrstuvwxyz0123456789"), 24);

@@ -24,7 +24,7 @@ static void names_round_trip(void **state)
 	}
 	assert_string_equal(hm_state_name(HM_STATE_RUNNING), "Running");
 	assert_string_equal(hm_state_name((enum hm_state)99), "Unknown");
-	assert_string_equal(hm_state_name((enum hm_state)-1), "Unknown");
+	assert_string_equal(hm_state_name((enum hm_state) - 1), "Unknown");
 }
 
 static void non_states_are_refused(void **state)

@@ -1,0 +1,767 @@
+/*
+ * instance/create: POST /instances: the request checked field by field,
+ * the resources admitted, the row inserted (the name's uniqueness is the
+ * database's), the overlay and config disk made, the VMM spawned; and the
+ * VMM spawn and disk steps the other operations reuse. A failed create
+ * leaves nothing: no row, folder, process, TAP or address.
+ */
+#include "instance/instances.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "boot/guestcfg.h"
+#include "config/config.h"
+#include "core/cleanup.h"
+#include "core/encoding.h"
+#include "core/err.h"
+#include "core/names.h"
+#include "core/fileio.h"
+#include "core/spawn.h"
+#include "core/tags.h"
+#include "store/volumes.h"
+#include "volume/volumes.h"
+#include "core/xalloc.h"
+#include "host/host.h"
+#include "image/images.h"
+#include "instance/command.h"
+#include "instance/internal.h"
+#include "instance/payload.h"
+#include "store/instances.h"
+
+#define DEFAULT_MEM     (1LL << 30)
+#define DEFAULT_OVERLAY (10LL << 30)
+#define DEFAULT_VCPUS   2
+#define MIN_MEM         (64LL << 20)
+#define MAX_MEM         (1LL << 40)
+#define MIN_OVERLAY     (64LL << 20)
+#define MAX_OVERLAY     (100LL << 30)
+#define MAX_VCPUS       64
+
+/* ---- create ---- */
+
+struct create_req {
+	const char *name;
+	const char *image;
+	int64_t vcpus, mem, overlay;
+	json_t *env, *cmd, *entrypoint, *tags;
+	bool network;
+	int64_t down_bps, up_bps, disk_bps; /* 0: default */
+	json_t *volumes;                    /* checked: [{id, mount_path, readonly}] (owned) */
+};
+
+static int size_field(json_t *req, const char *key, int64_t dflt, int64_t min, int64_t max,
+                      int64_t *ret, struct hm_err **err)
+{
+	json_t *v = json_object_get(req, key);
+	if (!v || json_is_null(v)) {
+		*ret = dflt;
+		return 0;
+	}
+	if (!json_is_string(v))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s` must be a size string such as \"1GB\"", key);
+	int64_t b;
+	if (hm_parse_size(json_string_value(v), &b, NULL) < 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s`: invalid size `%.40s` (use e.g. \"512MB\", \"2GB\")", key,
+		                  json_string_value(v));
+	if (b < min || b > max) {
+		_cleanup_free_ char *lo = inst_human_size(min);
+		_cleanup_free_ char *hi = inst_human_size(max);
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s` %s is out of range (%s to %s)", key, json_string_value(v),
+		                  lo, hi);
+	}
+	*ret = b;
+	return 0;
+}
+
+/* A mount path a volume may take: absolute, clean, not a system directory. */
+static int check_mount_path(const char *p, struct hm_err **err)
+{
+	static const char *const system[] = { "/",     "/bin",   "/boot",  "/dev",  "/etc",
+		                              "/lib",  "/lib32", "/lib64", "/proc", "/run",
+		                              "/sbin", "/sys",   "/usr",   "/var",  NULL };
+	size_t n = p ? strlen(p) : 0;
+	bool ok = n > 1 && n < 256 && p[0] == '/' && p[n - 1] != '/' && !strstr(p, "//") &&
+	          !strstr(p, "/./") && !strstr(p, "/../") && strcmp(p + n - 2, "/.") != 0 &&
+	          (n < 3 || strcmp(p + n - 3, "/..") != 0) && !strpbrk(p, " \n\t");
+	for (size_t i = 0; ok && system[i]; i++)
+		ok = strcmp(p, system[i]) != 0;
+	static const char *const under[] = { "/proc/", "/sys/", "/dev/", NULL };
+	for (size_t i = 0; ok && under[i]; i++)
+		ok = strncmp(p, under[i], strlen(under[i])) != 0;
+	if (!ok)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_mount_path",
+		                  "mount path `%.100s` must be a clean absolute path (no spaces) "
+		                  "outside the system directories (/, /etc, /usr, /proc, ...)",
+		                  p ? p : "");
+	return 0;
+}
+
+/* `volumes` of a create: shapes and paths; existence and sharing come later. */
+static int parse_volumes(json_t *req, struct create_req *c, struct hm_err **err)
+{
+	json_t *vs = json_object_get(req, "volumes");
+	c->volumes = json_array();
+	if (!vs || json_is_null(vs))
+		return 0;
+	if (!json_is_array(vs) || json_array_size(vs) > MAX_VOLUMES)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`volumes` must be an array of at most %d attachments",
+		                  MAX_VOLUMES);
+	size_t disks = 0, vi;
+	json_t *vv;
+	json_array_foreach (vs, vi, vv)
+		disks += json_is_true(json_object_get(vv, "overlay")) ? 2 : 1;
+	if (disks > HM_VM_MAX_DISKS - 3)
+		return hm_err_set(
+		    err, HM_ERR_INVALID, "invalid_field",
+		    "too many volume disks: an overlay attachment takes two, and %d fit",
+		    HM_VM_MAX_DISKS - 3);
+	size_t i;
+	json_t *v;
+	json_array_foreach (vs, i, v) {
+		const char *id = json_string_value(json_object_get(v, "volume_id"));
+		const char *mp = json_string_value(json_object_get(v, "mount_path"));
+		json_t *ro = json_object_get(v, "readonly"), *ov = json_object_get(v, "overlay");
+		if (!json_is_object(v) || !id || !*id)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "volumes[%zu].volume_id is required", i);
+		if (check_mount_path(mp, err) < 0)
+			return -1;
+		if ((ro && !json_is_null(ro) && !json_is_boolean(ro)))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "volumes[%zu].readonly must be a boolean", i);
+		if (ov && !json_is_null(ov) && !json_is_boolean(ov))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "volumes[%zu].overlay must be a boolean", i);
+		int64_t ovsize = 1LL << 30;
+		if (json_is_true(ov) && size_field(v, "overlay_size", 1LL << 30, MIN_OVERLAY,
+		                                   MAX_OVERLAY, &ovsize, err) < 0)
+			return -1;
+		for (size_t k = 0; k < json_array_size(c->volumes); k++) {
+			const char *other = json_string_value(
+			    json_object_get(json_array_get(c->volumes, k), "mount_path"));
+			if (strcmp(other, mp) == 0)
+				return hm_err_set(err, HM_ERR_INVALID, "invalid_mount_path",
+				                  "two volumes on %s", mp);
+		}
+		json_t *att = json_pack("{s:s,s:s,s:b}", "id", id, "mount_path", mp, "readonly",
+		                        json_is_true(ro) || json_is_true(ov));
+		if (json_is_true(ov)) {
+			json_object_set_new(att, "overlay", json_true());
+			json_object_set_new(att, "overlay_bytes", json_integer(ovsize));
+		}
+		json_array_append_new(c->volumes, att);
+	}
+	return 0;
+}
+
+int inst_parse_attachments(json_t *req, json_t **ret, struct hm_err **err)
+{
+	struct create_req c = { 0 };
+	int r = parse_volumes(req, &c, err);
+	*ret = c.volumes;
+	return r;
+}
+
+/*
+ * Resolve each attachment to a volume (404 if none) and check sharing: a
+ * read-write attachment needs the volume to itself, a read-only one needs
+ * no writer. Under in->lock, so two creates cannot both take a volume.
+ */
+int inst_claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **err)
+{
+	struct hm_instance_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_instance_list(in->st, &rows, &n, err) < 0)
+		return -1;
+	int r = 0;
+	size_t i;
+	json_t *v;
+	json_array_foreach (vols, i, v) {
+		struct hm_volume_row vr = { 0 };
+		if (hm_store_volume_find(in->st, json_string_value(json_object_get(v, "id")), &vr,
+		                         err) < 0) {
+			r = -1;
+			break;
+		}
+		json_object_set_new(v, "id", json_string(vr.id)); /* a name becomes the id */
+		bool want_rw = !json_is_true(json_object_get(v, "readonly"));
+		for (size_t k = 0; k < n && r == 0; k++) {
+			json_t *spec = inst_spec_of(&rows[k]);
+			size_t j;
+			json_t *a;
+			json_array_foreach (json_object_get(spec, "volumes"), j, a) {
+				if (r == 0 &&
+				    strcmp(json_string_value(json_object_get(a, "id")) ?: "",
+				           vr.id) == 0 &&
+				    (want_rw || !json_is_true(json_object_get(a, "readonly"))))
+					r = hm_err_set(
+					    err, HM_ERR_CONFLICT, "volume_in_use",
+					    "volume `%s` is attached %s to instance %s; a "
+					    "read-write attachment needs it alone",
+					    vr.name,
+					    json_is_true(json_object_get(a, "readonly"))
+					        ? "read-only"
+					        : "read-write",
+					    rows[k].name);
+			}
+			json_decref(spec);
+		}
+		hm_volume_row_done(&vr);
+		if (r < 0)
+			break;
+	}
+	hm_instance_rows_free(rows, n);
+	return r;
+}
+
+static int parse_create(json_t *req, const char *data_dir, const struct hm_accel_choice *accel,
+                        struct create_req *c, struct hm_err **err)
+{
+	if (!json_is_object(req))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *name = json_object_get(req, "name");
+	json_t *image = json_object_get(req, "image");
+	if (!name)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	if (!json_is_string(name))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
+	if (hm_name_check("instance", json_string_value(name), err) < 0)
+		return -1;
+	if (!image)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`image` is required");
+	if (!json_is_string(image) || json_string_length(image) == 0 ||
+	    json_string_length(image) > 512)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`image` must be a non-empty image reference");
+	c->name = json_string_value(name);
+	c->image = json_string_value(image);
+
+	json_t *vcpus = json_object_get(req, "vcpus");
+	c->vcpus = DEFAULT_VCPUS;
+	if (vcpus && !json_is_null(vcpus)) {
+		if (!json_is_integer(vcpus) || json_integer_value(vcpus) < 1 ||
+		    json_integer_value(vcpus) > MAX_VCPUS)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`vcpus` must be an integer from 1 to %d", MAX_VCPUS);
+		c->vcpus = json_integer_value(vcpus);
+	}
+	if (size_field(req, "size", DEFAULT_MEM, MIN_MEM, MAX_MEM, &c->mem, err) < 0 ||
+	    size_field(req, "overlay_size", DEFAULT_OVERLAY, MIN_OVERLAY, MAX_OVERLAY, &c->overlay,
+	               err) < 0)
+		return -1;
+	struct hm_host_capacity cap = { 0 };
+	if (hm_host_capacity(data_dir, 0, &cap, NULL) == 0 && cap.memory_bytes > 0 &&
+	    c->mem > cap.memory_bytes) {
+		_cleanup_free_ char *h = inst_human_size(cap.memory_bytes);
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`size` %s is more than this host's memory (%s)",
+		                  json_string_value(json_object_get(req, "size")), h);
+	}
+	c->env = json_object_get(req, "env");
+	if (c->env && !json_is_null(c->env) && hm_command_check_env(c->env, err) < 0)
+		return -1;
+	c->cmd = json_object_get(req, "cmd");
+	if (c->cmd && !json_is_null(c->cmd) && hm_command_check_args(c->cmd, "cmd", err) < 0)
+		return -1;
+	c->entrypoint = json_object_get(req, "entrypoint");
+	if (c->entrypoint && !json_is_null(c->entrypoint) &&
+	    hm_command_check_args(c->entrypoint, "entrypoint", err) < 0)
+		return -1;
+	c->tags = json_object_get(req, "tags");
+	if (c->tags && !json_is_null(c->tags) && hm_tags_validate(c->tags, err) < 0)
+		return -1;
+	json_t *net = json_object_get(req, "network");
+	if (net && !json_is_null(net) && !json_is_object(net))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`network` must be an object");
+	json_t *en = json_object_get(net, "enabled");
+	if (en && !json_is_null(en) && !json_is_boolean(en))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`network.enabled` must be a boolean");
+	c->network = en && json_is_boolean(en) ? json_is_true(en) : true;
+	static const char *const rates[] = { "bandwidth_download", "bandwidth_upload" };
+	int64_t *dst[] = { &c->down_bps, &c->up_bps };
+	for (size_t i = 0; i < 2; i++) {
+		json_t *v = json_object_get(net, rates[i]);
+		if (!v || json_is_null(v))
+			continue;
+		if (!json_is_string(v) ||
+		    hm_parse_bandwidth(json_string_value(v), dst[i], NULL) < 0 || *dst[i] < 1000 ||
+		    *dst[i] > 100000000000LL / 8)
+			return hm_err_set(
+			    err, HM_ERR_INVALID,
+			    i ? "invalid_bandwidth_upload" : "invalid_bandwidth_download",
+			    "`network.%s` must be a rate from 8kbps to 100Gbps such as "
+			    "\"1Gbps\" or \"125MB/s\"",
+			    rates[i]);
+	}
+	json_t *dio = json_object_get(req, "disk_io_bps");
+	if (dio && !json_is_null(dio)) {
+		_cleanup_free_ char *t =
+		    json_is_string(dio) ? xstrdup(json_string_value(dio)) : NULL;
+		size_t tl = t ? strlen(t) : 0;
+		if (tl > 2 && strcmp(t + tl - 2, "/s") == 0)
+			t[tl - 2] = '\0';
+		if (!t || hm_parse_size(t, &c->disk_bps, NULL) < 0 || c->disk_bps < 65536 ||
+		    c->disk_bps > (1LL << 40))
+			return hm_err_set(
+			    err, HM_ERR_INVALID, "invalid_field",
+			    "`disk_io_bps` must be a rate from 64KB/s to 1TB/s such as "
+			    "\"100MB/s\"");
+	}
+	if (parse_volumes(req, c, err) < 0)
+		return -1;
+	json_t *pf = json_object_get(req, "platform");
+	if (pf && !json_is_null(pf) &&
+	    (!json_is_string(pf) || strcmp(json_string_value(pf), "linux/amd64") != 0))
+		return hm_err_set(err, HM_ERR_INVALID, "unsupported_platform",
+		                  "`platform` %s cannot run here: this host runs linux/amd64",
+		                  json_is_string(pf) ? json_string_value(pf) : "(not a string)");
+	/* skip_guest_agent and skip_kernel_headers: accepted, no effect (api/openapi.yaml). */
+	json_t *hv = json_object_get(req, "hypervisor");
+	if (hv && !json_is_null(hv)) {
+		if (!json_is_string(hv))
+			return hm_err_set(err, HM_ERR_INVALID, "unsupported_hypervisor",
+			                  "`hypervisor` must be a string");
+		if (hm_runtime_check(accel, json_string_value(hv), err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A sparse ext4 file of `bytes`: the instance's writable layer. */
+int inst_make_overlay(const char *path, int64_t bytes, struct hm_err **err)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return hm_err_errno(err, errno, "create overlay disk `%s`", path);
+	int r = ftruncate(fd, bytes);
+	int e = errno;
+	close(fd);
+	if (r < 0)
+		return hm_err_errno(err, e, "size overlay disk `%s`", path);
+	const char *argv[] = { "mkfs.ext4",
+		               "-q",
+		               "-F",
+		               "-m",
+		               "0",
+		               "-E",
+		               "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+		               "-O",
+		               "^has_journal",
+		               path,
+		               NULL };
+	if (hm_run(argv, NULL, NULL, err) < 0)
+		return hm_err_wrap(err, "format overlay disk");
+	return 0;
+}
+
+/* Everything of a create after the row exists; on failure the caller undoes it. */
+/* (Re)write the guest config disk from the spec: a fresh disk, no exit record. */
+int inst_write_config(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                      const char *rootfs, struct hm_err **err)
+{
+	json_t *argv = json_object_get(spec, "argv");
+	json_t *envo = json_object_get(spec, "full_env");
+	size_t argc = json_array_size(argv), envc = json_object_size(envo);
+	_cleanup_free_ const char **av = xcalloc(argc + 1, sizeof(*av));
+	for (size_t i = 0; i < argc; i++)
+		av[i] = json_string_value(json_array_get(argv, i));
+	_cleanup_free_ char **ev = xcalloc(envc + 1, sizeof(*ev));
+	size_t k = 0;
+	const char *key;
+	json_t *val;
+	json_object_foreach (envo, key, val)
+		ev[k++] = xasprintf("%s=%s", key, json_string_value(val));
+	const char *user = json_string_value(json_object_get(spec, "user"));
+	json_t *net = inst_spec_net(spec);
+	const char *dns[] = { net ? hm_net_dns(in->net) : NULL, NULL };
+	/* Volumes follow config, root and overlay: /dev/vdd, /dev/vde, ... */
+	json_t *vols = json_object_get(spec, "volumes");
+	char *vrec[MAX_VOLUMES + 1] = { 0 };
+	char dev = 'd'; /* after config, root and overlay; an overlay volume takes two */
+	for (size_t i = 0; i < json_array_size(vols) && i < MAX_VOLUMES; i++) {
+		json_t *v = json_array_get(vols, i);
+		const char *mp = json_string_value(json_object_get(v, "mount_path"));
+		if (json_is_true(json_object_get(v, "overlay"))) {
+			vrec[i] = xasprintf("/dev/vd%c overlay:/dev/vd%c %s", dev, dev + 1, mp);
+			dev += 2;
+		} else {
+			vrec[i] = xasprintf(
+			    "/dev/vd%c %s %s", dev,
+			    json_is_true(json_object_get(v, "readonly")) ? "ro" : "rw", mp);
+			dev++;
+		}
+	}
+	struct hm_guest_config gc = {
+		.volumes = (const char *const *)vrec,
+		.net_ip = json_string_value(json_object_get(net, "cidr")),
+		.net_gw = json_string_value(json_object_get(net, "gateway")),
+		.net_mac = json_string_value(json_object_get(net, "mac")),
+		.dns = dns,
+		.argv = av,
+		.env = (const char *const *)ev,
+		.workdir = json_string_value(json_object_get(spec, "workdir")),
+		.user = user && *user ? user : NULL,
+		.hostname = row->name,
+		.root = "/dev/vdb",
+		.rootfs = rootfs,
+		.overlay = "/dev/vdc",
+	};
+	_cleanup_free_ char *cfg = inst_path(in, row->id, "config.img");
+	int r = hm_guestcfg_write(cfg, &gc, err);
+	for (size_t i = 0; i < envc; i++)
+		free(ev[i]);
+	for (size_t i = 0; i < MAX_VOLUMES; i++)
+		free(vrec[i]);
+	return r;
+}
+
+/* Start the VMM on the instance's disks. */
+static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
+                       struct hm_vm_spec *vsp, const char *restore_from, struct hm_vm **ret_vm,
+                       struct hm_err **err);
+
+int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                  const char *root_disk, const char *restore_from, struct hm_vm **ret_vm,
+                  struct hm_err **err)
+{
+	const char *id = row->id;
+	/* tsc_early_khz: without it microvm boots hang at random under TCG. */
+	_cleanup_free_ char *cmdline =
+	    in->tsc_khz > 0 ? xasprintf("console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests "
+	                                "tsc_early_khz=%ld",
+	                                in->tsc_khz)
+	                    : xstrdup("console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests");
+	_cleanup_free_ char *run = inst_path(in, id, "run");
+	_cleanup_free_ char *cfg = inst_path(in, id, "config.img");
+	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
+	_cleanup_free_ char *app_log = inst_path(in, id, "logs/app.log");
+	_cleanup_free_ char *vmm_log = inst_path(in, id, "logs/vmm.log");
+	/* A cold boot starts on fresh memory (tmpfs when it fits: memory.c); a
+	 * restore runs on the saved memory file. */
+	_cleanup_free_ char *mem =
+	    restore_from
+	        ? inst_path(in, id, HM_PAYLOAD_MEMORY)
+	        : inst_mem_for_boot(in, id, json_integer_value(json_object_get(spec, "mem_bytes")));
+	uint64_t dio = (uint64_t)json_integer_value(json_object_get(spec, "disk_io_bps"));
+	json_t *vols = json_object_get(spec, "volumes");
+	char *vol_disks[MAX_VOLUMES] = { 0 };
+	struct hm_vm_spec vs = {
+		.id = id,
+		.run_dir = run,
+		.kernel = in->kernel.vmlinux,
+		.initrd = in->initrd,
+		.cmdline = cmdline,
+		.vcpus = (int)json_integer_value(json_object_get(spec, "vcpus")),
+		.mem_bytes = (uint64_t)json_integer_value(json_object_get(spec, "mem_bytes")),
+		.disks = { { cfg, false, 0 }, { root_disk, true, dio }, { overlay, false, dio } },
+		.ndisks = 3,
+		.console_log = app_log,
+		.vmm_log = vmm_log,
+		.mem_path = mem,
+		.accel = in->accel->accel,
+	};
+	char *upper_disks[MAX_VOLUMES] = { 0 };
+	int r = 0;
+	for (size_t i = 0; i < json_array_size(vols) && i < MAX_VOLUMES && r == 0; i++) {
+		json_t *v = json_array_get(vols, i);
+		const char *vid = json_string_value(json_object_get(v, "id"));
+		vol_disks[i] = hm_volume_disk(in->cfg->data_dir, vid);
+		vs.disks[vs.ndisks++] =
+		    (struct hm_vm_disk){ vol_disks[i], json_is_true(json_object_get(v, "readonly")),
+			                 dio };
+		if (json_is_true(json_object_get(v, "overlay"))) {
+			/* The instance's private writable layer over the shared volume, kept
+			 * across stop/start like its own overlay. */
+			_cleanup_free_ char *name = xasprintf("vol-%s.ext4", vid);
+			upper_disks[i] = inst_path(in, id, name);
+			if (!restore_from && access(upper_disks[i], F_OK) < 0)
+				r = inst_make_overlay(
+				    upper_disks[i],
+				    json_integer_value(json_object_get(v, "overlay_bytes")), err);
+			vs.disks[vs.ndisks++] = (struct hm_vm_disk){ upper_disks[i], false, dio };
+		}
+	}
+	if (r == 0)
+		r = spawn_vm_on(in, id, spec, &vs, restore_from, ret_vm, err);
+	for (size_t i = 0; i < MAX_VOLUMES; i++) {
+		free(vol_disks[i]);
+		free(upper_disks[i]);
+	}
+	return r;
+}
+
+/* inst_spawn_vm's second half: the network, the VMM, the limits. */
+static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
+                       struct hm_vm_spec *vsp, const char *restore_from, struct hm_vm **ret_vm,
+                       struct hm_err **err)
+{
+	struct hm_vm_spec vs = *vsp;
+	char tap[HM_NET_TAP_MAX];
+	json_t *net = inst_spec_net(spec);
+	double t_net = inst_mono_ms();
+	if (net) {
+		if (!hm_net_enabled(in->net))
+			return hm_err_set(
+			    err, HM_ERR_CONFLICT, "network_unavailable",
+			    "this instance has a network but networking is disabled on "
+			    "this host (NETWORK_ENABLED=false)");
+		inst_tap_of(id, tap);
+		if (hm_net_tap_create(in->net, tap, err) < 0)
+			return -1;
+		vs.tap = tap;
+		vs.mac = json_string_value(json_object_get(net, "mac"));
+	}
+	double t0 = inst_mono_ms();
+	int r = restore_from ? in->vmm->restore(&vs, restore_from, ret_vm, err)
+	                     : in->vmm->spawn(&vs, ret_vm, err);
+	if (r < 0) {
+		if (net)
+			hm_net_tap_delete(in->net, tap);
+		return hm_err_wrap(err, restore_from ? "restore the VM" : "start the VM");
+	}
+	double t1 = inst_mono_ms();
+	/*
+	 * The rate limits go on while the guest kernel boots (about a second before
+	 * it can send anything): tc and nft cost tens of milliseconds that would
+	 * otherwise come before the VMM even starts.
+	 */
+	if (net && inst_apply_limits(in, net, tap, err) < 0) {
+		(*ret_vm)->ops->kill(*ret_vm, 5000, NULL);
+		(*ret_vm)->ops->free(*ret_vm);
+		*ret_vm = NULL;
+		hm_net_tap_delete(in->net, tap);
+		hm_net_limit_upload(in->net, json_string_value(json_object_get(net, "ip")), 0,
+		                    NULL);
+		return hm_err_wrap(err, "start the VM");
+	}
+	inst_oplog(in, id, "msg=\"vm %s\" pid=%d tap_ms=%.1f vmm_ms=%.1f limits_ms=%.1f",
+	           restore_from ? "restored" : "started", (int)(*ret_vm)->pid, t0 - t_net, t1 - t0,
+	           inst_mono_ms() - t1);
+	return 0;
+}
+
+/* Everything of a create after the row exists; on failure the caller undoes it. */
+static int prepare_and_boot(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
+                            const struct hm_image_info *img, struct hm_vm **ret_vm,
+                            struct hm_err **err)
+{
+	const char *id = row->id;
+	double t0 = inst_mono_ms();
+	_cleanup_free_ char *logs = inst_path(in, id, "logs");
+	_cleanup_free_ char *run = inst_path(in, id, "run");
+	if (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0)
+		return -1;
+	_cleanup_free_ char *agent_sock = xasprintf("%s/agent.sock", run);
+	if (strlen(agent_sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return hm_err_set(err, HM_ERR_INTERNAL, NULL,
+		                  "the data dir path is too long for unix sockets (`%s`)",
+		                  agent_sock);
+	inst_oplog(in, id, "msg=created name=%s image=%s digest=%s", row->name, row->image,
+	           row->image_digest);
+	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
+	if (inst_make_overlay(overlay, json_integer_value(json_object_get(spec, "overlay_bytes")),
+	                      err) < 0)
+		return -1;
+	double t_overlay = inst_mono_ms();
+	if (inst_write_config(in, row, spec, img->disk_format, err) < 0)
+		return -1;
+	inst_oplog(in, id, "msg=\"disks ready\" overlay_ms=%.1f config_ms=%.1f", t_overlay - t0,
+	           inst_mono_ms() - t_overlay);
+	return inst_spawn_vm(in, row, spec, img->disk_path, NULL, ret_vm, err);
+}
+
+/*
+ * Admission: what is asked must fit in what the host has (times the
+ * configured oversubscription) minus what live instances hold. Concurrent
+ * creates may both pass; that is the accepted slack of a check without a
+ * reservation.
+ */
+static int admit(struct hm_instances *in, const struct create_req *c, struct hm_err **err)
+{
+	struct hm_host_capacity cap = { 0 };
+	if (hm_host_capacity(in->cfg->data_dir, 0, &cap, NULL) < 0)
+		return 0;
+	int64_t vcpus, mem, disk;
+	hm_instances_allocated(in, &vcpus, &mem, &disk);
+	double cpu_limit = (double)cap.cpus * in->cfg->oversub_cpu;
+	double mem_limit = (double)cap.memory_bytes * in->cfg->oversub_memory;
+	if ((double)(vcpus + c->vcpus) > cpu_limit)
+		return hm_err_set(err, HM_ERR_CONFLICT, "insufficient_resources",
+		                  "not enough CPU: %lld vCPUs asked, %lld of %.0f in use",
+		                  (long long)c->vcpus, (long long)vcpus, cpu_limit);
+	if ((double)(mem + c->mem) > mem_limit) {
+		_cleanup_free_ char *a = inst_human_size(c->mem);
+		_cleanup_free_ char *u = inst_human_size(mem);
+		_cleanup_free_ char *l = inst_human_size((int64_t)mem_limit);
+		return hm_err_set(err, HM_ERR_CONFLICT, "insufficient_resources",
+		                  "not enough memory: %s asked, %s of %s in use", a, u, l);
+	}
+	return 0;
+}
+
+static int create(struct hm_instances *in, json_t *req, struct create_req c, json_t **ret,
+                  struct hm_err **err);
+
+int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, struct hm_err **err)
+{
+	struct create_req c = { 0 };
+	int r = parse_create(req, in->cfg->data_dir, in->accel, &c, err);
+	if (r == 0)
+		r = create(in, req, c, ret, err);
+	json_decref(c.volumes);
+	return r;
+}
+
+/* How long a create waits for the pull of an image that was not here. */
+#define CREATE_PULL_TIMEOUT_MS (10 * 60 * 1000)
+
+static int create(struct hm_instances *in, json_t *req, struct create_req c, json_t **ret,
+                  struct hm_err **err)
+{
+	if (in->boot_error)
+		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
+		                  "instances cannot boot on this host: %s", in->boot_error);
+	if (admit(in, &c, err) < 0)
+		return -1;
+	struct hm_image_info img = { 0 };
+	if (hm_images_ensure(in->images, c.image, CREATE_PULL_TIMEOUT_MS, &img, err) < 0)
+		return -1;
+
+	json_t *cfg = img.config;
+	json_t *argv = NULL;
+	if (hm_command_argv(json_object_get(cfg, "entrypoint"), json_object_get(cfg, "cmd"),
+	                    c.entrypoint, c.cmd, &argv, err) < 0) {
+		hm_image_info_done(&img);
+		return -1;
+	}
+	json_t *req_env = json_is_object(c.env) ? c.env : NULL;
+	json_t *spec = json_object();
+	json_object_set_new(spec, "vcpus", json_integer(c.vcpus));
+	json_object_set_new(spec, "mem_bytes", json_integer(c.mem));
+	json_object_set_new(spec, "overlay_bytes", json_integer(c.overlay));
+	json_object_set_new(spec, "env", req_env ? json_deep_copy(req_env) : json_object());
+	json_object_set_new(spec, "full_env", hm_command_env(json_object_get(cfg, "env"), req_env));
+	json_object_set_new(spec, "argv", argv);
+	const char *wd = json_string_value(json_object_get(cfg, "working_dir"));
+	json_object_set_new(spec, "workdir", json_string(wd && *wd ? wd : "/"));
+	const char *user = json_string_value(json_object_get(cfg, "user"));
+	json_object_set_new(spec, "user", json_string(user ? user : ""));
+	json_object_set_new(spec, "tags",
+	                    json_is_object(c.tags) ? json_deep_copy(c.tags) : json_object());
+	if (c.cmd && !json_is_null(c.cmd))
+		json_object_set(spec, "cmd", c.cmd);
+	if (c.entrypoint && !json_is_null(c.entrypoint))
+		json_object_set(spec, "entrypoint", c.entrypoint);
+	if (c.disk_bps)
+		json_object_set_new(spec, "disk_io_bps", json_integer(c.disk_bps));
+	json_object_set(spec, "volumes", c.volumes); /* ids filled in by claim_volumes */
+	/* Network on by default where the host has one; asked for where it has none: 400. */
+	bool asked = json_is_true(json_object_get(json_object_get(req, "network"), "enabled"));
+	struct hm_net_lease lease = { { 0 } };
+	if (c.network && !hm_net_enabled(in->net) && asked) {
+		json_decref(spec);
+		hm_image_info_done(&img);
+		return hm_err_set(err, HM_ERR_INVALID, "network_unavailable",
+		                  "networking is disabled on this host (NETWORK_ENABLED=false): "
+		                  "create with network.enabled false");
+	}
+	if (c.network && hm_net_enabled(in->net)) {
+		if (hm_net_lease(in->net, NULL, &lease, err) < 0) {
+			json_decref(spec);
+			hm_image_info_done(&img);
+			return -1;
+		}
+		/* Unset limits default to the instance's share of the host's network, by CPU. */
+		struct hm_host_capacity cap = { 0 };
+		int64_t share = 0;
+		if (hm_host_capacity(in->cfg->data_dir, in->cfg->network_limit_bps, &cap, NULL) ==
+		        0 &&
+		    cap.cpus > 0 && cap.network_bps > 0)
+			share = cap.network_bps * c.vcpus / cap.cpus;
+		json_object_set_new(
+		    spec, "network",
+		    json_pack("{s:b,s:s,s:s,s:s,s:s,s:I,s:I}", "enabled", 1, "ip", lease.ip, "cidr",
+		              lease.cidr, "gateway", lease.gateway, "mac", lease.mac,
+		              "download_bps", (json_int_t)(c.down_bps ? c.down_bps : share),
+		              "upload_bps", (json_int_t)(c.up_bps ? c.up_bps : share)));
+	} else {
+		json_object_set_new(spec, "network", json_pack("{s:b}", "enabled", 0));
+	}
+
+	/* Volumes are claimed and the row saved under one lock: two creates cannot both
+	 * take a volume that allows one writer. */
+	pthread_mutex_lock(&in->vol_lock);
+	if (inst_claim_volumes(in, c.volumes, err) < 0) {
+		pthread_mutex_unlock(&in->vol_lock);
+		if (lease.ip[0])
+			hm_net_release(in->net, lease.ip);
+		json_decref(spec);
+		hm_image_info_done(&img);
+		return -1;
+	}
+	char id[25];
+	hm_id_new(id);
+	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
+	_cleanup_free_ char *created = hm_now_rfc3339();
+	struct hm_instance_row row = {
+		.id = id,
+		.name = (char *)c.name,
+		.image = img.name,
+		.image_digest = img.digest,
+		.spec = spec_text,
+		.phase = (char *)"Created",
+		.exit_code = -1,
+		.created_at = created,
+	};
+	int r = hm_store_instance_insert(in->st, &row, err);
+	pthread_mutex_unlock(&in->vol_lock);
+	struct hm_vm *vm = NULL;
+	if (r == 0)
+		r = prepare_and_boot(in, &row, spec, &img, &vm, err);
+	_cleanup_free_ char *started = hm_now_rfc3339();
+	if (r == 0) {
+		row.phase = (char *)"Booting";
+		row.vmm_pid = vm->pid;
+		row.started_at = started;
+		r = hm_store_instance_update(in->st, &row, err);
+		if (r < 0) {
+			vm->ops->kill(vm, 5000, NULL);
+			vm->ops->free(vm);
+			vm = NULL;
+		}
+	}
+	if (r < 0) {
+		/* Leave nothing behind: no folder, no row (a name conflict made neither). */
+		if (!hm_err_is_kind(err, HM_ERR_CONFLICT)) {
+			_cleanup_free_ char *dir = inst_path(in, id, NULL);
+			hm_rm_rf(dir, NULL);
+			hm_store_instance_delete(in->st, id, NULL);
+		}
+		if (lease.ip[0])
+			hm_net_release(in->net, lease.ip);
+		log_warn("instances", "create failed", "name=%s error=\"%s\"", c.name,
+		         hm_err_message(err, "?"));
+	} else {
+		pthread_mutex_lock(&in->lock);
+		inst_live_start(in, id, vm, false, NULL);
+		pthread_mutex_unlock(&in->lock);
+		log_info("instances", "created", "id=%s name=%s image=%s", id, c.name, img.name);
+		*ret = inst_json(in, &row);
+	}
+	json_decref(spec);
+	hm_image_info_done(&img);
+	return r;
+}

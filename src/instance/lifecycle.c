@@ -1,0 +1,316 @@
+/*
+ * instance/lifecycle: delete, stop, start and update: the escalating stop
+ * (guest init, power button, kill), a cold boot of a Stopped instance on its
+ * own overlay, and env changes for the next boot. Each holds the instance's
+ * op lock for its whole run.
+ */
+#include "instance/instances.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cleanup.h"
+#include "core/encoding.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "image/images.h"
+#include "instance/agent.h"
+#include "instance/command.h"
+#include "instance/internal.h"
+#include "store/instances.h"
+
+#define STOP_GRACE_MS   10000
+#define DELETE_GRACE_MS 5000 /* a graceful delete's: shorter than a stop's, as upstream */
+
+static int stop_live(struct hm_instances *in, struct live *l, const struct hm_instance_row *row,
+                     int grace_ms, struct hm_err **err);
+
+int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
+                        struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (inst_find_locked(in, key, &row, err) < 0)
+		return -1;
+	/* Graceful: the stop path first, where the program runs and its agent answers
+	 * (one still booting has nothing to lose); whatever is left is killed below. */
+	enum hm_state state = inst_state(in, &row);
+	struct live *gl = graceful && state == HM_STATE_RUNNING ? inst_live_get(in, row.id) : NULL;
+	if (gl && atomic_load(&gl->greeted)) {
+		_cleanup_err_ struct hm_err *serr = NULL;
+		if (stop_live(in, gl, &row, DELETE_GRACE_MS, &serr) < 0)
+			log_warn("instances", "graceful delete: stop failed, killing",
+			         "id=%s error=\"%s\"", row.id, serr->msg);
+	}
+	inst_live_free(gl);
+	struct live *l = inst_live_take(in, row.id);
+	int r = 0;
+	if (l) {
+		if (!atomic_load(&l->exited) && l->vm->ops->kill(l->vm, 10000, err) < 0) {
+			/* Still running: keep monitoring it and report the failure. */
+			pthread_mutex_lock(&in->lock);
+			inst_live_start(in, row.id, l->vm, atomic_load(&l->started), NULL);
+			l->vm = NULL;
+			pthread_mutex_unlock(&in->lock);
+			r = -1;
+		}
+		inst_live_free(l);
+	}
+	if (r == 0) {
+		inst_drop_tap(in, row.id);
+		_cleanup_free_ char *dir = inst_path(in, row.id, NULL);
+		_cleanup_free_ char *ram = inst_mem_tmpfs(in, row.id);
+		_cleanup_free_ char *trash = xasprintf("%s/" DELETED_DIR "/%s", in->dir, row.id);
+		if (ram)
+			unlink(ram);
+		/* The folder goes aside in one rename, then the row: a daemon killed in
+		 * between finds a row without a folder and finishes (adopt_all). */
+		hm_rm_rf(trash, NULL);
+		if (rename(dir, trash) < 0 && errno != ENOENT) {
+			r = hm_err_errno(err, errno, "move `%s` aside", dir);
+		} else if (hm_store_instance_delete(in->st, row.id, err) < 0) {
+			rename(trash, dir); /* the row stays: so does its folder */
+			r = -1;
+		} else {
+			hm_rm_rf(trash, NULL);
+			json_t *spec = inst_spec_of(&row);
+			hm_net_release(
+			    in->net, json_string_value(json_object_get(inst_spec_net(spec), "ip")));
+			json_decref(spec);
+			log_info("instances", "deleted", "id=%s name=%s", row.id, row.name);
+		}
+	}
+	inst_op_unlock(in, row.id);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+/* ---- lifecycle: stop, start, update, wait ---- */
+
+/* The live record of an instance with a reference taken, or NULL. */
+
+static bool wait_exited(struct live *l, long timeout_ms)
+{
+	for (long waited = 0; !atomic_load(&l->exited); waited += 20) {
+		if (waited >= timeout_ms)
+			return false;
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return true;
+}
+
+/* The escalating stop of a live VM: guest init (the program gets SIGTERM and
+ * grace_ms before SIGKILL), power button, kill. */
+static int stop_live(struct hm_instances *in, struct live *l, const struct hm_instance_row *row,
+                     int grace_ms, struct hm_err **err)
+{
+	double t0 = inst_mono_ms();
+	inst_oplog(in, row->id, "msg=\"stop requested\" grace_ms=%d", grace_ms);
+	/* 1: the guest init stops the program (SIGTERM, SIGKILL after the grace). */
+	json_t *msg = json_pack("{s:s,s:i}", "type", "stop", "timeout_ms", grace_ms);
+	bool asked = hm_agent_send(l->agent, msg, NULL) == 0;
+	json_decref(msg);
+	const char *how = "guest init";
+	int r = 0;
+	if (!asked || !wait_exited(l, grace_ms + 5000)) {
+		/* 2: the ACPI power button, which the init also takes as "stop". */
+		how = "power button";
+		pthread_mutex_lock(&l->vm_lock);
+		l->vm->ops->shutdown(l->vm, NULL);
+		pthread_mutex_unlock(&l->vm_lock);
+		if (!wait_exited(l, asked ? 3000 : grace_ms + 3000)) {
+			/* 3: the VMM process itself. */
+			how = "kill";
+			pthread_mutex_lock(&l->vm_lock);
+			r = l->vm->ops->kill(l->vm, 10000, err);
+			pthread_mutex_unlock(&l->vm_lock);
+			if (r == 0 && !wait_exited(l, 5000))
+				r = hm_err_set(err, HM_ERR_INTERNAL, NULL,
+				               "the VMM of `%s` did not go away", row->name);
+		}
+	}
+	if (r == 0) {
+		inst_oplog(in, row->id, "msg=stopped via=\"%s\" ms=%.0f", how, inst_mono_ms() - t0);
+		log_info("instances", "stopped", "id=%s name=%s via=\"%s\"", row->id, row->name,
+		         how);
+	}
+	return r;
+}
+
+int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (inst_find_locked(in, key, &row, err) < 0)
+		return -1;
+	enum hm_state state = inst_state(in, &row);
+	struct live *l = inst_live_get(in, row.id);
+	int r;
+	if (state == HM_STATE_STOPPED) /* already what was asked: the instance, as upstream */
+		r = 0;
+	else if (!l || (state != HM_STATE_RUNNING && state != HM_STATE_INITIALIZING))
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; only a Running or Initializing instance can "
+		               "be stopped",
+		               row.name, hm_state_name(state));
+	else
+		r = stop_live(in, l, &row, STOP_GRACE_MS, err);
+	if (l)
+		inst_live_free(l);
+	if (r == 0)
+		r = hm_instances_get(in, row.id, ret, err);
+	inst_op_unlock(in, row.id);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                       struct hm_err **err)
+{
+	if (body && !json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *cmd = body ? json_object_get(body, "cmd") : NULL;
+	json_t *ep = body ? json_object_get(body, "entrypoint") : NULL;
+	if ((cmd && !json_is_null(cmd) && hm_command_check_args(cmd, "cmd", err) < 0) ||
+	    (ep && !json_is_null(ep) && hm_command_check_args(ep, "entrypoint", err) < 0))
+		return -1;
+	if (in->boot_error)
+		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
+		                  "instances cannot boot on this host: %s", in->boot_error);
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (inst_find_locked(in, key, &row, err) < 0)
+		return -1;
+	enum hm_state state = inst_state(in, &row);
+	int r;
+	bool running = state == HM_STATE_RUNNING || state == HM_STATE_INITIALIZING;
+	if (running && !(cmd && !json_is_null(cmd)) && !(ep && !json_is_null(ep)))
+		r = hm_instances_get(in, row.id, ret,
+		                     err); /* already what was asked, as upstream */
+	else if (running)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is already %s; stop it to start it with another "
+		               "command",
+		               row.name, hm_state_name(state));
+	else if (state != HM_STATE_STOPPED)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; only a Stopped instance can be started",
+		               row.name, hm_state_name(state));
+	else
+		r = inst_boot_again(in, &row, cmd, ep, ret, err);
+	inst_op_unlock(in, row.id);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+/* Start's work once the instance is known to be Stopped. */
+int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
+                    json_t **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = *rowp; /* fields stay owned by the caller's row */
+	json_t *spec = NULL;
+	struct hm_image_info img = { 0 };
+	struct hm_vm *vm = NULL;
+	int r = 0;
+	/* The old VMM's record goes; a new one comes with the boot. */
+	struct live *old = inst_live_take(in, row.id);
+	inst_live_free(old);
+
+	if (hm_images_resolve(in->images, row.image, &img, err) < 0) {
+		r = hm_err_wrap(err, "the instance's image");
+		goto out;
+	}
+	spec = inst_spec_of(&row);
+	if (cmd || ep) {
+		/* Overrides are remembered for the next starts, as docker's are not, so
+		 * that a restart runs what the user last asked for. */
+		json_t *use_cmd = cmd ? cmd : json_object_get(spec, "cmd");
+		json_t *use_ep = ep ? ep : json_object_get(spec, "entrypoint");
+		json_t *argv = NULL;
+		if (hm_command_argv(json_object_get(img.config, "entrypoint"),
+		                    json_object_get(img.config, "cmd"), use_ep, use_cmd, &argv,
+		                    err) < 0) {
+			r = -1;
+			goto out;
+		}
+		json_object_set_new(spec, "argv", argv);
+		if (cmd)
+			json_object_set(spec, "cmd", cmd);
+		if (ep)
+			json_object_set(spec, "entrypoint", ep);
+	}
+	if (inst_write_config(in, &row, spec, img.disk_format, err) < 0 ||
+	    inst_spawn_vm(in, &row, spec, img.disk_path, NULL, &vm, err) < 0) {
+		r = -1;
+		goto out;
+	}
+	free(row.spec);
+	row.spec = json_dumps(spec, JSON_COMPACT);
+	free(row.phase);
+	row.phase = xstrdup("Booting");
+	row.vmm_pid = vm->pid;
+	row.exit_code = -1;
+	free(row.exit_message);
+	row.exit_message = NULL;
+	free(row.stopped_at);
+	row.stopped_at = NULL;
+	free(row.started_at);
+	row.started_at = hm_now_rfc3339();
+	if (hm_store_instance_update(in->st, &row, err) < 0) {
+		vm->ops->kill(vm, 5000, NULL);
+		vm->ops->free(vm);
+		r = -1;
+		goto out;
+	}
+	pthread_mutex_lock(&in->lock);
+	inst_live_start(in, row.id, vm, false, NULL);
+	pthread_mutex_unlock(&in->lock);
+	log_info("instances", "started", "id=%s name=%s", row.id, row.name);
+	*ret = inst_json(in, &row);
+out:
+	*rowp = row;
+	json_decref(spec);
+	hm_image_info_done(&img);
+	return r;
+}
+
+int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+                        struct hm_err **err)
+{
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *env = json_object_get(body, "env");
+	if (!env || json_is_null(env))
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field",
+		                  "nothing to update: give `env`");
+	if (hm_command_check_env(env, err) < 0)
+		return -1;
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	json_t *spec = inst_spec_of(&row);
+	json_t *shown = json_object_get(spec, "env");
+	json_t *full = json_object_get(spec, "full_env");
+	if (!json_is_object(shown))
+		json_object_set_new(spec, "env", shown = json_object());
+	if (!json_is_object(full))
+		json_object_set_new(spec, "full_env", full = json_object());
+	json_object_update(shown, env);
+	json_object_update(full, env);
+	free(row.spec);
+	row.spec = json_dumps(spec, JSON_COMPACT);
+	json_decref(spec);
+	int r = hm_store_instance_update(in->st, &row, err);
+	if (r == 0) {
+		inst_oplog(in, row.id, "msg=\"env updated\" keys=%zu", json_object_size(env));
+		*ret = inst_json(in, &row);
+	}
+	hm_instance_row_done(&row);
+	return r;
+}

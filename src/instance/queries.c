@@ -1,0 +1,448 @@
+/*
+ * instance/queries: everything that reads: the derived state (from the row
+ * and the VM's publication, never the VMM), the REST view of an instance,
+ * get, list, wait, stats, stat, logs and the address ingress routes to.
+ */
+#include "instance/instances.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/tags.h"
+#include "core/xalloc.h"
+#include "instance/agent.h"
+#include "instance/internal.h"
+#include "instance/logs.h"
+#include "store/instances.h"
+
+/* ---- the derived state ---- */
+
+void inst_status_of(struct hm_instances *in, const struct hm_instance_row *r,
+                    struct inst_status *st)
+{
+	*st = (struct inst_status){
+		.state = HM_STATE_STOPPED,
+		.exit_code = r->exit_code,
+		.exit_message = r->exit_message ? xstrdup(r->exit_message) : NULL,
+		.stopped_at = r->stopped_at ? xstrdup(r->stopped_at) : NULL,
+	};
+	/* The published state: no VMM is asked, no lock an operation holds is waited on. */
+	struct live *l = inst_live_get(in, r->id);
+	if (strcmp(r->phase, "Created") == 0) {
+		st->state = HM_STATE_CREATED;
+	} else if (l) {
+		struct live_view v = { 0 };
+		inst_live_view(l, &v);
+		switch (v.vm_state) {
+		case HM_VM_RUNNING:
+			st->state =
+			    atomic_load(&l->started) ? HM_STATE_RUNNING : HM_STATE_INITIALIZING;
+			break;
+		case HM_VM_PAUSED:
+			st->state = HM_STATE_PAUSED;
+			break;
+		case HM_VM_SHUTDOWN:
+			st->state = HM_STATE_SHUTDOWN;
+			break;
+		case HM_VM_EXITED:
+			/* Recorded; a row read before it was may not have it yet. */
+			st->state = HM_STATE_STOPPED;
+			if (strcmp(r->phase, "Stopped") != 0) {
+				st->exit_code = v.exit_code;
+				free(st->exit_message);
+				st->exit_message = TAKE_PTR(v.exit_message);
+				free(st->stopped_at);
+				st->stopped_at = TAKE_PTR(v.stopped_at);
+			}
+			break;
+		case HM_VM_UNKNOWN:
+			st->state = HM_STATE_UNKNOWN;
+			st->error = TAKE_PTR(v.error);
+			break;
+		}
+		inst_live_view_done(&v);
+	} else if (strcmp(r->phase, "Standby") == 0) {
+		st->state = HM_STATE_STANDBY; /* no VMM; its memory and device state are on disk */
+	} else if (strcmp(r->phase, "Stopped") != 0) {
+		st->state = HM_STATE_UNKNOWN;
+		st->error = xstrdup("no VMM is attached to this instance");
+	}
+	inst_live_free(l);
+}
+
+void inst_status_done(struct inst_status *st)
+{
+	free(st->error);
+	free(st->exit_message);
+	free(st->stopped_at);
+	memset(st, 0, sizeof(*st));
+}
+
+enum hm_state inst_state(struct hm_instances *in, const struct hm_instance_row *row)
+{
+	struct inst_status st;
+	inst_status_of(in, row, &st);
+	enum hm_state s = st.state;
+	inst_status_done(&st);
+	return s;
+}
+
+/* ---- JSON ---- */
+
+json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
+{
+	json_t *spec = inst_spec_of(r);
+	struct inst_status sts;
+	inst_status_of(in, r, &sts);
+	enum hm_state state = sts.state;
+
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(r->id));
+	json_object_set_new(o, "name", json_string(r->name));
+	json_object_set_new(o, "image", json_string(r->image));
+	json_object_set_new(o, "state", json_string(hm_state_name(state)));
+	json_object_set_new(o, "state_error", sts.error ? json_string(sts.error) : json_null());
+	json_int_t mem = json_integer_value(json_object_get(spec, "mem_bytes"));
+	json_int_t ovl = json_integer_value(json_object_get(spec, "overlay_bytes"));
+	_cleanup_free_ char *mem_s = inst_human_size(mem);
+	_cleanup_free_ char *ovl_s = inst_human_size(ovl);
+	json_object_set_new(o, "size", json_string(mem_s));
+	json_object_set_new(o, "overlay_size", json_string(ovl_s));
+	json_object_set(o, "vcpus", json_object_get(spec, "vcpus"));
+	json_t *env = json_object_get(spec, "env");
+	json_object_set_new(o, "env", env ? json_incref(env) : json_object());
+	json_t *tags = json_object_get(spec, "tags");
+	json_object_set_new(o, "tags", tags ? json_incref(tags) : json_object());
+	json_t *net = inst_spec_net(spec);
+	json_t *nj = json_pack("{s:b,s:s,s:O?,s:O?}", "enabled", net != NULL, "name", "default",
+	                       "ip", net ? json_object_get(net, "ip") : NULL, "mac",
+	                       net ? json_object_get(net, "mac") : NULL);
+	json_int_t down = json_integer_value(json_object_get(net, "download_bps"));
+	json_int_t up = json_integer_value(json_object_get(net, "upload_bps"));
+	if (down > 0) {
+		_cleanup_free_ char *t = inst_rate_text(down);
+		json_object_set_new(nj, "bandwidth_download", json_string(t));
+	}
+	if (up > 0) {
+		_cleanup_free_ char *t = inst_rate_text(up);
+		json_object_set_new(nj, "bandwidth_upload", json_string(t));
+	}
+	json_object_set_new(o, "network", nj);
+	json_int_t dio = json_integer_value(json_object_get(spec, "disk_io_bps"));
+	if (dio > 0) {
+		_cleanup_free_ char *h = inst_human_size(dio);
+		_cleanup_free_ char *t = xasprintf("%s/s", h);
+		json_object_set_new(o, "disk_io_bps", json_string(t));
+	}
+	json_t *vols = json_array();
+	size_t vi;
+	json_t *va;
+	json_array_foreach (json_object_get(spec, "volumes"), vi, va)
+		json_array_append_new(
+		    vols, json_pack("{s:O,s:O,s:b}", "volume_id", json_object_get(va, "id"),
+		                    "mount_path", json_object_get(va, "mount_path"), "readonly",
+		                    json_is_true(json_object_get(va, "readonly"))));
+	json_object_set_new(o, "volumes", vols);
+	json_object_set_new(o, "created_at", json_string(r->created_at));
+	json_object_set_new(o, "expires_at", json_null());
+	json_object_set_new(o, "started_at",
+	                    r->started_at ? json_string(r->started_at) : json_null());
+	bool stopped = state == HM_STATE_STOPPED;
+	json_object_set_new(o, "stopped_at",
+	                    stopped && sts.stopped_at ? json_string(sts.stopped_at) : json_null());
+	json_object_set_new(o, "exit_code",
+	                    stopped && sts.exit_code >= 0 ? json_integer(sts.exit_code)
+	                                                  : json_null());
+	if (stopped && sts.exit_message)
+		json_object_set_new(o, "exit_message", json_string(sts.exit_message));
+	json_object_set_new(o, "has_snapshot", json_boolean(state == HM_STATE_STANDBY));
+	json_object_set_new(o, "hypervisor", json_string("qemu-microvm"));
+	json_t *argv = json_object_get(spec, "argv");
+	if (argv)
+		json_object_set(o, "command",
+		                argv); /* extension: what runs, after Docker's rules */
+	json_decref(spec);
+	inst_status_done(&sts);
+	return o;
+}
+
+/* ---- read, list ---- */
+
+int hm_instances_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	*ret = inst_json(in, &row);
+	hm_instance_row_done(&row);
+	return 0;
+}
+
+int hm_instances_list(struct hm_instances *in, const enum hm_state *state, json_t *tags,
+                      json_t **ret, struct hm_err **err)
+{
+	struct hm_instance_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_instance_list(in->st, &rows, &n, err) < 0)
+		return -1;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = inst_json(in, &rows[i]);
+		bool keep = true;
+		if (state && strcmp(json_string_value(json_object_get(o, "state")),
+		                    hm_state_name(*state)) != 0)
+			keep = false;
+		if (keep && tags && !hm_tags_match(json_object_get(o, "tags"), tags))
+			keep = false;
+		if (keep)
+			json_array_append_new(arr, o);
+		else
+			json_decref(o);
+	}
+	hm_instance_rows_free(rows, n);
+	*ret = arr;
+	return 0;
+}
+
+int hm_instances_wait(struct hm_instances *in, const char *key, enum hm_state state,
+                      long timeout_ms, json_t **ret, struct hm_err **err)
+{
+	enum { WAIT_POLL_MS = 100 };
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	double deadline = inst_mono_ms() + (double)timeout_ms;
+	struct inst_status now = { 0 };
+	bool timed_out = false;
+	for (;;) {
+		unsigned long seen = inst_changes(in);
+		struct hm_instance_row cur = { .exit_code = -1 };
+		if (hm_store_instance_get(in->st, row.id, &cur, err) < 0) {
+			inst_status_done(&now);
+			hm_instance_row_done(&row);
+			return -1;
+		}
+		inst_status_done(&now);
+		inst_status_of(in, &cur, &now);
+		hm_instance_row_done(&cur);
+		/* Stopped and Standby are terminal for a wait: nothing moves them without a
+		 * request. */
+		if (now.state == state || now.state == HM_STATE_STOPPED ||
+		    now.state == HM_STATE_STANDBY)
+			break;
+		if (inst_mono_ms() >= deadline) {
+			timed_out = true;
+			break;
+		}
+		/* Woken by a publication (a VM's state, a program's start), else polled:
+		 * a row's phase can change without one. */
+		double left = deadline - inst_mono_ms();
+		inst_changes_wait(in, seen, left < WAIT_POLL_MS ? (long)left + 1 : WAIT_POLL_MS);
+	}
+	*ret = json_pack("{s:s,s:s?,s:b}", "state", hm_state_name(now.state), "state_error",
+	                 now.error, "timed_out", timed_out);
+	inst_status_done(&now);
+	hm_instance_row_done(&row);
+	return 0;
+}
+
+/* ---- stats, stat ---- */
+
+static int64_t status_kb(const char *status, const char *key)
+{
+	const char *p = strstr(status, key);
+	return p ? strtoll(p + strlen(key), NULL, 10) : 0;
+}
+
+int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	json_t *spec = inst_spec_of(&row);
+	double cpu = 0;
+	int64_t rss = 0, vms = 0;
+	struct live *l = inst_live_get(in, row.id);
+	if (l && !atomic_load(&l->exited)) {
+		pid_t pid = l->vm->pid;
+		_cleanup_free_ char *sp = xasprintf("/proc/%d/stat", (int)pid);
+		_cleanup_free_ char *stp = xasprintf("/proc/%d/status", (int)pid);
+		_cleanup_free_ char *stat = NULL, *status = NULL;
+		size_t n;
+		if (hm_read_file(sp, 4096, &stat, &n, NULL) == 0) {
+			/* Fields after the command name (which may hold spaces) start after ')'. */
+			const char *p = strrchr(stat, ')');
+			unsigned long long ut = 0, st = 0;
+			if (p &&
+			    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			           &ut, &st) == 2)
+				cpu = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+		}
+		if (hm_read_file(stp, 16384, &status, &n, NULL) == 0) {
+			rss = status_kb(status, "VmRSS:") * 1024;
+			vms = status_kb(status, "VmSize:") * 1024;
+		}
+	}
+	uint64_t rx = 0, tx = 0;
+	if (l && !atomic_load(&l->exited) && inst_spec_net(spec)) {
+		char tap[HM_NET_TAP_MAX];
+		inst_tap_of(row.id, tap);
+		hm_net_tap_counters(tap, &rx, &tx);
+	}
+	if (l)
+		inst_live_free(l);
+	*ret = json_pack(
+	    "{s:s,s:s,s:f,s:I,s:I,s:I,s:I,s:I,s:I}", "instance_id", row.id, "instance_name",
+	    row.name, "cpu_seconds", cpu, "memory_rss_bytes", (json_int_t)rss, "memory_vms_bytes",
+	    (json_int_t)vms, "network_rx_bytes", (json_int_t)rx, "network_tx_bytes", (json_int_t)tx,
+	    "allocated_vcpus", json_integer_value(json_object_get(spec, "vcpus")),
+	    "allocated_memory_bytes", json_integer_value(json_object_get(spec, "mem_bytes")));
+	json_decref(spec);
+	hm_instance_row_done(&row);
+	return 0;
+}
+
+int hm_instances_stat(struct hm_instances *in, const char *key, const char *path, bool follow_links,
+                      json_t **ret, struct hm_err **err)
+{
+	if (!path || path[0] != '/' || strlen(path) > 4096)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_path",
+		                  "`path` must be an absolute path inside the guest");
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	enum hm_state state = inst_state(in, &row);
+	struct live *l = state == HM_STATE_RUNNING ? inst_live_get(in, row.id) : NULL;
+	int r;
+	if (!l) {
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; stat needs a Running instance", row.name,
+		               hm_state_name(state));
+	} else {
+		json_t *req = json_pack("{s:s,s:s,s:b}", "type", "stat", "path", path,
+		                        "follow_links", follow_links);
+		json_t *ans = NULL;
+		r = hm_agent_call(l->agent, req, 10000, &ans, err);
+		json_decref(req);
+		if (r == 0) {
+			json_object_del(ans, "type");
+			json_object_del(ans, "id");
+			*ret = ans;
+		}
+		inst_live_free(l);
+	}
+	hm_instance_row_done(&row);
+	return r;
+}
+
+void hm_instances_allocated(struct hm_instances *in, int64_t *vcpus, int64_t *mem, int64_t *disk)
+{
+	*vcpus = *mem = *disk = 0;
+	struct hm_instance_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_instance_list(in->st, &rows, &n, NULL) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		json_t *spec = inst_spec_of(&rows[i]);
+		/* Disks are held whatever the state; CPU and memory only while a VMM runs. */
+		*disk += json_integer_value(json_object_get(spec, "overlay_bytes"));
+		pthread_mutex_lock(&in->lock);
+		struct live *l = inst_live_find(in, rows[i].id);
+		bool running = l && !atomic_load(&l->exited);
+		pthread_mutex_unlock(&in->lock);
+		if (running) {
+			*vcpus += json_integer_value(json_object_get(spec, "vcpus"));
+			*mem += json_integer_value(json_object_get(spec, "mem_bytes"));
+		}
+		json_decref(spec);
+	}
+	hm_instance_rows_free(rows, n);
+}
+
+/* ---- logs ---- */
+
+struct alive_ref {
+	struct hm_instances *in;
+	char *id;
+};
+
+static bool log_alive(void *cls)
+{
+	struct alive_ref *a = cls;
+	pthread_mutex_lock(&a->in->lock);
+	struct live *l = inst_live_find(a->in, a->id);
+	bool alive = l && !atomic_load(&l->exited);
+	pthread_mutex_unlock(&a->in->lock);
+	return alive;
+}
+
+static void alive_free(void *cls)
+{
+	struct alive_ref *a = cls;
+	free(a->id);
+	free(a);
+}
+
+int hm_instances_logs(struct hm_instances *in, const char *key, const char *source, long tail,
+                      bool follow, struct hm_log_stream **ret, struct hm_err **err)
+{
+	const char *file;
+	if (!source || strcmp(source, "app") == 0)
+		file = "logs/app.log";
+	else if (strcmp(source, "vmm") == 0)
+		file = "logs/vmm.log";
+	else if (strcmp(source, "hypeman") == 0)
+		file = "logs/hypeman.log";
+	else
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_source",
+		                  "`source` must be app, vmm or hypeman");
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *path = inst_path(in, row.id, file);
+	struct alive_ref *a = xcalloc(1, sizeof(*a));
+	a->in = in;
+	a->id = xstrdup(row.id);
+	hm_instance_row_done(&row);
+	if (access(path, F_OK) < 0 && errno == ENOENT) {
+		/* Nothing written yet (a VMM that printed nothing): an empty log. */
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd >= 0)
+			close(fd);
+	}
+	return hm_log_stream_open(path, tail, follow, log_alive, a, alive_free, ret, err);
+}
+
+/* ---- addresses (for ingress) ---- */
+
+int hm_instances_address(struct hm_instances *in, const char *key, char ip[16], struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	json_t *spec = inst_spec_of(&row);
+	const char *addr = json_string_value(json_object_get(inst_spec_net(spec), "ip"));
+	enum hm_state state = inst_state(in, &row);
+	int r = 0;
+	if (!addr)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "no_network", "instance `%s` has no network",
+		               row.name);
+	else if (state != HM_STATE_RUNNING)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is not running (current state: %s)", row.name,
+		               hm_state_name(state));
+	else
+		snprintf(ip, 16, "%s", addr);
+	json_decref(spec);
+	hm_instance_row_done(&row);
+	return r;
+}
