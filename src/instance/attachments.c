@@ -42,7 +42,7 @@ static int save_spec(struct hm_instances *in, struct hm_instance_row *row, json_
 {
 	free(row->spec);
 	row->spec = json_dumps(spec, JSON_COMPACT);
-	int r = hm_store_instance_update(in->st, row, err);
+	int r = hm_store_instance_set_spec(in->st, row->id, row->spec, err);
 	if (r == 0)
 		*ret = inst_json(in, row);
 	return r;

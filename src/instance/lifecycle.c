@@ -291,8 +291,10 @@ int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, 
 		                  "nothing to update: give `env`");
 	if (hm_command_check_env(env, err) < 0)
 		return -1;
+	/* Under the op lock, and only the spec: an operation or a VM's end that
+	 * writes the row meanwhile is neither undone nor lost. */
 	struct hm_instance_row row = { .exit_code = -1 };
-	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
 	json_t *spec = inst_spec_of(&row);
 	json_t *shown = json_object_get(spec, "env");
@@ -306,11 +308,12 @@ int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, 
 	free(row.spec);
 	row.spec = json_dumps(spec, JSON_COMPACT);
 	json_decref(spec);
-	int r = hm_store_instance_update(in->st, &row, err);
+	int r = hm_store_instance_set_spec(in->st, row.id, row.spec, err);
 	if (r == 0) {
 		inst_oplog(in, row.id, "msg=\"env updated\" keys=%zu", json_object_size(env));
 		*ret = inst_json(in, &row);
 	}
+	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
 }

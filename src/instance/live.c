@@ -32,7 +32,7 @@
 #include "instance/payload.h"
 #include "store/instances.h"
 
-#define AGENT_LINE_MAX  (64u << 10)
+#define AGENT_LINE_MAX (64u << 10)
 
 /* ---- the monitor ---- */
 
@@ -86,8 +86,9 @@ static void handle_agent_line(struct live *l, const char *line)
 	                        (strcmp(type, "hello") == 0 &&
 	                         json_integer_value(json_object_get(msg, "program_pid")) > 0));
 	if (started && !atomic_exchange(&l->started, true)) {
-		/* Only the phase: an operation may be changing the rest of the row. */
-		hm_store_instance_set_phase(l->in->st, l->id, "Running", NULL);
+		/* Only the phase, and only from Booting: an operation may be changing
+		 * the rest of the row, and a row that has moved on stays as it is. */
+		hm_store_instance_cas_phase(l->in->st, l->id, "Booting", "Running", NULL);
 		inst_changed(l->in);
 		inst_oplog(l->in, l->id, "msg=\"program started\" pid=%lld guest_uptime_ms=%lld%s",
 		           (long long)json_integer_value(json_object_get(msg, "pid")) +

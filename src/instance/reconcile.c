@@ -213,7 +213,8 @@ void inst_adopt_all(struct hm_instances *in)
 			inst_tap_of(r->id, keep[nkeep++]);
 			json_t *spec = inst_spec_of(r);
 			json_t *net = inst_spec_net(spec);
-			if (net && hm_net_enabled(in->net) && inst_apply_limits(in, net, NULL, &err) < 0)
+			if (net && hm_net_enabled(in->net) &&
+			    inst_apply_limits(in, net, NULL, &err) < 0)
 				log_warn("instances", "limits not restored", "id=%s error=\"%s\"",
 				         r->id, err->msg);
 			json_decref(spec);

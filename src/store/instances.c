@@ -141,6 +141,33 @@ int hm_store_instance_set_phase(struct hm_store *st, const char *id, const char 
 	return step_one(st, s, id, "update instance phase", err);
 }
 
+int hm_store_instance_cas_phase(struct hm_store *st, const char *id, const char *from,
+                                const char *to, struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st,
+	                     "UPDATE instances SET phase = ?3 WHERE id = ?1 AND phase = ?2 "
+	                     "RETURNING id",
+	                     &s, err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, to, -1, SQLITE_STATIC);
+	return step_one(st, s, id, "update instance phase", err);
+}
+
+int hm_store_instance_set_spec(struct hm_store *st, const char *id, const char *spec,
+                               struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st, "UPDATE instances SET spec = ?2 WHERE id = ?1 RETURNING id", &s,
+	                     err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, spec, -1, SQLITE_STATIC);
+	return step_one(st, s, id, "update instance spec", err);
+}
+
 int hm_store_instance_set_stopped(struct hm_store *st, const char *id, pid_t vmm_pid, int exit_code,
                                   const char *exit_message, const char *stopped_at,
                                   struct hm_err **err)

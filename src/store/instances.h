@@ -34,9 +34,17 @@ int hm_store_instance_insert(struct hm_store *st, const struct hm_instance_row *
 /* Replace the row with this id (which must exist: HM_ERR_NOT_FOUND). */
 int hm_store_instance_update(struct hm_store *st, const struct hm_instance_row *row,
                              struct hm_err **err);
-/* Only the phase (the monitor's "started"): a concurrent operation's other changes stay. */
+/* Only the phase: a concurrent operation's other changes stay. */
 int hm_store_instance_set_phase(struct hm_store *st, const char *id, const char *phase,
                                 struct hm_err **err);
+/* The phase, only while it is `from` (the monitor's Booting -> Running): a row
+ * that has moved on meanwhile is left alone (HM_ERR_NOT_FOUND). */
+int hm_store_instance_cas_phase(struct hm_store *st, const char *id, const char *from,
+                                const char *to, struct hm_err **err);
+/* Only the spec (a PATCH, an attachment): the phase, VMM and exit stay as
+ * whoever else wrote them. */
+int hm_store_instance_set_spec(struct hm_store *st, const char *id, const char *spec,
+                               struct hm_err **err);
 /* Only what a VM's end changes: phase Stopped, no VMM, the exit (code -1: none).
  * Only while the row records that VMM (vmm_pid) or none: a row a new boot has
  * taken since is left alone (HM_ERR_NOT_FOUND). */

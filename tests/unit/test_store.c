@@ -417,6 +417,35 @@ static void instances_table(void **state)
 	hm_err_free(err);
 	err = NULL;
 
+	/* The program's start moves Booting to Running, and nothing else: the VM's
+	 * end recorded first stays (no Running over Stopped). */
+	assert_int_equal(hm_store_instance_cas_phase(st, "abc222", "Booting", "Running", &err), -1);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	err = NULL;
+	assert_int_equal(hm_store_instance_get(st, "abc222", &got, &err), 0);
+	assert_string_equal(got.phase, "Stopped");
+	hm_instance_row_done(&got);
+	/* A PATCH's spec goes in alone: the recorded end is neither undone nor lost. */
+	assert_int_equal(hm_store_instance_set_spec(st, "abc222", "{\"env\":{\"A\":\"1\"}}", &err),
+	                 0);
+	assert_int_equal(hm_store_instance_get(st, "abc222", &got, &err), 0);
+	assert_string_equal(got.spec, "{\"env\":{\"A\":\"1\"}}");
+	assert_string_equal(got.phase, "Stopped");
+	assert_int_equal(got.exit_code, 7);
+	assert_string_equal(got.stopped_at, "t1");
+	hm_instance_row_done(&got);
+	assert_int_equal(hm_store_instance_set_spec(st, "ghost", "{}", &err), -1);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	err = NULL;
+	b.phase = (char *)"Booting";
+	assert_int_equal(hm_store_instance_update(st, &b, &err), 0);
+	assert_int_equal(hm_store_instance_cas_phase(st, "abc222", "Booting", "Running", &err), 0);
+	assert_int_equal(hm_store_instance_get(st, "abc222", &got, &err), 0);
+	assert_string_equal(got.phase, "Running");
+	hm_instance_row_done(&got);
+
 	struct hm_instance_row *rows = NULL;
 	size_t n = 0;
 	assert_int_equal(hm_store_instance_list(st, &rows, &n, &err), 0);
