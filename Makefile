@@ -42,6 +42,8 @@ GUEST_SRC  := $(wildcard guest/*.c)
 CLI_SRC    := $(wildcard cli/*.c)
 CLI_LIB    := $(wildcard src/core/*.c) src/auth/jwt.c src/auth/secret.c
 TEST_SRC   := $(wildcard tests/unit/test_*.c)
+# Fakes for unit tests only (named fake_*: never linked into a program).
+FAKE_SRC   := $(wildcard tests/unit/fake_*.c)
 
 objs = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(filter %.c,$(2))) \
        $(patsubst %.S,$(BUILD)/$(1)/%.o,$(filter %.S,$(2)))
@@ -99,7 +101,7 @@ $(BUILD)/$(1)/bin/hypeman-init: $(patsubst guest/%.c,$(BUILD)/$(1)/guest-static/
 	@echo "  LD      $$@"
 	@$$(CC) $$(GUEST_LDFLAGS) $$^ -o $$@
 
-$(BUILD)/$(1)/tests/%: $(BUILD)/$(1)/tests/unit/%.o $(call objs,$(1),$(LIB_SRC) $(LIB_ASM))
+$(BUILD)/$(1)/tests/%: $(BUILD)/$(1)/tests/unit/%.o $(call objs,$(1),$(LIB_SRC) $(LIB_ASM) $(FAKE_SRC))
 	@mkdir -p $$(@D)
 	@echo "  LD      $$@"
 	@$$(CC) $$($(2)_LDFLAGS) $$^ -o $$@ $$(TEST_LIBS)

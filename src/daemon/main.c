@@ -109,7 +109,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		return hm_err_wrap(err, "network");
 	}
 	struct hm_instances *instances = NULL;
-	if (hm_instances_open(store, images, net, cfg, &accel, &instances, err) < 0) {
+	if (hm_instances_open(store, images, net, cfg, &accel, NULL, &instances, err) < 0) {
 		hm_net_close(net);
 		hm_images_stop(images);
 		hm_store_close(store);

@@ -234,7 +234,7 @@ static char *self_dir(void)
 
 int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_net *net,
                       const struct hm_config *cfg, const struct hm_accel_choice *accel,
-                      struct hm_instances **ret, struct hm_err **err)
+                      const struct hm_vmm_ops *vmm, struct hm_instances **ret, struct hm_err **err)
 {
 	struct hm_instances *in = xcalloc(1, sizeof(*in));
 	in->accel = accel;
@@ -242,7 +242,7 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
 	in->st = st;
 	in->images = images;
 	in->cfg = cfg;
-	in->vmm = &hm_vmm_qemu;
+	in->vmm = vmm ? vmm : &hm_vmm_qemu;
 	in->dir = xasprintf("%s/instances", cfg->data_dir);
 	in->tsc_khz = hm_vmm_host_tsc_khz();
 	in->mem_dir = inst_mem_dir_pick(cfg->data_dir);

@@ -29,10 +29,12 @@ struct hm_store;
 
 /* Open the service: find the kernel, build the initrd, re-adopt VMs that
  * still run. A missing kernel is not fatal: creates then fail with 503.
- * Every VM runs under `accel` (borrowed; it outlives the service). */
+ * Every VM runs under `accel` (borrowed; it outlives the service), on the
+ * backend `vmm` (NULL: QEMU; the unit tests pass their fake). */
+struct hm_vmm_ops;
 int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_net *net,
                       const struct hm_config *cfg, const struct hm_accel_choice *accel,
-                      struct hm_instances **ret, struct hm_err **err);
+                      const struct hm_vmm_ops *vmm, struct hm_instances **ret, struct hm_err **err);
 /* Stop monitoring; VMs keep running and are re-adopted by the next start. */
 void hm_instances_close(struct hm_instances *in);
 

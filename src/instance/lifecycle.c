@@ -153,10 +153,11 @@ int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, st
 	int r;
 	if (state == HM_STATE_STOPPED) /* already what was asked: the instance, as upstream */
 		r = 0;
-	else if (!l || (state != HM_STATE_RUNNING && state != HM_STATE_INITIALIZING))
+	else if (!l || (state != HM_STATE_RUNNING && state != HM_STATE_INITIALIZING &&
+	                state != HM_STATE_UNKNOWN))
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
-		               "instance `%s` is %s; only a Running or Initializing instance can "
-		               "be stopped",
+		               "instance `%s` is %s; only a Running, Initializing or Unknown "
+		               "instance can be stopped",
 		               row.name, hm_state_name(state));
 	else
 		r = stop_live(in, l, &row, STOP_GRACE_MS, err);

@@ -150,6 +150,22 @@ static void finalize(struct live *l)
 	atomic_store(&l->exited, true);
 }
 
+/*
+ * A VM published Unknown (an operation's call went unanswered) is asked
+ * again at each tick until it answers, unless an operation holds it: the
+ * one periodic VMM call, and only for a VM in doubt.
+ */
+static void recheck_unknown(struct live *l)
+{
+	pthread_mutex_lock(&l->pub_lock);
+	bool unknown = l->pub.vm_state == HM_VM_UNKNOWN;
+	pthread_mutex_unlock(&l->pub_lock);
+	if (!unknown || pthread_mutex_trylock(&l->vm_lock) != 0)
+		return;
+	inst_live_refresh(l);
+	pthread_mutex_unlock(&l->vm_lock);
+}
+
 static void *monitor(void *arg)
 {
 	struct live *l = arg;
@@ -199,6 +215,7 @@ static void *monitor(void *arg)
 		if (n < 0 && errno == EINTR)
 			continue;
 		inst_logs_trim(l->in, l->id);
+		recheck_unknown(l);
 		if (p[1].revents) {
 			stop = true;
 			break;

@@ -1,0 +1,432 @@
+/*
+ * Unit tests for the instance layer on the FAKE VMM (tests/unit/fake_vmm.c):
+ * the real service, store and monitors over stand-in VMM processes, with the
+ * failures a real VMM has scripted in: a kill that fails, a VMM that exits
+ * in the middle of a standby, one that stops answering, a VM that ends while
+ * a PATCH is written, and what a restarted daemon finds. Reads are checked
+ * to make no VMM call at all.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/xalloc.h"
+#include "instance/instances.h"
+#include "net/net.h"
+#include "store/instances.h"
+#include "store/store.h"
+#include "tests/unit/fake_vmm.h"
+#include "vmm/accel.h"
+
+#define MAX_VMS 8
+
+struct t {
+	char dir[64];
+	struct hm_config cfg;
+	struct hm_store *st;
+	struct hm_net *net;
+	struct hm_accel_choice accel;
+	struct hm_instances *in;
+	pid_t pids[MAX_VMS];
+	char ids[MAX_VMS][32];
+	int n;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* A row for a VM that "runs" as pid (0: none), with its folder, as a create leaves it. */
+static const char *add_vm(struct t *t, const char *name, const char *phase, pid_t pid)
+{
+	assert_true(t->n < MAX_VMS);
+	char *id = t->ids[t->n];
+	snprintf(id, 32, "fake%020d", t->n);
+	t->pids[t->n++] = pid;
+	struct hm_instance_row r = {
+		.id = id,
+		.name = (char *)name,
+		.image = (char *)"test/fake:latest",
+		.image_digest = (char *)"sha256:00",
+		.spec = (char *)"{\"mem_bytes\":134217728,\"overlay_bytes\":67108864,\"vcpus\":1,"
+		                "\"env\":{},\"tags\":{}}",
+		.phase = (char *)phase,
+		.vmm_pid = pid,
+		.exit_code = -1,
+		.created_at = (char *)"2026-12-02T00:00:00Z",
+		.started_at = (char *)"2026-12-02T00:00:01Z",
+	};
+	assert_int_equal(hm_store_instance_insert(t->st, &r, NULL), 0);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/instances/%s/logs", t->dir, id);
+	assert_int_equal(hm_mkdir_p(path, 0700, NULL), 0);
+	snprintf(path, sizeof(path), "%s/instances/%s/memory.ram", t->dir, id);
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fputs("guest memory", f);
+	fclose(f);
+	return id;
+}
+
+static void open_service(struct t *t)
+{
+	struct hm_err *err = NULL;
+	if (hm_instances_open(t->st, NULL, t->net, &t->cfg, &t->accel, &hm_vmm_fake, &t->in,
+	                      &err) < 0)
+		fail_msg("open: %s", err->msg);
+}
+
+static int setup(void **state)
+{
+	struct t *t = xcalloc(1, sizeof(*t));
+	snprintf(t->dir, sizeof(t->dir), "/tmp/hm-inst-XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	setenv("DATA_DIR", t->dir, 1);
+	setenv("NETWORK_ENABLED", "false", 1);
+	setenv("KERNEL_DIR", "/nonexistent", 1);
+	setenv("LOG_LEVEL", "error", 1);
+	char *argv[] = { (char *)"test", NULL };
+	struct hm_err *err = NULL;
+	if (hm_config_load(&t->cfg, 1, argv, &err) < 0)
+		fail_msg("config: %s", err->msg);
+	char db[128];
+	snprintf(db, sizeof(db), "%s/hypeman.db", t->dir);
+	assert_int_equal(hm_store_open(db, &t->st, NULL), 0);
+	assert_int_equal(hm_net_open(&t->cfg, &t->net, NULL), 0);
+	t->accel.accel = HM_ACCEL_TCG;
+	fake_vmm_reset();
+	*state = t;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct t *t = *state;
+	hm_instances_close(t->in); /* VMs keep running, as in the daemon... */
+	for (int i = 0; i < t->n; i++)
+		if (t->pids[i] > 0)
+			fake_vmm_crash(t->pids[i]); /* ...so the test ends its stand-ins */
+	hm_net_close(t->net);
+	hm_store_close(t->st);
+	hm_config_done(&t->cfg);
+	hm_rm_rf(t->dir, NULL);
+	free(t);
+	return 0;
+}
+
+/* GET /instances/{id}'s state and state_error, as the REST view has them. */
+static const char *state_of(struct t *t, const char *id, char *why, size_t whylen)
+{
+	static char st[32];
+	json_t *o = NULL;
+	struct hm_err *err = NULL;
+	if (hm_instances_get(t->in, id, &o, &err) < 0) {
+		snprintf(st, sizeof(st), "(%s)", hm_err_code(err));
+		hm_err_free(err);
+		return st;
+	}
+	snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(o, "state")));
+	if (why)
+		snprintf(why, whylen, "%s",
+		         json_string_value(json_object_get(o, "state_error"))
+		             ? json_string_value(json_object_get(o, "state_error"))
+		             : "");
+	json_decref(o);
+	return st;
+}
+
+static void wait_state(struct t *t, const char *id, const char *want, int ms)
+{
+	long long until = now_ms() + ms;
+	const char *s;
+	while (strcmp(s = state_of(t, id, NULL, 0), want) != 0) {
+		if (now_ms() > until)
+			fail_msg("%s is %s, not %s, after %d ms", id, s, want, ms);
+		sleep_ms(10);
+	}
+}
+
+/* Until n monitors have made their first look and connected to their guest. */
+static void wait_monitors(int n)
+{
+	long long until = now_ms() + 5000;
+	while (atomic_load(&fake_vmm.calls[FAKE_AGENT]) < n) {
+		if (now_ms() > until)
+			fail_msg("%d of %d monitors connected", atomic_load(&fake_vmm.calls[FAKE_AGENT]),
+			         n);
+		sleep_ms(5);
+	}
+}
+
+static bool alive(pid_t pid)
+{
+	return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+static void reads_ask_no_vmm(void **state)
+{
+	struct t *t = *state;
+	const char *ids[3];
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "vm%d", i);
+		ids[i] = add_vm(t, name, "Running", fake_vmm_process());
+	}
+	open_service(t);
+	for (int i = 0; i < 3; i++)
+		wait_state(t, ids[i], "Running", 5000);
+	wait_monitors(3);
+	int before[FAKE_OPS];
+	for (int k = 0; k < FAKE_OPS; k++)
+		before[k] = atomic_load(&fake_vmm.calls[k]);
+	for (int round = 0; round < 20; round++) {
+		json_t *list = NULL;
+		assert_int_equal(hm_instances_list(t->in, NULL, NULL, &list, NULL), 0);
+		assert_int_equal(json_array_size(list), 3);
+		json_decref(list);
+		enum hm_state running = HM_STATE_RUNNING;
+		assert_int_equal(hm_instances_list(t->in, &running, NULL, &list, NULL), 0);
+		assert_int_equal(json_array_size(list), 3);
+		json_decref(list);
+		for (int i = 0; i < 3; i++) {
+			assert_string_equal(state_of(t, ids[i], NULL, 0), "Running");
+			json_t *w = NULL;
+			assert_int_equal(hm_instances_wait(t->in, ids[i], HM_STATE_RUNNING, 1000, &w,
+			                                   NULL),
+			                 0);
+			assert_false(json_is_true(json_object_get(w, "timed_out")));
+			json_decref(w);
+		}
+	}
+	for (int k = 0; k < FAKE_OPS; k++)
+		if (atomic_load(&fake_vmm.calls[k]) != before[k])
+			fail_msg("op %d: %d calls during reads (had %d)", k,
+			         atomic_load(&fake_vmm.calls[k]), before[k]);
+}
+
+static void delete_when_kill_fails(void **state)
+{
+	struct t *t = *state;
+	pid_t pid = fake_vmm_process();
+	const char *id = add_vm(t, "victim", "Running", pid);
+	open_service(t);
+	wait_state(t, id, "Running", 5000);
+	wait_monitors(1);
+	atomic_store(&fake_vmm.kill_fails, 1);
+	struct hm_err *err = NULL;
+	assert_int_equal(hm_instances_delete(t->in, id, false, &err), -1);
+	assert_non_null(err);
+	assert_int_equal(err->kind, HM_ERR_TIMEOUT);
+	hm_err_free(err);
+	err = NULL;
+	/* Nothing was lost: it runs on, watched, listed, its folder there. */
+	assert_true(alive(pid));
+	wait_state(t, id, "Running", 5000);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/instances/%s", t->dir, id);
+	assert_int_equal(access(path, F_OK), 0);
+	atomic_store(&fake_vmm.kill_fails, 0);
+	assert_int_equal(hm_instances_delete(t->in, id, false, &err), 0);
+	assert_string_equal(state_of(t, id, NULL, 0), "(not_found)");
+	assert_int_not_equal(access(path, F_OK), 0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	t->pids[0] = 0;
+}
+
+static void vmm_exits_during_standby(void **state)
+{
+	struct t *t = *state;
+	pid_t pid = fake_vmm_process();
+	const char *id = add_vm(t, "sleeper", "Running", pid);
+	open_service(t);
+	wait_state(t, id, "Running", 5000);
+	wait_monitors(1);
+	atomic_store(&fake_vmm.snapshot_exits, 1);
+	json_t *o = NULL;
+	struct hm_err *err = NULL;
+	assert_int_equal(hm_instances_standby(t->in, id, NULL, &o, &err), -1);
+	assert_non_null(err);
+	hm_err_free(err);
+	/* The monitor records the end: Stopped, no half-saved state left. */
+	wait_state(t, id, "Stopped", 5000);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/instances/%s/vm.state", t->dir, id);
+	assert_int_not_equal(access(path, F_OK), 0);
+	struct hm_instance_row row = { .exit_code = -1 };
+	assert_int_equal(hm_store_instance_get(t->st, id, &row, NULL), 0);
+	assert_string_equal(row.phase, "Stopped");
+	assert_int_equal(row.vmm_pid, 0);
+	hm_instance_row_done(&row);
+}
+
+struct standby_call {
+	struct t *t;
+	const char *id;
+	atomic_bool done;
+	int rc;
+	enum hm_err_kind kind;
+};
+
+static void *do_standby(void *arg)
+{
+	struct standby_call *c = arg;
+	json_t *o = NULL;
+	struct hm_err *err = NULL;
+	c->rc = hm_instances_standby(c->t->in, c->id, NULL, &o, &err);
+	c->kind = err ? err->kind : HM_ERR_INTERNAL;
+	hm_err_free(err);
+	json_decref(o);
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+static void a_vmm_that_stops_answering(void **state)
+{
+	struct t *t = *state;
+	const char *id = add_vm(t, "stuck", "Running", fake_vmm_process());
+	const char *other = add_vm(t, "other", "Running", fake_vmm_process());
+	open_service(t);
+	wait_state(t, id, "Running", 5000);
+	wait_state(t, other, "Running", 5000);
+	wait_monitors(2);
+	atomic_store(&fake_vmm.hang_ms, 1500);
+	struct standby_call c = { .t = t, .id = id };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, do_standby, &c), 0);
+	sleep_ms(100);
+	/* The standby holds its VM for seconds; reads of it and of others go on. */
+	json_t *list = NULL;
+	assert_int_equal(hm_instances_list(t->in, NULL, NULL, &list, NULL), 0);
+	assert_int_equal(json_array_size(list), 2);
+	json_decref(list);
+	assert_string_equal(state_of(t, other, NULL, 0), "Running");
+	assert_string_equal(state_of(t, id, NULL, 0), "Running");
+	assert_false(atomic_load(&c.done));
+	pthread_join(th, NULL);
+	assert_int_equal(c.rc, -1);
+	assert_int_equal(c.kind, HM_ERR_TIMEOUT);
+	/* What the failed operation learned is what readers see. */
+	char why[256];
+	assert_string_equal(state_of(t, id, why, sizeof(why)), "Unknown");
+	assert_true(strlen(why) > 0);
+	assert_string_equal(state_of(t, other, NULL, 0), "Running");
+	/* It answers again: its monitor asks again and publishes Running; a stop
+	 * goes through the guest, and it ends Stopped. */
+	atomic_store(&fake_vmm.hang_ms, 0);
+	wait_state(t, id, "Running", 5000);
+	json_t *o = NULL;
+	struct hm_err *err = NULL;
+	int r = hm_instances_stop(t->in, id, &o, &err);
+	if (r < 0)
+		fail_msg("stop: %s", err->msg);
+	json_decref(o);
+	wait_state(t, id, "Stopped", 5000);
+}
+
+static void patch_while_the_vm_ends(void **state)
+{
+	struct t *t = *state;
+	const char *ids[4];
+	for (int i = 0; i < 4; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "race%d", i);
+		ids[i] = add_vm(t, name, "Running", fake_vmm_process());
+	}
+	open_service(t);
+	for (int i = 0; i < 4; i++) {
+		wait_state(t, ids[i], "Running", 5000);
+		json_t *body = json_pack("{s:{s:s}}", "env", "ROUND", "x");
+		fake_vmm_crash(t->pids[i]); /* the VM ends as the PATCH comes in */
+		t->pids[i] = 0;
+		json_t *o = NULL;
+		assert_int_equal(hm_instances_update(t->in, ids[i], body, &o, NULL), 0);
+		json_decref(o);
+		json_decref(body);
+		wait_state(t, ids[i], "Stopped", 5000);
+		/* Both writes are there: the end (not Running again) and the env. */
+		struct hm_instance_row row = { .exit_code = -1 };
+		assert_int_equal(hm_store_instance_get(t->st, ids[i], &row, NULL), 0);
+		assert_string_equal(row.phase, "Stopped");
+		assert_int_equal(row.vmm_pid, 0);
+		json_t *spec = json_loads(row.spec, 0, NULL);
+		assert_string_equal(
+		    json_string_value(json_object_get(json_object_get(spec, "env"), "ROUND")), "x");
+		json_decref(spec);
+		hm_instance_row_done(&row);
+	}
+}
+
+static void a_restarted_daemon_finds(void **state)
+{
+	struct t *t = *state;
+	pid_t dead = fake_vmm_process();
+	const char *running = add_vm(t, "alive", "Running", fake_vmm_process());
+	const char *gone = add_vm(t, "gone", "Running", dead);
+	const char *booting = add_vm(t, "booting", "Booting", fake_vmm_process());
+	const char *created = add_vm(t, "halfmade", "Created", 0);
+	fake_vmm_crash(dead); /* it died while no daemon ran */
+	t->pids[1] = 0;
+	open_service(t);
+	wait_state(t, running, "Running", 5000);
+	/* Booting when the daemon went: the guest's hello names its program, so Running. */
+	wait_state(t, booting, "Running", 5000);
+	struct hm_instance_row row = { .exit_code = -1 };
+	assert_int_equal(hm_store_instance_get(t->st, booting, &row, NULL), 0);
+	assert_string_equal(row.phase, "Running");
+	hm_instance_row_done(&row);
+	assert_string_equal(state_of(t, gone, NULL, 0), "Stopped");
+	assert_int_equal(hm_store_instance_get(t->st, gone, &row, NULL), 0);
+	assert_non_null(strstr(row.exit_message, "while the daemon was not running"));
+	hm_instance_row_done(&row);
+	/* A create that never got its VM is undone: no row, no folder. */
+	assert_string_equal(state_of(t, created, NULL, 0), "(not_found)");
+	char path[256];
+	snprintf(path, sizeof(path), "%s/instances/%s", t->dir, created);
+	assert_int_not_equal(access(path, F_OK), 0);
+	/* Closing leaves the VMs running, for the next daemon. */
+	hm_instances_close(t->in);
+	t->in = NULL;
+	assert_true(alive(t->pids[0]));
+	assert_true(alive(t->pids[2]));
+	open_service(t);
+	wait_state(t, running, "Running", 5000);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(reads_ask_no_vmm, setup, teardown),
+		cmocka_unit_test_setup_teardown(delete_when_kill_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(vmm_exits_during_standby, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_vmm_that_stops_answering, setup, teardown),
+		cmocka_unit_test_setup_teardown(patch_while_the_vm_ends, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_restarted_daemon_finds, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
