@@ -53,6 +53,7 @@ struct create_req {
 	bool network;
 	int64_t down_bps, up_bps, disk_bps; /* 0: default */
 	json_t *volumes;                    /* checked: [{id, mount_path, readonly}] (owned) */
+	const char *hypervisor;             /* the runtime asked for (HM_RUNTIME_DEFAULT) */
 };
 
 static int size_field(json_t *req, const char *key, int64_t dflt, int64_t min, int64_t max,
@@ -336,6 +337,7 @@ static int parse_create(json_t *req, const char *data_dir, const struct hm_accel
 			                  "`hypervisor` must be a string");
 		if (hm_runtime_check(accel, json_string_value(hv), err) < 0)
 			return -1;
+		c->hypervisor = json_string_value(hv);
 	}
 	return 0;
 }
@@ -725,6 +727,7 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 		.phase = (char *)"Created",
 		.exit_code = -1,
 		.created_at = created,
+		.hypervisor = (char *)(c.hypervisor ? c.hypervisor : HM_RUNTIME_DEFAULT),
 	};
 	int r = hm_store_instance_insert(in->st, &row, err);
 	pthread_mutex_unlock(&in->vol_lock);

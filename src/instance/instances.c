@@ -96,6 +96,18 @@ json_t *inst_spec_of(const struct hm_instance_row *r)
 	return json_object();
 }
 
+int inst_check_runtime(struct hm_instances *in, const char *runtime, const char *what,
+                       struct hm_err **err)
+{
+	const char *rt = runtime ? runtime : "qemu";
+	if (strcmp(hm_runtime_backend(rt), in->vmm->name) == 0)
+		return 0;
+	return hm_err_set(err, HM_ERR_CONFLICT, "hypervisor_unavailable",
+	                  "%s was made on hypervisor `%s`, which this daemon does not run (it "
+	                  "runs %s)",
+	                  what, rt, in->vmm->name);
+}
+
 /* ---- operation locks ---- */
 
 struct op_lock {

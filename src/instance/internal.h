@@ -123,6 +123,10 @@ int inst_apply_limits(struct hm_instances *in, json_t *net, const char *tap, str
  * checked (under vol_lock, from the check to the row's write). */
 int inst_parse_attachments(json_t *req, json_t **ret, struct hm_err **err);
 int inst_claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **err);
+/* 0 when this daemon's backend runs `runtime` (a row's hypervisor; NULL:
+ * qemu); else 409 hypervisor_unavailable naming what (an instance, a snapshot). */
+int inst_check_runtime(struct hm_instances *in, const char *runtime, const char *what,
+                       struct hm_err **err);
 /* reconcile.c: at open, what the last daemon left (see there). */
 void inst_adopt_all(struct hm_instances *in);
 
@@ -244,7 +248,8 @@ int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, jso
 
 /* Where a new instance's payload comes from (a fork of an instance or of a snapshot). */
 struct inst_source {
-	const char *name; /* the source, for messages */
+	const char *name;       /* the source, for messages */
+	const char *hypervisor; /* its runtime: the copy is made on the same one */
 	const char *image, *image_digest;
 	json_t *spec;               /* the source's spec (copied, given a new network) */
 	const char *kind;           /* Standby (memory too) or Stopped (disks only) */

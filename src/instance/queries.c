@@ -165,7 +165,7 @@ json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
 	if (stopped && sts.exit_message)
 		json_object_set_new(o, "exit_message", json_string(sts.exit_message));
 	json_object_set_new(o, "has_snapshot", json_boolean(state == HM_STATE_STANDBY));
-	json_object_set_new(o, "hypervisor", json_string("qemu-microvm"));
+	json_object_set_new(o, "hypervisor", json_string(r->hypervisor ? r->hypervisor : "qemu"));
 	json_t *argv = json_object_get(spec, "argv");
 	if (argv)
 		json_object_set(o, "command",

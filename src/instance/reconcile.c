@@ -186,6 +186,12 @@ void inst_adopt_all(struct hm_instances *in)
 		_cleanup_free_ char *run = inst_path(in, r->id, "run");
 		struct hm_vm *vm = NULL;
 		_cleanup_err_ struct hm_err *err = NULL;
+		if (inst_check_runtime(in, r->hypervisor, "it", &err) < 0) {
+			/* Not ours to adopt, nor to record as stopped: it shows Unknown. */
+			log_warn("instances", "not adopted", "id=%s name=%s error=\"%s\"", r->id,
+			         r->name, err->msg);
+			continue;
+		}
 		if (r->vmm_pid > 0 && in->vmm->adopt(run, r->vmm_pid, &vm, &err) == 0) {
 			log_info("instances", "re-adopted", "id=%s name=%s pid=%d", r->id, r->name,
 			         (int)r->vmm_pid);

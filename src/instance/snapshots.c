@@ -45,12 +45,13 @@ static json_t *snapshot_json(struct hm_instances *in, const struct hm_snapshot_r
 	_cleanup_free_ char *dir = snap_dir(in, r->id);
 	json_t *comp = json_object_get(meta, "compression");
 	bool compressed = json_is_true(json_object_get(comp, "enabled"));
-	json_t *o = json_pack("{s:s,s:s?,s:s,s:o,s:s,s:s,s:s,s:s,s:I,s:s}", "id", r->id, "name",
-	                      r->name, "kind", r->kind, "tags", tags ? tags : json_object(),
-	                      "source_instance_id", r->source_id, "source_instance_name",
-	                      r->source_name, "source_hypervisor", "qemu-microvm", "created_at",
-	                      r->created_at, "size_bytes", (json_int_t)hm_payload_disk_bytes(dir),
-	                      "compression_state", compressed ? "compressed" : "none");
+	json_t *o =
+	    json_pack("{s:s,s:s?,s:s,s:o,s:s,s:s,s:s,s:s,s:I,s:s}", "id", r->id, "name", r->name,
+	              "kind", r->kind, "tags", tags ? tags : json_object(), "source_instance_id",
+	              r->source_id, "source_instance_name", r->source_name, "source_hypervisor",
+	              r->hypervisor ? r->hypervisor : "qemu", "created_at", r->created_at,
+	              "size_bytes", (json_int_t)hm_payload_disk_bytes(dir), "compression_state",
+	              compressed ? "compressed" : "none");
 	if (!r->name)
 		json_object_set_new(o, "name", json_null());
 	if (comp)
@@ -186,6 +187,7 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 		.tags = tags_text,
 		.meta = meta_text,
 		.created_at = created,
+		.hypervisor = row.hypervisor,
 	};
 	if (r == 0)
 		r = hm_store_snapshot_insert(in->st, &sr, err);
@@ -318,6 +320,7 @@ int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *bod
 			               strcmp(sr.kind, "Standby") == 0 };
 		struct inst_source src = {
 			.name = what,
+			.hypervisor = sr.hypervisor,
 			.image = json_string_value(json_object_get(meta, "image")),
 			.image_digest = json_string_value(json_object_get(meta, "image_digest")),
 			.spec = f.spec ? f.spec : json_object_get(meta, "spec"),

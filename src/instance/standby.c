@@ -311,6 +311,9 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 	if (in->boot_error)
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
 		                  "instances cannot run on this host: %s", in->boot_error);
+	/* Saved state comes back only on the hypervisor that saved it. */
+	if (inst_check_runtime(in, row->hypervisor, "its saved state", err) < 0)
+		return -1;
 	struct hm_image_info img = { 0 };
 	if (hm_images_resolve(in->images, row->image, &img, err) < 0)
 		return hm_err_wrap(err, "the instance's image");
@@ -477,6 +480,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		.phase = xstrdup("Created"),
 		.exit_code = -1,
 		.created_at = xstrdup(created),
+		.hypervisor = src->hypervisor ? xstrdup(src->hypervisor) : NULL,
 	};
 	double t0 = inst_mono_ms();
 	_cleanup_free_ char *dir = inst_path(in, id, NULL);
@@ -652,6 +656,7 @@ int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, js
 		struct inst_fill f = { in, &row, spec, running, standby };
 		struct inst_source src = {
 			.name = row.name,
+			.hypervisor = row.hypervisor,
 			.image = row.image,
 			.image_digest = row.image_digest,
 			.spec = spec,

@@ -23,6 +23,7 @@ void hm_instance_row_done(struct hm_instance_row *r)
 	free(r->created_at);
 	free(r->started_at);
 	free(r->stopped_at);
+	free(r->hypervisor);
 	memset(r, 0, sizeof(*r));
 	r->exit_code = -1;
 }
@@ -37,7 +38,7 @@ void hm_instance_rows_free(struct hm_instance_row *rows, size_t n)
 #define COLS                                                                                       \
 	"id, name, image, image_digest, spec, phase, vmm_pid, exit_code, exit_message, "           \
 	"created_at, "                                                                             \
-	"started_at, stopped_at"
+	"started_at, stopped_at, hypervisor"
 
 static void read_row(sqlite3_stmt *s, struct hm_instance_row *r)
 {
@@ -53,6 +54,7 @@ static void read_row(sqlite3_stmt *s, struct hm_instance_row *r)
 	r->created_at = hm_store_col_text(s, 9);
 	r->started_at = hm_store_col_text(s, 10);
 	r->stopped_at = hm_store_col_text(s, 11);
+	r->hypervisor = hm_store_col_text(s, 12);
 }
 
 static void read_any(sqlite3_stmt *s, void *row)
@@ -81,6 +83,7 @@ static void bind_row(sqlite3_stmt *s, const struct hm_instance_row *r)
 	sqlite3_bind_text(s, 10, r->created_at, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 11, r->started_at, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 12, r->stopped_at, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 13, r->hypervisor ? r->hypervisor : "qemu", -1, SQLITE_STATIC);
 }
 
 int hm_store_instance_insert(struct hm_store *st, const struct hm_instance_row *r,
@@ -89,7 +92,7 @@ int hm_store_instance_insert(struct hm_store *st, const struct hm_instance_row *
 	sqlite3_stmt *s;
 	if (hm_store_prepare(st,
 	                     "INSERT INTO instances(" COLS ") VALUES "
-	                     "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	                     "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	                     &s, err) < 0)
 		return -1;
 	bind_row(s, r);

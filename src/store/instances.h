@@ -26,6 +26,8 @@ struct hm_instance_row {
 	char *created_at;
 	char *started_at;
 	char *stopped_at;
+	char
+	    *hypervisor; /* the runtime it was made on (set at insert, never updated); NULL: qemu */
 };
 
 /* Insert a new row; a taken name or id is HM_ERR_CONFLICT. */

@@ -68,6 +68,11 @@ const char *const hm_migrations[] = {
 	"  created_at TEXT NOT NULL"
 	") STRICT;"
 	"CREATE UNIQUE INDEX snapshots_name ON snapshots(source_id, name);",
+	/* 7: the hypervisor runtime an instance (and a snapshot's source) was made
+	 * on, as asked for (`qemu`, `qemu-microvm`): adoption and restore check
+	 * that this daemon's backend runs it. Rows from before ran QEMU's microvm. */
+	"ALTER TABLE instances ADD COLUMN hypervisor TEXT NOT NULL DEFAULT 'qemu-microvm';"
+	"ALTER TABLE snapshots ADD COLUMN hypervisor TEXT NOT NULL DEFAULT 'qemu-microvm';",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

@@ -11,7 +11,7 @@
 #include "core/xalloc.h"
 #include "store/internal.h"
 
-#define COLS "id, name, kind, source_id, source_name, tags, meta, created_at"
+#define COLS "id, name, kind, source_id, source_name, tags, meta, created_at, hypervisor"
 
 void hm_snapshot_row_done(struct hm_snapshot_row *r)
 {
@@ -23,6 +23,7 @@ void hm_snapshot_row_done(struct hm_snapshot_row *r)
 	free(r->tags);
 	free(r->meta);
 	free(r->created_at);
+	free(r->hypervisor);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -43,6 +44,7 @@ static void read_row(sqlite3_stmt *s, struct hm_snapshot_row *r)
 	r->tags = hm_store_col_text(s, 5);
 	r->meta = hm_store_col_text(s, 6);
 	r->created_at = hm_store_col_text(s, 7);
+	r->hypervisor = hm_store_col_text(s, 8);
 }
 
 int hm_store_snapshot_insert(struct hm_store *st, const struct hm_snapshot_row *r,
@@ -50,8 +52,8 @@ int hm_store_snapshot_insert(struct hm_store *st, const struct hm_snapshot_row *
 {
 	sqlite3_stmt *s;
 	if (hm_store_prepare(
-	        st, "INSERT INTO snapshots(" COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", &s,
-	        err) < 0)
+	        st, "INSERT INTO snapshots(" COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	        &s, err) < 0)
 		return -1;
 	sqlite3_bind_text(s, 1, r->id, -1, SQLITE_STATIC);
 	if (r->name)
@@ -64,6 +66,7 @@ int hm_store_snapshot_insert(struct hm_store *st, const struct hm_snapshot_row *
 	sqlite3_bind_text(s, 6, r->tags ? r->tags : "{}", -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 7, r->meta ? r->meta : "{}", -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 8, r->created_at, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 9, r->hypervisor ? r->hypervisor : "qemu", -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if ((rc & 0xff) == SQLITE_CONSTRAINT)

@@ -20,6 +20,7 @@ struct hm_snapshot_row {
 	char *tags; /* JSON text */
 	char *meta; /* JSON text */
 	char *created_at;
+	char *hypervisor; /* the source's runtime; NULL at insert: qemu */
 };
 
 /* A taken id, or a name the same source already used: HM_ERR_CONFLICT. */

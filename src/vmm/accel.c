@@ -217,6 +217,13 @@ size_t hm_runtimes(const struct hm_accel_choice *c, struct hm_runtime out[HM_RUN
 	return HM_RUNTIMES_MAX;
 }
 
+const char *hm_runtime_backend(const char *name)
+{
+	if (strcmp(name, "qemu") == 0 || strcmp(name, "qemu-microvm") == 0)
+		return "qemu";
+	return name;
+}
+
 int hm_runtime_check(const struct hm_accel_choice *c, const char *name, struct hm_err **err)
 {
 	struct hm_runtime rt[HM_RUNTIMES_MAX];

@@ -89,3 +89,6 @@ size_t hm_runtimes(const struct hm_accel_choice *c, struct hm_runtime out[HM_RUN
  * included).
  */
 int hm_runtime_check(const struct hm_accel_choice *c, const char *name, struct hm_err **err);
+/* The backend (struct hm_vmm_ops.name) that runs runtime `name`: "qemu" for
+ * qemu and qemu-microvm; the name itself for one this table does not know. */
+const char *hm_runtime_backend(const char *name);

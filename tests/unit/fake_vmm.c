@@ -76,7 +76,8 @@ static int hang(const char *what, struct hm_err **err)
 		return 0;
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
-	return hm_err_set(err, HM_ERR_TIMEOUT, NULL, "fake VMM: %s timed out after %d ms", what, ms);
+	return hm_err_set(err, HM_ERR_TIMEOUT, NULL, "fake VMM: %s timed out after %d ms", what,
+	                  ms);
 }
 
 static void send_line(int fd, json_t *o)
@@ -115,8 +116,10 @@ static void *guest_main(void *arg)
 				send_line(vm->guest_fd, json_pack("{s:s,s:i}", "type", "hello",
 				                                  "program_pid", prog ? 7 : 0));
 			} else if (type && strcmp(type, "stop") == 0) {
-				send_line(vm->guest_fd, json_pack("{s:s,s:i}", "type", "exit", "code", 0));
-				kill(vm->base.pid, SIGKILL); /* the program ended: the VM powers off */
+				send_line(vm->guest_fd,
+				          json_pack("{s:s,s:i}", "type", "exit", "code", 0));
+				kill(vm->base.pid,
+				     SIGKILL); /* the program ended: the VM powers off */
 			}
 			json_decref(m);
 			len -= (size_t)(nl + 1 - buf);
@@ -191,7 +194,8 @@ static int fake_resume(struct hm_vm *base, struct hm_err **err)
 	if (hang("resume", err) < 0)
 		return -1;
 	if (exited(vm))
-		return hm_err_set(err, HM_ERR_UNAVAILABLE, NULL, "fake VMM: the process has exited");
+		return hm_err_set(err, HM_ERR_UNAVAILABLE, NULL,
+		                  "fake VMM: the process has exited");
 	vm->state = HM_VM_RUNNING;
 	return 0;
 }
@@ -209,8 +213,8 @@ static int fake_kill(struct hm_vm *base, int timeout_ms, struct hm_err **err)
 	struct fake_vm *vm = (struct fake_vm *)base;
 	count(FAKE_KILL);
 	if (atomic_load(&fake_vmm.kill_fails))
-		return hm_err_set(err, HM_ERR_TIMEOUT, NULL, "fake VMM: process %d survived SIGKILL",
-		                  (int)base->pid);
+		return hm_err_set(err, HM_ERR_TIMEOUT, NULL,
+		                  "fake VMM: process %d survived SIGKILL", (int)base->pid);
 	kill(base->pid, SIGKILL);
 	struct pollfd p = { .fd = base->pidfd, .events = POLLIN };
 	if (poll(&p, 1, timeout_ms) != 1)

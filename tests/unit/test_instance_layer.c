@@ -61,8 +61,9 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-/* A row for a VM that "runs" as pid (0: none), with its folder, as a create leaves it. */
-static const char *add_vm(struct t *t, const char *name, const char *phase, pid_t pid)
+/* A row for a VM that "runs" as pid (0: none) on runtime hv, with its folder. */
+static const char *add_vm_on(struct t *t, const char *name, const char *phase, pid_t pid,
+                             const char *hv)
 {
 	assert_true(t->n < MAX_VMS);
 	char *id = t->ids[t->n];
@@ -80,6 +81,7 @@ static const char *add_vm(struct t *t, const char *name, const char *phase, pid_
 		.exit_code = -1,
 		.created_at = (char *)"2026-12-02T00:00:00Z",
 		.started_at = (char *)"2026-12-02T00:00:01Z",
+		.hypervisor = (char *)hv,
 	};
 	assert_int_equal(hm_store_instance_insert(t->st, &r, NULL), 0);
 	char path[256];
@@ -93,11 +95,16 @@ static const char *add_vm(struct t *t, const char *name, const char *phase, pid_
 	return id;
 }
 
+static const char *add_vm(struct t *t, const char *name, const char *phase, pid_t pid)
+{
+	return add_vm_on(t, name, phase, pid, "fake");
+}
+
 static void open_service(struct t *t)
 {
 	struct hm_err *err = NULL;
-	if (hm_instances_open(t->st, NULL, t->net, &t->cfg, &t->accel, &hm_vmm_fake, &t->in,
-	                      &err) < 0)
+	if (hm_instances_open(t->st, NULL, t->net, &t->cfg, &t->accel, &hm_vmm_fake, &t->in, &err) <
+	    0)
 		fail_msg("open: %s", err->msg);
 }
 
@@ -177,8 +184,8 @@ static void wait_monitors(int n)
 	long long until = now_ms() + 5000;
 	while (atomic_load(&fake_vmm.calls[FAKE_AGENT]) < n) {
 		if (now_ms() > until)
-			fail_msg("%d of %d monitors connected", atomic_load(&fake_vmm.calls[FAKE_AGENT]),
-			         n);
+			fail_msg("%d of %d monitors connected",
+			         atomic_load(&fake_vmm.calls[FAKE_AGENT]), n);
 		sleep_ms(5);
 	}
 }
@@ -216,9 +223,8 @@ static void reads_ask_no_vmm(void **state)
 		for (int i = 0; i < 3; i++) {
 			assert_string_equal(state_of(t, ids[i], NULL, 0), "Running");
 			json_t *w = NULL;
-			assert_int_equal(hm_instances_wait(t->in, ids[i], HM_STATE_RUNNING, 1000, &w,
-			                                   NULL),
-			                 0);
+			assert_int_equal(
+			    hm_instances_wait(t->in, ids[i], HM_STATE_RUNNING, 1000, &w, NULL), 0);
 			assert_false(json_is_true(json_object_get(w, "timed_out")));
 			json_decref(w);
 		}
@@ -389,9 +395,22 @@ static void a_restarted_daemon_finds(void **state)
 	const char *gone = add_vm(t, "gone", "Running", dead);
 	const char *booting = add_vm(t, "booting", "Booting", fake_vmm_process());
 	const char *created = add_vm(t, "halfmade", "Created", 0);
+	const char *foreign =
+	    add_vm_on(t, "elsewhere", "Running", fake_vmm_process(), "firecracker");
 	fake_vmm_crash(dead); /* it died while no daemon ran */
 	t->pids[1] = 0;
 	open_service(t);
+	/* Made on a hypervisor this daemon does not run: not adopted, not touched. */
+	char why[256];
+	assert_string_equal(state_of(t, foreign, why, sizeof(why)), "Unknown");
+	assert_true(alive(t->pids[4]));
+	json_t *o = NULL;
+	assert_int_equal(hm_instances_get(t->in, foreign, &o, NULL), 0);
+	assert_string_equal(json_string_value(json_object_get(o, "hypervisor")), "firecracker");
+	json_decref(o);
+	assert_int_equal(hm_instances_get(t->in, running, &o, NULL), 0);
+	assert_string_equal(json_string_value(json_object_get(o, "hypervisor")), "fake");
+	json_decref(o);
 	wait_state(t, running, "Running", 5000);
 	/* Booting when the daemon went: the guest's hello names its program, so Running. */
 	wait_state(t, booting, "Running", 5000);

@@ -417,6 +417,11 @@ static void instances_table(void **state)
 	hm_err_free(err);
 	err = NULL;
 
+	/* The runtime is recorded at insert (qemu when none is named) and kept. */
+	assert_int_equal(hm_store_instance_get(st, "abc222", &got, &err), 0);
+	assert_string_equal(got.hypervisor, "qemu");
+	hm_instance_row_done(&got);
+
 	/* The program's start moves Booting to Running, and nothing else: the VM's
 	 * end recorded first stays (no Running over Stopped). */
 	assert_int_equal(hm_store_instance_cas_phase(st, "abc222", "Booting", "Running", &err), -1);
