@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/dialect.h"
 #include "api/fields.h"
 #include "api/request.h"
 #include "api/router.h"
@@ -127,6 +128,7 @@ struct hm_req {
 	struct timespec start;
 	char *method;
 	char *path;
+	const struct hm_dialect *dialect; /* picked from the path before routing */
 	const struct hm_route *route;
 	struct hm_params params;
 	struct hm_principal *principal;
@@ -323,7 +325,7 @@ static enum MHD_Result send_resp(struct hm_req *req, struct hm_resp *resp)
 static enum MHD_Result send_error(struct hm_req *req, struct hm_err *err)
 {
 	struct hm_resp resp = { 0 };
-	hm_resp_error(&resp, err);
+	(req->dialect ? req->dialect : &hm_dialect_hypeman)->render_error(&resp, err);
 	if (req->allow && hm_err_is(err, HM_ERR_METHOD))
 		hm_resp_header(&resp, "Allow", req->allow);
 	if (hm_err_http_status(err) >= 500)
@@ -459,8 +461,11 @@ static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const c
 static int admit(struct hm_req *req, struct hm_err **err)
 {
 	_cleanup_err_ struct hm_err *route_err = NULL;
-	int r = hm_router_match(hm_routes, hm_routes_count, req->method, req->path, &req->route,
-	                        &req->params, &req->allow, &route_err);
+	req->dialect = hm_dialect_pick(hm_dialects, hm_dialects_count, req->path);
+	if (!req->dialect)
+		req->dialect = &hm_dialect_hypeman;
+	int r = hm_router_match(req->dialect->routes, *req->dialect->nroutes, req->method,
+	                        req->path, &req->route, &req->params, &req->allow, &route_err);
 	if (r < 0 || !(req->route->flags & HM_ROUTE_PUBLIC)) {
 		if (authenticate(req, err) < 0)
 			return -1;

@@ -3,6 +3,7 @@
  * whole surface, its scopes and its body rules at a glance. The unit test
  * test_routes checks it against api/openapi.yaml both ways.
  */
+#include "api/dialect.h"
 #include "api/handlers.h"
 #include "api/request.h"
 
@@ -66,3 +67,15 @@ const struct hm_route hm_routes[] = {
 };
 
 const size_t hm_routes_count = sizeof(hm_routes) / sizeof(hm_routes[0]);
+
+const struct hm_dialect hm_dialect_hypeman = {
+	.name = "hypeman",
+	.prefix = "",
+	.routes = hm_routes,
+	.nroutes = &hm_routes_count,
+	.render_error = hm_resp_error,
+};
+
+/* Prefixed dialects first: the root one takes whatever they do not. */
+const struct hm_dialect *const hm_dialects[] = { &hm_dialect_hypeman };
+const size_t hm_dialects_count = sizeof(hm_dialects) / sizeof(hm_dialects[0]);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api/request.h"
+#include "api/dialect.h"
 #include "api/router.h"
 #include "core/err.h"
 
@@ -307,10 +308,35 @@ static void empty_table(void **state)
 	hm_err_free(err);
 }
 
+/* Dialects by prefix: a whole leading segment, first match wins, the root last. */
+static void dialect_by_prefix(void **state)
+{
+	(void)state;
+	static const struct hm_dialect v1 = { .name = "v1", .prefix = "/v1" };
+	static const struct hm_dialect root = { .name = "root", .prefix = "" };
+	const struct hm_dialect *const both[] = { &v1, &root };
+	assert_ptr_equal(hm_dialect_pick(both, 2, "/v1"), &v1);
+	assert_ptr_equal(hm_dialect_pick(both, 2, "/v1/instances"), &v1);
+	assert_ptr_equal(hm_dialect_pick(both, 2, "/v1/"), &v1);
+	assert_ptr_equal(hm_dialect_pick(both, 2, "/v10/instances"), &root);
+	assert_ptr_equal(hm_dialect_pick(both, 2, "/v"), &root);
+	assert_ptr_equal(hm_dialect_pick(both, 2, "/instances"), &root);
+	assert_ptr_equal(hm_dialect_pick(both, 2, "/"), &root);
+	const struct hm_dialect *const only_v1[] = { &v1 };
+	assert_null(hm_dialect_pick(only_v1, 1, "/instances"));
+	assert_null(hm_dialect_pick(only_v1, 0, "/v1"));
+	/* What the daemon serves: the Hypeman API at the root, the last entry. */
+	assert_true(hm_dialects_count >= 1);
+	assert_ptr_equal(hm_dialects[hm_dialects_count - 1], &hm_dialect_hypeman);
+	assert_ptr_equal(hm_dialect_pick(hm_dialects, hm_dialects_count, "/instances"),
+	                 &hm_dialect_hypeman);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(exact_match),
+		cmocka_unit_test(dialect_by_prefix),
 		cmocka_unit_test(param_capture),
 		cmocka_unit_test(literal_wins_by_table_order),
 		cmocka_unit_test(percent_encoded_segment),
