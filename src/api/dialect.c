@@ -12,8 +12,8 @@ const struct hm_dialect *hm_dialect_pick(const struct hm_dialect *const *list, s
 	for (size_t i = 0; i < n; i++) {
 		const char *p = list[i]->prefix;
 		size_t len = strlen(p);
-		if (strncmp(path, p, len) == 0 && (path[len] == '\0' || path[len] == '/' ||
-		                                   path[len] == '?' || len == 0))
+		if (strncmp(path, p, len) == 0 &&
+		    (path[len] == '\0' || path[len] == '/' || path[len] == '?' || len == 0))
 			return list[i];
 	}
 	return NULL;

@@ -29,6 +29,7 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/mono.h"
 #include "core/names.h"
 #include "core/log.h"
 #include "core/tags.h"
@@ -842,11 +843,7 @@ int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
 	pthread_rwlock_init(&ing->lock, NULL);
 	atomic_init(&ing->conns, 0);
 	pthread_mutex_init(&ing->conns_mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ing->conns_idle, &ca);
-	pthread_condattr_destroy(&ca);
+	hm_cond_init_mono(&ing->conns_idle);
 	if (hm_tls_open(cfg->ingress_cert_dir, &ing->tls, err) < 0 || reload(ing, err) < 0) {
 		hm_ingresses_close(ing);
 		return -1;
@@ -880,9 +877,7 @@ bool hm_ingresses_close(struct hm_ingresses *ing)
 	 * one (a shut socket wakes each read, write and poll on it) and wait for
 	 * the last, so that nothing they use is freed under them.
 	 */
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += CLOSE_WAIT_S;
+	struct timespec until = hm_mono_after(CLOSE_WAIT_S * 1000L);
 	pthread_mutex_lock(&ing->conns_mu);
 	ing->closing = true;
 	for (struct conn *c = ing->active; c; c = c->next) {

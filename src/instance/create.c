@@ -20,6 +20,7 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/ext4.h"
 #include "core/names.h"
 #include "core/fileio.h"
 #include "core/spawn.h"
@@ -345,28 +346,7 @@ static int parse_create(json_t *req, const char *data_dir, const struct hm_accel
 /* A sparse ext4 file of `bytes`: the instance's writable layer. */
 int inst_make_overlay(const char *path, int64_t bytes, struct hm_err **err)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return hm_err_errno(err, errno, "create overlay disk `%s`", path);
-	int r = ftruncate(fd, bytes);
-	int e = errno;
-	close(fd);
-	if (r < 0)
-		return hm_err_errno(err, e, "size overlay disk `%s`", path);
-	const char *argv[] = { "mkfs.ext4",
-		               "-q",
-		               "-F",
-		               "-m",
-		               "0",
-		               "-E",
-		               "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
-		               "-O",
-		               "^has_journal",
-		               path,
-		               NULL };
-	if (hm_run(argv, NULL, NULL, err) < 0)
-		return hm_err_wrap(err, "format overlay disk");
-	return 0;
+	return hm_ext4_make(path, bytes, false, NULL, "overlay disk", err);
 }
 
 /* Everything of a create after the row exists; on failure the caller undoes it. */

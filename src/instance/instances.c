@@ -32,6 +32,7 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/mono.h"
 #include "core/fileio.h"
 #include "core/xalloc.h"
 #include "instance/internal.h"
@@ -261,13 +262,7 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_mutex_init(&in->vol_lock, NULL);
 	pthread_mutex_init(&in->changes_lock, NULL);
-	{
-		pthread_condattr_t ca;
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&in->changes_cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	hm_cond_init_mono(&in->changes_cond);
 	if (hm_mkdir_p(in->dir, 0700, err) < 0) {
 		hm_instances_close(in);
 		return -1;

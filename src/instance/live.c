@@ -25,6 +25,7 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/mono.h"
 #include "core/fileio.h"
 #include "core/xalloc.h"
 #include "instance/agent.h"
@@ -388,14 +389,7 @@ unsigned long inst_changes(struct hm_instances *in)
 
 void inst_changes_wait(struct hm_instances *in, unsigned long seen, long ms)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	struct timespec until = hm_mono_after(ms);
 	pthread_mutex_lock(&in->changes_lock);
 	while (in->changes == seen &&
 	       pthread_cond_timedwait(&in->changes_cond, &in->changes_lock, &until) == 0) {

@@ -28,6 +28,7 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/ext4.h"
 #include "core/names.h"
 #include "core/fileio.h"
 #include "core/log.h"
@@ -154,28 +155,7 @@ static int check_size(long long gb, struct hm_err **err)
 /* mkfs.ext4 on a sparse file of gb GiB at path, copying `from` (a directory) in when given. */
 static int make_disk(const char *path, long long gb, const char *from, struct hm_err **err)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return hm_err_errno(err, errno, "create volume disk");
-	int r = ftruncate(fd, (off_t)gb << 30);
-	int e = errno;
-	close(fd);
-	if (r < 0)
-		return hm_err_errno(err, e, "size volume disk");
-	const char *argv[] = { "mkfs.ext4",
-		               "-q",
-		               "-F",
-		               "-m",
-		               "0",
-		               "-E",
-		               "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
-		               from ? "-d" : path,
-		               from ? from : NULL,
-		               from ? path : NULL,
-		               NULL };
-	if (hm_run(argv, NULL, NULL, err) < 0)
-		return hm_err_wrap(err, "format volume disk");
-	return 0;
+	return hm_ext4_make(path, (int64_t)gb << 30, true, from, "volume disk", err);
 }
 
 /*
