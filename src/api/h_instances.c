@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,16 +14,200 @@
 #include "api/handlers.h"
 #include "api/request.h"
 #include "api/validate.h"
+#include "config/config.h"
+#include "core/cleanup.h"
 #include "core/err.h"
+#include "core/names.h"
+#include "core/xalloc.h"
 #include "instance/instances.h"
 #include "instance/logs.h"
 
+/* A size string field ("512MB") in bytes; absent or null: 0 (the default). */
+static int size_field(json_t *o, const char *key, int64_t *ret, struct hm_err **err)
+{
+	json_t *v = json_object_get(o, key);
+	*ret = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s` must be a size string such as \"1GB\"", key);
+	if (hm_parse_size(json_string_value(v), ret, NULL) < 0 || *ret <= 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s`: invalid size `%.40s` (use e.g. \"512MB\", \"2GB\")", key,
+		                  json_string_value(v));
+	return 0;
+}
+
+/* Whether optional field key of o is there, not null, and not of the type `is` tests. */
+static bool wrong_type(json_t *o, const char *key, int (*is)(const json_t *))
+{
+	json_t *v = json_object_get(o, key);
+	return v && !json_is_null(v) && !is(v);
+}
+
+static int is_bool(const json_t *v)
+{
+	return json_is_boolean(v);
+}
+
+static int is_string(const json_t *v)
+{
+	return json_is_string(v);
+}
+
+/* A volume attachment object (a create's volumes[i], or an attach's body). */
+static int parse_attach(json_t *v, const char *where, struct hm_attach *a, struct hm_err **err)
+{
+	if (wrong_type(v, "mount_path", is_string))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "%smount_path must be a string", where);
+	if (wrong_type(v, "readonly", is_bool))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "%sreadonly must be a boolean", where);
+	if (wrong_type(v, "overlay", is_bool))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "%soverlay must be a boolean", where);
+	a->mount_path = json_string_value(json_object_get(v, "mount_path"));
+	a->readonly = json_is_true(json_object_get(v, "readonly"));
+	a->overlay = json_is_true(json_object_get(v, "overlay"));
+	return a->overlay ? size_field(v, "overlay_size", &a->overlay_bytes, err) : 0;
+}
+
+/*
+ * POST /instances's body as the typed create. Shapes and units are checked
+ * here (a size is a string, a rate is "1Gbps"); ranges and rules are the
+ * domain's, shared with the other dialects.
+ */
+static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err **err)
+{
+	if (!json_is_object(req))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *name = json_object_get(req, "name");
+	json_t *image = json_object_get(req, "image");
+	if (name && !json_is_string(name))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
+	c->name = json_string_value(name);
+	if (c->name && hm_name_check("instance", c->name, err) < 0)
+		return -1; /* before the image's checks, as the fields come */
+	if (!c->name)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	if (image && !json_is_string(image))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`image` must be a non-empty image reference");
+	c->image = json_string_value(image);
+	json_t *vcpus = json_object_get(req, "vcpus");
+	if (vcpus && !json_is_null(vcpus)) {
+		/* The range is the domain's; this bound only keeps the value an int. */
+		if (!json_is_integer(vcpus) || json_integer_value(vcpus) < 1 ||
+		    json_integer_value(vcpus) > 1024)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`vcpus` must be an integer from 1 to %d", 64);
+		c->vcpus = (int)json_integer_value(vcpus);
+	}
+	if (size_field(req, "size", &c->mem_bytes, err) < 0 ||
+	    size_field(req, "overlay_size", &c->overlay_bytes, err) < 0)
+		return -1;
+	static const char *const lists[] = { "env", "cmd", "entrypoint", "tags" };
+	json_t **dst[] = { &c->env, &c->cmd, &c->entrypoint, &c->tags };
+	for (size_t i = 0; i < 4; i++) {
+		json_t *v = json_object_get(req, lists[i]);
+		*dst[i] = v && !json_is_null(v) ? v : NULL; /* their rules are the domain's */
+	}
+	json_t *net = json_object_get(req, "network");
+	if (net && !json_is_null(net) && !json_is_object(net))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`network` must be an object");
+	if (wrong_type(net, "enabled", is_bool))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`network.enabled` must be a boolean");
+	json_t *en = json_object_get(net, "enabled");
+	c->network = !json_is_boolean(en) ? HM_NET_DEFAULT
+	             : json_is_true(en)   ? HM_NET_ON
+	                                  : HM_NET_OFF;
+	static const char *const rates[] = { "bandwidth_download", "bandwidth_upload" };
+	int64_t *bps[] = { &c->download_bps, &c->upload_bps };
+	for (size_t i = 0; i < 2; i++) {
+		json_t *v = json_object_get(net, rates[i]);
+		if (!v || json_is_null(v))
+			continue;
+		if (!json_is_string(v) ||
+		    hm_parse_bandwidth(json_string_value(v), bps[i], NULL) < 0 || *bps[i] <= 0)
+			return hm_err_set(
+			    err, HM_ERR_INVALID,
+			    i ? "invalid_bandwidth_upload" : "invalid_bandwidth_download",
+			    "`network.%s` must be a rate from 8kbps to 100Gbps such as "
+			    "\"1Gbps\" or \"125MB/s\"",
+			    rates[i]);
+	}
+	json_t *dio = json_object_get(req, "disk_io_bps");
+	if (dio && !json_is_null(dio)) {
+		_cleanup_free_ char *t =
+		    json_is_string(dio) ? xstrdup(json_string_value(dio)) : NULL;
+		size_t tl = t ? strlen(t) : 0;
+		if (tl > 2 && strcmp(t + tl - 2, "/s") == 0)
+			t[tl - 2] = '\0';
+		if (!t || hm_parse_size(t, &c->disk_bps, NULL) < 0 || c->disk_bps <= 0)
+			return hm_err_set(
+			    err, HM_ERR_INVALID, "invalid_field",
+			    "`disk_io_bps` must be a rate from 64KB/s to 1TB/s such as "
+			    "\"100MB/s\"");
+	}
+	json_t *vs = json_object_get(req, "volumes");
+	if (vs && !json_is_null(vs)) {
+		if (!json_is_array(vs) || json_array_size(vs) > HM_MAX_ATTACH)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`volumes` must be an array of at most %d attachments",
+			                  HM_MAX_ATTACH);
+		size_t i;
+		json_t *v;
+		json_array_foreach (vs, i, v) {
+			char where[32];
+			snprintf(where, sizeof(where), "volumes[%zu].", i);
+			if (!json_is_object(v) || !json_is_string(json_object_get(v, "volume_id")))
+				return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+				                  "volumes[%zu].volume_id is required", i);
+			c->volumes[i].volume = json_string_value(json_object_get(v, "volume_id"));
+			if (parse_attach(v, where, &c->volumes[i], err) < 0)
+				return -1;
+		}
+		c->nvolumes = json_array_size(vs);
+	}
+	json_t *pf = json_object_get(req, "platform");
+	if (pf && !json_is_null(pf) &&
+	    (!json_is_string(pf) || strcmp(json_string_value(pf), "linux/amd64") != 0))
+		return hm_err_set(err, HM_ERR_INVALID, "unsupported_platform",
+		                  "`platform` %s cannot run here: this host runs linux/amd64",
+		                  json_is_string(pf) ? json_string_value(pf) : "(not a string)");
+	/* skip_guest_agent and skip_kernel_headers: accepted, no effect (api/openapi.yaml). */
+	json_t *hv = json_object_get(req, "hypervisor");
+	if (hv && !json_is_null(hv)) {
+		if (!json_is_string(hv))
+			return hm_err_set(err, HM_ERR_INVALID, "unsupported_hypervisor",
+			                  "`hypervisor` must be a string");
+		c->hypervisor = json_string_value(hv);
+	}
+	return 0;
+}
+
 int hm_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
+	struct hm_instance_create c = { 0 };
+	if (parse_create(hm_req_json(req), &c, err) < 0)
+		return -1;
 	json_t *inst = NULL;
-	if (hm_instances_create(hm_req_services(req)->instances, hm_req_json(req), &inst, err) < 0)
+	if (hm_instances_create(hm_req_services(req)->instances, &c, &inst, err) < 0)
 		return -1;
 	return hm_resp_json(resp, 201, inst);
+}
+
+int hm_rest_parse_attach(json_t *body, struct hm_attach *a, struct hm_err **err)
+{
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	return parse_attach(body, "", a, err);
 }
 
 int hm_h_instances_list(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)

@@ -19,6 +19,9 @@ hm_handler_fn hm_h_images_delete;
 hm_handler_fn hm_h_images_tag;
 hm_handler_fn hm_h_images_load;
 hm_handler_fn hm_h_instances_create;
+/* An attachment's body {mount_path, readonly, overlay, overlay_size} into a (h_instances.c). */
+struct hm_attach;
+int hm_rest_parse_attach(json_t *body, struct hm_attach *a, struct hm_err **err);
 hm_handler_fn hm_h_instances_list;
 hm_handler_fn hm_h_instances_get;
 hm_handler_fn hm_h_instances_delete;

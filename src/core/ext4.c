@@ -22,7 +22,12 @@ int hm_ext4_make(const char *path, int64_t bytes, bool journal, const char *from
 	close(fd);
 	if (r < 0)
 		return hm_err_errno(err, e, "size %s `%s`", what, path);
-	const char *argv[16] = { "mkfs.ext4", "-q", "-F", "-m", "0", "-E",
+	const char *argv[16] = { "mkfs.ext4",
+		                 "-q",
+		                 "-F",
+		                 "-m",
+		                 "0",
+		                 "-E",
 		                 "lazy_itable_init=1,lazy_journal_init=1,nodiscard" };
 	size_t n = 7;
 	if (!journal) {

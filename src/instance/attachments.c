@@ -48,20 +48,11 @@ static int save_spec(struct hm_instances *in, struct hm_instance_row *row, json_
 	return r;
 }
 
-int hm_instances_attach_volume(struct hm_instances *in, const char *key, const char *volume,
-                               json_t *body, json_t **ret, struct hm_err **err)
+int hm_instances_attach_volume(struct hm_instances *in, const char *key, const struct hm_attach *a,
+                               json_t **ret, struct hm_err **err)
 {
-	if (!json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	json_t *one = json_pack("{s:[{s:s,s:O?,s:O?,s:O?}]}", "volumes", "volume_id", volume,
-	                        "mount_path", json_object_get(body, "mount_path"), "readonly",
-	                        json_object_get(body, "readonly"), "overlay",
-	                        json_object_get(body, "overlay"));
 	json_t *vols_in = NULL;
-	int r = one ? inst_parse_attachments(one, &vols_in, err)
-	            : hm_err_set(err, HM_ERR_INVALID, "invalid_json", "bad attachment");
-	json_decref(one);
+	int r = inst_attachments(a, 1, &vols_in, err);
 	struct hm_instance_row row = { .exit_code = -1 };
 	json_t *spec = NULL;
 	if (r == 0)

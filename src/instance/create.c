@@ -46,45 +46,37 @@
 
 /* ---- create ---- */
 
+/* A create's request, checked and with its defaults in. */
 struct create_req {
 	const char *name;
 	const char *image;
 	int64_t vcpus, mem, overlay;
-	json_t *env, *cmd, *entrypoint, *tags;
-	bool network;
+	json_t *env, *cmd, *entrypoint, *tags; /* borrowed; NULL when not given */
+	enum hm_net_want network;
 	int64_t down_bps, up_bps, disk_bps; /* 0: default */
 	json_t *volumes;                    /* checked: [{id, mount_path, readonly}] (owned) */
 	const char *hypervisor;             /* the runtime asked for (HM_RUNTIME_DEFAULT) */
 };
 
-static int size_field(json_t *req, const char *key, int64_t dflt, int64_t min, int64_t max,
+/* A size in bytes within [min, max]; 0 takes dflt. `field` names it in the error. */
+static int size_check(const char *field, int64_t v, int64_t dflt, int64_t min, int64_t max,
                       int64_t *ret, struct hm_err **err)
 {
-	json_t *v = json_object_get(req, key);
-	if (!v || json_is_null(v)) {
+	if (v == 0) {
 		*ret = dflt;
 		return 0;
 	}
-	if (!json_is_string(v))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`%s` must be a size string such as \"1GB\"", key);
-	int64_t b;
-	if (hm_parse_size(json_string_value(v), &b, NULL) < 0)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`%s`: invalid size `%.40s` (use e.g. \"512MB\", \"2GB\")", key,
-		                  json_string_value(v));
-	if (b < min || b > max) {
+	if (v < min || v > max) {
+		_cleanup_free_ char *got = inst_human_size(v);
 		_cleanup_free_ char *lo = inst_human_size(min);
 		_cleanup_free_ char *hi = inst_human_size(max);
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`%s` %s is out of range (%s to %s)", key, json_string_value(v),
-		                  lo, hi);
+		                  "`%s` %s is out of range (%s to %s)", field, got, lo, hi);
 	}
-	*ret = b;
+	*ret = v;
 	return 0;
 }
 
-/* A mount path a volume may take: absolute, clean, not a system directory. */
 static int check_mount_path(const char *p, struct hm_err **err)
 {
 	static const char *const system[] = { "/",     "/bin",   "/boot",  "/dev",  "/etc",
@@ -107,71 +99,58 @@ static int check_mount_path(const char *p, struct hm_err **err)
 	return 0;
 }
 
-/* `volumes` of a create: shapes and paths; existence and sharing come later. */
-static int parse_volumes(json_t *req, struct create_req *c, struct hm_err **err)
+/*
+ * Attachments checked (mount paths, overlay sizes, no two on one path, what
+ * fits in the VM's disk slots) and put in their stored form: [{id,
+ * mount_path, readonly, overlay?, overlay_bytes?}], where id is still what
+ * was asked (a name or an id) until inst_claim_volumes resolves it.
+ * Existence and sharing are the claim's.
+ */
+int inst_attachments(const struct hm_attach *a, size_t n, json_t **ret, struct hm_err **err)
 {
-	json_t *vs = json_object_get(req, "volumes");
-	c->volumes = json_array();
-	if (!vs || json_is_null(vs))
-		return 0;
-	if (!json_is_array(vs) || json_array_size(vs) > MAX_VOLUMES)
+	*ret = NULL;
+	if (n > MAX_VOLUMES)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`volumes` must be an array of at most %d attachments",
 		                  MAX_VOLUMES);
-	size_t disks = 0, vi;
-	json_t *vv;
-	json_array_foreach (vs, vi, vv)
-		disks += json_is_true(json_object_get(vv, "overlay")) ? 2 : 1;
+	size_t disks = 0;
+	for (size_t i = 0; i < n; i++)
+		disks += a[i].overlay ? 2 : 1;
 	if (disks > HM_VM_MAX_DISKS - 3)
 		return hm_err_set(
 		    err, HM_ERR_INVALID, "invalid_field",
 		    "too many volume disks: an overlay attachment takes two, and %d fit",
 		    HM_VM_MAX_DISKS - 3);
-	size_t i;
-	json_t *v;
-	json_array_foreach (vs, i, v) {
-		const char *id = json_string_value(json_object_get(v, "volume_id"));
-		const char *mp = json_string_value(json_object_get(v, "mount_path"));
-		json_t *ro = json_object_get(v, "readonly"), *ov = json_object_get(v, "overlay");
-		if (!json_is_object(v) || !id || !*id)
-			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-			                  "volumes[%zu].volume_id is required", i);
-		if (check_mount_path(mp, err) < 0)
+	json_t *vols = json_array();
+	for (size_t i = 0; i < n; i++) {
+		int r = 0;
+		int64_t ovsize = 0;
+		if (!a[i].volume || !*a[i].volume)
+			r = hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			               "volumes[%zu].volume_id is required", i);
+		else if (check_mount_path(a[i].mount_path, err) < 0)
+			r = -1;
+		else if (a[i].overlay && size_check("overlay_size", a[i].overlay_bytes, 1LL << 30,
+		                                    MIN_OVERLAY, MAX_OVERLAY, &ovsize, err) < 0)
+			r = -1;
+		for (size_t k = 0; r == 0 && k < i; k++)
+			if (strcmp(a[k].mount_path, a[i].mount_path) == 0)
+				r = hm_err_set(err, HM_ERR_INVALID, "invalid_mount_path",
+				               "two volumes on %s", a[i].mount_path);
+		if (r < 0) {
+			json_decref(vols);
 			return -1;
-		if ((ro && !json_is_null(ro) && !json_is_boolean(ro)))
-			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-			                  "volumes[%zu].readonly must be a boolean", i);
-		if (ov && !json_is_null(ov) && !json_is_boolean(ov))
-			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-			                  "volumes[%zu].overlay must be a boolean", i);
-		int64_t ovsize = 1LL << 30;
-		if (json_is_true(ov) && size_field(v, "overlay_size", 1LL << 30, MIN_OVERLAY,
-		                                   MAX_OVERLAY, &ovsize, err) < 0)
-			return -1;
-		for (size_t k = 0; k < json_array_size(c->volumes); k++) {
-			const char *other = json_string_value(
-			    json_object_get(json_array_get(c->volumes, k), "mount_path"));
-			if (strcmp(other, mp) == 0)
-				return hm_err_set(err, HM_ERR_INVALID, "invalid_mount_path",
-				                  "two volumes on %s", mp);
 		}
-		json_t *att = json_pack("{s:s,s:s,s:b}", "id", id, "mount_path", mp, "readonly",
-		                        json_is_true(ro) || json_is_true(ov));
-		if (json_is_true(ov)) {
+		json_t *att = json_pack("{s:s,s:s,s:b}", "id", a[i].volume, "mount_path",
+		                        a[i].mount_path, "readonly", a[i].readonly || a[i].overlay);
+		if (a[i].overlay) {
 			json_object_set_new(att, "overlay", json_true());
 			json_object_set_new(att, "overlay_bytes", json_integer(ovsize));
 		}
-		json_array_append_new(c->volumes, att);
+		json_array_append_new(vols, att);
 	}
+	*ret = vols;
 	return 0;
-}
-
-int inst_parse_attachments(json_t *req, json_t **ret, struct hm_err **err)
-{
-	struct create_req c = { 0 };
-	int r = parse_volumes(req, &c, err);
-	*ret = c.volumes;
-	return r;
 }
 
 /*
@@ -226,120 +205,75 @@ int inst_claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **er
 	return r;
 }
 
-static int parse_create(json_t *req, const char *data_dir, const struct hm_accel_choice *accel,
-                        struct create_req *c, struct hm_err **err)
+/* The domain's rules for a create, whichever dialect filled it in; c gets the defaults. */
+static int check_create(const struct hm_instance_create *q, const char *data_dir,
+                        const struct hm_accel_choice *accel, struct create_req *c,
+                        struct hm_err **err)
 {
-	if (!json_is_object(req))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	json_t *name = json_object_get(req, "name");
-	json_t *image = json_object_get(req, "image");
-	if (!name)
+	if (!q->name)
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
-	if (!json_is_string(name))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
-	if (hm_name_check("instance", json_string_value(name), err) < 0)
+	if (hm_name_check("instance", q->name, err) < 0)
 		return -1;
-	if (!image)
+	if (!q->image)
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`image` is required");
-	if (!json_is_string(image) || json_string_length(image) == 0 ||
-	    json_string_length(image) > 512)
+	size_t il = strlen(q->image);
+	if (il == 0 || il > 512)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`image` must be a non-empty image reference");
-	c->name = json_string_value(name);
-	c->image = json_string_value(image);
-
-	json_t *vcpus = json_object_get(req, "vcpus");
-	c->vcpus = DEFAULT_VCPUS;
-	if (vcpus && !json_is_null(vcpus)) {
-		if (!json_is_integer(vcpus) || json_integer_value(vcpus) < 1 ||
-		    json_integer_value(vcpus) > MAX_VCPUS)
-			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-			                  "`vcpus` must be an integer from 1 to %d", MAX_VCPUS);
-		c->vcpus = json_integer_value(vcpus);
-	}
-	if (size_field(req, "size", DEFAULT_MEM, MIN_MEM, MAX_MEM, &c->mem, err) < 0 ||
-	    size_field(req, "overlay_size", DEFAULT_OVERLAY, MIN_OVERLAY, MAX_OVERLAY, &c->overlay,
-	               err) < 0)
+	c->name = q->name;
+	c->image = q->image;
+	if (q->vcpus < 0 || q->vcpus > MAX_VCPUS)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`vcpus` must be an integer from 1 to %d", MAX_VCPUS);
+	c->vcpus = q->vcpus ? q->vcpus : DEFAULT_VCPUS;
+	if (size_check("size", q->mem_bytes, DEFAULT_MEM, MIN_MEM, MAX_MEM, &c->mem, err) < 0 ||
+	    size_check("overlay_size", q->overlay_bytes, DEFAULT_OVERLAY, MIN_OVERLAY, MAX_OVERLAY,
+	               &c->overlay, err) < 0)
 		return -1;
 	struct hm_host_capacity cap = { 0 };
 	if (hm_host_capacity(data_dir, 0, &cap, NULL) == 0 && cap.memory_bytes > 0 &&
 	    c->mem > cap.memory_bytes) {
+		_cleanup_free_ char *want = inst_human_size(c->mem);
 		_cleanup_free_ char *h = inst_human_size(cap.memory_bytes);
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`size` %s is more than this host's memory (%s)",
-		                  json_string_value(json_object_get(req, "size")), h);
+		                  "`size` %s is more than this host's memory (%s)", want, h);
 	}
-	c->env = json_object_get(req, "env");
-	if (c->env && !json_is_null(c->env) && hm_command_check_env(c->env, err) < 0)
+	c->env = q->env;
+	if (c->env && hm_command_check_env(c->env, err) < 0)
 		return -1;
-	c->cmd = json_object_get(req, "cmd");
-	if (c->cmd && !json_is_null(c->cmd) && hm_command_check_args(c->cmd, "cmd", err) < 0)
+	c->cmd = q->cmd;
+	if (c->cmd && hm_command_check_args(c->cmd, "cmd", err) < 0)
 		return -1;
-	c->entrypoint = json_object_get(req, "entrypoint");
-	if (c->entrypoint && !json_is_null(c->entrypoint) &&
-	    hm_command_check_args(c->entrypoint, "entrypoint", err) < 0)
+	c->entrypoint = q->entrypoint;
+	if (c->entrypoint && hm_command_check_args(c->entrypoint, "entrypoint", err) < 0)
 		return -1;
-	c->tags = json_object_get(req, "tags");
-	if (c->tags && !json_is_null(c->tags) && hm_tags_validate(c->tags, err) < 0)
+	c->tags = q->tags;
+	if (c->tags && hm_tags_validate(c->tags, err) < 0)
 		return -1;
-	json_t *net = json_object_get(req, "network");
-	if (net && !json_is_null(net) && !json_is_object(net))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`network` must be an object");
-	json_t *en = json_object_get(net, "enabled");
-	if (en && !json_is_null(en) && !json_is_boolean(en))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`network.enabled` must be a boolean");
-	c->network = en && json_is_boolean(en) ? json_is_true(en) : true;
+	c->network = q->network;
 	static const char *const rates[] = { "bandwidth_download", "bandwidth_upload" };
+	const int64_t asked[] = { q->download_bps, q->upload_bps };
 	int64_t *dst[] = { &c->down_bps, &c->up_bps };
 	for (size_t i = 0; i < 2; i++) {
-		json_t *v = json_object_get(net, rates[i]);
-		if (!v || json_is_null(v))
-			continue;
-		if (!json_is_string(v) ||
-		    hm_parse_bandwidth(json_string_value(v), dst[i], NULL) < 0 || *dst[i] < 1000 ||
-		    *dst[i] > 100000000000LL / 8)
+		if (asked[i] != 0 && (asked[i] < 1000 || asked[i] > 100000000000LL / 8))
 			return hm_err_set(
 			    err, HM_ERR_INVALID,
 			    i ? "invalid_bandwidth_upload" : "invalid_bandwidth_download",
 			    "`network.%s` must be a rate from 8kbps to 100Gbps such as "
 			    "\"1Gbps\" or \"125MB/s\"",
 			    rates[i]);
+		*dst[i] = asked[i];
 	}
-	json_t *dio = json_object_get(req, "disk_io_bps");
-	if (dio && !json_is_null(dio)) {
-		_cleanup_free_ char *t =
-		    json_is_string(dio) ? xstrdup(json_string_value(dio)) : NULL;
-		size_t tl = t ? strlen(t) : 0;
-		if (tl > 2 && strcmp(t + tl - 2, "/s") == 0)
-			t[tl - 2] = '\0';
-		if (!t || hm_parse_size(t, &c->disk_bps, NULL) < 0 || c->disk_bps < 65536 ||
-		    c->disk_bps > (1LL << 40))
-			return hm_err_set(
-			    err, HM_ERR_INVALID, "invalid_field",
-			    "`disk_io_bps` must be a rate from 64KB/s to 1TB/s such as "
-			    "\"100MB/s\"");
-	}
-	if (parse_volumes(req, c, err) < 0)
+	if (q->disk_bps != 0 && (q->disk_bps < 65536 || q->disk_bps > (1LL << 40)))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`disk_io_bps` must be a rate from 64KB/s to 1TB/s such as "
+		                  "\"100MB/s\"");
+	c->disk_bps = q->disk_bps;
+	if (inst_attachments(q->volumes, q->nvolumes, &c->volumes, err) < 0)
 		return -1;
-	json_t *pf = json_object_get(req, "platform");
-	if (pf && !json_is_null(pf) &&
-	    (!json_is_string(pf) || strcmp(json_string_value(pf), "linux/amd64") != 0))
-		return hm_err_set(err, HM_ERR_INVALID, "unsupported_platform",
-		                  "`platform` %s cannot run here: this host runs linux/amd64",
-		                  json_is_string(pf) ? json_string_value(pf) : "(not a string)");
-	/* skip_guest_agent and skip_kernel_headers: accepted, no effect (api/openapi.yaml). */
-	json_t *hv = json_object_get(req, "hypervisor");
-	if (hv && !json_is_null(hv)) {
-		if (!json_is_string(hv))
-			return hm_err_set(err, HM_ERR_INVALID, "unsupported_hypervisor",
-			                  "`hypervisor` must be a string");
-		if (hm_runtime_check(accel, json_string_value(hv), err) < 0)
-			return -1;
-		c->hypervisor = json_string_value(hv);
-	}
+	if (q->hypervisor && hm_runtime_check(accel, q->hypervisor, err) < 0)
+		return -1;
+	c->hypervisor = q->hypervisor;
 	return 0;
 }
 
@@ -594,15 +528,15 @@ static int admit(struct hm_instances *in, const struct create_req *c, struct hm_
 	return 0;
 }
 
-static int create(struct hm_instances *in, json_t *req, struct create_req c, json_t **ret,
-                  struct hm_err **err);
+static int create(struct hm_instances *in, struct create_req c, json_t **ret, struct hm_err **err);
 
-int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, struct hm_err **err)
+int hm_instances_create(struct hm_instances *in, const struct hm_instance_create *req, json_t **ret,
+                        struct hm_err **err)
 {
 	struct create_req c = { 0 };
-	int r = parse_create(req, in->cfg->data_dir, in->accel, &c, err);
+	int r = check_create(req, in->cfg->data_dir, in->accel, &c, err);
 	if (r == 0)
-		r = create(in, req, c, ret, err);
+		r = create(in, c, ret, err);
 	json_decref(c.volumes);
 	return r;
 }
@@ -610,8 +544,7 @@ int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, stru
 /* How long a create waits for the pull of an image that was not here. */
 #define CREATE_PULL_TIMEOUT_MS (10 * 60 * 1000)
 
-static int create(struct hm_instances *in, json_t *req, struct create_req c, json_t **ret,
-                  struct hm_err **err)
+static int create(struct hm_instances *in, struct create_req c, json_t **ret, struct hm_err **err)
 {
 	if (in->boot_error)
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
@@ -629,7 +562,7 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 		hm_image_info_done(&img);
 		return -1;
 	}
-	json_t *req_env = json_is_object(c.env) ? c.env : NULL;
+	json_t *req_env = c.env;
 	json_t *spec = json_object();
 	json_object_set_new(spec, "vcpus", json_integer(c.vcpus));
 	json_object_set_new(spec, "mem_bytes", json_integer(c.mem));
@@ -641,26 +574,24 @@ static int create(struct hm_instances *in, json_t *req, struct create_req c, jso
 	json_object_set_new(spec, "workdir", json_string(wd && *wd ? wd : "/"));
 	const char *user = json_string_value(json_object_get(cfg, "user"));
 	json_object_set_new(spec, "user", json_string(user ? user : ""));
-	json_object_set_new(spec, "tags",
-	                    json_is_object(c.tags) ? json_deep_copy(c.tags) : json_object());
-	if (c.cmd && !json_is_null(c.cmd))
+	json_object_set_new(spec, "tags", c.tags ? json_deep_copy(c.tags) : json_object());
+	if (c.cmd)
 		json_object_set(spec, "cmd", c.cmd);
-	if (c.entrypoint && !json_is_null(c.entrypoint))
+	if (c.entrypoint)
 		json_object_set(spec, "entrypoint", c.entrypoint);
 	if (c.disk_bps)
 		json_object_set_new(spec, "disk_io_bps", json_integer(c.disk_bps));
 	json_object_set(spec, "volumes", c.volumes); /* ids filled in by claim_volumes */
 	/* Network on by default where the host has one; asked for where it has none: 400. */
-	bool asked = json_is_true(json_object_get(json_object_get(req, "network"), "enabled"));
 	struct hm_net_lease lease = { { 0 } };
-	if (c.network && !hm_net_enabled(in->net) && asked) {
+	if (c.network == HM_NET_ON && !hm_net_enabled(in->net)) {
 		json_decref(spec);
 		hm_image_info_done(&img);
 		return hm_err_set(err, HM_ERR_INVALID, "network_unavailable",
 		                  "networking is disabled on this host (NETWORK_ENABLED=false): "
 		                  "create with network.enabled false");
 	}
-	if (c.network && hm_net_enabled(in->net)) {
+	if (c.network != HM_NET_OFF && hm_net_enabled(in->net)) {
 		if (hm_net_lease(in->net, NULL, &lease, err) < 0) {
 			json_decref(spec);
 			hm_image_info_done(&img);

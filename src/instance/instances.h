@@ -38,8 +38,47 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
 /* Stop monitoring; VMs keep running and are re-adopted by the next start. */
 void hm_instances_close(struct hm_instances *in);
 
-/* POST /instances: validate, prepare disks, boot. *ret: the Instance object. */
-int hm_instances_create(struct hm_instances *in, json_t *req, json_t **ret, struct hm_err **err);
+#define HM_MAX_ATTACH 8
+
+/* A volume attached to an instance (a create's, or one attached later). */
+struct hm_attach {
+	const char *volume;     /* its id or name */
+	const char *mount_path; /* absolute, clean, not a system directory */
+	bool readonly;
+	bool overlay;          /* read-only volume under a writable overlay of its own */
+	int64_t overlay_bytes; /* with overlay; 0: 1 GiB */
+};
+
+enum hm_net_want {
+	HM_NET_DEFAULT, /* a network where the host has one */
+	HM_NET_ON,      /* asked for: where the host has none, a 400 */
+	HM_NET_OFF,
+};
+
+/*
+ * A create, typed: what each dialect fills from its own request, and what
+ * the domain checks (ranges, the name and env rules, mount paths, the
+ * runtime) before it does anything. Strings and containers are borrowed for
+ * the call. Sizes are bytes and rates bytes/s; 0 means the default.
+ */
+struct hm_instance_create {
+	const char *name, *image;
+	int vcpus;                        /* 0: 2 */
+	int64_t mem_bytes, overlay_bytes; /* 0: 1 GiB, 10 GiB */
+	json_t *env;                      /* {NAME: "value"}, or NULL */
+	json_t *cmd, *entrypoint;         /* ["arg", ...], or NULL: the image's */
+	json_t *tags;                     /* {"key": "value"}, or NULL */
+	enum hm_net_want network;
+	int64_t download_bps, upload_bps; /* 0: the instance's share of the host's */
+	int64_t disk_bps;                 /* 0: unlimited */
+	struct hm_attach volumes[HM_MAX_ATTACH];
+	size_t nvolumes;
+	const char *hypervisor; /* a runtime of GET /capabilities; NULL: the default */
+};
+
+/* Create: check, prepare disks, boot. *ret: the Instance object. */
+int hm_instances_create(struct hm_instances *in, const struct hm_instance_create *req, json_t **ret,
+                        struct hm_err **err);
 /* By id, name or unique id prefix. */
 int hm_instances_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err);
 /* `state` and `tags` filters may be NULL. */
@@ -82,10 +121,10 @@ int hm_exec_send(struct hm_exec *x, json_t *msg /* borrowed; "id" is set */, str
 json_t *hm_exec_take(struct hm_exec *x, bool *ended);
 void hm_exec_close(struct hm_exec *x);
 
-/* POST /instances/{id}/volumes/{volume} {mount_path, readonly}: on a stopped
- * instance (409 otherwise); used from its next start. *ret: the instance. */
-int hm_instances_attach_volume(struct hm_instances *in, const char *key, const char *volume,
-                               json_t *body, json_t **ret, struct hm_err **err);
+/* Attach a->volume at a->mount_path to a stopped instance (409 otherwise);
+ * used from its next start. *ret: the instance. */
+int hm_instances_attach_volume(struct hm_instances *in, const char *key, const struct hm_attach *a,
+                               json_t **ret, struct hm_err **err);
 /* DELETE /instances/{id}/volumes/{volume}: on a stopped instance. */
 int hm_instances_detach_volume(struct hm_instances *in, const char *key, const char *volume,
                                json_t **ret, struct hm_err **err);

@@ -17,6 +17,7 @@
 #include "net/net.h"
 #include "vmm/vmm.h"
 
+struct hm_attach;
 struct hm_config;
 struct hm_err;
 struct hm_images;
@@ -116,12 +117,12 @@ char *inst_human_size(int64_t b);
 char *inst_rate_text(json_int_t bps);
 /* The TAP device name of an instance. */
 void inst_tap_of(const char *id, char tap[HM_NET_TAP_MAX]);
-/* The upload limit of a network object on tap (NULL: its own TAP). */
+/* The limits of a network object: download on tap (when given), upload by address. */
 int inst_apply_limits(struct hm_instances *in, json_t *net, const char *tap, struct hm_err **err);
-/* create.c: the `volumes` of a request checked for shape ([{id, mount_path,
- * readonly}], owned); and claimed: each resolved to a volume and its sharing
- * checked (under vol_lock, from the check to the row's write). */
-int inst_parse_attachments(json_t *req, json_t **ret, struct hm_err **err);
+/* create.c: attachments checked and in their stored form ([{id, mount_path,
+ * readonly, ...}], owned; see there); and claimed: each resolved to a volume
+ * and its sharing checked (under vol_lock, from the check to the row's write). */
+int inst_attachments(const struct hm_attach *a, size_t n, json_t **ret, struct hm_err **err);
 int inst_claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **err);
 /* 0 when this daemon's backend runs `runtime` (a row's hypervisor; NULL:
  * qemu); else 409 hypervisor_unavailable naming what (an instance, a snapshot). */

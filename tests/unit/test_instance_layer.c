@@ -436,6 +436,89 @@ static void a_restarted_daemon_finds(void **state)
 	wait_state(t, running, "Running", 5000);
 }
 
+/* The typed create's rules are the domain's: any dialect gets the same answers. */
+static void typed_create_rules(void **state)
+{
+	struct t *t = *state;
+	open_service(t);
+	struct {
+		struct hm_instance_create c;
+		const char *code;
+	} cases[] = {
+		{ { .image = "busybox" }, "missing_field" },
+		{ { .name = "Bad_Name", .image = "busybox" }, "invalid_name" },
+		{ { .name = "ok" }, "missing_field" },
+		{ { .name = "ok", .image = "" }, "invalid_field" },
+		{ { .name = "ok", .image = "busybox", .vcpus = 65 }, "invalid_field" },
+		{ { .name = "ok", .image = "busybox", .mem_bytes = 1 << 20 }, "invalid_field" },
+		{ { .name = "ok", .image = "busybox", .overlay_bytes = 1LL << 50 },
+		  "invalid_field" },
+		{ { .name = "ok", .image = "busybox", .download_bps = 10 },
+		  "invalid_bandwidth_download" },
+		{ { .name = "ok", .image = "busybox", .upload_bps = 1LL << 62 },
+		  "invalid_bandwidth_upload" },
+		{ { .name = "ok", .image = "busybox", .disk_bps = 100 }, "invalid_field" },
+		{ { .name = "ok", .image = "busybox", .hypervisor = "xen" },
+		  "unsupported_hypervisor" },
+		{ { .name = "ok",
+		    .image = "busybox",
+		    .volumes = { { .volume = "v", .mount_path = "/etc" } },
+		    .nvolumes = 1 },
+		  "invalid_mount_path" },
+		{ { .name = "ok",
+		    .image = "busybox",
+		    .volumes = { { .volume = "v", .mount_path = "/data" },
+		                 { .volume = "w", .mount_path = "/data" } },
+		    .nvolumes = 2 },
+		  "invalid_mount_path" },
+		{ { .name = "ok",
+		    .image = "busybox",
+		    .volumes = { { .mount_path = "/data" } },
+		    .nvolumes = 1 },
+		  "invalid_field" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *o = NULL;
+		struct hm_err *err = NULL;
+		assert_int_equal(hm_instances_create(t->in, &cases[i].c, &o, &err), -1);
+		assert_non_null(err);
+		if (strcmp(hm_err_code(err), cases[i].code) != 0)
+			fail_msg("case %zu: %s (%s), not %s", i, hm_err_code(err), err->msg,
+			         cases[i].code);
+		assert_int_equal(hm_err_http_status(err), 400);
+		hm_err_free(err);
+	}
+	json_t *env = json_pack("{s:s}", "A=B", "x");
+	json_t *cmd = json_pack("[i]", 3);
+	struct hm_instance_create bad_env = { .name = "ok", .image = "busybox", .env = env };
+	struct hm_instance_create bad_cmd = { .name = "ok", .image = "busybox", .cmd = cmd };
+	struct hm_err *err = NULL;
+	json_t *o = NULL;
+	assert_int_equal(hm_instances_create(t->in, &bad_env, &o, &err), -1);
+	assert_int_equal(hm_err_http_status(err), 400);
+	hm_err_free(err);
+	err = NULL;
+	assert_int_equal(hm_instances_create(t->in, &bad_cmd, &o, &err), -1);
+	assert_int_equal(hm_err_http_status(err), 400);
+	hm_err_free(err);
+	err = NULL;
+	json_decref(env);
+	json_decref(cmd);
+	/* Past every rule, this host cannot boot (no kernel here): 503, nothing made. */
+	struct hm_instance_create fine = { .name = "fine",
+		                           .image = "busybox",
+		                           .vcpus = 1,
+		                           .mem_bytes = 128LL << 20,
+		                           .network = HM_NET_OFF };
+	assert_int_equal(hm_instances_create(t->in, &fine, &o, &err), -1);
+	assert_string_equal(hm_err_code(err), "boot_unavailable");
+	hm_err_free(err);
+	json_t *list = NULL;
+	assert_int_equal(hm_instances_list(t->in, NULL, NULL, &list, NULL), 0);
+	assert_int_equal(json_array_size(list), 0);
+	json_decref(list);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -446,6 +529,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(a_vmm_that_stops_answering, setup, teardown),
 		cmocka_unit_test_setup_teardown(patch_while_the_vm_ends, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_restarted_daemon_finds, setup, teardown),
+		cmocka_unit_test_setup_teardown(typed_create_rules, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
