@@ -196,10 +196,10 @@ int hm_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_er
 	struct hm_instance_create c = { 0 };
 	if (parse_create(hm_req_json(req), &c, err) < 0)
 		return -1;
-	json_t *inst = NULL;
+	struct hm_instance_view *inst = NULL;
 	if (hm_instances_create(hm_req_services(req)->instances, &c, &inst, err) < 0)
 		return -1;
-	return hm_resp_json(resp, 201, inst);
+	return hm_resp_instance(resp, 201, inst);
 }
 
 int hm_rest_parse_attach(json_t *body, struct hm_attach *a, struct hm_err **err)
@@ -220,22 +220,27 @@ int hm_h_instances_list(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 		                  "Running, Paused, Shutdown, Stopped, Standby, Unknown)",
 		                  q);
 	json_t *filter = hm_query_deep_object(req, "tags");
-	json_t *list = NULL;
-	int r = hm_instances_list(hm_req_services(req)->instances, q ? &state : NULL, filter, &list,
-	                          err);
+	struct hm_instance_view *views = NULL;
+	size_t n = 0;
+	int r = hm_instances_list(hm_req_services(req)->instances, q ? &state : NULL, filter,
+	                          &views, &n, err);
 	json_decref(filter);
 	if (r < 0)
 		return -1;
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, hm_rest_instance(&views[i]));
+	hm_instance_views_free(views, n);
 	return hm_resp_json(resp, 200, list);
 }
 
 int hm_h_instances_get(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *inst = NULL;
+	struct hm_instance_view *inst = NULL;
 	if (hm_instances_get(hm_req_services(req)->instances, hm_req_param(req, "id"), &inst, err) <
 	    0)
 		return -1;
-	return hm_resp_json(resp, 200, inst);
+	return hm_resp_instance(resp, 200, inst);
 }
 
 static int query_bool(struct hm_req *req, const char *name, bool dflt, bool *ret,
@@ -308,29 +313,29 @@ int hm_h_instances_logs(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 
 int hm_h_instances_stop(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *inst = NULL;
+	struct hm_instance_view *inst = NULL;
 	if (hm_instances_stop(hm_req_services(req)->instances, hm_req_param(req, "id"), &inst,
 	                      err) < 0)
 		return -1;
-	return hm_resp_json(resp, 200, inst);
+	return hm_resp_instance(resp, 200, inst);
 }
 
 int hm_h_instances_start(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *inst = NULL;
+	struct hm_instance_view *inst = NULL;
 	if (hm_instances_start(hm_req_services(req)->instances, hm_req_param(req, "id"),
 	                       hm_req_json(req), &inst, err) < 0)
 		return -1;
-	return hm_resp_json(resp, 200, inst);
+	return hm_resp_instance(resp, 200, inst);
 }
 
 int hm_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *inst = NULL;
+	struct hm_instance_view *inst = NULL;
 	if (hm_instances_update(hm_req_services(req)->instances, hm_req_param(req, "id"),
 	                        hm_req_json(req), &inst, err) < 0)
 		return -1;
-	return hm_resp_json(resp, 200, inst);
+	return hm_resp_instance(resp, 200, inst);
 }
 
 /* Go-style durations as upstream takes them: "60s", "500ms", "2m", "1m30s". */

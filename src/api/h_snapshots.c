@@ -13,29 +13,29 @@
 
 int hm_h_instances_standby(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *inst = NULL;
+	struct hm_instance_view *inst = NULL;
 	if (hm_instances_standby(hm_req_services(req)->instances, hm_req_param(req, "id"),
 	                         hm_req_json(req), &inst, err) < 0)
 		return -1;
-	return hm_resp_json(resp, 200, inst);
+	return hm_resp_instance(resp, 200, inst);
 }
 
 int hm_h_instances_restore(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *inst = NULL;
+	struct hm_instance_view *inst = NULL;
 	if (hm_instances_restore(hm_req_services(req)->instances, hm_req_param(req, "id"), &inst,
 	                         err) < 0)
 		return -1;
-	return hm_resp_json(resp, 200, inst);
+	return hm_resp_instance(resp, 200, inst);
 }
 
 int hm_h_instances_fork(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *inst = NULL;
+	struct hm_instance_view *inst = NULL;
 	if (hm_instances_fork(hm_req_services(req)->instances, hm_req_param(req, "id"),
 	                      hm_req_json(req), &inst, err) < 0)
 		return -1;
-	return hm_resp_json(resp, 201, inst);
+	return hm_resp_instance(resp, 201, inst);
 }
 
 int hm_h_snapshots_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
@@ -84,18 +84,18 @@ int hm_h_snapshots_delete(struct hm_req *req, struct hm_resp *resp, struct hm_er
 
 int hm_h_snapshots_restore(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *inst = NULL;
+	struct hm_instance_view *inst = NULL;
 	if (hm_snapshots_restore(hm_req_services(req)->instances, hm_req_param(req, "id"),
 	                         hm_req_param(req, "snapshotId"), hm_req_json(req), &inst, err) < 0)
 		return -1;
-	return hm_resp_json(resp, 200, inst);
+	return hm_resp_instance(resp, 200, inst);
 }
 
 int hm_h_snapshots_fork(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *inst = NULL;
+	struct hm_instance_view *inst = NULL;
 	if (hm_snapshots_fork(hm_req_services(req)->instances, hm_req_param(req, "snapshotId"),
 	                      hm_req_json(req), &inst, err) < 0)
 		return -1;
-	return hm_resp_json(resp, 201, inst);
+	return hm_resp_instance(resp, 201, inst);
 }

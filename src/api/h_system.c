@@ -141,17 +141,13 @@ int hm_h_metrics(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 	long counts[HM_STATE_COUNT] = { 0 };
 	struct hm_instances *in = hm_req_services(req)->instances;
 	if (in) {
-		json_t *list = NULL;
-		if (hm_instances_list(in, NULL, NULL, &list, err) < 0)
+		struct hm_instance_view *views = NULL;
+		size_t n = 0;
+		if (hm_instances_list(in, NULL, NULL, &views, &n, err) < 0)
 			return -1;
-		size_t i;
-		json_t *o;
-		json_array_foreach (list, i, o) {
-			enum hm_state st;
-			if (hm_state_parse(json_string_value(json_object_get(o, "state")), &st))
-				counts[st]++;
-		}
-		json_decref(list);
+		for (size_t i = 0; i < n; i++)
+			counts[views[i].state]++;
+		hm_instance_views_free(views, n);
 	}
 	unsigned long conns = 0, cmds = 0;
 	hm_vmm_control_counts(&conns, &cmds);

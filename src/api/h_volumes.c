@@ -67,18 +67,18 @@ int hm_h_instances_attach_volume(struct hm_req *req, struct hm_resp *resp, struc
 	struct hm_attach a = { .volume = hm_req_param(req, "volumeId") };
 	if (hm_rest_parse_attach(hm_req_json(req), &a, err) < 0)
 		return -1;
-	json_t *o = NULL;
+	struct hm_instance_view *o = NULL;
 	if (hm_instances_attach_volume(hm_req_services(req)->instances, hm_req_param(req, "id"), &a,
 	                               &o, err) < 0)
 		return -1;
-	return hm_resp_json(resp, 200, o);
+	return hm_resp_instance(resp, 200, o);
 }
 
 int hm_h_instances_detach_volume(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *o = NULL;
+	struct hm_instance_view *o = NULL;
 	if (hm_instances_detach_volume(hm_req_services(req)->instances, hm_req_param(req, "id"),
 	                               hm_req_param(req, "volumeId"), &o, err) < 0)
 		return -1;
-	return hm_resp_json(resp, 200, o);
+	return hm_resp_instance(resp, 200, o);
 }

@@ -19,6 +19,11 @@ hm_handler_fn hm_h_images_delete;
 hm_handler_fn hm_h_images_tag;
 hm_handler_fn hm_h_images_load;
 hm_handler_fn hm_h_instances_create;
+/* The Hypeman API's Instance object for a view (api/rest_instance.c); the
+ * second answers with it and frees the view. */
+struct hm_instance_view;
+json_t *hm_rest_instance(const struct hm_instance_view *v);
+int hm_resp_instance(struct hm_resp *resp, int status, struct hm_instance_view *v);
 /* An attachment's body {mount_path, readonly, overlay, overlay_size} into a (h_instances.c). */
 struct hm_attach;
 int hm_rest_parse_attach(json_t *body, struct hm_attach *a, struct hm_err **err);

@@ -230,3 +230,24 @@ char *hm_logfmt_escape(const char *s)
 	*o = '\0';
 	return out;
 }
+
+char *hm_human_size(int64_t b)
+{
+	if (b > 0 && b % (1LL << 30) == 0)
+		return xasprintf("%lldGB", (long long)(b >> 30));
+	if (b > 0 && b % (1LL << 20) == 0)
+		return xasprintf("%lldMB", (long long)(b >> 20));
+	return xasprintf("%lldB", (long long)b);
+}
+
+char *hm_rate_text(int64_t bps)
+{
+	unsigned long long bits = (unsigned long long)bps * 8;
+	if (bits % 1000000000ull == 0)
+		return xasprintf("%lluGbps", bits / 1000000000ull);
+	if (bits % 1000000ull == 0)
+		return xasprintf("%lluMbps", bits / 1000000ull);
+	if (bits % 1000ull == 0)
+		return xasprintf("%llukbps", bits / 1000ull);
+	return xasprintf("%llubps", bits);
+}

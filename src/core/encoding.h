@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/utf8.h"
 
@@ -38,3 +39,7 @@ char *hm_logfmt_escape(const char *s);
 
 /* Now as RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"); owned. */
 char *hm_now_rfc3339(void);
+/* Bytes as the API writes sizes: "2GB", "512MB", else "123B" (binary units). */
+char *hm_human_size(int64_t b);
+/* Bytes/s as the API writes rates, in bits: "1Gbps", "100Mbps", "8kbps", "12bps". */
+char *hm_rate_text(int64_t bps);

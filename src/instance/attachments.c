@@ -38,18 +38,18 @@ static int stopped_row(struct hm_instances *in, const char *key, const char *wha
 
 /* Save the spec into the row and answer the instance. */
 static int save_spec(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
-                     json_t **ret, struct hm_err **err)
+                     struct hm_instance_view **ret, struct hm_err **err)
 {
 	free(row->spec);
 	row->spec = json_dumps(spec, JSON_COMPACT);
 	int r = hm_store_instance_set_spec(in->st, row->id, row->spec, err);
 	if (r == 0)
-		*ret = inst_json(in, row);
+		*ret = inst_view(in, row);
 	return r;
 }
 
 int hm_instances_attach_volume(struct hm_instances *in, const char *key, const struct hm_attach *a,
-                               json_t **ret, struct hm_err **err)
+                               struct hm_instance_view **ret, struct hm_err **err)
 {
 	json_t *vols_in = NULL;
 	int r = inst_attachments(a, 1, &vols_in, err);
@@ -98,7 +98,7 @@ int hm_instances_attach_volume(struct hm_instances *in, const char *key, const s
 }
 
 int hm_instances_detach_volume(struct hm_instances *in, const char *key, const char *volume,
-                               json_t **ret, struct hm_err **err)
+                               struct hm_instance_view **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
 	json_t *spec = NULL;

@@ -67,9 +67,9 @@ static int size_check(const char *field, int64_t v, int64_t dflt, int64_t min, i
 		return 0;
 	}
 	if (v < min || v > max) {
-		_cleanup_free_ char *got = inst_human_size(v);
-		_cleanup_free_ char *lo = inst_human_size(min);
-		_cleanup_free_ char *hi = inst_human_size(max);
+		_cleanup_free_ char *got = hm_human_size(v);
+		_cleanup_free_ char *lo = hm_human_size(min);
+		_cleanup_free_ char *hi = hm_human_size(max);
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`%s` %s is out of range (%s to %s)", field, got, lo, hi);
 	}
@@ -233,8 +233,8 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 	struct hm_host_capacity cap = { 0 };
 	if (hm_host_capacity(data_dir, 0, &cap, NULL) == 0 && cap.memory_bytes > 0 &&
 	    c->mem > cap.memory_bytes) {
-		_cleanup_free_ char *want = inst_human_size(c->mem);
-		_cleanup_free_ char *h = inst_human_size(cap.memory_bytes);
+		_cleanup_free_ char *want = hm_human_size(c->mem);
+		_cleanup_free_ char *h = hm_human_size(cap.memory_bytes);
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`size` %s is more than this host's memory (%s)", want, h);
 	}
@@ -519,19 +519,20 @@ static int admit(struct hm_instances *in, const struct create_req *c, struct hm_
 		                  "not enough CPU: %lld vCPUs asked, %lld of %.0f in use",
 		                  (long long)c->vcpus, (long long)vcpus, cpu_limit);
 	if ((double)(mem + c->mem) > mem_limit) {
-		_cleanup_free_ char *a = inst_human_size(c->mem);
-		_cleanup_free_ char *u = inst_human_size(mem);
-		_cleanup_free_ char *l = inst_human_size((int64_t)mem_limit);
+		_cleanup_free_ char *a = hm_human_size(c->mem);
+		_cleanup_free_ char *u = hm_human_size(mem);
+		_cleanup_free_ char *l = hm_human_size((int64_t)mem_limit);
 		return hm_err_set(err, HM_ERR_CONFLICT, "insufficient_resources",
 		                  "not enough memory: %s asked, %s of %s in use", a, u, l);
 	}
 	return 0;
 }
 
-static int create(struct hm_instances *in, struct create_req c, json_t **ret, struct hm_err **err);
+static int create(struct hm_instances *in, struct create_req c, struct hm_instance_view **ret,
+                  struct hm_err **err);
 
-int hm_instances_create(struct hm_instances *in, const struct hm_instance_create *req, json_t **ret,
-                        struct hm_err **err)
+int hm_instances_create(struct hm_instances *in, const struct hm_instance_create *req,
+                        struct hm_instance_view **ret, struct hm_err **err)
 {
 	struct create_req c = { 0 };
 	int r = check_create(req, in->cfg->data_dir, in->accel, &c, err);
@@ -544,7 +545,8 @@ int hm_instances_create(struct hm_instances *in, const struct hm_instance_create
 /* How long a create waits for the pull of an image that was not here. */
 #define CREATE_PULL_TIMEOUT_MS (10 * 60 * 1000)
 
-static int create(struct hm_instances *in, struct create_req c, json_t **ret, struct hm_err **err)
+static int create(struct hm_instances *in, struct create_req c, struct hm_instance_view **ret,
+                  struct hm_err **err)
 {
 	if (in->boot_error)
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
@@ -673,7 +675,7 @@ static int create(struct hm_instances *in, struct create_req c, json_t **ret, st
 		inst_live_start(in, id, vm, false, NULL);
 		pthread_mutex_unlock(&in->lock);
 		log_info("instances", "created", "id=%s name=%s image=%s", id, c.name, img.name);
-		*ret = inst_json(in, &row);
+		*ret = inst_view(in, &row);
 	}
 	json_decref(spec);
 	hm_image_info_done(&img);

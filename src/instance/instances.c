@@ -71,15 +71,6 @@ void inst_oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
 	close(fd);
 }
 
-char *inst_human_size(int64_t b)
-{
-	if (b > 0 && b % (1LL << 30) == 0)
-		return xasprintf("%lldGB", (long long)(b >> 30));
-	if (b > 0 && b % (1LL << 20) == 0)
-		return xasprintf("%lldMB", (long long)(b >> 20));
-	return xasprintf("%lldB", (long long)b);
-}
-
 struct live *inst_live_find(struct hm_instances *in, const char *id)
 {
 	for (struct live *l = in->lives; l; l = l->next)
@@ -215,19 +206,6 @@ int inst_apply_limits(struct hm_instances *in, json_t *net, const char *tap, str
 	                                  (uint64_t)up, err) < 0)
 		return -1;
 	return 0;
-}
-
-/* "500Mbps"-style text for a rate in bytes/s, as the API shows it. */
-char *inst_rate_text(json_int_t bps)
-{
-	unsigned long long bits = (unsigned long long)bps * 8;
-	if (bits % 1000000000ull == 0)
-		return xasprintf("%lluGbps", bits / 1000000000ull);
-	if (bits % 1000000ull == 0)
-		return xasprintf("%lluMbps", bits / 1000000ull);
-	if (bits % 1000ull == 0)
-		return xasprintf("%llukbps", bits / 1000ull);
-	return xasprintf("%llubps", bits);
 }
 
 /* ---- open / close ---- */

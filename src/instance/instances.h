@@ -76,14 +76,52 @@ struct hm_instance_create {
 	const char *hypervisor; /* a runtime of GET /capabilities; NULL: the default */
 };
 
-/* Create: check, prepare disks, boot. *ret: the Instance object. */
-int hm_instances_create(struct hm_instances *in, const struct hm_instance_create *req, json_t **ret,
-                        struct hm_err **err);
+/* A volume as an instance has it attached. */
+struct hm_view_attach {
+	char *volume_id, *mount_path;
+	bool readonly;
+};
+
+/*
+ * An instance as the domain shows it, whichever dialect renders it: its
+ * state derived now (from its record and its VM's publication; no VMM is
+ * asked), sizes in bytes, rates in bytes/s, times as RFC 3339 text. Owned;
+ * hm_instance_view_free releases it.
+ */
+struct hm_instance_view {
+	char *id, *name, *image;
+	enum hm_state state;
+	char *state_error; /* why Unknown, or NULL */
+	int vcpus;
+	int64_t mem_bytes, overlay_bytes;
+	int64_t disk_bps;                 /* 0: unlimited */
+	json_t *env, *tags;               /* {k: "v"} (a reference each) */
+	bool network;                     /* has an address on the default network */
+	char *ip, *mac;                   /* with network */
+	int64_t download_bps, upload_bps; /* with network; 0: none */
+	struct hm_view_attach volumes[HM_MAX_ATTACH];
+	size_t nvolumes;
+	char *created_at, *started_at; /* started_at: NULL before its first boot */
+	char *stopped_at;              /* Stopped only */
+	int exit_code;                 /* Stopped with an exit report; else -1 */
+	char *exit_message;            /* Stopped only, or NULL */
+	char *hypervisor;              /* the runtime it was made on */
+	json_t *command;               /* the argv the guest runs (a reference), or NULL */
+};
+void hm_instance_view_free(struct hm_instance_view *v);
+/* An array of n views (hm_instances_list's). */
+void hm_instance_views_free(struct hm_instance_view *v, size_t n);
+
+/* Create: check, prepare disks, boot. *ret: the instance. */
+int hm_instances_create(struct hm_instances *in, const struct hm_instance_create *req,
+                        struct hm_instance_view **ret, struct hm_err **err);
 /* By id, name or unique id prefix. */
-int hm_instances_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err);
-/* `state` and `tags` filters may be NULL. */
+int hm_instances_get(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
+                     struct hm_err **err);
+/* Every instance that passes the filters (`state` and `tags` may be NULL),
+ * oldest first: *ret holds *n views (hm_instance_views_free). */
 int hm_instances_list(struct hm_instances *in, const enum hm_state *state, json_t *tags,
-                      json_t **ret, struct hm_err **err);
+                      struct hm_instance_view **ret, size_t *n, struct hm_err **err);
 /* Stop the VMM if any (graceful: the program gets SIGTERM and a few seconds,
  * as upstream; else it is killed at once), remove every file and the row. */
 int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
@@ -91,14 +129,15 @@ int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
 /* POST /instances/{id}/stop: ask the guest init to stop the program (SIGTERM,
  * then SIGKILL after a grace period), then the ACPI power button, then kill
  * the VMM. Only from Running or Initializing (409). *ret: the instance. */
-int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err);
+int hm_instances_stop(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
+                      struct hm_err **err);
 /* POST /instances/{id}/start {cmd?, entrypoint?}: boot a Stopped instance again on
  * its own overlay (writes persist). */
-int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
-                       struct hm_err **err);
+int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
+                       struct hm_instance_view **ret, struct hm_err **err);
 /* PATCH /instances/{id} {env}: merged into the instance's env; used from its next boot. */
-int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
-                        struct hm_err **err);
+int hm_instances_update(struct hm_instances *in, const char *key, json_t *body,
+                        struct hm_instance_view **ret, struct hm_err **err);
 /* GET /instances/{id}/wait: block until `state` (or a state it can no longer
  * leave) or timeout_ms. *ret: {state, state_error, timed_out}. */
 int hm_instances_wait(struct hm_instances *in, const char *key, enum hm_state state,
@@ -124,10 +163,10 @@ void hm_exec_close(struct hm_exec *x);
 /* Attach a->volume at a->mount_path to a stopped instance (409 otherwise);
  * used from its next start. *ret: the instance. */
 int hm_instances_attach_volume(struct hm_instances *in, const char *key, const struct hm_attach *a,
-                               json_t **ret, struct hm_err **err);
+                               struct hm_instance_view **ret, struct hm_err **err);
 /* DELETE /instances/{id}/volumes/{volume}: on a stopped instance. */
 int hm_instances_detach_volume(struct hm_instances *in, const char *key, const char *volume,
-                               json_t **ret, struct hm_err **err);
+                               struct hm_instance_view **ret, struct hm_err **err);
 
 /* The address of a Running instance with a network (ingress targets); 409 otherwise. */
 int hm_instances_address(struct hm_instances *in, const char *key, char ip[16],
@@ -142,15 +181,15 @@ int hm_instances_logs(struct hm_instances *in, const char *key, const char *sour
 
 /* POST /instances/{id}/standby {compression?}: a Running instance's memory and
  * device state go to disk and its VMM ends; it is then in Standby (409 otherwise). */
-int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
-                         struct hm_err **err);
+int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
+                         struct hm_instance_view **ret, struct hm_err **err);
 /* POST /instances/{id}/restore: a Standby instance runs on from where it was. */
-int hm_instances_restore(struct hm_instances *in, const char *key, json_t **ret,
+int hm_instances_restore(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
                          struct hm_err **err);
 /* POST /instances/{id}/fork {name, from_running?, target_state?}: a copy with its
  * own identity. *ret: the new instance. */
-int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
-                      struct hm_err **err);
+int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body,
+                      struct hm_instance_view **ret, struct hm_err **err);
 
 /* Snapshots (instance/snapshots.c): immutable copies that outlive their source. */
 int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
@@ -162,7 +201,7 @@ int hm_snapshots_get(struct hm_instances *in, const char *key, json_t **ret, str
 int hm_snapshots_delete(struct hm_instances *in, const char *key, struct hm_err **err);
 /* POST /instances/{id}/snapshots/{snapshotId}/restore {target_state?}. */
 int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *snapshot,
-                         json_t *body, json_t **ret, struct hm_err **err);
+                         json_t *body, struct hm_instance_view **ret, struct hm_err **err);
 /* POST /snapshots/{id}/fork {name, target_state?}. */
-int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *body, json_t **ret,
-                      struct hm_err **err);
+int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *body,
+                      struct hm_instance_view **ret, struct hm_err **err);

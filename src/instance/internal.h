@@ -111,10 +111,6 @@ void inst_logs_trim(struct hm_instances *in, const char *id);
 /* The VM is gone: remove its TAP and upload limit (the address stays). */
 void inst_drop_tap(struct hm_instances *in, const char *id);
 
-/* Bytes as the REST view shows them ("1GB", "512MB"). */
-char *inst_human_size(int64_t b);
-/* Bits per second as the REST view shows them ("100Mbps"). */
-char *inst_rate_text(json_int_t bps);
 /* The TAP device name of an instance. */
 void inst_tap_of(const char *id, char tap[HM_NET_TAP_MAX]);
 /* The limits of a network object: download on tap (when given), upload by address. */
@@ -175,8 +171,8 @@ void inst_changes_wait(struct hm_instances *in, unsigned long seen, long ms);
 
 /* The row's spec, parsed (a new reference; an empty object if it has none). */
 json_t *inst_spec_of(const struct hm_instance_row *r);
-/* The API's Instance object for a row, with its state derived now. */
-json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r);
+/* The view of a row, with its state derived now (hm_instance_view_free). */
+struct hm_instance_view *inst_view(struct hm_instances *in, const struct hm_instance_row *r);
 /* An instance's state now, derived from its row and its VM's publication. */
 struct inst_status {
 	enum hm_state state;
@@ -206,7 +202,7 @@ int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, js
                   struct hm_err **err);
 /* Cold-boot a Stopped instance (start's work); *rowp is updated. */
 int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
-                    json_t **ret, struct hm_err **err);
+                    struct hm_instance_view **ret, struct hm_err **err);
 
 /* ---- memory.c: where a VM's RAM file lives ---- */
 
@@ -263,4 +259,4 @@ struct inst_source {
 /* Make instance `name` from src, then bring it to target (NULL: src's default).
  * Leaves nothing behind on failure. *ret: the new Instance. */
 int inst_new_from(struct hm_instances *in, const struct inst_source *src, const char *name,
-                  const char *target, json_t **ret, struct hm_err **err);
+                  const char *target, struct hm_instance_view **ret, struct hm_err **err);

@@ -143,7 +143,8 @@ static int stop_live(struct hm_instances *in, struct live *l, const struct hm_in
 	return r;
 }
 
-int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+int hm_instances_stop(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
+                      struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
@@ -170,8 +171,8 @@ int hm_instances_stop(struct hm_instances *in, const char *key, json_t **ret, st
 	return r;
 }
 
-int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
-                       struct hm_err **err)
+int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
+                       struct hm_instance_view **ret, struct hm_err **err)
 {
 	if (body && !json_is_object(body))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
@@ -211,7 +212,7 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body, j
 
 /* Start's work once the instance is known to be Stopped. */
 int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
-                    json_t **ret, struct hm_err **err)
+                    struct hm_instance_view **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = *rowp; /* fields stay owned by the caller's row */
 	json_t *spec = NULL;
@@ -272,7 +273,7 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 	inst_live_start(in, row.id, vm, false, NULL);
 	pthread_mutex_unlock(&in->lock);
 	log_info("instances", "started", "id=%s name=%s", row.id, row.name);
-	*ret = inst_json(in, &row);
+	*ret = inst_view(in, &row);
 out:
 	*rowp = row;
 	json_decref(spec);
@@ -280,8 +281,8 @@ out:
 	return r;
 }
 
-int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
-                        struct hm_err **err)
+int hm_instances_update(struct hm_instances *in, const char *key, json_t *body,
+                        struct hm_instance_view **ret, struct hm_err **err)
 {
 	if (!json_is_object(body))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
@@ -312,7 +313,7 @@ int hm_instances_update(struct hm_instances *in, const char *key, json_t *body, 
 	int r = hm_store_instance_set_spec(in->st, row.id, row.spec, err);
 	if (r == 0) {
 		inst_oplog(in, row.id, "msg=\"env updated\" keys=%zu", json_object_size(env));
-		*ret = inst_json(in, &row);
+		*ret = inst_view(in, &row);
 	}
 	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);

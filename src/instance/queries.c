@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/encoding.h"
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/tags.h"
@@ -98,118 +99,140 @@ enum hm_state inst_state(struct hm_instances *in, const struct hm_instance_row *
 
 /* ---- JSON ---- */
 
-json_t *inst_json(struct hm_instances *in, const struct hm_instance_row *r)
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+/* Fill v (zeroed) for row r. */
+static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
+                      struct hm_instance_view *v)
 {
 	json_t *spec = inst_spec_of(r);
 	struct inst_status sts;
 	inst_status_of(in, r, &sts);
-	enum hm_state state = sts.state;
-
-	json_t *o = json_object();
-	json_object_set_new(o, "id", json_string(r->id));
-	json_object_set_new(o, "name", json_string(r->name));
-	json_object_set_new(o, "image", json_string(r->image));
-	json_object_set_new(o, "state", json_string(hm_state_name(state)));
-	json_object_set_new(o, "state_error", sts.error ? json_string(sts.error) : json_null());
-	json_int_t mem = json_integer_value(json_object_get(spec, "mem_bytes"));
-	json_int_t ovl = json_integer_value(json_object_get(spec, "overlay_bytes"));
-	_cleanup_free_ char *mem_s = inst_human_size(mem);
-	_cleanup_free_ char *ovl_s = inst_human_size(ovl);
-	json_object_set_new(o, "size", json_string(mem_s));
-	json_object_set_new(o, "overlay_size", json_string(ovl_s));
-	json_object_set(o, "vcpus", json_object_get(spec, "vcpus"));
+	v->id = xstrdup(r->id);
+	v->name = xstrdup(r->name);
+	v->image = xstrdup(r->image);
+	v->state = sts.state;
+	v->state_error = TAKE_PTR(sts.error);
+	v->vcpus = (int)json_integer_value(json_object_get(spec, "vcpus"));
+	v->mem_bytes = json_integer_value(json_object_get(spec, "mem_bytes"));
+	v->overlay_bytes = json_integer_value(json_object_get(spec, "overlay_bytes"));
+	v->disk_bps = json_integer_value(json_object_get(spec, "disk_io_bps"));
 	json_t *env = json_object_get(spec, "env");
-	json_object_set_new(o, "env", env ? json_incref(env) : json_object());
 	json_t *tags = json_object_get(spec, "tags");
-	json_object_set_new(o, "tags", tags ? json_incref(tags) : json_object());
+	v->env = json_is_object(env) ? json_incref(env) : json_object();
+	v->tags = json_is_object(tags) ? json_incref(tags) : json_object();
 	json_t *net = inst_spec_net(spec);
-	json_t *nj = json_pack("{s:b,s:s,s:O?,s:O?}", "enabled", net != NULL, "name", "default",
-	                       "ip", net ? json_object_get(net, "ip") : NULL, "mac",
-	                       net ? json_object_get(net, "mac") : NULL);
-	json_int_t down = json_integer_value(json_object_get(net, "download_bps"));
-	json_int_t up = json_integer_value(json_object_get(net, "upload_bps"));
-	if (down > 0) {
-		_cleanup_free_ char *t = inst_rate_text(down);
-		json_object_set_new(nj, "bandwidth_download", json_string(t));
+	v->network = net != NULL;
+	v->ip = dup_or_null(json_string_value(json_object_get(net, "ip")));
+	v->mac = dup_or_null(json_string_value(json_object_get(net, "mac")));
+	v->download_bps = json_integer_value(json_object_get(net, "download_bps"));
+	v->upload_bps = json_integer_value(json_object_get(net, "upload_bps"));
+	size_t i;
+	json_t *a;
+	json_array_foreach (json_object_get(spec, "volumes"), i, a) {
+		if (v->nvolumes == HM_MAX_ATTACH)
+			break;
+		struct hm_view_attach *va = &v->volumes[v->nvolumes++];
+		va->volume_id = dup_or_null(json_string_value(json_object_get(a, "id")));
+		va->mount_path = dup_or_null(json_string_value(json_object_get(a, "mount_path")));
+		va->readonly = json_is_true(json_object_get(a, "readonly"));
 	}
-	if (up > 0) {
-		_cleanup_free_ char *t = inst_rate_text(up);
-		json_object_set_new(nj, "bandwidth_upload", json_string(t));
-	}
-	json_object_set_new(o, "network", nj);
-	json_int_t dio = json_integer_value(json_object_get(spec, "disk_io_bps"));
-	if (dio > 0) {
-		_cleanup_free_ char *h = inst_human_size(dio);
-		_cleanup_free_ char *t = xasprintf("%s/s", h);
-		json_object_set_new(o, "disk_io_bps", json_string(t));
-	}
-	json_t *vols = json_array();
-	size_t vi;
-	json_t *va;
-	json_array_foreach (json_object_get(spec, "volumes"), vi, va)
-		json_array_append_new(
-		    vols, json_pack("{s:O,s:O,s:b}", "volume_id", json_object_get(va, "id"),
-		                    "mount_path", json_object_get(va, "mount_path"), "readonly",
-		                    json_is_true(json_object_get(va, "readonly"))));
-	json_object_set_new(o, "volumes", vols);
-	json_object_set_new(o, "created_at", json_string(r->created_at));
-	json_object_set_new(o, "expires_at", json_null());
-	json_object_set_new(o, "started_at",
-	                    r->started_at ? json_string(r->started_at) : json_null());
-	bool stopped = state == HM_STATE_STOPPED;
-	json_object_set_new(o, "stopped_at",
-	                    stopped && sts.stopped_at ? json_string(sts.stopped_at) : json_null());
-	json_object_set_new(o, "exit_code",
-	                    stopped && sts.exit_code >= 0 ? json_integer(sts.exit_code)
-	                                                  : json_null());
-	if (stopped && sts.exit_message)
-		json_object_set_new(o, "exit_message", json_string(sts.exit_message));
-	json_object_set_new(o, "has_snapshot", json_boolean(state == HM_STATE_STANDBY));
-	json_object_set_new(o, "hypervisor", json_string(r->hypervisor ? r->hypervisor : "qemu"));
+	v->created_at = xstrdup(r->created_at);
+	v->started_at = dup_or_null(r->started_at);
+	bool stopped = sts.state == HM_STATE_STOPPED;
+	v->stopped_at = stopped ? TAKE_PTR(sts.stopped_at) : NULL;
+	v->exit_code = stopped ? sts.exit_code : -1;
+	v->exit_message = stopped ? TAKE_PTR(sts.exit_message) : NULL;
+	v->hypervisor = xstrdup(r->hypervisor ? r->hypervisor : "qemu");
 	json_t *argv = json_object_get(spec, "argv");
-	if (argv)
-		json_object_set(o, "command",
-		                argv); /* extension: what runs, after Docker's rules */
+	v->command = argv ? json_incref(argv) : NULL;
 	json_decref(spec);
 	inst_status_done(&sts);
-	return o;
+}
+
+struct hm_instance_view *inst_view(struct hm_instances *in, const struct hm_instance_row *r)
+{
+	struct hm_instance_view *v = xcalloc(1, sizeof(*v));
+	fill_view(in, r, v);
+	return v;
+}
+
+static void view_done(struct hm_instance_view *v)
+{
+	free(v->id);
+	free(v->name);
+	free(v->image);
+	free(v->state_error);
+	json_decref(v->env);
+	json_decref(v->tags);
+	free(v->ip);
+	free(v->mac);
+	for (size_t i = 0; i < v->nvolumes; i++) {
+		free(v->volumes[i].volume_id);
+		free(v->volumes[i].mount_path);
+	}
+	free(v->created_at);
+	free(v->started_at);
+	free(v->stopped_at);
+	free(v->exit_message);
+	free(v->hypervisor);
+	json_decref(v->command);
+}
+
+void hm_instance_view_free(struct hm_instance_view *v)
+{
+	if (!v)
+		return;
+	view_done(v);
+	free(v);
+}
+
+void hm_instance_views_free(struct hm_instance_view *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		view_done(&v[i]);
+	free(v);
 }
 
 /* ---- read, list ---- */
 
-int hm_instances_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+int hm_instances_get(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
+                     struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
-	*ret = inst_json(in, &row);
+	*ret = inst_view(in, &row);
 	hm_instance_row_done(&row);
 	return 0;
 }
 
 int hm_instances_list(struct hm_instances *in, const enum hm_state *state, json_t *tags,
-                      json_t **ret, struct hm_err **err)
+                      struct hm_instance_view **ret, size_t *n, struct hm_err **err)
 {
 	struct hm_instance_row *rows = NULL;
-	size_t n = 0;
-	if (hm_store_instance_list(in->st, &rows, &n, err) < 0)
+	size_t nrows = 0;
+	if (hm_store_instance_list(in->st, &rows, &nrows, err) < 0)
 		return -1;
-	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = inst_json(in, &rows[i]);
-		bool keep = true;
-		if (state && strcmp(json_string_value(json_object_get(o, "state")),
-		                    hm_state_name(*state)) != 0)
-			keep = false;
-		if (keep && tags && !hm_tags_match(json_object_get(o, "tags"), tags))
-			keep = false;
-		if (keep)
-			json_array_append_new(arr, o);
-		else
-			json_decref(o);
+	struct hm_instance_view *views = xcalloc(nrows ? nrows : 1, sizeof(*views));
+	size_t k = 0;
+	for (size_t i = 0; i < nrows; i++) {
+		fill_view(in, &rows[i], &views[k]);
+		bool keep = (!state || views[k].state == *state) &&
+		            (!tags || hm_tags_match(views[k].tags, tags));
+		if (keep) {
+			k++;
+		} else {
+			view_done(&views[k]);
+			memset(&views[k], 0, sizeof(views[k])); /* the slot is used again */
+		}
 	}
-	hm_instance_rows_free(rows, n);
-	*ret = arr;
+	hm_instance_rows_free(rows, nrows);
+	*ret = views;
+	*n = k;
 	return 0;
 }
 

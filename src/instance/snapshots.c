@@ -302,8 +302,8 @@ static int fill_from_snapshot(void *ctx, const char *dst, unsigned long long *co
 	return hm_payload_copy(f->dir, dst, f->spec, f->memory, NULL, copied, err);
 }
 
-int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *body, json_t **ret,
-                      struct hm_err **err)
+int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *body,
+                      struct hm_instance_view **ret, struct hm_err **err)
 {
 	json_t *name, *target;
 	if (inst_parse_fork(body, &name, &target, err) < 0)
@@ -375,7 +375,7 @@ static int replace_payload(struct hm_instances *in, const char *id, const char *
 }
 
 int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *snapshot,
-                         json_t *body, json_t **ret, struct hm_err **err)
+                         json_t *body, struct hm_instance_view **ret, struct hm_err **err)
 {
 	if (body && !json_is_null(body) && !json_is_object(body))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
@@ -457,13 +457,13 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 		if (standby_kind) {
 			r = inst_wake(in, &row, false, err);
 		} else {
-			json_t *o = NULL;
+			struct hm_instance_view *o = NULL;
 			r = inst_boot_again(in, &row, NULL, NULL, &o, err);
-			json_decref(o);
+			hm_instance_view_free(o);
 		}
 	}
 	if (r == 0)
-		*ret = inst_json(in, &row);
+		*ret = inst_view(in, &row);
 	json_decref(cur);
 	json_decref(spec);
 	json_decref(meta);

@@ -168,8 +168,8 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 	return 0;
 }
 
-int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
-                         struct hm_err **err)
+int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
+                         struct hm_instance_view **ret, struct hm_err **err)
 {
 	struct hm_payload_opts opts = { 0 };
 	if (body && !json_is_null(body) && !json_is_object(body))
@@ -197,7 +197,7 @@ int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
 	else
 		r = standby_live(in, &row, l, &opts, err);
 	if (r == 0)
-		*ret = inst_json(in, &row);
+		*ret = inst_view(in, &row);
 	inst_live_free(l);
 	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
@@ -370,7 +370,7 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 	return 0;
 }
 
-int hm_instances_restore(struct hm_instances *in, const char *key, json_t **ret,
+int hm_instances_restore(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
                          struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
@@ -388,7 +388,7 @@ int hm_instances_restore(struct hm_instances *in, const char *key, json_t **ret,
 	else
 		r = inst_wake(in, &row, false, err);
 	if (r == 0)
-		*ret = inst_json(in, &row);
+		*ret = inst_view(in, &row);
 	else if (!awake && state == HM_STATE_STANDBY)
 		hm_err_wrap(err, "restore `%s` (it stays in standby)", row.name);
 	inst_op_unlock(in, row.id);
@@ -431,7 +431,7 @@ int inst_check_forkable(json_t *spec, const char *name, struct hm_err **err)
 }
 
 int inst_new_from(struct hm_instances *in, const struct inst_source *src, const char *name,
-                  const char *target, json_t **ret, struct hm_err **err)
+                  const char *target, struct hm_instance_view **ret, struct hm_err **err)
 {
 	bool standby = strcmp(src->kind, "Standby") == 0;
 	if (!target)
@@ -521,9 +521,9 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		if (standby) {
 			r = inst_wake(in, &row, true, err);
 		} else {
-			json_t *o = NULL;
+			struct hm_instance_view *o = NULL;
 			r = inst_boot_again(in, &row, NULL, NULL, &o, err);
-			json_decref(o);
+			hm_instance_view_free(o);
 		}
 	}
 	if (r < 0) {
@@ -544,7 +544,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 	} else {
 		log_info("instances", "forked", "id=%s name=%s source=%s kind=%s target=%s ms=%.1f",
 		         id, name, src->name, src->kind, target, inst_mono_ms() - t0);
-		*ret = inst_json(in, &row);
+		*ret = inst_view(in, &row);
 	}
 	inst_op_unlock(in, id);
 	hm_instance_row_done(&row);
@@ -624,8 +624,8 @@ int inst_parse_fork(json_t *body, json_t **name, json_t **target, struct hm_err 
 	return inst_check_target("target_state", target, err);
 }
 
-int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
-                      struct hm_err **err)
+int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body,
+                      struct hm_instance_view **ret, struct hm_err **err)
 {
 	json_t *name, *target;
 	if (inst_parse_fork(body, &name, &target, err) < 0)

@@ -146,25 +146,32 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* GET /instances/{id}'s state and state_error, as the REST view has them. */
+/* An instance's state and state_error, as its view has them; "(code)" on failure. */
 static const char *state_of(struct t *t, const char *id, char *why, size_t whylen)
 {
 	static char st[32];
-	json_t *o = NULL;
+	struct hm_instance_view *v = NULL;
 	struct hm_err *err = NULL;
-	if (hm_instances_get(t->in, id, &o, &err) < 0) {
+	if (hm_instances_get(t->in, id, &v, &err) < 0) {
 		snprintf(st, sizeof(st), "(%s)", hm_err_code(err));
 		hm_err_free(err);
 		return st;
 	}
-	snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(o, "state")));
+	snprintf(st, sizeof(st), "%s", hm_state_name(v->state));
 	if (why)
-		snprintf(why, whylen, "%s",
-		         json_string_value(json_object_get(o, "state_error"))
-		             ? json_string_value(json_object_get(o, "state_error"))
-		             : "");
-	json_decref(o);
+		snprintf(why, whylen, "%s", v->state_error ? v->state_error : "");
+	hm_instance_view_free(v);
 	return st;
+}
+
+/* How many instances hm_instances_list gives (state may be NULL). */
+static size_t count_listed(struct t *t, const enum hm_state *state)
+{
+	struct hm_instance_view *views = NULL;
+	size_t n = 0;
+	assert_int_equal(hm_instances_list(t->in, state, NULL, &views, &n, NULL), 0);
+	hm_instance_views_free(views, n);
+	return n;
 }
 
 static void wait_state(struct t *t, const char *id, const char *want, int ms)
@@ -212,14 +219,9 @@ static void reads_ask_no_vmm(void **state)
 	for (int k = 0; k < FAKE_OPS; k++)
 		before[k] = atomic_load(&fake_vmm.calls[k]);
 	for (int round = 0; round < 20; round++) {
-		json_t *list = NULL;
-		assert_int_equal(hm_instances_list(t->in, NULL, NULL, &list, NULL), 0);
-		assert_int_equal(json_array_size(list), 3);
-		json_decref(list);
+		assert_int_equal(count_listed(t, NULL), 3);
 		enum hm_state running = HM_STATE_RUNNING;
-		assert_int_equal(hm_instances_list(t->in, &running, NULL, &list, NULL), 0);
-		assert_int_equal(json_array_size(list), 3);
-		json_decref(list);
+		assert_int_equal(count_listed(t, &running), 3);
 		for (int i = 0; i < 3; i++) {
 			assert_string_equal(state_of(t, ids[i], NULL, 0), "Running");
 			json_t *w = NULL;
@@ -273,7 +275,7 @@ static void vmm_exits_during_standby(void **state)
 	wait_state(t, id, "Running", 5000);
 	wait_monitors(1);
 	atomic_store(&fake_vmm.snapshot_exits, 1);
-	json_t *o = NULL;
+	struct hm_instance_view *o = NULL;
 	struct hm_err *err = NULL;
 	assert_int_equal(hm_instances_standby(t->in, id, NULL, &o, &err), -1);
 	assert_non_null(err);
@@ -301,12 +303,12 @@ struct standby_call {
 static void *do_standby(void *arg)
 {
 	struct standby_call *c = arg;
-	json_t *o = NULL;
+	struct hm_instance_view *o = NULL;
 	struct hm_err *err = NULL;
 	c->rc = hm_instances_standby(c->t->in, c->id, NULL, &o, &err);
 	c->kind = err ? err->kind : HM_ERR_INTERNAL;
 	hm_err_free(err);
-	json_decref(o);
+	hm_instance_view_free(o);
 	atomic_store(&c->done, true);
 	return NULL;
 }
@@ -326,10 +328,7 @@ static void a_vmm_that_stops_answering(void **state)
 	assert_int_equal(pthread_create(&th, NULL, do_standby, &c), 0);
 	sleep_ms(100);
 	/* The standby holds its VM for seconds; reads of it and of others go on. */
-	json_t *list = NULL;
-	assert_int_equal(hm_instances_list(t->in, NULL, NULL, &list, NULL), 0);
-	assert_int_equal(json_array_size(list), 2);
-	json_decref(list);
+	assert_int_equal(count_listed(t, NULL), 2);
 	assert_string_equal(state_of(t, other, NULL, 0), "Running");
 	assert_string_equal(state_of(t, id, NULL, 0), "Running");
 	assert_false(atomic_load(&c.done));
@@ -345,12 +344,12 @@ static void a_vmm_that_stops_answering(void **state)
 	 * goes through the guest, and it ends Stopped. */
 	atomic_store(&fake_vmm.hang_ms, 0);
 	wait_state(t, id, "Running", 5000);
-	json_t *o = NULL;
+	struct hm_instance_view *o = NULL;
 	struct hm_err *err = NULL;
 	int r = hm_instances_stop(t->in, id, &o, &err);
 	if (r < 0)
 		fail_msg("stop: %s", err->msg);
-	json_decref(o);
+	hm_instance_view_free(o);
 	wait_state(t, id, "Stopped", 5000);
 }
 
@@ -369,9 +368,9 @@ static void patch_while_the_vm_ends(void **state)
 		json_t *body = json_pack("{s:{s:s}}", "env", "ROUND", "x");
 		fake_vmm_crash(t->pids[i]); /* the VM ends as the PATCH comes in */
 		t->pids[i] = 0;
-		json_t *o = NULL;
+		struct hm_instance_view *o = NULL;
 		assert_int_equal(hm_instances_update(t->in, ids[i], body, &o, NULL), 0);
-		json_decref(o);
+		hm_instance_view_free(o);
 		json_decref(body);
 		wait_state(t, ids[i], "Stopped", 5000);
 		/* Both writes are there: the end (not Running again) and the env. */
@@ -404,13 +403,17 @@ static void a_restarted_daemon_finds(void **state)
 	char why[256];
 	assert_string_equal(state_of(t, foreign, why, sizeof(why)), "Unknown");
 	assert_true(alive(t->pids[4]));
-	json_t *o = NULL;
+	struct hm_instance_view *o = NULL;
 	assert_int_equal(hm_instances_get(t->in, foreign, &o, NULL), 0);
-	assert_string_equal(json_string_value(json_object_get(o, "hypervisor")), "firecracker");
-	json_decref(o);
+	assert_string_equal(o->hypervisor, "firecracker");
+	hm_instance_view_free(o);
 	assert_int_equal(hm_instances_get(t->in, running, &o, NULL), 0);
-	assert_string_equal(json_string_value(json_object_get(o, "hypervisor")), "fake");
-	json_decref(o);
+	assert_string_equal(o->hypervisor, "fake");
+	assert_int_equal(o->state, HM_STATE_RUNNING);
+	assert_int_equal(o->mem_bytes, 134217728);
+	assert_int_equal(o->vcpus, 1);
+	assert_false(o->network);
+	hm_instance_view_free(o);
 	wait_state(t, running, "Running", 5000);
 	/* Booting when the daemon went: the guest's hello names its program, so Running. */
 	wait_state(t, booting, "Running", 5000);
@@ -478,7 +481,7 @@ static void typed_create_rules(void **state)
 		  "invalid_field" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		json_t *o = NULL;
+		struct hm_instance_view *o = NULL;
 		struct hm_err *err = NULL;
 		assert_int_equal(hm_instances_create(t->in, &cases[i].c, &o, &err), -1);
 		assert_non_null(err);
@@ -493,7 +496,7 @@ static void typed_create_rules(void **state)
 	struct hm_instance_create bad_env = { .name = "ok", .image = "busybox", .env = env };
 	struct hm_instance_create bad_cmd = { .name = "ok", .image = "busybox", .cmd = cmd };
 	struct hm_err *err = NULL;
-	json_t *o = NULL;
+	struct hm_instance_view *o = NULL;
 	assert_int_equal(hm_instances_create(t->in, &bad_env, &o, &err), -1);
 	assert_int_equal(hm_err_http_status(err), 400);
 	hm_err_free(err);
@@ -513,10 +516,7 @@ static void typed_create_rules(void **state)
 	assert_int_equal(hm_instances_create(t->in, &fine, &o, &err), -1);
 	assert_string_equal(hm_err_code(err), "boot_unavailable");
 	hm_err_free(err);
-	json_t *list = NULL;
-	assert_int_equal(hm_instances_list(t->in, NULL, NULL, &list, NULL), 0);
-	assert_int_equal(json_array_size(list), 0);
-	json_decref(list);
+	assert_int_equal(count_listed(t, NULL), 0);
 }
 
 int main(void)
