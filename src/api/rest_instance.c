@@ -33,8 +33,8 @@ json_t *hm_rest_instance(const struct hm_instance_view *v)
 	json_object_set_new(o, "vcpus", json_integer(v->vcpus));
 	json_object_set(o, "env", v->env);
 	json_object_set(o, "tags", v->tags);
-	json_t *net = json_pack("{s:b,s:s,s:o,s:o}", "enabled", v->network, "name", "default",
-	                        "ip", v->network ? str_or_null(v->ip) : json_null(), "mac",
+	json_t *net = json_pack("{s:b,s:s,s:o,s:o}", "enabled", v->network, "name", "default", "ip",
+	                        v->network ? str_or_null(v->ip) : json_null(), "mac",
 	                        v->network ? str_or_null(v->mac) : json_null());
 	if (v->network && v->download_bps > 0) {
 		_cleanup_free_ char *t = hm_rate_text(v->download_bps);
@@ -52,11 +52,11 @@ json_t *hm_rest_instance(const struct hm_instance_view *v)
 	}
 	json_t *vols = json_array();
 	for (size_t i = 0; i < v->nvolumes; i++)
-		json_array_append_new(vols, json_pack("{s:o,s:o,s:b}", "volume_id",
-		                                      str_or_null(v->volumes[i].volume_id),
-		                                      "mount_path",
-		                                      str_or_null(v->volumes[i].mount_path),
-		                                      "readonly", v->volumes[i].readonly));
+		json_array_append_new(vols,
+		                      json_pack("{s:o,s:o,s:b}", "volume_id",
+		                                str_or_null(v->volumes[i].volume_id), "mount_path",
+		                                str_or_null(v->volumes[i].mount_path), "readonly",
+		                                v->volumes[i].readonly));
 	json_object_set_new(o, "volumes", vols);
 	json_object_set_new(o, "created_at", json_string(v->created_at));
 	json_object_set_new(o, "expires_at", json_null()); /* no ttl: refused at create */
