@@ -393,20 +393,30 @@ int hm_h_instances_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 		                  "`timeout` must be a duration such as 30s, 500ms or 2m");
 	if (timeout_ms > WAIT_MAX_MS)
 		timeout_ms = WAIT_MAX_MS;
-	json_t *out = NULL;
+	struct hm_wait_result w = { 0 };
 	if (hm_instances_wait(hm_req_services(req)->instances, hm_req_param(req, "id"), state,
-	                      timeout_ms, &out, err) < 0)
+	                      timeout_ms, &w, err) < 0)
 		return -1;
+	json_t *out = json_pack("{s:s,s:s?,s:b}", "state", hm_state_name(w.state), "state_error",
+	                        w.state_error, "timed_out", w.timed_out);
+	free(w.state_error);
 	return hm_resp_json(resp, 200, out);
 }
 
 int hm_h_instances_stats(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *out = NULL;
-	if (hm_instances_stats(hm_req_services(req)->instances, hm_req_param(req, "id"), &out,
-	                       err) < 0)
+	struct hm_instance_stats st;
+	if (hm_instances_stats(hm_req_services(req)->instances, hm_req_param(req, "id"), &st, err) <
+	    0)
 		return -1;
-	return hm_resp_json(resp, 200, out);
+	return hm_resp_json(
+	    resp, 200,
+	    json_pack("{s:s,s:s,s:f,s:I,s:I,s:I,s:I,s:i,s:I}", "instance_id", st.id,
+	              "instance_name", st.name, "cpu_seconds", st.cpu_seconds, "memory_rss_bytes",
+	              (json_int_t)st.rss_bytes, "memory_vms_bytes", (json_int_t)st.vms_bytes,
+	              "network_rx_bytes", (json_int_t)st.rx_bytes, "network_tx_bytes",
+	              (json_int_t)st.tx_bytes, "allocated_vcpus", st.vcpus,
+	              "allocated_memory_bytes", (json_int_t)st.mem_bytes));
 }
 
 int hm_h_instances_stat(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)

@@ -140,10 +140,25 @@ int hm_instances_update(struct hm_instances *in, const char *key, json_t *body,
                         struct hm_instance_view **ret, struct hm_err **err);
 /* GET /instances/{id}/wait: block until `state` (or a state it can no longer
  * leave) or timeout_ms. *ret: {state, state_error, timed_out}. */
+struct hm_wait_result {
+	enum hm_state state; /* where it is now */
+	char *state_error;   /* why Unknown, or NULL (owned) */
+	bool timed_out;
+};
 int hm_instances_wait(struct hm_instances *in, const char *key, enum hm_state state,
-                      long timeout_ms, json_t **ret, struct hm_err **err);
+                      long timeout_ms, struct hm_wait_result *ret, struct hm_err **err);
 /* GET /instances/{id}/stats: the VMM process's CPU and memory, the allocation. */
-int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err);
+struct hm_instance_stats {
+	char id[32];
+	char name[64];
+	double cpu_seconds;
+	int64_t rss_bytes, vms_bytes; /* the VMM process's; 0 without one */
+	uint64_t rx_bytes, tx_bytes;  /* on its TAP; 0 without one */
+	int vcpus;                    /* allocated */
+	int64_t mem_bytes;            /* allocated */
+};
+int hm_instances_stats(struct hm_instances *in, const char *key, struct hm_instance_stats *ret,
+                       struct hm_err **err);
 /* GET /instances/{id}/stat: PathInfo from inside the guest (Running only). */
 int hm_instances_stat(struct hm_instances *in, const char *key, const char *path, bool follow_links,
                       json_t **ret, struct hm_err **err);

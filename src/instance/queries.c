@@ -27,8 +27,23 @@
 
 /* ---- the derived state ---- */
 
+static void status_of(struct hm_instances *in, const struct hm_instance_row *r,
+                      struct inst_status *st, bool again);
+
 void inst_status_of(struct hm_instances *in, const struct hm_instance_row *r,
                     struct inst_status *st)
+{
+	status_of(in, r, st, true);
+}
+
+/*
+ * again: r may be older than the live list it is compared with. An
+ * operation ends a VM's record after it has written the row (a standby:
+ * Standby, then the record goes), so a row read before that write and a
+ * list looked at after it show neither; the row is read again once then.
+ */
+static void status_of(struct hm_instances *in, const struct hm_instance_row *r,
+                      struct inst_status *st, bool again)
 {
 	*st = (struct inst_status){
 		.state = HM_STATE_STOPPED,
@@ -74,6 +89,16 @@ void inst_status_of(struct hm_instances *in, const struct hm_instance_row *r,
 	} else if (strcmp(r->phase, "Standby") == 0) {
 		st->state = HM_STATE_STANDBY; /* no VMM; its memory and device state are on disk */
 	} else if (strcmp(r->phase, "Stopped") != 0) {
+		struct hm_instance_row fresh = { .exit_code = -1 };
+		if (again && hm_store_instance_get(in->st, r->id, &fresh, NULL) == 0 &&
+		    strcmp(fresh.phase, r->phase) != 0) {
+			inst_live_free(l);
+			inst_status_done(st);
+			status_of(in, &fresh, st, false);
+			hm_instance_row_done(&fresh);
+			return;
+		}
+		hm_instance_row_done(&fresh);
 		st->state = HM_STATE_UNKNOWN;
 		st->error = xstrdup("no VMM is attached to this instance");
 	}
@@ -237,7 +262,7 @@ int hm_instances_list(struct hm_instances *in, const enum hm_state *state, json_
 }
 
 int hm_instances_wait(struct hm_instances *in, const char *key, enum hm_state state,
-                      long timeout_ms, json_t **ret, struct hm_err **err)
+                      long timeout_ms, struct hm_wait_result *ret, struct hm_err **err)
 {
 	enum { WAIT_POLL_MS = 100 };
 	struct hm_instance_row row = { .exit_code = -1 };
@@ -271,8 +296,7 @@ int hm_instances_wait(struct hm_instances *in, const char *key, enum hm_state st
 		double left = deadline - inst_mono_ms();
 		inst_changes_wait(in, seen, left < WAIT_POLL_MS ? (long)left + 1 : WAIT_POLL_MS);
 	}
-	*ret = json_pack("{s:s,s:s?,s:b}", "state", hm_state_name(now.state), "state_error",
-	                 now.error, "timed_out", timed_out);
+	*ret = (struct hm_wait_result){ now.state, TAKE_PTR(now.error), timed_out };
 	inst_status_done(&now);
 	hm_instance_row_done(&row);
 	return 0;
@@ -286,7 +310,8 @@ static int64_t status_kb(const char *status, const char *key)
 	return p ? strtoll(p + strlen(key), NULL, 10) : 0;
 }
 
-int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+int hm_instances_stats(struct hm_instances *in, const char *key, struct hm_instance_stats *ret,
+                       struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
@@ -323,12 +348,17 @@ int hm_instances_stats(struct hm_instances *in, const char *key, json_t **ret, s
 	}
 	if (l)
 		inst_live_free(l);
-	*ret = json_pack(
-	    "{s:s,s:s,s:f,s:I,s:I,s:I,s:I,s:I,s:I}", "instance_id", row.id, "instance_name",
-	    row.name, "cpu_seconds", cpu, "memory_rss_bytes", (json_int_t)rss, "memory_vms_bytes",
-	    (json_int_t)vms, "network_rx_bytes", (json_int_t)rx, "network_tx_bytes", (json_int_t)tx,
-	    "allocated_vcpus", json_integer_value(json_object_get(spec, "vcpus")),
-	    "allocated_memory_bytes", json_integer_value(json_object_get(spec, "mem_bytes")));
+	*ret = (struct hm_instance_stats){
+		.cpu_seconds = cpu,
+		.rss_bytes = rss,
+		.vms_bytes = vms,
+		.rx_bytes = rx,
+		.tx_bytes = tx,
+		.vcpus = (int)json_integer_value(json_object_get(spec, "vcpus")),
+		.mem_bytes = json_integer_value(json_object_get(spec, "mem_bytes")),
+	};
+	snprintf(ret->id, sizeof(ret->id), "%s", row.id);
+	snprintf(ret->name, sizeof(ret->name), "%s", row.name);
 	json_decref(spec);
 	hm_instance_row_done(&row);
 	return 0;

@@ -224,11 +224,16 @@ static void reads_ask_no_vmm(void **state)
 		assert_int_equal(count_listed(t, &running), 3);
 		for (int i = 0; i < 3; i++) {
 			assert_string_equal(state_of(t, ids[i], NULL, 0), "Running");
-			json_t *w = NULL;
+			struct hm_wait_result w = { 0 };
 			assert_int_equal(
 			    hm_instances_wait(t->in, ids[i], HM_STATE_RUNNING, 1000, &w, NULL), 0);
-			assert_false(json_is_true(json_object_get(w, "timed_out")));
-			json_decref(w);
+			assert_int_equal(w.state, HM_STATE_RUNNING);
+			assert_false(w.timed_out);
+			free(w.state_error);
+			struct hm_instance_stats st;
+			assert_int_equal(hm_instances_stats(t->in, ids[i], &st, NULL), 0);
+			assert_int_equal(st.vcpus, 1);
+			assert_string_equal(st.id, ids[i]);
 		}
 	}
 	for (int k = 0; k < FAKE_OPS; k++)
