@@ -9,9 +9,32 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "store/volumes.h"
+#include "core/xalloc.h"
 #include "instance/internal.h"
+#include "store/volumes.h"
+#include "store/attachments.h"
 #include "store/instances.h"
+
+/* ---- the attachments table ---- */
+
+int inst_sync_attachments(struct hm_instances *in, const char *id, json_t *spec,
+                          struct hm_err **err)
+{
+	json_t *vols = json_object_get(spec, "volumes");
+	size_t n = json_array_size(vols);
+	struct hm_attachment_row *rows = xcalloc(n ? n : 1, sizeof(*rows));
+	for (size_t i = 0; i < n; i++) {
+		json_t *a = json_array_get(vols, i);
+		rows[i] = (struct hm_attachment_row){
+			.volume_id = (char *)json_string_value(json_object_get(a, "id")),
+			.mount_path = (char *)json_string_value(json_object_get(a, "mount_path")),
+			.readonly = json_is_true(json_object_get(a, "readonly")),
+		};
+	}
+	int r = hm_store_attachments_set(in->st, id, rows, n, err);
+	free(rows);
+	return r;
+}
 
 /* ---- volumes on a stopped instance ---- */
 
@@ -40,12 +63,26 @@ static int stopped_row(struct hm_instances *in, const char *key, const char *wha
 static int save_spec(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
                      struct hm_instance_view **ret, struct hm_err **err)
 {
+	/* The table first: its foreign key refuses a volume deleted meanwhile. */
+	if (inst_sync_attachments(in, row->id, spec, err) < 0) {
+		json_t *old = inst_spec_of(row);
+		inst_sync_attachments(in, row->id, old, NULL);
+		json_decref(old);
+		return -1;
+	}
+	char *text = json_dumps(spec, JSON_COMPACT);
+	int r = hm_store_instance_set_spec(in->st, row->id, text, err);
+	if (r < 0) {
+		free(text);
+		json_t *old = inst_spec_of(row);
+		inst_sync_attachments(in, row->id, old, NULL);
+		json_decref(old);
+		return -1;
+	}
 	free(row->spec);
-	row->spec = json_dumps(spec, JSON_COMPACT);
-	int r = hm_store_instance_set_spec(in->st, row->id, row->spec, err);
-	if (r == 0)
-		*ret = inst_view(in, row);
-	return r;
+	row->spec = text;
+	*ret = inst_view(in, row);
+	return 0;
 }
 
 int hm_instances_attach_volume(struct hm_instances *in, const char *key, const struct hm_attach *a,

@@ -33,6 +33,7 @@
 #include "instance/command.h"
 #include "instance/internal.h"
 #include "instance/payload.h"
+#include "store/attachments.h"
 #include "store/instances.h"
 
 #define DEFAULT_MEM     (1LL << 30)
@@ -160,48 +161,31 @@ int inst_attachments(const struct hm_attach *a, size_t n, json_t **ret, struct h
  */
 int inst_claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **err)
 {
-	struct hm_instance_row *rows = NULL;
-	size_t n = 0;
-	if (hm_store_instance_list(in->st, &rows, &n, err) < 0)
-		return -1;
 	int r = 0;
 	size_t i;
 	json_t *v;
 	json_array_foreach (vols, i, v) {
 		struct hm_volume_row vr = { 0 };
 		if (hm_store_volume_find(in->st, json_string_value(json_object_get(v, "id")), &vr,
-		                         err) < 0) {
-			r = -1;
-			break;
-		}
+		                         err) < 0)
+			return -1;
 		json_object_set_new(v, "id", json_string(vr.id)); /* a name becomes the id */
 		bool want_rw = !json_is_true(json_object_get(v, "readonly"));
-		for (size_t k = 0; k < n && r == 0; k++) {
-			json_t *spec = inst_spec_of(&rows[k]);
-			size_t j;
-			json_t *a;
-			json_array_foreach (json_object_get(spec, "volumes"), j, a) {
-				if (r == 0 &&
-				    strcmp(json_string_value(json_object_get(a, "id")) ?: "",
-				           vr.id) == 0 &&
-				    (want_rw || !json_is_true(json_object_get(a, "readonly"))))
-					r = hm_err_set(
-					    err, HM_ERR_CONFLICT, "volume_in_use",
-					    "volume `%s` is attached %s to instance %s; a "
-					    "read-write attachment needs it alone",
-					    vr.name,
-					    json_is_true(json_object_get(a, "readonly"))
-					        ? "read-only"
-					        : "read-write",
-					    rows[k].name);
-			}
-			json_decref(spec);
-		}
+		struct hm_attachment_row *rows = NULL;
+		size_t n = 0;
+		r = hm_store_attachments_of_volume(in->st, vr.id, &rows, &n, err);
+		for (size_t k = 0; r == 0 && k < n; k++)
+			if (want_rw || !rows[k].readonly)
+				r = hm_err_set(err, HM_ERR_CONFLICT, "volume_in_use",
+				               "volume `%s` is attached %s to instance %s; a read-write "
+				               "attachment needs it alone",
+				               vr.name, rows[k].readonly ? "read-only" : "read-write",
+				               rows[k].instance_name);
+		hm_attachment_rows_free(rows, n);
 		hm_volume_row_done(&vr);
 		if (r < 0)
 			break;
 	}
-	hm_instance_rows_free(rows, n);
 	return r;
 }
 
@@ -643,6 +627,10 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		.hypervisor = (char *)(c.hypervisor ? c.hypervisor : HM_RUNTIME_DEFAULT),
 	};
 	int r = hm_store_instance_insert(in->st, &row, err);
+	if (r == 0 && inst_sync_attachments(in, id, spec, err) < 0) {
+		hm_store_instance_delete(in->st, id, NULL); /* its attachments go with it */
+		r = -1;
+	}
 	pthread_mutex_unlock(&in->vol_lock);
 	struct hm_vm *vm = NULL;
 	if (r == 0)

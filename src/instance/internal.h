@@ -124,6 +124,10 @@ int inst_claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **er
  * qemu); else 409 hypervisor_unavailable naming what (an instance, a snapshot). */
 int inst_check_runtime(struct hm_instances *in, const char *runtime, const char *what,
                        struct hm_err **err);
+/* attachments.c: the attachments table made to mirror spec's `volumes` (on
+ * every write of them; a volume gone meanwhile fails the foreign key: 409). */
+int inst_sync_attachments(struct hm_instances *in, const char *id, json_t *spec,
+                          struct hm_err **err);
 /* reconcile.c: at open, what the last daemon left (see there). */
 void inst_adopt_all(struct hm_instances *in);
 

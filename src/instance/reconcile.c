@@ -173,6 +173,16 @@ void inst_adopt_all(struct hm_instances *in)
 		if (access(dir, F_OK) < 0 && errno == ENOENT && finish_interrupted(in, r, true))
 			continue;
 		lease_again(in, r);
+		/* The attachments table mirrors the spec: rows a crash left over, or
+		 * missing, are set again (a spec naming a volume that is gone keeps no row). */
+		{
+			json_t *spec = inst_spec_of(r);
+			_cleanup_err_ struct hm_err *aerr = NULL;
+			if (inst_sync_attachments(in, r->id, spec, &aerr) < 0)
+				log_warn("instances", "attachments not recorded", "id=%s error=\"%s\"",
+				         r->id, aerr->msg);
+			json_decref(spec);
+		}
 		if (strcmp(r->phase, "Booting") != 0 && strcmp(r->phase, "Running") != 0) {
 			if (settle_unrecorded_vmm(in, r)) {
 				keep_ids[nkeep] = xstrdup(r->id);

@@ -425,7 +425,13 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 		json_t *net = json_object_get(cur, "network");
 		if (net)
 			json_object_set(spec, "network", net);
-		r = replace_payload(in, row.id, snapdir, spec, standby_kind, err);
+		/* The snapshot's attachments first: a volume deleted since is a 404 here,
+		 * before the payload is touched. */
+		r = inst_sync_attachments(in, row.id, spec, err);
+		if (r == 0 && replace_payload(in, row.id, snapdir, spec, standby_kind, err) < 0) {
+			inst_sync_attachments(in, row.id, cur, NULL);
+			r = -1;
+		}
 	}
 	if (r == 0) {
 		free(row.spec);
@@ -450,6 +456,8 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 			row.stopped_at = hm_now_rfc3339();
 		}
 		r = hm_store_instance_update(in->st, &row, err);
+		if (r < 0)
+			inst_sync_attachments(in, row.id, cur, NULL);
 		inst_oplog(in, row.id, "msg=\"restored from snapshot\" snapshot=%s kind=%s", sr.id,
 		           sr.kind);
 	}

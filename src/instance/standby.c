@@ -492,6 +492,10 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 	int r = hm_store_instance_insert(in->st, &row, err);
 	if (r == 0) {
 		made = true;
+		if (inst_sync_attachments(in, id, spec, err) < 0)
+			r = -1;
+	}
+	if (r == 0) {
 		if (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0 ||
 		    src->fill(src->ctx, dir, &copied, err) < 0)
 			r = -1;

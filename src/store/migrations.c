@@ -73,6 +73,23 @@ const char *const hm_migrations[] = {
 	 * that this daemon's backend runs it. Rows from before ran QEMU's microvm. */
 	"ALTER TABLE instances ADD COLUMN hypervisor TEXT NOT NULL DEFAULT 'qemu-microvm';"
 	"ALTER TABLE snapshots ADD COLUMN hypervisor TEXT NOT NULL DEFAULT 'qemu-microvm';",
+	/* 8: attachments, one row per volume an instance has, so that the database
+	 * itself refuses to delete a volume still attached (and an instance's go
+	 * with it). The instance's spec keeps the boot order; this mirrors it, and
+	 * is filled from the specs of the instances that exist. */
+	"CREATE TABLE attachments ("
+	"  instance_id TEXT NOT NULL REFERENCES instances(id) ON DELETE CASCADE,"
+	"  volume_id TEXT NOT NULL REFERENCES volumes(id),"
+	"  mount_path TEXT NOT NULL,"
+	"  readonly INTEGER NOT NULL,"
+	"  PRIMARY KEY (instance_id, volume_id)"
+	") STRICT;"
+	"CREATE INDEX attachments_by_volume ON attachments(volume_id);"
+	"INSERT OR IGNORE INTO attachments(instance_id, volume_id, mount_path, readonly)"
+	"  SELECT i.id, json_extract(v.value, '$.id'), json_extract(v.value, '$.mount_path'),"
+	"         CASE WHEN json_extract(v.value, '$.readonly') THEN 1 ELSE 0 END"
+	"  FROM instances i, json_each(i.spec, '$.volumes') v"
+	"  WHERE json_extract(v.value, '$.id') IN (SELECT id FROM volumes);",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

@@ -55,6 +55,10 @@ static void reserve_ensure(struct hm_store *st)
 
 static int db_error(struct hm_store *st, struct hm_err **err, const char *what)
 {
+	/* A row others still point at (a volume an instance has attached). */
+	if (sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
+		return hm_err_set(err, HM_ERR_CONFLICT, "in_use", "%s: still in use (%s)", what,
+		                  sqlite3_errmsg(st->db));
 	int full = (sqlite3_errcode(st->db) & 0xff) == SQLITE_FULL;
 	return hm_err_set(err, full ? HM_ERR_INSUFFICIENT : HM_ERR_INTERNAL,
 	                  full ? "insufficient_storage" : "store_error", "%s: %s", what,

@@ -35,7 +35,7 @@
 #include "core/spawn.h"
 #include "core/tags.h"
 #include "core/xalloc.h"
-#include "store/instances.h"
+#include "store/attachments.h"
 #include "store/volumes.h"
 
 #define MAX_SIZE_GB     2048
@@ -87,51 +87,28 @@ void hm_volumes_close(struct hm_volumes *v)
 	free(v);
 }
 
-/* The instance rows, read once per request: attachments are found in their specs. */
-struct insts {
-	struct hm_instance_row *rows;
-	size_t n;
-};
-
-static void insts_load(struct hm_volumes *v, struct insts *in)
-{
-	*in = (struct insts){ 0 };
-	if (hm_store_instance_list(v->st, &in->rows, &in->n, NULL) < 0)
-		*in = (struct insts){ 0 };
-}
-
-static void insts_done(struct insts *in)
-{
-	hm_instance_rows_free(in->rows, in->n);
-}
-
-/* Where volume id is attached: [{instance_id, mount_path, readonly}]. */
-static json_t *attachments(const struct insts *in, const char *id)
+/* Where volume id is attached (the attachments table): [{instance_id, mount_path, readonly}]. */
+static json_t *attachments(struct hm_volumes *v, const char *id)
 {
 	json_t *out = json_array();
-	for (size_t i = 0; i < in->n; i++) {
-		json_t *spec = json_loads(in->rows[i].spec ? in->rows[i].spec : "{}", 0, NULL);
-		size_t k;
-		json_t *a;
-		json_array_foreach (json_object_get(spec, "volumes"), k, a) {
-			if (strcmp(json_string_value(json_object_get(a, "id")) ?: "", id) == 0)
-				json_array_append_new(
-				    out, json_pack("{s:s,s:O,s:b}", "instance_id", in->rows[i].id,
-				                   "mount_path", json_object_get(a, "mount_path"),
-				                   "readonly",
-				                   json_is_true(json_object_get(a, "readonly"))));
-		}
-		json_decref(spec);
-	}
+	struct hm_attachment_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_attachments_of_volume(v->st, id, &rows, &n, NULL) < 0)
+		return out;
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(out, json_pack("{s:s,s:s,s:b}", "instance_id",
+		                                     rows[i].instance_id, "mount_path",
+		                                     rows[i].mount_path, "readonly", rows[i].readonly));
+	hm_attachment_rows_free(rows, n);
 	return out;
 }
 
-static json_t *volume_json(const struct insts *in, const struct hm_volume_row *r)
+static json_t *volume_json(struct hm_volumes *v, const struct hm_volume_row *r)
 {
 	json_t *tags = json_loads(r->tags ? r->tags : "{}", 0, NULL);
 	return json_pack("{s:s,s:s,s:I,s:o,s:o,s:s}", "id", r->id, "name", r->name, "size_gb",
 	                 (json_int_t)r->size_gb, "tags", tags ? tags : json_object(), "attachments",
-	                 attachments(in, r->id), "created_at", r->created_at);
+	                 attachments(v, r->id), "created_at", r->created_at);
 }
 
 /* A caller's id: like a name (lowercase letters, digits, dashes), at most 63. */
@@ -317,7 +294,7 @@ static int create(struct hm_volumes *v, const char *id_in, const char *name, lon
 	}
 	log_info("volumes", "created", "id=%s name=%s size_gb=%lld from_archive=%s", id, name, gb,
 	         archive ? "yes" : "no");
-	*ret = volume_json(&(struct insts){ 0 }, &row); /* new: attached nowhere */
+	*ret = volume_json(v, &row); /* new: attached nowhere */
 	return 0;
 }
 
@@ -378,10 +355,7 @@ int hm_volumes_get(struct hm_volumes *v, const char *key, json_t **ret, struct h
 	struct hm_volume_row row = { 0 };
 	if (hm_store_volume_find(v->st, key, &row, err) < 0)
 		return -1;
-	struct insts in;
-	insts_load(v, &in);
-	*ret = volume_json(&in, &row);
-	insts_done(&in);
+	*ret = volume_json(v, &row);
 	hm_volume_row_done(&row);
 	return 0;
 }
@@ -392,17 +366,14 @@ int hm_volumes_list(struct hm_volumes *v, json_t *tags, json_t **ret, struct hm_
 	size_t n = 0;
 	if (hm_store_volume_list(v->st, &rows, &n, err) < 0)
 		return -1;
-	struct insts in;
-	insts_load(v, &in);
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
-		json_t *o = volume_json(&in, &rows[i]);
+		json_t *o = volume_json(v, &rows[i]);
 		if (!tags || hm_tags_match(json_object_get(o, "tags"), tags))
 			json_array_append_new(arr, o);
 		else
 			json_decref(o);
 	}
-	insts_done(&in);
 	hm_volume_rows_free(rows, n);
 	*ret = arr;
 	return 0;
@@ -413,10 +384,7 @@ int hm_volumes_delete(struct hm_volumes *v, const char *key, struct hm_err **err
 	struct hm_volume_row row = { 0 };
 	if (hm_store_volume_find(v->st, key, &row, err) < 0)
 		return -1;
-	struct insts in;
-	insts_load(v, &in);
-	json_t *att = attachments(&in, row.id);
-	insts_done(&in);
+	json_t *att = attachments(v, row.id);
 	int r = 0;
 	if (json_array_size(att) > 0)
 		r = hm_err_set(

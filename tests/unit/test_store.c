@@ -20,10 +20,12 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "store/attachments.h"
 #include "store/migrations.h"
 #include "store/instances.h"
 #include "store/snapshots.h"
 #include "store/store.h"
+#include "store/volumes.h"
 
 struct fixture {
 	char dir[64];
@@ -519,6 +521,70 @@ static void snapshots_table(void **state)
 	hm_store_close(st);
 }
 
+/*
+ * Attachments: filled from the specs by migration 8 (a volume that is gone
+ * keeps no row), a volume still attached cannot be deleted, an instance's
+ * rows go with it, and a set is exact.
+ */
+static void attachments_table(void **state)
+{
+	struct fixture *f = *state;
+	char sql[16384];
+	size_t off = 0;
+	for (size_t i = 0; i < 7; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "%s\n", hm_migrations[i]);
+	snprintf(sql + off, sizeof(sql) - off,
+	         "INSERT INTO volumes(id, name, size_gb, created_at) VALUES ('vol1', 'data', 1, 't');"
+	         "INSERT INTO volumes(id, name, size_gb, created_at) VALUES ('vol2', 'more', 1, 't');"
+	         "INSERT INTO instances(id, name, image, image_digest, spec, phase, created_at) "
+	         "VALUES ('inst1', 'web', 'img', '', '{\"volumes\":[{\"id\":\"vol1\","
+	         "\"mount_path\":\"/data\",\"readonly\":true},{\"id\":\"gone\","
+	         "\"mount_path\":\"/x\",\"readonly\":false}]}', 'Stopped', 't');"
+	         "PRAGMA user_version = 7;");
+	raw_exec(f->db, sql);
+	struct hm_store *st = open_ok(f->db);
+	struct hm_attachment_row *rows = NULL;
+	size_t n = 0;
+	struct hm_err *err = NULL;
+	assert_int_equal(hm_store_attachments_of_volume(st, "vol1", &rows, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].instance_id, "inst1");
+	assert_string_equal(rows[0].instance_name, "web");
+	assert_string_equal(rows[0].mount_path, "/data");
+	assert_true(rows[0].readonly);
+	hm_attachment_rows_free(rows, n);
+	/* Attached: the database refuses the volume's delete. */
+	assert_int_equal(hm_store_volume_delete(st, "vol1", &err), -1);
+	assert_int_equal(err->kind, HM_ERR_CONFLICT);
+	assert_string_equal(err->code, "in_use");
+	hm_err_free(err);
+	err = NULL;
+	/* A set is exact: vol2 in, vol1 out; a volume that does not exist is a 404. */
+	struct hm_attachment_row want[] = { { .volume_id = (char *)"vol2",
+		                              .mount_path = (char *)"/more" } };
+	assert_int_equal(hm_store_attachments_set(st, "inst1", want, 1, &err), 0);
+	assert_int_equal(hm_store_attachments_of_volume(st, "vol1", &rows, &n, &err), 0);
+	assert_int_equal(n, 0);
+	hm_attachment_rows_free(rows, n);
+	struct hm_attachment_row ghost[] = { { .volume_id = (char *)"nope",
+		                               .mount_path = (char *)"/n" } };
+	assert_int_equal(hm_store_attachments_set(st, "inst1", ghost, 1, &err), -1);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	err = NULL;
+	assert_int_equal(hm_store_attachments_of_volume(st, "vol2", &rows, &n, &err), 0);
+	assert_int_equal(n, 1); /* the failed set left the rows as they were */
+	hm_attachment_rows_free(rows, n);
+	assert_int_equal(hm_store_volume_delete(st, "vol1", &err), 0);
+	/* The instance goes: its attachments with it, and the volume can go. */
+	assert_int_equal(hm_store_instance_delete(st, "inst1", &err), 0);
+	assert_int_equal(hm_store_attachments_of_volume(st, "vol2", &rows, &n, &err), 0);
+	assert_int_equal(n, 0);
+	hm_attachment_rows_free(rows, n);
+	assert_int_equal(hm_store_volume_delete(st, "vol2", &err), 0);
+	hm_store_close(st);
+}
+
 int main(void)
 {
 	hm_log_set_level(HM_LOG_WARN); /* quiet the per-migration info lines */
@@ -533,6 +599,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(unusable_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(instances_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(snapshots_table, setup, teardown),
+		cmocka_unit_test_setup_teardown(attachments_table, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
