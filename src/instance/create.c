@@ -176,11 +176,12 @@ int inst_claim_volumes(struct hm_instances *in, json_t *vols, struct hm_err **er
 		r = hm_store_attachments_of_volume(in->st, vr.id, &rows, &n, err);
 		for (size_t k = 0; r == 0 && k < n; k++)
 			if (want_rw || !rows[k].readonly)
-				r = hm_err_set(err, HM_ERR_CONFLICT, "volume_in_use",
-				               "volume `%s` is attached %s to instance %s; a read-write "
-				               "attachment needs it alone",
-				               vr.name, rows[k].readonly ? "read-only" : "read-write",
-				               rows[k].instance_name);
+				r = hm_err_set(
+				    err, HM_ERR_CONFLICT, "volume_in_use",
+				    "volume `%s` is attached %s to instance %s; a read-write "
+				    "attachment needs it alone",
+				    vr.name, rows[k].readonly ? "read-only" : "read-write",
+				    rows[k].instance_name);
 		hm_attachment_rows_free(rows, n);
 		hm_volume_row_done(&vr);
 		if (r < 0)

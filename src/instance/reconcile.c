@@ -179,8 +179,8 @@ void inst_adopt_all(struct hm_instances *in)
 			json_t *spec = inst_spec_of(r);
 			_cleanup_err_ struct hm_err *aerr = NULL;
 			if (inst_sync_attachments(in, r->id, spec, &aerr) < 0)
-				log_warn("instances", "attachments not recorded", "id=%s error=\"%s\"",
-				         r->id, aerr->msg);
+				log_warn("instances", "attachments not recorded",
+				         "id=%s error=\"%s\"", r->id, aerr->msg);
 			json_decref(spec);
 		}
 		if (strcmp(r->phase, "Booting") != 0 && strcmp(r->phase, "Running") != 0) {

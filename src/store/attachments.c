@@ -29,8 +29,7 @@ void hm_attachment_rows_free(struct hm_attachment_row *rows, size_t n)
 }
 
 int hm_store_attachments_set(struct hm_store *st, const char *instance_id,
-                             const struct hm_attachment_row *rows, size_t n,
-                             struct hm_err **err)
+                             const struct hm_attachment_row *rows, size_t n, struct hm_err **err)
 {
 	json_t *keep = json_array();
 	int r = 0;
@@ -50,7 +49,8 @@ int hm_store_attachments_set(struct hm_store *st, const char *instance_id,
 		sqlite3_bind_text(s, 3, rows[i].mount_path, -1, SQLITE_STATIC);
 		sqlite3_bind_int(s, 4, rows[i].readonly);
 		r = hm_store_step_done(st, s, "attach volume", err);
-		if (r < 0 && hm_err_is_kind(err, HM_ERR_CONFLICT)) /* its foreign key: no such volume */
+		if (r < 0 &&
+		    hm_err_is_kind(err, HM_ERR_CONFLICT)) /* its foreign key: no such volume */
 			hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "volume `%s` not found",
 			           rows[i].volume_id);
 		json_array_append_new(keep, json_string(rows[i].volume_id));
@@ -71,8 +71,7 @@ int hm_store_attachments_set(struct hm_store *st, const char *instance_id,
 }
 
 int hm_store_attachments_of_volume(struct hm_store *st, const char *volume_id,
-                                   struct hm_attachment_row **ret, size_t *n,
-                                   struct hm_err **err)
+                                   struct hm_attachment_row **ret, size_t *n, struct hm_err **err)
 {
 	sqlite3_stmt *s;
 	if (hm_store_prepare(st,

@@ -25,10 +25,8 @@ struct hm_attachment_row {
  * does not exist (deleted meanwhile) fails its foreign key: HM_ERR_NOT_FOUND.
  */
 int hm_store_attachments_set(struct hm_store *st, const char *instance_id,
-                             const struct hm_attachment_row *rows, size_t n,
-                             struct hm_err **err);
+                             const struct hm_attachment_row *rows, size_t n, struct hm_err **err);
 /* Where volume_id is attached, by instance creation order. */
 int hm_store_attachments_of_volume(struct hm_store *st, const char *volume_id,
-                                   struct hm_attachment_row **ret, size_t *n,
-                                   struct hm_err **err);
+                                   struct hm_attachment_row **ret, size_t *n, struct hm_err **err);
 void hm_attachment_rows_free(struct hm_attachment_row *rows, size_t n);

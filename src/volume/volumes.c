@@ -96,9 +96,9 @@ static json_t *attachments(struct hm_volumes *v, const char *id)
 	if (hm_store_attachments_of_volume(v->st, id, &rows, &n, NULL) < 0)
 		return out;
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(out, json_pack("{s:s,s:s,s:b}", "instance_id",
-		                                     rows[i].instance_id, "mount_path",
-		                                     rows[i].mount_path, "readonly", rows[i].readonly));
+		json_array_append_new(
+		    out, json_pack("{s:s,s:s,s:b}", "instance_id", rows[i].instance_id,
+		                   "mount_path", rows[i].mount_path, "readonly", rows[i].readonly));
 	hm_attachment_rows_free(rows, n);
 	return out;
 }

@@ -533,14 +533,15 @@ static void attachments_table(void **state)
 	size_t off = 0;
 	for (size_t i = 0; i < 7; i++)
 		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "%s\n", hm_migrations[i]);
-	snprintf(sql + off, sizeof(sql) - off,
-	         "INSERT INTO volumes(id, name, size_gb, created_at) VALUES ('vol1', 'data', 1, 't');"
-	         "INSERT INTO volumes(id, name, size_gb, created_at) VALUES ('vol2', 'more', 1, 't');"
-	         "INSERT INTO instances(id, name, image, image_digest, spec, phase, created_at) "
-	         "VALUES ('inst1', 'web', 'img', '', '{\"volumes\":[{\"id\":\"vol1\","
-	         "\"mount_path\":\"/data\",\"readonly\":true},{\"id\":\"gone\","
-	         "\"mount_path\":\"/x\",\"readonly\":false}]}', 'Stopped', 't');"
-	         "PRAGMA user_version = 7;");
+	snprintf(
+	    sql + off, sizeof(sql) - off,
+	    "INSERT INTO volumes(id, name, size_gb, created_at) VALUES ('vol1', 'data', 1, 't');"
+	    "INSERT INTO volumes(id, name, size_gb, created_at) VALUES ('vol2', 'more', 1, 't');"
+	    "INSERT INTO instances(id, name, image, image_digest, spec, phase, created_at) "
+	    "VALUES ('inst1', 'web', 'img', '', '{\"volumes\":[{\"id\":\"vol1\","
+	    "\"mount_path\":\"/data\",\"readonly\":true},{\"id\":\"gone\","
+	    "\"mount_path\":\"/x\",\"readonly\":false}]}', 'Stopped', 't');"
+	    "PRAGMA user_version = 7;");
 	raw_exec(f->db, sql);
 	struct hm_store *st = open_ok(f->db);
 	struct hm_attachment_row *rows = NULL;
