@@ -137,9 +137,9 @@ static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err
 			return hm_err_set(
 			    err, HM_ERR_INVALID,
 			    i ? "invalid_bandwidth_upload" : "invalid_bandwidth_download",
-			    "`network.%s` must be a rate from 8kbps to 100Gbps such as "
-			    "\"1Gbps\" or \"125MB/s\"",
-			    rates[i]);
+			    "`network.%s`: `%.40s` is not a rate (use e.g. \"1Gbps\" or "
+			    "\"125MB/s\")",
+			    rates[i], json_is_string(v) ? json_string_value(v) : "(not a string)");
 	}
 	json_t *dio = json_object_get(req, "disk_io_bps");
 	if (dio && !json_is_null(dio)) {
@@ -151,8 +151,8 @@ static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err
 		if (!t || hm_parse_size(t, &c->disk_bps, NULL) < 0 || c->disk_bps <= 0)
 			return hm_err_set(
 			    err, HM_ERR_INVALID, "invalid_field",
-			    "`disk_io_bps` must be a rate from 64KB/s to 1TB/s such as "
-			    "\"100MB/s\"");
+			    "`disk_io_bps`: `%.40s` is not a rate (use e.g. \"100MB/s\")",
+			    t ? json_string_value(dio) : "(not a string)");
 	}
 	json_t *vs = json_object_get(req, "volumes");
 	if (vs && !json_is_null(vs)) {
