@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,6 @@
 #include "config/config.h"
 #include "core/cleanup.h"
 #include "core/err.h"
-#include "core/names.h"
 #include "core/xalloc.h"
 #include "instance/instances.h"
 #include "instance/logs.h"
@@ -88,23 +88,20 @@ static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err
 	json_t *image = json_object_get(req, "image");
 	if (name && !json_is_string(name))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
-	c->name = json_string_value(name);
-	if (c->name && hm_name_check("instance", c->name, err) < 0)
-		return -1; /* before the image's checks, as the fields come */
-	if (!c->name)
-		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	c->name = json_string_value(name); /* required, and its rule: the domain's */
 	if (image && !json_is_string(image))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`image` must be a non-empty image reference");
 	c->image = json_string_value(image);
 	json_t *vcpus = json_object_get(req, "vcpus");
 	if (vcpus && !json_is_null(vcpus)) {
-		/* The range is the domain's; this bound only keeps the value an int. */
-		if (!json_is_integer(vcpus) || json_integer_value(vcpus) < 1 ||
-		    json_integer_value(vcpus) > 1024)
+		if (!json_is_integer(vcpus))
 			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-			                  "`vcpus` must be an integer from 1 to %d", 64);
-		c->vcpus = (int)json_integer_value(vcpus);
+			                  "`vcpus` must be an integer");
+		/* The range is the domain's: what cannot be one (below 1, beyond an
+		 * int) goes to it as a value it refuses (0 would mean the default). */
+		json_int_t n = json_integer_value(vcpus);
+		c->vcpus = n < 1 ? -1 : n > INT_MAX ? INT_MAX : (int)n;
 	}
 	if (size_field(req, "size", &c->mem_bytes, err) < 0 ||
 	    size_field(req, "overlay_size", &c->overlay_bytes, err) < 0)

@@ -13,7 +13,7 @@
  *
  * The parts: live.c (monitors, the published VM state, exec sessions),
  * reconcile.c (what start-up finds), create.c, lifecycle.c (delete, stop,
- * start, update), queries.c (the derived state, the REST view, get, list,
+ * start, update), queries.c (the derived state, the typed view, get, list,
  * wait, stats, logs, addresses), attachments.c (volumes on a stopped
  * instance), standby.c, snapshots.c. Threads and locks: docs/design.md.
  */

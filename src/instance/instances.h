@@ -4,11 +4,10 @@
  * the store, and the live VMM handle with the monitor thread that listens to
  * the guest agent and notices the VMM's exit.
  *
- * State is derived, never stored: Created (no VMM yet), Initializing (VMM
- * up, program not started), Running (the guest init reported the program
- * started), Paused / Shutdown (from the VMM), Stopped (VMM gone; exit code
- * and message from the guest's exit record), Unknown (the VMM does not
- * answer; state_error says why).
+ * State is derived, never stored: from the row's phase and what the VM's
+ * monitor and operations published (enum hm_state, state.h). Verbs take
+ * typed requests and answer typed views; each API dialect under src/api/
+ * parses and renders its own shapes.
  */
 #pragma once
 

@@ -1,6 +1,6 @@
 /*
  * instance/queries: everything that reads: the derived state (from the row
- * and the VM's publication, never the VMM), the REST view of an instance,
+ * and the VM's publication, never the VMM), the typed view of an instance,
  * get, list, wait, stats, stat, logs and the address ingress routes to.
  */
 #include "instance/instances.h"
