@@ -752,7 +752,10 @@ static int qemu_info(struct hm_vm *base, struct hm_vm_info *ret, struct hm_err *
 	_cleanup_free_ char *status = NULL;
 	_cleanup_err_ struct hm_err *e = NULL;
 	if (qmp_status(vm, QMP_INFO_MS, &status, &e) < 0) {
-		bool gone = check_exited(vm, 100);
+		/* A socket that refuses or drops us is a QEMU on its way out, whose pidfd
+		 * can lag under load: it gets a second to show its exit. One that does
+		 * not answer in time is in doubt at once. */
+		bool gone = check_exited(vm, hm_err_is_kind(&e, HM_ERR_UNAVAILABLE) ? 1000 : 100);
 		ret->state = gone ? HM_VM_EXITED : HM_VM_UNKNOWN;
 		ret->exit_status = gone ? exit_status_of(vm) : -1;
 		if (!gone)

@@ -523,7 +523,9 @@ static void guest_panic_exits(void **state)
 		assert_int_equal(vm->ops->info(vm, &info, &err), 0);
 		if (info.state == HM_VM_EXITED)
 			break;
-		assert_true(info.state == HM_VM_RUNNING || info.state == HM_VM_SHUTDOWN);
+		if (info.state != HM_VM_RUNNING && info.state != HM_VM_SHUTDOWN)
+			fail_msg("state %d after %lld ms of a panicking guest", (int)info.state,
+			         now_ms() - t0);
 		sleep_ms(50);
 	}
 	long long dt = now_ms() - t0;
