@@ -86,11 +86,52 @@ static bool is_default(json_t *v, int depth)
 	}
 }
 
+/* The JSON Schema type name of a value. */
+static const char *type_of(json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "object";
+	case JSON_ARRAY:
+		return "array";
+	case JSON_STRING:
+		return "string";
+	case JSON_INTEGER:
+		return "integer";
+	case JSON_REAL:
+		return "number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "boolean";
+	default:
+		return "null";
+	}
+}
+
+/* A oneOf's alternative for v: the first whose `type` is v's (an array of refs or
+ * one ref, a string or an object). None: the schema itself, which lists nothing. */
+static json_t *pick_alternative(json_t *schema, json_t *v)
+{
+	json_t *alts = json_object_get(schema, "oneOf");
+	size_t i;
+	json_t *alt;
+	json_array_foreach (alts, i, alt) {
+		alt = resolve(alt);
+		const char *t = json_string_value(json_object_get(alt, "type"));
+		if (t && (strcmp(t, type_of(v)) == 0 ||
+		          (strcmp(t, "number") == 0 && json_is_integer(v))))
+			return alt;
+	}
+	return schema;
+}
+
 static int check(json_t *schema, json_t *v, const char *path, int depth, struct hm_err **err)
 {
 	schema = resolve(schema);
 	if (!schema || depth > MAX_DEPTH)
 		return 0;
+	if (json_object_get(schema, "oneOf"))
+		schema = pick_alternative(schema, v);
 	if (json_is_array(v)) {
 		json_t *items = json_object_get(schema, "items");
 		size_t i;

@@ -7,6 +7,8 @@
  * is its default (null, false, "", 0, or an empty or all-default object or
  * array). Objects are checked where their schema lists `properties`, arrays
  * element by element; maps (`additionalProperties` only) hold any keys. A
+ * `oneOf` is checked against the alternative whose `type` matches the value
+ * (a body that may be one item or an array of them, a string or an object). A
  * schema of no properties, or a route that documents no body, takes an
  * empty object at most.
  */

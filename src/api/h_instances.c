@@ -311,7 +311,7 @@ int hm_h_instances_logs(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 int hm_h_instances_stop(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
 	struct hm_instance_view *inst = NULL;
-	if (hm_instances_stop(hm_req_services(req)->instances, hm_req_param(req, "id"), &inst,
+	if (hm_instances_stop(hm_req_services(req)->instances, hm_req_param(req, "id"), -1, &inst,
 	                      err) < 0)
 		return -1;
 	return hm_resp_instance(resp, 200, inst);

@@ -268,6 +268,8 @@ static enum MHD_Result send_resp(struct hm_req *req, struct hm_resp *resp)
 {
 	struct MHD_Response *r;
 	const char *ctype;
+	if (req->dialect && req->dialect->finish)
+		req->dialect->finish(resp, elapsed_ms(&req->start) * 1000.0);
 	if (resp->json) {
 		char *s = json_dumps(resp->json, JSON_COMPACT);
 		if (!s)

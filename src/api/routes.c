@@ -77,5 +77,5 @@ const struct hm_dialect hm_dialect_hypeman = {
 };
 
 /* Prefixed dialects first: the root one takes whatever they do not. */
-const struct hm_dialect *const hm_dialects[] = { &hm_dialect_hypeman };
+const struct hm_dialect *const hm_dialects[] = { &hm_dialect_ukc, &hm_dialect_hypeman };
 const size_t hm_dialects_count = sizeof(hm_dialects) / sizeof(hm_dialects[0]);

@@ -14,29 +14,45 @@
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-char *hm_base64url_encode(const void *data, size_t len)
+static const char b64std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static char *b64_encode(const void *data, size_t len, const char *alphabet, bool pad)
 {
 	const unsigned char *in = data;
 	char *out = xmalloc((len + 2) / 3 * 4 + 1);
 	size_t o = 0, i = 0;
 	for (; i + 2 < len; i += 3) {
 		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-		out[o++] = b64url[v >> 18 & 63];
-		out[o++] = b64url[v >> 12 & 63];
-		out[o++] = b64url[v >> 6 & 63];
-		out[o++] = b64url[v & 63];
+		out[o++] = alphabet[v >> 18 & 63];
+		out[o++] = alphabet[v >> 12 & 63];
+		out[o++] = alphabet[v >> 6 & 63];
+		out[o++] = alphabet[v & 63];
 	}
 	if (i < len) {
 		unsigned v = (unsigned)in[i] << 16;
 		if (i + 1 < len)
 			v |= (unsigned)in[i + 1] << 8;
-		out[o++] = b64url[v >> 18 & 63];
-		out[o++] = b64url[v >> 12 & 63];
+		out[o++] = alphabet[v >> 18 & 63];
+		out[o++] = alphabet[v >> 12 & 63];
 		if (i + 1 < len)
-			out[o++] = b64url[v >> 6 & 63];
+			out[o++] = alphabet[v >> 6 & 63];
+		else if (pad)
+			out[o++] = '=';
+		if (pad)
+			out[o++] = '=';
 	}
 	out[o] = '\0';
 	return out;
+}
+
+char *hm_base64url_encode(const void *data, size_t len)
+{
+	return b64_encode(data, len, b64url, false);
+}
+
+char *hm_base64_encode(const void *data, size_t len)
+{
+	return b64_encode(data, len, b64std, true);
 }
 
 static int b64url_value(char c)
@@ -164,6 +180,35 @@ char *hm_now_rfc3339(void)
 	char buf[40];
 	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
 	return xasprintf("%s.%03ldZ", buf, ts.tv_nsec / 1000000);
+}
+
+int64_t hm_rfc3339_ms(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+	if (!end)
+		return -1;
+	int64_t ms = 0;
+	if (*end == '.') {
+		int digits = 0;
+		for (end++; *end >= '0' && *end <= '9'; end++, digits++)
+			if (digits < 3)
+				ms = ms * 10 + (*end - '0');
+		if (digits == 0)
+			return -1;
+		for (; digits < 3; digits++)
+			ms *= 10;
+	}
+	if (strcmp(end, "Z") != 0)
+		return -1;
+	return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+int64_t hm_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 bool hm_utf8_valid(const unsigned char *p, size_t n)

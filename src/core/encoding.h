@@ -13,6 +13,8 @@
 
 /* Encode `len` bytes as unpadded base64url; returns an owned string. */
 char *hm_base64url_encode(const void *data, size_t len);
+/* Encode `len` bytes as standard, padded base64 (RFC 4648 §4); an owned string. */
+char *hm_base64_encode(const void *data, size_t len);
 
 /* Decode unpadded (or padded) base64url; returns an owned buffer (NUL-terminated) or NULL if
  * malformed. */
@@ -39,6 +41,11 @@ char *hm_logfmt_escape(const char *s);
 
 /* Now as RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"); owned. */
 char *hm_now_rfc3339(void);
+/* Milliseconds since the epoch of an RFC 3339 UTC time ("2026-01-02T03:04:05[.678]Z", as
+ * hm_now_rfc3339 writes them); -1 for anything else. */
+int64_t hm_rfc3339_ms(const char *s);
+/* Milliseconds since the epoch, now. */
+int64_t hm_now_ms(void);
 /* Bytes as the API writes sizes: "2GB", "512MB", else "123B" (binary units). */
 char *hm_human_size(int64_t b);
 /* Bytes/s as the API writes rates, in bits: "1Gbps", "100Mbps", "8kbps", "12bps". */

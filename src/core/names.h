@@ -5,6 +5,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 struct hm_err;
 
 /*
@@ -16,3 +18,8 @@ int hm_name_check(const char *what, const char *name, struct hm_err **err);
 
 /* A new CUID2-style id: 24 lowercase alphanumerics, starting with a letter. */
 void hm_id_new(char out[25]);
+
+/* A new random (version 4) RFC 4122 UUID, lowercase: "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx". */
+void hm_uuid_new(char out[37]);
+/* Whether s is a UUID in that text form (any version, either case). */
+bool hm_uuid_is(const char *s);

@@ -57,10 +57,12 @@ struct create_req {
 	int64_t down_bps, up_bps, disk_bps; /* 0: default */
 	json_t *volumes;                    /* checked: [{id, mount_path, readonly}] (owned) */
 	const char *hypervisor;             /* the runtime asked for (HM_RUNTIME_DEFAULT) */
+	bool boot;                          /* false: made Stopped, booted by a later start */
 };
 
-/* A size in bytes within [min, max]; 0 takes dflt. `field` names it in the error. */
-static int size_check(const char *field, int64_t v, int64_t dflt, int64_t min, int64_t max,
+/* A size in bytes within [min, max]; 0 takes dflt. `what` names it in the error, in
+ * the domain's words (each dialect has its own field name for it). */
+static int size_check(const char *what, int64_t v, int64_t dflt, int64_t min, int64_t max,
                       int64_t *ret, struct hm_err **err)
 {
 	if (v == 0) {
@@ -72,7 +74,7 @@ static int size_check(const char *field, int64_t v, int64_t dflt, int64_t min, i
 		_cleanup_free_ char *lo = hm_human_size(min);
 		_cleanup_free_ char *hi = hm_human_size(max);
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`%s` %s is out of range (%s to %s)", field, got, lo, hi);
+		                  "%s of %s is out of range (%s to %s)", what, got, lo, hi);
 	}
 	*ret = v;
 	return 0;
@@ -131,8 +133,9 @@ int inst_attachments(const struct hm_attach *a, size_t n, json_t **ret, struct h
 			               "volumes[%zu].volume_id is required", i);
 		else if (check_mount_path(a[i].mount_path, err) < 0)
 			r = -1;
-		else if (a[i].overlay && size_check("overlay_size", a[i].overlay_bytes, 1LL << 30,
-		                                    MIN_OVERLAY, MAX_OVERLAY, &ovsize, err) < 0)
+		else if (a[i].overlay &&
+		         size_check("a volume overlay", a[i].overlay_bytes, 1LL << 30, MIN_OVERLAY,
+		                    MAX_OVERLAY, &ovsize, err) < 0)
 			r = -1;
 		for (size_t k = 0; r == 0 && k < i; k++)
 			if (strcmp(a[k].mount_path, a[i].mount_path) == 0)
@@ -211,8 +214,8 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`vcpus` must be an integer from 1 to %d", MAX_VCPUS);
 	c->vcpus = q->vcpus ? q->vcpus : DEFAULT_VCPUS;
-	if (size_check("size", q->mem_bytes, DEFAULT_MEM, MIN_MEM, MAX_MEM, &c->mem, err) < 0 ||
-	    size_check("overlay_size", q->overlay_bytes, DEFAULT_OVERLAY, MIN_OVERLAY, MAX_OVERLAY,
+	if (size_check("memory", q->mem_bytes, DEFAULT_MEM, MIN_MEM, MAX_MEM, &c->mem, err) < 0 ||
+	    size_check("overlay", q->overlay_bytes, DEFAULT_OVERLAY, MIN_OVERLAY, MAX_OVERLAY,
 	               &c->overlay, err) < 0)
 		return -1;
 	struct hm_host_capacity cap = { 0 };
@@ -221,7 +224,7 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 		_cleanup_free_ char *want = hm_human_size(c->mem);
 		_cleanup_free_ char *h = hm_human_size(cap.memory_bytes);
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`size` %s is more than this host's memory (%s)", want, h);
+		                  "memory of %s is more than this host's (%s)", want, h);
 	}
 	c->env = q->env;
 	if (c->env && hm_command_check_env(c->env, err) < 0)
@@ -259,6 +262,7 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 	if (q->hypervisor && hm_runtime_check(accel, q->hypervisor, err) < 0)
 		return -1;
 	c->hypervisor = q->hypervisor;
+	c->boot = !q->no_boot;
 	return 0;
 }
 
@@ -454,10 +458,10 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 	return 0;
 }
 
-/* Everything of a create after the row exists; on failure the caller undoes it. */
-static int prepare_and_boot(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
-                            const struct hm_image_info *img, struct hm_vm **ret_vm,
-                            struct hm_err **err)
+/* Everything of a create after the row exists, and before a boot: the folders
+ * and disks. On failure the caller undoes it. */
+static int prepare(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
+                   const struct hm_image_info *img, struct hm_err **err)
 {
 	const char *id = row->id;
 	double t0 = inst_mono_ms();
@@ -481,7 +485,7 @@ static int prepare_and_boot(struct hm_instances *in, struct hm_instance_row *row
 		return -1;
 	inst_oplog(in, id, "msg=\"disks ready\" overlay_ms=%.1f config_ms=%.1f", t_overlay - t0,
 	           inst_mono_ms() - t_overlay);
-	return inst_spawn_vm(in, row, spec, img->disk_path, NULL, ret_vm, err);
+	return 0;
 }
 
 /*
@@ -536,7 +540,7 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 	if (in->boot_error)
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
 		                  "instances cannot boot on this host: %s", in->boot_error);
-	if (admit(in, &c, err) < 0)
+	if (c.boot && admit(in, &c, err) < 0)
 		return -1;
 	struct hm_image_info img = { 0 };
 	if (hm_images_ensure(in->images, c.image, CREATE_PULL_TIMEOUT_MS, &img, err) < 0)
@@ -612,12 +616,14 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		hm_image_info_done(&img);
 		return -1;
 	}
-	char id[25];
+	char id[25], uuid[37];
 	hm_id_new(id);
+	hm_uuid_new(uuid);
 	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
 	_cleanup_free_ char *created = hm_now_rfc3339();
 	struct hm_instance_row row = {
 		.id = id,
+		.uuid = uuid,
 		.name = (char *)c.name,
 		.image = img.name,
 		.image_digest = img.digest,
@@ -635,9 +641,15 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 	pthread_mutex_unlock(&in->vol_lock);
 	struct hm_vm *vm = NULL;
 	if (r == 0)
-		r = prepare_and_boot(in, &row, spec, &img, &vm, err);
+		r = prepare(in, &row, spec, &img, err);
+	if (r == 0 && c.boot)
+		r = inst_spawn_vm(in, &row, spec, img.disk_path, NULL, &vm, err);
 	_cleanup_free_ char *started = hm_now_rfc3339();
-	if (r == 0) {
+	if (r == 0 && !c.boot) {
+		/* Made, not booted: Stopped with no exit, until a start. */
+		row.phase = (char *)"Stopped";
+		r = hm_store_instance_update(in->st, &row, err);
+	} else if (r == 0) {
 		row.phase = (char *)"Booting";
 		row.vmm_pid = vm->pid;
 		row.started_at = started;
@@ -660,10 +672,13 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		log_warn("instances", "create failed", "name=%s error=\"%s\"", c.name,
 		         hm_err_message(err, "?"));
 	} else {
-		pthread_mutex_lock(&in->lock);
-		inst_live_start(in, id, vm, false, NULL);
-		pthread_mutex_unlock(&in->lock);
-		log_info("instances", "created", "id=%s name=%s image=%s", id, c.name, img.name);
+		if (vm) {
+			pthread_mutex_lock(&in->lock);
+			inst_live_start(in, id, vm, false, NULL);
+			pthread_mutex_unlock(&in->lock);
+		}
+		log_info("instances", "created", "id=%s name=%s image=%s booted=%s", id, c.name,
+		         img.name, c.boot ? "yes" : "no");
 		*ret = inst_view(in, &row);
 	}
 	json_decref(spec);

@@ -73,6 +73,7 @@ struct hm_instance_create {
 	struct hm_attach volumes[HM_MAX_ATTACH];
 	size_t nvolumes;
 	const char *hypervisor; /* a runtime of GET /capabilities; NULL: the default */
+	bool no_boot;           /* make it Stopped (disks ready, never started); a start boots it */
 };
 
 /* A volume as an instance has it attached. */
@@ -89,6 +90,7 @@ struct hm_view_attach {
  */
 struct hm_instance_view {
 	char *id, *name, *image;
+	char *uuid; /* RFC 4122, stable for its life */
 	enum hm_state state;
 	char *state_error; /* why Unknown, or NULL */
 	int vcpus;
@@ -106,6 +108,7 @@ struct hm_instance_view {
 	char *exit_message;            /* Stopped only, or NULL */
 	char *hypervisor;              /* the runtime it was made on */
 	json_t *command;               /* the argv the guest runs (a reference), or NULL */
+	json_t *cmd;                   /* the cmd asked for (a reference), or NULL: the image's */
 };
 void hm_instance_view_free(struct hm_instance_view *v);
 /* An array of n views (hm_instances_list's). */
@@ -114,7 +117,7 @@ void hm_instance_views_free(struct hm_instance_view *v, size_t n);
 /* Create: check, prepare disks, boot. *ret: the instance. */
 int hm_instances_create(struct hm_instances *in, const struct hm_instance_create *req,
                         struct hm_instance_view **ret, struct hm_err **err);
-/* By id, name or unique id prefix. */
+/* By id, UUID, name or unique id prefix. */
 int hm_instances_get(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
                      struct hm_err **err);
 /* Every instance that passes the filters (`state` and `tags` may be NULL),
@@ -126,10 +129,10 @@ int hm_instances_list(struct hm_instances *in, const enum hm_state *state, json_
 int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
                         struct hm_err **err);
 /* POST /instances/{id}/stop: ask the guest init to stop the program (SIGTERM,
- * then SIGKILL after a grace period), then the ACPI power button, then kill
- * the VMM. Only from Running or Initializing (409). *ret: the instance. */
-int hm_instances_stop(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
-                      struct hm_err **err);
+ * then SIGKILL after grace_ms: 0 kills it at once), then the ACPI power
+ * button, then kill the VMM. Only from Running or Initializing (409). *ret: the instance. */
+int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms /* <0: 5 s */,
+                      struct hm_instance_view **ret, struct hm_err **err);
 /* POST /instances/{id}/start {cmd?, entrypoint?}: boot a Stopped instance again on
  * its own overlay (writes persist). */
 int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
@@ -192,6 +195,17 @@ void hm_instances_allocated(struct hm_instances *in, int64_t *vcpus, int64_t *me
 /* source: app | vmm | hypeman. */
 int hm_instances_logs(struct hm_instances *in, const char *key, const char *source, long tail,
                       bool follow, struct hm_log_stream **ret, struct hm_err **err);
+
+/* Bytes [offset, offset + limit) of the app log (offset < 0: from the end).
+ * The window kept is [avail_start, avail_end); data holds [start, end). */
+struct hm_log_range {
+	char *data; /* owned, NUL-terminated after len */
+	size_t len;
+	int64_t avail_start, avail_end;
+	int64_t start, end;
+};
+int hm_instances_log_range(struct hm_instances *in, const char *key, int64_t offset, int64_t limit,
+                           struct hm_log_range *ret, struct hm_err **err);
 
 /* POST /instances/{id}/standby {compression?}: a Running instance's memory and
  * device state go to disk and its VMM ends; it is then in Standby (409 otherwise). */

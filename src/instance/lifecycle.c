@@ -143,8 +143,8 @@ static int stop_live(struct hm_instances *in, struct live *l, const struct hm_in
 	return r;
 }
 
-int hm_instances_stop(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
-                      struct hm_err **err)
+int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
+                      struct hm_instance_view **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
@@ -161,7 +161,7 @@ int hm_instances_stop(struct hm_instances *in, const char *key, struct hm_instan
 		               "instance can be stopped",
 		               row.name, hm_state_name(state));
 	else
-		r = stop_live(in, l, &row, STOP_GRACE_MS, err);
+		r = stop_live(in, l, &row, grace_ms < 0 ? STOP_GRACE_MS : grace_ms, err);
 	if (l)
 		inst_live_free(l);
 	if (r == 0)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/cleanup.h"
@@ -137,6 +138,7 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 	struct inst_status sts;
 	inst_status_of(in, r, &sts);
 	v->id = xstrdup(r->id);
+	v->uuid = dup_or_null(r->uuid);
 	v->name = xstrdup(r->name);
 	v->image = xstrdup(r->image);
 	v->state = sts.state;
@@ -174,6 +176,8 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 	v->hypervisor = xstrdup(r->hypervisor ? r->hypervisor : "qemu");
 	json_t *argv = json_object_get(spec, "argv");
 	v->command = argv ? json_incref(argv) : NULL;
+	json_t *cmd = json_object_get(spec, "cmd");
+	v->cmd = json_is_array(cmd) ? json_incref(cmd) : NULL;
 	json_decref(spec);
 	inst_status_done(&sts);
 }
@@ -188,6 +192,7 @@ struct hm_instance_view *inst_view(struct hm_instances *in, const struct hm_inst
 static void view_done(struct hm_instance_view *v)
 {
 	free(v->id);
+	free(v->uuid);
 	free(v->name);
 	free(v->image);
 	free(v->state_error);
@@ -205,6 +210,7 @@ static void view_done(struct hm_instance_view *v)
 	free(v->exit_message);
 	free(v->hypervisor);
 	json_decref(v->command);
+	json_decref(v->cmd);
 }
 
 void hm_instance_view_free(struct hm_instance_view *v)
@@ -473,6 +479,66 @@ int hm_instances_logs(struct hm_instances *in, const char *key, const char *sour
 			close(fd);
 	}
 	return hm_log_stream_open(path, tail, follow, log_alive, a, alive_free, ret, err);
+}
+
+/*
+ * A byte range of the app log. The bytes kept are the rotated file (.1, the
+ * older) then the live one, counted from the oldest kept byte: a range is
+ * read across the two. A rotation between the two opens can shift it by a
+ * file; the next read sees the new window.
+ */
+int hm_instances_log_range(struct hm_instances *in, const char *key, int64_t offset, int64_t limit,
+                           struct hm_log_range *ret, struct hm_err **err)
+{
+	*ret = (struct hm_log_range){ 0 };
+	if (limit < 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "the limit is negative");
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	_cleanup_free_ char *live = inst_path(in, row.id, "logs/app.log");
+	hm_instance_row_done(&row);
+	_cleanup_free_ char *old = xasprintf("%s.1", live);
+	const char *paths[2] = { old, live };
+	int fds[2] = { -1, -1 };
+	int64_t sizes[2] = { 0, 0 };
+	for (int i = 0; i < 2; i++) {
+		fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		if (fds[i] >= 0 && fstat(fds[i], &st) == 0)
+			sizes[i] = st.st_size;
+	}
+	int64_t total = sizes[0] + sizes[1];
+	int64_t start = offset >= 0 ? (offset < total ? offset : total)
+	                            : (total + offset > 0 ? total + offset : 0);
+	int64_t end = limit < total - start ? start + limit : total;
+	char *data = xmalloc((size_t)(end - start) + 1);
+	size_t got = 0;
+	int rc = 0;
+	for (int64_t pos = start; pos < end && rc == 0;) {
+		int f = pos < sizes[0] ? 0 : 1;
+		int64_t at = f ? pos - sizes[0] : pos;
+		int64_t want = (f ? sizes[1] : sizes[0]) - at;
+		if (want > end - pos)
+			want = end - pos;
+		ssize_t n = fds[f] >= 0 ? pread(fds[f], data + got, (size_t)want, at) : 0;
+		if (n < 0)
+			rc = hm_err_errno(err, errno, "read the log of `%s`", key);
+		else if (n == 0)
+			break; /* truncated meanwhile: what was read is the range */
+		got += (size_t)(n > 0 ? n : 0);
+		pos += n;
+	}
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (rc < 0) {
+		free(data);
+		return -1;
+	}
+	data[got] = '\0';
+	*ret = (struct hm_log_range){ data, got, 0, total, start, start + (int64_t)got };
+	return 0;
 }
 
 /* ---- addresses (for ingress) ---- */

@@ -471,8 +471,11 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 	hm_id_new(id);
 	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
 	_cleanup_free_ char *created = hm_now_rfc3339();
+	char uuid[37];
+	hm_uuid_new(uuid);
 	struct hm_instance_row row = {
 		.id = xstrdup(id),
+		.uuid = xstrdup(uuid),
 		.name = xstrdup(name),
 		.image = xstrdup(src->image),
 		.image_digest = xstrdup(src->image_digest ? src->image_digest : ""),

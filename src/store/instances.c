@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/names.h"
 #include "core/xalloc.h"
 #include "store/internal.h"
 
@@ -24,6 +25,7 @@ void hm_instance_row_done(struct hm_instance_row *r)
 	free(r->started_at);
 	free(r->stopped_at);
 	free(r->hypervisor);
+	free(r->uuid);
 	memset(r, 0, sizeof(*r));
 	r->exit_code = -1;
 }
@@ -38,7 +40,7 @@ void hm_instance_rows_free(struct hm_instance_row *rows, size_t n)
 #define COLS                                                                                       \
 	"id, name, image, image_digest, spec, phase, vmm_pid, exit_code, exit_message, "           \
 	"created_at, "                                                                             \
-	"started_at, stopped_at, hypervisor"
+	"started_at, stopped_at, hypervisor, uuid"
 
 static void read_row(sqlite3_stmt *s, struct hm_instance_row *r)
 {
@@ -55,6 +57,7 @@ static void read_row(sqlite3_stmt *s, struct hm_instance_row *r)
 	r->started_at = hm_store_col_text(s, 10);
 	r->stopped_at = hm_store_col_text(s, 11);
 	r->hypervisor = hm_store_col_text(s, 12);
+	r->uuid = hm_store_col_text(s, 13);
 }
 
 static void read_any(sqlite3_stmt *s, void *row)
@@ -92,10 +95,14 @@ int hm_store_instance_insert(struct hm_store *st, const struct hm_instance_row *
 	sqlite3_stmt *s;
 	if (hm_store_prepare(st,
 	                     "INSERT INTO instances(" COLS ") VALUES "
-	                     "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	                     "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	                     &s, err) < 0)
 		return -1;
 	bind_row(s, r);
+	char uuid[37];
+	if (!r->uuid)
+		hm_uuid_new(uuid);
+	sqlite3_bind_text(s, 14, r->uuid ? r->uuid : uuid, -1, SQLITE_TRANSIENT);
 	int rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if ((rc & 0xff) == SQLITE_CONSTRAINT)
@@ -231,6 +238,9 @@ int hm_store_instance_find(struct hm_store *st, const char *key, struct hm_insta
                            struct hm_err **err)
 {
 	int r = lookup(st, "SELECT " COLS " FROM instances WHERE id = ?1", key, ret, NULL, err);
+	if (r == 0 && hm_uuid_is(key))
+		r = lookup(st, "SELECT " COLS " FROM instances WHERE uuid = lower(?1)", key, ret,
+		           NULL, err);
 	if (r == 0)
 		r = lookup(st, "SELECT " COLS " FROM instances WHERE name = ?1", key, ret, NULL,
 		           err);

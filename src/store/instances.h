@@ -28,6 +28,7 @@ struct hm_instance_row {
 	char *stopped_at;
 	char
 	    *hypervisor; /* the runtime it was made on (set at insert, never updated); NULL: qemu */
+	char *uuid;      /* RFC 4122; the store makes one at insert when NULL, never updated */
 };
 
 /* Insert a new row; a taken name or id is HM_ERR_CONFLICT. */
@@ -57,7 +58,7 @@ int hm_store_instance_set_stopped(struct hm_store *st, const char *id, pid_t vmm
 int hm_store_instance_get(struct hm_store *st, const char *id, struct hm_instance_row *ret,
                           struct hm_err **err);
 /*
- * By id, name, or unique id prefix (in that order of preference). Missing
+ * By id, UUID, name, or unique id prefix (in that order of preference). Missing
  * or ambiguous prefix: HM_ERR_NOT_FOUND / HM_ERR_CONFLICT.
  */
 int hm_store_instance_find(struct hm_store *st, const char *key, struct hm_instance_row *ret,

@@ -90,6 +90,14 @@ const char *const hm_migrations[] = {
 	"         CASE WHEN json_extract(v.value, '$.readonly') THEN 1 ELSE 0 END"
 	"  FROM instances i, json_each(i.spec, '$.volumes') v"
 	"  WHERE json_extract(v.value, '$.id') IN (SELECT id FROM volumes);",
+	/* 9: a UUID per instance (RFC 4122, random: version 4), its identity in the
+	 * Unikraft Cloud API. Rows from before get one here. */
+	"ALTER TABLE instances ADD COLUMN uuid TEXT;"
+	"UPDATE instances SET uuid = lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2)))"
+	"  || '-4' || substr(lower(hex(randomblob(2))), 2) || '-'"
+	"  || substr('89ab', 1 + abs(random() % 4), 1) || substr(lower(hex(randomblob(2))), 2)"
+	"  || '-' || lower(hex(randomblob(6)));"
+	"CREATE UNIQUE INDEX instances_uuid ON instances(uuid);",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

@@ -351,7 +351,7 @@ static void a_vmm_that_stops_answering(void **state)
 	wait_state(t, id, "Running", 5000);
 	struct hm_instance_view *o = NULL;
 	struct hm_err *err = NULL;
-	int r = hm_instances_stop(t->in, id, &o, &err);
+	int r = hm_instances_stop(t->in, id, -1, &o, &err);
 	if (r < 0)
 		fail_msg("stop: %s", err->msg);
 	hm_instance_view_free(o);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/dialect.h"
 #include "api/fields.h"
 #include "api/request.h"
 #include "api/router.h"
@@ -31,9 +32,18 @@ static const char *const http_methods[] = {
 
 static json_t *spec;
 
+/* Every dialect's routes in one list (the dialects' prefixes keep them apart). */
+#define MAX_ROUTES 256
+static struct hm_route all_routes[MAX_ROUTES];
+static size_t nall;
+
 static int load_spec(void **state)
 {
 	(void)state;
+	nall = 0;
+	for (size_t d = 0; d < hm_dialects_count; d++)
+		for (size_t i = 0; i < *hm_dialects[d]->nroutes && nall < MAX_ROUTES; i++)
+			all_routes[nall++] = hm_dialects[d]->routes[i];
 	json_error_t jerr;
 	spec = json_loadb(hm_spec_json, (size_t)hm_spec_json_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!spec) {
@@ -118,9 +128,9 @@ static void spec_is_embedded(void **state)
 static void table_is_well_formed(void **state)
 {
 	(void)state;
-	assert_true(hm_routes_count > 0);
-	for (size_t i = 0; i < hm_routes_count; i++) {
-		const struct hm_route *r = &hm_routes[i];
+	assert_true(nall > 0);
+	for (size_t i = 0; i < nall; i++) {
+		const struct hm_route *r = &all_routes[i];
 		assert_non_null(r->method);
 		assert_non_null(r->pattern);
 		assert_non_null(r->fn);
@@ -132,8 +142,8 @@ static void table_is_well_formed(void **state)
 		if (is_public(r))
 			assert_int_equal(r->flags & (HM_ROUTE_JSON_BODY | HM_ROUTE_UPLOAD), 0);
 		for (size_t j = 0; j < i; j++)
-			if (strcmp(hm_routes[j].method, r->method) == 0 &&
-			    strcmp(hm_routes[j].pattern, r->pattern) == 0)
+			if (strcmp(all_routes[j].method, r->method) == 0 &&
+			    strcmp(all_routes[j].pattern, r->pattern) == 0)
 				fail_msg("duplicate route %s %s", r->method, r->pattern);
 	}
 }
@@ -141,8 +151,8 @@ static void table_is_well_formed(void **state)
 static void every_route_is_documented(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < hm_routes_count; i++) {
-		const struct hm_route *r = &hm_routes[i];
+	for (size_t i = 0; i < nall; i++) {
+		const struct hm_route *r = &all_routes[i];
 		if (!json_is_object(operation(r)))
 			fail_msg("route %s %s is not in api/openapi.yaml", r->method, r->pattern);
 	}
@@ -167,25 +177,25 @@ static void every_operation_has_a_route(void **state)
 				continue; /* parameters, summary, ... */
 			nops++;
 			bool found = false;
-			for (size_t i = 0; i < hm_routes_count && !found; i++) {
+			for (size_t i = 0; i < nall && !found; i++) {
 				char m[16];
-				lower(m, sizeof(m), hm_routes[i].method);
+				lower(m, sizeof(m), all_routes[i].method);
 				found =
-				    strcmp(m, key) == 0 && strcmp(hm_routes[i].pattern, path) == 0;
+				    strcmp(m, key) == 0 && strcmp(all_routes[i].pattern, path) == 0;
 			}
 			if (!found)
 				fail_msg("spec operation %s %s has no route", key, path);
 		}
 	}
 	/* with both directions holding, the counts agree too */
-	assert_int_equal(nops, hm_routes_count);
+	assert_int_equal(nops, nall);
 }
 
 static void scopes_and_security(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < hm_routes_count; i++) {
-		const struct hm_route *r = &hm_routes[i];
+	for (size_t i = 0; i < nall; i++) {
+		const struct hm_route *r = &all_routes[i];
 		json_t *op = operation(r);
 		assert_non_null(op);
 		json_t *sec = json_object_get(op, "security");
@@ -217,8 +227,8 @@ static bool documents(json_t *op, const char *status)
 static void authenticated_routes_document_401_and_403(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < hm_routes_count; i++) {
-		const struct hm_route *r = &hm_routes[i];
+	for (size_t i = 0; i < nall; i++) {
+		const struct hm_route *r = &all_routes[i];
 		json_t *op = operation(r);
 		assert_non_null(op);
 		assert_true(json_object_size(json_object_get(op, "responses")) > 0);
@@ -235,8 +245,8 @@ static void authenticated_routes_document_401_and_403(void **state)
 static void request_bodies_match_flags(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < hm_routes_count; i++) {
-		const struct hm_route *r = &hm_routes[i];
+	for (size_t i = 0; i < nall; i++) {
+		const struct hm_route *r = &all_routes[i];
 		json_t *op = operation(r);
 		assert_non_null(op);
 		json_t *body = json_object_get(op, "requestBody");
@@ -298,14 +308,14 @@ static bool declares_path_param(json_t *item, json_t *op, const char *name, size
 static void json_bodies_have_field_lists(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < hm_routes_count; i++) {
-		const struct hm_route *r = &hm_routes[i];
+	for (size_t i = 0; i < nall; i++) {
+		const struct hm_route *r = &all_routes[i];
 		if (!(r->flags & HM_ROUTE_JSON_BODY))
 			continue;
 		json_t *schema = hm_body_schema(r->method, r->pattern);
 		if (!schema || !json_object_get(schema, "properties")) {
 			/* documents no body, or one of no fields: only {} gets through */
-			json_t *j = json_pack("{s:b}", "force", 1);
+			json_t *j = json_pack("{s:b}", "no_such_field", 1);
 			struct hm_err *err = NULL;
 			assert_int_equal(hm_body_fields_check(r->method, r->pattern, j, &err), -1);
 			assert_string_equal(err->code, "unknown_field");
@@ -403,8 +413,8 @@ static void body_fields(void **state)
 static void path_parameters_agree(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < hm_routes_count; i++) {
-		const struct hm_route *r = &hm_routes[i];
+	for (size_t i = 0; i < nall; i++) {
+		const struct hm_route *r = &all_routes[i];
 		json_t *item = json_object_get(paths(), r->pattern);
 		json_t *op = operation(r);
 		assert_non_null(op);
@@ -463,21 +473,97 @@ static void sample_path(const char *pattern, char *out, size_t size)
 static void no_route_is_shadowed(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < hm_routes_count; i++) {
-		const struct hm_route *r = &hm_routes[i];
-		char path[512];
-		sample_path(r->pattern, path, sizeof(path));
-		const struct hm_route *got = NULL;
-		struct hm_params params;
-		struct hm_err *err = NULL;
-		if (hm_router_match(hm_routes, hm_routes_count, r->method, path, &got, &params,
-		                    NULL, &err) < 0)
-			fail_msg("%s %s does not route: %s", r->method, path, err->msg);
-		if (got != r)
-			fail_msg("%s %s reaches %s %s instead", r->method, path, got->method,
-			         got->pattern);
-		hm_params_done(&params);
+	for (size_t d = 0; d < hm_dialects_count; d++) {
+		const struct hm_dialect *dl = hm_dialects[d];
+		for (size_t i = 0; i < *dl->nroutes; i++) {
+			const struct hm_route *r = &dl->routes[i];
+			char path[512];
+			sample_path(r->pattern, path, sizeof(path));
+			/* the edge gives the path to this dialect, and its table routes it here */
+			if (hm_dialect_pick(hm_dialects, hm_dialects_count, path) != dl)
+				fail_msg("%s %s is not taken by dialect %s", r->method, path,
+				         dl->name);
+			const struct hm_route *got = NULL;
+			struct hm_params params;
+			struct hm_err *err = NULL;
+			if (hm_router_match(dl->routes, *dl->nroutes, r->method, path, &got,
+			                    &params, NULL, &err) < 0)
+				fail_msg("%s %s does not route: %s", r->method, path, err->msg);
+			if (got != r)
+				fail_msg("%s %s reaches %s %s instead", r->method, path,
+				         got->method, got->pattern);
+			hm_params_done(&params);
+		}
 	}
+}
+
+static void dialects_are_apart(void **state)
+{
+	(void)state;
+	/* the root dialect goes last, and prefixes are whole segments */
+	assert_string_equal(hm_dialects[hm_dialects_count - 1]->prefix, "");
+	assert_ptr_equal(hm_dialect_pick(hm_dialects, hm_dialects_count, "/v1"), &hm_dialect_ukc);
+	assert_ptr_equal(hm_dialect_pick(hm_dialects, hm_dialects_count, "/v1/instances?x=1"),
+	                 &hm_dialect_ukc);
+	assert_ptr_equal(hm_dialect_pick(hm_dialects, hm_dialects_count, "/v10/instances"),
+	                 &hm_dialect_hypeman);
+	assert_ptr_equal(hm_dialect_pick(hm_dialects, hm_dialects_count, "/instances"),
+	                 &hm_dialect_hypeman);
+	for (size_t d = 0; d < hm_dialects_count; d++) {
+		const struct hm_dialect *dl = hm_dialects[d];
+		assert_non_null(dl->render_error);
+		for (size_t i = 0; i < *dl->nroutes; i++) {
+			const char *p = dl->routes[i].pattern;
+			if (*dl->prefix && strncmp(p, dl->prefix, strlen(dl->prefix)) != 0)
+				fail_msg("%s route %s is outside its prefix %s", dl->name, p,
+				         dl->prefix);
+			/* a root route is never inside another dialect's prefix */
+			if (!*dl->prefix &&
+			    hm_dialect_pick(hm_dialects, hm_dialects_count, p) != dl)
+				fail_msg("root route %s is taken by another dialect", p);
+		}
+	}
+}
+
+/* The /v1 bodies: arrays of refs or one ref, oneOf alternatives, refusals. */
+static void ukc_body_fields(void **state)
+{
+	(void)state;
+	const char *c = "/v1/instances";
+	expect_fields("POST", c,
+	              "{\"name\":\"a\",\"image\":\"b\",\"args\":[\"x\"],\"env\":{\"K\":\"v\"},"
+	              "\"memory_mb\":256,\"vcpus\":1,\"autostart\":true,\"timeout_s\":5,"
+	              "\"tags\":[\"t\"],\"restart_policy\":\"never\","
+	              "\"scale_to_zero\":{\"policy\":\"off\"}}",
+	              NULL, NULL);
+	expect_fields("POST", c, "{\"image\":{\"url\":\"b\"}}", NULL, NULL);
+	expect_fields("POST", c, "{\"image\":{\"url\":\"b\",\"colour\":1}}", "unknown_field",
+	              "`image.colour`");
+	expect_fields("POST", c, "{\"image\":{\"url\":\"b\",\"pull_policy\":\"always\"}}",
+	              "unsupported_field", "`image.pull_policy`");
+	expect_fields("POST", c, "{\"image\":\"b\",\"replicas\":2}", "unsupported_field",
+	              "`replicas`: replicas are not available yet");
+	expect_fields("POST", c, "{\"image\":\"b\",\"replicas\":0,\"volumes\":[],\"features\":[]}",
+	              NULL, NULL);
+	expect_fields("POST", c, "{\"image\":\"b\",\"features\":[\"delete-on-stop\"]}",
+	              "unsupported_field", "`features`");
+	expect_fields("POST", c, "{\"image\":\"b\",\"memory\":1}", "unknown_field", "`memory`");
+	/* bulk bodies: an array of refs, or one */
+	expect_fields("PUT", "/v1/instances/stop",
+	              "[{\"name\":\"a\"},{\"uuid\":\"u\",\"force\":true}]", NULL, NULL);
+	expect_fields("PUT", "/v1/instances/stop", "{\"name\":\"a\",\"force\":true}", NULL, NULL);
+	expect_fields("PUT", "/v1/instances/stop", "[{\"name\":\"a\"},{\"name\":\"b\",\"x\":1}]",
+	              "unknown_field", "`[1].x`");
+	expect_fields("PUT", "/v1/instances/stop", "[{\"name\":\"a\",\"drain_timeout_ms\":250}]",
+	              "unsupported_field", "`[0].drain_timeout_ms`: connection draining");
+	expect_fields("DELETE", c, "[{\"name\":\"a\",\"dont_retain\":true}]", "unsupported_field",
+	              "`[0].dont_retain`");
+	expect_fields("PUT", "/v1/instances/{uuid}/stop", "{\"force\":true}", NULL, NULL);
+	expect_fields("PUT", "/v1/instances/{uuid}/stop", "{\"name\":\"a\"}", "unknown_field",
+	              "`name`");
+	expect_fields("DELETE", "/v1/instances/{uuid}", "{}", NULL, NULL);
+	expect_fields("PUT", "/v1/instances/{uuid}/suspend", "{\"drain_timeout_ms\":5}",
+	              "unsupported_field", "`drain_timeout_ms`");
 }
 
 int main(void)
@@ -494,6 +580,8 @@ int main(void)
 		cmocka_unit_test(json_bodies_have_field_lists),
 		cmocka_unit_test(body_fields),
 		cmocka_unit_test(no_route_is_shadowed),
+		cmocka_unit_test(dialects_are_apart),
+		cmocka_unit_test(ukc_body_fields),
 	};
 	return cmocka_run_group_tests_name("routes", tests, load_spec, free_spec);
 }

@@ -1,0 +1,97 @@
+/*
+ * The Unikraft Cloud dialect (everything under /v1), shared between its
+ * files: ukc_routes.c (the route table and the dialect), ukc_envelope.c (the
+ * envelope every answer wears, errors included, and the refs requests name
+ * resources by), ukc_instance.c (the Instance object), ukc_instances.c (the
+ * instance handlers).
+ *
+ * The envelope: {status: success|error|partial_success, message?, data,
+ * errors?, op_time_us}. A request that cannot be read at all is a 4xx whose
+ * envelope has `errors: [{status, message}]`; a request naming resources
+ * answers 200 and says per resource: each entry of data.<kind> carries its
+ * own status, and a failed one its message and an error number (8: no such
+ * resource, which the official SDK turns into a 404).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/cleanup.h"
+#include "instance/state.h"
+
+static inline void ukc_json_decrefp(json_t **p)
+{
+	json_decref(*p);
+}
+#define _cleanup_json_ _cleanup_(ukc_json_decrefp)
+
+struct hm_err;
+struct hm_instance_view;
+struct hm_req;
+struct hm_resp;
+
+/* The error numbers of a failed entry. */
+enum {
+	UKC_ERR_OTHER = 1,     /* anything else: the message says what */
+	UKC_ERR_NOT_FOUND = 8, /* no such resource */
+};
+
+/* A resource as a request names it: by exactly one of uuid and name. */
+struct ukc_ref {
+	const char *uuid, *name; /* borrowed from the request */
+	json_t *item;            /* the body's item it came from (borrowed), or NULL */
+};
+
+/*
+ * The refs of a bulk body: a JSON array of objects (one object is taken as
+ * a list of one), each with exactly one of `uuid` and `name` as a string.
+ * A body that breaks that is a 400 naming the item and field. *ret is
+ * malloc'd (free it); at most UKC_MAX_REFS.
+ */
+#define UKC_MAX_REFS 256
+int ukc_body_refs(json_t *body, struct ukc_ref **ret, size_t *n, struct hm_err **err);
+/* The refs of the query: every `uuid=` and `name=`, in order. */
+int ukc_query_refs(const struct hm_req *req, struct ukc_ref **ret, size_t *n, struct hm_err **err);
+/* The by-uuid routes' one ref: the {uuid} path parameter. */
+struct ukc_ref ukc_path_ref(const struct hm_req *req);
+/* The key the domain looks the ref up by; its UUID form is checked (400 otherwise). */
+int ukc_ref_check(const struct ukc_ref *r, struct hm_err **err);
+
+/*
+ * The answer to a request about resources: entries collected one by one,
+ * then sent as data.<key> with the status their mix makes.
+ */
+struct ukc_batch {
+	json_t *entries;
+	size_t ok, failed;
+};
+void ukc_batch_init(struct ukc_batch *b);
+/* A resource that was acted on: entry (taken) gets status "success". */
+void ukc_batch_ok(struct ukc_batch *b, json_t *entry);
+/* A resource that could not be: its ref, the error's message and number. */
+void ukc_batch_fail(struct ukc_batch *b, const struct ukc_ref *ref, const struct hm_err *err);
+/* Send the batch as data.<key> (frees it). */
+int ukc_batch_reply(struct hm_resp *resp, struct ukc_batch *b, const char *key);
+
+/* A successful answer with `data` (taken). */
+int ukc_reply(struct hm_resp *resp, json_t *data);
+/* The dialect's error answer and finishing touch (ukc_routes.c uses them). */
+void ukc_render_error(struct hm_resp *resp, const struct hm_err *err);
+void ukc_finish(struct hm_resp *resp, double elapsed_us);
+
+/* An integer query parameter (the last one given), or dflt when absent; a
+ * value that is not an integer in [min, max] is a 400 naming it. */
+int ukc_query_int(const struct hm_req *req, const char *name, long long dflt, long long min,
+                  long long max, long long *ret, struct hm_err **err);
+/* A boolean query parameter (`true`/`false`, `1`/`0`), or dflt. */
+int ukc_query_bool(const struct hm_req *req, const char *name, bool dflt, bool *ret,
+                   struct hm_err **err);
+
+/* The UKC state name for a domain state. */
+const char *ukc_state_name(enum hm_state s);
+/* The Instance object for a view; without details, only uuid, name and state. */
+json_t *ukc_instance(const struct hm_instance_view *v, bool details);
+/* The tags of a view ({k: v}) as UKC's list of strings ("k=v", or "k" for an empty v). */
+json_t *ukc_tags_out(json_t *tags);

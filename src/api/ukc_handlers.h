@@ -1,0 +1,25 @@
+/*
+ * The Unikraft Cloud dialect's handlers, declared once for its route table
+ * (api/ukc_routes.c). They live in api/ukc_<resource>.c.
+ */
+#pragma once
+
+#include "api/request.h"
+
+hm_handler_fn ukc_h_instances_create;
+hm_handler_fn ukc_h_instances_list;
+hm_handler_fn ukc_h_instances_get;
+hm_handler_fn ukc_h_instances_delete;
+hm_handler_fn ukc_h_instance_delete;
+hm_handler_fn ukc_h_instances_start;
+hm_handler_fn ukc_h_instance_start;
+hm_handler_fn ukc_h_instances_stop;
+hm_handler_fn ukc_h_instance_stop;
+hm_handler_fn ukc_h_instances_suspend;
+hm_handler_fn ukc_h_instance_suspend;
+hm_handler_fn ukc_h_instances_wait;
+hm_handler_fn ukc_h_instance_wait;
+hm_handler_fn ukc_h_instances_log;
+hm_handler_fn ukc_h_instance_log;
+hm_handler_fn ukc_h_instances_metrics;
+hm_handler_fn ukc_h_instance_metrics;

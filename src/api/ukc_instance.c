@@ -1,0 +1,87 @@
+/*
+ * api/ukc_instance: the Unikraft Cloud Instance object, rendered from the
+ * domain's typed view (instance/instances.h), and the state names. Memory is
+ * in MiB, times are RFC 3339 text and uptime in ms; what the engine does not
+ * have (service groups, ROMs, schedules) is left out rather than made up.
+ */
+#include <jansson.h>
+#include <string.h>
+
+#include "api/ukc.h"
+#include "core/encoding.h"
+#include "core/xalloc.h"
+#include "instance/instances.h"
+
+const char *ukc_state_name(enum hm_state s)
+{
+	switch (s) {
+	case HM_STATE_CREATED:
+	case HM_STATE_INITIALIZING:
+		return "starting";
+	case HM_STATE_RUNNING:
+		return "running";
+	case HM_STATE_PAUSED:   /* only on the way to standby */
+	case HM_STATE_SHUTDOWN: /* the guest powered off; its VMM is ending */
+		return "stopping";
+	case HM_STATE_STANDBY:
+		return "standby";
+	case HM_STATE_STOPPED:
+		return "stopped";
+	case HM_STATE_UNKNOWN:
+	default:
+		/* Not one of UKC's: the VMM does not answer, and saying any of theirs
+		 * would be a guess. The entry's message says why. */
+		return "unknown";
+	}
+}
+
+json_t *ukc_tags_out(json_t *tags)
+{
+	json_t *out = json_array();
+	const char *k;
+	json_t *v;
+	json_object_foreach (tags, k, v) {
+		const char *s = json_string_value(v);
+		json_array_append_new(out, s && *s ? json_sprintf("%s=%s", k, s) : json_string(k));
+	}
+	return out;
+}
+
+json_t *ukc_instance(const struct hm_instance_view *v, bool details)
+{
+	json_t *o = json_pack("{s:s,s:s,s:s}", "uuid", v->uuid ? v->uuid : "", "name", v->name,
+	                      "state", ukc_state_name(v->state));
+	if (v->state == HM_STATE_UNKNOWN && v->state_error)
+		json_object_set_new(o, "message", json_string(v->state_error));
+	if (!details)
+		return o;
+	json_object_set_new(o, "created_at", json_string(v->created_at));
+	json_object_set_new(o, "image", json_string(v->image));
+	json_object_set_new(o, "memory_mb", json_integer(v->mem_bytes >> 20));
+	json_object_set_new(o, "vcpus", json_integer(v->vcpus));
+	json_object_set_new(o, "args", v->cmd ? json_incref(v->cmd) : json_array());
+	json_object_set(o, "env", v->env);
+	json_object_set_new(o, "tags", ukc_tags_out(v->tags));
+	if (v->network && v->ip)
+		json_object_set_new(o, "private_ip", json_string(v->ip));
+	if (v->started_at)
+		json_object_set_new(o, "started_at", json_string(v->started_at));
+	if (v->stopped_at)
+		json_object_set_new(o, "stopped_at", json_string(v->stopped_at));
+	int64_t started = hm_rfc3339_ms(v->started_at);
+	bool up = v->state == HM_STATE_RUNNING || v->state == HM_STATE_INITIALIZING;
+	if (up && started > 0) {
+		int64_t ms = hm_now_ms() - started;
+		json_object_set_new(o, "uptime_ms", json_integer(ms > 0 ? ms : 0));
+	} else if (v->stopped_at && started > 0) {
+		int64_t ms = hm_rfc3339_ms(v->stopped_at) - started;
+		json_object_set_new(o, "uptime_ms", json_integer(ms > 0 ? ms : 0));
+	}
+	if (v->state == HM_STATE_STOPPED && v->exit_code >= 0)
+		json_object_set_new(o, "exit_code", json_integer(v->exit_code));
+	/* What the engine does today, said as UKC says it. */
+	json_object_set_new(o, "restart_policy", json_string("never"));
+	json_object_set_new(o, "delete_lock", json_false());
+	json_object_set_new(o, "features", json_array());
+	return o;
+}

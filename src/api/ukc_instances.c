@@ -1,0 +1,750 @@
+/*
+ * api/ukc_instances: the Unikraft Cloud instance endpoints (/v1/instances...)
+ * over the instance domain. This file parses UKC's requests into the
+ * domain's typed calls and says, per instance, how each went; the envelope
+ * and the Instance object are ukc_envelope.c's and ukc_instance.c's.
+ *
+ * A ref names an instance by uuid or by name and by nothing else: the
+ * domain's wider lookup (ids, id prefixes) is narrowed back after it, so
+ * `{"name": "ab"}` never finds an instance whose id starts with "ab".
+ *
+ * Validation that makes a request unreadable (a wrong type, uuid and name
+ * both given, a field not built) is a 400 for the whole request and nothing
+ * is done; what goes wrong for one instance of several is that entry's
+ * error, and the others go on.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "api/api.h"
+#include "api/request.h"
+#include "api/ukc.h"
+#include "api/ukc_handlers.h"
+#include "core/cleanup.h"
+#include "core/encoding.h"
+#include "core/err.h"
+#include "core/xalloc.h"
+#include "instance/instances.h"
+
+/* A wait of -1 ("forever") is held at most this long. */
+#define UKC_WAIT_MAX_MS (60L * 60 * 1000)
+/* A log read returns at most this many bytes (and this many when no limit is given). */
+#define UKC_LOG_MAX (1L << 20)
+
+static struct hm_instances *instances(struct hm_req *req)
+{
+	return hm_req_services(req)->instances;
+}
+
+/* ---- refs to views ---- */
+
+static int resolve(struct hm_instances *in, const struct ukc_ref *r, struct hm_instance_view **ret,
+                   struct hm_err **err)
+{
+	*ret = NULL;
+	if (ukc_ref_check(r, err) < 0)
+		return -1;
+	const char *key = r->uuid ? r->uuid : r->name;
+	struct hm_instance_view *v = NULL;
+	if (hm_instances_get(in, key, &v, err) < 0) {
+		if (hm_err_is_kind(err, HM_ERR_NOT_FOUND) || hm_err_is_kind(err, HM_ERR_CONFLICT)) {
+			hm_err_free(*err);
+			*err = NULL;
+			return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found",
+			                  "No instance with %s '%.80s'", r->uuid ? "uuid" : "name",
+			                  key);
+		}
+		return -1;
+	}
+	bool same =
+	    r->uuid ? v->uuid && strcasecmp(v->uuid, r->uuid) == 0 : strcmp(v->name, r->name) == 0;
+	if (!same) {
+		hm_instance_view_free(v);
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "No instance with %s '%.80s'",
+		                  r->uuid ? "uuid" : "name", key);
+	}
+	*ret = v;
+	return 0;
+}
+
+static json_t *entry_of(const struct hm_instance_view *v)
+{
+	return json_pack("{s:s,s:s}", "uuid", v->uuid ? v->uuid : "", "name", v->name);
+}
+
+/*
+ * One verb over refs: for each, resolve it and run op, which fills the entry
+ * (uuid and name are in already) or fails with err. An INVALID error from a
+ * ref's own options fails only that entry.
+ */
+typedef int instance_op(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                        json_t *entry, struct hm_err **err);
+
+static int each(struct hm_req *req, struct hm_resp *resp, const struct ukc_ref *refs, size_t n,
+                json_t *shared_opts, instance_op *op)
+{
+	struct hm_instances *in = instances(req);
+	struct ukc_batch b;
+	ukc_batch_init(&b);
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_err_ struct hm_err *e = NULL;
+		struct hm_instance_view *v = NULL;
+		json_t *opts = refs[i].item ? refs[i].item : shared_opts;
+		if (resolve(in, &refs[i], &v, &e) < 0) {
+			ukc_batch_fail(&b, &refs[i], e);
+			continue;
+		}
+		json_t *entry = entry_of(v);
+		if (op(in, v, opts, entry, &e) < 0) {
+			json_decref(entry);
+			struct ukc_ref named = { v->uuid, v->name, NULL };
+			ukc_batch_fail(&b, &named, e);
+		} else {
+			ukc_batch_ok(&b, entry);
+		}
+		hm_instance_view_free(v);
+	}
+	return ukc_batch_reply(resp, &b, "instances");
+}
+
+/* A bulk route's refs from its body; a by-uuid route's from its path (its body,
+ * if any, is the options). */
+static int bulk_body(struct hm_req *req, struct hm_resp *resp, instance_op *op, struct hm_err **err)
+{
+	_cleanup_free_ struct ukc_ref *refs = NULL;
+	size_t n = 0;
+	if (ukc_body_refs(hm_req_json(req), &refs, &n, err) < 0)
+		return -1;
+	return each(req, resp, refs, n, NULL, op);
+}
+
+static int by_uuid(struct hm_req *req, struct hm_resp *resp, instance_op *op, struct hm_err **err)
+{
+	json_t *body = hm_req_json(req);
+	if (body && !json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be an object");
+	struct ukc_ref r = ukc_path_ref(req);
+	return each(req, resp, &r, 1, body, op);
+}
+
+static int bulk_query(struct hm_req *req, struct hm_resp *resp, instance_op *op,
+                      struct hm_err **err)
+{
+	_cleanup_free_ struct ukc_ref *refs = NULL;
+	size_t n = 0;
+	if (ukc_query_refs(req, &refs, &n, err) < 0)
+		return -1;
+	if (n == 0)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_query",
+		                  "name the instances with `uuid=` or `name=` query parameters");
+	return each(req, resp, refs, n, NULL, op);
+}
+
+/* ---- options ---- */
+
+/* opts[key] as an integer, or dflt when absent or null. */
+static int opt_int(json_t *opts, const char *key, long long dflt, long long min, long long max,
+                   long long *ret, struct hm_err **err)
+{
+	json_t *v = json_object_get(opts, key);
+	if (!v || json_is_null(v)) {
+		*ret = dflt;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s` must be an integer from %lld to %lld", key, min, max);
+	*ret = json_integer_value(v);
+	return 0;
+}
+
+static int opt_bool(json_t *opts, const char *key, bool *ret, struct hm_err **err)
+{
+	json_t *v = json_object_get(opts, key);
+	if (!v || json_is_null(v)) {
+		*ret = false;
+		return 0;
+	}
+	if (!json_is_boolean(v))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`%s` must be a boolean",
+		                  key);
+	*ret = json_is_true(v);
+	return 0;
+}
+
+/*
+ * How long to wait for Running after a start: `timeout_s` (-1: the most, 0:
+ * not at all), or the deprecated `wait_timeout_ms` rounded up to seconds.
+ */
+static int opt_start_wait(json_t *opts, long *ret_ms, struct hm_err **err)
+{
+	long long s, ms;
+	if (opt_int(opts, "timeout_s", 0, -1, UKC_WAIT_MAX_MS / 1000, &s, err) < 0 ||
+	    opt_int(opts, "wait_timeout_ms", 0, -1, UKC_WAIT_MAX_MS, &ms, err) < 0)
+		return -1;
+	if (s == 0 && ms != 0)
+		s = ms < 0 ? -1 : (ms + 999) / 1000;
+	*ret_ms = s < 0 ? UKC_WAIT_MAX_MS : (long)s * 1000;
+	return 0;
+}
+
+/* Wait for Running after a start; Stopped counts (the program ran and ended). */
+static int await_running(struct hm_instances *in, const struct hm_instance_view *v, long ms,
+                         json_t *entry, struct hm_err **err)
+{
+	if (ms <= 0)
+		return 0;
+	struct hm_wait_result w = { 0 };
+	if (hm_instances_wait(in, v->id, HM_STATE_RUNNING, ms, &w, err) < 0)
+		return -1;
+	json_object_set_new(entry, "state", json_string(ukc_state_name(w.state)));
+	bool timed_out = w.timed_out;
+	free(w.state_error);
+	if (timed_out)
+		return hm_err_set(err, HM_ERR_TIMEOUT, "timeout",
+		                  "instance '%s' did not reach running within %ld s", v->name,
+		                  ms / 1000);
+	return 0;
+}
+
+/* ---- create ---- */
+
+/* A name like UKC's: word-word-hex. */
+static char *random_name(void)
+{
+	static const char *const first[] = { "amber", "brave", "calm",  "deft",  "eager",
+		                             "fair",  "glad",  "hazy",  "jolly", "keen",
+		                             "lucid", "merry", "noble", "proud", "quiet",
+		                             "rapid", "swift", "tidy",  "vivid", "witty" };
+	static const char *const second[] = { "aspen", "brook", "cedar", "dune",  "ember",
+		                              "fjord", "grove", "heath", "inlet", "jade",
+		                              "knoll", "larch", "marsh", "north", "oasis",
+		                              "pine",  "ridge", "stone", "tide",  "vale" };
+	unsigned char r[6] = { 0 };
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r[0] = r[1] = 0;
+	return xasprintf("%s-%s-%02x%02x%02x%x", first[r[0] % 20], second[r[1] % 20], r[2], r[3],
+	                 r[4], r[5] & 0xf);
+}
+
+/* UKC's tags (["k=v", "k"]) as the domain's map ({"k": "v", "k": ""}). */
+static int tags_in(json_t *list, const char *field, json_t **ret, struct hm_err **err)
+{
+	*ret = NULL;
+	if (!list || json_is_null(list))
+		return 0;
+	if (!json_is_array(list))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s` must be an array of strings", field);
+	json_t *map = json_object();
+	size_t i;
+	json_t *t;
+	json_array_foreach (list, i, t) {
+		const char *s = json_string_value(t);
+		if (!s || !*s) {
+			json_decref(map);
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`%s[%zu]` must be a non-empty string", field, i);
+		}
+		const char *eq = strchr(s, '=');
+		_cleanup_free_ char *k = eq ? xstrndup(s, (size_t)(eq - s)) : xstrdup(s);
+		json_object_set_new(map, k, json_string(eq ? eq + 1 : ""));
+	}
+	*ret = map;
+	return 0;
+}
+
+static int str_field(json_t *body, const char *key, const char **ret, struct hm_err **err)
+{
+	json_t *v = json_object_get(body, key);
+	*ret = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`%s` must be a string",
+		                  key);
+	*ret = json_string_value(v);
+	return 0;
+}
+
+/* Fields the schema lets through whose values we do not all honour yet. */
+static int refuse_values(json_t *body, struct hm_err **err)
+{
+	const char *policy = NULL;
+	if (str_field(body, "restart_policy", &policy, err) < 0)
+		return -1;
+	if (policy && strcmp(policy, "never") != 0)
+		return hm_err_set(err, HM_ERR_INVALID, "unsupported_field",
+		                  "`restart_policy`: only `never` is available yet, not `%.40s`",
+		                  policy);
+	json_t *stz = json_object_get(body, "scale_to_zero");
+	if (stz && !json_is_null(stz)) {
+		const char *p = json_string_value(json_object_get(stz, "policy"));
+		if (!json_is_object(stz) || (p && strcmp(p, "off") != 0) ||
+		    json_is_true(json_object_get(stz, "stateful")))
+			return hm_err_set(err, HM_ERR_INVALID, "unsupported_field",
+			                  "`scale_to_zero`: scale to zero is not available yet; "
+			                  "only `{\"policy\": \"off\"}` is taken");
+	}
+	return 0;
+}
+
+int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	json_t *body = hm_req_json(req);
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a CreateInstanceRequest object");
+	struct hm_instance_create c = { .network = HM_NET_DEFAULT };
+	_cleanup_free_ char *made_name = NULL;
+	if (str_field(body, "name", &c.name, err) < 0)
+		return -1;
+	if (!c.name)
+		c.name = made_name = random_name();
+	json_t *image = json_object_get(body, "image");
+	if (json_is_object(image))
+		image = json_object_get(image, "url");
+	if (!json_is_string(image))
+		return hm_err_set(err, HM_ERR_INVALID,
+		                  json_object_get(body, "image") ? "invalid_field"
+		                                                 : "missing_field",
+		                  "`image` is required: a string, or an object with `url`");
+	c.image = json_string_value(image);
+	long long mem_mb, vcpus;
+	bool autostart;
+	if (opt_int(body, "memory_mb", 128, 1, 1LL << 20, &mem_mb, err) < 0 ||
+	    opt_int(body, "vcpus", 1, 1, 64, &vcpus, err) < 0 ||
+	    opt_bool(body, "autostart", &autostart, err) < 0)
+		return -1;
+	c.mem_bytes = (int64_t)mem_mb << 20;
+	c.vcpus = (int)vcpus;
+	c.no_boot = !autostart;
+	json_t *args = json_object_get(body, "args");
+	if (args && !json_is_null(args)) {
+		if (!json_is_array(args))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`args` must be an array of strings");
+		c.cmd = args;
+	}
+	json_t *env = json_object_get(body, "env");
+	if (env && !json_is_null(env)) {
+		if (!json_is_object(env))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`env` must be an object of strings");
+		c.env = env;
+	}
+	long wait_ms = 0;
+	if (opt_start_wait(body, &wait_ms, err) < 0 || refuse_values(body, err) < 0)
+		return -1;
+	if (wait_ms > 0 && !autostart)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`timeout_s` waits for the start: it needs `autostart: true`");
+	_cleanup_json_ json_t *tags = NULL;
+	if (tags_in(json_object_get(body, "tags"), "tags", &tags, err) < 0)
+		return -1;
+	c.tags = tags;
+
+	struct hm_instances *in = instances(req);
+	struct hm_instance_view *v = NULL;
+	if (hm_instances_create(in, &c, &v, err) < 0) {
+		if (hm_err_is_kind(err, HM_ERR_INVALID))
+			return -1; /* the request, not the instance: a 400 */
+		struct ukc_batch b;
+		ukc_batch_init(&b);
+		struct ukc_ref named = { NULL, c.name, NULL };
+		ukc_batch_fail(&b, &named, *err);
+		hm_err_free(*err);
+		*err = NULL;
+		return ukc_batch_reply(resp, &b, "instances");
+	}
+	struct ukc_batch b;
+	ukc_batch_init(&b);
+	_cleanup_err_ struct hm_err *werr = NULL;
+	json_t *entry = ukc_instance(v, true);
+	if (await_running(in, v, wait_ms, entry, &werr) < 0) {
+		json_decref(entry);
+		struct ukc_ref named = { v->uuid, v->name, NULL };
+		ukc_batch_fail(&b, &named, werr);
+	} else {
+		/* The state after the wait, not the one at create. */
+		struct hm_instance_view *now = NULL;
+		if (wait_ms > 0 && hm_instances_get(in, v->id, &now, NULL) == 0) {
+			json_decref(entry);
+			entry = ukc_instance(now, true);
+			hm_instance_view_free(now);
+		}
+		ukc_batch_ok(&b, entry);
+	}
+	hm_instance_view_free(v);
+	return ukc_batch_reply(resp, &b, "instances");
+}
+
+/* ---- list and get ---- */
+
+static int op_get(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                  json_t *entry, struct hm_err **err)
+{
+	(void)in;
+	(void)err;
+	bool details = !json_is_false(json_object_get(opts, "details"));
+	json_t *o = ukc_instance(v, details);
+	json_object_update(entry, o);
+	json_decref(o);
+	return 0;
+}
+
+int ukc_h_instances_list(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	bool details;
+	long long count;
+	if (ukc_query_bool(req, "details", true, &details, err) < 0 ||
+	    ukc_query_int(req, "count", 0, 0, 1000000, &count, err) < 0)
+		return -1;
+	const char *order = NULL, *sortby = NULL, *from = NULL;
+	_cleanup_json_ json_t *tag_list = json_array();
+	for (size_t i = 0; i < hm_req_query_count(req); i++) {
+		const char *k, *val;
+		hm_req_query_at(req, i, &k, &val);
+		if (strcmp(k, "order") == 0)
+			order = val;
+		else if (strcmp(k, "sortby") == 0)
+			sortby = val;
+		else if (strcmp(k, "from") == 0)
+			from = val;
+		else if (strcmp(k, "tags") == 0)
+			json_array_append_new(tag_list, json_string(val));
+	}
+	if (order && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
+		                  "`order` must be asc or desc, not `%.40s`", order);
+	if (sortby && strcmp(sortby, "create_time") != 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
+		                  "`sortby` must be create_time, not `%.40s`", sortby);
+	_cleanup_free_ struct ukc_ref *refs = NULL;
+	size_t nrefs = 0;
+	if (ukc_query_refs(req, &refs, &nrefs, err) < 0)
+		return -1;
+	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", details);
+	if (nrefs > 0)
+		return each(req, resp, refs, nrefs, opts, op_get);
+
+	_cleanup_json_ json_t *filter = NULL;
+	if (json_array_size(tag_list) && tags_in(tag_list, "tags", &filter, err) < 0)
+		return -1;
+	struct hm_instance_view *views = NULL;
+	size_t n = 0;
+	if (hm_instances_list(instances(req), NULL, filter, &views, &n, err) < 0)
+		return -1;
+	bool desc = order && strcmp(order, "desc") == 0;
+	size_t first = 0;
+	if (from) {
+		size_t i = 0;
+		for (; i < n; i++)
+			if (views[desc ? n - 1 - i : i].uuid &&
+			    strcasecmp(views[desc ? n - 1 - i : i].uuid, from) == 0)
+				break;
+		if (i == n) {
+			hm_instance_views_free(views, n);
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
+			                  "`from`: no instance has the uuid `%.80s`", from);
+		}
+		first = i + 1;
+	}
+	struct ukc_batch b;
+	ukc_batch_init(&b);
+	for (size_t i = first; i < n && (count == 0 || i - first < (size_t)count); i++)
+		ukc_batch_ok(&b, ukc_instance(&views[desc ? n - 1 - i : i], details));
+	hm_instance_views_free(views, n);
+	return ukc_batch_reply(resp, &b, "instances");
+}
+
+int ukc_h_instances_get(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	bool details;
+	if (ukc_query_bool(req, "details", true, &details, err) < 0)
+		return -1;
+	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", details);
+	struct ukc_ref r = ukc_path_ref(req);
+	return each(req, resp, &r, 1, opts, op_get);
+}
+
+/* ---- delete, start, stop, suspend ---- */
+
+static int op_delete(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                     json_t *entry, struct hm_err **err)
+{
+	(void)opts;
+	json_object_set_new(entry, "previous_state", json_string(ukc_state_name(v->state)));
+	/* Force-stopped if it runs, as UKC's delete says. */
+	return hm_instances_delete(in, v->id, false, err);
+}
+
+int ukc_h_instances_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return bulk_body(req, resp, op_delete, err);
+}
+
+int ukc_h_instance_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return by_uuid(req, resp, op_delete, err);
+}
+
+/* entry: state now, previous_state before. */
+static void states(json_t *entry, const struct hm_instance_view *before,
+                   const struct hm_instance_view *after)
+{
+	json_object_set_new(entry, "state",
+	                    json_string(ukc_state_name(after ? after->state : before->state)));
+	json_object_set_new(entry, "previous_state", json_string(ukc_state_name(before->state)));
+}
+
+static int op_start(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                    json_t *entry, struct hm_err **err)
+{
+	long wait_ms = 0;
+	if (opt_start_wait(opts, &wait_ms, err) < 0)
+		return -1;
+	struct hm_instance_view *after = NULL;
+	/* A suspended (standby) instance starts where it was. */
+	int r = v->state == HM_STATE_STANDBY ? hm_instances_restore(in, v->id, &after, err)
+	                                     : hm_instances_start(in, v->id, NULL, &after, err);
+	if (r < 0)
+		return -1;
+	states(entry, v, after);
+	hm_instance_view_free(after);
+	return await_running(in, v, wait_ms, entry, err);
+}
+
+int ukc_h_instances_start(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return bulk_body(req, resp, op_start, err);
+}
+
+int ukc_h_instance_start(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return by_uuid(req, resp, op_start, err);
+}
+
+static int op_stop(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                   json_t *entry, struct hm_err **err)
+{
+	bool force;
+	if (opt_bool(opts, "force", &force, err) < 0)
+		return -1;
+	struct hm_instance_view *after = NULL;
+	if (hm_instances_stop(in, v->id, force ? 0 : -1, &after, err) < 0)
+		return -1;
+	states(entry, v, after);
+	hm_instance_view_free(after);
+	return 0;
+}
+
+int ukc_h_instances_stop(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return bulk_body(req, resp, op_stop, err);
+}
+
+int ukc_h_instance_stop(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return by_uuid(req, resp, op_stop, err);
+}
+
+static int op_suspend(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                      json_t *entry, struct hm_err **err)
+{
+	(void)opts;
+	struct hm_instance_view *after = NULL;
+	if (hm_instances_standby(in, v->id, NULL, &after, err) < 0)
+		return -1;
+	states(entry, v, after);
+	hm_instance_view_free(after);
+	return 0;
+}
+
+int ukc_h_instances_suspend(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return bulk_body(req, resp, op_suspend, err);
+}
+
+int ukc_h_instance_suspend(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return by_uuid(req, resp, op_suspend, err);
+}
+
+/* ---- wait ---- */
+
+static int wait_target(const char *name, enum hm_state *ret, struct hm_err **err)
+{
+	static const struct {
+		const char *name;
+		enum hm_state state;
+	} targets[] = {
+		{ "running", HM_STATE_RUNNING },
+		{ "stopped", HM_STATE_STOPPED },
+		{ "standby", HM_STATE_STANDBY },
+	};
+	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
+		if (strcmp(name, targets[i].name) == 0) {
+			*ret = targets[i].state;
+			return 0;
+		}
+	return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
+	                  "`state`: `%.40s` cannot be waited for; use running, stopped or standby",
+	                  name);
+}
+
+static int op_wait(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                   json_t *entry, struct hm_err **err)
+{
+	enum hm_state target = (enum hm_state)json_integer_value(json_object_get(opts, "target"));
+	long ms = (long)json_integer_value(json_object_get(opts, "timeout_ms"));
+	struct hm_wait_result w = { 0 };
+	if (hm_instances_wait(in, v->id, target, ms, &w, err) < 0)
+		return -1;
+	json_object_set_new(entry, "state", json_string(ukc_state_name(w.state)));
+	free(w.state_error);
+	if (w.state == target)
+		return 0;
+	if (w.timed_out)
+		return hm_err_set(err, HM_ERR_TIMEOUT, "timeout",
+		                  "instance '%s' did not become %s within %ld ms (it is %s)",
+		                  v->name, ukc_state_name(target), ms, ukc_state_name(w.state));
+	return hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+	                  "instance '%s' is %s and will not become %s without a request", v->name,
+	                  ukc_state_name(w.state), ukc_state_name(target));
+}
+
+static int wait_opts(struct hm_req *req, json_t **ret, struct hm_err **err)
+{
+	const char *state = NULL;
+	for (size_t i = 0; i < hm_req_query_count(req); i++) {
+		const char *k, *val;
+		hm_req_query_at(req, i, &k, &val);
+		if (strcmp(k, "state") == 0)
+			state = val;
+	}
+	enum hm_state target = HM_STATE_RUNNING;
+	if (state && wait_target(state, &target, err) < 0)
+		return -1;
+	long long s, ms;
+	if (ukc_query_int(req, "timeout_s", -2, -1, UKC_WAIT_MAX_MS / 1000, &s, err) < 0 ||
+	    ukc_query_int(req, "timeout_ms", -2, -1, UKC_WAIT_MAX_MS, &ms, err) < 0)
+		return -1;
+	/* -1 or neither given: as long as a wait may be held. */
+	long wait_ms = s >= 0    ? (long)s * 1000
+	               : s == -1 ? UKC_WAIT_MAX_MS
+	               : ms >= 0 ? (long)ms
+	                         : UKC_WAIT_MAX_MS;
+	*ret = json_pack("{s:i,s:I}", "target", (int)target, "timeout_ms", (json_int_t)wait_ms);
+	return 0;
+}
+
+int ukc_h_instances_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	_cleanup_json_ json_t *opts = NULL;
+	_cleanup_free_ struct ukc_ref *refs = NULL;
+	size_t n = 0;
+	if (wait_opts(req, &opts, err) < 0 || ukc_query_refs(req, &refs, &n, err) < 0)
+		return -1;
+	if (n == 0)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_query",
+		                  "name the instances with `uuid=` or `name=` query parameters");
+	return each(req, resp, refs, n, opts, op_wait);
+}
+
+int ukc_h_instance_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	_cleanup_json_ json_t *opts = NULL;
+	if (wait_opts(req, &opts, err) < 0)
+		return -1;
+	struct ukc_ref r = ukc_path_ref(req);
+	return each(req, resp, &r, 1, opts, op_wait);
+}
+
+/* ---- log ---- */
+
+static int op_log(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                  json_t *entry, struct hm_err **err)
+{
+	struct hm_log_range lr;
+	if (hm_instances_log_range(in, v->id, json_integer_value(json_object_get(opts, "offset")),
+	                           json_integer_value(json_object_get(opts, "limit")), &lr,
+	                           err) < 0)
+		return -1;
+	_cleanup_free_ char *b64 = hm_base64_encode(lr.data, lr.len);
+	free(lr.data);
+	json_object_set_new(entry, "output", json_string(b64));
+	json_object_set_new(entry, "available",
+	                    json_pack("{s:I,s:I}", "start", (json_int_t)lr.avail_start, "end",
+	                              (json_int_t)lr.avail_end));
+	json_object_set_new(
+	    entry, "range",
+	    json_pack("{s:I,s:I}", "start", (json_int_t)lr.start, "end", (json_int_t)lr.end));
+	json_object_set_new(entry, "state", json_string(ukc_state_name(v->state)));
+	return 0;
+}
+
+static int log_opts(struct hm_req *req, json_t **ret, struct hm_err **err)
+{
+	long long offset, limit;
+	if (ukc_query_int(req, "offset", 0, -(1LL << 50), 1LL << 50, &offset, err) < 0 ||
+	    ukc_query_int(req, "limit", UKC_LOG_MAX, 0, UKC_LOG_MAX, &limit, err) < 0)
+		return -1;
+	*ret = json_pack("{s:I,s:I}", "offset", (json_int_t)offset, "limit", (json_int_t)limit);
+	return 0;
+}
+
+int ukc_h_instances_log(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	_cleanup_json_ json_t *opts = NULL;
+	_cleanup_free_ struct ukc_ref *refs = NULL;
+	size_t n = 0;
+	if (log_opts(req, &opts, err) < 0 || ukc_query_refs(req, &refs, &n, err) < 0)
+		return -1;
+	if (n == 0)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_query",
+		                  "name the instances with `uuid=` or `name=` query parameters");
+	return each(req, resp, refs, n, opts, op_log);
+}
+
+int ukc_h_instance_log(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	_cleanup_json_ json_t *opts = NULL;
+	if (log_opts(req, &opts, err) < 0)
+		return -1;
+	struct ukc_ref r = ukc_path_ref(req);
+	return each(req, resp, &r, 1, opts, op_log);
+}
+
+/* ---- metrics ---- */
+
+static int op_metrics(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                      json_t *entry, struct hm_err **err)
+{
+	(void)opts;
+	struct hm_instance_stats s;
+	if (hm_instances_stats(in, v->id, &s, err) < 0)
+		return -1;
+	json_object_set_new(entry, "rss_bytes", json_integer(s.rss_bytes));
+	json_object_set_new(entry, "cpu_time_ms", json_integer((json_int_t)(s.cpu_seconds * 1000)));
+	json_object_set_new(entry, "rx_bytes", json_integer((json_int_t)s.rx_bytes));
+	json_object_set_new(entry, "tx_bytes", json_integer((json_int_t)s.tx_bytes));
+	return 0;
+}
+
+int ukc_h_instances_metrics(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return bulk_query(req, resp, op_metrics, err);
+}
+
+int ukc_h_instance_metrics(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	(void)err;
+	struct ukc_ref r = ukc_path_ref(req);
+	return each(req, resp, &r, 1, NULL, op_metrics);
+}

@@ -1,0 +1,49 @@
+/*
+ * api/ukc_routes: the Unikraft Cloud dialect's route table and the dialect
+ * itself, at /v1. Literal segments (wait, log, metrics, start, stop,
+ * suspend) come before `{uuid}`: the router takes the first match, and the
+ * unit test test_routes checks that no route is shadowed and that the table
+ * and api/openapi.yaml agree both ways.
+ */
+#include "api/dialect.h"
+#include "api/request.h"
+#include "api/ukc.h"
+#include "api/ukc_handlers.h"
+
+static const struct hm_route ukc_routes[] = {
+	{ "GET", "/v1/instances", "instance:read", 0, ukc_h_instances_list },
+	{ "POST", "/v1/instances", "instance:write", HM_ROUTE_JSON_BODY, ukc_h_instances_create },
+	{ "DELETE", "/v1/instances", "instance:delete", HM_ROUTE_JSON_BODY,
+	  ukc_h_instances_delete },
+	{ "PUT", "/v1/instances/start", "instance:write", HM_ROUTE_JSON_BODY,
+	  ukc_h_instances_start },
+	{ "PUT", "/v1/instances/stop", "instance:write", HM_ROUTE_JSON_BODY, ukc_h_instances_stop },
+	{ "PUT", "/v1/instances/suspend", "instance:write", HM_ROUTE_JSON_BODY,
+	  ukc_h_instances_suspend },
+	{ "GET", "/v1/instances/wait", "instance:read", 0, ukc_h_instances_wait },
+	{ "GET", "/v1/instances/log", "instance:read", 0, ukc_h_instances_log },
+	{ "GET", "/v1/instances/metrics", "instance:read", 0, ukc_h_instances_metrics },
+	{ "GET", "/v1/instances/{uuid}", "instance:read", 0, ukc_h_instances_get },
+	{ "DELETE", "/v1/instances/{uuid}", "instance:delete", HM_ROUTE_JSON_BODY,
+	  ukc_h_instance_delete },
+	{ "PUT", "/v1/instances/{uuid}/start", "instance:write", HM_ROUTE_JSON_BODY,
+	  ukc_h_instance_start },
+	{ "PUT", "/v1/instances/{uuid}/stop", "instance:write", HM_ROUTE_JSON_BODY,
+	  ukc_h_instance_stop },
+	{ "PUT", "/v1/instances/{uuid}/suspend", "instance:write", HM_ROUTE_JSON_BODY,
+	  ukc_h_instance_suspend },
+	{ "GET", "/v1/instances/{uuid}/wait", "instance:read", 0, ukc_h_instance_wait },
+	{ "GET", "/v1/instances/{uuid}/log", "instance:read", 0, ukc_h_instance_log },
+	{ "GET", "/v1/instances/{uuid}/metrics", "instance:read", 0, ukc_h_instance_metrics },
+};
+
+static const size_t ukc_routes_count = sizeof(ukc_routes) / sizeof(ukc_routes[0]);
+
+const struct hm_dialect hm_dialect_ukc = {
+	.name = "ukc",
+	.prefix = "/v1",
+	.routes = ukc_routes,
+	.nroutes = &ukc_routes_count,
+	.render_error = ukc_render_error,
+	.finish = ukc_finish,
+};

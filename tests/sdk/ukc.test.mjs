@@ -1,0 +1,339 @@
+// The Unikraft Cloud API under /v1, driven by the official, unmodified
+// @unikraft/cloud SDK (UKC_TOKEN and UKC_METRO=<the daemon's URL>, as a user
+// points it at a self-hosted server), its porcelain (ukc.instances.*) and its
+// generated plumbing (ukc.api.platform.instances.*) for what the porcelain
+// does not send, against real QEMU guests. The same instances are seen
+// through the Hypeman SDK: one engine, two dialects.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import Hypeman from '@onkernel/hypeman';
+import { UnikraftCloud, UnikraftCloudError } from '@unikraft/cloud';
+import { startDaemon } from '../harness/daemon.mjs';
+import { waitImage, pull } from '../harness/images.mjs';
+import { startRegistry, pushFixtures } from '../registry/registry.mjs';
+
+let reg, d, token, image, ukc, P, hm;
+before(async () => {
+  reg = await startRegistry();
+  await pushFixtures(reg);
+  d = await startDaemon();
+  token = d.token();
+  image = `${reg.host}/test/busybox:latest`;
+  await pull(d, token, { name: image });
+  const { img } = await waitImage(d, token, image);
+  assert.equal(img.status, 'ready', img.error);
+  process.env.UKC_TOKEN = token;
+  process.env.UKC_METRO = d.url;
+  ukc = new UnikraftCloud();
+  P = ukc.api.platform.instances;
+  hm = new Hypeman({ baseURL: d.url, apiKey: token, maxRetries: 0, timeout: 120000 });
+});
+after(async () => {
+  await d?.stop();
+  await reg?.stop();
+});
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+// A raw /v1 request: status and the parsed envelope.
+async function raw(method, path, { body, auth = true, type = 'application/json' } = {}) {
+  const headers = {};
+  if (auth) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = type;
+  const r = await fetch(d.url + path, { method, headers, body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)) });
+  const text = await r.text();
+  return { status: r.status, env: JSON.parse(text) };
+}
+
+async function names() {
+  const { env } = await raw('GET', '/v1/instances?details=false');
+  return env.data.instances.map((i) => i.name).sort();
+}
+
+async function rejects(promise, status, re) {
+  await assert.rejects(promise, (e) => {
+    assert.ok(e instanceof UnikraftCloudError, `not a UnikraftCloudError: ${e}`);
+    if (status !== undefined) assert.equal(e.status, status, e.message);
+    if (re) assert.match(e.message, re);
+    return true;
+  });
+}
+
+function envelopeShape(env) {
+  assert.ok(['success', 'error', 'partial_success'].includes(env.status), JSON.stringify(env));
+  assert.equal(typeof env.op_time_us, 'number');
+  assert.ok(env.op_time_us >= 0);
+}
+
+test('the envelope: auth, unknown routes, unreadable bodies, every one with op_time_us', async () => {
+  let r = await raw('GET', '/v1/instances', { auth: false });
+  assert.equal(r.status, 401);
+  envelopeShape(r.env);
+  assert.equal(r.env.status, 'error');
+  assert.equal(r.env.errors[0].status, 401);
+  r = await raw('GET', '/v1/no-such-thing');
+  assert.equal(r.status, 404);
+  assert.equal(r.env.status, 'error');
+  envelopeShape(r.env);
+  r = await raw('POST', '/v1/instances', { body: '{"image": ' });
+  assert.equal(r.status, 400);
+  assert.match(r.env.message, /not valid JSON/);
+  r = await raw('POST', '/v1/instances', { body: 'x', type: 'text/plain' });
+  assert.equal(r.status, 415);
+  envelopeShape(r.env);
+  // a token without the scope
+  const ro = d.token({ scopes: ['instance:read'] });
+  const f = await fetch(d.url + '/v1/instances/stop', { method: 'PUT', headers: { authorization: `Bearer ${ro}`, 'content-type': 'application/json' }, body: '[{"name":"x"}]' });
+  assert.equal(f.status, 403);
+  assert.match((await f.json()).message, /instance:write/);
+  // the Hypeman API keeps its own error shape
+  const h = await fetch(d.url + '/instances/nope', { headers: { authorization: `Bearer ${token}` } });
+  assert.deepEqual(Object.keys(await h.json()).sort(), ['code', 'message']);
+});
+
+test('bad input is a 400 in the envelope naming the field, and nothing is made', async () => {
+  const before = await names();
+  const cases = [
+    [{ image, memory_mb: 'lots' }, /`memory_mb` must be an integer/],
+    [{ image, vcpus: 0 }, /`vcpus` must be an integer from 1/],
+    [{ image, args: 'sh' }, /`args` must be an array/],
+    [{ image, colour: 'red' }, /`colour` is not a field/],
+    [{ image, replicas: 3 }, /`replicas`: replicas are not available yet/],
+    [{ image, features: ['delete-on-stop'] }, /`features`: delete-on-stop is not available yet/],
+    [{ image, restart_policy: 'always' }, /`restart_policy`: only `never`/],
+    [{ image, scale_to_zero: { policy: 'on', cooldown_time_ms: 1000 } }, /`scale_to_zero`/],
+    [{ image, timeout_s: 5 }, /needs `autostart: true`/],
+    [{ image: { url: image, pull_policy: 'always' } }, /`image.pull_policy`/],
+    [{ name: 'Not A Name', image }, /invalid instance name/],
+    [{ image, memory_mb: 16 }, /memory of 16MB is out of range/],
+    [{ memory_mb: 128 }, /`image` is required/],
+    [[{ image }], /must be a CreateInstanceRequest object/],
+  ];
+  for (const [body, re] of cases) {
+    const r = await raw('POST', '/v1/instances', { body });
+    assert.equal(r.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(r.env)}`);
+    assert.equal(r.env.status, 'error');
+    assert.match(r.env.message, re, JSON.stringify(body));
+    envelopeShape(r.env);
+  }
+  // the SDK surfaces the same as its error, with the status
+  await rejects(ukc.instances.create({ image, vcpus: 'two' }), 400, /`vcpus` must be an integer/);
+  // bulk bodies: both refs, neither, a wrong type, an object where an array of refs belongs
+  for (const [body, re] of [
+    [[{ uuid: '0f3e1c9a-8a3b-4d55-9a52-7a8a3c5e1f00', name: 'x' }], /item \[0\]: give one of `uuid` and `name`, not both/],
+    [[{}], /item \[0\]: `uuid` or `name` is required/],
+    [[{ name: 7 }], /`name` must be a string/],
+    [[], /lists no instance/],
+    ['{"name": 5}', /`name` must be a string/],
+  ]) {
+    const r = await raw('PUT', '/v1/instances/stop', { body });
+    // a per-entry option error names the entry and says error; a broken list is a 400
+    if (r.status === 200) {
+      assert.equal(r.env.status, 'error');
+      assert.match(r.env.data.instances[0].message, re);
+    } else {
+      assert.equal(r.status, 400, JSON.stringify(r.env));
+      assert.match(r.env.message, re);
+    }
+  }
+  const r = await raw('PUT', '/v1/instances/stop', { body: [{ name: 'x', drain_timeout_ms: 250 }] });
+  assert.equal(r.status, 400);
+  assert.match(r.env.message, /`\[0\]\.drain_timeout_ms`: connection draining is not available yet/);
+  assert.deepEqual(await names(), before);
+});
+
+test('porcelain: create (autostart, timeout_s) -> get -> list -> logs -> metrics -> stop -> start -> suspend -> start -> delete', { timeout: 300000 }, async () => {
+  const made = await ukc.instances.create({
+    name: 'ukc-life', image, memory_mb: 256, autostart: true, timeout_s: 90, env: { WHO: 'ukc' }, tags: ['team=core', 'demo'],
+    args: ['sh', '-c', 'echo "hello from $WHO"; i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done'],
+  });
+  assert.match(made.uuid, UUID);
+  assert.equal(made.name, 'ukc-life');
+  assert.equal(made.state, 'running');
+  assert.equal(made.memory_mb, 256);
+  assert.equal(made.vcpus, 1);
+  assert.equal(made.image, image);
+  assert.deepEqual(made.env, { WHO: 'ukc' });
+  assert.deepEqual([...made.tags].sort(), ['demo', 'team=core']);
+  assert.equal(made.restart_policy, 'never');
+  assert.equal(made.metro, d.url); // the SDK's own tag
+
+  // get by name and by uuid (the by-uuid route through the plumbing)
+  const got = await ukc.instances.get({ name: 'ukc-life' });
+  assert.equal(got.uuid, made.uuid);
+  assert.equal(got.state, 'running');
+  assert.ok(got.uptime_ms >= 0);
+  assert.ok(got.started_at);
+  const byUuid = await P.getInstanceByUuid(made.uuid, { details: true });
+  assert.equal(byUuid.status, 'success');
+  assert.equal(byUuid.data.instances[0].name, 'ukc-life');
+  const basic = await P.getInstanceByUuid(made.uuid, { details: false });
+  assert.deepEqual(Object.keys(basic.data.instances[0]).sort(), ['name', 'state', 'status', 'uuid']);
+
+  // the Hypeman API sees the same instance
+  const h = await hm.instances.get('ukc-life');
+  assert.equal(h.state, 'Running');
+  assert.equal(h.size, '256MB');
+
+  // logs: base64 byte ranges over the console output
+  let out = '', bytes = Buffer.alloc(0);
+  for (let i = 0; i < 100 && !/tick 2/.test(out); i++) {
+    const lg = await ukc.instances.get({ uuid: made.uuid }).logs();
+    bytes = Buffer.from(lg.output, 'base64');
+    out = bytes.toString('utf8');
+    assert.equal(lg.range.start, 0);
+    assert.equal(lg.range.end - lg.range.start, Buffer.from(lg.output, 'base64').length);
+    assert.ok(lg.available.end >= lg.range.end);
+    if (!/tick 2/.test(out)) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.match(out, /hello from ukc/);
+  const tail = await ukc.instances.logs({ uuid: made.uuid }, { offset: -8, limit: 4 });
+  assert.equal(tail.range.end - tail.range.start, 4);
+  assert.equal(tail.range.start, tail.available.end - 8);
+  const at = await P.getInstanceLogs({ name: ['ukc-life'], offset: [6], limit: [4] });
+  assert.deepEqual(Buffer.from(at.data.instances[0].output, 'base64'), bytes.subarray(6, 10));
+
+  const m = await ukc.instances.metrics({ name: 'ukc-life' });
+  assert.ok(m.rss_bytes > 1 << 20, `rss ${m.rss_bytes}`);
+  assert.ok(m.cpu_time_ms > 0);
+
+  // stop: answers stopped, with the state it left; a wait for stopped returns at once
+  const st = await ukc.instances.get({ uuid: made.uuid }).stop();
+  assert.equal(st.state, 'stopped');
+  assert.equal(st.previous_state, 'running');
+  const w = await ukc.instances.wait({ uuid: made.uuid }, { state: 'stopped', timeoutSeconds: 30 });
+  assert.equal(w.state, 'stopped');
+  // a wait for running on a stopped instance fails at once instead of hanging
+  await rejects(ukc.instances.wait({ uuid: made.uuid }, { state: 'running', timeoutSeconds: 60 }), undefined, /is stopped and will not become running/);
+  assert.equal((await ukc.instances.get({ name: 'ukc-life' })).state, 'stopped');
+  assert.equal((await hm.instances.get('ukc-life')).state, 'Stopped');
+
+  // start again; then suspend to standby and start (restore) from it
+  const s2 = await ukc.instances.start([{ name: 'ukc-life' }]);
+  assert.equal(s2[0].previous_state, 'stopped');
+  const run = await ukc.instances.wait({ name: 'ukc-life' }, { state: 'running', timeoutSeconds: 90 });
+  assert.equal(run.state, 'running');
+  const sus = await ukc.instances.get({ name: 'ukc-life' }).suspend();
+  assert.equal(sus.state, 'standby');
+  assert.equal(sus.previous_state, 'running');
+  assert.equal((await hm.instances.get('ukc-life')).state, 'Standby');
+  const back = await P.startInstanceByUuid(made.uuid, { body: { timeout_s: 60 } });
+  assert.equal(back.status, 'success', JSON.stringify(back));
+  assert.equal(back.data.instances[0].state, 'running');
+
+  // delete (force-stops), then it is a 404 through the SDK and gone from both APIs
+  const del = await ukc.instances.get({ uuid: made.uuid }).delete();
+  assert.equal(del.previous_state, 'running');
+  await rejects(ukc.instances.get({ uuid: made.uuid }), 404);
+  await rejects(ukc.instances.get({ name: 'ukc-life' }), 404, /No instance with name 'ukc-life'/);
+  await assert.rejects(hm.instances.get('ukc-life'), (e) => e.status === 404);
+});
+
+test('autostart false makes a stopped instance; a made-up name; start boots it; the default memory is 128 MB', { timeout: 300000 }, async () => {
+  const made = await ukc.instances.create({ image, args: ['sh', '-c', 'echo cold-start; exec sleep 1000'] });
+  assert.match(made.name, /^[a-z]+-[a-z]+-[0-9a-f]{7}$/);
+  assert.equal(made.state, 'stopped');
+  assert.equal(made.memory_mb, 128);
+  assert.equal(made.vcpus, 1);
+  assert.equal(made.started_at, undefined);
+  const h = await hm.instances.get(made.name);
+  assert.equal(h.state, 'Stopped');
+  assert.equal(h.started_at, null);
+  const s = await P.startInstances({ body: [{ uuid: made.uuid, timeout_s: 90 }] });
+  assert.equal(s.status, 'success', JSON.stringify(s));
+  assert.equal(s.data.instances[0].state, 'running');
+  assert.equal(s.data.instances[0].previous_state, 'stopped');
+  // stop with force: at once
+  const f = await P.stopInstanceByUuid(made.uuid, { body: { force: true } });
+  assert.equal(f.data.instances[0].state, 'stopped');
+  await ukc.instances.delete([{ uuid: made.uuid }]);
+});
+
+test('bulk calls mix known and unknown refs: partial_success with per-entry errors (8 = no such instance)', { timeout: 300000 }, async () => {
+  const a = await ukc.instances.create({ name: 'ukc-bulk-a', image });
+  const b = await ukc.instances.create({ name: 'ukc-bulk-b', image });
+  const mixed = await P.deleteInstances({ body: [{ name: 'ukc-bulk-a' }, { name: 'ukc-nope' }, { uuid: 'not-a-uuid' }, { uuid: b.uuid }] });
+  assert.equal(mixed.status, 'partial_success');
+  assert.equal(mixed.message, 'Failed to perform all operations');
+  const [ea, en, eu, eb] = mixed.data.instances;
+  assert.equal(ea.status, 'success');
+  assert.equal(ea.uuid, a.uuid);
+  assert.equal(ea.previous_state, 'stopped');
+  assert.equal(en.status, 'error');
+  assert.equal(en.error, 8);
+  assert.equal(en.name, 'ukc-nope');
+  assert.equal(eu.status, 'error');
+  assert.match(eu.message, /Invalid uuid 'not-a-uuid'/);
+  assert.equal(eb.status, 'success');
+  // all failed: error, HTTP 200, and the porcelain throws the entry's 404
+  const none = await P.stopInstances({ body: [{ name: 'ukc-nope' }] });
+  assert.equal(none.status, 'error');
+  assert.equal(none.data.instances[0].error, 8);
+  await rejects(ukc.instances.get({ name: 'ukc-nope' }).stop(), 404);
+  // a by-uuid route with an unknown uuid, and a name-like ref never matches an id prefix
+  const u = await P.getInstanceByUuid('0f3e1c9a-8a3b-4d55-9a52-7a8a3c5e1f00');
+  assert.equal(u.status, 'error');
+  assert.equal(u.data.instances[0].error, 8);
+  const c = await ukc.instances.create({ name: 'ukc-prefix', image });
+  const id = (await hm.instances.get('ukc-prefix')).id;
+  await rejects(ukc.instances.get({ name: id.slice(0, 6) }), 404);
+  await ukc.instances.delete([{ uuid: c.uuid }]);
+});
+
+test('list: filters, details, tags, and pages the SDK walks with count and from', { timeout: 300000 }, async () => {
+  const made = [];
+  for (let i = 0; i < 5; i++) made.push(await ukc.instances.create({ name: `ukc-page-${i}`, image, tags: i % 2 ? ['odd'] : ['even'] }));
+  const seen = [];
+  for await (const i of ukc.instances.list({ pageSize: 2 })) seen.push(i.name);
+  assert.deepEqual(seen.filter((n) => n.startsWith('ukc-page-')), made.map((m) => m.name));
+  assert.equal(new Set(seen).size, seen.length);
+  const odd = [];
+  for await (const i of ukc.instances.list({ tags: ['odd'] })) odd.push(i.name);
+  assert.deepEqual(odd, ['ukc-page-1', 'ukc-page-3']);
+  const r = await P.getInstances({ name: ['ukc-page-0', 'ukc-page-4'], details: false });
+  assert.deepEqual(r.data.instances.map((i) => i.name), ['ukc-page-0', 'ukc-page-4']);
+  assert.equal(r.data.instances[0].memory_mb, undefined);
+  const desc = await P.getInstances({ order: 'desc', count: 1 });
+  assert.equal(desc.data.instances.length, 1);
+  const bad = await raw('GET', '/v1/instances?order=sideways');
+  assert.equal(bad.status, 400);
+  assert.match(bad.env.message, /`order` must be asc or desc/);
+  await ukc.instances.delete(made.map((m) => ({ uuid: m.uuid })));
+});
+
+test('cross-API: made by the Hypeman API, seen and operated through /v1; names are one namespace', { timeout: 300000 }, async () => {
+  const h = await hm.instances.create({ name: 'hm-made', image, size: '256MB', vcpus: 1, cmd: ['sh', '-c', 'exec sleep 1000'] });
+  await hm.instances.wait(h.id, { state: 'Running', timeout: '90s' });
+  const u = await ukc.instances.get({ name: 'hm-made' });
+  assert.match(u.uuid, UUID);
+  assert.equal(u.state, 'running');
+  assert.equal(u.memory_mb, 256);
+  // the Hypeman API finds it by the UUID too
+  assert.equal((await hm.instances.get(u.uuid)).id, h.id);
+  // a /v1 create cannot take the name
+  const dup = await ukc.instances.create({ name: 'hm-made', image }).catch((e) => e);
+  assert.ok(dup instanceof UnikraftCloudError);
+  assert.match(dup.message, /already exists/);
+  // stop through /v1, delete through /instances
+  const st = await ukc.instances.stop([{ uuid: u.uuid }]);
+  assert.equal(st[0].state, 'stopped');
+  assert.equal((await hm.instances.get(h.id)).state, 'Stopped');
+  await hm.instances.delete(h.id);
+  await rejects(ukc.instances.get({ uuid: u.uuid }), 404);
+});
+
+test('wait: a time-out is an error naming the state; timeout_s 0 does not wait', { timeout: 300000 }, async () => {
+  const made = await ukc.instances.create({ name: 'ukc-wait', image, autostart: true, timeout_s: 90, args: ['sh', '-c', 'exec sleep 1000'] });
+  const t0 = Date.now();
+  const r = await P.waitInstances({ uuid: [made.uuid], state: ['stopped'], timeout_s: [1] });
+  assert.equal(r.status, 'error');
+  assert.match(r.data.instances[0].message, /did not become stopped within 1000 ms \(it is running\)/);
+  assert.ok(Date.now() - t0 >= 900);
+  const now = await P.waitInstances({ uuid: [made.uuid], state: ['running'], timeout_s: [0] });
+  assert.equal(now.status, 'success');
+  assert.equal(now.data.instances[0].state, 'running');
+  const bad = await raw('GET', `/v1/instances/wait?uuid=${made.uuid}&state=draining`);
+  assert.equal(bad.status, 400);
+  assert.match(bad.env.message, /`draining` cannot be waited for/);
+  await ukc.instances.delete([{ uuid: made.uuid }]);
+});
