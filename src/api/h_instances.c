@@ -328,9 +328,18 @@ int hm_h_instances_start(struct hm_req *req, struct hm_resp *resp, struct hm_err
 
 int hm_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
+	json_t *body = hm_req_json(req);
+	json_t *env = json_object_get(body, "env");
+	if (!env || json_is_null(env))
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field",
+		                  "nothing to update: give `env`");
+	if (!json_is_object(env))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`env` must be an object of strings");
+	struct hm_instance_update u = { .env_set = env, .delete_lock = -1 };
 	struct hm_instance_view *inst = NULL;
-	if (hm_instances_update(hm_req_services(req)->instances, hm_req_param(req, "id"),
-	                        hm_req_json(req), &inst, err) < 0)
+	if (hm_instances_update(hm_req_services(req)->instances, hm_req_param(req, "id"), &u, &inst,
+	                        err) < 0)
 		return -1;
 	return hm_resp_instance(resp, 200, inst);
 }

@@ -23,3 +23,5 @@ hm_handler_fn ukc_h_instances_log;
 hm_handler_fn ukc_h_instance_log;
 hm_handler_fn ukc_h_instances_metrics;
 hm_handler_fn ukc_h_instance_metrics;
+hm_handler_fn ukc_h_instances_update;
+hm_handler_fn ukc_h_instance_update;

@@ -79,9 +79,25 @@ json_t *ukc_instance(const struct hm_instance_view *v, bool details)
 	}
 	if (v->state == HM_STATE_STOPPED && v->exit_code >= 0)
 		json_object_set_new(o, "exit_code", json_integer(v->exit_code));
-	/* What the engine does today, said as UKC says it. */
-	json_object_set_new(o, "restart_policy", json_string("never"));
-	json_object_set_new(o, "delete_lock", json_false());
-	json_object_set_new(o, "features", json_array());
+	static const char *const policies[] = {
+		[HM_RESTART_NEVER] = "never",
+		[HM_RESTART_ALWAYS] = "always",
+		[HM_RESTART_ON_FAILURE] = "on-failure", /* as the SDK spells it */
+	};
+	json_object_set_new(o, "restart_policy", json_string(policies[v->restart.policy]));
+	const struct hm_restart_status *rs = &v->restart_status;
+	if (rs->attempts > 0 || rs->next_attempt_at) {
+		json_t *r = json_pack("{s:i}", "attempt", rs->attempts);
+		if (rs->next_attempt_at)
+			json_object_set_new(r, "next_at", json_string(rs->next_attempt_at));
+		json_object_set_new(o, "restart", r);
+	}
+	json_object_set_new(o, "start_count", json_integer(v->start_count));
+	json_object_set_new(o, "restart_count", json_integer(v->restart_count));
+	if (v->state == HM_STATE_STOPPED && v->stop_reason)
+		json_object_set_new(o, "stop_reason", json_integer(v->stop_reason));
+	json_object_set_new(o, "delete_lock", json_boolean(v->delete_lock));
+	json_object_set_new(o, "features",
+	                    v->delete_on_stop ? json_pack("[s]", "delete-on-stop") : json_array());
 	return o;
 }

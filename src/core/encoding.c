@@ -173,13 +173,17 @@ char *hm_percent_encode(const char *s)
 
 char *hm_now_rfc3339(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	return hm_rfc3339_of_ms(hm_now_ms());
+}
+
+char *hm_rfc3339_of_ms(int64_t ms)
+{
+	time_t secs = (time_t)(ms / 1000);
 	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
+	gmtime_r(&secs, &tm);
 	char buf[40];
 	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-	return xasprintf("%s.%03ldZ", buf, ts.tv_nsec / 1000000);
+	return xasprintf("%s.%03dZ", buf, (int)(ms % 1000));
 }
 
 int64_t hm_rfc3339_ms(const char *s)

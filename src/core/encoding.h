@@ -41,6 +41,8 @@ char *hm_logfmt_escape(const char *s);
 
 /* Now as RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"); owned. */
 char *hm_now_rfc3339(void);
+/* The same for a time in milliseconds since the epoch (>= 0); owned. */
+char *hm_rfc3339_of_ms(int64_t ms);
 /* Milliseconds since the epoch of an RFC 3339 UTC time ("2026-01-02T03:04:05[.678]Z", as
  * hm_now_rfc3339 writes them); -1 for anything else. */
 int64_t hm_rfc3339_ms(const char *s);

@@ -39,11 +39,11 @@
 #define DEFAULT_MEM     (1LL << 30)
 #define DEFAULT_OVERLAY (10LL << 30)
 #define DEFAULT_VCPUS   2
-#define MIN_MEM         (64LL << 20)
-#define MAX_MEM         (1LL << 40)
+#define MIN_MEM         INST_MIN_MEM
+#define MAX_MEM         INST_MAX_MEM
 #define MIN_OVERLAY     (64LL << 20)
 #define MAX_OVERLAY     (100LL << 30)
-#define MAX_VCPUS       64
+#define MAX_VCPUS       INST_MAX_VCPUS
 
 /* ---- create ---- */
 
@@ -58,6 +58,8 @@ struct create_req {
 	json_t *volumes;                    /* checked: [{id, mount_path, readonly}] (owned) */
 	const char *hypervisor;             /* the runtime asked for (HM_RUNTIME_DEFAULT) */
 	bool boot;                          /* false: made Stopped, booted by a later start */
+	struct hm_restart_policy restart;
+	bool delete_on_stop, delete_lock;
 };
 
 /* A size in bytes within [min, max]; 0 takes dflt. `what` names it in the error, in
@@ -263,6 +265,14 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 		return -1;
 	c->hypervisor = q->hypervisor;
 	c->boot = !q->no_boot;
+	if (inst_restart_check(&q->restart, err) < 0)
+		return -1;
+	if (q->delete_on_stop && q->restart.policy != HM_RESTART_NEVER)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "an instance deleted when it stops cannot have a restart policy");
+	c->restart = q->restart;
+	c->delete_on_stop = q->delete_on_stop;
+	c->delete_lock = q->delete_lock;
 	return 0;
 }
 
@@ -572,6 +582,12 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		json_object_set(spec, "entrypoint", c.entrypoint);
 	if (c.disk_bps)
 		json_object_set_new(spec, "disk_io_bps", json_integer(c.disk_bps));
+	if (c.restart.policy != HM_RESTART_NEVER)
+		json_object_set_new(spec, "restart", inst_restart_json(&c.restart));
+	if (c.delete_on_stop)
+		json_object_set_new(spec, "delete_on_stop", json_true());
+	if (c.delete_lock)
+		json_object_set_new(spec, "delete_lock", json_true());
 	json_object_set(spec, "volumes", c.volumes); /* ids filled in by claim_volumes */
 	/* Network on by default where the host has one; asked for where it has none: 400. */
 	struct hm_net_lease lease = { { 0 } };
@@ -676,6 +692,8 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 			pthread_mutex_lock(&in->lock);
 			inst_live_start(in, id, vm, false, NULL);
 			pthread_mutex_unlock(&in->lock);
+			if (hm_store_instance_count_start(in->st, id, false, NULL) == 0)
+				row.start_count = 1;
 		}
 		log_info("instances", "created", "id=%s name=%s image=%s booted=%s", id, c.name,
 		         img.name, c.boot ? "yes" : "no");

@@ -259,6 +259,7 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
 		log_info("instances", "guest kernel", "version=%s initrd=%s tsc_khz=%ld",
 		         in->kernel.version, in->initrd, in->tsc_khz);
 	}
+	inst_sup_open(in);
 	inst_adopt_all(in);
 	*ret = in;
 	return 0;
@@ -268,6 +269,7 @@ void hm_instances_close(struct hm_instances *in)
 {
 	if (!in)
 		return;
+	inst_sup_close(in); /* first: it may be starting a VM */
 	for (;;) {
 		pthread_mutex_lock(&in->lock);
 		_cleanup_free_ char *id = in->lives ? xstrdup(in->lives->id) : NULL;

@@ -55,6 +55,32 @@ enum hm_net_want {
 };
 
 /*
+ * What happens when an instance's program ends (or its VM dies) without a
+ * user's stop: never, always, or on a failure (a code other than 0, or no
+ * exit report). Restarts come after a delay; in a sequence of them each is
+ * counted, and a run of stable_ms ends the sequence. A user's start, stop or
+ * delete ends it too.
+ */
+enum hm_restart { HM_RESTART_NEVER, HM_RESTART_ALWAYS, HM_RESTART_ON_FAILURE };
+#define HM_RESTART_DELAY_CAP_MS (5 * 60 * 1000)
+struct hm_restart_policy {
+	enum hm_restart policy;
+	int64_t first_ms; /* before the first restart of a sequence */
+	int64_t delay_ms; /* before the second */
+	bool doubling;    /* each later delay twice the one before (up to the cap) */
+	int max_attempts; /* restarts in one sequence; 0: no limit */
+	int64_t stable_ms;
+};
+/* Where a sequence stands (hm_restart_status_done frees it). */
+struct hm_restart_status {
+	int attempts;                            /* restarts made in this sequence */
+	char *last_attempt_at, *next_attempt_at; /* RFC 3339, or NULL */
+	const char *blocked; /* "manual_stop", "max_attempts_exceeded" or NULL */
+};
+void hm_restart_status_done(struct hm_restart_status *st);
+const char *hm_restart_name(enum hm_restart r); /* never | always | on_failure */
+
+/*
  * A create, typed: what each dialect fills from its own request, and what
  * the domain checks (ranges, the name and env rules, mount paths, the
  * runtime) before it does anything. Strings and containers are borrowed for
@@ -74,6 +100,9 @@ struct hm_instance_create {
 	size_t nvolumes;
 	const char *hypervisor; /* a runtime of GET /capabilities; NULL: the default */
 	bool no_boot;           /* make it Stopped (disks ready, never started); a start boots it */
+	struct hm_restart_policy restart; /* zero: never */
+	bool delete_on_stop; /* deleted once its VM ends, however (not with a restart policy) */
+	bool delete_lock;    /* deletes are refused until it is unset */
 };
 
 /* A volume as an instance has it attached. */
@@ -109,6 +138,12 @@ struct hm_instance_view {
 	char *hypervisor;              /* the runtime it was made on */
 	json_t *command;               /* the argv the guest runs (a reference), or NULL */
 	json_t *cmd;                   /* the cmd asked for (a reference), or NULL: the image's */
+	struct hm_restart_policy restart;
+	struct hm_restart_status restart_status;
+	bool delete_on_stop, delete_lock;
+	int stop_reason;                /* HM_STOP_* bits of the last stop (store/instances.h) */
+	int start_count, restart_count; /* boots and restores; restarts by the policy */
+	json_t *entrypoint;             /* the entrypoint asked for (a reference), or NULL */
 };
 void hm_instance_view_free(struct hm_instance_view *v);
 /* An array of n views (hm_instances_list's). */
@@ -137,9 +172,28 @@ int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms /* 
  * its own overlay (writes persist). */
 int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
                        struct hm_instance_view **ret, struct hm_err **err);
-/* PATCH /instances/{id} {env}: merged into the instance's env; used from its next boot. */
-int hm_instances_update(struct hm_instances *in, const char *key, json_t *body,
-                        struct hm_instance_view **ret, struct hm_err **err);
+/*
+ * An update, typed; each part is optional and all are checked before any is
+ * made. The env and tags parts apply in any state (env from the next boot);
+ * the image, the command and the sizes only to a Stopped instance (409).
+ */
+struct hm_instance_update {
+	json_t *env_set; /* {NAME: "value"}: merged in (with env_replace: the whole env) */
+	bool env_replace;
+	json_t *env_del;   /* ["NAME", ...]: removed */
+	json_t *tags;      /* {"key": "value"}: the whole set */
+	int delete_lock;   /* -1: unchanged; else 0 or 1 */
+	const char *image; /* a new image (pulled when missing) */
+	bool cmd_set;      /* cmd is the new cmd (NULL: the image's) */
+	json_t *cmd;
+	int vcpus;         /* 0: unchanged */
+	int64_t mem_bytes; /* 0: unchanged */
+	bool restart_set;  /* restart is the new policy */
+	struct hm_restart_policy restart;
+};
+int hm_instances_update(struct hm_instances *in, const char *key,
+                        const struct hm_instance_update *u, struct hm_instance_view **ret,
+                        struct hm_err **err);
 /* GET /instances/{id}/wait: block until `state` (or a state it can no longer
  * leave) or timeout_ms. *ret: {state, state_error, timed_out}. */
 struct hm_wait_result {

@@ -28,6 +28,10 @@ struct hm_vm;
 struct hm_vmm_ops;
 
 #define MAX_VOLUMES 8
+/* The ranges of an instance's sizes (a create's and an update's). */
+#define INST_MIN_MEM   (64LL << 20)
+#define INST_MAX_MEM   (1LL << 40)
+#define INST_MAX_VCPUS 64
 /* Under the instances folder: folders of deletes under way (no id starts with a dot). */
 #define DELETED_DIR ".deleted"
 
@@ -59,8 +63,10 @@ struct live {
 	atomic_bool exited;
 	atomic_int refs; /* the list's one, plus one per request using it */
 	struct hm_agent *agent;
-	json_t *after_hello; /* sent by the monitor right after its hello, or NULL */
-	atomic_bool greeted; /* the monitor has connected (or given up) and sent those */
+	json_t *after_hello;   /* sent by the monitor right after its hello, or NULL */
+	atomic_bool greeted;   /* the monitor has connected (or given up) and sent those */
+	atomic_int stop_asked; /* 0; STOP_ASKED_USER by a user's stop; _FORCED once it kills */
+	double born_ms;        /* inst_mono_ms when the record was made */
 	struct hm_instances *in;
 };
 
@@ -84,7 +90,10 @@ struct hm_instances {
 	unsigned long changes;
 	char *mem_dir; /* tmpfs folder for the RAM of cold-booted VMs, or NULL (memory.c) */
 	struct live *lives;
+	struct hm_sup *sup; /* supervise.c */
 };
+
+enum { STOP_ASKED_USER = 1, STOP_ASKED_FORCED = 2 };
 
 /*
  * One lifecycle operation at a time per instance (start, stop, standby,
@@ -204,9 +213,32 @@ int inst_write_config(struct hm_instances *in, const struct hm_instance_row *row
 int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
                   const char *root_disk, const char *restore_from, struct hm_vm **ret_vm,
                   struct hm_err **err);
-/* Cold-boot a Stopped instance (start's work); *rowp is updated. */
+/* Cold-boot a Stopped instance (start's work; by_policy: a restart's); *rowp is updated. */
 int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
-                    struct hm_instance_view **ret, struct hm_err **err);
+                    bool by_policy, struct hm_instance_view **ret, struct hm_err **err);
+/* Delete's work, under the op lock the caller holds (and keeps). */
+int inst_delete_held(struct hm_instances *in, struct hm_instance_row *row, bool graceful,
+                     struct hm_err **err);
+
+/* ---- supervise.c: restart policies and delete-on-stop ---- */
+
+struct hm_sup;
+struct hm_restart_policy;
+struct hm_restart_status;
+void inst_sup_open(struct hm_instances *in);
+void inst_sup_close(struct hm_instances *in);
+/* A VM ended (its end recorded): by a user's stop or not, after ran_ms of running. */
+void inst_sup_exited(struct hm_instances *in, const char *id, int exit_code, bool by_user,
+                     double ran_ms);
+/* A user's operation ends the sequence: why (shown) or NULL (forgotten). Under the op lock. */
+void inst_sup_block(struct hm_instances *in, const char *id, const char *why);
+void inst_sup_forget(struct hm_instances *in, const char *id);
+void inst_sup_status(struct hm_instances *in, const char *id, struct hm_restart_status *ret);
+/* The policy a spec holds (never when none); and its stored form. */
+void inst_spec_restart(json_t *spec, struct hm_restart_policy *ret);
+json_t *inst_restart_json(const struct hm_restart_policy *p);
+/* The domain's rules for a policy (ranges). */
+int inst_restart_check(const struct hm_restart_policy *p, struct hm_err **err);
 
 /* ---- memory.c: where a VM's RAM file lives ---- */
 

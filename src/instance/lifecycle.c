@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "core/tags.h"
 #include "core/xalloc.h"
 #include "image/images.h"
 #include "instance/agent.h"
@@ -37,6 +39,23 @@ int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
+	json_t *spec = inst_spec_of(&row);
+	bool locked = json_is_true(json_object_get(spec, "delete_lock"));
+	json_decref(spec);
+	int r = locked ? hm_err_set(err, HM_ERR_CONFLICT, "delete_locked",
+	                            "instance `%s` has a delete lock; unset it to delete the "
+	                            "instance",
+	                            row.name)
+	               : inst_delete_held(in, &row, graceful, err);
+	inst_op_unlock(in, row.id);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+int inst_delete_held(struct hm_instances *in, struct hm_instance_row *rowp, bool graceful,
+                     struct hm_err **err)
+{
+	struct hm_instance_row row = *rowp; /* fields stay the caller's */
 	/* Graceful: the stop path first, where the program runs and its agent answers
 	 * (one still booting has nothing to lose); whatever is left is killed below. */
 	enum hm_state state = inst_state(in, &row);
@@ -83,10 +102,9 @@ int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
 			    in->net, json_string_value(json_object_get(inst_spec_net(spec), "ip")));
 			json_decref(spec);
 			log_info("instances", "deleted", "id=%s name=%s", row.id, row.name);
+			inst_sup_forget(in, row.id);
 		}
 	}
-	inst_op_unlock(in, row.id);
-	hm_instance_row_done(&row);
 	return r;
 }
 
@@ -112,6 +130,7 @@ static int stop_live(struct hm_instances *in, struct live *l, const struct hm_in
 {
 	double t0 = inst_mono_ms();
 	inst_oplog(in, row->id, "msg=\"stop requested\" grace_ms=%d", grace_ms);
+	atomic_store(&l->stop_asked, grace_ms == 0 ? STOP_ASKED_FORCED : STOP_ASKED_USER);
 	/* 1: the guest init stops the program (SIGTERM, SIGKILL after the grace). */
 	json_t *msg = json_pack("{s:s,s:i}", "type", "stop", "timeout_ms", grace_ms);
 	bool asked = hm_agent_send(l->agent, msg, NULL) == 0;
@@ -127,6 +146,7 @@ static int stop_live(struct hm_instances *in, struct live *l, const struct hm_in
 		if (!wait_exited(l, asked ? 3000 : grace_ms + 3000)) {
 			/* 3: the VMM process itself. */
 			how = "kill";
+			atomic_store(&l->stop_asked, STOP_ASKED_FORCED);
 			pthread_mutex_lock(&l->vm_lock);
 			r = l->vm->ops->kill(l->vm, 10000, err);
 			pthread_mutex_unlock(&l->vm_lock);
@@ -164,8 +184,10 @@ int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
 		r = stop_live(in, l, &row, grace_ms < 0 ? STOP_GRACE_MS : grace_ms, err);
 	if (l)
 		inst_live_free(l);
-	if (r == 0)
+	if (r == 0) {
+		inst_sup_block(in, row.id, "manual_stop"); /* a pending restart too */
 		r = hm_instances_get(in, row.id, ret, err);
+	}
 	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
@@ -204,7 +226,9 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
 		               "instance `%s` is %s; only a Stopped instance can be started",
 		               row.name, hm_state_name(state));
 	else
-		r = inst_boot_again(in, &row, cmd, ep, ret, err);
+		r = inst_boot_again(in, &row, cmd, ep, false, ret, err);
+	if (r == 0)
+		inst_sup_forget(in, row.id); /* a user's start ends a restart sequence */
 	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
@@ -212,7 +236,7 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
 
 /* Start's work once the instance is known to be Stopped. */
 int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
-                    struct hm_instance_view **ret, struct hm_err **err)
+                    bool by_policy, struct hm_instance_view **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = *rowp; /* fields stay owned by the caller's row */
 	json_t *spec = NULL;
@@ -272,6 +296,10 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 	pthread_mutex_lock(&in->lock);
 	inst_live_start(in, row.id, vm, false, NULL);
 	pthread_mutex_unlock(&in->lock);
+	if (hm_store_instance_count_start(in->st, row.id, by_policy, NULL) == 0) {
+		row.start_count++;
+		row.restart_count += by_policy;
+	}
 	log_info("instances", "started", "id=%s name=%s", row.id, row.name);
 	*ret = inst_view(in, &row);
 out:
@@ -281,40 +309,154 @@ out:
 	return r;
 }
 
-int hm_instances_update(struct hm_instances *in, const char *key, json_t *body,
-                        struct hm_instance_view **ret, struct hm_err **err)
+/* The parts of an update checked on their own, before the instance is read. */
+static int check_update(const struct hm_instance_update *u, struct hm_err **err)
 {
-	if (!json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	json_t *env = json_object_get(body, "env");
-	if (!env || json_is_null(env))
-		return hm_err_set(err, HM_ERR_INVALID, "missing_field",
-		                  "nothing to update: give `env`");
-	if (hm_command_check_env(env, err) < 0)
+	if ((u->env_set && hm_command_check_env(u->env_set, err) < 0) ||
+	    (u->tags && hm_tags_validate(u->tags, err) < 0) ||
+	    (u->cmd_set && u->cmd && hm_command_check_args(u->cmd, "cmd", err) < 0) ||
+	    (u->restart_set && inst_restart_check(&u->restart, err) < 0))
 		return -1;
-	/* Under the op lock, and only the spec: an operation or a VM's end that
-	 * writes the row meanwhile is neither undone nor lost. */
+	size_t i;
+	json_t *k;
+	json_array_foreach (u->env_del, i, k) {
+		if (!json_is_string(k))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "env keys to remove must be strings");
+	}
+	if (u->image && (!*u->image || strlen(u->image) > 512))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`image` must be a non-empty image reference");
+	if (u->vcpus < 0 || u->vcpus > INST_MAX_VCPUS)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`vcpus` must be an integer from 1 to %d", INST_MAX_VCPUS);
+	if (u->mem_bytes && (u->mem_bytes < INST_MIN_MEM || u->mem_bytes > INST_MAX_MEM)) {
+		_cleanup_free_ char *m = hm_human_size(u->mem_bytes);
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "memory of %s is out of range (64MB to 1TB)", m);
+	}
+	return 0;
+}
+
+/* What the program runs with, from the spec's asked-for parts and the image's config. */
+static int respec_command(json_t *spec, json_t *cfg, struct hm_err **err)
+{
+	json_t *argv = NULL;
+	if (hm_command_argv(json_object_get(cfg, "entrypoint"), json_object_get(cfg, "cmd"),
+	                    json_object_get(spec, "entrypoint"), json_object_get(spec, "cmd"),
+	                    &argv, err) < 0)
+		return -1;
+	json_object_set_new(spec, "argv", argv);
+	json_t *env = json_object_get(spec, "env");
+	json_object_set_new(
+	    spec, "full_env",
+	    hm_command_env(json_object_get(cfg, "env"), json_object_size(env) ? env : NULL));
+	const char *wd = json_string_value(json_object_get(cfg, "working_dir"));
+	json_object_set_new(spec, "workdir", json_string(wd && *wd ? wd : "/"));
+	const char *user = json_string_value(json_object_get(cfg, "user"));
+	json_object_set_new(spec, "user", json_string(user ? user : ""));
+	return 0;
+}
+
+int hm_instances_update(struct hm_instances *in, const char *key,
+                        const struct hm_instance_update *u, struct hm_instance_view **ret,
+                        struct hm_err **err)
+{
+	if (check_update(u, err) < 0)
+		return -1;
+	bool needs_stopped = u->image || u->cmd_set || u->vcpus || u->mem_bytes;
+	/* Under the op lock, and only the spec (and image): an operation or a VM's
+	 * end that writes the row meanwhile is neither undone nor lost. */
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
+	struct hm_image_info img = { 0 };
 	json_t *spec = inst_spec_of(&row);
-	json_t *shown = json_object_get(spec, "env");
-	json_t *full = json_object_get(spec, "full_env");
-	if (!json_is_object(shown))
+	int r = 0;
+	json_t *shown, *k;
+	size_t i;
+	enum hm_state state = inst_state(in, &row);
+	if (needs_stopped && state != HM_STATE_STOPPED) {
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; its image, command, vcpus and memory change "
+		               "only while it is Stopped",
+		               row.name, hm_state_name(state));
+		goto out;
+	}
+	if (u->image) {
+		if (hm_images_ensure(in->images, u->image, 10 * 60 * 1000, &img, err) < 0) {
+			r = -1;
+			goto out;
+		}
+	} else if (u->env_del || u->env_replace || u->cmd_set) {
+		/* env and cmd are combined with the image's config again (a removed
+		 * key may be the image's to set); new keys alone merge in below */
+		if (hm_images_resolve(in->images, row.image, &img, err) < 0) {
+			r = hm_err_wrap(err, "the instance's image");
+			goto out;
+		}
+	}
+	shown = json_object_get(spec, "env");
+	if (!json_is_object(shown) || (u->env_set && u->env_replace))
 		json_object_set_new(spec, "env", shown = json_object());
-	if (!json_is_object(full))
-		json_object_set_new(spec, "full_env", full = json_object());
-	json_object_update(shown, env);
-	json_object_update(full, env);
+	if (u->env_set) {
+		json_object_update(shown, u->env_set);
+		json_t *full = json_object_get(spec, "full_env");
+		if (!json_is_object(full))
+			json_object_set_new(spec, "full_env", full = json_object());
+		json_object_update(full, u->env_set);
+	}
+	json_array_foreach (u->env_del, i, k)
+		json_object_del(shown, json_string_value(k));
+	if (u->tags)
+		json_object_set_new(spec, "tags", json_deep_copy(u->tags));
+	if (u->delete_lock >= 0)
+		json_object_set_new(spec, "delete_lock", json_boolean(u->delete_lock));
+	if (u->cmd_set) {
+		if (u->cmd)
+			json_object_set(spec, "cmd", u->cmd);
+		else
+			json_object_del(spec, "cmd");
+	}
+	if (u->vcpus)
+		json_object_set_new(spec, "vcpus", json_integer(u->vcpus));
+	if (u->mem_bytes)
+		json_object_set_new(spec, "mem_bytes", json_integer(u->mem_bytes));
+	if (u->restart_set) {
+		if (u->restart.policy != HM_RESTART_NEVER &&
+		    json_is_true(json_object_get(spec, "delete_on_stop"))) {
+			r = hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			               "instance `%s` is deleted when it stops; it cannot have a "
+			               "restart policy",
+			               row.name);
+			goto out;
+		}
+		json_object_set_new(spec, "restart", inst_restart_json(&u->restart));
+	}
+	if (img.config && respec_command(spec, img.config, err) < 0) {
+		r = -1;
+		goto out;
+	}
 	free(row.spec);
 	row.spec = json_dumps(spec, JSON_COMPACT);
-	json_decref(spec);
-	int r = hm_store_instance_set_spec(in->st, row.id, row.spec, err);
+	if (u->image) {
+		free(row.image);
+		row.image = xstrdup(img.name ? img.name : u->image);
+		free(row.image_digest);
+		row.image_digest = xstrdup(img.digest ? img.digest : "");
+		r = hm_store_instance_update(in->st, &row, err);
+	} else {
+		r = hm_store_instance_set_spec(in->st, row.id, row.spec, err);
+	}
 	if (r == 0) {
-		inst_oplog(in, row.id, "msg=\"env updated\" keys=%zu", json_object_size(env));
+		inst_oplog(in, row.id, "msg=updated env=%zu env_removed=%zu image=\"%s\"",
+		           json_object_size(u->env_set), json_array_size(u->env_del),
+		           u->image ? row.image : "");
 		*ret = inst_view(in, &row);
 	}
+out:
+	json_decref(spec);
+	hm_image_info_done(&img);
 	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;

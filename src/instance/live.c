@@ -126,19 +126,30 @@ static void finalize(struct live *l)
 	int code = -1;
 	char *message = NULL;
 	_cleanup_err_ struct hm_err *err = NULL;
-	if (hm_guestcfg_read_exit(cfg, &code, &message, &err) <= 0) {
+	bool report = hm_guestcfg_read_exit(cfg, &code, &message, &err) > 0;
+	if (!report) {
 		code = -1;
 		free(message);
 		message = xasprintf("the VM stopped without an exit report from the guest%s",
 		                    err ? " (config disk unreadable)" : "");
 	}
+	/* Who stopped it and how: a user's stop (forced when it had to kill, or
+	 * gave the program no grace), or the guest on its own (the program's exit
+	 * reported, or none: a crash). */
+	int asked = atomic_load(&l->stop_asked);
+	int reason =
+	    asked == STOP_ASKED_FORCED ? HM_STOP_FORCED | HM_STOP_USER | HM_STOP_PLATFORM
+	    : asked  ? HM_STOP_USER | HM_STOP_PLATFORM | HM_STOP_KERNEL | (report ? HM_STOP_APP : 0)
+	    : report ? HM_STOP_APP | HM_STOP_KERNEL
+	             : HM_STOP_KERNEL;
 	/* Logged first: whoever sees Stopped finds the line there. Then only the
 	 * columns a VM's end changes: an operation that saw the VMM gone (an attach,
 	 * a start) may have written the rest of the row meanwhile. */
 	_cleanup_free_ char *shown = hm_logfmt_escape(message);
 	_cleanup_free_ char *stopped_at = hm_now_rfc3339();
 	inst_oplog(in, l->id, "msg=\"vm stopped\" exit_code=%d exit_message=\"%s\"", code, shown);
-	hm_store_instance_set_stopped(in->st, l->id, l->vm->pid, code, message, stopped_at, NULL);
+	bool recorded = hm_store_instance_set_stopped(in->st, l->id, l->vm->pid, code, message,
+	                                              stopped_at, reason, NULL) == 0;
 	pthread_mutex_lock(&l->pub_lock);
 	l->pub.exit_code = code;
 	free(l->pub.exit_message);
@@ -148,6 +159,10 @@ static void finalize(struct live *l)
 	pthread_mutex_unlock(&l->pub_lock);
 	inst_live_publish(l, HM_VM_EXITED, NULL);
 	inst_drop_tap(in, l->id);
+	/* Before `exited`: a stop that waits for it finds its sequence decided. A
+	 * row a new boot took meanwhile is no end to act on. */
+	if (recorded)
+		inst_sup_exited(in, l->id, code, asked != 0, inst_mono_ms() - l->born_ms);
 	atomic_store(&l->exited, true);
 }
 
@@ -286,6 +301,8 @@ void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, 
 	atomic_init(&l->exited, false);
 	atomic_init(&l->greeted, false);
 	atomic_init(&l->refs, 1);
+	atomic_init(&l->stop_asked, 0);
+	l->born_ms = inst_mono_ms();
 	l->agent = hm_agent_new();
 	pthread_mutex_init(&l->vm_lock, NULL);
 	pthread_mutex_init(&l->pub_lock, NULL);

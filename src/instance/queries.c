@@ -178,6 +178,15 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 	v->command = argv ? json_incref(argv) : NULL;
 	json_t *cmd = json_object_get(spec, "cmd");
 	v->cmd = json_is_array(cmd) ? json_incref(cmd) : NULL;
+	json_t *ep = json_object_get(spec, "entrypoint");
+	v->entrypoint = json_is_array(ep) ? json_incref(ep) : NULL;
+	inst_spec_restart(spec, &v->restart);
+	inst_sup_status(in, r->id, &v->restart_status);
+	v->delete_on_stop = json_is_true(json_object_get(spec, "delete_on_stop"));
+	v->delete_lock = json_is_true(json_object_get(spec, "delete_lock"));
+	v->stop_reason = stopped ? r->stop_reason : 0;
+	v->start_count = r->start_count;
+	v->restart_count = r->restart_count;
 	json_decref(spec);
 	inst_status_done(&sts);
 }
@@ -211,6 +220,8 @@ static void view_done(struct hm_instance_view *v)
 	free(v->hypervisor);
 	json_decref(v->command);
 	json_decref(v->cmd);
+	json_decref(v->entrypoint);
+	hm_restart_status_done(&v->restart_status);
 }
 
 void hm_instance_view_free(struct hm_instance_view *v)

@@ -266,6 +266,9 @@ void inst_adopt_all(struct hm_instances *in)
 		r->stopped_at = hm_now_rfc3339();
 		hm_store_instance_update(in->st, r, NULL);
 		inst_oplog(in, r->id, "msg=\"found stopped at daemon start\" exit_code=%d", code);
+		/* Its policy applies as to any end no user asked for (no user stop
+		 * could have run with no daemon); a long run for all we know. */
+		inst_sup_exited(in, r->id, code, false, 1e15);
 	}
 	hm_instance_rows_free(rows, n);
 	/* TAPs of VMs that died while the daemon was away, or of a crashed create. */

@@ -466,7 +466,7 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 			r = inst_wake(in, &row, false, err);
 		} else {
 			struct hm_instance_view *o = NULL;
-			r = inst_boot_again(in, &row, NULL, NULL, &o, err);
+			r = inst_boot_again(in, &row, NULL, NULL, false, &o, err);
 			hm_instance_view_free(o);
 		}
 	}

@@ -295,6 +295,8 @@ static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t 
 	pthread_mutex_lock(&in->lock);
 	inst_live_start(in, row->id, vm, true, after_hello);
 	pthread_mutex_unlock(&in->lock);
+	if (hm_store_instance_count_start(in->st, row->id, false, NULL) == 0)
+		row->start_count++;
 	/* The state is used up: the running VM owns the memory file again. */
 	unlink(vmstate);
 	_cleanup_free_ char *mark = inst_path(in, row->id, HM_PAYLOAD_ACCEL);
@@ -529,7 +531,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 			r = inst_wake(in, &row, true, err);
 		} else {
 			struct hm_instance_view *o = NULL;
-			r = inst_boot_again(in, &row, NULL, NULL, &o, err);
+			r = inst_boot_again(in, &row, NULL, NULL, false, &o, err);
 			hm_instance_view_free(o);
 		}
 	}

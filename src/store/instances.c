@@ -40,7 +40,7 @@ void hm_instance_rows_free(struct hm_instance_row *rows, size_t n)
 #define COLS                                                                                       \
 	"id, name, image, image_digest, spec, phase, vmm_pid, exit_code, exit_message, "           \
 	"created_at, "                                                                             \
-	"started_at, stopped_at, hypervisor, uuid"
+	"started_at, stopped_at, hypervisor, uuid, stop_reason, start_count, restart_count"
 
 static void read_row(sqlite3_stmt *s, struct hm_instance_row *r)
 {
@@ -58,6 +58,9 @@ static void read_row(sqlite3_stmt *s, struct hm_instance_row *r)
 	r->stopped_at = hm_store_col_text(s, 11);
 	r->hypervisor = hm_store_col_text(s, 12);
 	r->uuid = hm_store_col_text(s, 13);
+	r->stop_reason = sqlite3_column_int(s, 14);
+	r->start_count = sqlite3_column_int(s, 15);
+	r->restart_count = sqlite3_column_int(s, 16);
 }
 
 static void read_any(sqlite3_stmt *s, void *row)
@@ -93,10 +96,11 @@ int hm_store_instance_insert(struct hm_store *st, const struct hm_instance_row *
                              struct hm_err **err)
 {
 	sqlite3_stmt *s;
-	if (hm_store_prepare(st,
-	                     "INSERT INTO instances(" COLS ") VALUES "
-	                     "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-	                     &s, err) < 0)
+	if (hm_store_prepare(
+	        st,
+	        "INSERT INTO instances(" COLS ") VALUES "
+	        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, 0, 0)",
+	        &s, err) < 0)
 		return -1;
 	bind_row(s, r);
 	char uuid[37];
@@ -179,15 +183,16 @@ int hm_store_instance_set_spec(struct hm_store *st, const char *id, const char *
 }
 
 int hm_store_instance_set_stopped(struct hm_store *st, const char *id, pid_t vmm_pid, int exit_code,
-                                  const char *exit_message, const char *stopped_at,
+                                  const char *exit_message, const char *stopped_at, int stop_reason,
                                   struct hm_err **err)
 {
 	sqlite3_stmt *s;
-	if (hm_store_prepare(st,
-	                     "UPDATE instances SET phase = 'Stopped', vmm_pid = 0, exit_code = ?2, "
-	                     "exit_message = ?3, stopped_at = ?4 WHERE id = ?1 AND "
-	                     "(vmm_pid = ?5 OR vmm_pid = 0 OR vmm_pid IS NULL) RETURNING id",
-	                     &s, err) < 0)
+	if (hm_store_prepare(
+	        st,
+	        "UPDATE instances SET phase = 'Stopped', vmm_pid = 0, exit_code = ?2, "
+	        "exit_message = ?3, stopped_at = ?4, stop_reason = ?6 WHERE id = ?1 AND "
+	        "(vmm_pid = ?5 OR vmm_pid = 0 OR vmm_pid IS NULL) RETURNING id",
+	        &s, err) < 0)
 		return -1;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 5, (int)vmm_pid);
@@ -197,7 +202,22 @@ int hm_store_instance_set_stopped(struct hm_store *st, const char *id, pid_t vmm
 		sqlite3_bind_null(s, 2);
 	sqlite3_bind_text(s, 3, exit_message, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 4, stopped_at, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 6, stop_reason);
 	return step_one(st, s, id, "record an instance's stop", err);
+}
+
+int hm_store_instance_count_start(struct hm_store *st, const char *id, bool by_policy,
+                                  struct hm_err **err)
+{
+	sqlite3_stmt *s;
+	if (hm_store_prepare(st,
+	                     "UPDATE instances SET start_count = start_count + 1, "
+	                     "restart_count = restart_count + ?2 WHERE id = ?1 RETURNING id",
+	                     &s, err) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, by_policy ? 1 : 0);
+	return step_one(st, s, id, "count an instance's start", err);
 }
 
 /* Run a one-key lookup; 1 if a row was read into *ret, 0 if none, <0 on error. */

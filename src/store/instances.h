@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -29,6 +30,19 @@ struct hm_instance_row {
 	char
 	    *hypervisor; /* the runtime it was made on (set at insert, never updated); NULL: qemu */
 	char *uuid;      /* RFC 4122; the store makes one at insert when NULL, never updated */
+	/* Written only by set_stopped and count_start (insert and update leave them). */
+	int stop_reason;   /* HM_STOP_* bits of the last stop; 0: unknown or none */
+	int start_count;   /* boots and restores that reached the VM running */
+	int restart_count; /* of those, the restart policy's */
+};
+
+/* Who and how a VM stopped, as bits (the Unikraft Cloud API's stop_reason). */
+enum {
+	HM_STOP_KERNEL = 1 << 0,   /* the guest kernel went down (a report or a crash) */
+	HM_STOP_APP = 1 << 1,      /* the program exited; exit_code holds its code */
+	HM_STOP_PLATFORM = 1 << 2, /* the daemon stopped it (with USER: on a user's request) */
+	HM_STOP_USER = 1 << 3,     /* a user asked for the stop */
+	HM_STOP_FORCED = 1 << 4,   /* killed without a clean shutdown */
 };
 
 /* Insert a new row; a taken name or id is HM_ERR_CONFLICT. */
@@ -52,7 +66,10 @@ int hm_store_instance_set_spec(struct hm_store *st, const char *id, const char *
  * Only while the row records that VMM (vmm_pid) or none: a row a new boot has
  * taken since is left alone (HM_ERR_NOT_FOUND). */
 int hm_store_instance_set_stopped(struct hm_store *st, const char *id, pid_t vmm_pid, int exit_code,
-                                  const char *exit_message, const char *stopped_at,
+                                  const char *exit_message, const char *stopped_at, int stop_reason,
+                                  struct hm_err **err);
+/* One more start (and restart, when by_policy), counted in the database. */
+int hm_store_instance_count_start(struct hm_store *st, const char *id, bool by_policy,
                                   struct hm_err **err);
 /* By exact id. Missing: HM_ERR_NOT_FOUND. */
 int hm_store_instance_get(struct hm_store *st, const char *id, struct hm_instance_row *ret,

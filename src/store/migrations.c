@@ -98,6 +98,12 @@ const char *const hm_migrations[] = {
 	"  || substr('89ab', 1 + abs(random() % 4), 1) || substr(lower(hex(randomblob(2))), 2)"
 	"  || '-' || lower(hex(randomblob(6)));"
 	"CREATE UNIQUE INDEX instances_uuid ON instances(uuid);",
+	/* 10: how each instance's VM last stopped (a bitmask of who and how:
+	 * store/instances.h), and how often it was started and restarted by its
+	 * restart policy. */
+	"ALTER TABLE instances ADD COLUMN stop_reason INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE instances ADD COLUMN start_count INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE instances ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

@@ -337,3 +337,154 @@ test('wait: a time-out is an error naming the state; timeout_s 0 does not wait',
   assert.match(bad.env.message, /`draining` cannot be waited for/);
   await ukc.instances.delete([{ uuid: made.uuid }]);
 });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Poll fn until it returns something truthy (or give up with the last value shown).
+async function until(fn, ms, what) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await sleep(250);
+  }
+  assert.fail(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
+}
+
+test('restart policy: on-failure restarts a crashing program with a back-off until a user stops it; a clean exit is not restarted; stop_reason says who stopped', { timeout: 300000 }, async () => {
+  const crash = await ukc.instances.create({
+    name: 'ukc-crash', image, autostart: true, restart_policy: 'on-failure',
+    args: ['sh', '-c', 'echo crash-run; exit 3'],
+  });
+  const clean = await ukc.instances.create({
+    name: 'ukc-clean', image, autostart: true, restart_policy: 'on_failure', // the seed's spelling
+    args: ['sh', '-c', 'echo clean-run; exit 0'],
+  });
+  assert.equal(crash.restart_policy, 'on-failure');
+  assert.equal(clean.restart_policy, 'on-failure');
+  // The first restart is at once, the second after 5 s: between them the
+  // instance is stopped with the next attempt announced.
+  const pending = await until(async () => {
+    const i = await ukc.instances.get({ name: 'ukc-crash' });
+    return i.state === 'stopped' && i.restart?.attempt >= 1 && i.restart?.next_at ? i : null;
+  }, 120000, 'a stopped crash with a restart scheduled');
+  assert.ok(pending.restart_count >= 1, JSON.stringify(pending));
+  assert.ok(pending.start_count >= 2, JSON.stringify(pending));
+  assert.equal(pending.exit_code, 3);
+  assert.equal(pending.stop_reason, 3); // the program exited, then the kernel
+  assert.ok(Date.parse(pending.restart.next_at) > Date.parse(pending.stopped_at));
+  const h = await hm.instances.get('ukc-crash');
+  assert.equal(h.state, 'Stopped');
+  // A user's stop ends the sequence: nothing is scheduled and nothing comes.
+  const st = await P.stopInstances({ body: [{ name: 'ukc-crash' }] });
+  assert.equal(st.status, 'success', JSON.stringify(st));
+  const after = await ukc.instances.get({ name: 'ukc-crash' });
+  assert.equal(after.restart?.next_at, undefined, JSON.stringify(after));
+  await sleep(6000);
+  const later = await ukc.instances.get({ name: 'ukc-crash' });
+  assert.equal(later.state, 'stopped');
+  assert.equal(later.restart_count, after.restart_count);
+  // exit 0 under on-failure: stopped once, never restarted
+  const c = await until(async () => {
+    const i = await ukc.instances.get({ name: 'ukc-clean' });
+    return i.state === 'stopped' ? i : null;
+  }, 120000, 'the clean exit');
+  assert.equal(c.exit_code, 0);
+  assert.equal(c.restart_count, 0);
+  assert.equal(c.start_count, 1);
+  assert.equal(c.restart, undefined);
+  // a user's stop, graceful and forced
+  await ukc.instances.delete([{ name: 'ukc-crash' }, { name: 'ukc-clean' }]);
+  const s = await ukc.instances.create({ name: 'ukc-stops', image, autostart: true, timeout_s: 90, args: ['sh', '-c', 'exec sleep 1000'] });
+  await ukc.instances.get({ uuid: s.uuid }).stop();
+  assert.equal((await ukc.instances.get({ uuid: s.uuid })).stop_reason, 15); // user: app and kernel ended cleanly
+  await P.startInstances({ body: [{ uuid: s.uuid, timeout_s: 90 }] });
+  await P.stopInstances({ body: [{ uuid: s.uuid, force: true }] });
+  assert.equal((await ukc.instances.get({ uuid: s.uuid })).stop_reason, 28); // forced by the user
+  assert.equal((await ukc.instances.get({ uuid: s.uuid })).start_count, 2);
+  await ukc.instances.delete([{ uuid: s.uuid }]);
+  // a restart policy and delete-on-stop do not go together
+  const both = await raw('POST', '/v1/instances', { body: { image, restart_policy: 'always', features: ['delete-on-stop'] } });
+  assert.equal(both.status, 400);
+  assert.match(both.env.message, /cannot be combined with the delete-on-stop/);
+  const odd = await raw('POST', '/v1/instances', { body: { image, restart_policy: 'sometimes' } });
+  assert.equal(odd.status, 400);
+  assert.match(odd.env.message, /`restart_policy` must be never, always or on-failure/);
+});
+
+test('delete-on-stop: the instance goes when its program ends; delete_lock refuses deletes from both APIs until unset', { timeout: 300000 }, async () => {
+  const d1 = await ukc.instances.create({ name: 'ukc-dos', image, autostart: true, features: ['delete-on-stop'], args: ['sh', '-c', 'echo bye'] });
+  assert.deepEqual(d1.features, ['delete-on-stop']);
+  await until(async () => !(await names()).includes('ukc-dos'), 120000, 'delete on stop');
+  await assert.rejects(hm.instances.get('ukc-dos'), (e) => e.status === 404);
+
+  const l = await ukc.instances.create({ name: 'ukc-locked', image });
+  const set = await P.updateInstances({ body: [{ uuid: l.uuid, prop: 'delete_lock', op: 'set', value: true, id: 'lock-1' }] });
+  assert.equal(set.status, 'success', JSON.stringify(set));
+  assert.equal(set.data.instances[0].id, 'lock-1');
+  assert.equal((await ukc.instances.get({ uuid: l.uuid })).delete_lock, true);
+  const refused = await P.deleteInstances({ body: [{ uuid: l.uuid }] });
+  assert.equal(refused.status, 'error');
+  assert.match(refused.data.instances[0].message, /has a delete lock/);
+  await assert.rejects(hm.instances.delete((await hm.instances.get('ukc-locked')).id), (e) => e.status === 409 && /delete lock/.test(e.message));
+  assert.ok((await names()).includes('ukc-locked'));
+  const unset = await P.updateInstanceByUuid(l.uuid, { body: { prop: 'delete_lock', op: 'del' } });
+  assert.equal(unset.status, 'success', JSON.stringify(unset));
+  await ukc.instances.delete([{ uuid: l.uuid }]);
+  assert.ok(!(await names()).includes('ukc-locked'));
+});
+
+test('update: props and ops on a stopped instance take effect at its start; a running one takes env and tags only', { timeout: 300000 }, async () => {
+  const made = await ukc.instances.create({ name: 'ukc-upd', image, env: { KEEP: 'k', DROP: 'd' }, tags: ['a', 'b=1'], args: ['sh', '-c', 'echo old'] });
+  const r = await ukc.instances.edit({ uuid: made.uuid })
+    .set({ memory_mb: 192, vcpus: 2, args: ['sh', '-c', 'echo "new $KEEP ${DROP:-none} $ADDED"; exec sleep 1000'] })
+    .add({ env: { ADDED: 'yes' }, tags: ['c'] })
+    .del({ env: ['DROP'], tags: ['a'] })
+    .apply();
+  assert.equal(r.status, 'success', JSON.stringify(r));
+  const got = await ukc.instances.get({ uuid: made.uuid });
+  assert.equal(got.memory_mb, 192);
+  assert.equal(got.vcpus, 2);
+  assert.deepEqual(got.env, { KEEP: 'k', ADDED: 'yes' });
+  assert.deepEqual([...got.tags].sort(), ['b=1', 'c']);
+  assert.deepEqual(got.args, ['sh', '-c', 'echo "new $KEEP ${DROP:-none} $ADDED"; exec sleep 1000']);
+  // the Hypeman API sees the new sizes
+  const h = await hm.instances.get('ukc-upd');
+  assert.equal(h.size, '192MB');
+  assert.equal(h.vcpus, 2);
+  // it boots with them
+  await P.startInstances({ body: [{ uuid: made.uuid, timeout_s: 90 }] });
+  const out = await until(async () => {
+    const lg = await ukc.instances.logs({ uuid: made.uuid });
+    const s = Buffer.from(lg.output, 'base64').toString();
+    return /new k none yes/.test(s) ? s : null;
+  }, 60000, 'the new command');
+  assert.doesNotMatch(out, /\bold\b/);
+  // running: sizes are refused per entry (nothing changes), env and tags go on
+  const mixed = await P.updateInstances({ body: [
+    { uuid: made.uuid, prop: 'memory_mb', op: 'set', value: 512 },
+    { uuid: made.uuid, prop: 'env', op: 'set', value: { ONLY: 'this' } },
+    { uuid: made.uuid, prop: 'colour', op: 'set', value: 1 },
+    { name: 'ukc-nope', prop: 'tags', op: 'set', value: [] },
+  ] });
+  assert.equal(mixed.status, 'partial_success');
+  const [m0, m1, m2, m3] = mixed.data.instances;
+  assert.equal(m0.status, 'error');
+  assert.match(m0.message, /only while it is Stopped/);
+  assert.equal(m1.status, 'success');
+  assert.equal(m2.status, 'error');
+  assert.match(m2.message, /`prop` must be one of/);
+  assert.equal(m3.error, 8);
+  const now = await ukc.instances.get({ uuid: made.uuid });
+  assert.equal(now.memory_mb, 192);
+  assert.deepEqual(now.env, { ONLY: 'this' });
+  // scale_to_zero: off is taken, anything else refused until it is built
+  const stz = await P.updateInstanceByUuid(made.uuid, { body: { prop: 'scale_to_zero', op: 'set', value: { policy: 'on' } } });
+  assert.equal(stz.status, 'error');
+  assert.match(stz.data.instances[0].message, /scale to zero is not available yet/);
+  // an unreadable body is a 400 for all
+  const bad = await raw('PATCH', '/v1/instances', { body: [{ uuid: made.uuid, prop: 'env', op: 'set', value: {}, extra: 1 }] });
+  assert.equal(bad.status, 400);
+  assert.match(bad.env.message, /`\[0\]\.extra`/);
+  await ukc.instances.delete([{ uuid: made.uuid }]);
+});

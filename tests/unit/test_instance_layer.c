@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "core/cleanup.h"
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/xalloc.h"
@@ -370,13 +371,14 @@ static void patch_while_the_vm_ends(void **state)
 	open_service(t);
 	for (int i = 0; i < 4; i++) {
 		wait_state(t, ids[i], "Running", 5000);
-		json_t *body = json_pack("{s:{s:s}}", "env", "ROUND", "x");
+		json_t *env = json_pack("{s:s}", "ROUND", "x");
+		struct hm_instance_update u = { .env_set = env, .delete_lock = -1 };
 		fake_vmm_crash(t->pids[i]); /* the VM ends as the PATCH comes in */
 		t->pids[i] = 0;
 		struct hm_instance_view *o = NULL;
-		assert_int_equal(hm_instances_update(t->in, ids[i], body, &o, NULL), 0);
+		assert_int_equal(hm_instances_update(t->in, ids[i], &u, &o, NULL), 0);
 		hm_instance_view_free(o);
-		json_decref(body);
+		json_decref(env);
 		wait_state(t, ids[i], "Stopped", 5000);
 		/* Both writes are there: the end (not Running again) and the env. */
 		struct hm_instance_row row = { .exit_code = -1 };
@@ -524,6 +526,141 @@ static void typed_create_rules(void **state)
 	assert_int_equal(count_listed(t, NULL), 0);
 }
 
+/* The spec of a fake instance with `extra` members added (JSON object text). */
+static void spec_add(struct t *t, const char *id, const char *extra)
+{
+	char spec[512];
+	snprintf(spec, sizeof(spec),
+	         "{\"mem_bytes\":134217728,\"overlay_bytes\":67108864,\"vcpus\":1,"
+	         "\"env\":{},\"tags\":{},%s}",
+	         extra);
+	assert_int_equal(hm_store_instance_set_spec(t->st, id, spec, NULL), 0);
+}
+
+static struct hm_instance_view *view_of(struct t *t, const char *id)
+{
+	struct hm_instance_view *v = NULL;
+	assert_int_equal(hm_instances_get(t->in, id, &v, NULL), 0);
+	return v;
+}
+
+/*
+ * The supervisor acts on a VM's end that no user asked for: a restart policy
+ * schedules a restart (due at once: tried, and here it fails, as this host
+ * cannot boot; due later: shown as next, until a user's stop ends the
+ * sequence), delete-on-stop deletes, a delete lock refuses deletes. Each end
+ * is recorded with why it stopped.
+ */
+static void restart_policy_and_delete_on_stop(void **state)
+{
+	struct t *t = *state;
+	const char *now = add_vm(t, "restart-now", "Running", fake_vmm_process());
+	const char *later = add_vm(t, "restart-later", "Running", fake_vmm_process());
+	const char *gone = add_vm(t, "gone-on-stop", "Running", fake_vmm_process());
+	const char *locked = add_vm(t, "locked", "Running", fake_vmm_process());
+	spec_add(t, now, "\"restart\":{\"policy\":\"always\",\"first_ms\":0,\"delay_ms\":5000}");
+	spec_add(t, later,
+	         "\"restart\":{\"policy\":\"on_failure\",\"first_ms\":60000,\"delay_ms\":5000}");
+	spec_add(t, gone, "\"delete_on_stop\":true");
+	spec_add(t, locked, "\"delete_lock\":true,\"delete_on_stop\":true");
+	open_service(t);
+	for (int i = 0; i < 4; i++)
+		wait_state(t, t->ids[i], "Running", 5000);
+	for (int i = 0; i < 4; i++) {
+		fake_vmm_crash(t->pids[i]);
+		t->pids[i] = 0;
+	}
+	wait_state(t, now, "Stopped", 5000);
+	wait_state(t, later, "Stopped", 5000);
+	wait_state(t, gone, "(not_found)", 5000);
+
+	/* Tried at once: one attempt made (failed: no kernel here), none pending. */
+	long long until = now_ms() + 5000;
+	struct hm_instance_view *v = view_of(t, now);
+	while (v->restart_status.attempts < 1 && now_ms() < until) {
+		hm_instance_view_free(v);
+		sleep_ms(10);
+		v = view_of(t, now);
+	}
+	assert_int_equal(v->restart.policy, HM_RESTART_ALWAYS);
+	assert_int_equal(v->restart_status.attempts, 1);
+	assert_non_null(v->restart_status.last_attempt_at);
+	assert_null(v->restart_status.next_attempt_at);
+	assert_int_equal(v->stop_reason, HM_STOP_KERNEL); /* no exit report: a crash */
+	hm_instance_view_free(v);
+
+	/* Due in a minute: shown; a user's stop of the Stopped instance ends it. */
+	v = view_of(t, later);
+	assert_int_equal(v->restart_status.attempts, 0);
+	assert_non_null(v->restart_status.next_attempt_at);
+	hm_instance_view_free(v);
+	struct hm_err *err = NULL;
+	assert_int_equal(hm_instances_stop(t->in, later, -1, &v, &err), 0);
+	assert_null(v->restart_status.next_attempt_at);
+	assert_string_equal(v->restart_status.blocked, "manual_stop");
+	hm_instance_view_free(v);
+
+	/* A delete lock outlasts delete-on-stop and refuses a user's delete... */
+	wait_state(t, locked, "Stopped", 5000);
+	assert_int_equal(hm_instances_delete(t->in, locked, false, &err), -1);
+	assert_string_equal(hm_err_code(err), "delete_locked");
+	assert_int_equal(hm_err_http_status(err), 409);
+	hm_err_free(err);
+	err = NULL;
+	/* ...until an update unsets it. */
+	struct hm_instance_update u = { .delete_lock = 0 };
+	assert_int_equal(hm_instances_update(t->in, locked, &u, &v, &err), 0);
+	assert_false(v->delete_lock);
+	hm_instance_view_free(v);
+	assert_int_equal(hm_instances_delete(t->in, locked, false, &err), 0);
+}
+
+/* What an update may change depends on the state; its parts are checked first. */
+static void update_rules(void **state)
+{
+	struct t *t = *state;
+	const char *id = add_vm(t, "upd", "Running", fake_vmm_process());
+	open_service(t);
+	wait_state(t, id, "Running", 5000);
+	struct hm_err *err = NULL;
+	struct hm_instance_view *v = NULL;
+	struct hm_instance_update sizes = { .delete_lock = -1, .vcpus = 2 };
+	assert_int_equal(hm_instances_update(t->in, id, &sizes, &v, &err), -1);
+	assert_int_equal(hm_err_http_status(err), 409);
+	hm_err_free(err);
+	err = NULL;
+	struct hm_instance_update bad[] = {
+		{ .delete_lock = -1, .vcpus = 65 },
+		{ .delete_lock = -1, .mem_bytes = 1 << 20 },
+		{ .delete_lock = -1, .image = "" },
+		{ .delete_lock = -1, .restart_set = true, .restart = { .max_attempts = -1 } },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		assert_int_equal(hm_instances_update(t->in, id, &bad[i], &v, &err), -1);
+		assert_int_equal(hm_err_http_status(err), 400);
+		hm_err_free(err);
+		err = NULL;
+	}
+	/* Env, tags, the lock and the policy change while it runs. */
+	json_t *env = json_pack("{s:s}", "A", "1");
+	json_t *del = json_pack("[s]", "A");
+	json_t *tags = json_pack("{s:s}", "team", "x");
+	struct hm_instance_update live = { .env_set = env,
+		                           .tags = tags,
+		                           .delete_lock = 1,
+		                           .restart_set = true,
+		                           .restart = { .policy = HM_RESTART_ON_FAILURE } };
+	assert_int_equal(hm_instances_update(t->in, id, &live, &v, &err), 0);
+	assert_string_equal(json_string_value(json_object_get(v->env, "A")), "1");
+	assert_string_equal(json_string_value(json_object_get(v->tags, "team")), "x");
+	assert_true(v->delete_lock);
+	assert_int_equal(v->restart.policy, HM_RESTART_ON_FAILURE);
+	hm_instance_view_free(v);
+	json_decref(env);
+	json_decref(del);
+	json_decref(tags);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -535,6 +672,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(patch_while_the_vm_ends, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_restarted_daemon_finds, setup, teardown),
 		cmocka_unit_test_setup_teardown(typed_create_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(restart_policy_and_delete_on_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(update_rules, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -545,8 +545,18 @@ static void ukc_body_fields(void **state)
 	              "`replicas`: replicas are not available yet");
 	expect_fields("POST", c, "{\"image\":\"b\",\"replicas\":0,\"volumes\":[],\"features\":[]}",
 	              NULL, NULL);
-	expect_fields("POST", c, "{\"image\":\"b\",\"features\":[\"delete-on-stop\"]}",
-	              "unsupported_field", "`features`");
+	expect_fields("POST", c, "{\"image\":\"b\",\"features\":[\"delete-on-stop\"]}", NULL, NULL);
+	expect_fields("POST", c, "{\"image\":\"b\",\"restart_policy\":\"on-failure\"}", NULL, NULL);
+	/* updates: items of prop, op and value (any type) */
+	expect_fields("PATCH", c,
+	              "[{\"name\":\"a\",\"prop\":\"memory_mb\",\"op\":\"set\",\"value\":256,"
+	              "\"id\":\"op-1\"},{\"uuid\":\"u\",\"prop\":\"env\",\"op\":\"del\","
+	              "\"value\":[\"K\"]}]",
+	              NULL, NULL);
+	expect_fields("PATCH", c, "[{\"name\":\"a\",\"prop\":\"tags\",\"opp\":\"set\"}]",
+	              "unknown_field", "`[0].opp`");
+	expect_fields("PATCH", "/v1/instances/{uuid}",
+	              "{\"prop\":\"delete_lock\",\"op\":\"set\",\"value\":true}", NULL, NULL);
 	expect_fields("POST", c, "{\"image\":\"b\",\"memory\":1}", "unknown_field", "`memory`");
 	/* bulk bodies: an array of refs, or one */
 	expect_fields("PUT", "/v1/instances/stop",

@@ -401,13 +401,25 @@ static void instances_table(void **state)
 	assert_int_equal(hm_store_instance_update(st, &b, &err), 0);
 	assert_int_equal(hm_store_instance_set_phase(st, "abc222", "Running", &err), 0);
 	/* ...and a VM's end is recorded only while the row still records that VMM */
-	assert_int_equal(hm_store_instance_set_stopped(st, "abc222", 1111, 0, "x", "t", &err), -1);
+	assert_int_equal(hm_store_instance_set_stopped(st, "abc222", 1111, 0, "x", "t", 3, &err),
+	                 -1);
 	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
 	hm_err_free(err);
 	err = NULL;
-	assert_int_equal(
-	    hm_store_instance_set_stopped(st, "abc222", 4242, 7, "exit status 7", "t1", &err), 0);
+	assert_int_equal(hm_store_instance_set_stopped(st, "abc222", 4242, 7, "exit status 7", "t1",
+	                                               HM_STOP_APP | HM_STOP_KERNEL, &err),
+	                 0);
+	/* Starts are counted in place; an update of the row leaves the counts. */
+	assert_int_equal(hm_store_instance_count_start(st, "abc222", false, &err), 0);
+	assert_int_equal(hm_store_instance_count_start(st, "abc222", true, &err), 0);
+	assert_int_equal(hm_store_instance_count_start(st, "ghost", true, &err), -1);
+	assert_int_equal(err->kind, HM_ERR_NOT_FOUND);
+	hm_err_free(err);
+	err = NULL;
 	assert_int_equal(hm_store_instance_get(st, "abc222", &got, &err), 0);
+	assert_int_equal(got.stop_reason, HM_STOP_APP | HM_STOP_KERNEL);
+	assert_int_equal(got.start_count, 2);
+	assert_int_equal(got.restart_count, 1);
 	assert_string_equal(got.phase, "Stopped");
 	assert_int_equal(got.vmm_pid, 0);
 	assert_int_equal(got.exit_code, 7);
