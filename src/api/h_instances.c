@@ -79,6 +79,70 @@ static int parse_attach(json_t *v, const char *where, struct hm_attach *a, struc
  * here (a size is a string, a rate is "1Gbps"); ranges and rules are the
  * domain's, shared with the other dialects.
  */
+static int parse_duration_ms(const char *s, long *ret);
+
+/* A Go-style duration field of o (absent or null: dflt), in ms. */
+static int duration_field(json_t *o, const char *key, const char *field, long dflt, long *ret,
+                          struct hm_err **err)
+{
+	json_t *v = json_object_get(o, key);
+	*ret = dflt;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || parse_duration_ms(json_string_value(v), ret) < 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s.%s` must be a duration such as \"5s\" or \"10m\"", field,
+		                  key);
+	return 0;
+}
+
+/*
+ * Upstream's RestartPolicy {policy, backoff, max_attempts, stable_after}:
+ * each restart comes `backoff` after the end (default 5s), at most
+ * max_attempts in a row (0: no limit); a run of stable_after (default 10m)
+ * starts the count again.
+ */
+static int parse_restart(json_t *rp, const char *field, struct hm_restart_policy *ret,
+                         struct hm_err **err)
+{
+	*ret = (struct hm_restart_policy){ .policy = HM_RESTART_NEVER };
+	if (!rp || json_is_null(rp))
+		return 0;
+	if (!json_is_object(rp))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`%s` must be an object",
+		                  field);
+	json_t *p = json_object_get(rp, "policy");
+	const char *name = json_string_value(p);
+	if (p && !json_is_null(p) && !name)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s.policy` must be never, always or on_failure", field);
+	if (!name || strcmp(name, "never") == 0)
+		ret->policy = HM_RESTART_NEVER;
+	else if (strcmp(name, "always") == 0)
+		ret->policy = HM_RESTART_ALWAYS;
+	else if (strcmp(name, "on_failure") == 0)
+		ret->policy = HM_RESTART_ON_FAILURE;
+	else
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s.policy` must be never, always or on_failure, not `%.40s`",
+		                  field, name);
+	long backoff, stable;
+	if (duration_field(rp, "backoff", field, 5000, &backoff, err) < 0 ||
+	    duration_field(rp, "stable_after", field, 600000, &stable, err) < 0)
+		return -1;
+	json_t *max = json_object_get(rp, "max_attempts");
+	if (max && !json_is_null(max) && !json_is_integer(max))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s.max_attempts` must be an integer", field);
+	json_int_t m = json_integer_value(max);
+	ret->max_attempts = m < 0         ? -1
+	                    : m > INT_MAX ? INT_MAX
+	                                  : (int)m; /* the range: the domain's */
+	ret->first_ms = ret->delay_ms = backoff;
+	ret->stable_ms = stable;
+	return 0;
+}
+
 static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err **err)
 {
 	if (!json_is_object(req))
@@ -185,7 +249,8 @@ static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err
 			                  "`hypervisor` must be a string");
 		c->hypervisor = json_string_value(hv);
 	}
-	return 0;
+	return parse_restart(json_object_get(req, "restart_policy"), "restart_policy", &c->restart,
+	                     err);
 }
 
 int hm_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
@@ -330,13 +395,20 @@ int hm_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_er
 {
 	json_t *body = hm_req_json(req);
 	json_t *env = json_object_get(body, "env");
-	if (!env || json_is_null(env))
+	json_t *rp = json_object_get(body, "restart_policy");
+	if ((!env || json_is_null(env)) && (!rp || json_is_null(rp)))
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field",
-		                  "nothing to update: give `env`");
-	if (!json_is_object(env))
+		                  "nothing to update: give `env` or `restart_policy`");
+	if (env && !json_is_null(env) && !json_is_object(env))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`env` must be an object of strings");
-	struct hm_instance_update u = { .env_set = env, .delete_lock = -1 };
+	struct hm_instance_update u = { .env_set = json_is_object(env) ? env : NULL,
+		                        .delete_lock = -1 };
+	if (rp && !json_is_null(rp)) {
+		u.restart_set = true;
+		if (parse_restart(rp, "restart_policy", &u.restart, err) < 0)
+			return -1;
+	}
 	struct hm_instance_view *inst = NULL;
 	if (hm_instances_update(hm_req_services(req)->instances, hm_req_param(req, "id"), &u, &inst,
 	                        err) < 0)

@@ -4,7 +4,9 @@
  * "100Mbps", the upstream fields it has no value for as null.
  */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api/handlers.h"
 #include "api/request.h"
@@ -16,6 +18,27 @@
 static json_t *str_or_null(const char *s)
 {
 	return s ? json_string(s) : json_null();
+}
+
+/* Milliseconds as Go prints a time.Duration: "5s", "1m30s", "10m0s", "1.5s", "0s". */
+static char *go_duration(int64_t ms)
+{
+	int64_t h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60, frac = ms % 1000;
+	char sec[32];
+	if (frac)
+		snprintf(sec, sizeof(sec), "%lld.%03llds", (long long)s, (long long)frac);
+	else
+		snprintf(sec, sizeof(sec), "%llds", (long long)s);
+	if (frac) { /* Go drops trailing zeros of the fraction */
+		char *e = sec + strlen(sec) - 2;
+		while (*e == '0')
+			memmove(e, e + 1, strlen(e));
+	}
+	if (h)
+		return xasprintf("%lldh%lldm%s", (long long)h, (long long)m, sec);
+	if (m)
+		return xasprintf("%lldm%s", (long long)m, sec);
+	return xstrdup(sec);
 }
 
 json_t *hm_rest_instance(const struct hm_instance_view *v)
@@ -70,6 +93,21 @@ json_t *hm_rest_instance(const struct hm_instance_view *v)
 	json_object_set_new(o, "hypervisor", json_string(v->hypervisor));
 	if (v->command)
 		json_object_set(o, "command", v->command); /* extension: what runs */
+	if (v->restart.policy != HM_RESTART_NEVER) {
+		_cleanup_free_ char *backoff = go_duration(v->restart.delay_ms);
+		_cleanup_free_ char *stable = go_duration(v->restart.stable_ms);
+		json_object_set_new(o, "restart_policy",
+		                    json_pack("{s:s,s:s,s:i,s:s}", "policy",
+		                              hm_restart_name(v->restart.policy), "backoff",
+		                              backoff, "max_attempts", v->restart.max_attempts,
+		                              "stable_after", stable));
+		const struct hm_restart_status *rs = &v->restart_status;
+		json_object_set_new(o, "restart_status",
+		                    json_pack("{s:i,s:o,s:o,s:o}", "attempts", rs->attempts,
+		                              "last_attempt_at", str_or_null(rs->last_attempt_at),
+		                              "next_attempt_at", str_or_null(rs->next_attempt_at),
+		                              "blocked_reason", str_or_null(rs->blocked)));
+	}
 	return o;
 }
 

@@ -58,3 +58,35 @@ test('bad input surfaces as typed SDK errors', async () => {
   await assert.rejects(client.instances.create({ name: 'ghost', image: `${reg.host}/test/nothing:here` }), (e) => e.status === 404);
   await assert.rejects(client.instances.get('no-such-instance'), (e) => e.status === 404);
 });
+
+test('restart_policy: always restarts a program that exits, max_attempts in a row, then says why it stopped trying; PATCH changes the policy', { timeout: 300000 }, async () => {
+  const inst = await client.instances.create({
+    name: 'sdk-restarts', image, size: '128MB', vcpus: 1,
+    cmd: ['sh', '-c', 'echo restart-run; exit 0'],
+    restart_policy: { policy: 'always', backoff: '1s', max_attempts: 2, stable_after: '1h' },
+  });
+  assert.deepEqual(inst.restart_policy, { policy: 'always', backoff: '1s', max_attempts: 2, stable_after: '1h0m0s' });
+  let got;
+  const deadline = Date.now() + 150000;
+  do {
+    await new Promise((r) => setTimeout(r, 250));
+    got = await client.instances.get(inst.id);
+  } while (got.restart_status?.blocked_reason !== 'max_attempts_exceeded' && Date.now() < deadline);
+  assert.equal(got.restart_status.blocked_reason, 'max_attempts_exceeded', JSON.stringify(got));
+  assert.equal(got.restart_status.attempts, 2);
+  assert.ok(got.restart_status.last_attempt_at);
+  assert.equal(got.restart_status.next_attempt_at, null);
+  assert.equal(got.state, 'Stopped');
+  assert.equal(got.exit_code, 0);
+  // Three runs: the first and two restarts (the console log keeps them all).
+  const logs = await fetch(`${d.url}/instances/${inst.id}/logs?tail=100`, { headers: { authorization: `Bearer ${d.token()}` } }).then((r) => r.text());
+  assert.equal(logs.match(/restart-run/g)?.length, 3, logs);
+  // PATCH: a policy of never removes it; a bad duration is a 400 naming it
+  const never = await client.instances.update(inst.id, { restart_policy: { policy: 'never' } });
+  assert.equal(never.restart_policy, undefined);
+  await assert.rejects(client.instances.update(inst.id, { restart_policy: { policy: 'always', backoff: 'soon' } }),
+    (e) => e.status === 400 && /`restart_policy.backoff` must be a duration/.test(e.message));
+  await assert.rejects(client.instances.create({ name: 'sdk-bad-policy', image, restart_policy: { policy: 'sometimes' } }),
+    (e) => e.status === 400 && /`restart_policy.policy` must be never, always or on_failure/.test(e.message));
+  await client.instances.delete(inst.id);
+});
