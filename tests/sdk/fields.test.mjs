@@ -35,7 +35,6 @@ test('create: each upstream field not built yet is refused by name with its reas
     [{ snapshot_policy: { compression: { enabled: true } } }, /`snapshot_policy`/],
     [{ auto_standby: { enabled: true } }, /`auto_standby`: auto-standby/],
     [{ health_check: { type: 'http', http: { port: 80 } } }, /`health_check`: health checks/],
-    [{ restart_policy: { policy: 'always' } }, /`restart_policy`: restart policies/],
   ];
   for (const [extra, re] of cases) await refused(client.instances.create({ ...base, ...extra }), 'unsupported_field', re);
   await refused(client.instances.create({ ...base, platform: 'linux/arm64' }), 'unsupported_platform', /linux\/arm64 cannot run here/);
@@ -58,7 +57,7 @@ test('create: refused fields at their default, and the documented no-ops, pass t
 
 test('other bodies: PATCH, standby, fork, volumes and ingresses follow the same rule', async () => {
   await refused(client.instances.update('nope', { auto_standby: { enabled: true } }), 'unsupported_field', /`auto_standby`/);
-  await refused(client.instances.update('nope', { restart_policy: { policy: 'always' } }), 'unsupported_field', /`restart_policy`/);
+  await refused(client.instances.update('nope', { restart_policy: { policy: 'always', tries: 3 } }), 'unknown_field', /`restart_policy.tries`/);
   await refused(client.instances.standby('nope', { compression_delay: '5m' }), 'unsupported_field', /`compression_delay`/);
   // The rest are checked before the instance is looked up: 404 only once the body is right.
   await assert.rejects(client.instances.update('nope', { env: { A: '1' } }), Hypeman.NotFoundError);

@@ -385,8 +385,10 @@ static void body_fields(void **state)
 	expect_fields("POST", c, "{\"ttl\":\"1h\"}", "unsupported_field", "`ttl`");
 	expect_fields("POST", c, "{\"hotplug_size\":\"1GB\"}", "unsupported_field",
 	              "`hotplug_size`");
-	expect_fields("POST", c, "{\"restart_policy\":{\"policy\":\"always\"}}",
-	              "unsupported_field", "`restart_policy`");
+	expect_fields("POST", c, "{\"restart_policy\":{\"policy\":\"always\",\"backoff\":\"1s\"}}",
+	              NULL, NULL);
+	expect_fields("POST", c, "{\"restart_policy\":{\"policy\":\"always\",\"tries\":3}}",
+	              "unknown_field", "`restart_policy.tries`");
 	expect_fields(
 	    "POST", c,
 	    "{\"credentials\":{},\"ttl\":null,\"devices\":[],\"auto_standby\":{\"enabled\":false},"
