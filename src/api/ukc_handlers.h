@@ -25,3 +25,4 @@ hm_handler_fn ukc_h_instances_metrics;
 hm_handler_fn ukc_h_instance_metrics;
 hm_handler_fn ukc_h_instances_update;
 hm_handler_fn ukc_h_instance_update;
+hm_handler_fn ukc_h_healthz;

@@ -92,6 +92,8 @@ json_t *ukc_instance(const struct hm_instance_view *v, bool details)
 			json_object_set_new(r, "next_at", json_string(rs->next_attempt_at));
 		json_object_set_new(o, "restart", r);
 	}
+	if (v->boot_us > 0)
+		json_object_set_new(o, "boot_time_us", json_integer(v->boot_us));
 	json_object_set_new(o, "start_count", json_integer(v->start_count));
 	json_object_set_new(o, "restart_count", json_integer(v->restart_count));
 	if (v->state == HM_STATE_STOPPED && v->stop_reason)

@@ -791,6 +791,9 @@ static int op_metrics(struct hm_instances *in, const struct hm_instance_view *v,
 	json_object_set_new(entry, "cpu_time_ms", json_integer((json_int_t)(s.cpu_seconds * 1000)));
 	json_object_set_new(entry, "rx_bytes", json_integer((json_int_t)s.rx_bytes));
 	json_object_set_new(entry, "tx_bytes", json_integer((json_int_t)s.tx_bytes));
+	json_object_set_new(entry, "rx_packets", json_integer((json_int_t)s.rx_packets));
+	json_object_set_new(entry, "tx_packets", json_integer((json_int_t)s.tx_packets));
+	json_object_set_new(entry, "boot_time_us", json_integer(v->boot_us));
 	return 0;
 }
 

@@ -12,6 +12,7 @@
 
 static const struct hm_route ukc_routes[] = {
 	{ "GET", "/v1/instances", "instance:read", 0, ukc_h_instances_list },
+	{ "GET", "/v1/healthz", NULL, HM_ROUTE_PUBLIC, ukc_h_healthz },
 	{ "POST", "/v1/instances", "instance:write", HM_ROUTE_JSON_BODY, ukc_h_instances_create },
 	{ "DELETE", "/v1/instances", "instance:delete", HM_ROUTE_JSON_BODY,
 	  ukc_h_instances_delete },

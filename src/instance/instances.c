@@ -265,6 +265,11 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
 	return 0;
 }
 
+const char *hm_instances_boot_error(const struct hm_instances *in)
+{
+	return in->boot_error;
+}
+
 void hm_instances_close(struct hm_instances *in)
 {
 	if (!in)

@@ -36,6 +36,8 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
                       const struct hm_vmm_ops *vmm, struct hm_instances **ret, struct hm_err **err);
 /* Stop monitoring; VMs keep running and are re-adopted by the next start. */
 void hm_instances_close(struct hm_instances *in);
+/* Why instances cannot boot on this host (borrowed), or NULL when they can. */
+const char *hm_instances_boot_error(const struct hm_instances *in);
 
 #define HM_MAX_ATTACH 8
 
@@ -143,6 +145,8 @@ struct hm_instance_view {
 	bool delete_on_stop, delete_lock;
 	int stop_reason;                /* HM_STOP_* bits of the last stop (store/instances.h) */
 	int start_count, restart_count; /* boots and restores; restarts by the policy */
+	int64_t boot_us;                /* a running VM's boot: its VMM up to the program's start
+	                                 * (0: not seen by this daemon, or restored) */
 	json_t *entrypoint;             /* the entrypoint asked for (a reference), or NULL */
 };
 void hm_instance_view_free(struct hm_instance_view *v);
@@ -210,8 +214,9 @@ struct hm_instance_stats {
 	double cpu_seconds;
 	int64_t rss_bytes, vms_bytes; /* the VMM process's; 0 without one */
 	uint64_t rx_bytes, tx_bytes;  /* on its TAP; 0 without one */
-	int vcpus;                    /* allocated */
-	int64_t mem_bytes;            /* allocated */
+	uint64_t rx_packets, tx_packets;
+	int vcpus;         /* allocated */
+	int64_t mem_bytes; /* allocated */
 };
 int hm_instances_stats(struct hm_instances *in, const char *key, struct hm_instance_stats *ret,
                        struct hm_err **err);

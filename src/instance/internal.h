@@ -67,6 +67,8 @@ struct live {
 	atomic_bool greeted;   /* the monitor has connected (or given up) and sent those */
 	atomic_int stop_asked; /* 0; STOP_ASKED_USER by a user's stop; _FORCED once it kills */
 	double born_ms;        /* inst_mono_ms when the record was made */
+	atomic_llong
+	    boot_us; /* from then to the program's start, when this record saw it; 0: not */
 	struct hm_instances *in;
 };
 
@@ -193,6 +195,7 @@ struct inst_status {
 	int exit_code;      /* Stopped: the guest's report, -1 without */
 	char *exit_message; /* Stopped */
 	char *stopped_at;   /* Stopped: when (the row's, or the monitor's fresher record) */
+	int64_t boot_us;    /* the running VM's boot, VMM up to program start; 0: not seen */
 };
 void inst_status_of(struct hm_instances *in, const struct hm_instance_row *r,
                     struct inst_status *st);

@@ -87,6 +87,9 @@ static void handle_agent_line(struct live *l, const char *line)
 	                        (strcmp(type, "hello") == 0 &&
 	                         json_integer_value(json_object_get(msg, "program_pid")) > 0));
 	if (started && !atomic_exchange(&l->started, true)) {
+		if (strcmp(type, "started") == 0)
+			atomic_store(&l->boot_us,
+			             (long long)((inst_mono_ms() - l->born_ms) * 1000));
 		/* Only the phase, and only from Booting: an operation may be changing
 		 * the rest of the row, and a row that has moved on stays as it is. */
 		hm_store_instance_cas_phase(l->in->st, l->id, "Booting", "Running", NULL);
@@ -302,6 +305,7 @@ void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, 
 	atomic_init(&l->greeted, false);
 	atomic_init(&l->refs, 1);
 	atomic_init(&l->stop_asked, 0);
+	atomic_init(&l->boot_us, 0);
 	l->born_ms = inst_mono_ms();
 	l->agent = hm_agent_new();
 	pthread_mutex_init(&l->vm_lock, NULL);

@@ -59,6 +59,7 @@ static void status_of(struct hm_instances *in, const struct hm_instance_row *r,
 	} else if (l) {
 		struct live_view v = { 0 };
 		inst_live_view(l, &v);
+		st->boot_us = atomic_load(&l->boot_us);
 		switch (v.vm_state) {
 		case HM_VM_RUNNING:
 			st->state =
@@ -185,6 +186,7 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 	v->delete_on_stop = json_is_true(json_object_get(spec, "delete_on_stop"));
 	v->delete_lock = json_is_true(json_object_get(spec, "delete_lock"));
 	v->stop_reason = stopped ? r->stop_reason : 0;
+	v->boot_us = stopped ? 0 : sts.boot_us;
 	v->start_count = r->start_count;
 	v->restart_count = r->restart_count;
 	json_decref(spec);
@@ -357,11 +359,11 @@ int hm_instances_stats(struct hm_instances *in, const char *key, struct hm_insta
 			vms = status_kb(status, "VmSize:") * 1024;
 		}
 	}
-	uint64_t rx = 0, tx = 0;
+	struct hm_net_counters nc = { 0 };
 	if (l && !atomic_load(&l->exited) && inst_spec_net(spec)) {
 		char tap[HM_NET_TAP_MAX];
 		inst_tap_of(row.id, tap);
-		hm_net_tap_counters(tap, &rx, &tx);
+		hm_net_tap_counters(tap, &nc);
 	}
 	if (l)
 		inst_live_free(l);
@@ -369,8 +371,10 @@ int hm_instances_stats(struct hm_instances *in, const char *key, struct hm_insta
 		.cpu_seconds = cpu,
 		.rss_bytes = rss,
 		.vms_bytes = vms,
-		.rx_bytes = rx,
-		.tx_bytes = tx,
+		.rx_bytes = nc.rx_bytes,
+		.tx_bytes = nc.tx_bytes,
+		.rx_packets = nc.rx_packets,
+		.tx_packets = nc.tx_packets,
 		.vcpus = (int)json_integer_value(json_object_get(spec, "vcpus")),
 		.mem_bytes = json_integer_value(json_object_get(spec, "mem_bytes")),
 	};

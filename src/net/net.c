@@ -637,9 +637,11 @@ static uint64_t read_counter(const char *tap, const char *name)
 	return r > 0 ? strtoull(buf, NULL, 10) : 0;
 }
 
-void hm_net_tap_counters(const char *tap, uint64_t *guest_rx, uint64_t *guest_tx)
+void hm_net_tap_counters(const char *tap, struct hm_net_counters *ret)
 {
 	/* The TAP's transmit is what the guest receives, and the other way round. */
-	*guest_rx = read_counter(tap, "tx_bytes");
-	*guest_tx = read_counter(tap, "rx_bytes");
+	ret->rx_bytes = read_counter(tap, "tx_bytes");
+	ret->tx_bytes = read_counter(tap, "rx_bytes");
+	ret->rx_packets = read_counter(tap, "tx_packets");
+	ret->tx_packets = read_counter(tap, "rx_packets");
 }

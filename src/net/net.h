@@ -88,5 +88,8 @@ int hm_net_limit_download(struct hm_net *net, const char *tap, uint64_t down_bps
  * written again.
  */
 int hm_net_limit_upload(struct hm_net *net, const char *ip, uint64_t up_bps, struct hm_err **err);
-/* Bytes received and sent by the guest through its TAP (0 when unknown). */
-void hm_net_tap_counters(const char *tap, uint64_t *guest_rx, uint64_t *guest_tx);
+/* What the guest received and sent through its TAP (0 when unknown). */
+struct hm_net_counters {
+	uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
+};
+void hm_net_tap_counters(const char *tap, struct hm_net_counters *ret);

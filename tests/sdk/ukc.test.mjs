@@ -91,6 +91,18 @@ test('the envelope: auth, unknown routes, unreadable bodies, every one with op_t
   assert.deepEqual(Object.keys(await h.json()).sort(), ['code', 'message']);
 });
 
+test('healthz: public, each check healthy on this host, with versions', async () => {
+  const r = await raw('GET', '/v1/healthz', { auth: false });
+  assert.equal(r.status, 200);
+  envelopeShape(r.env);
+  // (this daemon runs with networking off: no network check)
+  assert.deepEqual(r.env.data.checks, { api: 'healthy', vmm: 'healthy', guest_kernel: 'healthy' });
+  assert.match(r.env.data.versions.hypeman, /\d/);
+  const h = await ukc.api.platform.node.healthz();
+  assert.equal(h.status, 'success');
+  assert.equal(h.data.checks.guest_kernel, 'healthy');
+});
+
 test('bad input is a 400 in the envelope naming the field, and nothing is made', async () => {
   const before = await names();
   const cases = [
@@ -99,8 +111,9 @@ test('bad input is a 400 in the envelope naming the field, and nothing is made',
     [{ image, args: 'sh' }, /`args` must be an array/],
     [{ image, colour: 'red' }, /`colour` is not a field/],
     [{ image, replicas: 3 }, /`replicas`: replicas are not available yet/],
-    [{ image, features: ['delete-on-stop'] }, /`features`: delete-on-stop is not available yet/],
-    [{ image, restart_policy: 'always' }, /`restart_policy`: only `never`/],
+    [{ image, features: ['autokill'] }, /`features\[0\]`: the one feature is delete-on-stop/],
+    [{ image, restart_policy: 'always', features: ['delete-on-stop'] }, /cannot be combined with the delete-on-stop/],
+    [{ image, restart_policy: 'sometimes' }, /`restart_policy` must be never, always or on-failure/],
     [{ image, scale_to_zero: { policy: 'on', cooldown_time_ms: 1000 } }, /`scale_to_zero`/],
     [{ image, timeout_s: 5 }, /needs `autostart: true`/],
     [{ image: { url: image, pull_policy: 'always' } }, /`image.pull_policy`/],
@@ -196,6 +209,11 @@ test('porcelain: create (autostart, timeout_s) -> get -> list -> logs -> metrics
   const m = await ukc.instances.metrics({ name: 'ukc-life' });
   assert.ok(m.rss_bytes > 1 << 20, `rss ${m.rss_bytes}`);
   assert.ok(m.cpu_time_ms > 0);
+  // the boot as the daemon saw it: VMM up to the program's start, well under the wait
+  assert.ok(m.boot_time_us > 1000 && m.boot_time_us < 90e6, `boot_time_us ${m.boot_time_us}`);
+  assert.equal(got.boot_time_us, m.boot_time_us);
+  assert.equal(typeof m.rx_packets, 'number');
+  assert.equal(typeof m.tx_packets, 'number');
 
   // stop: answers stopped, with the state it left; a wait for stopped returns at once
   const st = await ukc.instances.get({ uuid: made.uuid }).stop();
