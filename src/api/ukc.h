@@ -95,3 +95,5 @@ const char *ukc_state_name(enum hm_state s);
 json_t *ukc_instance(const struct hm_instance_view *v, bool details);
 /* The tags of a view ({k: v}) as UKC's list of strings ("k=v", or "k" for an empty v). */
 json_t *ukc_tags_out(json_t *tags);
+/* The UKC state of a view: its state, or stopping while a stop is under way. */
+const char *ukc_view_state(const struct hm_instance_view *v);

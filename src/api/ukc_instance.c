@@ -35,6 +35,12 @@ const char *ukc_state_name(enum hm_state s)
 	}
 }
 
+const char *ukc_view_state(const struct hm_instance_view *v)
+{
+	bool up = v->state == HM_STATE_RUNNING || v->state == HM_STATE_INITIALIZING;
+	return up && v->stopping ? "stopping" : ukc_state_name(v->state);
+}
+
 json_t *ukc_tags_out(json_t *tags)
 {
 	json_t *out = json_array();
@@ -50,7 +56,7 @@ json_t *ukc_tags_out(json_t *tags)
 json_t *ukc_instance(const struct hm_instance_view *v, bool details)
 {
 	json_t *o = json_pack("{s:s,s:s,s:s}", "uuid", v->uuid ? v->uuid : "", "name", v->name,
-	                      "state", ukc_state_name(v->state));
+	                      "state", ukc_view_state(v));
 	if (v->state == HM_STATE_UNKNOWN && v->state_error)
 		json_object_set_new(o, "message", json_string(v->state_error));
 	if (!details)

@@ -555,9 +555,8 @@ int ukc_h_instance_delete(struct hm_req *req, struct hm_resp *resp, struct hm_er
 static void states(json_t *entry, const struct hm_instance_view *before,
                    const struct hm_instance_view *after)
 {
-	json_object_set_new(entry, "state",
-	                    json_string(ukc_state_name(after ? after->state : before->state)));
-	json_object_set_new(entry, "previous_state", json_string(ukc_state_name(before->state)));
+	json_object_set_new(entry, "state", json_string(ukc_view_state(after ? after : before)));
+	json_object_set_new(entry, "previous_state", json_string(ukc_view_state(before)));
 }
 
 static int op_start(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
@@ -594,7 +593,8 @@ static int op_stop(struct hm_instances *in, const struct hm_instance_view *v, js
 	if (opt_bool(opts, "force", &force, err) < 0)
 		return -1;
 	struct hm_instance_view *after = NULL;
-	if (hm_instances_stop(in, v->id, force ? 0 : -1, &after, err) < 0)
+	/* As UKC's: the answer does not wait for the stop (wait for `stopped`). */
+	if (hm_instances_stop_begin(in, v->id, force ? 0 : -1, &after, err) < 0)
 		return -1;
 	states(entry, v, after);
 	hm_instance_view_free(after);

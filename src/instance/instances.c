@@ -274,7 +274,8 @@ void hm_instances_close(struct hm_instances *in)
 {
 	if (!in)
 		return;
-	inst_sup_close(in); /* first: it may be starting a VM */
+	inst_workers_wait(in); /* stops under way end first (the API no longer starts any) */
+	inst_sup_close(in);    /* then restarts: it may be starting a VM */
 	for (;;) {
 		pthread_mutex_lock(&in->lock);
 		_cleanup_free_ char *id = in->lives ? xstrdup(in->lives->id) : NULL;

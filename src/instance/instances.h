@@ -145,6 +145,7 @@ struct hm_instance_view {
 	bool delete_on_stop, delete_lock;
 	int stop_reason;                /* HM_STOP_* bits of the last stop (store/instances.h) */
 	int start_count, restart_count; /* boots and restores; restarts by the policy */
+	bool stopping;                  /* a stop was asked and the VM has not ended yet */
 	int64_t boot_us;                /* a running VM's boot: its VMM up to the program's start
 	                                 * (0: not seen by this daemon, or restored) */
 	json_t *entrypoint;             /* the entrypoint asked for (a reference), or NULL */
@@ -172,6 +173,10 @@ int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
  * button, then kill the VMM. Only from Running or Initializing (409). *ret: the instance. */
 int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms /* <0: 5 s */,
                       struct hm_instance_view **ret, struct hm_err **err);
+/* The same stop, answered at once: the instance shows `stopping` until its VM
+ * has ended, on a worker thread of the service (a failure is in its log). */
+int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms,
+                            struct hm_instance_view **ret, struct hm_err **err);
 /* POST /instances/{id}/start {cmd?, entrypoint?}: boot a Stopped instance again on
  * its own overlay (writes persist). */
 int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,

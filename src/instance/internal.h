@@ -93,6 +93,7 @@ struct hm_instances {
 	char *mem_dir; /* tmpfs folder for the RAM of cold-booted VMs, or NULL (memory.c) */
 	struct live *lives;
 	struct hm_sup *sup; /* supervise.c */
+	int workers;        /* under changes_lock: stop_begin's threads still running */
 };
 
 enum { STOP_ASKED_USER = 1, STOP_ASKED_FORCED = 2 };
@@ -196,6 +197,7 @@ struct inst_status {
 	char *exit_message; /* Stopped */
 	char *stopped_at;   /* Stopped: when (the row's, or the monitor's fresher record) */
 	int64_t boot_us;    /* the running VM's boot, VMM up to program start; 0: not seen */
+	bool stopping;      /* a stop was asked of the running VM */
 };
 void inst_status_of(struct hm_instances *in, const struct hm_instance_row *r,
                     struct inst_status *st);
@@ -219,6 +221,8 @@ int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, js
 /* Cold-boot a Stopped instance (start's work; by_policy: a restart's); *rowp is updated. */
 int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
                     bool by_policy, struct hm_instance_view **ret, struct hm_err **err);
+/* Until every worker thread (hm_instances_stop_begin's) has ended. */
+void inst_workers_wait(struct hm_instances *in);
 /* Delete's work, under the op lock the caller holds (and keeps). */
 int inst_delete_held(struct hm_instances *in, struct hm_instance_row *row, bool graceful,
                      struct hm_err **err);

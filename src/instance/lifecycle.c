@@ -193,6 +193,96 @@ int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
 	return r;
 }
 
+/* ---- a stop that does not wait: its work on a worker thread of the service ---- */
+
+struct stop_job {
+	struct hm_instances *in;
+	char *id;
+	int grace_ms;
+};
+
+static void *stop_worker(void *arg)
+{
+	struct stop_job *j = arg;
+	struct hm_instance_view *v = NULL;
+	_cleanup_err_ struct hm_err *err = NULL;
+	if (hm_instances_stop(j->in, j->id, j->grace_ms, &v, &err) < 0) {
+		inst_oplog(j->in, j->id, "msg=\"stop failed\" error=\"%s\"", err->msg);
+		log_warn("instances", "stop failed", "id=%s error=\"%s\"", j->id, err->msg);
+	}
+	hm_instance_view_free(v);
+	struct hm_instances *in = j->in;
+	free(j->id);
+	free(j);
+	pthread_mutex_lock(&in->changes_lock);
+	in->workers--;
+	pthread_cond_broadcast(&in->changes_cond);
+	pthread_mutex_unlock(&in->changes_lock);
+	return NULL;
+}
+
+int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms,
+                            struct hm_instance_view **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (inst_find_locked(in, key, &row, err) < 0)
+		return -1;
+	enum hm_state state = inst_state(in, &row);
+	struct live *l = inst_live_get(in, row.id);
+	int r = 0;
+	if (state != HM_STATE_STOPPED &&
+	    (!l || (state != HM_STATE_RUNNING && state != HM_STATE_INITIALIZING &&
+	            state != HM_STATE_UNKNOWN))) {
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; only a Running, Initializing or Unknown "
+		               "instance can be stopped",
+		               row.name, hm_state_name(state));
+	} else if (state != HM_STATE_STOPPED) {
+		/* Seen as stopping from now on; the worker's stop takes the op lock
+		 * once this call lets it go. */
+		int expected = 0;
+		atomic_compare_exchange_strong(&l->stop_asked, &expected,
+		                               grace_ms == 0 ? STOP_ASKED_FORCED : STOP_ASKED_USER);
+		struct stop_job *j = xcalloc(1, sizeof(*j));
+		*j = (struct stop_job){ in, xstrdup(row.id), grace_ms };
+		pthread_attr_t a;
+		pthread_attr_init(&a);
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		pthread_t t;
+		pthread_mutex_lock(&in->changes_lock);
+		in->workers++;
+		pthread_mutex_unlock(&in->changes_lock);
+		if (pthread_create(&t, &a, stop_worker, j) != 0) {
+			pthread_mutex_lock(&in->changes_lock);
+			in->workers--;
+			pthread_mutex_unlock(&in->changes_lock);
+			free(j->id);
+			free(j);
+			r = hm_err_set(err, HM_ERR_INTERNAL, NULL, "no thread for the stop of `%s`",
+			               row.name);
+		}
+		pthread_attr_destroy(&a);
+		inst_changed(in);
+	}
+	if (l)
+		inst_live_free(l);
+	if (r == 0) {
+		inst_sup_block(in, row.id, "manual_stop"); /* a pending restart too */
+		r = hm_instances_get(in, row.id, ret, err);
+	}
+	inst_op_unlock(in, row.id);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+void inst_workers_wait(struct hm_instances *in)
+{
+	pthread_mutex_lock(&in->changes_lock);
+	while (in->workers > 0)
+		pthread_cond_wait(&in->changes_cond, &in->changes_lock);
+	pthread_mutex_unlock(&in->changes_lock);
+}
+
 int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
                        struct hm_instance_view **ret, struct hm_err **err)
 {

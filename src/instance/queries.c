@@ -60,6 +60,7 @@ static void status_of(struct hm_instances *in, const struct hm_instance_row *r,
 		struct live_view v = { 0 };
 		inst_live_view(l, &v);
 		st->boot_us = atomic_load(&l->boot_us);
+		st->stopping = atomic_load(&l->stop_asked) != 0 && !atomic_load(&l->exited);
 		switch (v.vm_state) {
 		case HM_VM_RUNNING:
 			st->state =
@@ -187,6 +188,7 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 	v->delete_lock = json_is_true(json_object_get(spec, "delete_lock"));
 	v->stop_reason = stopped ? r->stop_reason : 0;
 	v->boot_us = stopped ? 0 : sts.boot_us;
+	v->stopping = !stopped && sts.stopping;
 	v->start_count = r->start_count;
 	v->restart_count = r->restart_count;
 	json_decref(spec);

@@ -215,9 +215,10 @@ test('porcelain: create (autostart, timeout_s) -> get -> list -> logs -> metrics
   assert.equal(typeof m.rx_packets, 'number');
   assert.equal(typeof m.tx_packets, 'number');
 
-  // stop: answers stopped, with the state it left; a wait for stopped returns at once
+  // stop does not block (as UKC's): it answers stopping, with the state it
+  // left, and a wait for stopped returns once the VM is gone
   const st = await ukc.instances.get({ uuid: made.uuid }).stop();
-  assert.equal(st.state, 'stopped');
+  assert.equal(st.state, 'stopping');
   assert.equal(st.previous_state, 'running');
   const w = await ukc.instances.wait({ uuid: made.uuid }, { state: 'stopped', timeoutSeconds: 30 });
   assert.equal(w.state, 'stopped');
@@ -263,7 +264,10 @@ test('autostart false makes a stopped instance; a made-up name; start boots it; 
   assert.equal(s.data.instances[0].previous_state, 'stopped');
   // stop with force: at once
   const f = await P.stopInstanceByUuid(made.uuid, { body: { force: true } });
-  assert.equal(f.data.instances[0].state, 'stopped');
+  assert.equal(f.data.instances[0].state, 'stopping');
+  const t0 = Date.now();
+  assert.equal((await ukc.instances.wait({ uuid: made.uuid }, { state: 'stopped', timeoutSeconds: 30 })).state, 'stopped');
+  assert.ok(Date.now() - t0 < 10000, 'a forced stop gives no grace');
   await ukc.instances.delete([{ uuid: made.uuid }]);
 });
 
@@ -334,7 +338,8 @@ test('cross-API: made by the Hypeman API, seen and operated through /v1; names a
   assert.match(dup.message, /already exists/);
   // stop through /v1, delete through /instances
   const st = await ukc.instances.stop([{ uuid: u.uuid }]);
-  assert.equal(st[0].state, 'stopped');
+  assert.equal(st[0].state, 'stopping');
+  await ukc.instances.wait({ uuid: u.uuid }, { state: 'stopped', timeoutSeconds: 30 });
   assert.equal((await hm.instances.get(h.id)).state, 'Stopped');
   await hm.instances.delete(h.id);
   await rejects(ukc.instances.get({ uuid: u.uuid }), 404);
@@ -415,9 +420,11 @@ test('restart policy: on-failure restarts a crashing program with a back-off unt
   await ukc.instances.delete([{ name: 'ukc-crash' }, { name: 'ukc-clean' }]);
   const s = await ukc.instances.create({ name: 'ukc-stops', image, autostart: true, timeout_s: 90, args: ['sh', '-c', 'exec sleep 1000'] });
   await ukc.instances.get({ uuid: s.uuid }).stop();
+  await ukc.instances.wait({ uuid: s.uuid }, { state: 'stopped', timeoutSeconds: 30 });
   assert.equal((await ukc.instances.get({ uuid: s.uuid })).stop_reason, 15); // user: app and kernel ended cleanly
   await P.startInstances({ body: [{ uuid: s.uuid, timeout_s: 90 }] });
   await P.stopInstances({ body: [{ uuid: s.uuid, force: true }] });
+  await ukc.instances.wait({ uuid: s.uuid }, { state: 'stopped', timeoutSeconds: 30 });
   assert.equal((await ukc.instances.get({ uuid: s.uuid })).stop_reason, 28); // forced by the user
   assert.equal((await ukc.instances.get({ uuid: s.uuid })).start_count, 2);
   await ukc.instances.delete([{ uuid: s.uuid }]);
