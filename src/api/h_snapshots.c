@@ -31,9 +31,27 @@ int hm_h_instances_restore(struct hm_req *req, struct hm_resp *resp, struct hm_e
 
 int hm_h_instances_fork(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
+	json_t *body = hm_req_json(req);
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *name = json_object_get(body, "name");
+	json_t *target = json_object_get(body, "target_state");
+	json_t *fr = json_object_get(body, "from_running");
+	if (name && !json_is_string(name))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
+	if (target && !json_is_null(target) && !json_is_string(target))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_target_state",
+		                  "`target_state` must be Stopped, Standby or Running");
+	if (fr && !json_is_null(fr) && !json_is_boolean(fr))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`from_running` must be a boolean");
+	struct hm_instance_fork f = { .name = json_string_value(name),
+		                      .target_state = json_string_value(target),
+		                      .from_running = json_is_true(fr) };
 	struct hm_instance_view *inst = NULL;
-	if (hm_instances_fork(hm_req_services(req)->instances, hm_req_param(req, "id"),
-	                      hm_req_json(req), &inst, err) < 0)
+	if (hm_instances_fork(hm_req_services(req)->instances, hm_req_param(req, "id"), &f, &inst,
+	                      err) < 0)
 		return -1;
 	return hm_resp_instance(resp, 201, inst);
 }

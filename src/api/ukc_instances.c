@@ -343,12 +343,18 @@ static int features_in(json_t *list, bool *delete_on_stop, struct hm_err **err)
 	return 0;
 }
 
+static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
+                         struct hm_err **err);
+
 int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
 	json_t *body = hm_req_json(req);
 	if (!json_is_object(body))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
 		                  "the body must be a CreateInstanceRequest object");
+	json_t *branch = json_object_get(body, "branch_from");
+	if (branch && !json_is_null(branch))
+		return create_branch(req, resp, body, err);
 	struct hm_instance_create c = { .network = HM_NET_DEFAULT };
 	_cleanup_free_ char *made_name = NULL;
 	if (str_field(body, "name", &c.name, err) < 0)
@@ -434,6 +440,90 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 			json_decref(entry);
 			entry = ukc_instance(now, true);
 			hm_instance_view_free(now);
+		}
+		ukc_batch_ok(&b, entry);
+	}
+	hm_instance_view_free(v);
+	return ukc_batch_reply(resp, &b, "instances");
+}
+
+/*
+ * A create with branch_from: a fork of that instance (stopped, in standby or
+ * running: a running one is paused for the copy and runs on), named as a
+ * create's, running with autostart (timeout_s waits for it) and stopped
+ * without. The copy is the source's, so what would describe another
+ * instance (image, args, sizes, ...) is refused rather than ignored.
+ */
+static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
+                         struct hm_err **err)
+{
+	static const char *const allowed[] = { "name",      "branch_from",     "autostart",
+		                               "timeout_s", "wait_timeout_ms", NULL };
+	const char *k;
+	json_t *x;
+	json_object_foreach (body, k, x) {
+		bool ok = json_is_null(x);
+		for (size_t i = 0; !ok && allowed[i]; i++)
+			ok = strcmp(k, allowed[i]) == 0;
+		if (!ok)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`%s` cannot be combined with `branch_from`: the new "
+			                  "instance is a copy of its source",
+			                  k);
+	}
+	const char *name = NULL;
+	bool autostart;
+	long wait_ms = 0;
+	if (str_field(body, "name", &name, err) < 0 ||
+	    opt_bool(body, "autostart", &autostart, err) < 0 ||
+	    opt_start_wait(body, &wait_ms, err) < 0)
+		return -1;
+	if (wait_ms > 0 && !autostart)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`timeout_s` waits for the start: it needs `autostart: true`");
+	json_t *from = json_object_get(body, "branch_from");
+	_cleanup_free_ struct ukc_ref *refs = NULL;
+	size_t n = 0;
+	if (!json_is_object(from) || ukc_body_refs(from, &refs, &n, err) < 0 || n != 1)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`branch_from` must be an object with a `uuid` or a `name`");
+	refs[0].item = NULL;
+	_cleanup_free_ char *made_name = name ? NULL : random_name();
+	struct hm_instances *in = instances(req);
+	struct ukc_batch b;
+	ukc_batch_init(&b);
+	struct ukc_ref named = { NULL, name ? name : made_name, NULL };
+	struct hm_instance_view *src = NULL, *v = NULL;
+	_cleanup_err_ struct hm_err *e = NULL;
+	if (resolve(in, &refs[0], &src, &e) < 0) {
+		ukc_batch_fail(&b, &named, e);
+		return ukc_batch_reply(resp, &b, "instances");
+	}
+	struct hm_instance_fork f = { .name = named.name,
+		                      .target_state = autostart ? "Running" : "Stopped",
+		                      .from_running = true };
+	int r = hm_instances_fork(in, src->id, &f, &v, &e);
+	hm_instance_view_free(src);
+	if (r < 0) {
+		if (hm_err_is_kind(&e, HM_ERR_INVALID)) {
+			*err = TAKE_PTR(e);
+			return -1;
+		}
+		ukc_batch_fail(&b, &named, e);
+		return ukc_batch_reply(resp, &b, "instances");
+	}
+	json_t *entry = NULL;
+	_cleanup_json_ json_t *scratch = json_object();
+	if (await_running(in, v, wait_ms, scratch, &e) < 0) {
+		struct ukc_ref made = { v->uuid, v->name, NULL };
+		ukc_batch_fail(&b, &made, e);
+	} else {
+		struct hm_instance_view *now = NULL;
+		if (hm_instances_get(in, v->id, &now, NULL) == 0) {
+			entry = ukc_instance(now, true);
+			hm_instance_view_free(now);
+		} else {
+			entry = ukc_instance(v, true);
 		}
 		ukc_batch_ok(&b, entry);
 	}

@@ -278,9 +278,15 @@ int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
 /* POST /instances/{id}/restore: a Standby instance runs on from where it was. */
 int hm_instances_restore(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
                          struct hm_err **err);
-/* POST /instances/{id}/fork {name, from_running?, target_state?}: a copy with its
- * own identity. *ret: the new instance. */
-int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body,
+/* A fork: a copy with its own identity, named `name`, brought to target_state
+ * ("Stopped", "Standby" or "Running"; NULL: the source's). A Running source
+ * needs from_running (it is paused for the copy and runs on). */
+struct hm_instance_fork {
+	const char *name;
+	const char *target_state;
+	bool from_running;
+};
+int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_instance_fork *f,
                       struct hm_instance_view **ret, struct hm_err **err);
 
 /* Snapshots (instance/snapshots.c): immutable copies that outlive their source. */

@@ -633,16 +633,18 @@ int inst_parse_fork(json_t *body, json_t **name, json_t **target, struct hm_err 
 	return inst_check_target("target_state", target, err);
 }
 
-int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body,
+int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_instance_fork *f,
                       struct hm_instance_view **ret, struct hm_err **err)
 {
-	json_t *name, *target;
-	if (inst_parse_fork(body, &name, &target, err) < 0)
+	if (!f->name)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	if (hm_name_check("instance", f->name, err) < 0)
 		return -1;
-	json_t *fr = json_object_get(body, "from_running");
-	if (fr && !json_is_null(fr) && !json_is_boolean(fr))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`from_running` must be a boolean");
+	const char *t = f->target_state;
+	if (t && strcmp(t, "Stopped") != 0 && strcmp(t, "Standby") != 0 &&
+	    strcmp(t, "Running") != 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_target_state",
+		                  "`target_state` must be Stopped, Standby or Running");
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
@@ -651,7 +653,7 @@ int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body,
 	bool running = state == HM_STATE_RUNNING;
 	bool standby = state == HM_STATE_STANDBY;
 	int r = 0;
-	if (running && !json_is_true(fr))
+	if (running && !f->from_running)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is Running; fork it with from_running: true (it is "
 		               "paused for the copy and runs on)",
@@ -662,7 +664,7 @@ int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body,
 		               "source",
 		               row.name, hm_state_name(state));
 	if (r == 0) {
-		struct inst_fill f = { in, &row, spec, running, standby };
+		struct inst_fill fill = { in, &row, spec, running, standby };
 		struct inst_source src = {
 			.name = row.name,
 			.hypervisor = row.hypervisor,
@@ -672,10 +674,9 @@ int hm_instances_fork(struct hm_instances *in, const char *key, json_t *body,
 			.kind = running || standby ? "Standby" : "Stopped",
 			.default_target = hm_state_name(state),
 			.fill = fill_from_instance,
-			.ctx = &f,
+			.ctx = &fill,
 		};
-		r = inst_new_from(in, &src, json_string_value(name), json_string_value(target), ret,
-		                  err);
+		r = inst_new_from(in, &src, f->name, f->target_state, ret, err);
 	}
 	json_decref(spec);
 	inst_op_unlock(in, row.id);

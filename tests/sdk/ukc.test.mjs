@@ -513,3 +513,41 @@ test('update: props and ops on a stopped instance take effect at its start; a ru
   assert.match(bad.env.message, /`\[0\]\.extra`/);
   await ukc.instances.delete([{ uuid: made.uuid }]);
 });
+
+test('branch_from: a create that forks a running instance (its own uuid and name, the source runs on); a stopped one makes a stopped copy; other fields are refused', { timeout: 300000 }, async () => {
+  const src = await ukc.instances.create({
+    name: 'ukc-src', image, autostart: true, timeout_s: 90, env: { FROM: 'src' }, memory_mb: 192,
+    args: ['sh', '-c', 'echo "branch $FROM"; exec sleep 1000'],
+  });
+  const br = await ukc.instances.create({ name: 'ukc-branch', branch_from: { name: 'ukc-src' }, autostart: true, timeout_s: 90 });
+  assert.match(br.uuid, UUID);
+  assert.notEqual(br.uuid, src.uuid);
+  assert.equal(br.state, 'running');
+  assert.equal(br.memory_mb, 192);
+  assert.deepEqual(br.env, { FROM: 'src' });
+  assert.equal((await ukc.instances.get({ uuid: src.uuid })).state, 'running');
+  // the copy runs the same program, its own process: exec-free check through the Hypeman API
+  const h = await hm.instances.get('ukc-branch');
+  assert.equal(h.state, 'Running');
+  assert.notEqual(h.id, (await hm.instances.get('ukc-src')).id);
+  // from a stopped source, without autostart: a stopped copy with a made-up name
+  await ukc.instances.stop([{ uuid: src.uuid }]);
+  await ukc.instances.wait({ uuid: src.uuid }, { state: 'stopped', timeoutSeconds: 30 });
+  const cold = await ukc.instances.create({ branch_from: { uuid: src.uuid } });
+  assert.match(cold.name, /^[a-z]+-[a-z]+-[0-9a-f]{7}$/);
+  assert.equal(cold.state, 'stopped');
+  // refused: other fields, an unknown source (entry error 8), a bad ref
+  for (const [body, re] of [
+    [{ branch_from: { name: 'ukc-src' }, image }, /`image` cannot be combined with `branch_from`/],
+    [{ branch_from: { name: 'ukc-src' }, memory_mb: 256 }, /`memory_mb` cannot be combined/],
+    [{ branch_from: 'ukc-src' }, /`branch_from` must be an object with a `uuid` or a `name`/],
+  ]) {
+    const r = await raw('POST', '/v1/instances', { body });
+    assert.equal(r.status, 400, JSON.stringify(r.env));
+    assert.match(r.env.message, re);
+  }
+  const nope = await P.createInstance({ body: { branch_from: { name: 'ukc-nope' } } });
+  assert.equal(nope.status, 'error');
+  assert.equal(nope.data.instances[0].error, 8);
+  await ukc.instances.delete([{ uuid: br.uuid }, { uuid: cold.uuid }, { uuid: src.uuid }]);
+});
