@@ -38,6 +38,8 @@ const char *ukc_state_name(enum hm_state s)
 const char *ukc_view_state(const struct hm_instance_view *v)
 {
 	bool up = v->state == HM_STATE_RUNNING || v->state == HM_STATE_INITIALIZING;
+	if (v->template_)
+		return "template";
 	return up && v->stopping ? "stopping" : ukc_state_name(v->state);
 }
 

@@ -345,6 +345,7 @@ static int features_in(json_t *list, bool *delete_on_stop, struct hm_err **err)
 
 static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
                          struct hm_err **err);
+static int not_a_template(const struct hm_instance_view *v, struct hm_err **err);
 
 int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
@@ -353,7 +354,8 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
 		                  "the body must be a CreateInstanceRequest object");
 	json_t *branch = json_object_get(body, "branch_from");
-	if (branch && !json_is_null(branch))
+	json_t *tmpl = json_object_get(body, "template");
+	if ((branch && !json_is_null(branch)) || (tmpl && !json_is_null(tmpl)))
 		return create_branch(req, resp, body, err);
 	struct hm_instance_create c = { .network = HM_NET_DEFAULT };
 	_cleanup_free_ char *made_name = NULL;
@@ -399,6 +401,8 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 	    restart_in(json_object_get(body, "restart_policy"), "restart_policy", &c.restart, err) <
 	        0 ||
 	    features_in(json_object_get(body, "features"), &c.delete_on_stop, err) < 0)
+		return -1;
+	if (str_field(body, "hostname", &c.hostname, err) < 0)
 		return -1;
 	if (c.delete_on_stop && c.restart.policy != HM_RESTART_NEVER)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
@@ -457,8 +461,12 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
                          struct hm_err **err)
 {
-	static const char *const allowed[] = { "name",      "branch_from",     "autostart",
-		                               "timeout_s", "wait_timeout_ms", NULL };
+	json_t *tmpl = json_object_get(body, "template");
+	bool from_template = tmpl && !json_is_null(tmpl);
+	const char *field = from_template ? "template" : "branch_from";
+	const char *allowed[] = {
+		"name", field, "autostart", "timeout_s", "wait_timeout_ms", NULL
+	};
 	const char *k;
 	json_t *x;
 	json_object_foreach (body, k, x) {
@@ -467,9 +475,9 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
 			ok = strcmp(k, allowed[i]) == 0;
 		if (!ok)
 			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-			                  "`%s` cannot be combined with `branch_from`: the new "
+			                  "`%s` cannot be combined with `%s`: the new "
 			                  "instance is a copy of its source",
-			                  k);
+			                  k, field);
 	}
 	const char *name = NULL;
 	bool autostart;
@@ -481,12 +489,13 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
 	if (wait_ms > 0 && !autostart)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`timeout_s` waits for the start: it needs `autostart: true`");
-	json_t *from = json_object_get(body, "branch_from");
+	json_t *from = json_object_get(body, field);
 	_cleanup_free_ struct ukc_ref *refs = NULL;
 	size_t n = 0;
-	if (!json_is_object(from) || ukc_body_refs(from, &refs, &n, err) < 0 || n != 1)
+	_cleanup_err_ struct hm_err *rerr = NULL;
+	if (!json_is_object(from) || ukc_body_refs(from, &refs, &n, &rerr) < 0 || n != 1)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`branch_from` must be an object with a `uuid` or a `name`");
+		                  "`%s` must be an object with a `uuid` or a `name`", field);
 	refs[0].item = NULL;
 	_cleanup_free_ char *made_name = name ? NULL : random_name();
 	struct hm_instances *in = instances(req);
@@ -495,7 +504,9 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
 	struct ukc_ref named = { NULL, name ? name : made_name, NULL };
 	struct hm_instance_view *src = NULL, *v = NULL;
 	_cleanup_err_ struct hm_err *e = NULL;
-	if (resolve(in, &refs[0], &src, &e) < 0) {
+	if (resolve(in, &refs[0], &src, &e) < 0 ||
+	    (from_template && !src->template_ && not_a_template(src, &e) < 0)) {
+		hm_instance_view_free(src);
 		ukc_batch_fail(&b, &named, e);
 		return ukc_batch_reply(resp, &b, "instances");
 	}
@@ -545,7 +556,11 @@ static int op_get(struct hm_instances *in, const struct hm_instance_view *v, jso
 	return 0;
 }
 
-int ukc_h_instances_list(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+static int op_get_template(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                           json_t *entry, struct hm_err **err);
+
+/* GET /v1/instances (no templates) and /v1/instances/templates (only them). */
+static int list_of(struct hm_req *req, struct hm_resp *resp, bool templates, struct hm_err **err)
 {
 	bool details;
 	long long count;
@@ -578,7 +593,7 @@ int ukc_h_instances_list(struct hm_req *req, struct hm_resp *resp, struct hm_err
 		return -1;
 	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", details);
 	if (nrefs > 0)
-		return each(req, resp, refs, nrefs, opts, op_get);
+		return each(req, resp, refs, nrefs, opts, templates ? op_get_template : op_get);
 
 	_cleanup_json_ json_t *filter = NULL;
 	if (json_array_size(tag_list) && tags_in(tag_list, "tags", &filter, err) < 0)
@@ -587,27 +602,40 @@ int ukc_h_instances_list(struct hm_req *req, struct hm_resp *resp, struct hm_err
 	size_t n = 0;
 	if (hm_instances_list(instances(req), NULL, filter, &views, &n, err) < 0)
 		return -1;
+	/* The kind asked for, in order (oldest first; desc: newest first). */
+	_cleanup_free_ size_t *at = xcalloc(n ? n : 1, sizeof(*at));
+	size_t k = 0;
 	bool desc = order && strcmp(order, "desc") == 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t x = desc ? n - 1 - i : i;
+		if (views[x].template_ == templates)
+			at[k++] = x;
+	}
 	size_t first = 0;
 	if (from) {
 		size_t i = 0;
-		for (; i < n; i++)
-			if (views[desc ? n - 1 - i : i].uuid &&
-			    strcasecmp(views[desc ? n - 1 - i : i].uuid, from) == 0)
+		for (; i < k; i++)
+			if (views[at[i]].uuid && strcasecmp(views[at[i]].uuid, from) == 0)
 				break;
-		if (i == n) {
+		if (i == k) {
 			hm_instance_views_free(views, n);
 			return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
-			                  "`from`: no instance has the uuid `%.80s`", from);
+			                  "`from`: no %s has the uuid `%.80s`",
+			                  templates ? "template" : "instance", from);
 		}
 		first = i + 1;
 	}
 	struct ukc_batch b;
 	ukc_batch_init(&b);
-	for (size_t i = first; i < n && (count == 0 || i - first < (size_t)count); i++)
-		ukc_batch_ok(&b, ukc_instance(&views[desc ? n - 1 - i : i], details));
+	for (size_t i = first; i < k && (count == 0 || i - first < (size_t)count); i++)
+		ukc_batch_ok(&b, ukc_instance(&views[at[i]], details));
 	hm_instance_views_free(views, n);
 	return ukc_batch_reply(resp, &b, "instances");
+}
+
+int ukc_h_instances_list(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return list_of(req, resp, false, err);
 }
 
 int ukc_h_instances_get(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
@@ -1071,4 +1099,92 @@ int ukc_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_e
 int ukc_h_instance_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
 	return by_uuid(req, resp, op_update, err);
+}
+
+/* ---- templates: stopped instances that never run, to create instances from ---- */
+
+static int not_a_template(const struct hm_instance_view *v, struct hm_err **err)
+{
+	return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "No template with uuid '%s'",
+	                  v->uuid ? v->uuid : v->name);
+}
+
+static int op_get_template(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                           json_t *entry, struct hm_err **err)
+{
+	if (!v->template_)
+		return not_a_template(v, err);
+	return op_get(in, v, opts, entry, err);
+}
+
+static int op_make_template(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
+                            json_t *entry, struct hm_err **err)
+{
+	(void)opts;
+	struct hm_instance_view *after = NULL;
+	if (hm_instances_make_template(in, v->id, &after, err) < 0)
+		return -1;
+	states(entry, v, after);
+	hm_instance_view_free(after);
+	return 0;
+}
+
+static int op_delete_template(struct hm_instances *in, const struct hm_instance_view *v,
+                              json_t *opts, json_t *entry, struct hm_err **err)
+{
+	if (!v->template_)
+		return not_a_template(v, err);
+	return op_delete(in, v, opts, entry, err);
+}
+
+static int op_update_template(struct hm_instances *in, const struct hm_instance_view *v,
+                              json_t *opts, json_t *entry, struct hm_err **err)
+{
+	if (!v->template_)
+		return not_a_template(v, err);
+	const char *prop = json_string_value(json_object_get(opts, "prop"));
+	if (prop && strcmp(prop, "tags") != 0 && strcmp(prop, "delete_lock") != 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "a template's `prop` is tags or delete_lock, not `%.40s`", prop);
+	return op_update(in, v, opts, entry, err);
+}
+
+int ukc_h_templates_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return bulk_body(req, resp, op_make_template, err);
+}
+
+int ukc_h_templates_list(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return list_of(req, resp, true, err);
+}
+
+int ukc_h_template_get(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	bool details;
+	if (ukc_query_bool(req, "details", true, &details, err) < 0)
+		return -1;
+	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", details);
+	struct ukc_ref r = ukc_path_ref(req);
+	return each(req, resp, &r, 1, opts, op_get_template);
+}
+
+int ukc_h_templates_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return bulk_body(req, resp, op_delete_template, err);
+}
+
+int ukc_h_template_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return by_uuid(req, resp, op_delete_template, err);
+}
+
+int ukc_h_templates_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return bulk_body(req, resp, op_update_template, err);
+}
+
+int ukc_h_template_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	return by_uuid(req, resp, op_update_template, err);
 }

@@ -60,6 +60,7 @@ struct create_req {
 	bool boot;                          /* false: made Stopped, booted by a later start */
 	struct hm_restart_policy restart;
 	bool delete_on_stop, delete_lock;
+	const char *hostname;
 };
 
 /* A size in bytes within [min, max]; 0 takes dflt. `what` names it in the error, in
@@ -273,6 +274,9 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 	c->restart = q->restart;
 	c->delete_on_stop = q->delete_on_stop;
 	c->delete_lock = q->delete_lock;
+	if (q->hostname && hm_name_check("host", q->hostname, err) < 0)
+		return -1;
+	c->hostname = q->hostname;
 	return 0;
 }
 
@@ -329,7 +333,7 @@ int inst_write_config(struct hm_instances *in, const struct hm_instance_row *row
 		.env = (const char *const *)ev,
 		.workdir = json_string_value(json_object_get(spec, "workdir")),
 		.user = user && *user ? user : NULL,
-		.hostname = row->name,
+		.hostname = inst_hostname(row, spec),
 		.root = "/dev/vdb",
 		.rootfs = rootfs,
 		.overlay = "/dev/vdc",
@@ -588,6 +592,8 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		json_object_set_new(spec, "delete_on_stop", json_true());
 	if (c.delete_lock)
 		json_object_set_new(spec, "delete_lock", json_true());
+	if (c.hostname)
+		json_object_set_new(spec, "hostname", json_string(c.hostname));
 	json_object_set(spec, "volumes", c.volumes); /* ids filled in by claim_volumes */
 	/* Network on by default where the host has one; asked for where it has none: 400. */
 	struct hm_net_lease lease = { { 0 } };

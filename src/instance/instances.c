@@ -164,6 +164,12 @@ int inst_find_locked(struct hm_instances *in, const char *key, struct hm_instanc
 
 /* ---- network ---- */
 
+const char *inst_hostname(const struct hm_instance_row *row, json_t *spec)
+{
+	const char *h = json_string_value(json_object_get(spec, "hostname"));
+	return h && *h ? h : row->name;
+}
+
 /* The instance's network from its spec: NULL when it has none. */
 json_t *inst_spec_net(json_t *spec)
 {

@@ -103,8 +103,9 @@ struct hm_instance_create {
 	const char *hypervisor; /* a runtime of GET /capabilities; NULL: the default */
 	bool no_boot;           /* make it Stopped (disks ready, never started); a start boots it */
 	struct hm_restart_policy restart; /* zero: never */
-	bool delete_on_stop; /* deleted once its VM ends, however (not with a restart policy) */
-	bool delete_lock;    /* deletes are refused until it is unset */
+	bool delete_on_stop;  /* deleted once its VM ends, however (not with a restart policy) */
+	bool delete_lock;     /* deletes are refused until it is unset */
+	const char *hostname; /* the guest's; NULL: the instance's name */
 };
 
 /* A volume as an instance has it attached. */
@@ -143,6 +144,7 @@ struct hm_instance_view {
 	struct hm_restart_policy restart;
 	struct hm_restart_status restart_status;
 	bool delete_on_stop, delete_lock;
+	bool template_;                 /* a template: never runs; forks are made from it */
 	int stop_reason;                /* HM_STOP_* bits of the last stop (store/instances.h) */
 	int start_count, restart_count; /* boots and restores; restarts by the policy */
 	bool stopping;                  /* a stop was asked and the VM has not ended yet */
@@ -173,6 +175,11 @@ int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
  * button, then kill the VMM. Only from Running or Initializing (409). *ret: the instance. */
 int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms /* <0: 5 s */,
                       struct hm_instance_view **ret, struct hm_err **err);
+/* Make a Stopped instance a template (409 otherwise): from then on it never
+ * runs (start, restore and updates of what it runs are refused) and forks
+ * are made from it; it is deleted like any instance. */
+int hm_instances_make_template(struct hm_instances *in, const char *key,
+                               struct hm_instance_view **ret, struct hm_err **err);
 /* The same stop, answered at once: the instance shows `stopping` until its VM
  * has ended, on a worker thread of the service (a failure is in its log). */
 int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms,

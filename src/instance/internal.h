@@ -116,6 +116,8 @@ char *inst_path(struct hm_instances *in, const char *id, const char *rel);
 /* Append one logfmt line to the instance's logs/hypeman.log. */
 void inst_oplog(struct hm_instances *in, const char *id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The guest's hostname: the one asked for at create, else the instance's name (borrowed). */
+const char *inst_hostname(const struct hm_instance_row *row, json_t *spec);
 /* The network object of a spec when it is enabled, else NULL (borrowed). */
 json_t *inst_spec_net(json_t *spec);
 /* Rotate the instance's logs that are past the cap (LOG_MAX_BYTES). */

@@ -163,6 +163,21 @@ static int stop_live(struct hm_instances *in, struct live *l, const struct hm_in
 	return r;
 }
 
+/* 0 when an instance in `state` (with live record l, or none) can be
+ * stopped; a Stopped one is already what was asked (the instance, as upstream). */
+static int check_stoppable(const struct hm_instance_row *row, enum hm_state state,
+                           const struct live *l, struct hm_err **err)
+{
+	if (state == HM_STATE_STOPPED ||
+	    (l && (state == HM_STATE_RUNNING || state == HM_STATE_INITIALIZING ||
+	           state == HM_STATE_UNKNOWN)))
+		return 0;
+	return hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+	                  "instance `%s` is %s; only a Running, Initializing or Unknown "
+	                  "instance can be stopped",
+	                  row->name, hm_state_name(state));
+}
+
 int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
                       struct hm_instance_view **ret, struct hm_err **err)
 {
@@ -171,16 +186,8 @@ int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
 		return -1;
 	enum hm_state state = inst_state(in, &row);
 	struct live *l = inst_live_get(in, row.id);
-	int r;
-	if (state == HM_STATE_STOPPED) /* already what was asked: the instance, as upstream */
-		r = 0;
-	else if (!l || (state != HM_STATE_RUNNING && state != HM_STATE_INITIALIZING &&
-	                state != HM_STATE_UNKNOWN))
-		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
-		               "instance `%s` is %s; only a Running, Initializing or Unknown "
-		               "instance can be stopped",
-		               row.name, hm_state_name(state));
-	else
+	int r = check_stoppable(&row, state, l, err);
+	if (r == 0 && state != HM_STATE_STOPPED)
 		r = stop_live(in, l, &row, grace_ms < 0 ? STOP_GRACE_MS : grace_ms, err);
 	if (l)
 		inst_live_free(l);
@@ -188,6 +195,49 @@ int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
 		inst_sup_block(in, row.id, "manual_stop"); /* a pending restart too */
 		r = hm_instances_get(in, row.id, ret, err);
 	}
+	inst_op_unlock(in, row.id);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+/* 409 when the row is a template's: it never runs. */
+static int check_not_template(const struct hm_instance_row *row, json_t *spec, const char *what,
+                              struct hm_err **err)
+{
+	if (!json_is_true(json_object_get(spec, "template")))
+		return 0;
+	return hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+	                  "instance `%s` is a template: it cannot %s; create an instance from it",
+	                  row->name, what);
+}
+
+int hm_instances_make_template(struct hm_instances *in, const char *key,
+                               struct hm_instance_view **ret, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (inst_find_locked(in, key, &row, err) < 0)
+		return -1;
+	json_t *spec = inst_spec_of(&row);
+	enum hm_state state = inst_state(in, &row);
+	int r = 0;
+	if (state != HM_STATE_STOPPED)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; only a Stopped instance can become a template",
+		               row.name, hm_state_name(state));
+	else if (!json_is_true(json_object_get(spec, "template"))) {
+		json_object_set_new(spec, "template", json_true());
+		json_object_del(spec, "restart"); /* it never runs, so never restarts */
+		free(row.spec);
+		row.spec = json_dumps(spec, JSON_COMPACT);
+		r = hm_store_instance_set_spec(in->st, row.id, row.spec, err);
+		if (r == 0) {
+			inst_sup_forget(in, row.id);
+			inst_oplog(in, row.id, "msg=\"made a template\"");
+		}
+	}
+	if (r == 0)
+		*ret = inst_view(in, &row);
+	json_decref(spec);
 	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
@@ -229,15 +279,8 @@ int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_
 		return -1;
 	enum hm_state state = inst_state(in, &row);
 	struct live *l = inst_live_get(in, row.id);
-	int r = 0;
-	if (state != HM_STATE_STOPPED &&
-	    (!l || (state != HM_STATE_RUNNING && state != HM_STATE_INITIALIZING &&
-	            state != HM_STATE_UNKNOWN))) {
-		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
-		               "instance `%s` is %s; only a Running, Initializing or Unknown "
-		               "instance can be stopped",
-		               row.name, hm_state_name(state));
-	} else if (state != HM_STATE_STOPPED) {
+	int r = check_stoppable(&row, state, l, err);
+	if (r == 0 && state != HM_STATE_STOPPED) {
 		/* Seen as stopping from now on; the worker's stop takes the op lock
 		 * once this call lets it go. */
 		int expected = 0;
@@ -315,8 +358,13 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; only a Stopped instance can be started",
 		               row.name, hm_state_name(state));
-	else
-		r = inst_boot_again(in, &row, cmd, ep, false, ret, err);
+	else {
+		json_t *spec = inst_spec_of(&row);
+		r = check_not_template(&row, spec, "be started", err);
+		json_decref(spec);
+		if (r == 0)
+			r = inst_boot_again(in, &row, cmd, ep, false, ret, err);
+	}
 	if (r == 0)
 		inst_sup_forget(in, row.id); /* a user's start ends a restart sequence */
 	inst_op_unlock(in, row.id);
@@ -466,6 +514,12 @@ int hm_instances_update(struct hm_instances *in, const char *key,
 	json_t *shown, *k;
 	size_t i;
 	enum hm_state state = inst_state(in, &row);
+	if ((needs_stopped || u->env_set || u->env_del || u->restart_set) &&
+	    check_not_template(&row, spec, "change what it runs (only tags and the delete lock)",
+	                       err) < 0) {
+		r = -1;
+		goto out;
+	}
 	if (needs_stopped && state != HM_STATE_STOPPED) {
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is %s; its image, command, vcpus and memory change "

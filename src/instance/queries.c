@@ -186,6 +186,7 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 	inst_sup_status(in, r->id, &v->restart_status);
 	v->delete_on_stop = json_is_true(json_object_get(spec, "delete_on_stop"));
 	v->delete_lock = json_is_true(json_object_get(spec, "delete_lock"));
+	v->template_ = json_is_true(json_object_get(spec, "template"));
 	v->stop_reason = stopped ? r->stop_reason : 0;
 	v->boot_us = stopped ? 0 : sts.boot_us;
 	v->stopping = !stopped && sts.stopping;

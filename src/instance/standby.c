@@ -224,7 +224,7 @@ static json_t *identity_msg(struct hm_instances *in, const struct hm_instance_ro
 	if (getrandom(mid, sizeof(mid), 0) != (ssize_t)sizeof(mid))
 		memset(mid, 0x5a, sizeof(mid));
 	_cleanup_free_ char *mids = hm_hex_encode(mid, sizeof(mid));
-	json_object_set_new(m, "hostname", json_string(row->name));
+	json_object_set_new(m, "hostname", json_string(inst_hostname(row, spec)));
 	json_object_set_new(m, "machine_id", json_string(mids));
 	json_t *net = inst_spec_net(spec);
 	if (net) {
@@ -446,6 +446,9 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
 		                  "instances cannot run on this host: %s", in->boot_error);
 	json_t *spec = json_deep_copy(src->spec);
+	/* A copy is an instance of its own: not a template, unlocked. */
+	json_object_del(spec, "template");
+	json_object_del(spec, "delete_lock");
 	if (inst_check_forkable(spec, src->name, err) < 0) {
 		json_decref(spec);
 		return -1;

@@ -248,8 +248,8 @@ test('porcelain: create (autostart, timeout_s) -> get -> list -> logs -> metrics
   await assert.rejects(hm.instances.get('ukc-life'), (e) => e.status === 404);
 });
 
-test('autostart false makes a stopped instance; a made-up name; start boots it; the default memory is 128 MB', { timeout: 300000 }, async () => {
-  const made = await ukc.instances.create({ image, args: ['sh', '-c', 'echo cold-start; exec sleep 1000'] });
+test('autostart false makes a stopped instance; a made-up name; start boots it; the default memory is 128 MB; hostname', { timeout: 300000 }, async () => {
+  const made = await ukc.instances.create({ image, hostname: 'box-one', args: ['sh', '-c', 'echo "cold-start on $(hostname)"; exec sleep 1000'] });
   assert.match(made.name, /^[a-z]+-[a-z]+-[0-9a-f]{7}$/);
   assert.equal(made.state, 'stopped');
   assert.equal(made.memory_mb, 128);
@@ -262,6 +262,15 @@ test('autostart false makes a stopped instance; a made-up name; start boots it; 
   assert.equal(s.status, 'success', JSON.stringify(s));
   assert.equal(s.data.instances[0].state, 'running');
   assert.equal(s.data.instances[0].previous_state, 'stopped');
+  const out = await until(async () => {
+    const lg = await ukc.instances.logs({ uuid: made.uuid });
+    const t = Buffer.from(lg.output, 'base64').toString();
+    return /cold-start on/.test(t) ? t : null;
+  }, 60000, 'the first line');
+  assert.match(out, /cold-start on box-one/);
+  const badHost = await raw('POST', '/v1/instances', { body: { image, hostname: 'Not_A_Host' } });
+  assert.equal(badHost.status, 400);
+  assert.match(badHost.env.message, /invalid host name `Not_A_Host`/);
   // stop with force: at once
   const f = await P.stopInstanceByUuid(made.uuid, { body: { force: true } });
   assert.equal(f.data.instances[0].state, 'stopping');
@@ -550,4 +559,49 @@ test('branch_from: a create that forks a running instance (its own uuid and name
   assert.equal(nope.status, 'error');
   assert.equal(nope.data.instances[0].error, 8);
   await ukc.instances.delete([{ uuid: br.uuid }, { uuid: cold.uuid }, { uuid: src.uuid }]);
+});
+
+test('templates: a stopped instance becomes a template (never runs, listed apart); creates from it are running copies; only tags and the lock change; delete', { timeout: 300000 }, async () => {
+  const base = await ukc.instances.create({ name: 'ukc-tmpl', image, env: { T: 'tmpl' }, args: ['sh', '-c', 'echo "from $T"; exec sleep 1000'] });
+  const running = await ukc.instances.create({ name: 'ukc-tmpl-busy', image, autostart: true, timeout_s: 90, args: ['sh', '-c', 'exec sleep 1000'] });
+  const made = await P.createTemplateInstances({ body: [{ uuid: base.uuid }, { uuid: running.uuid }] });
+  assert.equal(made.status, 'partial_success', JSON.stringify(made));
+  assert.equal(made.data.instances[0].state, 'template');
+  assert.equal(made.data.instances[0].previous_state, 'stopped');
+  assert.match(made.data.instances[1].message, /only a Stopped instance can become a template/);
+  // listed apart
+  const tl = await P.getTemplateInstances({});
+  assert.deepEqual(tl.data.instances.map((i) => i.name), ['ukc-tmpl']);
+  assert.ok(!(await names()).includes('ukc-tmpl'));
+  assert.equal((await P.getTemplateInstanceByUuid(base.uuid)).data.instances[0].state, 'template');
+  assert.equal((await P.getTemplateInstanceByUuid(running.uuid)).data.instances[0].error, 8);
+  // it never runs, through either API
+  const st = await P.startInstances({ body: [{ uuid: base.uuid }] });
+  assert.equal(st.status, 'error');
+  assert.match(st.data.instances[0].message, /is a template: it cannot be started/);
+  await assert.rejects(hm.instances.start((await hm.instances.get('ukc-tmpl')).id), (e) => e.status === 409);
+  // create from it: a copy with its own identity, running its program
+  const c = await ukc.instances.create({ name: 'ukc-from-tmpl', template: { name: 'ukc-tmpl' }, autostart: true, timeout_s: 90 });
+  assert.equal(c.state, 'running');
+  assert.notEqual(c.uuid, base.uuid);
+  assert.deepEqual(c.env, { T: 'tmpl' });
+  await until(async () => /from tmpl/.test(Buffer.from((await ukc.instances.logs({ uuid: c.uuid })).output, 'base64').toString()), 60000, 'the copy runs');
+  const notT = await P.createInstance({ body: { template: { uuid: running.uuid } } });
+  assert.equal(notT.status, 'error');
+  assert.equal(notT.data.instances[0].error, 8);
+  // updates: tags and the lock only
+  const up = await P.updateTemplateInstances({ body: [
+    { uuid: base.uuid, prop: 'tags', op: 'set', value: ['golden'] },
+    { uuid: base.uuid, prop: 'memory_mb', op: 'set', value: 256 },
+  ] });
+  assert.equal(up.status, 'partial_success');
+  assert.match(up.data.instances[1].message, /a template's `prop` is tags or delete_lock/);
+  assert.deepEqual((await P.getTemplateInstanceByUuid(base.uuid)).data.instances[0].tags, ['golden']);
+  // delete: a template through the template routes; an instance there is an entry error
+  const del = await P.deleteTemplateInstances({ body: [{ uuid: base.uuid }, { uuid: c.uuid }] });
+  assert.equal(del.status, 'partial_success');
+  assert.equal(del.data.instances[0].status, 'success');
+  assert.equal(del.data.instances[1].error, 8);
+  assert.equal((await P.getTemplateInstances({})).data.instances.length, 0);
+  await ukc.instances.delete([{ uuid: c.uuid }, { uuid: running.uuid }]);
 });
