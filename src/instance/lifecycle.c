@@ -178,8 +178,12 @@ static int check_stoppable(const struct hm_instance_row *row, enum hm_state stat
 	                  row->name, hm_state_name(state));
 }
 
-int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
-                      struct hm_instance_view **ret, struct hm_err **err)
+static int stop_in_background(struct hm_instances *in, struct live *l,
+                              const struct hm_instance_row *row, int grace_ms, struct hm_err **err);
+
+/* A stop's checks and answer; the stop itself now (wait) or on a worker. */
+static int stop(struct hm_instances *in, const char *key, int grace_ms, bool wait,
+                struct hm_instance_view **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
@@ -188,7 +192,8 @@ int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
 	struct live *l = inst_live_get(in, row.id);
 	int r = check_stoppable(&row, state, l, err);
 	if (r == 0 && state != HM_STATE_STOPPED)
-		r = stop_live(in, l, &row, grace_ms < 0 ? STOP_GRACE_MS : grace_ms, err);
+		r = wait ? stop_live(in, l, &row, grace_ms < 0 ? STOP_GRACE_MS : grace_ms, err)
+		         : stop_in_background(in, l, &row, grace_ms, err);
 	if (l)
 		inst_live_free(l);
 	if (r == 0) {
@@ -198,6 +203,18 @@ int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
 	inst_op_unlock(in, row.id);
 	hm_instance_row_done(&row);
 	return r;
+}
+
+int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
+                      struct hm_instance_view **ret, struct hm_err **err)
+{
+	return stop(in, key, grace_ms, true, ret, err);
+}
+
+int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms,
+                            struct hm_instance_view **ret, struct hm_err **err)
+{
+	return stop(in, key, grace_ms, false, ret, err);
 }
 
 /* 409 when the row is a template's: it never runs. */
@@ -271,50 +288,35 @@ static void *stop_worker(void *arg)
 	return NULL;
 }
 
-int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms,
-                            struct hm_instance_view **ret, struct hm_err **err)
+/* Seen as stopping from now on; the worker's stop takes the op lock once the
+ * caller lets it go. */
+static int stop_in_background(struct hm_instances *in, struct live *l,
+                              const struct hm_instance_row *row, int grace_ms, struct hm_err **err)
 {
-	struct hm_instance_row row = { .exit_code = -1 };
-	if (inst_find_locked(in, key, &row, err) < 0)
-		return -1;
-	enum hm_state state = inst_state(in, &row);
-	struct live *l = inst_live_get(in, row.id);
-	int r = check_stoppable(&row, state, l, err);
-	if (r == 0 && state != HM_STATE_STOPPED) {
-		/* Seen as stopping from now on; the worker's stop takes the op lock
-		 * once this call lets it go. */
-		int expected = 0;
-		atomic_compare_exchange_strong(&l->stop_asked, &expected,
-		                               grace_ms == 0 ? STOP_ASKED_FORCED : STOP_ASKED_USER);
-		struct stop_job *j = xcalloc(1, sizeof(*j));
-		*j = (struct stop_job){ in, xstrdup(row.id), grace_ms };
-		pthread_attr_t a;
-		pthread_attr_init(&a);
-		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-		pthread_t t;
+	int expected = 0;
+	atomic_compare_exchange_strong(&l->stop_asked, &expected,
+	                               grace_ms == 0 ? STOP_ASKED_FORCED : STOP_ASKED_USER);
+	struct stop_job *j = xcalloc(1, sizeof(*j));
+	*j = (struct stop_job){ in, xstrdup(row->id), grace_ms };
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_t t;
+	pthread_mutex_lock(&in->changes_lock);
+	in->workers++;
+	pthread_mutex_unlock(&in->changes_lock);
+	int r = 0;
+	if (pthread_create(&t, &a, stop_worker, j) != 0) {
 		pthread_mutex_lock(&in->changes_lock);
-		in->workers++;
+		in->workers--;
 		pthread_mutex_unlock(&in->changes_lock);
-		if (pthread_create(&t, &a, stop_worker, j) != 0) {
-			pthread_mutex_lock(&in->changes_lock);
-			in->workers--;
-			pthread_mutex_unlock(&in->changes_lock);
-			free(j->id);
-			free(j);
-			r = hm_err_set(err, HM_ERR_INTERNAL, NULL, "no thread for the stop of `%s`",
-			               row.name);
-		}
-		pthread_attr_destroy(&a);
-		inst_changed(in);
+		free(j->id);
+		free(j);
+		r = hm_err_set(err, HM_ERR_INTERNAL, NULL, "no thread for the stop of `%s`",
+		               row->name);
 	}
-	if (l)
-		inst_live_free(l);
-	if (r == 0) {
-		inst_sup_block(in, row.id, "manual_stop"); /* a pending restart too */
-		r = hm_instances_get(in, row.id, ret, err);
-	}
-	inst_op_unlock(in, row.id);
-	hm_instance_row_done(&row);
+	pthread_attr_destroy(&a);
+	inst_changed(in);
 	return r;
 }
 
