@@ -605,3 +605,38 @@ test('templates: a stopped instance becomes a template (never runs, listed apart
   assert.equal((await P.getTemplateInstances({})).data.instances.length, 0);
   await ukc.instances.delete([{ uuid: c.uuid }, { uuid: running.uuid }]);
 });
+
+test('the by-uuid routes: get, log, metrics, wait, update and delete of an instance, and get, update and delete of a template', { timeout: 120000 }, async () => {
+  const a = await ukc.instances.create({ name: 'ukc-by-uuid', image });
+  const lg = await P.getInstanceLogsByUuid(a.uuid);
+  assert.equal(lg.status, 'success', JSON.stringify(lg));
+  assert.equal(lg.data.instances[0].output, ''); // never started: nothing logged
+  assert.deepEqual(lg.data.instances[0].range, { start: 0, end: 0 });
+  const m = await P.getInstanceMetricsByUuid(a.uuid);
+  assert.equal(m.data.instances[0].rss_bytes, 0);
+  assert.equal(m.data.instances[0].boot_time_us, 0);
+  const w = await P.waitInstanceByUuid(a.uuid); // default: running; a stopped instance will not get there unasked
+  assert.equal(w.status, 'error');
+  assert.match(w.data.instances[0].message, /is stopped and will not become running/);
+  const u = await P.updateInstanceByUuid(a.uuid, { body: { prop: 'vcpus', op: 'set', value: 2 } });
+  assert.equal(u.status, 'success', JSON.stringify(u));
+  assert.equal((await ukc.instances.get({ uuid: a.uuid })).vcpus, 2);
+  // as a template: by uuid too
+  const t = await P.createTemplateInstances({ body: [{ uuid: a.uuid }] });
+  assert.equal(t.status, 'success', JSON.stringify(t));
+  const tu = await P.updateTemplateInstanceByUuid(a.uuid, { body: { prop: 'delete_lock', op: 'set', value: true } });
+  assert.equal(tu.status, 'success', JSON.stringify(tu));
+  const locked = await P.deleteTemplateInstanceByUuid(a.uuid);
+  assert.equal(locked.status, 'error');
+  assert.match(locked.data.instances[0].message, /delete lock/);
+  await P.updateTemplateInstanceByUuid(a.uuid, { body: { prop: 'delete_lock', op: 'del' } });
+  const gone = await P.deleteTemplateInstanceByUuid(a.uuid);
+  assert.equal(gone.status, 'success', JSON.stringify(gone));
+  // an instance by uuid
+  const b = await ukc.instances.create({ name: 'ukc-by-uuid-2', image });
+  const del = await P.deleteInstanceByUuid(b.uuid);
+  assert.equal(del.status, 'success', JSON.stringify(del));
+  assert.equal(del.data.instances[0].previous_state, 'stopped');
+  assert.ok(!(await names()).includes('ukc-by-uuid-2'));
+  assert.equal((await P.getInstanceByUuid(b.uuid)).data.instances[0].error, 8);
+});
