@@ -63,10 +63,18 @@ struct create_req {
 	const char *hostname;
 };
 
+int inst_vcpus_check(int vcpus, struct hm_err **err)
+{
+	if (vcpus < 0 || vcpus > MAX_VCPUS)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`vcpus` must be an integer from 1 to %d", MAX_VCPUS);
+	return 0;
+}
+
 /* A size in bytes within [min, max]; 0 takes dflt. `what` names it in the error, in
  * the domain's words (each dialect has its own field name for it). */
-static int size_check(const char *what, int64_t v, int64_t dflt, int64_t min, int64_t max,
-                      int64_t *ret, struct hm_err **err)
+int inst_size_check(const char *what, int64_t v, int64_t dflt, int64_t min, int64_t max,
+                    int64_t *ret, struct hm_err **err)
 {
 	if (v == 0) {
 		*ret = dflt;
@@ -137,8 +145,8 @@ int inst_attachments(const struct hm_attach *a, size_t n, json_t **ret, struct h
 		else if (check_mount_path(a[i].mount_path, err) < 0)
 			r = -1;
 		else if (a[i].overlay &&
-		         size_check("a volume overlay", a[i].overlay_bytes, 1LL << 30, MIN_OVERLAY,
-		                    MAX_OVERLAY, &ovsize, err) < 0)
+		         inst_size_check("a volume overlay", a[i].overlay_bytes, 1LL << 30,
+		                         MIN_OVERLAY, MAX_OVERLAY, &ovsize, err) < 0)
 			r = -1;
 		for (size_t k = 0; r == 0 && k < i; k++)
 			if (strcmp(a[k].mount_path, a[i].mount_path) == 0)
@@ -213,13 +221,13 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 		                  "`image` must be a non-empty image reference");
 	c->name = q->name;
 	c->image = q->image;
-	if (q->vcpus < 0 || q->vcpus > MAX_VCPUS)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`vcpus` must be an integer from 1 to %d", MAX_VCPUS);
+	if (inst_vcpus_check(q->vcpus, err) < 0)
+		return -1;
 	c->vcpus = q->vcpus ? q->vcpus : DEFAULT_VCPUS;
-	if (size_check("memory", q->mem_bytes, DEFAULT_MEM, MIN_MEM, MAX_MEM, &c->mem, err) < 0 ||
-	    size_check("overlay", q->overlay_bytes, DEFAULT_OVERLAY, MIN_OVERLAY, MAX_OVERLAY,
-	               &c->overlay, err) < 0)
+	if (inst_size_check("memory", q->mem_bytes, DEFAULT_MEM, MIN_MEM, MAX_MEM, &c->mem, err) <
+	        0 ||
+	    inst_size_check("overlay", q->overlay_bytes, DEFAULT_OVERLAY, MIN_OVERLAY, MAX_OVERLAY,
+	                    &c->overlay, err) < 0)
 		return -1;
 	struct hm_host_capacity cap = { 0 };
 	if (hm_host_capacity(data_dir, 0, &cap, NULL) == 0 && cap.memory_bytes > 0 &&
@@ -277,6 +285,26 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 	if (q->hostname && hm_name_check("host", q->hostname, err) < 0)
 		return -1;
 	c->hostname = q->hostname;
+	return 0;
+}
+
+/* What the program runs with, from the spec's asked-for parts and the image's config. */
+int inst_spec_command(json_t *spec, json_t *cfg, struct hm_err **err)
+{
+	json_t *argv = NULL;
+	if (hm_command_argv(json_object_get(cfg, "entrypoint"), json_object_get(cfg, "cmd"),
+	                    json_object_get(spec, "entrypoint"), json_object_get(spec, "cmd"),
+	                    &argv, err) < 0)
+		return -1;
+	json_object_set_new(spec, "argv", argv);
+	json_t *env = json_object_get(spec, "env");
+	json_object_set_new(
+	    spec, "full_env",
+	    hm_command_env(json_object_get(cfg, "env"), json_object_size(env) ? env : NULL));
+	const char *wd = json_string_value(json_object_get(cfg, "working_dir"));
+	json_object_set_new(spec, "workdir", json_string(wd && *wd ? wd : "/"));
+	const char *user = json_string_value(json_object_get(cfg, "user"));
+	json_object_set_new(spec, "user", json_string(user ? user : ""));
 	return 0;
 }
 
@@ -560,30 +588,22 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 	if (hm_images_ensure(in->images, c.image, CREATE_PULL_TIMEOUT_MS, &img, err) < 0)
 		return -1;
 
-	json_t *cfg = img.config;
-	json_t *argv = NULL;
-	if (hm_command_argv(json_object_get(cfg, "entrypoint"), json_object_get(cfg, "cmd"),
-	                    c.entrypoint, c.cmd, &argv, err) < 0) {
-		hm_image_info_done(&img);
-		return -1;
-	}
-	json_t *req_env = c.env;
 	json_t *spec = json_object();
 	json_object_set_new(spec, "vcpus", json_integer(c.vcpus));
 	json_object_set_new(spec, "mem_bytes", json_integer(c.mem));
 	json_object_set_new(spec, "overlay_bytes", json_integer(c.overlay));
-	json_object_set_new(spec, "env", req_env ? json_deep_copy(req_env) : json_object());
-	json_object_set_new(spec, "full_env", hm_command_env(json_object_get(cfg, "env"), req_env));
-	json_object_set_new(spec, "argv", argv);
-	const char *wd = json_string_value(json_object_get(cfg, "working_dir"));
-	json_object_set_new(spec, "workdir", json_string(wd && *wd ? wd : "/"));
-	const char *user = json_string_value(json_object_get(cfg, "user"));
-	json_object_set_new(spec, "user", json_string(user ? user : ""));
+	json_object_set_new(spec, "env", c.env ? json_deep_copy(c.env) : json_object());
 	json_object_set_new(spec, "tags", c.tags ? json_deep_copy(c.tags) : json_object());
 	if (c.cmd)
 		json_object_set(spec, "cmd", c.cmd);
 	if (c.entrypoint)
 		json_object_set(spec, "entrypoint", c.entrypoint);
+	/* argv, full_env, workdir, user: the asked-for parts over the image's config */
+	if (inst_spec_command(spec, img.config, err) < 0) {
+		json_decref(spec);
+		hm_image_info_done(&img);
+		return -1;
+	}
 	if (c.disk_bps)
 		json_object_set_new(spec, "disk_io_bps", json_integer(c.disk_bps));
 	if (c.restart.policy != HM_RESTART_NEVER)

@@ -207,6 +207,14 @@ void inst_status_done(struct inst_status *st);
 /* Just the derived state. */
 enum hm_state inst_state(struct hm_instances *in, const struct hm_instance_row *row);
 
+/* create.c, for create and update alike: the spec's argv, full_env, workdir
+ * and user from its asked-for cmd, entrypoint and env over the image's
+ * config; the vcpus range; a size in bytes within [min, max] (0: dflt),
+ * `what` naming it in the domain's words. */
+int inst_spec_command(json_t *spec, json_t *cfg, struct hm_err **err);
+int inst_vcpus_check(int vcpus, struct hm_err **err);
+int inst_size_check(const char *what, int64_t v, int64_t dflt, int64_t min, int64_t max,
+                    int64_t *ret, struct hm_err **err);
 /* A sparse ext4 file of `bytes` at path. */
 int inst_make_overlay(const char *path, int64_t bytes, struct hm_err **err);
 /* (Re)write the config disk from the spec, with no exit record. */

@@ -467,34 +467,11 @@ static int check_update(const struct hm_instance_update *u, struct hm_err **err)
 	if (u->image && (!*u->image || strlen(u->image) > 512))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`image` must be a non-empty image reference");
-	if (u->vcpus < 0 || u->vcpus > INST_MAX_VCPUS)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`vcpus` must be an integer from 1 to %d", INST_MAX_VCPUS);
-	if (u->mem_bytes && (u->mem_bytes < INST_MIN_MEM || u->mem_bytes > INST_MAX_MEM)) {
-		_cleanup_free_ char *m = hm_human_size(u->mem_bytes);
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "memory of %s is out of range (64MB to 1TB)", m);
-	}
-	return 0;
-}
-
-/* What the program runs with, from the spec's asked-for parts and the image's config. */
-static int respec_command(json_t *spec, json_t *cfg, struct hm_err **err)
-{
-	json_t *argv = NULL;
-	if (hm_command_argv(json_object_get(cfg, "entrypoint"), json_object_get(cfg, "cmd"),
-	                    json_object_get(spec, "entrypoint"), json_object_get(spec, "cmd"),
-	                    &argv, err) < 0)
+	int64_t mem;
+	if (inst_vcpus_check(u->vcpus, err) < 0 ||
+	    (u->mem_bytes &&
+	     inst_size_check("memory", u->mem_bytes, 0, INST_MIN_MEM, INST_MAX_MEM, &mem, err) < 0))
 		return -1;
-	json_object_set_new(spec, "argv", argv);
-	json_t *env = json_object_get(spec, "env");
-	json_object_set_new(
-	    spec, "full_env",
-	    hm_command_env(json_object_get(cfg, "env"), json_object_size(env) ? env : NULL));
-	const char *wd = json_string_value(json_object_get(cfg, "working_dir"));
-	json_object_set_new(spec, "workdir", json_string(wd && *wd ? wd : "/"));
-	const char *user = json_string_value(json_object_get(cfg, "user"));
-	json_object_set_new(spec, "user", json_string(user ? user : ""));
 	return 0;
 }
 
@@ -579,7 +556,7 @@ int hm_instances_update(struct hm_instances *in, const char *key,
 		}
 		json_object_set_new(spec, "restart", inst_restart_json(&u->restart));
 	}
-	if (img.config && respec_command(spec, img.config, err) < 0) {
+	if (img.config && inst_spec_command(spec, img.config, err) < 0) {
 		r = -1;
 		goto out;
 	}
