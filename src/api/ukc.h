@@ -18,14 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "core/cleanup.h"
+#include "core/json_cleanup.h"
 #include "instance/state.h"
-
-static inline void ukc_json_decrefp(json_t **p)
-{
-	json_decref(*p);
-}
-#define _cleanup_json_ _cleanup_(ukc_json_decrefp)
 
 struct hm_err;
 struct hm_instance_view;
@@ -97,3 +91,53 @@ json_t *ukc_instance(const struct hm_instance_view *v, bool details);
 json_t *ukc_tags_out(json_t *tags);
 /* The UKC state of a view: its state, or stopping while a stop is under way. */
 const char *ukc_view_state(const struct hm_instance_view *v);
+
+/* ---- list queries: details, count, from, order, sortby, tags ---- */
+
+struct ukc_list {
+	bool details;     /* default true */
+	long long count;  /* 0: all */
+	const char *from; /* the uuid the page starts after, or NULL (borrowed) */
+	bool desc;        /* newest first */
+	json_t *tags;     /* {k: v} every one must have, or NULL (owned) */
+};
+/* A bad value is a 400 naming the parameter. */
+int ukc_list_parse(const struct hm_req *req, struct ukc_list *q, struct hm_err **err);
+void ukc_list_done(struct ukc_list *q);
+
+/* ---- body fields (a request's JSON object; absent or null: the default) ---- */
+
+/* body[key] as an integer in [min, max], or dflt; else a 400 naming key. */
+int ukc_body_int(json_t *body, const char *key, long long dflt, long long min, long long max,
+                 long long *ret, struct hm_err **err);
+/* body[key] as a boolean, or false. */
+int ukc_body_bool(json_t *body, const char *key, bool *ret, struct hm_err **err);
+/* body[key] as a string (borrowed), or NULL. */
+int ukc_body_str(json_t *body, const char *key, const char **ret, struct hm_err **err);
+/* UKC's tags (["k=v", "k"]) at `field` as the domain's map ({"k": "v", "k": ""}):
+ * *ret is new, or NULL when list is absent or null. */
+int ukc_tags_in(json_t *list, const char *field, json_t **ret, struct hm_err **err);
+/* A name as UKC makes one up: word-word-hex (malloc'd). */
+char *ukc_random_name(void);
+
+/* ---- instances (ukc_instance.c) ---- */
+
+struct hm_instances;
+/* The instance a ref names, by its uuid or its name only (the domain's wider
+ * lookup by id or id prefix is narrowed back): 404 not_found otherwise. */
+int ukc_instance_resolve(struct hm_instances *in, const struct ukc_ref *r,
+                         struct hm_instance_view **ret, struct hm_err **err);
+
+/* ---- volumes (ukc_volumes.c) ---- */
+
+struct hm_volumes;
+struct hm_volume_view;
+/* The volume a ref names, by its uuid or its name only: 404 not_found otherwise. */
+int ukc_volume_resolve(struct hm_volumes *vs, const struct ukc_ref *r, struct hm_volume_view **ret,
+                       struct hm_err **err);
+/* The Volume object (its state from the instances it is attached to). */
+json_t *ukc_volume(struct hm_instances *in, const struct hm_volume_view *v, bool details);
+/* A new volume from a CreateVolumeRequest-shaped object; `where` prefixes
+ * messages ("volumes[0]: "). */
+int ukc_volume_create(struct hm_volumes *vs, json_t *body, const char *where,
+                      struct hm_volume_view **ret, struct hm_err **err);

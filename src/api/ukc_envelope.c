@@ -4,6 +4,8 @@
  * handlers hand it entries and errors, never build an envelope themselves.
  */
 #include <errno.h>
+#include <stdio.h>
+#include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -240,5 +242,135 @@ int ukc_query_bool(const struct hm_req *req, const char *name, bool dflt, bool *
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
 		                  "query parameter `%s` must be true or false, not `%.40s`", name,
 		                  v);
+	return 0;
+}
+
+/* ---- list queries ---- */
+
+int ukc_list_parse(const struct hm_req *req, struct ukc_list *q, struct hm_err **err)
+{
+	*q = (struct ukc_list){ 0 };
+	if (ukc_query_bool(req, "details", true, &q->details, err) < 0 ||
+	    ukc_query_int(req, "count", 0, 0, 1000000, &q->count, err) < 0)
+		return -1;
+	const char *order = NULL, *sortby = NULL;
+	_cleanup_json_ json_t *tag_list = json_array();
+	for (size_t i = 0; i < hm_req_query_count(req); i++) {
+		const char *k, *val;
+		hm_req_query_at(req, i, &k, &val);
+		if (strcmp(k, "order") == 0)
+			order = val;
+		else if (strcmp(k, "sortby") == 0)
+			sortby = val;
+		else if (strcmp(k, "from") == 0)
+			q->from = val;
+		else if (strcmp(k, "tags") == 0)
+			json_array_append_new(tag_list, json_string(val));
+	}
+	if (order && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
+		                  "`order` must be asc or desc, not `%.40s`", order);
+	if (sortby && strcmp(sortby, "create_time") != 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
+		                  "`sortby` must be create_time, not `%.40s`", sortby);
+	q->desc = order && strcmp(order, "desc") == 0;
+	if (json_array_size(tag_list) && ukc_tags_in(tag_list, "tags", &q->tags, err) < 0)
+		return -1;
+	return 0;
+}
+
+void ukc_list_done(struct ukc_list *q)
+{
+	json_decref(q->tags);
+	q->tags = NULL;
+}
+
+/* ---- body fields ---- */
+
+/* opts[key] as an integer, or dflt when absent or null. */
+int ukc_body_int(json_t *opts, const char *key, long long dflt, long long min, long long max,
+                 long long *ret, struct hm_err **err)
+{
+	json_t *v = json_object_get(opts, key);
+	if (!v || json_is_null(v)) {
+		*ret = dflt;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s` must be an integer from %lld to %lld", key, min, max);
+	*ret = json_integer_value(v);
+	return 0;
+}
+
+int ukc_body_bool(json_t *opts, const char *key, bool *ret, struct hm_err **err)
+{
+	json_t *v = json_object_get(opts, key);
+	if (!v || json_is_null(v)) {
+		*ret = false;
+		return 0;
+	}
+	if (!json_is_boolean(v))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`%s` must be a boolean",
+		                  key);
+	*ret = json_is_true(v);
+	return 0;
+}
+
+/* A name like UKC's: word-word-hex. */
+char *ukc_random_name(void)
+{
+	static const char *const first[] = { "amber", "brave", "calm",  "deft",  "eager",
+		                             "fair",  "glad",  "hazy",  "jolly", "keen",
+		                             "lucid", "merry", "noble", "proud", "quiet",
+		                             "rapid", "swift", "tidy",  "vivid", "witty" };
+	static const char *const second[] = { "aspen", "brook", "cedar", "dune",  "ember",
+		                              "fjord", "grove", "heath", "inlet", "jade",
+		                              "knoll", "larch", "marsh", "north", "oasis",
+		                              "pine",  "ridge", "stone", "tide",  "vale" };
+	unsigned char r[6] = { 0 };
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r[0] = r[1] = 0;
+	return xasprintf("%s-%s-%02x%02x%02x%x", first[r[0] % 20], second[r[1] % 20], r[2], r[3],
+	                 r[4], r[5] & 0xf);
+}
+
+/* UKC's tags (["k=v", "k"]) as the domain's map ({"k": "v", "k": ""}). */
+int ukc_tags_in(json_t *list, const char *field, json_t **ret, struct hm_err **err)
+{
+	*ret = NULL;
+	if (!list || json_is_null(list))
+		return 0;
+	if (!json_is_array(list))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s` must be an array of strings", field);
+	json_t *map = json_object();
+	size_t i;
+	json_t *t;
+	json_array_foreach (list, i, t) {
+		const char *s = json_string_value(t);
+		if (!s || !*s) {
+			json_decref(map);
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`%s[%zu]` must be a non-empty string", field, i);
+		}
+		const char *eq = strchr(s, '=');
+		_cleanup_free_ char *k = eq ? xstrndup(s, (size_t)(eq - s)) : xstrdup(s);
+		json_object_set_new(map, k, json_string(eq ? eq + 1 : ""));
+	}
+	*ret = map;
+	return 0;
+}
+
+int ukc_body_str(json_t *body, const char *key, const char **ret, struct hm_err **err)
+{
+	json_t *v = json_object_get(body, key);
+	*ret = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`%s` must be a string",
+		                  key);
+	*ret = json_string_value(v);
 	return 0;
 }

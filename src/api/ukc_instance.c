@@ -3,12 +3,16 @@
  * domain's typed view (instance/instances.h), and the state names. Memory is
  * in MiB, times are RFC 3339 text and uptime in ms; what the engine does not
  * have (service groups, ROMs, schedules) is left out rather than made up.
+ * And how a ref finds an instance (ukc_instance_resolve), which every
+ * /v1 resource that points at instances shares.
  */
 #include <jansson.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/ukc.h"
 #include "core/encoding.h"
+#include "core/err.h"
 #include "core/xalloc.h"
 #include "instance/instances.h"
 
@@ -107,7 +111,46 @@ json_t *ukc_instance(const struct hm_instance_view *v, bool details)
 	if (v->state == HM_STATE_STOPPED && v->stop_reason)
 		json_object_set_new(o, "stop_reason", json_integer(v->stop_reason));
 	json_object_set_new(o, "delete_lock", json_boolean(v->delete_lock));
+	json_t *vols = json_array();
+	for (size_t i = 0; i < v->nvolumes; i++) {
+		const struct hm_view_attach *a = &v->volumes[i];
+		if (a->volume_uuid && a->volume_name && a->mount_path)
+			json_array_append_new(vols,
+			                      json_pack("{s:s,s:s,s:s,s:b}", "uuid", a->volume_uuid,
+			                                "name", a->volume_name, "at", a->mount_path,
+			                                "readonly", a->readonly));
+	}
+	json_object_set_new(o, "volumes", vols);
 	json_object_set_new(o, "features",
 	                    v->delete_on_stop ? json_pack("[s]", "delete-on-stop") : json_array());
 	return o;
+}
+
+int ukc_instance_resolve(struct hm_instances *in, const struct ukc_ref *r,
+                         struct hm_instance_view **ret, struct hm_err **err)
+{
+	*ret = NULL;
+	if (ukc_ref_check(r, err) < 0)
+		return -1;
+	const char *key = r->uuid ? r->uuid : r->name;
+	struct hm_instance_view *v = NULL;
+	if (hm_instances_get(in, key, &v, err) < 0) {
+		if (hm_err_is_kind(err, HM_ERR_NOT_FOUND) || hm_err_is_kind(err, HM_ERR_CONFLICT)) {
+			hm_err_free(*err);
+			*err = NULL;
+			return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found",
+			                  "No instance with %s '%.80s'", r->uuid ? "uuid" : "name",
+			                  key);
+		}
+		return -1;
+	}
+	bool same =
+	    r->uuid ? v->uuid && strcasecmp(v->uuid, r->uuid) == 0 : strcmp(v->name, r->name) == 0;
+	if (!same) {
+		hm_instance_view_free(v);
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "No instance with %s '%.80s'",
+		                  r->uuid ? "uuid" : "name", key);
+	}
+	*ret = v;
+	return 0;
 }

@@ -29,6 +29,7 @@
 #include "core/err.h"
 #include "core/xalloc.h"
 #include "instance/instances.h"
+#include "volume/volumes.h"
 
 /* A wait of -1 ("forever") is held at most this long. */
 #define UKC_WAIT_MAX_MS (60L * 60 * 1000)
@@ -41,35 +42,6 @@ static struct hm_instances *instances(struct hm_req *req)
 }
 
 /* ---- refs to views ---- */
-
-static int resolve(struct hm_instances *in, const struct ukc_ref *r, struct hm_instance_view **ret,
-                   struct hm_err **err)
-{
-	*ret = NULL;
-	if (ukc_ref_check(r, err) < 0)
-		return -1;
-	const char *key = r->uuid ? r->uuid : r->name;
-	struct hm_instance_view *v = NULL;
-	if (hm_instances_get(in, key, &v, err) < 0) {
-		if (hm_err_is_kind(err, HM_ERR_NOT_FOUND) || hm_err_is_kind(err, HM_ERR_CONFLICT)) {
-			hm_err_free(*err);
-			*err = NULL;
-			return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found",
-			                  "No instance with %s '%.80s'", r->uuid ? "uuid" : "name",
-			                  key);
-		}
-		return -1;
-	}
-	bool same =
-	    r->uuid ? v->uuid && strcasecmp(v->uuid, r->uuid) == 0 : strcmp(v->name, r->name) == 0;
-	if (!same) {
-		hm_instance_view_free(v);
-		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "No instance with %s '%.80s'",
-		                  r->uuid ? "uuid" : "name", key);
-	}
-	*ret = v;
-	return 0;
-}
 
 static json_t *entry_of(const struct hm_instance_view *v)
 {
@@ -94,7 +66,7 @@ static int each(struct hm_req *req, struct hm_resp *resp, const struct ukc_ref *
 		_cleanup_err_ struct hm_err *e = NULL;
 		struct hm_instance_view *v = NULL;
 		json_t *opts = refs[i].item ? refs[i].item : shared_opts;
-		if (resolve(in, &refs[i], &v, &e) < 0) {
+		if (ukc_instance_resolve(in, &refs[i], &v, &e) < 0) {
 			ukc_batch_fail(&b, &refs[i], e);
 			continue;
 		}
@@ -147,36 +119,6 @@ static int bulk_query(struct hm_req *req, struct hm_resp *resp, instance_op *op,
 
 /* ---- options ---- */
 
-/* opts[key] as an integer, or dflt when absent or null. */
-static int opt_int(json_t *opts, const char *key, long long dflt, long long min, long long max,
-                   long long *ret, struct hm_err **err)
-{
-	json_t *v = json_object_get(opts, key);
-	if (!v || json_is_null(v)) {
-		*ret = dflt;
-		return 0;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`%s` must be an integer from %lld to %lld", key, min, max);
-	*ret = json_integer_value(v);
-	return 0;
-}
-
-static int opt_bool(json_t *opts, const char *key, bool *ret, struct hm_err **err)
-{
-	json_t *v = json_object_get(opts, key);
-	if (!v || json_is_null(v)) {
-		*ret = false;
-		return 0;
-	}
-	if (!json_is_boolean(v))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`%s` must be a boolean",
-		                  key);
-	*ret = json_is_true(v);
-	return 0;
-}
-
 /*
  * How long to wait for Running after a start: `timeout_s` (-1: the most, 0:
  * not at all), or the deprecated `wait_timeout_ms` rounded up to seconds.
@@ -184,8 +126,8 @@ static int opt_bool(json_t *opts, const char *key, bool *ret, struct hm_err **er
 static int opt_start_wait(json_t *opts, long *ret_ms, struct hm_err **err)
 {
 	long long s, ms;
-	if (opt_int(opts, "timeout_s", 0, -1, UKC_WAIT_MAX_MS / 1000, &s, err) < 0 ||
-	    opt_int(opts, "wait_timeout_ms", 0, -1, UKC_WAIT_MAX_MS, &ms, err) < 0)
+	if (ukc_body_int(opts, "timeout_s", 0, -1, UKC_WAIT_MAX_MS / 1000, &s, err) < 0 ||
+	    ukc_body_int(opts, "wait_timeout_ms", 0, -1, UKC_WAIT_MAX_MS, &ms, err) < 0)
 		return -1;
 	if (s == 0 && ms != 0)
 		s = ms < 0 ? -1 : (ms + 999) / 1000;
@@ -213,64 +155,6 @@ static int await_running(struct hm_instances *in, const struct hm_instance_view 
 }
 
 /* ---- create ---- */
-
-/* A name like UKC's: word-word-hex. */
-static char *random_name(void)
-{
-	static const char *const first[] = { "amber", "brave", "calm",  "deft",  "eager",
-		                             "fair",  "glad",  "hazy",  "jolly", "keen",
-		                             "lucid", "merry", "noble", "proud", "quiet",
-		                             "rapid", "swift", "tidy",  "vivid", "witty" };
-	static const char *const second[] = { "aspen", "brook", "cedar", "dune",  "ember",
-		                              "fjord", "grove", "heath", "inlet", "jade",
-		                              "knoll", "larch", "marsh", "north", "oasis",
-		                              "pine",  "ridge", "stone", "tide",  "vale" };
-	unsigned char r[6] = { 0 };
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
-		r[0] = r[1] = 0;
-	return xasprintf("%s-%s-%02x%02x%02x%x", first[r[0] % 20], second[r[1] % 20], r[2], r[3],
-	                 r[4], r[5] & 0xf);
-}
-
-/* UKC's tags (["k=v", "k"]) as the domain's map ({"k": "v", "k": ""}). */
-static int tags_in(json_t *list, const char *field, json_t **ret, struct hm_err **err)
-{
-	*ret = NULL;
-	if (!list || json_is_null(list))
-		return 0;
-	if (!json_is_array(list))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`%s` must be an array of strings", field);
-	json_t *map = json_object();
-	size_t i;
-	json_t *t;
-	json_array_foreach (list, i, t) {
-		const char *s = json_string_value(t);
-		if (!s || !*s) {
-			json_decref(map);
-			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-			                  "`%s[%zu]` must be a non-empty string", field, i);
-		}
-		const char *eq = strchr(s, '=');
-		_cleanup_free_ char *k = eq ? xstrndup(s, (size_t)(eq - s)) : xstrdup(s);
-		json_object_set_new(map, k, json_string(eq ? eq + 1 : ""));
-	}
-	*ret = map;
-	return 0;
-}
-
-static int str_field(json_t *body, const char *key, const char **ret, struct hm_err **err)
-{
-	json_t *v = json_object_get(body, key);
-	*ret = NULL;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_string(v))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`%s` must be a string",
-		                  key);
-	*ret = json_string_value(v);
-	return 0;
-}
 
 /* scale_to_zero: validated, and refused unless off until the scale-to-zero
  * controller exists (it needs a service group, as UKC says). */
@@ -343,6 +227,105 @@ static int features_in(json_t *list, bool *delete_on_stop, struct hm_err **err)
 	return 0;
 }
 
+/*
+ * The create's volumes: existing ones by uuid or name, and new ones (an
+ * item with size_mb) made here, before the instance; a create that fails
+ * afterwards deletes what was made (volumes_drop), so nothing is left.
+ */
+struct create_volumes {
+	struct hm_volume_view *v[HM_MAX_ATTACH];
+	bool made[HM_MAX_ATTACH];
+	size_t n;
+};
+
+static void volumes_drop(struct hm_req *req, struct create_volumes *cv, bool delete_made)
+{
+	for (size_t i = 0; i < cv->n; i++) {
+		if (delete_made && cv->made[i])
+			hm_volumes_delete(hm_req_services(req)->volumes, cv->v[i]->id, NULL);
+		hm_volume_view_free(cv->v[i]);
+	}
+	cv->n = 0;
+}
+
+static int volumes_in(struct hm_req *req, json_t *list, struct hm_instance_create *c,
+                      struct create_volumes *cv, struct hm_err **err)
+{
+	if (!list || json_is_null(list))
+		return 0;
+	if (!json_is_array(list) || json_array_size(list) > HM_MAX_ATTACH)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`volumes` must be an array of at most %d volumes",
+		                  HM_MAX_ATTACH);
+	/* Every item read first: nothing is made for a request that is refused. */
+	size_t i;
+	json_t *item;
+	json_array_foreach (list, i, item) {
+		char where[32];
+		snprintf(where, sizeof(where), "`volumes[%zu]`", i);
+		if (!json_is_object(item))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "%s must be an object", where);
+		const char *at = NULL;
+		bool ro;
+		if (ukc_body_str(item, "at", &at, err) < 0 ||
+		    ukc_body_bool(item, "readonly", &ro, err) < 0)
+			return -1;
+		if (!at)
+			return hm_err_set(err, HM_ERR_INVALID, "missing_field",
+			                  "%s: `at` is required (where it is mounted)", where);
+		json_t *size = json_object_get(item, "size_mb");
+		if (size && !json_is_null(size)) {
+			if (json_object_get(item, "uuid"))
+				return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+				                  "%s: a new volume (with `size_mb`) gets its uuid "
+				                  "when it is made; name it by `name`",
+				                  where);
+			continue; /* a new one: checked as it is made */
+		}
+		struct ukc_ref r = { json_string_value(json_object_get(item, "uuid")),
+			             json_string_value(json_object_get(item, "name")), NULL };
+		if (!r.uuid == !r.name)
+			return hm_err_set(
+			    err, HM_ERR_INVALID, "invalid_field",
+			    "%s names an existing volume by one of `uuid` and `name`, "
+			    "or a new one with `size_mb`",
+			    where);
+	}
+	json_array_foreach (list, i, item) {
+		char where[32];
+		snprintf(where, sizeof(where), "volumes[%zu]: ", i);
+		json_t *size = json_object_get(item, "size_mb");
+		bool is_new = size && !json_is_null(size);
+		int r;
+		if (is_new) {
+			_cleanup_json_ json_t *spec = json_deep_copy(item);
+			json_object_del(spec, "at");
+			json_object_del(spec, "readonly");
+			r = ukc_volume_create(hm_req_services(req)->volumes, spec, where, &cv->v[i],
+			                      err);
+		} else {
+			struct ukc_ref ref = { json_string_value(json_object_get(item, "uuid")),
+				               json_string_value(json_object_get(item, "name")),
+				               NULL };
+			r = ukc_volume_resolve(hm_req_services(req)->volumes, &ref, &cv->v[i], err);
+		}
+		if (r < 0) {
+			volumes_drop(req, cv, true);
+			return -1;
+		}
+		cv->made[i] = is_new;
+		cv->n = i + 1;
+		c->volumes[i] = (struct hm_attach){
+			.volume = cv->v[i]->id,
+			.mount_path = json_string_value(json_object_get(item, "at")),
+			.readonly = json_is_true(json_object_get(item, "readonly")),
+		};
+	}
+	c->nvolumes = cv->n;
+	return 0;
+}
+
 static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
                          struct hm_err **err);
 static int not_a_template(const struct hm_instance_view *v, struct hm_err **err);
@@ -359,10 +342,10 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 		return create_branch(req, resp, body, err);
 	struct hm_instance_create c = { .network = HM_NET_DEFAULT };
 	_cleanup_free_ char *made_name = NULL;
-	if (str_field(body, "name", &c.name, err) < 0)
+	if (ukc_body_str(body, "name", &c.name, err) < 0)
 		return -1;
 	if (!c.name)
-		c.name = made_name = random_name();
+		c.name = made_name = ukc_random_name();
 	json_t *image = json_object_get(body, "image");
 	if (json_is_object(image))
 		image = json_object_get(image, "url");
@@ -374,9 +357,9 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 	c.image = json_string_value(image);
 	long long mem_mb, vcpus;
 	bool autostart;
-	if (opt_int(body, "memory_mb", 128, 1, 1LL << 20, &mem_mb, err) < 0 ||
-	    opt_int(body, "vcpus", 1, 1, 64, &vcpus, err) < 0 ||
-	    opt_bool(body, "autostart", &autostart, err) < 0)
+	if (ukc_body_int(body, "memory_mb", 128, 1, 1LL << 20, &mem_mb, err) < 0 ||
+	    ukc_body_int(body, "vcpus", 1, 1, 64, &vcpus, err) < 0 ||
+	    ukc_body_bool(body, "autostart", &autostart, err) < 0)
 		return -1;
 	c.mem_bytes = (int64_t)mem_mb << 20;
 	c.vcpus = (int)vcpus;
@@ -402,7 +385,7 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 	        0 ||
 	    features_in(json_object_get(body, "features"), &c.delete_on_stop, err) < 0)
 		return -1;
-	if (str_field(body, "hostname", &c.hostname, err) < 0)
+	if (ukc_body_str(body, "hostname", &c.hostname, err) < 0)
 		return -1;
 	if (c.delete_on_stop && c.restart.policy != HM_RESTART_NEVER)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
@@ -412,13 +395,27 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`timeout_s` waits for the start: it needs `autostart: true`");
 	_cleanup_json_ json_t *tags = NULL;
-	if (tags_in(json_object_get(body, "tags"), "tags", &tags, err) < 0)
+	if (ukc_tags_in(json_object_get(body, "tags"), "tags", &tags, err) < 0)
 		return -1;
 	c.tags = tags;
 
+	struct create_volumes cv = { .n = 0 };
+	if (volumes_in(req, json_object_get(body, "volumes"), &c, &cv, err) < 0) {
+		if (hm_err_is_kind(err, HM_ERR_INVALID))
+			return -1;
+		struct ukc_batch b;
+		ukc_batch_init(&b);
+		struct ukc_ref named = { NULL, c.name, NULL };
+		ukc_batch_fail(&b, &named, *err);
+		hm_err_free(*err);
+		*err = NULL;
+		return ukc_batch_reply(resp, &b, "instances");
+	}
 	struct hm_instances *in = instances(req);
 	struct hm_instance_view *v = NULL;
-	if (hm_instances_create(in, &c, &v, err) < 0) {
+	int made = hm_instances_create(in, &c, &v, err);
+	volumes_drop(req, &cv, made < 0);
+	if (made < 0) {
 		if (hm_err_is_kind(err, HM_ERR_INVALID))
 			return -1; /* the request, not the instance: a 400 */
 		struct ukc_batch b;
@@ -482,8 +479,8 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
 	const char *name = NULL;
 	bool autostart;
 	long wait_ms = 0;
-	if (str_field(body, "name", &name, err) < 0 ||
-	    opt_bool(body, "autostart", &autostart, err) < 0 ||
+	if (ukc_body_str(body, "name", &name, err) < 0 ||
+	    ukc_body_bool(body, "autostart", &autostart, err) < 0 ||
 	    opt_start_wait(body, &wait_ms, err) < 0)
 		return -1;
 	if (wait_ms > 0 && !autostart)
@@ -497,14 +494,14 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`%s` must be an object with a `uuid` or a `name`", field);
 	refs[0].item = NULL;
-	_cleanup_free_ char *made_name = name ? NULL : random_name();
+	_cleanup_free_ char *made_name = name ? NULL : ukc_random_name();
 	struct hm_instances *in = instances(req);
 	struct ukc_batch b;
 	ukc_batch_init(&b);
 	struct ukc_ref named = { NULL, name ? name : made_name, NULL };
 	struct hm_instance_view *src = NULL, *v = NULL;
 	_cleanup_err_ struct hm_err *e = NULL;
-	if (resolve(in, &refs[0], &src, &e) < 0 ||
+	if (ukc_instance_resolve(in, &refs[0], &src, &e) < 0 ||
 	    (from_template && !src->template_ && not_a_template(src, &e) < 0)) {
 		hm_instance_view_free(src);
 		ukc_batch_fail(&b, &named, e);
@@ -562,31 +559,12 @@ static int op_get_template(struct hm_instances *in, const struct hm_instance_vie
 /* GET /v1/instances (no templates) and /v1/instances/templates (only them). */
 static int list_of(struct hm_req *req, struct hm_resp *resp, bool templates, struct hm_err **err)
 {
-	bool details;
-	long long count;
-	if (ukc_query_bool(req, "details", true, &details, err) < 0 ||
-	    ukc_query_int(req, "count", 0, 0, 1000000, &count, err) < 0)
+	_cleanup_(ukc_list_done) struct ukc_list q = { 0 };
+	if (ukc_list_parse(req, &q, err) < 0)
 		return -1;
-	const char *order = NULL, *sortby = NULL, *from = NULL;
-	_cleanup_json_ json_t *tag_list = json_array();
-	for (size_t i = 0; i < hm_req_query_count(req); i++) {
-		const char *k, *val;
-		hm_req_query_at(req, i, &k, &val);
-		if (strcmp(k, "order") == 0)
-			order = val;
-		else if (strcmp(k, "sortby") == 0)
-			sortby = val;
-		else if (strcmp(k, "from") == 0)
-			from = val;
-		else if (strcmp(k, "tags") == 0)
-			json_array_append_new(tag_list, json_string(val));
-	}
-	if (order && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
-		                  "`order` must be asc or desc, not `%.40s`", order);
-	if (sortby && strcmp(sortby, "create_time") != 0)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
-		                  "`sortby` must be create_time, not `%.40s`", sortby);
+	bool details = q.details;
+	long long count = q.count;
+	const char *from = q.from;
 	_cleanup_free_ struct ukc_ref *refs = NULL;
 	size_t nrefs = 0;
 	if (ukc_query_refs(req, &refs, &nrefs, err) < 0)
@@ -595,17 +573,14 @@ static int list_of(struct hm_req *req, struct hm_resp *resp, bool templates, str
 	if (nrefs > 0)
 		return each(req, resp, refs, nrefs, opts, templates ? op_get_template : op_get);
 
-	_cleanup_json_ json_t *filter = NULL;
-	if (json_array_size(tag_list) && tags_in(tag_list, "tags", &filter, err) < 0)
-		return -1;
 	struct hm_instance_view *views = NULL;
 	size_t n = 0;
-	if (hm_instances_list(instances(req), NULL, filter, &views, &n, err) < 0)
+	if (hm_instances_list(instances(req), NULL, q.tags, &views, &n, err) < 0)
 		return -1;
 	/* The kind asked for, in order (oldest first; desc: newest first). */
 	_cleanup_free_ size_t *at = xcalloc(n ? n : 1, sizeof(*at));
 	size_t k = 0;
-	bool desc = order && strcmp(order, "desc") == 0;
+	bool desc = q.desc;
 	for (size_t i = 0; i < n; i++) {
 		size_t x = desc ? n - 1 - i : i;
 		if (views[x].template_ == templates)
@@ -708,7 +683,7 @@ static int op_stop(struct hm_instances *in, const struct hm_instance_view *v, js
                    json_t *entry, struct hm_err **err)
 {
 	bool force;
-	if (opt_bool(opts, "force", &force, err) < 0)
+	if (ukc_body_bool(opts, "force", &force, err) < 0)
 		return -1;
 	struct hm_instance_view *after = NULL;
 	/* As UKC's: the answer does not wait for the stop (wait for `stopped`). */
@@ -1050,7 +1025,7 @@ static int op_update(struct hm_instances *in, const struct hm_instance_view *v, 
 			json_object_clear(now);
 		} else {
 			json_t *given = NULL;
-			if (tags_in(value, "value", &given, err) < 0)
+			if (ukc_tags_in(value, "value", &given, err) < 0)
 				return -1;
 			hold = given;
 			if (set)

@@ -1,7 +1,7 @@
 /*
  * api/ukc_routes: the Unikraft Cloud dialect's route table and the dialect
  * itself, at /v1. Literal segments (wait, log, metrics, start, stop,
- * suspend) come before `{uuid}`: the router takes the first match, and the
+ * suspend, templates; attach and detach of volumes) come before `{uuid}`: the router takes the first match, and the
  * unit test test_routes checks that no route is shadowed and that the table
  * and api/openapi.yaml agree both ways.
  */
@@ -51,6 +51,18 @@ static const struct hm_route ukc_routes[] = {
 	{ "GET", "/v1/instances/{uuid}/wait", "instance:read", 0, ukc_h_instance_wait },
 	{ "GET", "/v1/instances/{uuid}/log", "instance:read", 0, ukc_h_instance_log },
 	{ "GET", "/v1/instances/{uuid}/metrics", "instance:read", 0, ukc_h_instance_metrics },
+	{ "POST", "/v1/volumes", "volume:write", HM_ROUTE_JSON_BODY, ukc_h_volumes_create },
+	{ "GET", "/v1/volumes", "volume:read", 0, ukc_h_volumes_list },
+	{ "DELETE", "/v1/volumes", "volume:delete", HM_ROUTE_JSON_BODY, ukc_h_volumes_delete },
+	{ "PUT", "/v1/volumes/attach", "volume:write", HM_ROUTE_JSON_BODY, ukc_h_volumes_attach },
+	{ "PUT", "/v1/volumes/detach", "volume:write", HM_ROUTE_JSON_BODY, ukc_h_volumes_detach },
+	{ "GET", "/v1/volumes/{uuid}", "volume:read", 0, ukc_h_volume_get },
+	{ "DELETE", "/v1/volumes/{uuid}", "volume:delete", HM_ROUTE_JSON_BODY,
+	  ukc_h_volume_delete },
+	{ "PUT", "/v1/volumes/{uuid}/attach", "volume:write", HM_ROUTE_JSON_BODY,
+	  ukc_h_volume_attach },
+	{ "PUT", "/v1/volumes/{uuid}/detach", "volume:write", HM_ROUTE_JSON_BODY,
+	  ukc_h_volume_detach },
 };
 
 static const size_t ukc_routes_count = sizeof(ukc_routes) / sizeof(ukc_routes[0]);

@@ -111,6 +111,7 @@ struct hm_instance_create {
 /* A volume as an instance has it attached. */
 struct hm_view_attach {
 	char *volume_id, *mount_path;
+	char *volume_name, *volume_uuid; /* NULL if the volume is gone meanwhile */
 	bool readonly;
 };
 

@@ -25,6 +25,7 @@
 #include "instance/internal.h"
 #include "instance/logs.h"
 #include "store/instances.h"
+#include "store/volumes.h"
 
 /* ---- the derived state ---- */
 
@@ -168,6 +169,14 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 		va->volume_id = dup_or_null(json_string_value(json_object_get(a, "id")));
 		va->mount_path = dup_or_null(json_string_value(json_object_get(a, "mount_path")));
 		va->readonly = json_is_true(json_object_get(a, "readonly"));
+		/* Its name and uuid, from the volumes table (a store read, no I/O
+		 * of the volume's). */
+		struct hm_volume_row vr = { 0 };
+		if (va->volume_id && hm_store_volume_find(in->st, va->volume_id, &vr, NULL) == 0) {
+			va->volume_name = TAKE_PTR(vr.name);
+			va->volume_uuid = TAKE_PTR(vr.uuid);
+			hm_volume_row_done(&vr);
+		}
 	}
 	v->created_at = xstrdup(r->created_at);
 	v->started_at = dup_or_null(r->started_at);
@@ -216,6 +225,8 @@ static void view_done(struct hm_instance_view *v)
 	free(v->mac);
 	for (size_t i = 0; i < v->nvolumes; i++) {
 		free(v->volumes[i].volume_id);
+		free(v->volumes[i].volume_name);
+		free(v->volumes[i].volume_uuid);
 		free(v->volumes[i].mount_path);
 	}
 	free(v->created_at);

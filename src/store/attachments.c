@@ -22,6 +22,7 @@ void hm_attachment_rows_free(struct hm_attachment_row *rows, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(rows[i].instance_id);
 		free(rows[i].instance_name);
+		free(rows[i].instance_uuid);
 		free(rows[i].volume_id);
 		free(rows[i].mount_path);
 	}
@@ -74,11 +75,12 @@ int hm_store_attachments_of_volume(struct hm_store *st, const char *volume_id,
                                    struct hm_attachment_row **ret, size_t *n, struct hm_err **err)
 {
 	sqlite3_stmt *s;
-	if (hm_store_prepare(st,
-	                     "SELECT a.instance_id, i.name, a.volume_id, a.mount_path, a.readonly "
-	                     "FROM attachments a JOIN instances i ON i.id = a.instance_id "
-	                     "WHERE a.volume_id = ?1 ORDER BY i.created_at, i.id",
-	                     &s, err) < 0)
+	if (hm_store_prepare(
+	        st,
+	        "SELECT a.instance_id, i.name, a.volume_id, a.mount_path, a.readonly, i.uuid "
+	        "FROM attachments a JOIN instances i ON i.id = a.instance_id "
+	        "WHERE a.volume_id = ?1 ORDER BY i.created_at, i.id",
+	        &s, err) < 0)
 		return -1;
 	sqlite3_bind_text(s, 1, volume_id, -1, SQLITE_STATIC);
 	struct hm_attachment_row *rows = NULL;
@@ -92,6 +94,7 @@ int hm_store_attachments_of_volume(struct hm_store *st, const char *volume_id,
 			.volume_id = hm_store_col_text(s, 2),
 			.mount_path = hm_store_col_text(s, 3),
 			.readonly = sqlite3_column_int(s, 4) != 0,
+			.instance_uuid = hm_store_col_text(s, 5),
 		};
 		count++;
 	}

@@ -15,6 +15,7 @@ struct hm_store;
 struct hm_attachment_row {
 	char *instance_id;
 	char *instance_name; /* read only: joined from instances */
+	char *instance_uuid; /* read only: joined from instances */
 	char *volume_id;
 	char *mount_path;
 	bool readonly;

@@ -35,7 +35,8 @@ int hm_store_list_rows(struct hm_store *st, const char *sql, size_t row_size,
                        const char *what, struct hm_err **err);
 
 /*
- * SELECT cols FROM table by key: an exact id, else an exact name, else a
+ * SELECT cols FROM table by key: an exact id, else (for a table with a uuid
+ * column, when key is a UUID) its uuid, else an exact name, else a
  * unique prefix of an id (lowercase alphanumerics only). The row is read
  * into *row with read; done frees a row read by mistake. Missing:
  * HM_ERR_NOT_FOUND "<what> `key` not found"; several by prefix:
@@ -44,3 +45,7 @@ int hm_store_list_rows(struct hm_store *st, const char *sql, size_t row_size,
 int hm_store_find_by_key(struct hm_store *st, const char *table, const char *cols, const char *what,
                          const char *key, hm_store_read_fn *read, void (*done)(void *row),
                          void *row, struct hm_err **err);
+/* The same for a table with a uuid column. */
+int hm_store_find_by_key_or_uuid(struct hm_store *st, const char *table, const char *cols,
+                                 const char *what, const char *key, hm_store_read_fn *read,
+                                 void (*done)(void *row), void *row, struct hm_err **err);

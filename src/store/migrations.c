@@ -104,6 +104,17 @@ const char *const hm_migrations[] = {
 	"ALTER TABLE instances ADD COLUMN stop_reason INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE instances ADD COLUMN start_count INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE instances ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;",
+	/* 11: volumes get a UUID (their identity in the Unikraft Cloud API, as
+	 * instances' in 9) and a size in MiB (UKC sizes volumes in MiB; size_gb
+	 * stays, rounded up, for the rows' readers before). */
+	"ALTER TABLE volumes ADD COLUMN uuid TEXT;"
+	"UPDATE volumes SET uuid = lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2)))"
+	"  || '-4' || substr(lower(hex(randomblob(2))), 2) || '-'"
+	"  || substr('89ab', 1 + abs(random() % 4), 1) || substr(lower(hex(randomblob(2))), 2)"
+	"  || '-' || lower(hex(randomblob(6)));"
+	"CREATE UNIQUE INDEX volumes_uuid ON volumes(uuid);"
+	"ALTER TABLE volumes ADD COLUMN size_mb INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE volumes SET size_mb = size_gb * 1024;",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

@@ -21,6 +21,7 @@
 #include "core/cleanup.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/names.h"
 #include "core/xalloc.h"
 #include "store/internal.h"
 #include "store/migrations.h"
@@ -265,15 +266,19 @@ static int find_step(struct hm_store *st, const char *sql, const char *key, hm_s
 	return n;
 }
 
-int hm_store_find_by_key(struct hm_store *st, const char *table, const char *cols, const char *what,
-                         const char *key, hm_store_read_fn *read, void (*done)(void *row),
-                         void *row, struct hm_err **err)
+static int find_key(struct hm_store *st, const char *table, const char *cols, const char *what,
+                    const char *key, bool uuid, hm_store_read_fn *read, void (*done)(void *row),
+                    void *row, struct hm_err **err)
 {
 	_cleanup_free_ char *by_id = xasprintf("SELECT %s FROM %s WHERE id = ?1", cols, table);
+	_cleanup_free_ char *by_uuid =
+	    xasprintf("SELECT %s FROM %s WHERE uuid = lower(?1)", cols, table);
 	_cleanup_free_ char *by_name = xasprintf("SELECT %s FROM %s WHERE name = ?1", cols, table);
 	_cleanup_free_ char *by_prefix = xasprintf(
 	    "SELECT %s FROM %s WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2", cols, table);
 	int n = find_step(st, by_id, key, read, done, row, err);
+	if (n == 0 && uuid && hm_uuid_is(key))
+		n = find_step(st, by_uuid, key, read, done, row, err);
 	if (n == 0)
 		n = find_step(st, by_name, key, read, done, row, err);
 	if (n == 0 && *key && strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789") == strlen(key))
@@ -289,6 +294,20 @@ int hm_store_find_by_key(struct hm_store *st, const char *table, const char *col
 		                  "`%s` is a prefix of more than one %s id", key, what);
 	}
 	return 0;
+}
+
+int hm_store_find_by_key(struct hm_store *st, const char *table, const char *cols, const char *what,
+                         const char *key, hm_store_read_fn *read, void (*done)(void *row),
+                         void *row, struct hm_err **err)
+{
+	return find_key(st, table, cols, what, key, false, read, done, row, err);
+}
+
+int hm_store_find_by_key_or_uuid(struct hm_store *st, const char *table, const char *cols,
+                                 const char *what, const char *key, hm_store_read_fn *read,
+                                 void (*done)(void *row), void *row, struct hm_err **err)
+{
+	return find_key(st, table, cols, what, key, true, read, done, row, err);
 }
 
 char *hm_store_col_text(sqlite3_stmt *s, int i)

@@ -1,5 +1,5 @@
 /*
- * The volumes table: each volume's id, name, size and tags. Its disk lives
+ * The volumes table: each volume's id, uuid, name, size and tags. Its disk lives
  * in the data dir (volume/volumes.c owns it).
  */
 #pragma once
@@ -11,8 +11,9 @@ struct hm_store;
 
 struct hm_volume_row {
 	char *id;
+	char *uuid; /* NULL at insert: one is made */
 	char *name;
-	long long size_gb;
+	long long size_mb;
 	char *tags; /* JSON text */
 	char *created_at;
 };
@@ -20,7 +21,7 @@ struct hm_volume_row {
 /* A taken name is HM_ERR_CONFLICT. */
 int hm_store_volume_insert(struct hm_store *st, const struct hm_volume_row *row,
                            struct hm_err **err);
-/* By id, name, or unique id prefix. Missing: HM_ERR_NOT_FOUND; ambiguous: HM_ERR_CONFLICT. */
+/* By id, uuid, name, or unique id prefix. Missing: HM_ERR_NOT_FOUND; ambiguous: HM_ERR_CONFLICT. */
 int hm_store_volume_find(struct hm_store *st, const char *key, struct hm_volume_row *ret,
                          struct hm_err **err);
 /* All rows, oldest first. */

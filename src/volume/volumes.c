@@ -87,28 +87,72 @@ void hm_volumes_close(struct hm_volumes *v)
 	free(v);
 }
 
-/* Where volume id is attached (the attachments table): [{instance_id, mount_path, readonly}]. */
-static json_t *attachments(struct hm_volumes *v, const char *id)
+/* What a view holds (the view itself stays). */
+static void view_done(struct hm_volume_view *v)
 {
-	json_t *out = json_array();
-	struct hm_attachment_row *rows = NULL;
-	size_t n = 0;
-	if (hm_store_attachments_of_volume(v->st, id, &rows, &n, NULL) < 0)
-		return out;
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(
-		    out, json_pack("{s:s,s:s,s:b}", "instance_id", rows[i].instance_id,
-		                   "mount_path", rows[i].mount_path, "readonly", rows[i].readonly));
-	hm_attachment_rows_free(rows, n);
-	return out;
+	free(v->id);
+	free(v->uuid);
+	free(v->name);
+	free(v->created_at);
+	json_decref(v->tags);
+	for (size_t k = 0; k < v->nmounts; k++) {
+		free(v->mounts[k].instance_id);
+		free(v->mounts[k].instance_uuid);
+		free(v->mounts[k].instance_name);
+		free(v->mounts[k].mount_path);
+	}
+	free(v->mounts);
+	memset(v, 0, sizeof(*v));
 }
 
-static json_t *volume_json(struct hm_volumes *v, const struct hm_volume_row *r)
+void hm_volume_view_free(struct hm_volume_view *v)
+{
+	hm_volume_views_free(v, 1);
+}
+
+void hm_volume_views_free(struct hm_volume_view *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		view_done(&v[i]);
+	free(v);
+}
+
+/* The view of a row into *out, with where it is attached (the attachments table). */
+static void view_of(struct hm_volumes *v, const struct hm_volume_row *r, struct hm_volume_view *out)
 {
 	json_t *tags = json_loads(r->tags ? r->tags : "{}", 0, NULL);
-	return json_pack("{s:s,s:s,s:I,s:o,s:o,s:s}", "id", r->id, "name", r->name, "size_gb",
-	                 (json_int_t)r->size_gb, "tags", tags ? tags : json_object(), "attachments",
-	                 attachments(v, r->id), "created_at", r->created_at);
+	*out = (struct hm_volume_view){
+		.id = xstrdup(r->id),
+		.uuid = r->uuid ? xstrdup(r->uuid) : NULL,
+		.name = xstrdup(r->name),
+		.created_at = xstrdup(r->created_at),
+		.size_bytes = (int64_t)r->size_mb << 20,
+		.tags = json_is_object(tags) ? tags : json_object(),
+	};
+	if (tags && !json_is_object(tags))
+		json_decref(tags);
+	struct hm_attachment_row *rows = NULL;
+	size_t n = 0;
+	if (hm_store_attachments_of_volume(v->st, r->id, &rows, &n, NULL) < 0)
+		return;
+	out->mounts = n ? xcalloc(n, sizeof(*out->mounts)) : NULL;
+	for (size_t i = 0; i < n; i++)
+		out->mounts[i] = (struct hm_volume_mount){
+			.instance_id = TAKE_PTR(rows[i].instance_id),
+			.instance_uuid = TAKE_PTR(rows[i].instance_uuid),
+			.instance_name = TAKE_PTR(rows[i].instance_name),
+			.mount_path = TAKE_PTR(rows[i].mount_path),
+			.readonly = rows[i].readonly,
+		};
+	out->nmounts = n;
+	hm_attachment_rows_free(rows, n);
+}
+
+static struct hm_volume_view *view_new(struct hm_volumes *v, const struct hm_volume_row *r)
+{
+	struct hm_volume_view *out = xcalloc(1, sizeof(*out));
+	view_of(v, r, out);
+	return out;
 }
 
 /* A caller's id: like a name (lowercase letters, digits, dashes), at most 63. */
@@ -121,18 +165,10 @@ static int check_id(const char *id, struct hm_err **err)
 	return 0;
 }
 
-static int check_size(long long gb, struct hm_err **err)
+/* mkfs.ext4 on a sparse file of size bytes at path, copying `from` (a directory) in when given. */
+static int make_disk(const char *path, int64_t size, const char *from, struct hm_err **err)
 {
-	if (gb < 1 || gb > MAX_SIZE_GB)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_size",
-		                  "`size_gb` must be an integer from 1 to %d", MAX_SIZE_GB);
-	return 0;
-}
-
-/* mkfs.ext4 on a sparse file of gb GiB at path, copying `from` (a directory) in when given. */
-static int make_disk(const char *path, long long gb, const char *from, struct hm_err **err)
-{
-	return hm_ext4_make(path, (int64_t)gb << 30, true, from, "volume disk", err);
+	return hm_ext4_make(path, size, true, from, "volume disk", err);
 }
 
 /*
@@ -236,47 +272,73 @@ static int unpack(const char *archive, const char *dir, long long limit, struct 
 	return r;
 }
 
-/* Build in tmp/, claim the row, move into place. */
-static int create(struct hm_volumes *v, const char *id_in, const char *name, long long gb,
-                  json_t *tags, const char *archive, json_t **ret, struct hm_err **err)
+static int check_create(const struct hm_volume_create *c, struct hm_err **err)
 {
+	if (!c->name)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	if (hm_name_check("volume", c->name, err) < 0)
+		return -1;
+	if (c->id && check_id(c->id, err) < 0)
+		return -1;
+	if (c->tags && !json_is_null(c->tags) && hm_tags_validate(c->tags, err) < 0)
+		return -1;
+	if (c->size_bytes < HM_VOLUME_MIN_BYTES || c->size_bytes > HM_VOLUME_MAX_BYTES ||
+	    c->size_bytes % (1 << 20) != 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_size",
+		                  "`%s`: a volume is a whole number of MiB from 1 MiB to %lld GiB",
+		                  c->size_field ? c->size_field : "size",
+		                  HM_VOLUME_MAX_BYTES >> 30);
+	return 0;
+}
+
+/* Build in .tmp/, claim the row, move into place. */
+int hm_volumes_create(struct hm_volumes *v, const struct hm_volume_create *c,
+                      struct hm_volume_view **ret, struct hm_err **err)
+{
+	if (check_create(c, err) < 0)
+		return -1;
 	char gen[25];
-	const char *id = id_in;
+	const char *id = c->id;
 	if (!id) {
 		hm_id_new(gen);
 		id = gen;
 	}
+	int64_t size = c->size_bytes;
 	/* The disk is sparse, but a volume is a promise of its size: refused when
 	 * the data dir has not that much free. */
 	struct statvfs sv;
 	if (statvfs(v->dir, &sv) == 0 &&
-	    (unsigned long long)sv.f_bavail * sv.f_frsize < (unsigned long long)gb << 30)
+	    (unsigned long long)sv.f_bavail * sv.f_frsize < (unsigned long long)size)
 		return hm_err_set(err, HM_ERR_INSUFFICIENT, "insufficient_storage",
-		                  "a %lld GB volume does not fit: %llu MB are free in %s", gb,
+		                  "a %lld MB volume does not fit: %llu MB are free in %s",
+		                  (long long)(size >> 20),
 		                  (unsigned long long)sv.f_bavail * sv.f_frsize >> 20, v->dir);
 	_cleanup_free_ char *work = xasprintf("%s/" STAGING "/%s.XXXXXX", v->dir, id);
 	if (!mkdtemp(work))
 		return hm_err_errno(err, errno, "create volume work dir");
 	_cleanup_free_ char *disk = xasprintf("%s/data.ext4", work);
 	int r = 0;
-	if (archive) {
+	if (c->archive) {
 		_cleanup_free_ char *content = xasprintf("%s/content", work);
 		r = hm_mkdir_p(content, 0755, err);
 		if (r == 0)
-			r = unpack(archive, content, (gb << 30) / 100 * EXT4_OVERHEAD_N, err);
+			r = unpack(c->archive, content, size / 100 * EXT4_OVERHEAD_N, err);
 		if (r == 0)
-			r = make_disk(disk, gb, content, err);
+			r = make_disk(disk, size, content, err);
 		if (r == 0)
 			hm_rm_rf(content, NULL);
 	} else {
-		r = make_disk(disk, gb, NULL, err);
+		r = make_disk(disk, size, NULL, err);
 	}
 	_cleanup_free_ char *tags_text =
-	    json_is_object(tags) ? json_dumps(tags, JSON_COMPACT) : xstrdup("{}");
+	    json_is_object(c->tags) ? json_dumps(c->tags, JSON_COMPACT) : xstrdup("{}");
 	_cleanup_free_ char *created = hm_now_rfc3339();
+	char uuid[37];
+	hm_uuid_new(uuid);
 	struct hm_volume_row row = { .id = (char *)id,
-		                     .name = (char *)name,
-		                     .size_gb = gb,
+		                     .uuid = uuid,
+		                     .name = (char *)c->name,
+		                     .size_mb = size >> 20,
 		                     .tags = tags_text,
 		                     .created_at = created };
 	_cleanup_free_ char *final = xasprintf("%s/%s", v->dir, id);
@@ -292,90 +354,42 @@ static int create(struct hm_volumes *v, const char *id_in, const char *name, lon
 		hm_rm_rf(work, NULL);
 		return -1;
 	}
-	log_info("volumes", "created", "id=%s name=%s size_gb=%lld from_archive=%s", id, name, gb,
-	         archive ? "yes" : "no");
-	*ret = volume_json(v, &row); /* new: attached nowhere */
+	log_info("volumes", "created", "id=%s name=%s size_mb=%lld from_archive=%s", id, c->name,
+	         (long long)(size >> 20), c->archive ? "yes" : "no");
+	*ret = view_new(v, &row); /* new: attached nowhere */
 	return 0;
 }
 
-static int check_common(const char *name, const char *id, json_t *tags, struct hm_err **err)
-{
-	if (!name)
-		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
-	if (hm_name_check("volume", name, err) < 0)
-		return -1;
-	if (id && check_id(id, err) < 0)
-		return -1;
-	if (tags && !json_is_null(tags) && hm_tags_validate(tags, err) < 0)
-		return -1;
-	return 0;
-}
-
-int hm_volumes_create(struct hm_volumes *v, json_t *req, json_t **ret, struct hm_err **err)
-{
-	if (!json_is_object(req))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	json_t *nv = json_object_get(req, "name"), *iv = json_object_get(req, "id");
-	if ((nv && !json_is_string(nv)) || (iv && !json_is_null(iv) && !json_is_string(iv)))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`name` and `id` must be strings");
-	json_t *tags = json_object_get(req, "tags");
-	if (check_common(json_string_value(nv), json_string_value(iv), tags, err) < 0)
-		return -1;
-	json_t *sz = json_object_get(req, "size_gb");
-	if (!json_is_integer(sz))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_size",
-		                  "`size_gb` is required: an integer from 1 to %d", MAX_SIZE_GB);
-	if (check_size(json_integer_value(sz), err) < 0)
-		return -1;
-	return create(v, json_string_value(iv), json_string_value(nv), json_integer_value(sz), tags,
-	              NULL, ret, err);
-}
-
-int hm_volumes_create_from_archive(struct hm_volumes *v, const char *name, const char *size_gb,
-                                   const char *id, json_t *tags, const char *archive, json_t **ret,
-                                   struct hm_err **err)
-{
-	if (check_common(name, id, tags, err) < 0)
-		return -1;
-	char *end = NULL;
-	long long gb = size_gb ? strtoll(size_gb, &end, 10) : 0;
-	if (!size_gb || *end || end == size_gb)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_size",
-		                  "`size_gb` (query) is required: an integer from 1 to %d",
-		                  MAX_SIZE_GB);
-	if (check_size(gb, err) < 0)
-		return -1;
-	return create(v, id, name, gb, tags, archive, ret, err);
-}
-
-int hm_volumes_get(struct hm_volumes *v, const char *key, json_t **ret, struct hm_err **err)
+int hm_volumes_get(struct hm_volumes *v, const char *key, struct hm_volume_view **ret,
+                   struct hm_err **err)
 {
 	struct hm_volume_row row = { 0 };
 	if (hm_store_volume_find(v->st, key, &row, err) < 0)
 		return -1;
-	*ret = volume_json(v, &row);
+	*ret = view_new(v, &row);
 	hm_volume_row_done(&row);
 	return 0;
 }
 
-int hm_volumes_list(struct hm_volumes *v, json_t *tags, json_t **ret, struct hm_err **err)
+int hm_volumes_list(struct hm_volumes *v, json_t *tags, struct hm_volume_view **ret, size_t *n,
+                    struct hm_err **err)
 {
 	struct hm_volume_row *rows = NULL;
-	size_t n = 0;
-	if (hm_store_volume_list(v->st, &rows, &n, err) < 0)
+	size_t count = 0;
+	if (hm_store_volume_list(v->st, &rows, &count, err) < 0)
 		return -1;
-	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = volume_json(v, &rows[i]);
-		if (!tags || hm_tags_match(json_object_get(o, "tags"), tags))
-			json_array_append_new(arr, o);
+	struct hm_volume_view *out = xcalloc(count ? count : 1, sizeof(*out));
+	size_t k = 0;
+	for (size_t i = 0; i < count; i++) {
+		view_of(v, &rows[i], &out[k]);
+		if (!tags || hm_tags_match(out[k].tags, tags))
+			k++;
 		else
-			json_decref(o);
+			view_done(&out[k]);
 	}
-	hm_volume_rows_free(rows, n);
-	*ret = arr;
+	hm_volume_rows_free(rows, count);
+	*ret = out;
+	*n = k;
 	return 0;
 }
 
@@ -384,14 +398,14 @@ int hm_volumes_delete(struct hm_volumes *v, const char *key, struct hm_err **err
 	struct hm_volume_row row = { 0 };
 	if (hm_store_volume_find(v->st, key, &row, err) < 0)
 		return -1;
-	json_t *att = attachments(v, row.id);
-	int r = 0;
-	if (json_array_size(att) > 0)
-		r = hm_err_set(
-		    err, HM_ERR_CONFLICT, "in_use",
-		    "volume `%s` is attached to instance %s: delete the instance first", row.name,
-		    json_string_value(json_object_get(json_array_get(att, 0), "instance_id")));
-	json_decref(att);
+	struct hm_attachment_row *att = NULL;
+	size_t natt = 0;
+	int r = hm_store_attachments_of_volume(v->st, row.id, &att, &natt, err);
+	if (r == 0 && natt > 0)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "in_use",
+		               "volume `%s` is attached to instance %s: delete the instance first",
+		               row.name, att[0].instance_id);
+	hm_attachment_rows_free(att, natt);
 	/* Row first: once it is gone nothing can attach it; then the disk, moved
 	 * aside under the lock and removed outside it. */
 	_cleanup_free_ char *dir = xasprintf("%s/%s", v->dir, row.id);

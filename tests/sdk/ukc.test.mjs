@@ -640,3 +640,114 @@ test('the by-uuid routes: get, log, metrics, wait, update and delete of an insta
   assert.ok(!(await names()).includes('ukc-by-uuid-2'));
   assert.equal((await P.getInstanceByUuid(b.uuid)).data.instances[0].error, 8);
 });
+
+// The console output of an instance once it matches re (polled through /v1 logs).
+async function logMatching(uuid, re, tries = 150) {
+  let out = '';
+  for (let i = 0; i < tries; i++) {
+    const lg = await ukc.instances.logs({ uuid });
+    out = Buffer.from(lg.output, 'base64').toString('utf8');
+    if (re.test(out)) return out;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`no ${re} in the log of ${uuid}: ${out}`);
+}
+
+test('volumes: create and list through /v1, an instance made with an existing and a new volume mounts both, attach and detach, the Hypeman API sees the same volumes, bad input makes nothing', { timeout: 300000 }, async () => {
+  const V = ukc.api.platform.volumes;
+  const vol = await ukc.volumes.create({ name: 'ukc-data', size_mb: 16, tags: ['kind=data'] });
+  assert.match(vol.uuid, UUID);
+  assert.equal(vol.name, 'ukc-data');
+  assert.equal(vol.state, 'available');
+  assert.equal(vol.size_mb, 16);
+  assert.deepEqual(vol.tags, ['kind=data']);
+  assert.deepEqual(vol.attached_to, []);
+  // the same volume through the Hypeman API (its size in whole GB, rounded up)
+  const hv = await hm.volumes.get('ukc-data');
+  assert.equal(hv.size_gb, 1);
+  assert.deepEqual(hv.tags, { kind: 'data' });
+  // get by uuid (the by-uuid route), list with a tag filter, details off
+  const byUuid = await V.getVolumeByUuid(vol.uuid, { details: true });
+  assert.equal(byUuid.data.volumes[0].name, 'ukc-data');
+  const tagged = await V.getVolumes({ tags: 'kind=data' });
+  assert.deepEqual(tagged.data.volumes.map((v) => v.name), ['ukc-data']);
+  const basic = await V.getVolumes({ name: 'ukc-data', details: false });
+  assert.deepEqual(Object.keys(basic.data.volumes[0]).sort(), ['name', 'state', 'status', 'uuid']);
+
+  // an instance with the existing volume and a new one made with it
+  const a = await ukc.instances.create({
+    name: 'ukc-vol-a', image, autostart: true, timeout_s: 90,
+    volumes: [{ name: 'ukc-data', at: '/data' }, { name: 'ukc-scratch', size_mb: 8, at: '/scratch' }],
+    args: ['sh', '-c', 'echo kept > /data/note; grep -E " /(data|scratch) " /proc/mounts | cut -d" " -f2 | sort | tr "\\n" " "; echo mounted; exec sleep 1000'],
+  });
+  assert.equal(a.state, 'running');
+  assert.deepEqual(a.volumes.map((v) => [v.name, v.at, v.readonly]).sort(), [['ukc-data', '/data', false], ['ukc-scratch', '/scratch', false]]);
+  await logMatching(a.uuid, /\/data \/scratch mounted/);
+  const scratch = (await V.getVolumes({ name: 'ukc-scratch' })).data.volumes[0];
+  assert.equal(scratch.size_mb, 8);
+  assert.equal(scratch.state, 'mounted');
+  assert.deepEqual(scratch.mounted_by, [{ uuid: a.uuid, name: 'ukc-vol-a', readonly: false }]);
+  assert.deepEqual((await hm.instances.get('ukc-vol-a')).volumes.map((v) => v.mount_path).sort(), ['/data', '/scratch']);
+
+  // an attached volume is not deleted: per entry, beside an unknown one (8)
+  let r = await raw('DELETE', '/v1/volumes', { body: [{ name: 'ukc-data' }, { name: 'ukc-no-such' }] });
+  assert.equal(r.status, 200);
+  assert.equal(r.env.status, 'error');
+  assert.match(r.env.data.volumes[0].message, /attached to instance/);
+  assert.equal(r.env.data.volumes[1].error, 8);
+
+  // stopped: the volume is idle; detach from that instance, then attach to another (read-only) that reads what the first wrote
+  await ukc.instances.stop({ uuid: a.uuid });
+  await ukc.instances.wait({ uuid: a.uuid }, { state: 'stopped', timeout_s: 60 });
+  assert.equal((await V.getVolumeByUuid(vol.uuid)).data.volumes[0].state, 'idle');
+  const det = await ukc.volumes.get({ name: 'ukc-data' }).detach({ from: { uuid: a.uuid } });
+  assert.equal(det.name, 'ukc-data');
+  assert.equal((await V.getVolumeByUuid(vol.uuid)).data.volumes[0].state, 'available');
+  const b = await ukc.instances.create({ name: 'ukc-vol-b', image, args: ['sh', '-c', 'echo "read $(cat /data/note)"; touch /data/x 2>/dev/null || echo refused; exec sleep 1000'] });
+  const att = await V.attachVolumeByUuid(vol.uuid, { body: { attach_to: { name: 'ukc-vol-b' }, at: '/data', readonly: true } });
+  assert.equal(att.data.volumes[0].status, 'success', JSON.stringify(att));
+  // attaching to a running instance is that entry's error
+  r = await raw('PUT', '/v1/volumes/attach', { body: [{ name: 'ukc-scratch', attach_to: { name: 'ukc-vol-b' }, at: '/s' }, { name: 'ukc-scratch', attach_to: { name: 'ukc-no-such' }, at: '/s' }] });
+  assert.equal(r.env.status, 'error');
+  assert.equal(r.env.data.volumes[1].error, 8);
+  await ukc.instances.start({ uuid: b.uuid });
+  await logMatching(b.uuid, /read kept\s+refused/);
+  assert.deepEqual((await ukc.instances.get({ uuid: b.uuid })).volumes, [{ uuid: vol.uuid, name: 'ukc-data', at: '/data', readonly: true }]);
+
+  // bad input: a 400 naming the field, and no volume is made
+  const vbefore = (await V.getVolumes({ details: false })).data.volumes.map((v) => v.name).sort();
+  for (const [body, re] of [
+    [{ name: 'ukc-v-bad' }, /`size_mb` is required/],
+    [{ name: 'ukc-v-bad', size_mb: 0 }, /`size_mb` must be an integer from 1/],
+    [{ name: 'ukc-v-bad', size_mb: 8, host_path: '/srv' }, /`host_path`/],
+    [{ name: 'ukc-v-bad', size_mb: 8, filesystem: 'xfs' }, /`filesystem`: only `ext4`/],
+    [{ name: 'Bad Name', size_mb: 8 }, /invalid volume name/],
+    [[{ name: 'ukc-v-bad', size_mb: 8 }], /must be a CreateVolumeRequest object/],
+  ]) {
+    r = await raw('POST', '/v1/volumes', { body });
+    assert.equal(r.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(r.env)}`);
+    assert.match(r.env.message, re);
+  }
+  // an instance create that fails after its new volume was made takes the volume back
+  r = await raw('POST', '/v1/instances', { body: { name: 'ukc-vol-c', image, memory_mb: 16, volumes: [{ name: 'ukc-v-orphan', size_mb: 8, at: '/o' }] } });
+  assert.equal(r.status, 400);
+  r = await raw('POST', '/v1/instances', { body: { name: 'ukc-vol-c', image, volumes: [{ name: 'ukc-v-new', size_mb: 8, at: '/o' }, { name: 'ukc-no-such', at: '/p' }] } });
+  assert.equal(r.env.status, 'error');
+  assert.match(r.env.data.instances[0].message, /No volume with name 'ukc-no-such'/);
+  r = await raw('POST', '/v1/instances', { body: { image, volumes: [{ uuid: vol.uuid, name: 'ukc-data', at: '/d' }] } });
+  assert.equal(r.status, 400);
+  r = await raw('POST', '/v1/instances', { body: { image, volumes: [{ name: 'x', size_mb: 8 }] } });
+  assert.equal(r.status, 400);
+  assert.match(r.env.message, /`at` is required/);
+  assert.deepEqual((await V.getVolumes({ details: false })).data.volumes.map((v) => v.name).sort(), vbefore);
+  assert.ok(!(await names()).includes('ukc-vol-c'));
+
+  // delete: the instances, then the volumes (by uuid and in bulk)
+  await ukc.instances.delete([{ uuid: a.uuid }, { uuid: b.uuid }]);
+  const dv = await V.deleteVolumeByUuid(vol.uuid);
+  assert.equal(dv.data.volumes[0].status, 'success');
+  const bulk = await V.deleteVolumes({ body: [{ name: 'ukc-scratch' }] });
+  assert.equal(bulk.status, 'success');
+  await assert.rejects(hm.volumes.get('ukc-data'), (e) => e.status === 404);
+  assert.deepEqual((await V.getVolumes({ name: 'ukc-scratch' })).data.volumes[0].error, 8);
+});
