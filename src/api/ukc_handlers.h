@@ -42,3 +42,5 @@ hm_handler_fn ukc_h_volumes_attach;
 hm_handler_fn ukc_h_volume_attach;
 hm_handler_fn ukc_h_volumes_detach;
 hm_handler_fn ukc_h_volume_detach;
+hm_handler_fn ukc_h_images_list;
+hm_handler_fn ukc_h_images_pin;

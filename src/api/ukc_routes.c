@@ -1,9 +1,10 @@
 /*
  * api/ukc_routes: the Unikraft Cloud dialect's route table and the dialect
  * itself, at /v1. Literal segments (wait, log, metrics, start, stop,
- * suspend, templates; attach and detach of volumes) come before `{uuid}`: the router takes the first match, and the
- * unit test test_routes checks that no route is shadowed and that the table
- * and api/openapi.yaml agree both ways.
+ * suspend, templates; attach and detach of volumes) come before `{uuid}`:
+ * the router takes the first match, and the unit test test_routes checks
+ * that no route is shadowed and that the table and api/openapi.yaml agree
+ * both ways.
  */
 #include "api/dialect.h"
 #include "api/request.h"
@@ -51,6 +52,8 @@ static const struct hm_route ukc_routes[] = {
 	{ "GET", "/v1/instances/{uuid}/wait", "instance:read", 0, ukc_h_instance_wait },
 	{ "GET", "/v1/instances/{uuid}/log", "instance:read", 0, ukc_h_instance_log },
 	{ "GET", "/v1/instances/{uuid}/metrics", "instance:read", 0, ukc_h_instance_metrics },
+	{ "GET", "/v1/images", "image:read", 0, ukc_h_images_list },
+	{ "POST", "/v1/images", "image:write", HM_ROUTE_JSON_BODY, ukc_h_images_pin },
 	{ "POST", "/v1/volumes", "volume:write", HM_ROUTE_JSON_BODY, ukc_h_volumes_create },
 	{ "GET", "/v1/volumes", "volume:read", 0, ukc_h_volumes_list },
 	{ "DELETE", "/v1/volumes", "volume:delete", HM_ROUTE_JSON_BODY, ukc_h_volumes_delete },

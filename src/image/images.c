@@ -180,37 +180,79 @@ static json_t *json_text_or(const char *text, json_t *dflt)
 	return j;
 }
 
-/* The API's Image object. `job` (under lock) adds queue position and progress. */
-static json_t *image_json(struct hm_images *im, const struct hm_image_row *r, struct job *job)
+const char *hm_image_status_name(enum hm_image_status s)
 {
-	json_t *cfg = json_text_or(r->config, json_object());
-	json_t *o = json_pack("{s:s,s:s,s:s}", "name", r->name, "digest",
-	                      r->digest ? r->digest : "", "status", r->status);
-	json_object_set_new(o, "platform", r->platform ? json_string(r->platform) : json_null());
-	int qp = job ? queue_position(im, job) : -1;
-	json_object_set_new(o, "queue_position", qp >= 0 ? json_integer(qp) : json_null());
-	json_object_set_new(o, "error", r->error ? json_string(r->error) : json_null());
-	json_object_set_new(o, "size_bytes",
-	                    r->size_bytes >= 0 ? json_integer(r->size_bytes) : json_null());
-	static const char *const keys[] = { "entrypoint", "cmd", "working_dir" };
-	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
-		json_t *v = json_object_get(cfg, keys[i]);
-		json_object_set(o, keys[i], v ? v : json_null());
-	}
-	json_t *env = json_object_get(cfg, "env");
-	json_object_set_new(o, "env", json_is_object(env) ? json_incref(env) : json_object());
-	json_object_set_new(o, "tags", json_text_or(r->tags, json_object()));
-	json_object_set_new(o, "created_at", json_string(r->created_at));
+	static const char *const names[] = {
+		[HM_IMAGE_PENDING] = "pending",       [HM_IMAGE_PULLING] = "pulling",
+		[HM_IMAGE_CONVERTING] = "converting", [HM_IMAGE_READY] = "ready",
+		[HM_IMAGE_FAILED] = "failed",
+	};
+	return (unsigned)s < ARRAY_SIZE(names) ? names[s] : "failed";
+}
+
+static enum hm_image_status status_of(const char *text)
+{
+	for (enum hm_image_status s = HM_IMAGE_PENDING; s <= HM_IMAGE_FAILED; s++)
+		if (text && strcmp(text, hm_image_status_name(s)) == 0)
+			return s;
+	return HM_IMAGE_FAILED;
+}
+
+static void view_done(struct hm_image_view *v)
+{
+	free(v->name);
+	free(v->digest);
+	free(v->platform);
+	free(v->error);
+	free(v->created_at);
+	json_decref(v->config);
+	json_decref(v->tags);
+	memset(v, 0, sizeof(*v));
+}
+
+void hm_image_view_free(struct hm_image_view *v)
+{
+	hm_image_views_free(v, 1);
+}
+
+void hm_image_views_free(struct hm_image_view *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		view_done(&v[i]);
+	free(v);
+}
+
+/* The view of a row into *v. `job` (under lock) adds queue position and progress. */
+static void view_of(struct hm_images *im, const struct hm_image_row *r, struct job *job,
+                    struct hm_image_view *v)
+{
+	*v = (struct hm_image_view){
+		.name = xstrdup(r->name),
+		.digest = xstrdup(r->digest ? r->digest : ""),
+		.platform = r->platform ? xstrdup(r->platform) : NULL,
+		.status = status_of(r->status),
+		.error = r->error ? xstrdup(r->error) : NULL,
+		.size_bytes = r->size_bytes,
+		.queue_position = job ? queue_position(im, job) : -1,
+		.config = json_text_or(r->config, json_object()),
+		.tags = json_text_or(r->tags, json_object()),
+		.created_at = xstrdup(r->created_at),
+	};
 	if (job) {
-		json_object_set_new(
-		    o, "progress",
-		    json_pack("{s:i,s:i,s:I,s:I}", "layers_done", atomic_load(&job->layers_done),
-		              "layers_total", atomic_load(&job->layers_total), "bytes_done",
-		              (json_int_t)atomic_load(&job->bytes_done), "bytes_total",
-		              (json_int_t)atomic_load(&job->bytes_total)));
+		v->in_flight = true;
+		v->progress.layers_done = atomic_load(&job->layers_done);
+		v->progress.layers_total = atomic_load(&job->layers_total);
+		v->progress.bytes_done = (int64_t)atomic_load(&job->bytes_done);
+		v->progress.bytes_total = (int64_t)atomic_load(&job->bytes_total);
 	}
-	json_decref(cfg);
-	return o;
+}
+
+static struct hm_image_view *view_new(struct hm_images *im, const struct hm_image_row *r,
+                                      struct job *job)
+{
+	struct hm_image_view *v = xcalloc(1, sizeof(*v));
+	view_of(im, r, job, v);
+	return v;
 }
 
 /* Read-modify-write the job's row. Any field argument may be NULL (unchanged). */
@@ -706,8 +748,8 @@ static int create_locked(struct hm_images *im, const char *name, const struct hm
 	return 0;
 }
 
-int hm_images_create(struct hm_images *im, const struct hm_image_request *req, json_t **ret,
-                     struct hm_err **err)
+int hm_images_create(struct hm_images *im, const struct hm_image_request *req,
+                     struct hm_image_view **ret, struct hm_err **err)
 {
 	struct hm_image_ref ref = { 0 };
 	if (!req->name || !*req->name)
@@ -736,7 +778,7 @@ int hm_images_create(struct hm_images *im, const struct hm_image_request *req, j
 	struct job *job = NULL;
 	int r = create_locked(im, name, &ref, platform, req, &row, &job, err);
 	if (r == 0)
-		*ret = image_json(im, &row, job);
+		*ret = view_new(im, &row, job);
 	pthread_mutex_unlock(&im->lock);
 	hm_image_row_done(&row);
 	hm_image_ref_done(&ref);
@@ -754,7 +796,8 @@ static char *normalize(const char *name, struct hm_err **err)
 	return s;
 }
 
-int hm_images_get(struct hm_images *im, const char *name, json_t **ret, struct hm_err **err)
+int hm_images_get(struct hm_images *im, const char *name, struct hm_image_view **ret,
+                  struct hm_err **err)
 {
 	_cleanup_free_ char *n = normalize(name, err);
 	if (!n)
@@ -763,31 +806,34 @@ int hm_images_get(struct hm_images *im, const char *name, json_t **ret, struct h
 	pthread_mutex_lock(&im->lock);
 	int r = hm_store_image_get(im->st, n, &row, err);
 	if (r == 0)
-		*ret = image_json(im, &row, job_find(im, n));
+		*ret = view_new(im, &row, job_find(im, n));
 	pthread_mutex_unlock(&im->lock);
 	hm_image_row_done(&row);
 	return r;
 }
 
-int hm_images_list(struct hm_images *im, json_t *filter, json_t **ret, struct hm_err **err)
+int hm_images_list(struct hm_images *im, json_t *filter, struct hm_image_view **ret, size_t *n,
+                   struct hm_err **err)
 {
 	struct hm_image_row *rows = NULL;
-	size_t n = 0;
+	size_t count = 0;
 	pthread_mutex_lock(&im->lock);
-	int r = hm_store_image_list(im->st, &rows, &n, err);
+	int r = hm_store_image_list(im->st, &rows, &count, err);
 	if (r == 0) {
-		json_t *arr = json_array();
-		for (size_t i = 0; i < n; i++) {
-			json_t *tags = json_text_or(rows[i].tags, json_object());
-			if (hm_tags_match(tags, filter))
-				json_array_append_new(
-				    arr, image_json(im, &rows[i], job_find(im, rows[i].name)));
-			json_decref(tags);
+		struct hm_image_view *out = xcalloc(count ? count : 1, sizeof(*out));
+		size_t k = 0;
+		for (size_t i = 0; i < count; i++) {
+			view_of(im, &rows[i], job_find(im, rows[i].name), &out[k]);
+			if (hm_tags_match(out[k].tags, filter))
+				k++;
+			else
+				view_done(&out[k]);
 		}
-		*ret = arr;
+		*ret = out;
+		*n = k;
 	}
 	pthread_mutex_unlock(&im->lock);
-	hm_image_rows_free(rows, n);
+	hm_image_rows_free(rows, count);
 	return r;
 }
 
@@ -871,8 +917,8 @@ static void drop_unused_disk(struct hm_images *im, const char *digest)
 		log_warn("images", "cannot remove disk", "dir=\"%s\" error=\"%s\"", dir, err->msg);
 }
 
-int hm_images_tag(struct hm_images *im, const char *name, const char *target, json_t **ret,
-                  struct hm_err **err)
+int hm_images_tag(struct hm_images *im, const char *name, const char *target,
+                  struct hm_image_view **ret, struct hm_err **err)
 {
 	_cleanup_free_ char *src = normalize(name, err);
 	if (!src)
@@ -916,7 +962,7 @@ int hm_images_tag(struct hm_images *im, const char *name, const char *target, js
 	}
 	struct hm_image_row out = { 0 };
 	if (r == 0 && (r = hm_store_image_get(im->st, dst, &out, err)) == 0)
-		*ret = image_json(im, &out, NULL);
+		*ret = view_new(im, &out, NULL);
 	pthread_mutex_unlock(&im->lock);
 	if (r == 0)
 		log_info("images", "tagged", "source=%s target=%s digest=%s", src, dst, out.digest);
@@ -979,6 +1025,41 @@ int hm_images_resolve(struct hm_images *im, const char *name, struct hm_image_in
 	return r;
 }
 
+/*
+ * Wait up to timeout_ms for the pull of n (normalized) to end: 0 once it is
+ * ready; a failed pull is the error, with the pull's message (404 when the
+ * registry has no such image, else 503); a pull still running at the
+ * deadline is a 504, and goes on.
+ */
+static int await_pull(struct hm_images *im, const char *n, long timeout_ms, struct hm_err **err)
+{
+	for (long waited = 0;; waited += 100) {
+		struct hm_image_row row = { 0 };
+		if (hm_store_image_get(im->st, n, &row, err) < 0)
+			return -1;
+		bool failed = strcmp(row.status, "failed") == 0;
+		bool ready = strcmp(row.status, "ready") == 0;
+		_cleanup_free_ char *why =
+		    failed ? xstrdup(row.error ? row.error : "failed") : NULL;
+		hm_image_row_done(&row);
+		if (ready)
+			return 0;
+		if (failed) /* the registry's "not found" stays a 404, as before this pulled */
+			return hm_err_set(
+			    err,
+			    strcasestr(why, "not found") ? HM_ERR_NOT_FOUND : HM_ERR_UNAVAILABLE,
+			    "image_pull_failed", "image `%s` could not be pulled: %s", n, why);
+		if (waited >= timeout_ms)
+			return hm_err_set(
+			    err, HM_ERR_TIMEOUT, "image_pull_timeout",
+			    "image `%s` is still being pulled after %ld s; the pull "
+			    "goes on (GET /images/{name}), ask again once it is ready",
+			    n, timeout_ms / 1000);
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
 int hm_images_ensure(struct hm_images *im, const char *name, long timeout_ms,
                      struct hm_image_info *ret, struct hm_err **err)
 {
@@ -992,39 +1073,28 @@ int hm_images_ensure(struct hm_images *im, const char *name, long timeout_ms,
 	}
 	/* Not here, or failed before, or in flight: a pull is queued (or joined). */
 	struct hm_image_request req = { .name = name };
-	json_t *img = NULL;
+	struct hm_image_view *img = NULL;
 	if (hm_images_create(im, &req, &img, err) < 0)
 		return -1;
-	json_decref(img);
-	_cleanup_free_ char *n = normalize(name, err);
-	if (!n)
-		return -1;
+	_cleanup_free_ char *n = TAKE_PTR(img->name);
+	hm_image_view_free(img);
 	log_info("images", "pulling for a create", "name=%s", n);
-	for (long waited = 0;; waited += 100) {
-		struct hm_image_row row = { 0 };
-		if (hm_store_image_get(im->st, n, &row, err) < 0)
-			return -1;
-		bool failed = strcmp(row.status, "failed") == 0;
-		bool ready = strcmp(row.status, "ready") == 0;
-		_cleanup_free_ char *why =
-		    failed ? xstrdup(row.error ? row.error : "failed") : NULL;
-		hm_image_row_done(&row);
-		if (ready)
-			return hm_images_resolve(im, n, ret, err);
-		if (failed) /* the registry's "not found" stays a 404, as before this pulled */
-			return hm_err_set(
-			    err,
-			    strcasestr(why, "not found") ? HM_ERR_NOT_FOUND : HM_ERR_UNAVAILABLE,
-			    "image_pull_failed", "image `%s` could not be pulled: %s", n, why);
-		if (waited >= timeout_ms)
-			return hm_err_set(
-			    err, HM_ERR_TIMEOUT, "image_pull_timeout",
-			    "image `%s` is still being pulled after %ld s; the pull goes "
-			    "on (GET /images/{name}), create again once it is ready",
-			    n, timeout_ms / 1000);
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
+	if (await_pull(im, n, timeout_ms, err) < 0)
+		return -1;
+	return hm_images_resolve(im, n, ret, err);
+}
+
+int hm_images_pull(struct hm_images *im, const struct hm_image_request *req, long timeout_ms,
+                   struct hm_image_view **ret, struct hm_err **err)
+{
+	struct hm_image_view *img = NULL;
+	if (hm_images_create(im, req, &img, err) < 0)
+		return -1;
+	_cleanup_free_ char *n = TAKE_PTR(img->name);
+	hm_image_view_free(img);
+	if (await_pull(im, n, timeout_ms, err) < 0)
+		return -1;
+	return hm_images_get(im, n, ret, err);
 }
 
 void hm_image_info_done(struct hm_image_info *info)
@@ -1201,7 +1271,7 @@ static int claim_for_load(struct hm_images *im, const char *n, const char *diges
 
 /* Convert a read archive under the name `n`; the row ends ready or failed. */
 static int load_archive(struct hm_images *im, const struct hm_archive_image *a, const char *n,
-                        json_t *tags, json_t **ret, struct hm_err **err)
+                        json_t *tags, struct hm_image_view **ret, struct hm_err **err)
 {
 	json_t *cfg = NULL;
 	if (hm_image_config_parse(a->config, strlen(a->config), &cfg, err) < 0)
@@ -1240,7 +1310,7 @@ static int load_archive(struct hm_images *im, const struct hm_archive_image *a, 
 	pthread_mutex_lock(&im->lock);
 	job_unlink(im, job);
 	if (r == 0 && (r = hm_store_image_get(im->st, n, &row, err)) == 0)
-		*ret = image_json(im, &row, NULL);
+		*ret = view_new(im, &row, NULL);
 	pthread_mutex_unlock(&im->lock);
 	hm_image_row_done(&row);
 	job_free(job);
@@ -1248,7 +1318,7 @@ static int load_archive(struct hm_images *im, const struct hm_archive_image *a, 
 }
 
 int hm_images_import(struct hm_images *im, const char *path, const char *name, json_t *tags,
-                     json_t **ret, struct hm_err **err)
+                     struct hm_image_view **ret, struct hm_err **err)
 {
 	if (hm_tags_validate(tags, err) < 0)
 		return -1;

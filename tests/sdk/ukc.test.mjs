@@ -751,3 +751,58 @@ test('volumes: create and list through /v1, an instance made with an existing an
   await assert.rejects(hm.volumes.get('ukc-data'), (e) => e.status === 404);
   assert.deepEqual((await V.getVolumes({ name: 'ukc-scratch' })).data.volumes[0].error, 8);
 });
+
+test('images: the ready images listed through /v1 (filters by digest and tag); a pin pulls and waits; never takes only what is here; bad items make nothing', { timeout: 300000 }, async () => {
+  const I = ukc.api.platform.images;
+  const all = await I.getImages();
+  assert.equal(all.status, 'success');
+  const bb = all.data.images.find((i) => i.url === image);
+  assert.ok(bb, JSON.stringify(all.data.images));
+  assert.equal(bb.persistent, true);
+  assert.equal(bb.initrd_or_rom, false);
+  assert.ok(bb.size_in_bytes > 0);
+  assert.ok(Array.isArray(bb.args));
+  const h = await hm.images.get(image);
+  assert.deepEqual(bb.args, h.cmd ?? []);
+  assert.deepEqual((await I.getImages({ digest: h.digest })).data.images.map((i) => i.url), [image]);
+  assert.deepEqual((await I.getImages({ digest: h.digest.replace(/^sha256:/, '') })).data.images.map((i) => i.url), [image]);
+  assert.deepEqual((await I.getImages({ digest: 'sha256:' + '0'.repeat(64) })).data.images, []);
+  assert.deepEqual((await I.getImages({ tag: 'no-such=tag' })).data.images, []);
+
+  // pin = pull, waited for; the Hypeman API sees the pulled image
+  const layers = `${reg.host}/test/layers:latest`;
+  let r = await raw('GET', '/v1/images');
+  assert.ok(!r.env.data.images.some((i) => i.url === layers));
+  // pull_policy never: only what is here (layers is not), beside a pin of what is
+  const never = await I.pinImages({ body: [{ url: layers, timeout_s: 60, pull_policy: 'never' }, { url: image, timeout_s: 60, pull_policy: 'never' }] });
+  assert.equal(never.status, 'partial_success');
+  assert.equal(never.data.images[0].error, 8);
+  assert.equal(never.data.images[1].state, 'ready');
+  const pin = await I.pinImages({ body: [{ url: layers, timeout_s: 120 }] });
+  assert.equal(pin.status, 'success', JSON.stringify(pin));
+  assert.equal(pin.data.images[0].url, layers);
+  assert.equal(pin.data.images[0].state, 'ready');
+  assert.equal((await hm.images.get(layers)).status, 'ready');
+  assert.ok((await I.getImages()).data.images.some((i) => i.url === layers));
+  // a registry without the image: that item's error
+  const missing = await I.pinImages({ body: [{ url: `${reg.host}/test/no-such:latest`, timeout_s: 60 }] });
+  assert.equal(missing.status, 'error');
+  assert.match(missing.data.images[0].message, /could not be pulled/);
+
+  // bad items: a 400 naming the field; nothing is pulled, not even the good item beside it
+  const large = `${reg.host}/test/large:latest`;
+  for (const [body, re] of [
+    [[{ url: large, timeout_s: 60 }, { url: layers }], /item \[1\]: `timeout_s` is required/],
+    [[{ url: large, timeout_s: 60 }, { url: 'Not//A Ref', timeout_s: 5 }], /item \[1\]: `url` `Not\/\/A Ref` is not an image reference/],
+    [[{ url: large, timeout_s: 60, pull_policy: 'always' }], /`pull_policy` is if_not_present or never/],
+    [[{ url: large, timeout_s: 60, merge_requests: false }], /always merged/],
+    [[{ url: large, timeout_s: 60, headers: { a: 'b' } }], /`\[0\]\.headers`|headers/],
+    [[{ timeout_s: 60 }], /`url` is required/],
+    [[], /must be an array/],
+  ]) {
+    r = await raw('POST', '/v1/images', { body });
+    assert.equal(r.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(r.env)}`);
+    assert.match(r.env.message, re);
+  }
+  await assert.rejects(hm.images.get(large), (e) => e.status === 404);
+});
