@@ -33,6 +33,8 @@
 
 /* A wait of -1 ("forever") is held at most this long. */
 #define UKC_WAIT_MAX_MS (60L * 60 * 1000)
+/* A create makes at most this many replicas besides the instance. */
+#define UKC_MAX_REPLICAS 16
 /* A log read returns at most this many bytes (and this many when no limit is given). */
 #define UKC_LOG_MAX (1L << 20)
 
@@ -399,6 +401,22 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 		return -1;
 	c.tags = tags;
 
+	long long replicas;
+	if (ukc_body_int(body, "replicas", 0, 0, UKC_MAX_REPLICAS, &replicas, err) < 0)
+		return -1;
+	size_t vi;
+	json_t *vitem;
+	json_array_foreach (json_object_get(body, "volumes"), vi, vitem) {
+		json_t *size = json_object_get(vitem, "size_mb");
+		if (replicas > 0 && size && !json_is_null(size))
+			return hm_err_set(
+			    err, HM_ERR_INVALID, "invalid_field",
+			    "`volumes[%zu]`: a new volume cannot be made for replicas "
+			    "(each would need its own); make it first and attach it "
+			    "read-only",
+			    vi);
+	}
+
 	struct create_volumes cv = { .n = 0 };
 	if (volumes_in(req, json_object_get(body, "volumes"), &c, &cv, err) < 0) {
 		if (hm_err_is_kind(err, HM_ERR_INVALID))
@@ -411,40 +429,62 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 		*err = NULL;
 		return ukc_batch_reply(resp, &b, "instances");
 	}
+	/*
+	 * The instance, then its replicas: `<name>-1`, `<name>-2`, ... (each a
+	 * made-up name when none was asked for). What the first finds wrong
+	 * with the request is a 400 and nothing is made; a replica that cannot
+	 * be made is its entry's error, the others stand.
+	 */
 	struct hm_instances *in = instances(req);
-	struct hm_instance_view *v = NULL;
-	int made = hm_instances_create(in, &c, &v, err);
-	volumes_drop(req, &cv, made < 0);
-	if (made < 0) {
-		if (hm_err_is_kind(err, HM_ERR_INVALID))
+	size_t total = (size_t)replicas + 1;
+	struct hm_instance_view *made[UKC_MAX_REPLICAS + 1] = { 0 };
+	struct hm_err *errs[UKC_MAX_REPLICAS + 1] = { 0 };
+	char *names[UKC_MAX_REPLICAS + 1] = { 0 };
+	for (size_t k = 0; k < total; k++) {
+		names[k] = k == 0      ? xstrdup(c.name)
+		           : made_name ? ukc_random_name()
+		                       : xasprintf("%s-%zu", c.name, k);
+		struct hm_instance_create ck = c;
+		ck.name = names[k];
+		if (hm_instances_create(in, &ck, &made[k], &errs[k]) < 0 && k == 0 &&
+		    hm_err_is_kind(&errs[0], HM_ERR_INVALID)) {
+			volumes_drop(req, &cv, true);
+			free(names[0]);
+			*err = errs[0];
 			return -1; /* the request, not the instance: a 400 */
-		struct ukc_batch b;
-		ukc_batch_init(&b);
-		struct ukc_ref named = { NULL, c.name, NULL };
-		ukc_batch_fail(&b, &named, *err);
-		hm_err_free(*err);
-		*err = NULL;
-		return ukc_batch_reply(resp, &b, "instances");
+		}
 	}
+	volumes_drop(req, &cv, made[0] == NULL);
 	struct ukc_batch b;
 	ukc_batch_init(&b);
-	_cleanup_err_ struct hm_err *werr = NULL;
-	json_t *entry = ukc_instance(v, true);
-	if (await_running(in, v, wait_ms, entry, &werr) < 0) {
-		json_decref(entry);
-		struct ukc_ref named = { v->uuid, v->name, NULL };
-		ukc_batch_fail(&b, &named, werr);
-	} else {
-		/* The state after the wait, not the one at create. */
-		struct hm_instance_view *now = NULL;
-		if (wait_ms > 0 && hm_instances_get(in, v->id, &now, NULL) == 0) {
-			json_decref(entry);
-			entry = ukc_instance(now, true);
-			hm_instance_view_free(now);
+	for (size_t k = 0; k < total; k++) {
+		struct hm_instance_view *v = made[k];
+		if (!v) {
+			struct ukc_ref named = { NULL, names[k], NULL };
+			ukc_batch_fail(&b, &named, errs[k]);
+			hm_err_free(errs[k]);
+			free(names[k]);
+			continue;
 		}
-		ukc_batch_ok(&b, entry);
+		free(names[k]);
+		_cleanup_err_ struct hm_err *werr = NULL;
+		json_t *entry = ukc_instance(v, true);
+		if (await_running(in, v, wait_ms, entry, &werr) < 0) {
+			json_decref(entry);
+			struct ukc_ref named = { v->uuid, v->name, NULL };
+			ukc_batch_fail(&b, &named, werr);
+		} else {
+			/* The state after the wait, not the one at create. */
+			struct hm_instance_view *now = NULL;
+			if (wait_ms > 0 && hm_instances_get(in, v->id, &now, NULL) == 0) {
+				json_decref(entry);
+				entry = ukc_instance(now, true);
+				hm_instance_view_free(now);
+			}
+			ukc_batch_ok(&b, entry);
+		}
+		hm_instance_view_free(v);
 	}
-	hm_instance_view_free(v);
 	return ukc_batch_reply(resp, &b, "instances");
 }
 

@@ -110,7 +110,8 @@ test('bad input is a 400 in the envelope naming the field, and nothing is made',
     [{ image, vcpus: 0 }, /`vcpus` must be an integer from 1/],
     [{ image, args: 'sh' }, /`args` must be an array/],
     [{ image, colour: 'red' }, /`colour` is not a field/],
-    [{ image, replicas: 3 }, /`replicas`: replicas are not available yet/],
+    [{ image, replicas: 17 }, /`replicas` must be an integer from 0 to 16/],
+    [{ image, replicas: 1, volumes: [{ name: 'v', size_mb: 8, at: '/v' }] }, /a new volume cannot be made for replicas/],
     [{ image, features: ['autokill'] }, /`features\[0\]`: the one feature is delete-on-stop/],
     [{ image, restart_policy: 'always', features: ['delete-on-stop'] }, /cannot be combined with the delete-on-stop/],
     [{ image, restart_policy: 'sometimes' }, /`restart_policy` must be never, always or on-failure/],
@@ -805,4 +806,37 @@ test('images: the ready images listed through /v1 (filters by digest and tag); a
     assert.match(r.env.message, re);
   }
   await assert.rejects(hm.images.get(large), (e) => e.status === 404);
+});
+
+test('replicas: one create makes the instance and its replicas (<name>-1, ...), each its own; a replica that cannot be made is its own entry', { timeout: 300000 }, async () => {
+  const made = await P.createInstance({ body: { name: 'ukc-rep', image, replicas: 2, autostart: true, timeout_s: 90, args: ['sh', '-c', 'echo "replica on $(hostname)"; exec sleep 1000'] } });
+  assert.equal(made.status, 'success', JSON.stringify(made));
+  const got = made.data.instances;
+  assert.deepEqual(got.map((i) => i.name), ['ukc-rep', 'ukc-rep-1', 'ukc-rep-2']);
+  assert.equal(new Set(got.map((i) => i.uuid)).size, 3);
+  for (const i of got) {
+    assert.equal(i.state, 'running');
+    await logMatching(i.uuid, new RegExp(`replica on ${i.name}\\b`));
+  }
+  const hmNames = (await hm.instances.list()).map((i) => i.name);
+  for (const n of ['ukc-rep', 'ukc-rep-1', 'ukc-rep-2']) assert.ok(hmNames.includes(n), n);
+  // a replica whose name is taken: that entry's error, the rest are made (stopped: no autostart)
+  const partial = await P.createInstance({ body: { name: 'ukc-rep', image, replicas: 1 } });
+  assert.equal(partial.status, 'error');
+  const p2 = await P.createInstance({ body: { name: 'ukc-rep-x', image, replicas: 2 } });
+  assert.equal(p2.status, 'success');
+  const p3 = await P.createInstance({ body: { name: 'ukc-rep-x-1', image, replicas: 1 } });
+  assert.equal(p3.status, 'partial_success', JSON.stringify(p3));
+  assert.equal(p3.data.instances[0].status, 'error');
+  assert.match(p3.data.instances[0].message, /already/);
+  assert.equal(p3.data.instances[1].name, 'ukc-rep-x-1-1');
+  assert.equal(p3.data.instances[1].state, 'stopped');
+  // no name: each a made-up one
+  const anon = await P.createInstance({ body: { image, replicas: 1 } });
+  assert.equal(anon.data.instances.length, 2);
+  assert.notEqual(anon.data.instances[0].name, anon.data.instances[1].name);
+  for (const i of anon.data.instances) assert.match(i.name, /^[a-z]+-[a-z]+-[0-9a-f]{7}$/);
+  const all = [...got, ...p2.data.instances, p3.data.instances[1], ...anon.data.instances].map((i) => ({ uuid: i.uuid }));
+  const del = await P.deleteInstances({ body: all });
+  assert.equal(del.status, 'success', JSON.stringify(del));
 });
