@@ -1,6 +1,7 @@
 /*
  * h_snapshots: the handlers for standby, restore, fork and the snapshot
- * objects. The work is in instance/standby.c and instance/snapshots.c.
+ * objects: the Hypeman JSON read into the domain's typed requests and its
+ * views rendered. The work is in instance/standby.c and instance/snapshots.c.
  */
 #include <string.h>
 
@@ -9,7 +10,9 @@
 #include "api/request.h"
 #include "api/validate.h"
 #include "core/err.h"
+#include "core/json_cleanup.h"
 #include "instance/instances.h"
+#include "instance/payload.h"
 
 int hm_h_instances_standby(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
@@ -56,13 +59,71 @@ int hm_h_instances_fork(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 	return hm_resp_instance(resp, 201, inst);
 }
 
+/* The Hypeman Snapshot object. */
+static json_t *snapshot_json(const struct hm_snapshot_view *v)
+{
+	json_t *o = json_pack("{s:s,s:s,s:O,s:s,s:s,s:s,s:s,s:I,s:s}", "id", v->id, "kind",
+	                      hm_snapshot_kind_name(v->kind), "tags", v->tags, "source_instance_id",
+	                      v->source_id, "source_instance_name", v->source_name,
+	                      "source_hypervisor", v->hypervisor, "created_at", v->created_at,
+	                      "size_bytes", (json_int_t)v->size_bytes, "compression_state",
+	                      v->compressed ? "compressed" : "none");
+	json_object_set_new(o, "name", v->name ? json_string(v->name) : json_null());
+	if (v->compressed) {
+		json_t *c = json_pack("{s:b,s:s}", "enabled", 1, "algorithm", "zstd");
+		if (v->level > 0)
+			json_object_set_new(c, "level", json_integer(v->level));
+		json_object_set_new(o, "compression", c);
+	}
+	json_object_set_new(o, "compressed_size_bytes",
+	                    v->compressed_bytes >= 0 ? json_integer(v->compressed_bytes)
+	                                             : json_null());
+	json_object_set_new(o, "uncompressed_size_bytes",
+	                    v->uncompressed_bytes >= 0 ? json_integer(v->uncompressed_bytes)
+	                                               : json_null());
+	return o;
+}
+
+static int reply_snapshot(struct hm_resp *resp, int status, struct hm_snapshot_view *v)
+{
+	json_t *o = snapshot_json(v);
+	hm_snapshot_view_free(v);
+	return hm_resp_json(resp, status, o);
+}
+
+/* POST /instances/{id}/snapshots {kind, name?, tags?, compression?}. */
 int hm_h_snapshots_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *snap = NULL;
-	if (hm_snapshots_create(hm_req_services(req)->instances, hm_req_param(req, "id"),
-	                        hm_req_json(req), &snap, err) < 0)
+	json_t *body = hm_req_json(req);
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *k = json_object_get(body, "kind");
+	json_t *n = json_object_get(body, "name");
+	if (!k)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field",
+		                  "`kind` is required (Standby or Stopped)");
+	const char *kind = json_string_value(k);
+	if (!kind || (strcmp(kind, "Standby") != 0 && strcmp(kind, "Stopped") != 0))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`kind` must be Standby or Stopped");
+	if (n && !json_is_null(n) && !json_is_string(n))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
+	struct hm_payload_opts opts;
+	if (hm_payload_parse_compression(json_object_get(body, "compression"), &opts, err) < 0)
 		return -1;
-	return hm_resp_json(resp, 201, snap);
+	struct hm_snapshot_create c = {
+		.kind = strcmp(kind, "Standby") == 0 ? HM_SNAPSHOT_STANDBY : HM_SNAPSHOT_STOPPED,
+		.name = json_string_value(n),
+		.tags = json_object_get(body, "tags"),
+		.compress = opts.compress,
+		.level = opts.level,
+	};
+	struct hm_snapshot_view *v = NULL;
+	if (hm_snapshots_create(hm_req_services(req)->instances, hm_req_param(req, "id"), &c, &v,
+	                        err) < 0)
+		return -1;
+	return reply_snapshot(resp, 201, v);
 }
 
 int hm_h_snapshots_list(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
@@ -71,24 +132,30 @@ int hm_h_snapshots_list(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 	if (kind && strcmp(kind, "Standby") != 0 && strcmp(kind, "Stopped") != 0)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_kind",
 		                  "unknown kind `%.40s` (Standby or Stopped)", kind);
-	json_t *filter = hm_query_deep_object(req, "tags");
-	json_t *list = NULL;
-	int r = hm_snapshots_list(hm_req_services(req)->instances,
-	                          hm_req_query(req, "source_instance_id"), kind,
-	                          hm_req_query(req, "name"), filter, &list, err);
-	json_decref(filter);
-	if (r < 0)
+	_cleanup_json_ json_t *filter = hm_query_deep_object(req, "tags");
+	struct hm_snapshot_view *views = NULL;
+	size_t n = 0;
+	int k = !kind                          ? -1
+	        : strcmp(kind, "Standby") == 0 ? HM_SNAPSHOT_STANDBY
+	                                       : HM_SNAPSHOT_STOPPED;
+	if (hm_snapshots_list(hm_req_services(req)->instances,
+	                      hm_req_query(req, "source_instance_id"), k, hm_req_query(req, "name"),
+	                      filter, &views, &n, err) < 0)
 		return -1;
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, snapshot_json(&views[i]));
+	hm_snapshot_views_free(views, n);
 	return hm_resp_json(resp, 200, list);
 }
 
 int hm_h_snapshots_get(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *snap = NULL;
-	if (hm_snapshots_get(hm_req_services(req)->instances, hm_req_param(req, "snapshotId"),
-	                     &snap, err) < 0)
+	struct hm_snapshot_view *v = NULL;
+	if (hm_snapshots_get(hm_req_services(req)->instances, hm_req_param(req, "snapshotId"), &v,
+	                     err) < 0)
 		return -1;
-	return hm_resp_json(resp, 200, snap);
+	return reply_snapshot(resp, 200, v);
 }
 
 int hm_h_snapshots_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
@@ -100,20 +167,56 @@ int hm_h_snapshots_delete(struct hm_req *req, struct hm_resp *resp, struct hm_er
 	return 0;
 }
 
+/* {name?, target_state?, target_hypervisor?} of a restore or a fork. */
+static int bring_in(json_t *body, struct hm_snapshot_bring *b, struct hm_err **err)
+{
+	*b = (struct hm_snapshot_bring){ 0 };
+	if (!body || json_is_null(body))
+		return 0;
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *name = json_object_get(body, "name");
+	json_t *target = json_object_get(body, "target_state");
+	json_t *hyp = json_object_get(body, "target_hypervisor");
+	if (name && !json_is_string(name))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
+	if (target && !json_is_null(target) && !json_is_string(target))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_target_state",
+		                  "`target_state` must be Stopped, Standby or Running");
+	if (hyp && !json_is_null(hyp) && !json_is_string(hyp))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`target_hypervisor` must be a string");
+	b->name = json_string_value(name);
+	b->target_state = json_string_value(target);
+	b->target_hypervisor = json_string_value(hyp);
+	return 0;
+}
+
 int hm_h_snapshots_restore(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
+	struct hm_snapshot_bring b;
+	if (bring_in(hm_req_json(req), &b, err) < 0)
+		return -1;
 	struct hm_instance_view *inst = NULL;
 	if (hm_snapshots_restore(hm_req_services(req)->instances, hm_req_param(req, "id"),
-	                         hm_req_param(req, "snapshotId"), hm_req_json(req), &inst, err) < 0)
+	                         hm_req_param(req, "snapshotId"), &b, &inst, err) < 0)
 		return -1;
 	return hm_resp_instance(resp, 200, inst);
 }
 
 int hm_h_snapshots_fork(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
+	json_t *body = hm_req_json(req);
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	struct hm_snapshot_bring b;
+	if (bring_in(body, &b, err) < 0)
+		return -1;
 	struct hm_instance_view *inst = NULL;
-	if (hm_snapshots_fork(hm_req_services(req)->instances, hm_req_param(req, "snapshotId"),
-	                      hm_req_json(req), &inst, err) < 0)
+	if (hm_snapshots_fork(hm_req_services(req)->instances, hm_req_param(req, "snapshotId"), &b,
+	                      &inst, err) < 0)
 		return -1;
 	return hm_resp_instance(resp, 201, inst);
 }

@@ -141,3 +141,10 @@ json_t *ukc_volume(struct hm_instances *in, const struct hm_volume_view *v, bool
  * messages ("volumes[0]: "). */
 int ukc_volume_create(struct hm_volumes *vs, json_t *body, const char *where,
                       struct hm_volume_view **ret, struct hm_err **err);
+
+/* ---- checkpoints (ukc_checkpoints.c): the engine's snapshots ---- */
+
+struct hm_snapshot_view;
+/* The checkpoint a ref names, by its uuid or its name only: 404 otherwise. */
+int ukc_checkpoint_resolve(struct hm_instances *in, const struct ukc_ref *r,
+                           struct hm_snapshot_view **ret, struct hm_err **err);

@@ -340,7 +340,9 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 		                  "the body must be a CreateInstanceRequest object");
 	json_t *branch = json_object_get(body, "branch_from");
 	json_t *tmpl = json_object_get(body, "template");
-	if ((branch && !json_is_null(branch)) || (tmpl && !json_is_null(tmpl)))
+	json_t *ckpt = json_object_get(body, "checkpoint");
+	if ((branch && !json_is_null(branch)) || (tmpl && !json_is_null(tmpl)) ||
+	    (ckpt && !json_is_null(ckpt)))
 		return create_branch(req, resp, body, err);
 	struct hm_instance_create c = { .network = HM_NET_DEFAULT };
 	_cleanup_free_ char *made_name = NULL;
@@ -490,7 +492,8 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 
 /*
  * A create with branch_from: a fork of that instance (stopped, in standby or
- * running: a running one is paused for the copy and runs on), named as a
+ * running: a running one is paused for the copy and runs on); with template
+ * one of a template; with checkpoint one of that snapshot. Named as a
  * create's, running with autostart (timeout_s waits for it) and stopped
  * without. The copy is the source's, so what would describe another
  * instance (image, args, sizes, ...) is refused rather than ignored.
@@ -499,8 +502,12 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
                          struct hm_err **err)
 {
 	json_t *tmpl = json_object_get(body, "template");
+	json_t *ckpt = json_object_get(body, "checkpoint");
 	bool from_template = tmpl && !json_is_null(tmpl);
-	const char *field = from_template ? "template" : "branch_from";
+	bool from_checkpoint = ckpt && !json_is_null(ckpt);
+	const char *field = from_template     ? "template"
+	                    : from_checkpoint ? "checkpoint"
+	                                      : "branch_from";
 	const char *allowed[] = {
 		"name", field, "autostart", "timeout_s", "wait_timeout_ms", NULL
 	};
@@ -541,17 +548,32 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
 	struct ukc_ref named = { NULL, name ? name : made_name, NULL };
 	struct hm_instance_view *src = NULL, *v = NULL;
 	_cleanup_err_ struct hm_err *e = NULL;
-	if (ukc_instance_resolve(in, &refs[0], &src, &e) < 0 ||
-	    (from_template && !src->template_ && not_a_template(src, &e) < 0)) {
+	int r;
+	if (from_checkpoint) {
+		/* A copy of the checkpoint: running on from it with autostart (a
+		 * restore when it holds memory, else a boot), stopped without. */
+		struct hm_snapshot_view *sv = NULL;
+		if (ukc_checkpoint_resolve(in, &refs[0], &sv, &e) < 0) {
+			ukc_batch_fail(&b, &named, e);
+			return ukc_batch_reply(resp, &b, "instances");
+		}
+		struct hm_snapshot_bring sb = { .name = named.name,
+			                        .target_state = autostart ? "Running" : "Stopped" };
+		r = hm_snapshots_fork(in, sv->id, &sb, &v, &e);
+		hm_snapshot_view_free(sv);
+	} else {
+		if (ukc_instance_resolve(in, &refs[0], &src, &e) < 0 ||
+		    (from_template && !src->template_ && not_a_template(src, &e) < 0)) {
+			hm_instance_view_free(src);
+			ukc_batch_fail(&b, &named, e);
+			return ukc_batch_reply(resp, &b, "instances");
+		}
+		struct hm_instance_fork f = { .name = named.name,
+			                      .target_state = autostart ? "Running" : "Stopped",
+			                      .from_running = true };
+		r = hm_instances_fork(in, src->id, &f, &v, &e);
 		hm_instance_view_free(src);
-		ukc_batch_fail(&b, &named, e);
-		return ukc_batch_reply(resp, &b, "instances");
 	}
-	struct hm_instance_fork f = { .name = named.name,
-		                      .target_state = autostart ? "Running" : "Stopped",
-		                      .from_running = true };
-	int r = hm_instances_fork(in, src->id, &f, &v, &e);
-	hm_instance_view_free(src);
 	if (r < 0) {
 		if (hm_err_is_kind(&e, HM_ERR_INVALID)) {
 			*err = TAKE_PTR(e);

@@ -1,10 +1,10 @@
 /*
  * api/ukc_routes: the Unikraft Cloud dialect's route table and the dialect
  * itself, at /v1. Literal segments (wait, log, metrics, start, stop,
- * suspend, templates; attach and detach of volumes) come before `{uuid}`:
- * the router takes the first match, and the unit test test_routes checks
- * that no route is shadowed and that the table and api/openapi.yaml agree
- * both ways.
+ * suspend, templates, checkpoints, history; attach and detach of volumes)
+ * come before `{uuid}`: the router takes the first match, and the unit test
+ * test_routes checks that no route is shadowed and that the table and
+ * api/openapi.yaml agree both ways.
  */
 #include "api/dialect.h"
 #include "api/request.h"
@@ -38,6 +38,15 @@ static const struct hm_route ukc_routes[] = {
 	  ukc_h_template_delete },
 	{ "PATCH", "/v1/instances/templates/{uuid}", "instance:write", HM_ROUTE_JSON_BODY,
 	  ukc_h_template_update },
+	{ "POST", "/v1/instances/checkpoints", "snapshot:write", HM_ROUTE_JSON_BODY,
+	  ukc_h_checkpoints_create },
+	{ "GET", "/v1/instances/checkpoints", "snapshot:read", 0, ukc_h_checkpoints_list },
+	{ "DELETE", "/v1/instances/checkpoints", "snapshot:delete", HM_ROUTE_JSON_BODY,
+	  ukc_h_checkpoints_delete },
+	{ "GET", "/v1/instances/checkpoints/{uuid}", "snapshot:read", 0, ukc_h_checkpoint_get },
+	{ "DELETE", "/v1/instances/checkpoints/{uuid}", "snapshot:delete", HM_ROUTE_JSON_BODY,
+	  ukc_h_checkpoint_delete },
+	{ "GET", "/v1/instances/history", "instance:read", 0, ukc_h_instances_history },
 	{ "GET", "/v1/instances/{uuid}", "instance:read", 0, ukc_h_instances_get },
 	{ "DELETE", "/v1/instances/{uuid}", "instance:delete", HM_ROUTE_JSON_BODY,
 	  ukc_h_instance_delete },
@@ -52,6 +61,7 @@ static const struct hm_route ukc_routes[] = {
 	{ "GET", "/v1/instances/{uuid}/wait", "instance:read", 0, ukc_h_instance_wait },
 	{ "GET", "/v1/instances/{uuid}/log", "instance:read", 0, ukc_h_instance_log },
 	{ "GET", "/v1/instances/{uuid}/metrics", "instance:read", 0, ukc_h_instance_metrics },
+	{ "GET", "/v1/instances/{uuid}/history", "instance:read", 0, ukc_h_instance_history },
 	{ "GET", "/v1/images", "image:read", 0, ukc_h_images_list },
 	{ "POST", "/v1/images", "image:write", HM_ROUTE_JSON_BODY, ukc_h_images_pin },
 	{ "POST", "/v1/volumes", "volume:write", HM_ROUTE_JSON_BODY, ukc_h_volumes_create },

@@ -297,17 +297,67 @@ struct hm_instance_fork {
 int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_instance_fork *f,
                       struct hm_instance_view **ret, struct hm_err **err);
 
-/* Snapshots (instance/snapshots.c): immutable copies that outlive their source. */
-int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+/*
+ * Snapshots (instance/snapshots.c): immutable copies that outlive their
+ * source. A Standby snapshot holds the memory and device state (of a
+ * Running or Standby instance); a Stopped one the disks of a Stopped one.
+ */
+enum hm_snapshot_kind {
+	HM_SNAPSHOT_STANDBY,
+	HM_SNAPSHOT_STOPPED,
+};
+/* "Standby", "Stopped". */
+const char *hm_snapshot_kind_name(enum hm_snapshot_kind k);
+
+struct hm_snapshot_create {
+	enum hm_snapshot_kind kind;
+	const char *name; /* NULL: none; else a name, unique among the source's snapshots */
+	json_t *tags;     /* borrowed {k: "v"}; NULL: none */
+	bool compress;    /* zstd the memory (Standby only) */
+	int level;        /* with compress: 1..19 */
+};
+
+/* A snapshot as the domain shows it. Owned. */
+struct hm_snapshot_view {
+	char *id, *uuid;
+	char *name; /* or NULL */
+	enum hm_snapshot_kind kind;
+	json_t *tags; /* {k: "v"} */
+	char *source_id, *source_name, *hypervisor, *created_at;
+	int64_t size_bytes;                           /* on disk now */
+	bool compressed;                              /* its memory is zstd-compressed */
+	int level;                                    /* the level asked for, or 0 when not known */
+	int64_t compressed_bytes, uncompressed_bytes; /* -1: not known */
+	char *image;                                  /* what its source ran: the image, */
+	int vcpus;                                    /* its vCPUs */
+	int64_t mem_bytes;                            /* and its memory */
+};
+void hm_snapshot_view_free(struct hm_snapshot_view *v);
+void hm_snapshot_views_free(struct hm_snapshot_view *v, size_t n);
+
+/* What bringing a snapshot back asks for: a restore into its source, or a
+ * fork into a new instance `name`. */
+struct hm_snapshot_bring {
+	const char *name;              /* fork: required */
+	const char *target_state;      /* Stopped|Standby|Running; NULL: the kind's default */
+	const char *target_hypervisor; /* NULL: the snapshot's */
+};
+
+int hm_snapshots_create(struct hm_instances *in, const char *key,
+                        const struct hm_snapshot_create *c, struct hm_snapshot_view **ret,
                         struct hm_err **err);
-/* Filters may be NULL. */
-int hm_snapshots_list(struct hm_instances *in, const char *source_id, const char *kind,
-                      const char *name, json_t *tags, json_t **ret, struct hm_err **err);
-int hm_snapshots_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err);
+/* Filters: NULL (or kind < 0) for any. */
+int hm_snapshots_list(struct hm_instances *in, const char *source_id, int kind, const char *name,
+                      json_t *tags, struct hm_snapshot_view **ret, size_t *n, struct hm_err **err);
+/* By id, uuid, name or unique id prefix. */
+int hm_snapshots_get(struct hm_instances *in, const char *key, struct hm_snapshot_view **ret,
+                     struct hm_err **err);
 int hm_snapshots_delete(struct hm_instances *in, const char *key, struct hm_err **err);
-/* POST /instances/{id}/snapshots/{snapshotId}/restore {target_state?}. */
+/* The instance `key` (Stopped or Standby) made again from its own snapshot. */
 int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *snapshot,
-                         json_t *body, struct hm_instance_view **ret, struct hm_err **err);
-/* POST /snapshots/{id}/fork {name, target_state?}. */
-int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *body,
-                      struct hm_instance_view **ret, struct hm_err **err);
+                         const struct hm_snapshot_bring *b, struct hm_instance_view **ret,
+                         struct hm_err **err);
+/* A new instance b->name from the snapshot. */
+int hm_snapshots_fork(struct hm_instances *in, const char *snapshot,
+                      const struct hm_snapshot_bring *b, struct hm_instance_view **ret,
+                      struct hm_err **err);

@@ -284,10 +284,6 @@ void inst_mem_reclaim(struct hm_instances *in, const char *const *keep, size_t n
  */
 int inst_wake(struct hm_instances *in, struct hm_instance_row *rowp, bool new_identity,
               struct hm_err **err);
-/* A target_state field: NULL when absent, else Stopped, Standby or Running (400). */
-int inst_check_target(const char *field, json_t **target, struct hm_err **err);
-/* A fork request's body: an object with a valid `name` and an optional target_state. */
-int inst_parse_fork(json_t *body, json_t **name, json_t **target, struct hm_err **err);
 /* Copies may not carry read-write volume attachments (409). */
 int inst_check_forkable(json_t *spec, const char *name, struct hm_err **err);
 /* Copy the payload of an instance (stopped, in standby or running) into dst. A

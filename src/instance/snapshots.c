@@ -38,30 +38,85 @@ static char *snap_dir(struct hm_instances *in, const char *id)
 	return xasprintf("%s/snapshots/%s", in->cfg->data_dir, id);
 }
 
-static json_t *snapshot_json(struct hm_instances *in, const struct hm_snapshot_row *r)
+const char *hm_snapshot_kind_name(enum hm_snapshot_kind k)
+{
+	return k == HM_SNAPSHOT_STANDBY ? "Standby" : "Stopped";
+}
+
+static enum hm_snapshot_kind kind_of(const char *text)
+{
+	return text && strcmp(text, "Standby") == 0 ? HM_SNAPSHOT_STANDBY : HM_SNAPSHOT_STOPPED;
+}
+
+static void view_done(struct hm_snapshot_view *v)
+{
+	free(v->id);
+	free(v->uuid);
+	free(v->name);
+	json_decref(v->tags);
+	free(v->source_id);
+	free(v->source_name);
+	free(v->hypervisor);
+	free(v->created_at);
+	free(v->image);
+	memset(v, 0, sizeof(*v));
+}
+
+void hm_snapshot_view_free(struct hm_snapshot_view *v)
+{
+	hm_snapshot_views_free(v, 1);
+}
+
+void hm_snapshot_views_free(struct hm_snapshot_view *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		view_done(&v[i]);
+	free(v);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+static void view_of(struct hm_instances *in, const struct hm_snapshot_row *r,
+                    struct hm_snapshot_view *v)
 {
 	json_t *meta = json_loads(r->meta ? r->meta : "{}", 0, NULL);
 	json_t *tags = json_loads(r->tags ? r->tags : "{}", 0, NULL);
 	_cleanup_free_ char *dir = snap_dir(in, r->id);
 	json_t *comp = json_object_get(meta, "compression");
-	bool compressed = json_is_true(json_object_get(comp, "enabled"));
-	json_t *o =
-	    json_pack("{s:s,s:s?,s:s,s:o,s:s,s:s,s:s,s:s,s:I,s:s}", "id", r->id, "name", r->name,
-	              "kind", r->kind, "tags", tags ? tags : json_object(), "source_instance_id",
-	              r->source_id, "source_instance_name", r->source_name, "source_hypervisor",
-	              r->hypervisor ? r->hypervisor : "qemu", "created_at", r->created_at,
-	              "size_bytes", (json_int_t)hm_payload_disk_bytes(dir), "compression_state",
-	              compressed ? "compressed" : "none");
-	if (!r->name)
-		json_object_set_new(o, "name", json_null());
-	if (comp)
-		json_object_set(o, "compression", comp);
 	json_t *cs = json_object_get(meta, "compressed_size_bytes");
 	json_t *us = json_object_get(meta, "uncompressed_size_bytes");
-	json_object_set(o, "compressed_size_bytes", cs ? cs : json_null());
-	json_object_set(o, "uncompressed_size_bytes", us ? us : json_null());
+	*v = (struct hm_snapshot_view){
+		.id = xstrdup(r->id),
+		.uuid = dup_or_null(r->uuid),
+		.name = dup_or_null(r->name),
+		.kind = kind_of(r->kind),
+		.tags = json_is_object(tags) ? json_incref(tags) : json_object(),
+		.source_id = xstrdup(r->source_id),
+		.source_name = xstrdup(r->source_name),
+		.hypervisor = xstrdup(r->hypervisor ? r->hypervisor : "qemu"),
+		.created_at = xstrdup(r->created_at),
+		.size_bytes = hm_payload_disk_bytes(dir),
+		.compressed = json_is_true(json_object_get(comp, "enabled")),
+		.level = (int)json_integer_value(json_object_get(comp, "level")),
+		.compressed_bytes = json_is_integer(cs) ? json_integer_value(cs) : -1,
+		.uncompressed_bytes = json_is_integer(us) ? json_integer_value(us) : -1,
+		.image = dup_or_null(json_string_value(json_object_get(meta, "image"))),
+	};
+	json_t *spec = json_object_get(meta, "spec");
+	v->vcpus = (int)json_integer_value(json_object_get(spec, "vcpus"));
+	v->mem_bytes = json_integer_value(json_object_get(spec, "mem_bytes"));
+	json_decref(tags);
 	json_decref(meta);
-	return o;
+}
+
+static struct hm_snapshot_view *view_new(struct hm_instances *in, const struct hm_snapshot_row *r)
+{
+	struct hm_snapshot_view *v = xcalloc(1, sizeof(*v));
+	view_of(in, r, v);
+	return v;
 }
 
 /* ---- create ---- */
@@ -81,46 +136,30 @@ static bool name_taken(struct hm_instances *in, const char *source_id, const cha
 	return taken;
 }
 
-static int parse_create(json_t *body, const char **kind, const char **name, json_t **tags,
-                        struct hm_payload_opts *opts, struct hm_err **err)
+static int check_create(const struct hm_snapshot_create *c, struct hm_err **err)
 {
-	if (!json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	json_t *k = json_object_get(body, "kind");
-	json_t *n = json_object_get(body, "name");
-	if (!k)
-		return hm_err_set(err, HM_ERR_INVALID, "missing_field",
-		                  "`kind` is required (Standby or Stopped)");
-	*kind = json_string_value(k);
-	if (!*kind || (strcmp(*kind, "Standby") != 0 && strcmp(*kind, "Stopped") != 0))
+	if (c->kind != HM_SNAPSHOT_STANDBY && c->kind != HM_SNAPSHOT_STOPPED)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`kind` must be Standby or Stopped");
-	*name = NULL;
-	if (n && !json_is_null(n)) {
-		if (!json_is_string(n))
-			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-			                  "`name` must be a string");
-		if (hm_name_check("snapshot", json_string_value(n), err) < 0)
-			return -1;
-		*name = json_string_value(n);
-	}
-	*tags = json_object_get(body, "tags");
-	if (*tags && json_is_null(*tags))
-		*tags = NULL;
-	if (*tags && hm_tags_validate(*tags, err) < 0)
+	if (c->name && hm_name_check("snapshot", c->name, err) < 0)
 		return -1;
-	return hm_payload_parse_compression(json_object_get(body, "compression"), opts, err);
+	if (c->tags && !json_is_null(c->tags) && hm_tags_validate(c->tags, err) < 0)
+		return -1;
+	if (c->compress && (c->level < 1 || c->level > 19))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "the compression level must be from 1 to 19");
+	return 0;
 }
 
-int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, json_t **ret,
+int hm_snapshots_create(struct hm_instances *in, const char *key,
+                        const struct hm_snapshot_create *c, struct hm_snapshot_view **ret,
                         struct hm_err **err)
 {
-	const char *kind = NULL, *name = NULL;
-	json_t *tags = NULL;
-	struct hm_payload_opts opts;
-	if (parse_create(body, &kind, &name, &tags, &opts, err) < 0)
+	if (check_create(c, err) < 0)
 		return -1;
+	const char *kind = hm_snapshot_kind_name(c->kind), *name = c->name;
+	json_t *tags = c->tags && !json_is_null(c->tags) ? c->tags : NULL;
+	struct hm_payload_opts opts = { .compress = c->compress, .level = c->level };
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
@@ -143,8 +182,9 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 		               "instance `%s` already has a snapshot named `%s`", row.name, name);
 	else
 		r = inst_check_forkable(spec, row.name, err);
-	char id[25];
+	char id[25], uuid[37];
 	hm_id_new(id);
+	hm_uuid_new(uuid);
 	_cleanup_free_ char *dir = snap_dir(in, id);
 	unsigned long long copied = 0;
 	double t0 = inst_mono_ms();
@@ -188,6 +228,7 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 		.meta = meta_text,
 		.created_at = created,
 		.hypervisor = row.hypervisor,
+		.uuid = uuid,
 	};
 	if (r == 0)
 		r = hm_store_snapshot_insert(in->st, &sr, err);
@@ -200,7 +241,7 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 		           id, kind, t_copy - t0, inst_mono_ms() - t0, copied);
 		log_info("snapshots", "created", "id=%s source=%s kind=%s ms=%.1f", id, row.name,
 		         kind, inst_mono_ms() - t0);
-		*ret = snapshot_json(in, &sr);
+		*ret = view_new(in, &sr);
 	}
 	json_decref(meta);
 	json_decref(spec);
@@ -211,38 +252,41 @@ int hm_snapshots_create(struct hm_instances *in, const char *key, json_t *body, 
 
 /* ---- read, list, delete ---- */
 
-int hm_snapshots_get(struct hm_instances *in, const char *key, json_t **ret, struct hm_err **err)
+int hm_snapshots_get(struct hm_instances *in, const char *key, struct hm_snapshot_view **ret,
+                     struct hm_err **err)
 {
 	struct hm_snapshot_row r = { 0 };
 	if (hm_store_snapshot_find(in->st, key, &r, err) < 0)
 		return -1;
-	*ret = snapshot_json(in, &r);
+	*ret = view_new(in, &r);
 	hm_snapshot_row_done(&r);
 	return 0;
 }
 
-int hm_snapshots_list(struct hm_instances *in, const char *source_id, const char *kind,
-                      const char *name, json_t *tags, json_t **ret, struct hm_err **err)
+int hm_snapshots_list(struct hm_instances *in, const char *source_id, int kind, const char *name,
+                      json_t *tags, struct hm_snapshot_view **ret, size_t *n, struct hm_err **err)
 {
 	struct hm_snapshot_row *rows = NULL;
-	size_t n = 0;
-	if (hm_store_snapshot_list(in->st, &rows, &n, err) < 0)
+	size_t count = 0;
+	if (hm_store_snapshot_list(in->st, &rows, &count, err) < 0)
 		return -1;
-	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++) {
+	struct hm_snapshot_view *out = xcalloc(count ? count : 1, sizeof(*out));
+	size_t k = 0;
+	for (size_t i = 0; i < count; i++) {
 		const struct hm_snapshot_row *r = &rows[i];
 		if ((source_id && strcmp(r->source_id, source_id) != 0) ||
-		    (kind && strcmp(r->kind, kind) != 0) ||
+		    (kind >= 0 && kind_of(r->kind) != (enum hm_snapshot_kind)kind) ||
 		    (name && (!r->name || strcmp(r->name, name) != 0)))
 			continue;
-		json_t *o = snapshot_json(in, r);
-		if (tags && !hm_tags_match(json_object_get(o, "tags"), tags))
-			json_decref(o);
+		view_of(in, r, &out[k]);
+		if (tags && !hm_tags_match(out[k].tags, tags))
+			view_done(&out[k]);
 		else
-			json_array_append_new(arr, o);
+			k++;
 	}
-	hm_snapshot_rows_free(rows, n);
-	*ret = arr;
+	hm_snapshot_rows_free(rows, count);
+	*ret = out;
+	*n = k;
 	return 0;
 }
 
@@ -264,24 +308,28 @@ int hm_snapshots_delete(struct hm_instances *in, const char *key, struct hm_err 
 
 /* ---- bringing one back ---- */
 
-static int check_hypervisor(json_t *body, const char *kind, struct hm_err **err)
+static int check_hypervisor(const char *h, const char *kind, struct hm_err **err)
 {
-	json_t *h = json_object_get(body, "target_hypervisor");
-	if (!h || json_is_null(h))
+	if (!h)
 		return 0;
-	const char *s = json_string_value(h);
-	if (!s)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`target_hypervisor` must be a string");
-	if (strcmp(s, "qemu") == 0 || strcmp(s, "qemu-microvm") == 0)
+	if (strcmp(h, "qemu") == 0 || strcmp(h, "qemu-microvm") == 0)
 		return 0;
 	if (strcmp(kind, "Standby") == 0)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "a Standby snapshot comes back on the hypervisor it was taken on "
 		                  "(qemu), not %s",
-		                  s);
+		                  h);
 	return hm_err_set(err, HM_ERR_NOT_IMPLEMENTED, "unsupported_hypervisor",
-	                  "hypervisor `%s` is not available on this host (QEMU is)", s);
+	                  "hypervisor `%s` is not available on this host (QEMU is)", h);
+}
+
+static int check_target(const char *t, struct hm_err **err)
+{
+	if (t && strcmp(t, "Stopped") != 0 && strcmp(t, "Standby") != 0 &&
+	    strcmp(t, "Running") != 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_target_state",
+		                  "`target_state` must be Stopped, Standby or Running");
+	return 0;
 }
 
 static const char *default_target(const char *kind)
@@ -302,16 +350,18 @@ static int fill_from_snapshot(void *ctx, const char *dst, unsigned long long *co
 	return hm_payload_copy(f->dir, dst, f->spec, f->memory, NULL, copied, err);
 }
 
-int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *body,
-                      struct hm_instance_view **ret, struct hm_err **err)
+int hm_snapshots_fork(struct hm_instances *in, const char *snapshot,
+                      const struct hm_snapshot_bring *b, struct hm_instance_view **ret,
+                      struct hm_err **err)
 {
-	json_t *name, *target;
-	if (inst_parse_fork(body, &name, &target, err) < 0)
+	if (!b->name)
+		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
+	if (hm_name_check("instance", b->name, err) < 0 || check_target(b->target_state, err) < 0)
 		return -1;
 	struct hm_snapshot_row sr = { 0 };
 	if (hm_store_snapshot_find(in->st, snapshot, &sr, err) < 0)
 		return -1;
-	int r = check_hypervisor(body, sr.kind, err);
+	int r = check_hypervisor(b->target_hypervisor, sr.kind, err);
 	json_t *meta = json_loads(sr.meta ? sr.meta : "{}", 0, NULL);
 	_cleanup_free_ char *dir = snap_dir(in, sr.id);
 	_cleanup_free_ char *what = xasprintf("snapshot %s of %s", sr.id, sr.source_name);
@@ -333,8 +383,7 @@ int hm_snapshots_fork(struct hm_instances *in, const char *snapshot, json_t *bod
 			r = hm_err_set(err, HM_ERR_INTERNAL, NULL, "snapshot %s has no source spec",
 			               sr.id);
 		else
-			r = inst_new_from(in, &src, json_string_value(name),
-			                  json_string_value(target), ret, err);
+			r = inst_new_from(in, &src, b->name, b->target_state, ret, err);
 	}
 	json_decref(meta);
 	hm_snapshot_row_done(&sr);
@@ -375,13 +424,10 @@ static int replace_payload(struct hm_instances *in, const char *id, const char *
 }
 
 int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *snapshot,
-                         json_t *body, struct hm_instance_view **ret, struct hm_err **err)
+                         const struct hm_snapshot_bring *b, struct hm_instance_view **ret,
+                         struct hm_err **err)
 {
-	if (body && !json_is_null(body) && !json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	json_t *target = json_object_get(body, "target_state");
-	if (inst_check_target("target_state", &target, err) < 0)
+	if (check_target(b->target_state, err) < 0)
 		return -1;
 	struct hm_instance_row row = { .exit_code = -1 };
 	struct hm_snapshot_row sr = { 0 };
@@ -394,11 +440,11 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 	}
 	enum hm_state state = inst_state(in, &row);
 	bool standby_kind = strcmp(sr.kind, "Standby") == 0;
-	const char *to = target ? json_string_value(target) : default_target(sr.kind);
+	const char *to = b->target_state ? b->target_state : default_target(sr.kind);
 	json_t *meta = json_loads(sr.meta ? sr.meta : "{}", 0, NULL);
 	json_t *spec = json_deep_copy(json_object_get(meta, "spec"));
 	json_t *cur = inst_spec_of(&row);
-	int r = check_hypervisor(body, sr.kind, err);
+	int r = check_hypervisor(b->target_hypervisor, sr.kind, err);
 	if (r == 0 && strcmp(sr.source_id, row.id) != 0)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "wrong_source",
 		               "snapshot %s was taken of `%s`, not of `%s`; fork it to get a new "

@@ -400,21 +400,6 @@ int hm_instances_restore(struct hm_instances *in, const char *key, struct hm_ins
 
 /* ---- fork ---- */
 
-int inst_check_target(const char *target, json_t **ret, struct hm_err **err)
-{
-	json_t *t = *ret;
-	if (!t || json_is_null(t)) {
-		*ret = NULL;
-		return 0;
-	}
-	const char *s = json_string_value(t);
-	if (!s ||
-	    (strcmp(s, "Stopped") != 0 && strcmp(s, "Standby") != 0 && strcmp(s, "Running") != 0))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_target_state",
-		                  "`%s` must be Stopped, Standby or Running", target);
-	return 0;
-}
-
 int inst_check_forkable(json_t *spec, const char *name, struct hm_err **err)
 {
 	size_t i;
@@ -618,22 +603,6 @@ static int fill_from_instance(void *ctx, const char *dst, unsigned long long *co
 {
 	struct inst_fill *f = ctx;
 	return inst_capture(f->in, f->row, f->spec, f->running, f->standby, dst, copied, err);
-}
-
-int inst_parse_fork(json_t *body, json_t **name, json_t **target, struct hm_err **err)
-{
-	if (!json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	*name = json_object_get(body, "name");
-	*target = json_object_get(body, "target_state");
-	if (!*name)
-		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
-	if (!json_is_string(*name))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
-	if (hm_name_check("instance", json_string_value(*name), err) < 0)
-		return -1;
-	return inst_check_target("target_state", target, err);
 }
 
 int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_instance_fork *f,

@@ -115,6 +115,14 @@ const char *const hm_migrations[] = {
 	"CREATE UNIQUE INDEX volumes_uuid ON volumes(uuid);"
 	"ALTER TABLE volumes ADD COLUMN size_mb INTEGER NOT NULL DEFAULT 0;"
 	"UPDATE volumes SET size_mb = size_gb * 1024;",
+	/* 12: snapshots get a UUID too: they are the Unikraft Cloud API's
+	 * checkpoints, named by uuid there. */
+	"ALTER TABLE snapshots ADD COLUMN uuid TEXT;"
+	"UPDATE snapshots SET uuid = lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2)))"
+	"  || '-4' || substr(lower(hex(randomblob(2))), 2) || '-'"
+	"  || substr('89ab', 1 + abs(random() % 4), 1) || substr(lower(hex(randomblob(2))), 2)"
+	"  || '-' || lower(hex(randomblob(6)));"
+	"CREATE UNIQUE INDEX snapshots_uuid ON snapshots(uuid);",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

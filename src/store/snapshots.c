@@ -8,10 +8,11 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/names.h"
 #include "core/xalloc.h"
 #include "store/internal.h"
 
-#define COLS "id, name, kind, source_id, source_name, tags, meta, created_at, hypervisor"
+#define COLS "id, name, kind, source_id, source_name, tags, meta, created_at, hypervisor, uuid"
 
 void hm_snapshot_row_done(struct hm_snapshot_row *r)
 {
@@ -24,6 +25,7 @@ void hm_snapshot_row_done(struct hm_snapshot_row *r)
 	free(r->meta);
 	free(r->created_at);
 	free(r->hypervisor);
+	free(r->uuid);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -45,15 +47,17 @@ static void read_row(sqlite3_stmt *s, struct hm_snapshot_row *r)
 	r->meta = hm_store_col_text(s, 6);
 	r->created_at = hm_store_col_text(s, 7);
 	r->hypervisor = hm_store_col_text(s, 8);
+	r->uuid = hm_store_col_text(s, 9);
 }
 
 int hm_store_snapshot_insert(struct hm_store *st, const struct hm_snapshot_row *r,
                              struct hm_err **err)
 {
 	sqlite3_stmt *s;
-	if (hm_store_prepare(
-	        st, "INSERT INTO snapshots(" COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	        &s, err) < 0)
+	if (hm_store_prepare(st,
+	                     "INSERT INTO snapshots(" COLS
+	                     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	                     &s, err) < 0)
 		return -1;
 	sqlite3_bind_text(s, 1, r->id, -1, SQLITE_STATIC);
 	if (r->name)
@@ -67,6 +71,10 @@ int hm_store_snapshot_insert(struct hm_store *st, const struct hm_snapshot_row *
 	sqlite3_bind_text(s, 7, r->meta ? r->meta : "{}", -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 8, r->created_at, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 9, r->hypervisor ? r->hypervisor : "qemu", -1, SQLITE_STATIC);
+	char uuid[37];
+	if (!r->uuid)
+		hm_uuid_new(uuid);
+	sqlite3_bind_text(s, 10, r->uuid ? r->uuid : uuid, -1, SQLITE_TRANSIENT);
 	int rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if ((rc & 0xff) == SQLITE_CONSTRAINT)
@@ -91,8 +99,8 @@ static void done_any(void *row)
 int hm_store_snapshot_find(struct hm_store *st, const char *key, struct hm_snapshot_row *ret,
                            struct hm_err **err)
 {
-	return hm_store_find_by_key(st, "snapshots", COLS, "snapshot", key, read_any, done_any, ret,
-	                            err);
+	return hm_store_find_by_key_or_uuid(st, "snapshots", COLS, "snapshot", key, read_any,
+	                                    done_any, ret, err);
 }
 
 int hm_store_snapshot_list(struct hm_store *st, struct hm_snapshot_row **ret, size_t *n,

@@ -21,6 +21,7 @@ struct hm_snapshot_row {
 	char *meta; /* JSON text */
 	char *created_at;
 	char *hypervisor; /* the source's runtime; NULL at insert: qemu */
+	char *uuid;       /* RFC 4122; NULL at insert: one is made */
 };
 
 /* A taken id, or a name the same source already used: HM_ERR_CONFLICT. */

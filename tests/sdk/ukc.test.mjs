@@ -840,3 +840,73 @@ test('replicas: one create makes the instance and its replicas (<name>-1, ...), 
   const del = await P.deleteInstances({ body: all });
   assert.equal(del.status, 'success', JSON.stringify(del));
 });
+
+test('checkpoints: a running instance checkpointed (its memory), listed apart and as a Hypeman snapshot, in its history; an instance made from it runs on from there; one of a stopped instance boots cold; bad input; delete', { timeout: 300000 }, async () => {
+  const src = await ukc.instances.create({ name: 'ukc-ck', image, autostart: true, timeout_s: 90, args: ['sh', '-c', 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.3; done'] });
+  await logMatching(src.uuid, /tick 3\b/);
+  const made = await P.createCheckpointInstances({ body: [{ from: { uuid: src.uuid }, name: 'ukc-ck-1', tags: ['k=v'] }] });
+  assert.equal(made.status, 'success', JSON.stringify(made));
+  const ck = made.data.instances[0];
+  assert.match(ck.uuid, UUID);
+  assert.equal(ck.name, 'ukc-ck-1');
+  assert.equal(ck.state, 'checkpoint');
+  assert.equal((await ukc.instances.get({ uuid: src.uuid })).state, 'running'); // the source runs on
+  // the same object through the Hypeman API: a Standby snapshot of the source
+  const hs = (await hm.snapshots.list()).find((s) => s.name === 'ukc-ck-1');
+  assert.equal(hs.kind, 'Standby');
+  assert.equal(hs.source_instance_name, 'ukc-ck');
+  // get by uuid, list, history; not an instance
+  const g = (await P.getCheckpointInstanceByUuid(ck.uuid, { details: true })).data.instances[0];
+  assert.equal(g.stateful, true);
+  assert.equal(g.image, image);
+  assert.deepEqual(g.tags, ['k=v']);
+  assert.ok((await P.getCheckpointInstances()).data.instances.some((c) => c.uuid === ck.uuid));
+  assert.deepEqual((await P.getInstanceHistoryByUuid(src.uuid)).data.instances[0].history.map((h) => h.uuid), [ck.uuid]);
+  assert.deepEqual((await P.getInstanceHistory({ name: 'ukc-ck' })).data.instances[0].history.map((h) => h.name), ['ukc-ck-1']);
+  assert.ok(!(await names()).includes('ukc-ck-1'));
+
+  // made from it: runs on from the count it had (a restore, not a boot: no boot time, no tick 0)
+  const from = await ukc.instances.create({ name: 'ukc-from-ck', checkpoint: { uuid: ck.uuid }, autostart: true, timeout_s: 90 });
+  assert.equal(from.state, 'running');
+  assert.notEqual(from.uuid, src.uuid);
+  assert.equal(from.boot_time_us, undefined);
+  const fl = await logMatching(from.uuid, /tick \d+/);
+  assert.ok(Number(/tick (\d+)/.exec(fl)[1]) >= 3, fl);
+
+  // of a stopped instance: its disks; an instance from it boots (tick 0)
+  await ukc.instances.stop({ uuid: src.uuid });
+  await ukc.instances.wait({ uuid: src.uuid }, { state: 'stopped', timeout_s: 60 });
+  const cold = await P.createCheckpointInstances({ body: { from: { name: 'ukc-ck' } } });
+  const cc = cold.data.instances[0];
+  assert.match(cc.name, /^[a-z]+-[a-z]+-[0-9a-f]{7}$/);
+  assert.equal((await P.getCheckpointInstanceByUuid(cc.uuid)).data.instances[0].stateful, false);
+  const boot = await ukc.instances.create({ name: 'ukc-from-cold', checkpoint: { name: cc.name }, autostart: true, timeout_s: 90 });
+  assert.match(await logMatching(boot.uuid, /tick 0\b/), /tick 0\b/);
+
+  // bad input: a 400 naming the field and nothing made; unknown refs are entry errors (8)
+  const before = (await hm.snapshots.list()).length;
+  let r = await raw('POST', '/v1/instances/checkpoints', { body: [{ from: { name: 'ukc-ck' } }, { from: 'ukc-ck' }] });
+  assert.equal(r.status, 400);
+  assert.match(r.env.message, /item \[1\]: `from` must name the instance/);
+  r = await raw('POST', '/v1/instances/checkpoints', { body: [{ from: { name: 'ukc-ck' } }, { from: { name: 'ukc-ck' }, name: 'Bad Name' }] });
+  assert.equal(r.status, 400);
+  assert.match(r.env.message, /item \[1\].*invalid checkpoint name/);
+  r = await raw('POST', '/v1/instances/checkpoints', { body: [{ from: { name: 'ukc-ck' }, autokill: { time_ms: 1000 } }] });
+  assert.equal(r.status, 400);
+  assert.equal((await hm.snapshots.list()).length, before);
+  r = await raw('POST', '/v1/instances/checkpoints', { body: [{ from: { name: 'ukc-nope' } }] });
+  assert.equal(r.env.status, 'error');
+  assert.equal(r.env.data.instances[0].error, 8);
+  r = await raw('POST', '/v1/instances', { body: { checkpoint: { name: 'ukc-ck-1' }, image } });
+  assert.equal(r.status, 400);
+  assert.match(r.env.message, /`image` cannot be combined with `checkpoint`/);
+  const nope = await P.createInstance({ body: { checkpoint: { uuid: '00000000-0000-4000-8000-000000000000' } } });
+  assert.equal(nope.data.instances[0].error, 8);
+
+  // delete: by uuid and in bulk; gone from the Hypeman API too
+  assert.equal((await P.deleteCheckpointInstanceByUuid(ck.uuid)).status, 'success');
+  assert.equal((await P.deleteCheckpointInstances({ body: [{ uuid: cc.uuid }] })).status, 'success');
+  assert.ok(!(await hm.snapshots.list()).some((s) => s.name === 'ukc-ck-1' || s.name === cc.name));
+  assert.equal((await P.getCheckpointInstanceByUuid(ck.uuid)).data.instances[0].error, 8);
+  await ukc.instances.delete([{ uuid: src.uuid }, { uuid: from.uuid }, { uuid: boot.uuid }]);
+});

@@ -543,8 +543,19 @@ static void ukc_body_fields(void **state)
 	              "`image.colour`");
 	expect_fields("POST", c, "{\"image\":{\"url\":\"b\",\"pull_policy\":\"always\"}}",
 	              "unsupported_field", "`image.pull_policy`");
-	expect_fields("POST", c, "{\"image\":\"b\",\"replicas\":2}", "unsupported_field",
-	              "`replicas`: replicas are not available yet");
+	expect_fields("POST", c, "{\"image\":\"b\",\"replicas\":2}", NULL, NULL);
+	expect_fields("POST", c, "{\"image\":\"b\",\"gpus\":1}", "unsupported_field",
+	              "`gpus`: GPUs are not available");
+	expect_fields("POST", c,
+	              "{\"image\":\"b\",\"volumes\":[{\"name\":\"v\",\"at\":\"/v\","
+	              "\"host_path\":\"/srv\"}]}",
+	              "unsupported_field", "`volumes[0].host_path`");
+	expect_fields("POST", "/v1/volumes", "{\"size_mb\":8,\"template\":{\"name\":\"t\"}}",
+	              "unsupported_field", "`template`: volume templates");
+	expect_fields("POST", "/v1/images",
+	              "[{\"url\":\"a\",\"timeout_s\":1,\"autokill\":{"
+	              "\"time_ms\":5}}]",
+	              "unsupported_field", "`[0].autokill`");
 	expect_fields("POST", c, "{\"image\":\"b\",\"replicas\":0,\"volumes\":[],\"features\":[]}",
 	              NULL, NULL);
 	expect_fields("POST", c, "{\"image\":\"b\",\"features\":[\"delete-on-stop\"]}", NULL, NULL);
