@@ -44,6 +44,8 @@ const char *ukc_view_state(const struct hm_instance_view *v)
 	bool up = v->state == HM_STATE_RUNNING || v->state == HM_STATE_INITIALIZING;
 	if (v->template_)
 		return "template";
+	if (up && v->draining)
+		return "draining";
 	return up && v->stopping ? "stopping" : ukc_state_name(v->state);
 }
 
@@ -106,6 +108,14 @@ json_t *ukc_instance(const struct hm_instance_view *v, bool details)
 	}
 	if (v->boot_us > 0)
 		json_object_set_new(o, "boot_time_us", json_integer(v->boot_us));
+	/* The VMM's own figures: its start, a restore's load of the saved state,
+	 * and the two together (until the guest could run). */
+	if (v->vmm_start_us > 0) {
+		json_object_set_new(o, "vmm_start_time_us", json_integer(v->vmm_start_us));
+		json_object_set_new(o, "vmm_load_time_us", json_integer(v->vmm_load_us));
+		json_object_set_new(o, "vmm_ready_time_us",
+		                    json_integer(v->vmm_start_us + v->vmm_load_us));
+	}
 	json_object_set_new(o, "start_count", json_integer(v->start_count));
 	json_object_set_new(o, "restart_count", json_integer(v->restart_count));
 	if (v->state == HM_STATE_STOPPED && v->stop_reason)
@@ -123,6 +133,9 @@ json_t *ukc_instance(const struct hm_instance_view *v, bool details)
 	json_object_set_new(o, "volumes", vols);
 	json_object_set_new(o, "features",
 	                    v->delete_on_stop ? json_pack("[s]", "delete-on-stop") : json_array());
+	/* Off: the only policy taken until scale to zero is built. */
+	json_object_set_new(o, "scale_to_zero",
+	                    json_pack("{s:b,s:s}", "enabled", 0, "policy", "off"));
 	return o;
 }
 

@@ -33,6 +33,8 @@
 
 /* A wait of -1 ("forever") is held at most this long. */
 #define UKC_WAIT_MAX_MS (60L * 60 * 1000)
+/* A drain (drain_timeout_ms -1) lasts at most this long. */
+#define UKC_DRAIN_MAX_MS (5L * 60 * 1000)
 /* A create makes at most this many replicas besides the instance. */
 #define UKC_MAX_REPLICAS 16
 /* A log read returns at most this many bytes (and this many when no limit is given). */
@@ -741,15 +743,28 @@ int ukc_h_instance_start(struct hm_req *req, struct hm_resp *resp, struct hm_err
 	return by_uuid(req, resp, op_start, err);
 }
 
+/* drain_timeout_ms: how long a stop or suspend first waits for the
+ * connections our edges hold to close (-1: the most), none taken meanwhile. */
+static int drain_in(json_t *opts, long *ret, struct hm_err **err)
+{
+	long long ms;
+	if (ukc_body_int(opts, "drain_timeout_ms", 0, -1, UKC_DRAIN_MAX_MS, &ms, err) < 0)
+		return -1;
+	*ret = ms < 0 ? UKC_DRAIN_MAX_MS : (long)ms;
+	return 0;
+}
+
 static int op_stop(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
                    json_t *entry, struct hm_err **err)
 {
 	bool force;
-	if (ukc_body_bool(opts, "force", &force, err) < 0)
+	long drain_ms;
+	if (ukc_body_bool(opts, "force", &force, err) < 0 || drain_in(opts, &drain_ms, err) < 0)
 		return -1;
 	struct hm_instance_view *after = NULL;
-	/* As UKC's: the answer does not wait for the stop (wait for `stopped`). */
-	if (hm_instances_stop_begin(in, v->id, force ? 0 : -1, &after, err) < 0)
+	/* As UKC's: the answer does not wait for the stop (wait for `stopped`);
+	 * a drain first shows `draining`. */
+	if (hm_instances_stop_begin(in, v->id, force ? 0 : -1, drain_ms, &after, err) < 0)
 		return -1;
 	states(entry, v, after);
 	hm_instance_view_free(after);
@@ -769,10 +784,19 @@ int ukc_h_instance_stop(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 static int op_suspend(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
                       json_t *entry, struct hm_err **err)
 {
-	(void)opts;
-	struct hm_instance_view *after = NULL;
-	if (hm_instances_standby(in, v->id, NULL, &after, err) < 0)
+	long drain_ms;
+	if (drain_in(opts, &drain_ms, err) < 0)
 		return -1;
+	/* A suspend waits for its drain: the answer says where it went. */
+	if (drain_ms > 0 && v->state == HM_STATE_RUNNING &&
+	    hm_instances_drain(in, v->id, drain_ms, err) < 0)
+		return -1;
+	struct hm_instance_view *after = NULL;
+	if (hm_instances_standby(in, v->id, NULL, &after, err) < 0) {
+		if (drain_ms > 0)
+			hm_instances_drain_end(in, v->id);
+		return -1;
+	}
 	states(entry, v, after);
 	hm_instance_view_free(after);
 	return 0;

@@ -600,8 +600,14 @@ static void serve(struct conn *c)
 	}
 	char ip[16];
 	_cleanup_err_ struct hm_err *err = NULL;
-	if (hm_instances_address(c->ing->instances, m.target, ip, &err) < 0) {
-		reply(c, 502, "Bad Gateway", "bad_gateway", "%s", err->msg);
+	/* Held until this function returns: the instance counts this connection
+	 * (a drain waits for it) and refuses new ones while it drains. */
+	_cleanup_(hm_instances_conn_closep) struct hm_instance_conn *hold = NULL;
+	if (hm_instances_conn_open(c->ing->instances, m.target, ip, &hold, &err) < 0) {
+		if (hm_err_is(err, HM_ERR_UNAVAILABLE))
+			reply(c, 503, "Service Unavailable", "draining", "%s", err->msg);
+		else
+			reply(c, 502, "Bad Gateway", "bad_gateway", "%s", err->msg);
 		free(head);
 		return;
 	}

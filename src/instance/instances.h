@@ -149,8 +149,11 @@ struct hm_instance_view {
 	int stop_reason;                /* HM_STOP_* bits of the last stop (store/instances.h) */
 	int start_count, restart_count; /* boots and restores; restarts by the policy */
 	bool stopping;                  /* a stop was asked and the VM has not ended yet */
+	bool draining;                  /* it takes no new connections (a drain is under way) */
 	int64_t boot_us;                /* a running VM's boot: its VMM up to the program's start
 	                                 * (0: not seen by this daemon, or restored) */
+	int64_t vmm_start_us;           /* a running VM's VMM: from its spawn until it answered */
+	int64_t vmm_load_us;            /* and, restored, the load of its saved state (0: not) */
 	json_t *entrypoint;             /* the entrypoint asked for (a reference), or NULL */
 };
 void hm_instance_view_free(struct hm_instance_view *v);
@@ -182,8 +185,10 @@ int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms /* 
 int hm_instances_make_template(struct hm_instances *in, const char *key,
                                struct hm_instance_view **ret, struct hm_err **err);
 /* The same stop, answered at once: the instance shows `stopping` until its VM
- * has ended, on a worker thread of the service (a failure is in its log). */
-int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms,
+ * has ended, on a worker thread of the service (a failure is in its log).
+ * With drain_ms > 0 it first drains (hm_instances_drain) for up to that long,
+ * showing `draining`. */
+int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms, long drain_ms,
                             struct hm_instance_view **ret, struct hm_err **err);
 /* POST /instances/{id}/start {cmd?, entrypoint?}: boot a Stopped instance again on
  * its own overlay (writes persist). */
@@ -257,9 +262,26 @@ int hm_instances_attach_volume(struct hm_instances *in, const char *key, const s
 int hm_instances_detach_volume(struct hm_instances *in, const char *key, const char *volume,
                                struct hm_instance_view **ret, struct hm_err **err);
 
-/* The address of a Running instance with a network (ingress targets); 409 otherwise. */
-int hm_instances_address(struct hm_instances *in, const char *key, char ip[16],
-                         struct hm_err **err);
+/*
+ * A connection one of our edges (the ingress proxy) opens to an instance:
+ * the instance's address, and a hold counted on its running VM until
+ * hm_instances_conn_close. 409 when it is not running or has no network,
+ * 503 draining while it drains (it takes no new connections).
+ */
+struct hm_instance_conn;
+int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16],
+                           struct hm_instance_conn **ret, struct hm_err **err);
+void hm_instances_conn_close(struct hm_instance_conn *c);
+static inline void hm_instances_conn_closep(struct hm_instance_conn **c)
+{
+	hm_instances_conn_close(*c);
+}
+/* Refuse new connections to a running instance and wait until the ones open
+ * are closed or timeout_ms passed (the instance still runs after); ended by
+ * the VM's end or hm_instances_drain_end. */
+int hm_instances_drain(struct hm_instances *in, const char *key, long timeout_ms,
+                       struct hm_err **err);
+void hm_instances_drain_end(struct hm_instances *in, const char *key);
 
 /* What live instances hold: vcpus, memory and overlay bytes (for /resources). */
 void hm_instances_allocated(struct hm_instances *in, int64_t *vcpus, int64_t *mem, int64_t *disk);

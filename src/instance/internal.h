@@ -69,6 +69,9 @@ struct live {
 	double born_ms;        /* inst_mono_ms when the record was made */
 	atomic_llong
 	    boot_us; /* from then to the program's start, when this record saw it; 0: not */
+	int64_t vmm_start_us, vmm_load_us; /* its VMM's, as the backend measured (0: not) */
+	atomic_int conns;                  /* holds our edges have open on it (conns.c) */
+	atomic_bool draining;              /* new holds are refused (conns.c) */
 	struct hm_instances *in;
 };
 
@@ -199,7 +202,9 @@ struct inst_status {
 	char *exit_message; /* Stopped */
 	char *stopped_at;   /* Stopped: when (the row's, or the monitor's fresher record) */
 	int64_t boot_us;    /* the running VM's boot, VMM up to program start; 0: not seen */
-	bool stopping;      /* a stop was asked of the running VM */
+	int64_t vmm_start_us, vmm_load_us; /* the running VMM's start and state load; 0: not */
+	bool stopping;                     /* a stop was asked of the running VM */
+	bool draining;                     /* it takes no new connections */
 };
 void inst_status_of(struct hm_instances *in, const struct hm_instance_row *r,
                     struct inst_status *st);
@@ -231,6 +236,9 @@ int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, js
 /* Cold-boot a Stopped instance (start's work; by_policy: a restart's); *rowp is updated. */
 int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
                     bool by_policy, struct hm_instance_view **ret, struct hm_err **err);
+/* conns.c: mark l draining and wait (no lock held) until its holds are
+ * closed, its VM ended or timeout_ms passed: 0 drained, 1 timed out. */
+int inst_drain_live(struct hm_instances *in, struct live *l, const char *id, long timeout_ms);
 /* Until every worker thread (hm_instances_stop_begin's) has ended. */
 void inst_workers_wait(struct hm_instances *in);
 /* Delete's work, under the op lock the caller holds (and keeps). */

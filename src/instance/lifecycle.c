@@ -179,10 +179,11 @@ static int check_stoppable(const struct hm_instance_row *row, enum hm_state stat
 }
 
 static int stop_in_background(struct hm_instances *in, struct live *l,
-                              const struct hm_instance_row *row, int grace_ms, struct hm_err **err);
+                              const struct hm_instance_row *row, int grace_ms, long drain_ms,
+                              struct hm_err **err);
 
 /* A stop's checks and answer; the stop itself now (wait) or on a worker. */
-static int stop(struct hm_instances *in, const char *key, int grace_ms, bool wait,
+static int stop(struct hm_instances *in, const char *key, int grace_ms, long drain_ms, bool wait,
                 struct hm_instance_view **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
@@ -193,7 +194,7 @@ static int stop(struct hm_instances *in, const char *key, int grace_ms, bool wai
 	int r = check_stoppable(&row, state, l, err);
 	if (r == 0 && state != HM_STATE_STOPPED)
 		r = wait ? stop_live(in, l, &row, grace_ms < 0 ? STOP_GRACE_MS : grace_ms, err)
-		         : stop_in_background(in, l, &row, grace_ms, err);
+		         : stop_in_background(in, l, &row, grace_ms, drain_ms, err);
 	if (l)
 		inst_live_free(l);
 	if (r == 0) {
@@ -208,13 +209,13 @@ static int stop(struct hm_instances *in, const char *key, int grace_ms, bool wai
 int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
                       struct hm_instance_view **ret, struct hm_err **err)
 {
-	return stop(in, key, grace_ms, true, ret, err);
+	return stop(in, key, grace_ms, 0, true, ret, err);
 }
 
-int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms,
+int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms, long drain_ms,
                             struct hm_instance_view **ret, struct hm_err **err)
 {
-	return stop(in, key, grace_ms, false, ret, err);
+	return stop(in, key, grace_ms, drain_ms, false, ret, err);
 }
 
 /* 409 when the row is a template's: it never runs. */
@@ -266,6 +267,7 @@ struct stop_job {
 	struct hm_instances *in;
 	char *id;
 	int grace_ms;
+	long drain_ms; /* > 0: drain first, for up to this long */
 };
 
 static void *stop_worker(void *arg)
@@ -273,6 +275,12 @@ static void *stop_worker(void *arg)
 	struct stop_job *j = arg;
 	struct hm_instance_view *v = NULL;
 	_cleanup_err_ struct hm_err *err = NULL;
+	/* The drain holds no lock: reads, and the holds closing, go on meanwhile. */
+	struct live *l = j->drain_ms > 0 ? inst_live_get(j->in, j->id) : NULL;
+	if (l) {
+		inst_drain_live(j->in, l, j->id, j->drain_ms);
+		inst_live_free(l);
+	}
 	if (hm_instances_stop(j->in, j->id, j->grace_ms, &v, &err) < 0) {
 		inst_oplog(j->in, j->id, "msg=\"stop failed\" error=\"%s\"", err->msg);
 		log_warn("instances", "stop failed", "id=%s error=\"%s\"", j->id, err->msg);
@@ -291,13 +299,16 @@ static void *stop_worker(void *arg)
 /* Seen as stopping from now on; the worker's stop takes the op lock once the
  * caller lets it go. */
 static int stop_in_background(struct hm_instances *in, struct live *l,
-                              const struct hm_instance_row *row, int grace_ms, struct hm_err **err)
+                              const struct hm_instance_row *row, int grace_ms, long drain_ms,
+                              struct hm_err **err)
 {
 	int expected = 0;
 	atomic_compare_exchange_strong(&l->stop_asked, &expected,
 	                               grace_ms == 0 ? STOP_ASKED_FORCED : STOP_ASKED_USER);
+	if (drain_ms > 0)
+		atomic_store(&l->draining, true); /* refused from the answer on */
 	struct stop_job *j = xcalloc(1, sizeof(*j));
-	*j = (struct stop_job){ in, xstrdup(row->id), grace_ms };
+	*j = (struct stop_job){ in, xstrdup(row->id), grace_ms, drain_ms };
 	pthread_attr_t a;
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);

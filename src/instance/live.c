@@ -307,6 +307,10 @@ void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, 
 	atomic_init(&l->stop_asked, 0);
 	atomic_init(&l->boot_us, 0);
 	l->born_ms = inst_mono_ms();
+	atomic_init(&l->conns, 0);
+	atomic_init(&l->draining, false);
+	l->vmm_start_us = vm->start_us;
+	l->vmm_load_us = vm->load_us;
 	l->agent = hm_agent_new();
 	pthread_mutex_init(&l->vm_lock, NULL);
 	pthread_mutex_init(&l->pub_lock, NULL);

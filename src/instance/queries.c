@@ -61,7 +61,10 @@ static void status_of(struct hm_instances *in, const struct hm_instance_row *r,
 		struct live_view v = { 0 };
 		inst_live_view(l, &v);
 		st->boot_us = atomic_load(&l->boot_us);
+		st->vmm_start_us = l->vmm_start_us;
+		st->vmm_load_us = l->vmm_load_us;
 		st->stopping = atomic_load(&l->stop_asked) != 0 && !atomic_load(&l->exited);
+		st->draining = atomic_load(&l->draining) && !atomic_load(&l->exited);
 		switch (v.vm_state) {
 		case HM_VM_RUNNING:
 			st->state =
@@ -198,7 +201,10 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 	v->template_ = json_is_true(json_object_get(spec, "template"));
 	v->stop_reason = stopped ? r->stop_reason : 0;
 	v->boot_us = stopped ? 0 : sts.boot_us;
+	v->vmm_start_us = stopped ? 0 : sts.vmm_start_us;
+	v->vmm_load_us = stopped ? 0 : sts.vmm_load_us;
 	v->stopping = !stopped && sts.stopping;
+	v->draining = !stopped && sts.draining;
 	v->start_count = r->start_count;
 	v->restart_count = r->restart_count;
 	json_decref(spec);
@@ -571,26 +577,3 @@ int hm_instances_log_range(struct hm_instances *in, const char *key, int64_t off
 }
 
 /* ---- addresses (for ingress) ---- */
-
-int hm_instances_address(struct hm_instances *in, const char *key, char ip[16], struct hm_err **err)
-{
-	struct hm_instance_row row = { .exit_code = -1 };
-	if (hm_store_instance_find(in->st, key, &row, err) < 0)
-		return -1;
-	json_t *spec = inst_spec_of(&row);
-	const char *addr = json_string_value(json_object_get(inst_spec_net(spec), "ip"));
-	enum hm_state state = inst_state(in, &row);
-	int r = 0;
-	if (!addr)
-		r = hm_err_set(err, HM_ERR_CONFLICT, "no_network", "instance `%s` has no network",
-		               row.name);
-	else if (state != HM_STATE_RUNNING)
-		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
-		               "instance `%s` is not running (current state: %s)", row.name,
-		               hm_state_name(state));
-	else
-		snprintf(ip, 16, "%s", addr);
-	json_decref(spec);
-	hm_instance_row_done(&row);
-	return r;
-}

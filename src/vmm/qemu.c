@@ -66,6 +66,7 @@ struct qemu_vm {
 	pthread_mutex_t lock; /* guards exited and exit_status: handles may be shared */
 	bool exited;          /* the process is gone (and reaped, if it was our child) */
 	int exit_status;      /* wait status, or -1 if not ours to reap */
+	int64_t spawned_us;   /* now_us() when its process was started */
 };
 
 static void qemu_vm_free(struct qemu_vm *vm)
@@ -94,6 +95,13 @@ static struct qemu_vm *qemu_vm_new(const char *run_dir)
 	vm->qmp_path = xasprintf("%s/qmp.sock", run_dir);
 	vm->agent_path = xasprintf("%s/agent.sock", run_dir);
 	return vm;
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static long long now_ms(void)
@@ -578,6 +586,7 @@ static int spawn_process(const struct hm_vm_spec *spec, bool incoming, struct qe
 	struct stat st;
 	off_t log_from = stat(log_path, &st) == 0 ? st.st_size : 0;
 	long long t0 = now_ms();
+	vm->spawned_us = now_us();
 	pid_t pid;
 	if (start_process(a.v, log_path, &pid, err) < 0)
 		return hm_err_wrap(err, "spawn VM %s", spec->id ? spec->id : "");
@@ -594,6 +603,9 @@ static int spawn_process(const struct hm_vm_spec *spec, bool incoming, struct qe
 		abort_spawn(vm);
 		return hm_err_wrap(err, "spawn VM %s", spec->id ? spec->id : "");
 	}
+	/* An incoming VM's start ends when restore connects (qemu_restore sets it). */
+	if (!incoming)
+		vm->base.start_us = now_us() - vm->spawned_us;
 	log_debug("vmm", "qemu ready", "id=%s pid=%d ms=%lld", spec->id ? spec->id : "", (int)pid,
 	          now_ms() - t0);
 	*ret = TAKE_PTR(vm);
@@ -927,8 +939,11 @@ static int qemu_restore(const struct hm_vm_spec *spec, const char *state_path, s
 	_cleanup_free_ char *uri = exec_uri("<", state_path);
 	{
 		_cleanup_qmp_ struct hm_qmp *q = NULL;
-		if (hm_qmp_connect(vm->qmp_path, QMP_STARTUP_MS, vm->base.pidfd, &q, err) < 0 ||
-		    hm_qmp_execute(q, "migrate-set-capabilities", ignore_shared_caps(), NULL,
+		if (hm_qmp_connect(vm->qmp_path, QMP_STARTUP_MS, vm->base.pidfd, &q, err) < 0)
+			goto fail;
+		int64_t t_up = now_us();
+		vm->base.start_us = t_up - vm->spawned_us;
+		if (hm_qmp_execute(q, "migrate-set-capabilities", ignore_shared_caps(), NULL,
 		                   QMP_OP_MS, err) < 0 ||
 		    hm_qmp_execute(q, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL,
 		                   QMP_OP_MS, err) < 0)
@@ -946,8 +961,10 @@ static int qemu_restore(const struct hm_vm_spec *spec, const char *state_path, s
 			bool ok = st && strcmp(st, "paused") == 0;
 			_cleanup_free_ char *status = st ? xstrdup(st) : NULL;
 			json_decref(r);
-			if (done && ok)
+			if (done && ok) {
+				vm->base.load_us = now_us() - t_up;
 				break;
+			}
 			if (done) {
 				hm_err_set(err, HM_ERR_INTERNAL, NULL,
 				           "restore: the VM is `%s` after loading its state",

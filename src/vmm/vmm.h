@@ -116,6 +116,10 @@ struct hm_vm {
 	pid_t pid;
 	int pidfd;           /* readable when the VMM process has exited */
 	enum hm_accel accel; /* what it runs under (an adopted VMM: read from its command line) */
+	/* How long this VMM took, as its backend measured it (0: not seen, as for
+	 * an adopted one): from its spawn until it answered, and for a restore
+	 * the load of the saved state after that. */
+	int64_t start_us, load_us;
 };
 
 /* The QEMU backend (-accel as the spec says). */

@@ -310,8 +310,9 @@ int hm_volumes_create(struct hm_volumes *v, const struct hm_volume_create *c,
 	if (statvfs(v->dir, &sv) == 0 &&
 	    (unsigned long long)sv.f_bavail * sv.f_frsize < (unsigned long long)size)
 		return hm_err_set(err, HM_ERR_INSUFFICIENT, "insufficient_storage",
-		                  "a %lld MB volume does not fit: %llu MB are free in %s",
-		                  (long long)(size >> 20),
+		                  "a %lld %s volume does not fit: %llu MB are free in %s",
+		                  (long long)(size % (1LL << 30) ? size >> 20 : size >> 30),
+		                  size % (1LL << 30) ? "MB" : "GB",
 		                  (unsigned long long)sv.f_bavail * sv.f_frsize >> 20, v->dir);
 	_cleanup_free_ char *work = xasprintf("%s/" STAGING "/%s.XXXXXX", v->dir, id);
 	if (!mkdtemp(work))

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
 import { waitImage, pull } from '../harness/images.mjs';
-import { createInstance, getInstance, waitState, vmmPid, processAlive } from '../harness/instances.mjs';
+import { createInstance, getInstance, waitState, vmmPid, processAlive, readLogs } from '../harness/instances.mjs';
 import { startRegistry, pushFixtures } from '../registry/registry.mjs';
 
 const tag = randomBytes(3).toString('hex');
@@ -325,6 +325,80 @@ test('limits: bandwidth_download and _upload hold the guest near its rate; disk_
   }
   const bad = await createInstance(d, token, { name: 'baddisk', image, disk_io_bps: 'fast' });
   assert.equal(bad.status, 400);
+});
+
+// A client in the daemon's namespace holding one connection through the
+// ingress on `port`: it sends an HTTP head for `host`, then each line given
+// to say(); everything that comes back is in out(); end() closes it.
+function holdConnection(port, host) {
+  const p = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',
+    `const s = require('net').connect(${port}, '127.0.0.1', () => s.write('GET / HTTP/1.1\\r\\nHost: ${host}\\r\\n\\r\\n'));` +
+    " s.on('data', (b) => process.stdout.write(b.toString())); s.on('error', () => {});" +
+    " s.on('close', () => { console.log('[closed]'); process.exit(0); });" +
+    " process.stdin.on('data', (b) => { for (const t of b.toString().split('\\n').filter(Boolean)) { if (t === 'end') s.end(); else s.write(t + '\\n'); } });"],
+  { stdio: ['pipe', 'pipe', 'inherit'] });
+  servers.push(p);
+  let out = '';
+  p.stdout.on('data', (b) => { out += b; });
+  return {
+    say: (line) => p.stdin.write(line + '\n'),
+    end: () => p.stdin.write('end\n'),
+    out: () => out,
+    async until(re) {
+      for (let i = 0; i < 300 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(out, re);
+    },
+  };
+}
+
+test('drain: a UKC stop with drain_timeout_ms answers draining, refuses new ingress connections (503) while a held one flows, and stops once it closes; a drain that runs out stops anyway', { timeout: 180000 }, async () => {
+  const json = { 'content-type': 'application/json' };
+  const c = await createInstance(d, token, { name: 'drainee', image, size: '256MB', vcpus: 1, cmd: ['sh', '-c', 'exec nc -ll -p 8080 -e cat'] });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  await waitState(d, token, c.body.id, ['Running']);
+  let r = await d.fetch('/ingresses', { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'drainage', rules: [{ match: { hostname: 'drain.test', port: 8092 }, target: { instance: 'drainee', port: 8080 } }] }) });
+  assert.equal(r.status, 201);
+  const stop = async (body) => (await (await d.fetch('/v1/instances/stop', { method: 'PUT', token, headers: json, body: JSON.stringify(body) })).json()).data.instances[0];
+  const ukcState = async () => (await (await d.fetch('/v1/instances?name=drainee', { token })).json()).data.instances[0].state;
+  const oplog = async () => JSON.stringify(await readLogs(d, token, c.body.id, { source: 'hypeman' }));
+
+  // a connection through the ingress to the guest's echo server
+  const held = holdConnection(8092, 'drain.test');
+  held.say('one');
+  await held.until(/^one$/m);
+  const e = await stop([{ name: 'drainee', drain_timeout_ms: 60000 }]);
+  assert.equal(e.status, 'success', JSON.stringify(e));
+  assert.equal(e.state, 'draining');
+  // while it drains: new connections are refused, the held one still flows
+  const refused = hostGet(8092, 'drain.test');
+  assert.equal(refused.status, 503);
+  assert.match(refused.body, /draining/);
+  held.say('two');
+  await held.until(/^two$/m);
+  assert.equal(await ukcState(), 'draining');
+  // closed: the stop goes on, long before the drain's minute
+  held.end();
+  await held.until(/\[closed\]/);
+  const w = await (await d.fetch('/v1/instances/wait?name=drainee&state=stopped&timeout_s=30', { token })).json();
+  assert.equal(w.data.instances[0].state, 'stopped', JSON.stringify(w));
+  assert.match(await oplog(), /msg=drained why=closed open=0/);
+
+  // again, with a connection that stays open: the drain runs out and the stop goes on
+  assert.equal((await d.fetch('/instances/drainee/start', { method: 'POST', token, headers: json, body: '{}' })).status, 200);
+  await waitState(d, token, c.body.id, ['Running']);
+  const stays = holdConnection(8092, 'drain.test');
+  stays.say('three');
+  await stays.until(/^three$/m);
+  assert.equal((await stop([{ name: 'drainee', drain_timeout_ms: 1000 }])).state, 'draining');
+  const w2 = await (await d.fetch('/v1/instances/wait?name=drainee&state=stopped&timeout_s=30', { token })).json();
+  assert.equal(w2.data.instances[0].state, 'stopped');
+  assert.match(await oplog(), /msg=drained why=timeout open=1/);
+  // a bad value is that entry's error, naming the field
+  const bad = await stop([{ name: 'drainee', drain_timeout_ms: -2 }]);
+  assert.equal(bad.status, 'error');
+  assert.match(bad.message, /`drain_timeout_ms` must be an integer from -1/);
+  assert.equal((await d.fetch('/ingresses/drainage', { method: 'DELETE', token })).status, 204);
+  assert.equal((await d.fetch('/instances/drainee', { method: 'DELETE', token })).status, 204);
 });
 
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {

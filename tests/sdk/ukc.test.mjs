@@ -150,9 +150,12 @@ test('bad input is a 400 in the envelope naming the field, and nothing is made',
       assert.match(r.env.message, re);
     }
   }
-  const r = await raw('PUT', '/v1/instances/stop', { body: [{ name: 'x', drain_timeout_ms: 250 }] });
-  assert.equal(r.status, 400);
-  assert.match(r.env.message, /`\[0\]\.drain_timeout_ms`: connection draining is not available yet/);
+  const r = await raw('PUT', '/v1/instances/stop', { body: [{ name: 'x', drain_timeout_ms: -2 }] });
+  assert.equal(r.status, 200); // an item's own options fail that item
+  assert.match(r.env.data.instances[0].message, /No instance|`drain_timeout_ms` must be an integer from -1/);
+  const q = await raw('PUT', '/v1/instances/stop', { body: [{ name: 'x', quick: true }] });
+  assert.equal(q.status, 400);
+  assert.match(q.env.message, /`\[0\]\.quick`: quick stops are not available yet/);
   assert.deepEqual(await names(), before);
 });
 
@@ -213,6 +216,11 @@ test('porcelain: create (autostart, timeout_s) -> get -> list -> logs -> metrics
   // the boot as the daemon saw it: VMM up to the program's start, well under the wait
   assert.ok(m.boot_time_us > 1000 && m.boot_time_us < 90e6, `boot_time_us ${m.boot_time_us}`);
   assert.equal(got.boot_time_us, m.boot_time_us);
+  // the VMM's own figures: a boot has a start and no load
+  assert.ok(got.vmm_start_time_us > 0 && got.vmm_start_time_us < 90e6, `vmm_start_time_us ${got.vmm_start_time_us}`);
+  assert.equal(got.vmm_load_time_us, 0);
+  assert.equal(got.vmm_ready_time_us, got.vmm_start_time_us);
+  assert.deepEqual(got.scale_to_zero, { enabled: false, policy: 'off' });
   assert.equal(typeof m.rx_packets, 'number');
   assert.equal(typeof m.tx_packets, 'number');
 
@@ -240,6 +248,11 @@ test('porcelain: create (autostart, timeout_s) -> get -> list -> logs -> metrics
   const back = await P.startInstanceByUuid(made.uuid, { body: { timeout_s: 60 } });
   assert.equal(back.status, 'success', JSON.stringify(back));
   assert.equal(back.data.instances[0].state, 'running');
+  // a restore: the VMM loaded the saved state; there was no boot to time
+  const restored = await ukc.instances.get({ uuid: made.uuid });
+  assert.ok(restored.vmm_load_time_us > 0, `vmm_load_time_us ${restored.vmm_load_time_us}`);
+  assert.equal(restored.vmm_ready_time_us, restored.vmm_start_time_us + restored.vmm_load_time_us);
+  assert.equal(restored.boot_time_us, undefined);
 
   // delete (force-stops), then it is a 404 through the SDK and gone from both APIs
   const del = await ukc.instances.get({ uuid: made.uuid }).delete();

@@ -578,15 +578,19 @@ static void ukc_body_fields(void **state)
 	expect_fields("PUT", "/v1/instances/stop", "[{\"name\":\"a\"},{\"name\":\"b\",\"x\":1}]",
 	              "unknown_field", "`[1].x`");
 	expect_fields("PUT", "/v1/instances/stop", "[{\"name\":\"a\",\"drain_timeout_ms\":250}]",
-	              "unsupported_field", "`[0].drain_timeout_ms`: connection draining");
+	              NULL, NULL);
+	expect_fields("PUT", "/v1/instances/stop", "[{\"name\":\"a\",\"dump\":true}]",
+	              "unsupported_field", "`[0].dump`: stop dumps");
 	expect_fields("DELETE", c, "[{\"name\":\"a\",\"dont_retain\":true}]", "unsupported_field",
 	              "`[0].dont_retain`");
 	expect_fields("PUT", "/v1/instances/{uuid}/stop", "{\"force\":true}", NULL, NULL);
 	expect_fields("PUT", "/v1/instances/{uuid}/stop", "{\"name\":\"a\"}", "unknown_field",
 	              "`name`");
 	expect_fields("DELETE", "/v1/instances/{uuid}", "{}", NULL, NULL);
-	expect_fields("PUT", "/v1/instances/{uuid}/suspend", "{\"drain_timeout_ms\":5}",
-	              "unsupported_field", "`drain_timeout_ms`");
+	expect_fields("PUT", "/v1/instances/{uuid}/suspend", "{\"drain_timeout_ms\":5}", NULL,
+	              NULL);
+	expect_fields("PUT", "/v1/instances/{uuid}/suspend", "{\"drain\":5}", "unknown_field",
+	              "`drain`");
 }
 
 int main(void)

@@ -1,0 +1,125 @@
+/*
+ * instance/conns: the connections our own edges (the ingress proxy today)
+ * hold to instances, and draining. An edge opens a hold before it connects
+ * to an instance and closes it when the connection ends; the hold counts on
+ * the instance's live record (so a hold opened on one VM is never counted
+ * against the next), and a draining instance refuses new ones.
+ *
+ * A drain (hm_instances_drain, and a stop that drains first) marks the live
+ * record draining, then waits, holding no lock anyone else needs, until its
+ * holds are all closed or the time is up. It ends with the VM (the record
+ * goes) or with hm_instances_drain_end when what followed it failed.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/err.h"
+#include "core/xalloc.h"
+#include "instance/instances.h"
+#include "instance/internal.h"
+#include "store/instances.h"
+
+struct hm_instance_conn {
+	struct live *l; /* a reference: the record counted on */
+};
+
+int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16],
+                           struct hm_instance_conn **ret, struct hm_err **err)
+{
+	*ret = NULL;
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	json_t *spec = inst_spec_of(&row);
+	const char *addr = json_string_value(json_object_get(inst_spec_net(spec), "ip"));
+	enum hm_state state = inst_state(in, &row);
+	struct live *l = inst_live_get(in, row.id);
+	int r = 0;
+	if (!addr)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "no_network", "instance `%s` has no network",
+		               row.name);
+	else if (state != HM_STATE_RUNNING || !l)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is not running (current state: %s)", row.name,
+		               hm_state_name(state));
+	else if (atomic_load(&l->draining))
+		r = hm_err_set(err, HM_ERR_UNAVAILABLE, "draining",
+		               "instance `%s` is draining: it takes no new connections", row.name);
+	if (r == 0) {
+		snprintf(ip, 16, "%s", addr);
+		atomic_fetch_add(&l->conns, 1);
+		struct hm_instance_conn *c = xcalloc(1, sizeof(*c));
+		c->l = l;
+		*ret = c;
+	} else if (l) {
+		inst_live_free(l);
+	}
+	json_decref(spec);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+void hm_instances_conn_close(struct hm_instance_conn *c)
+{
+	if (!c)
+		return;
+	atomic_fetch_sub(&c->l->conns, 1);
+	inst_live_free(c->l);
+	free(c);
+}
+
+int inst_drain_live(struct hm_instances *in, struct live *l, const char *id, long timeout_ms)
+{
+	atomic_store(&l->draining, true);
+	inst_changed(in);
+	double t0 = inst_mono_ms();
+	int left = 0;
+	for (;;) {
+		left = atomic_load(&l->conns);
+		if (left <= 0 || atomic_load(&l->exited) ||
+		    inst_mono_ms() - t0 >= (double)timeout_ms)
+			break;
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	bool closed = left <= 0 || atomic_load(&l->exited);
+	inst_oplog(in, id, "msg=drained why=%s open=%d ms=%.0f", closed ? "closed" : "timeout",
+	           left > 0 ? left : 0, inst_mono_ms() - t0);
+	return closed ? 0 : 1;
+}
+
+int hm_instances_drain(struct hm_instances *in, const char *key, long timeout_ms,
+                       struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	struct live *l = inst_live_get(in, row.id);
+	int r = 0;
+	if (!l || inst_state(in, &row) != HM_STATE_RUNNING)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is %s; only a Running instance is drained", row.name,
+		               hm_state_name(inst_state(in, &row)));
+	else
+		inst_drain_live(in, l, row.id, timeout_ms);
+	if (l)
+		inst_live_free(l);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+void hm_instances_drain_end(struct hm_instances *in, const char *key)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, NULL) < 0)
+		return;
+	struct live *l = inst_live_get(in, row.id);
+	if (l) {
+		atomic_store(&l->draining, false);
+		inst_live_free(l);
+		inst_changed(in);
+	}
+	hm_instance_row_done(&row);
+}
