@@ -393,6 +393,25 @@ test('drain: a UKC stop with drain_timeout_ms answers draining, refuses new ingr
   const w2 = await (await d.fetch('/v1/instances/wait?name=drainee&state=stopped&timeout_s=30', { token })).json();
   assert.equal(w2.data.instances[0].state, 'stopped');
   assert.match(await oplog(), /msg=drained why=timeout open=1/);
+  // a suspend drains first too, and answers once it is in standby
+  assert.equal((await d.fetch('/instances/drainee/start', { method: 'POST', token, headers: json, body: '{}' })).status, 200);
+  await waitState(d, token, c.body.id, ['Running']);
+  const sleeper = holdConnection(8092, 'drain.test');
+  sleeper.say('four');
+  await sleeper.until(/^four$/m);
+  const sus = (await (await d.fetch('/v1/instances/suspend', { method: 'PUT', token, headers: json, body: JSON.stringify([{ name: 'drainee', drain_timeout_ms: 800 }]) })).json()).data.instances[0];
+  assert.equal(sus.state, 'standby', JSON.stringify(sus));
+  assert.equal(sus.previous_state, 'running');
+  assert.equal((await oplog()).match(/msg=drained why=timeout open=1/g).length, 2);
+  assert.equal((await d.fetch('/v1/instances/start', { method: 'PUT', token, headers: json, body: JSON.stringify([{ name: 'drainee', timeout_s: 60 }]) })).status, 200);
+  assert.equal(await ukcState(), 'running'); // restored: not draining any more
+  const after = holdConnection(8092, 'drain.test'); // new connections are taken again
+  after.say('five');
+  await after.until(/^five$/m);
+  after.end();
+  await after.until(/\[closed\]/);
+  await stop([{ name: 'drainee', force: true }]);
+  await d.fetch('/v1/instances/wait?name=drainee&state=stopped&timeout_s=30', { token });
   // a bad value is that entry's error, naming the field
   const bad = await stop([{ name: 'drainee', drain_timeout_ms: -2 }]);
   assert.equal(bad.status, 'error');
