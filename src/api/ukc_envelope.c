@@ -262,8 +262,8 @@ int ukc_list_parse(const struct hm_req *req, struct ukc_list *q, struct hm_err *
 			order = val;
 		else if (strcmp(k, "sortby") == 0)
 			sortby = val;
-		else if (strcmp(k, "from") == 0)
-			q->from = val;
+		else if (strcmp(k, "from") == 0 || strcmp(k, "from_uuid") == 0)
+			q->from = val; /* the SDK sends from, the API document from_uuid */
 		else if (strcmp(k, "tags") == 0)
 			json_array_append_new(tag_list, json_string(val));
 	}

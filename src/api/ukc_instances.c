@@ -880,24 +880,82 @@ static int wait_opts(struct hm_req *req, json_t **ret, struct hm_err **err)
 	return 0;
 }
 
+/*
+ * The wait's options from a body item ({state?, timeout_ms?}, as the API
+ * document has them; -1 or none: as long as a wait may be held), in the form
+ * op_wait reads.
+ */
+static int wait_item(json_t *item, const char *where, json_t **ret, struct hm_err **err)
+{
+	const char *state = NULL;
+	long long ms;
+	if (ukc_body_str(item, "state", &state, err) < 0 ||
+	    ukc_body_int(item, "timeout_ms", -1, -1, UKC_WAIT_MAX_MS, &ms, err) < 0)
+		return hm_err_wrap(err, "%s", where);
+	enum hm_state target = HM_STATE_RUNNING;
+	if (state && wait_target(state, &target, err) < 0)
+		return hm_err_wrap(err, "%s", where);
+	*ret = json_pack("{s:i,s:I}", "target", (int)target, "timeout_ms",
+	                 (json_int_t)(ms < 0 ? UKC_WAIT_MAX_MS : ms));
+	return 0;
+}
+
+/* The query may not carry the options a body gives. */
+static int body_or_query(struct hm_req *req, struct hm_err **err)
+{
+	static const char *const keys[] = { "uuid", "name", "state", "timeout_s", "timeout_ms" };
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (hm_req_query(req, keys[i]))
+			return hm_err_set(
+			    err, HM_ERR_INVALID, "invalid_query",
+			    "`%s`: give the wait in the body or in the query, not both", keys[i]);
+	return 0;
+}
+
 int ukc_h_instances_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
 	_cleanup_json_ json_t *opts = NULL;
 	_cleanup_free_ struct ukc_ref *refs = NULL;
 	size_t n = 0;
+	json_t *body = hm_req_json(req);
+	if (body) {
+		/* [{uuid|name, state?, timeout_ms?}], as the API document sends it */
+		if (body_or_query(req, err) < 0 || ukc_body_refs(body, &refs, &n, err) < 0)
+			return -1;
+		_cleanup_json_ json_t *items = json_array();
+		for (size_t i = 0; i < n; i++) {
+			char where[32];
+			snprintf(where, sizeof(where), "item [%zu]", i);
+			json_t *o = NULL;
+			if (wait_item(refs[i].item, where, &o, err) < 0)
+				return -1;
+			json_array_append_new(items, o);
+			refs[i].item = o;
+		}
+		return each(req, resp, refs, n, NULL, op_wait);
+	}
 	if (wait_opts(req, &opts, err) < 0 || ukc_query_refs(req, &refs, &n, err) < 0)
 		return -1;
 	if (n == 0)
 		return hm_err_set(err, HM_ERR_INVALID, "missing_query",
-		                  "name the instances with `uuid=` or `name=` query parameters");
+		                  "name the instances with `uuid=` or `name=` query parameters "
+		                  "(or in a body)");
 	return each(req, resp, refs, n, opts, op_wait);
 }
 
 int ukc_h_instance_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
 	_cleanup_json_ json_t *opts = NULL;
-	if (wait_opts(req, &opts, err) < 0)
+	json_t *body = hm_req_json(req);
+	if (body) {
+		if (!json_is_object(body))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+			                  "the body must be an object");
+		if (body_or_query(req, err) < 0 || wait_item(body, "the body", &opts, err) < 0)
+			return -1;
+	} else if (wait_opts(req, &opts, err) < 0) {
 		return -1;
+	}
 	struct ukc_ref r = ukc_path_ref(req);
 	return each(req, resp, &r, 1, opts, op_wait);
 }

@@ -6,6 +6,7 @@
 // through the Hypeman SDK: one engine, two dialects.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import Hypeman from '@onkernel/hypeman';
 import { UnikraftCloud, UnikraftCloudError } from '@unikraft/cloud';
 import { startDaemon } from '../harness/daemon.mjs';
@@ -43,6 +44,20 @@ async function raw(method, path, { body, auth = true, type = 'application/json' 
   const r = await fetch(d.url + path, { method, headers, body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)) });
   const text = await r.text();
   return { status: r.status, env: JSON.parse(text) };
+}
+
+// A GET with a JSON body (fetch will not send one): status and the envelope.
+function getWithBody(path, body) {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const q = http.request(d.url + path, { method: 'GET', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (r) => {
+      let text = '';
+      r.on('data', (c) => { text += c; });
+      r.on('end', () => resolve({ status: r.statusCode, env: JSON.parse(text) }));
+    });
+    q.on('error', reject);
+    q.end(data);
+  });
 }
 
 async function names() {
@@ -340,6 +355,11 @@ test('list: filters, details, tags, and pages the SDK walks with count and from'
   assert.equal(r.data.instances[0].memory_mb, undefined);
   const desc = await P.getInstances({ order: 'desc', count: 1 });
   assert.equal(desc.data.instances.length, 1);
+  // from_uuid, as the API document calls `from`: the page after that instance
+  const after1 = await raw('GET', `/v1/instances?from_uuid=${made[1].uuid}&count=2&details=false`);
+  const viaFrom = await P.getInstances({ from: made[1].uuid, count: 2, details: false });
+  assert.deepEqual(after1.env.data.instances.map((i) => i.name), viaFrom.data.instances.map((i) => i.name));
+  assert.deepEqual(after1.env.data.instances.map((i) => i.name).filter((n) => n.startsWith('ukc-page-')), ['ukc-page-2', 'ukc-page-3']);
   const bad = await raw('GET', '/v1/instances?order=sideways');
   assert.equal(bad.status, 400);
   assert.match(bad.env.message, /`order` must be asc or desc/);
@@ -381,6 +401,25 @@ test('wait: a time-out is an error naming the state; timeout_s 0 does not wait',
   const bad = await raw('GET', `/v1/instances/wait?uuid=${made.uuid}&state=draining`);
   assert.equal(bad.status, 400);
   assert.match(bad.env.message, /`draining` cannot be waited for/);
+  // the wait as the API document has it: a body of items, each its own state and timeout_ms
+  const body = await getWithBody('/v1/instances/wait', [{ name: 'ukc-wait', state: 'running', timeout_ms: 0 }, { uuid: made.uuid, state: 'stopped', timeout_ms: 300 }, { name: 'ukc-no-such' }]);
+  assert.equal(body.status, 200);
+  assert.equal(body.env.status, 'partial_success', JSON.stringify(body.env));
+  assert.deepEqual(body.env.data.instances.map((i) => i.status), ['success', 'error', 'error']);
+  assert.match(body.env.data.instances[1].message, /did not become stopped within 300 ms/);
+  assert.equal(body.env.data.instances[2].error, 8);
+  const one = await getWithBody(`/v1/instances/${made.uuid}/wait`, { timeout_ms: 100, state: 'running' });
+  assert.equal(one.env.data.instances[0].state, 'running');
+  for (const [path, b, re] of [
+    [`/v1/instances/wait?state=running`, [{ name: 'ukc-wait' }], /`state`: give the wait in the body or in the query, not both/],
+    ['/v1/instances/wait', [{ name: 'ukc-wait', state: 'draining' }], /item \[0\]: `state`: `draining` cannot be waited for/],
+    ['/v1/instances/wait', [{ name: 'ukc-wait', timeout_ms: 'soon' }], /item \[0\]: `timeout_ms` must be an integer/],
+    [`/v1/instances/${made.uuid}/wait`, [{ state: 'running' }], /the body must be an object/],
+  ]) {
+    const x = await getWithBody(path, b);
+    assert.equal(x.status, 400, `${path} ${JSON.stringify(b)}: ${JSON.stringify(x.env)}`);
+    assert.match(x.env.message, re);
+  }
   await ukc.instances.delete([{ uuid: made.uuid }]);
 });
 
