@@ -105,6 +105,41 @@ struct ukc_list {
 int ukc_list_parse(const struct hm_req *req, struct ukc_list *q, struct hm_err **err);
 void ukc_list_done(struct ukc_list *q);
 
+/* ---- one verb over the resources a request names (ukc_each.c) ---- */
+
+/* A kind of resource: how a ref finds one, who it is, how it is let go. */
+struct ukc_kind {
+	const char *key; /* data.<key>: "instances", "volumes" */
+	int (*resolve)(struct hm_req *req, const struct ukc_ref *r, void **ret,
+	               struct hm_err **err);
+	void (*identity)(const void *v, const char **uuid, const char **name);
+	void (*free)(void *v);
+};
+/* What is done to one resource v (of the kind's type): fill entry (which
+ * holds uuid and name already) or fail with err, which is that entry's. */
+typedef int ukc_verb(struct hm_req *req, const void *v, json_t *opts, json_t *entry,
+                     struct hm_err **err);
+/* verb on each ref (its body item as the options, else shared_opts); the
+ * answer is data.<key> with an entry per ref. */
+int ukc_each(struct hm_req *req, struct hm_resp *resp, const struct ukc_kind *k,
+             const struct ukc_ref *refs, size_t n, json_t *shared_opts, ukc_verb *verb);
+/* The refs of the body (bulk routes). */
+int ukc_each_body(struct hm_req *req, struct hm_resp *resp, const struct ukc_kind *k,
+                  ukc_verb *verb, struct hm_err **err);
+/* The path's {uuid}, the body (an object, or none) as the options (by-uuid routes). */
+int ukc_each_path(struct hm_req *req, struct hm_resp *resp, const struct ukc_kind *k,
+                  ukc_verb *verb, struct hm_err **err);
+/* The query's uuid= and name= (at least one), with opts. */
+int ukc_each_query(struct hm_req *req, struct hm_resp *resp, const struct ukc_kind *k, json_t *opts,
+                   ukc_verb *verb, struct hm_err **err);
+/* The path's {uuid} with {details} from the query (by-uuid gets). */
+int ukc_each_get(struct hm_req *req, struct hm_resp *resp, const struct ukc_kind *k, ukc_verb *verb,
+                 struct hm_err **err);
+/* Where a page starts in a listing (uuids in the order listed): after q->from
+ * (a 400 naming `what` when none has that uuid), else at 0. */
+int ukc_page(const struct ukc_list *q, const char *const *uuids, size_t n, const char *what,
+             size_t *first, struct hm_err **err);
+
 /* ---- body fields (a request's JSON object; absent or null: the default) ---- */
 
 /* body[key] as an integer in [min, max], or dflt; else a 400 naming key. */
@@ -123,6 +158,8 @@ char *ukc_random_name(void);
 /* ---- instances (ukc_instance.c) ---- */
 
 struct hm_instances;
+/* Instances as a kind of resource (ukc_each): views of hm_instance_view. */
+extern const struct ukc_kind ukc_instance_kind;
 /* The instance a ref names, by its uuid or its name only (the domain's wider
  * lookup by id or id prefix is narrowed back): 404 not_found otherwise. */
 int ukc_instance_resolve(struct hm_instances *in, const struct ukc_ref *r,

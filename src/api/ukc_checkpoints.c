@@ -80,36 +80,27 @@ static json_t *checkpoint_out(const struct hm_snapshot_view *v, bool details)
 	return o;
 }
 
-/* ---- per checkpoint ---- */
+/* ---- the checkpoint kind ---- */
 
-typedef int checkpoint_op(struct hm_req *req, const struct hm_snapshot_view *v, json_t *opts,
-                          json_t *entry, struct hm_err **err);
-
-static int each(struct hm_req *req, struct hm_resp *resp, const struct ukc_ref *refs, size_t n,
-                json_t *shared_opts, checkpoint_op *op)
+static int resolve_any(struct hm_req *req, const struct ukc_ref *r, void **ret, struct hm_err **err)
 {
-	struct ukc_batch b;
-	ukc_batch_init(&b);
-	for (size_t i = 0; i < n; i++) {
-		_cleanup_err_ struct hm_err *e = NULL;
-		struct hm_snapshot_view *v = NULL;
-		json_t *opts = refs[i].item ? refs[i].item : shared_opts;
-		if (ukc_checkpoint_resolve(instances(req), &refs[i], &v, &e) < 0) {
-			ukc_batch_fail(&b, &refs[i], e);
-			continue;
-		}
-		json_t *entry = checkpoint_out(v, false);
-		if (op(req, v, opts, entry, &e) < 0) {
-			json_decref(entry);
-			struct ukc_ref named = { v->uuid, v->name, NULL };
-			ukc_batch_fail(&b, &named, e);
-		} else {
-			ukc_batch_ok(&b, entry);
-		}
-		hm_snapshot_view_free(v);
-	}
-	return ukc_batch_reply(resp, &b, "instances");
+	return ukc_checkpoint_resolve(instances(req), r, (struct hm_snapshot_view **)ret, err);
 }
+
+static void identity(const void *v, const char **uuid, const char **name)
+{
+	const struct hm_snapshot_view *sv = v;
+	*uuid = sv->uuid;
+	*name = sv->name ? sv->name : sv->id;
+}
+
+static void free_any(void *v)
+{
+	hm_snapshot_view_free(v);
+}
+
+/* Listed with the instances, as UKC lists checkpoints. */
+static const struct ukc_kind checkpoint_kind = { "instances", resolve_any, identity, free_any };
 
 /* ---- create: [{from, name?, tags?, timeout_s?}] ---- */
 
@@ -202,9 +193,10 @@ int ukc_h_checkpoints_create(struct hm_req *req, struct hm_resp *resp, struct hm
 
 /* ---- list, get, delete ---- */
 
-static int op_get(struct hm_req *req, const struct hm_snapshot_view *v, json_t *opts, json_t *entry,
+static int op_get(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
                   struct hm_err **err)
 {
+	const struct hm_snapshot_view *v = view;
 	(void)req;
 	(void)err;
 	json_t *o = checkpoint_out(v, !json_is_false(json_object_get(opts, "details")));
@@ -224,25 +216,18 @@ int ukc_h_checkpoints_list(struct hm_req *req, struct hm_resp *resp, struct hm_e
 		return -1;
 	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", q.details);
 	if (nrefs > 0)
-		return each(req, resp, refs, nrefs, opts, op_get);
+		return ukc_each(req, resp, &checkpoint_kind, refs, nrefs, opts, op_get);
 	struct hm_snapshot_view *views = NULL;
 	size_t n = 0;
 	if (hm_snapshots_list(instances(req), NULL, -1, NULL, q.tags, &views, &n, err) < 0)
 		return -1;
-	size_t first = 0;
-	if (q.from) {
-		size_t i = 0;
-		for (; i < n; i++) {
-			size_t x = q.desc ? n - 1 - i : i;
-			if (views[x].uuid && strcasecmp(views[x].uuid, q.from) == 0)
-				break;
-		}
-		if (i == n) {
-			hm_snapshot_views_free(views, n);
-			return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
-			                  "`from`: no checkpoint has the uuid `%.80s`", q.from);
-		}
-		first = i + 1;
+	_cleanup_free_ const char **uuids = xcalloc(n ? n : 1, sizeof(*uuids));
+	for (size_t i = 0; i < n; i++)
+		uuids[i] = views[q.desc ? n - 1 - i : i].uuid;
+	size_t first;
+	if (ukc_page(&q, uuids, n, "checkpoint", &first, err) < 0) {
+		hm_snapshot_views_free(views, n);
+		return -1;
 	}
 	struct ukc_batch b;
 	ukc_batch_init(&b);
@@ -254,17 +239,13 @@ int ukc_h_checkpoints_list(struct hm_req *req, struct hm_resp *resp, struct hm_e
 
 int ukc_h_checkpoint_get(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	bool details;
-	if (ukc_query_bool(req, "details", true, &details, err) < 0)
-		return -1;
-	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", details);
-	struct ukc_ref r = ukc_path_ref(req);
-	return each(req, resp, &r, 1, opts, op_get);
+	return ukc_each_get(req, resp, &checkpoint_kind, op_get, err);
 }
 
-static int op_delete(struct hm_req *req, const struct hm_snapshot_view *v, json_t *opts,
-                     json_t *entry, struct hm_err **err)
+static int op_delete(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                     struct hm_err **err)
 {
+	const struct hm_snapshot_view *v = view;
 	(void)opts;
 	(void)entry;
 	return hm_snapshots_delete(instances(req), v->id, err);
@@ -272,72 +253,42 @@ static int op_delete(struct hm_req *req, const struct hm_snapshot_view *v, json_
 
 int ukc_h_checkpoints_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	_cleanup_free_ struct ukc_ref *refs = NULL;
-	size_t n = 0;
-	if (ukc_body_refs(hm_req_json(req), &refs, &n, err) < 0)
-		return -1;
-	return each(req, resp, refs, n, NULL, op_delete);
+	return ukc_each_body(req, resp, &checkpoint_kind, op_delete, err);
 }
 
 int ukc_h_checkpoint_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	json_t *body = hm_req_json(req);
-	if (body && !json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be an object");
-	struct ukc_ref r = ukc_path_ref(req);
-	return each(req, resp, &r, 1, NULL, op_delete);
+	return ukc_each_path(req, resp, &checkpoint_kind, op_delete, err);
 }
 
 /* ---- an instance's history: its checkpoints ---- */
 
-static int history_of(struct hm_req *req, struct hm_resp *resp, const struct ukc_ref *refs,
-                      size_t n)
+static int op_history(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                      struct hm_err **err)
 {
-	struct ukc_batch b;
-	ukc_batch_init(&b);
-	for (size_t i = 0; i < n; i++) {
-		_cleanup_err_ struct hm_err *e = NULL;
-		struct hm_instance_view *iv = NULL;
-		struct hm_snapshot_view *views = NULL;
-		size_t nv = 0;
-		if (ukc_instance_resolve(instances(req), &refs[i], &iv, &e) < 0 ||
-		    hm_snapshots_list(instances(req), iv->id, -1, NULL, NULL, &views, &nv, &e) <
-		        0) {
-			ukc_batch_fail(&b, &refs[i], e);
-			hm_instance_view_free(iv);
-			continue;
-		}
-		json_t *h = json_array();
-		for (size_t k = 0; k < nv; k++)
-			json_array_append_new(h,
-			                      json_pack("{s:s,s:s,s:s}", "uuid",
-			                                views[k].uuid ? views[k].uuid : "", "name",
-			                                views[k].name ? views[k].name : views[k].id,
-			                                "created_at", views[k].created_at));
-		hm_snapshot_views_free(views, nv);
-		ukc_batch_ok(&b, json_pack("{s:s,s:s,s:o}", "uuid", iv->uuid ? iv->uuid : "",
-		                           "name", iv->name, "history", h));
-		hm_instance_view_free(iv);
-	}
-	return ukc_batch_reply(resp, &b, "instances");
+	(void)opts;
+	const struct hm_instance_view *iv = view;
+	struct hm_snapshot_view *views = NULL;
+	size_t nv = 0;
+	if (hm_snapshots_list(instances(req), iv->id, -1, NULL, NULL, &views, &nv, err) < 0)
+		return -1;
+	json_t *h = json_array();
+	for (size_t k = 0; k < nv; k++)
+		json_array_append_new(h, json_pack("{s:s,s:s,s:s}", "uuid",
+		                                   views[k].uuid ? views[k].uuid : "", "name",
+		                                   views[k].name ? views[k].name : views[k].id,
+		                                   "created_at", views[k].created_at));
+	hm_snapshot_views_free(views, nv);
+	json_object_set_new(entry, "history", h);
+	return 0;
 }
 
 int ukc_h_instances_history(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	_cleanup_free_ struct ukc_ref *refs = NULL;
-	size_t n = 0;
-	if (ukc_query_refs(req, &refs, &n, err) < 0)
-		return -1;
-	if (n == 0)
-		return hm_err_set(err, HM_ERR_INVALID, "missing_query",
-		                  "name the instances with `uuid=` or `name=` query parameters");
-	return history_of(req, resp, refs, n);
+	return ukc_each_query(req, resp, &ukc_instance_kind, NULL, op_history, err);
 }
 
 int ukc_h_instance_history(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	(void)err;
-	struct ukc_ref r = ukc_path_ref(req);
-	return history_of(req, resp, &r, 1);
+	return ukc_each_path(req, resp, &ukc_instance_kind, op_history, err);
 }

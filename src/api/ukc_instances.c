@@ -47,79 +47,26 @@ static struct hm_instances *instances(struct hm_req *req)
 
 /* ---- refs to views ---- */
 
-static json_t *entry_of(const struct hm_instance_view *v)
+/* ---- the instance kind ---- */
+
+static int resolve_any(struct hm_req *req, const struct ukc_ref *r, void **ret, struct hm_err **err)
 {
-	return json_pack("{s:s,s:s}", "uuid", v->uuid ? v->uuid : "", "name", v->name);
+	return ukc_instance_resolve(instances(req), r, (struct hm_instance_view **)ret, err);
 }
 
-/*
- * One verb over refs: for each, resolve it and run op, which fills the entry
- * (uuid and name are in already) or fails with err. An INVALID error from a
- * ref's own options fails only that entry.
- */
-typedef int instance_op(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                        json_t *entry, struct hm_err **err);
-
-static int each(struct hm_req *req, struct hm_resp *resp, const struct ukc_ref *refs, size_t n,
-                json_t *shared_opts, instance_op *op)
+static void identity(const void *v, const char **uuid, const char **name)
 {
-	struct hm_instances *in = instances(req);
-	struct ukc_batch b;
-	ukc_batch_init(&b);
-	for (size_t i = 0; i < n; i++) {
-		_cleanup_err_ struct hm_err *e = NULL;
-		struct hm_instance_view *v = NULL;
-		json_t *opts = refs[i].item ? refs[i].item : shared_opts;
-		if (ukc_instance_resolve(in, &refs[i], &v, &e) < 0) {
-			ukc_batch_fail(&b, &refs[i], e);
-			continue;
-		}
-		json_t *entry = entry_of(v);
-		if (op(in, v, opts, entry, &e) < 0) {
-			json_decref(entry);
-			struct ukc_ref named = { v->uuid, v->name, NULL };
-			ukc_batch_fail(&b, &named, e);
-		} else {
-			ukc_batch_ok(&b, entry);
-		}
-		hm_instance_view_free(v);
-	}
-	return ukc_batch_reply(resp, &b, "instances");
+	const struct hm_instance_view *iv = v;
+	*uuid = iv->uuid;
+	*name = iv->name;
 }
 
-/* A bulk route's refs from its body; a by-uuid route's from its path (its body,
- * if any, is the options). */
-static int bulk_body(struct hm_req *req, struct hm_resp *resp, instance_op *op, struct hm_err **err)
+static void free_any(void *v)
 {
-	_cleanup_free_ struct ukc_ref *refs = NULL;
-	size_t n = 0;
-	if (ukc_body_refs(hm_req_json(req), &refs, &n, err) < 0)
-		return -1;
-	return each(req, resp, refs, n, NULL, op);
+	hm_instance_view_free(v);
 }
 
-static int by_uuid(struct hm_req *req, struct hm_resp *resp, instance_op *op, struct hm_err **err)
-{
-	json_t *body = hm_req_json(req);
-	if (body && !json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be an object");
-	struct ukc_ref r = ukc_path_ref(req);
-	return each(req, resp, &r, 1, body, op);
-}
-
-static int bulk_query(struct hm_req *req, struct hm_resp *resp, instance_op *op,
-                      struct hm_err **err)
-{
-	_cleanup_free_ struct ukc_ref *refs = NULL;
-	size_t n = 0;
-	if (ukc_query_refs(req, &refs, &n, err) < 0)
-		return -1;
-	if (n == 0)
-		return hm_err_set(err, HM_ERR_INVALID, "missing_query",
-		                  "name the instances with `uuid=` or `name=` query parameters");
-	return each(req, resp, refs, n, NULL, op);
-}
+const struct ukc_kind ukc_instance_kind = { "instances", resolve_any, identity, free_any };
 
 /* ---- options ---- */
 
@@ -605,9 +552,11 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
 
 /* ---- list and get ---- */
 
-static int op_get(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                  json_t *entry, struct hm_err **err)
+static int op_get(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                  struct hm_err **err)
 {
+	struct hm_instances *in = instances(req);
+	const struct hm_instance_view *v = view;
 	(void)in;
 	(void)err;
 	bool details = !json_is_false(json_object_get(opts, "details"));
@@ -617,8 +566,8 @@ static int op_get(struct hm_instances *in, const struct hm_instance_view *v, jso
 	return 0;
 }
 
-static int op_get_template(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                           json_t *entry, struct hm_err **err);
+static int op_get_template(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                           struct hm_err **err);
 
 /* GET /v1/instances (no templates) and /v1/instances/templates (only them). */
 static int list_of(struct hm_req *req, struct hm_resp *resp, bool templates, struct hm_err **err)
@@ -628,14 +577,14 @@ static int list_of(struct hm_req *req, struct hm_resp *resp, bool templates, str
 		return -1;
 	bool details = q.details;
 	long long count = q.count;
-	const char *from = q.from;
 	_cleanup_free_ struct ukc_ref *refs = NULL;
 	size_t nrefs = 0;
 	if (ukc_query_refs(req, &refs, &nrefs, err) < 0)
 		return -1;
 	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", details);
 	if (nrefs > 0)
-		return each(req, resp, refs, nrefs, opts, templates ? op_get_template : op_get);
+		return ukc_each(req, resp, &ukc_instance_kind, refs, nrefs, opts,
+		                templates ? op_get_template : op_get);
 
 	struct hm_instance_view *views = NULL;
 	size_t n = 0;
@@ -643,26 +592,19 @@ static int list_of(struct hm_req *req, struct hm_resp *resp, bool templates, str
 		return -1;
 	/* The kind asked for, in order (oldest first; desc: newest first). */
 	_cleanup_free_ size_t *at = xcalloc(n ? n : 1, sizeof(*at));
+	_cleanup_free_ const char **uuids = xcalloc(n ? n : 1, sizeof(*uuids));
 	size_t k = 0;
-	bool desc = q.desc;
 	for (size_t i = 0; i < n; i++) {
-		size_t x = desc ? n - 1 - i : i;
-		if (views[x].template_ == templates)
+		size_t x = q.desc ? n - 1 - i : i;
+		if (views[x].template_ == templates) {
+			uuids[k] = views[x].uuid;
 			at[k++] = x;
-	}
-	size_t first = 0;
-	if (from) {
-		size_t i = 0;
-		for (; i < k; i++)
-			if (views[at[i]].uuid && strcasecmp(views[at[i]].uuid, from) == 0)
-				break;
-		if (i == k) {
-			hm_instance_views_free(views, n);
-			return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
-			                  "`from`: no %s has the uuid `%.80s`",
-			                  templates ? "template" : "instance", from);
 		}
-		first = i + 1;
+	}
+	size_t first;
+	if (ukc_page(&q, uuids, k, templates ? "template" : "instance", &first, err) < 0) {
+		hm_instance_views_free(views, n);
+		return -1;
 	}
 	struct ukc_batch b;
 	ukc_batch_init(&b);
@@ -679,19 +621,16 @@ int ukc_h_instances_list(struct hm_req *req, struct hm_resp *resp, struct hm_err
 
 int ukc_h_instances_get(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	bool details;
-	if (ukc_query_bool(req, "details", true, &details, err) < 0)
-		return -1;
-	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", details);
-	struct ukc_ref r = ukc_path_ref(req);
-	return each(req, resp, &r, 1, opts, op_get);
+	return ukc_each_get(req, resp, &ukc_instance_kind, op_get, err);
 }
 
 /* ---- delete, start, stop, suspend ---- */
 
-static int op_delete(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                     json_t *entry, struct hm_err **err)
+static int op_delete(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                     struct hm_err **err)
 {
+	struct hm_instances *in = instances(req);
+	const struct hm_instance_view *v = view;
 	(void)opts;
 	json_object_set_new(entry, "previous_state", json_string(ukc_state_name(v->state)));
 	/* Force-stopped if it runs, as UKC's delete says. */
@@ -700,12 +639,12 @@ static int op_delete(struct hm_instances *in, const struct hm_instance_view *v, 
 
 int ukc_h_instances_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_delete, err);
+	return ukc_each_body(req, resp, &ukc_instance_kind, op_delete, err);
 }
 
 int ukc_h_instance_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return by_uuid(req, resp, op_delete, err);
+	return ukc_each_path(req, resp, &ukc_instance_kind, op_delete, err);
 }
 
 /* entry: state now, previous_state before. */
@@ -716,9 +655,11 @@ static void states(json_t *entry, const struct hm_instance_view *before,
 	json_object_set_new(entry, "previous_state", json_string(ukc_view_state(before)));
 }
 
-static int op_start(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                    json_t *entry, struct hm_err **err)
+static int op_start(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                    struct hm_err **err)
 {
+	struct hm_instances *in = instances(req);
+	const struct hm_instance_view *v = view;
 	long wait_ms = 0;
 	if (opt_start_wait(opts, &wait_ms, err) < 0)
 		return -1;
@@ -735,12 +676,12 @@ static int op_start(struct hm_instances *in, const struct hm_instance_view *v, j
 
 int ukc_h_instances_start(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_start, err);
+	return ukc_each_body(req, resp, &ukc_instance_kind, op_start, err);
 }
 
 int ukc_h_instance_start(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return by_uuid(req, resp, op_start, err);
+	return ukc_each_path(req, resp, &ukc_instance_kind, op_start, err);
 }
 
 /* drain_timeout_ms: how long a stop or suspend first waits for the
@@ -754,9 +695,11 @@ static int drain_in(json_t *opts, long *ret, struct hm_err **err)
 	return 0;
 }
 
-static int op_stop(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                   json_t *entry, struct hm_err **err)
+static int op_stop(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                   struct hm_err **err)
 {
+	struct hm_instances *in = instances(req);
+	const struct hm_instance_view *v = view;
 	bool force;
 	long drain_ms;
 	if (ukc_body_bool(opts, "force", &force, err) < 0 || drain_in(opts, &drain_ms, err) < 0)
@@ -773,17 +716,19 @@ static int op_stop(struct hm_instances *in, const struct hm_instance_view *v, js
 
 int ukc_h_instances_stop(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_stop, err);
+	return ukc_each_body(req, resp, &ukc_instance_kind, op_stop, err);
 }
 
 int ukc_h_instance_stop(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return by_uuid(req, resp, op_stop, err);
+	return ukc_each_path(req, resp, &ukc_instance_kind, op_stop, err);
 }
 
-static int op_suspend(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                      json_t *entry, struct hm_err **err)
+static int op_suspend(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                      struct hm_err **err)
 {
+	struct hm_instances *in = instances(req);
+	const struct hm_instance_view *v = view;
 	long drain_ms;
 	if (drain_in(opts, &drain_ms, err) < 0)
 		return -1;
@@ -804,12 +749,12 @@ static int op_suspend(struct hm_instances *in, const struct hm_instance_view *v,
 
 int ukc_h_instances_suspend(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_suspend, err);
+	return ukc_each_body(req, resp, &ukc_instance_kind, op_suspend, err);
 }
 
 int ukc_h_instance_suspend(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return by_uuid(req, resp, op_suspend, err);
+	return ukc_each_path(req, resp, &ukc_instance_kind, op_suspend, err);
 }
 
 /* ---- wait ---- */
@@ -834,9 +779,11 @@ static int wait_target(const char *name, enum hm_state *ret, struct hm_err **err
 	                  name);
 }
 
-static int op_wait(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                   json_t *entry, struct hm_err **err)
+static int op_wait(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                   struct hm_err **err)
 {
+	struct hm_instances *in = instances(req);
+	const struct hm_instance_view *v = view;
 	enum hm_state target = (enum hm_state)json_integer_value(json_object_get(opts, "target"));
 	long ms = (long)json_integer_value(json_object_get(opts, "timeout_ms"));
 	struct hm_wait_result w = { 0 };
@@ -932,7 +879,7 @@ int ukc_h_instances_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err
 			json_array_append_new(items, o);
 			refs[i].item = o;
 		}
-		return each(req, resp, refs, n, NULL, op_wait);
+		return ukc_each(req, resp, &ukc_instance_kind, refs, n, NULL, op_wait);
 	}
 	if (wait_opts(req, &opts, err) < 0 || ukc_query_refs(req, &refs, &n, err) < 0)
 		return -1;
@@ -940,7 +887,7 @@ int ukc_h_instances_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err
 		return hm_err_set(err, HM_ERR_INVALID, "missing_query",
 		                  "name the instances with `uuid=` or `name=` query parameters "
 		                  "(or in a body)");
-	return each(req, resp, refs, n, opts, op_wait);
+	return ukc_each(req, resp, &ukc_instance_kind, refs, n, opts, op_wait);
 }
 
 int ukc_h_instance_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
@@ -957,14 +904,16 @@ int ukc_h_instance_wait(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 		return -1;
 	}
 	struct ukc_ref r = ukc_path_ref(req);
-	return each(req, resp, &r, 1, opts, op_wait);
+	return ukc_each(req, resp, &ukc_instance_kind, &r, 1, opts, op_wait);
 }
 
 /* ---- log ---- */
 
-static int op_log(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                  json_t *entry, struct hm_err **err)
+static int op_log(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                  struct hm_err **err)
 {
+	struct hm_instances *in = instances(req);
+	const struct hm_instance_view *v = view;
 	struct hm_log_range lr;
 	if (hm_instances_log_range(in, v->id, json_integer_value(json_object_get(opts, "offset")),
 	                           json_integer_value(json_object_get(opts, "limit")), &lr,
@@ -1003,7 +952,7 @@ int ukc_h_instances_log(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 	if (n == 0)
 		return hm_err_set(err, HM_ERR_INVALID, "missing_query",
 		                  "name the instances with `uuid=` or `name=` query parameters");
-	return each(req, resp, refs, n, opts, op_log);
+	return ukc_each(req, resp, &ukc_instance_kind, refs, n, opts, op_log);
 }
 
 int ukc_h_instance_log(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
@@ -1012,14 +961,16 @@ int ukc_h_instance_log(struct hm_req *req, struct hm_resp *resp, struct hm_err *
 	if (log_opts(req, &opts, err) < 0)
 		return -1;
 	struct ukc_ref r = ukc_path_ref(req);
-	return each(req, resp, &r, 1, opts, op_log);
+	return ukc_each(req, resp, &ukc_instance_kind, &r, 1, opts, op_log);
 }
 
 /* ---- metrics ---- */
 
-static int op_metrics(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                      json_t *entry, struct hm_err **err)
+static int op_metrics(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                      struct hm_err **err)
 {
+	struct hm_instances *in = instances(req);
+	const struct hm_instance_view *v = view;
 	(void)opts;
 	struct hm_instance_stats s;
 	if (hm_instances_stats(in, v->id, &s, err) < 0)
@@ -1036,14 +987,14 @@ static int op_metrics(struct hm_instances *in, const struct hm_instance_view *v,
 
 int ukc_h_instances_metrics(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_query(req, resp, op_metrics, err);
+	return ukc_each_query(req, resp, &ukc_instance_kind, NULL, op_metrics, err);
 }
 
 int ukc_h_instance_metrics(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
 	(void)err;
 	struct ukc_ref r = ukc_path_ref(req);
-	return each(req, resp, &r, 1, NULL, op_metrics);
+	return ukc_each(req, resp, &ukc_instance_kind, &r, 1, NULL, op_metrics);
 }
 
 /* ---- update: [{uuid|name, prop, op, value, id?}] ---- */
@@ -1096,9 +1047,11 @@ static int keys_in(json_t *v, json_t **ret, struct hm_err **err)
 	return 0;
 }
 
-static int op_update(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                     json_t *entry, struct hm_err **err)
+static int op_update(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                     struct hm_err **err)
 {
+	struct hm_instances *in = instances(req);
+	const struct hm_instance_view *v = view;
 	const char *prop = json_string_value(json_object_get(opts, "prop"));
 	const char *op = json_string_value(json_object_get(opts, "op"));
 	json_t *value = json_object_get(opts, "value");
@@ -1212,12 +1165,12 @@ static int op_update(struct hm_instances *in, const struct hm_instance_view *v, 
 
 int ukc_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_update, err);
+	return ukc_each_body(req, resp, &ukc_instance_kind, op_update, err);
 }
 
 int ukc_h_instance_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return by_uuid(req, resp, op_update, err);
+	return ukc_each_path(req, resp, &ukc_instance_kind, op_update, err);
 }
 
 /* ---- templates: stopped instances that never run, to create instances from ---- */
@@ -1228,17 +1181,20 @@ static int not_a_template(const struct hm_instance_view *v, struct hm_err **err)
 	                  v->uuid ? v->uuid : v->name);
 }
 
-static int op_get_template(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                           json_t *entry, struct hm_err **err)
+static int op_get_template(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                           struct hm_err **err)
 {
+	const struct hm_instance_view *v = view;
 	if (!v->template_)
 		return not_a_template(v, err);
-	return op_get(in, v, opts, entry, err);
+	return op_get(req, v, opts, entry, err);
 }
 
-static int op_make_template(struct hm_instances *in, const struct hm_instance_view *v, json_t *opts,
-                            json_t *entry, struct hm_err **err)
+static int op_make_template(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                            struct hm_err **err)
 {
+	struct hm_instances *in = instances(req);
+	const struct hm_instance_view *v = view;
 	(void)opts;
 	struct hm_instance_view *after = NULL;
 	if (hm_instances_make_template(in, v->id, &after, err) < 0)
@@ -1248,29 +1204,31 @@ static int op_make_template(struct hm_instances *in, const struct hm_instance_vi
 	return 0;
 }
 
-static int op_delete_template(struct hm_instances *in, const struct hm_instance_view *v,
-                              json_t *opts, json_t *entry, struct hm_err **err)
+static int op_delete_template(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                              struct hm_err **err)
 {
+	const struct hm_instance_view *v = view;
 	if (!v->template_)
 		return not_a_template(v, err);
-	return op_delete(in, v, opts, entry, err);
+	return op_delete(req, v, opts, entry, err);
 }
 
-static int op_update_template(struct hm_instances *in, const struct hm_instance_view *v,
-                              json_t *opts, json_t *entry, struct hm_err **err)
+static int op_update_template(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                              struct hm_err **err)
 {
+	const struct hm_instance_view *v = view;
 	if (!v->template_)
 		return not_a_template(v, err);
 	const char *prop = json_string_value(json_object_get(opts, "prop"));
 	if (prop && strcmp(prop, "tags") != 0 && strcmp(prop, "delete_lock") != 0)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "a template's `prop` is tags or delete_lock, not `%.40s`", prop);
-	return op_update(in, v, opts, entry, err);
+	return op_update(req, v, opts, entry, err);
 }
 
 int ukc_h_templates_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_make_template, err);
+	return ukc_each_body(req, resp, &ukc_instance_kind, op_make_template, err);
 }
 
 int ukc_h_templates_list(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
@@ -1280,30 +1238,25 @@ int ukc_h_templates_list(struct hm_req *req, struct hm_resp *resp, struct hm_err
 
 int ukc_h_template_get(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	bool details;
-	if (ukc_query_bool(req, "details", true, &details, err) < 0)
-		return -1;
-	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", details);
-	struct ukc_ref r = ukc_path_ref(req);
-	return each(req, resp, &r, 1, opts, op_get_template);
+	return ukc_each_get(req, resp, &ukc_instance_kind, op_get_template, err);
 }
 
 int ukc_h_templates_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_delete_template, err);
+	return ukc_each_body(req, resp, &ukc_instance_kind, op_delete_template, err);
 }
 
 int ukc_h_template_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return by_uuid(req, resp, op_delete_template, err);
+	return ukc_each_path(req, resp, &ukc_instance_kind, op_delete_template, err);
 }
 
 int ukc_h_templates_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_update_template, err);
+	return ukc_each_body(req, resp, &ukc_instance_kind, op_update_template, err);
 }
 
 int ukc_h_template_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return by_uuid(req, resp, op_update_template, err);
+	return ukc_each_path(req, resp, &ukc_instance_kind, op_update_template, err);
 }

@@ -102,56 +102,26 @@ json_t *ukc_volume(struct hm_instances *in, const struct hm_volume_view *v, bool
 	return o;
 }
 
-/* ---- per volume ---- */
+/* ---- the volume kind ---- */
 
-typedef int volume_op(struct hm_req *req, const struct hm_volume_view *v, json_t *opts,
-                      json_t *entry, struct hm_err **err);
-
-static int each(struct hm_req *req, struct hm_resp *resp, const struct ukc_ref *refs, size_t n,
-                json_t *shared_opts, volume_op *op)
+static int resolve_any(struct hm_req *req, const struct ukc_ref *r, void **ret, struct hm_err **err)
 {
-	struct ukc_batch b;
-	ukc_batch_init(&b);
-	for (size_t i = 0; i < n; i++) {
-		_cleanup_err_ struct hm_err *e = NULL;
-		struct hm_volume_view *v = NULL;
-		json_t *opts = refs[i].item ? refs[i].item : shared_opts;
-		if (ukc_volume_resolve(volumes(req), &refs[i], &v, &e) < 0) {
-			ukc_batch_fail(&b, &refs[i], e);
-			continue;
-		}
-		json_t *entry =
-		    json_pack("{s:s,s:s}", "uuid", v->uuid ? v->uuid : "", "name", v->name);
-		if (op(req, v, opts, entry, &e) < 0) {
-			json_decref(entry);
-			struct ukc_ref named = { v->uuid, v->name, NULL };
-			ukc_batch_fail(&b, &named, e);
-		} else {
-			ukc_batch_ok(&b, entry);
-		}
-		hm_volume_view_free(v);
-	}
-	return ukc_batch_reply(resp, &b, "volumes");
+	return ukc_volume_resolve(volumes(req), r, (struct hm_volume_view **)ret, err);
 }
 
-static int bulk_body(struct hm_req *req, struct hm_resp *resp, volume_op *op, struct hm_err **err)
+static void identity(const void *v, const char **uuid, const char **name)
 {
-	_cleanup_free_ struct ukc_ref *refs = NULL;
-	size_t n = 0;
-	if (ukc_body_refs(hm_req_json(req), &refs, &n, err) < 0)
-		return -1;
-	return each(req, resp, refs, n, NULL, op);
+	const struct hm_volume_view *vv = v;
+	*uuid = vv->uuid;
+	*name = vv->name;
 }
 
-static int by_uuid(struct hm_req *req, struct hm_resp *resp, volume_op *op, struct hm_err **err)
+static void free_any(void *v)
 {
-	json_t *body = hm_req_json(req);
-	if (body && !json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be an object");
-	struct ukc_ref r = ukc_path_ref(req);
-	return each(req, resp, &r, 1, body, op);
+	hm_volume_view_free(v);
 }
+
+static const struct ukc_kind volume_kind = { "volumes", resolve_any, identity, free_any };
 
 /* The one instance an object field names ({uuid} or {name}). */
 static int instance_at(struct hm_req *req, json_t *ref, const char *field,
@@ -239,10 +209,11 @@ int ukc_h_volumes_create(struct hm_req *req, struct hm_resp *resp, struct hm_err
 
 /* ---- list and get ---- */
 
-static int op_get(struct hm_req *req, const struct hm_volume_view *v, json_t *opts, json_t *entry,
+static int op_get(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
                   struct hm_err **err)
 {
 	(void)err;
+	const struct hm_volume_view *v = view;
 	bool details = !json_is_false(json_object_get(opts, "details"));
 	json_t *o = ukc_volume(instances(req), v, details);
 	json_object_update(entry, o);
@@ -261,25 +232,18 @@ int ukc_h_volumes_list(struct hm_req *req, struct hm_resp *resp, struct hm_err *
 		return -1;
 	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", q.details);
 	if (nrefs > 0)
-		return each(req, resp, refs, nrefs, opts, op_get);
+		return ukc_each(req, resp, &volume_kind, refs, nrefs, opts, op_get);
 	struct hm_volume_view *views = NULL;
 	size_t n = 0;
 	if (hm_volumes_list(volumes(req), q.tags, &views, &n, err) < 0)
 		return -1;
-	size_t first = 0;
-	if (q.from) {
-		size_t i = 0;
-		for (; i < n; i++) {
-			size_t x = q.desc ? n - 1 - i : i;
-			if (views[x].uuid && strcasecmp(views[x].uuid, q.from) == 0)
-				break;
-		}
-		if (i == n) {
-			hm_volume_views_free(views, n);
-			return hm_err_set(err, HM_ERR_INVALID, "invalid_query",
-			                  "`from`: no volume has the uuid `%.80s`", q.from);
-		}
-		first = i + 1;
+	_cleanup_free_ const char **uuids = xcalloc(n ? n : 1, sizeof(*uuids));
+	for (size_t i = 0; i < n; i++)
+		uuids[i] = views[q.desc ? n - 1 - i : i].uuid;
+	size_t first;
+	if (ukc_page(&q, uuids, n, "volume", &first, err) < 0) {
+		hm_volume_views_free(views, n);
+		return -1;
 	}
 	struct ukc_batch b;
 	ukc_batch_init(&b);
@@ -292,19 +256,15 @@ int ukc_h_volumes_list(struct hm_req *req, struct hm_resp *resp, struct hm_err *
 
 int ukc_h_volume_get(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	bool details;
-	if (ukc_query_bool(req, "details", true, &details, err) < 0)
-		return -1;
-	_cleanup_json_ json_t *opts = json_pack("{s:b}", "details", details);
-	struct ukc_ref r = ukc_path_ref(req);
-	return each(req, resp, &r, 1, opts, op_get);
+	return ukc_each_get(req, resp, &volume_kind, op_get, err);
 }
 
 /* ---- delete ---- */
 
-static int op_delete(struct hm_req *req, const struct hm_volume_view *v, json_t *opts,
-                     json_t *entry, struct hm_err **err)
+static int op_delete(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                     struct hm_err **err)
 {
+	const struct hm_volume_view *v = view;
 	(void)opts;
 	(void)entry;
 	return hm_volumes_delete(volumes(req), v->id, err);
@@ -312,19 +272,20 @@ static int op_delete(struct hm_req *req, const struct hm_volume_view *v, json_t 
 
 int ukc_h_volumes_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_delete, err);
+	return ukc_each_body(req, resp, &volume_kind, op_delete, err);
 }
 
 int ukc_h_volume_delete(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return by_uuid(req, resp, op_delete, err);
+	return ukc_each_path(req, resp, &volume_kind, op_delete, err);
 }
 
 /* ---- attach and detach ---- */
 
-static int op_attach(struct hm_req *req, const struct hm_volume_view *v, json_t *opts,
-                     json_t *entry, struct hm_err **err)
+static int op_attach(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                     struct hm_err **err)
 {
+	const struct hm_volume_view *v = view;
 	(void)entry;
 	const char *at = NULL;
 	bool readonly;
@@ -347,18 +308,19 @@ static int op_attach(struct hm_req *req, const struct hm_volume_view *v, json_t 
 
 int ukc_h_volumes_attach(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_attach, err);
+	return ukc_each_body(req, resp, &volume_kind, op_attach, err);
 }
 
 int ukc_h_volume_attach(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return by_uuid(req, resp, op_attach, err);
+	return ukc_each_path(req, resp, &volume_kind, op_attach, err);
 }
 
 /* From the instance `from` names, or from every instance it is attached to. */
-static int op_detach(struct hm_req *req, const struct hm_volume_view *v, json_t *opts,
-                     json_t *entry, struct hm_err **err)
+static int op_detach(struct hm_req *req, const void *view, json_t *opts, json_t *entry,
+                     struct hm_err **err)
 {
+	const struct hm_volume_view *v = view;
 	(void)entry;
 	json_t *from = json_object_get(opts, "from");
 	if (from && !json_is_null(from)) {
@@ -383,10 +345,10 @@ static int op_detach(struct hm_req *req, const struct hm_volume_view *v, json_t 
 
 int ukc_h_volumes_detach(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return bulk_body(req, resp, op_detach, err);
+	return ukc_each_body(req, resp, &volume_kind, op_detach, err);
 }
 
 int ukc_h_volume_detach(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
-	return by_uuid(req, resp, op_detach, err);
+	return ukc_each_path(req, resp, &volume_kind, op_detach, err);
 }

@@ -386,6 +386,21 @@ test('cross-API: made by the Hypeman API, seen and operated through /v1; names a
   assert.equal((await hm.instances.get(h.id)).state, 'Stopped');
   await hm.instances.delete(h.id);
   await rejects(ukc.instances.get({ uuid: u.uuid }), 404);
+
+  // and the other way round: made through /v1, listed, forked, stopped and deleted through /instances
+  const v = await ukc.instances.create({ name: 'ukc-made', image, autostart: true, timeout_s: 90, args: ['sh', '-c', 'exec sleep 1000'] });
+  const listed = (await hm.instances.list()).find((i) => i.name === 'ukc-made');
+  assert.equal(listed.state, 'Running');
+  const fork = await hm.instances.fork(listed.id, { name: 'ukc-made-fork', from_running: true });
+  const seen = await ukc.instances.get({ name: 'ukc-made-fork' });
+  assert.match(seen.uuid, UUID);
+  assert.notEqual(seen.uuid, v.uuid);
+  assert.equal((await hm.instances.stop(listed.id)).state, 'Stopped');
+  assert.equal((await ukc.instances.get({ uuid: v.uuid })).state, 'stopped');
+  await hm.instances.delete(listed.id);
+  await hm.instances.delete(fork.id);
+  await rejects(ukc.instances.get({ uuid: v.uuid }), 404);
+  await rejects(ukc.instances.get({ name: 'ukc-made-fork' }), 404);
 });
 
 test('wait: a time-out is an error naming the state; timeout_s 0 does not wait', { timeout: 300000 }, async () => {
