@@ -17,6 +17,7 @@
 #include "api/validate.h"
 #include "config/config.h"
 #include "core/cleanup.h"
+#include "core/encoding.h"
 #include "core/err.h"
 #include "core/xalloc.h"
 #include "instance/instances.h"
@@ -143,6 +144,39 @@ static int parse_restart(json_t *rp, const char *field, struct hm_restart_policy
 	return 0;
 }
 
+/*
+ * Upstream's AutoStandbyPolicy {enabled, idle_timeout, ignore_source_cidrs,
+ * ignore_destination_ports}: idle_timeout default 5m. The ignore lists are
+ * not built yet: non-empty ones are refused by name.
+ */
+static int parse_auto_standby(json_t *as, const char *field, struct hm_auto_standby *ret,
+                              struct hm_err **err)
+{
+	*ret = (struct hm_auto_standby){ .enabled = false, .idle_ms = 300000 };
+	if (!json_is_object(as))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`%s` must be an object",
+		                  field);
+	json_t *en = json_object_get(as, "enabled");
+	if (en && !json_is_null(en) && !json_is_boolean(en))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s.enabled` must be a boolean", field);
+	ret->enabled = json_is_true(en);
+	static const char *const refused[] = { "ignore_source_cidrs", "ignore_destination_ports" };
+	for (size_t i = 0; i < 2; i++) {
+		json_t *l = json_object_get(as, refused[i]);
+		if (l && !json_is_null(l) && (!json_is_array(l) || json_array_size(l) > 0))
+			return hm_err_set(err, HM_ERR_INVALID, "unsupported_field",
+			                  "`%s.%s`: ignore lists are not available yet (every "
+			                  "connection through an ingress keeps the instance awake)",
+			                  field, refused[i]);
+	}
+	long idle;
+	if (duration_field(as, "idle_timeout", field, 300000, &idle, err) < 0)
+		return -1;
+	ret->idle_ms = idle;
+	return 0;
+}
+
 static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err **err)
 {
 	if (!json_is_object(req))
@@ -248,6 +282,12 @@ static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err
 			return hm_err_set(err, HM_ERR_INVALID, "unsupported_hypervisor",
 			                  "`hypervisor` must be a string");
 		c->hypervisor = json_string_value(hv);
+	}
+	json_t *as = json_object_get(req, "auto_standby");
+	if (as && !json_is_null(as)) {
+		c->auto_standby_set = true;
+		if (parse_auto_standby(as, "auto_standby", &c->auto_standby, err) < 0)
+			return -1;
 	}
 	return parse_restart(json_object_get(req, "restart_policy"), "restart_policy", &c->restart,
 	                     err);
@@ -396,9 +436,11 @@ int hm_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_er
 	json_t *body = hm_req_json(req);
 	json_t *env = json_object_get(body, "env");
 	json_t *rp = json_object_get(body, "restart_policy");
-	if ((!env || json_is_null(env)) && (!rp || json_is_null(rp)))
-		return hm_err_set(err, HM_ERR_INVALID, "missing_field",
-		                  "nothing to update: give `env` or `restart_policy`");
+	json_t *as = json_object_get(body, "auto_standby");
+	if ((!env || json_is_null(env)) && (!rp || json_is_null(rp)) && (!as || json_is_null(as)))
+		return hm_err_set(
+		    err, HM_ERR_INVALID, "missing_field",
+		    "nothing to update: give `env`, `restart_policy` or `auto_standby`");
 	if (env && !json_is_null(env) && !json_is_object(env))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`env` must be an object of strings");
@@ -407,6 +449,11 @@ int hm_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_er
 	if (rp && !json_is_null(rp)) {
 		u.restart_set = true;
 		if (parse_restart(rp, "restart_policy", &u.restart, err) < 0)
+			return -1;
+	}
+	if (as && !json_is_null(as)) {
+		u.auto_standby_set = true;
+		if (parse_auto_standby(as, "auto_standby", &u.auto_standby, err) < 0)
 			return -1;
 	}
 	struct hm_instance_view *inst = NULL;
@@ -507,4 +554,47 @@ int hm_h_instances_stat(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 	                      hm_req_query(req, "path"), follow, &out, err) < 0)
 		return -1;
 	return hm_resp_json(resp, 200, out);
+}
+
+/* The AutoStandbyStatus object. */
+static json_t *auto_standby_status_json(const struct hm_auto_standby_status *st)
+{
+	json_t *o =
+	    json_pack("{s:b,s:b,s:b,s:b,s:s,s:s,s:i,s:s}", "supported", 1, "configured",
+	              st->configured, "enabled", st->enabled, "eligible", st->eligible, "status",
+	              st->status, "reason", st->reason, "active_inbound_connections", st->conns,
+	              "tracking_mode", "ingress_connections");
+	_cleanup_free_ char *idle = st->configured ? hm_rest_go_duration(st->idle_ms) : NULL;
+	json_object_set_new(o, "idle_timeout", idle ? json_string(idle) : json_null());
+	static const char *const keys[] = { "idle_since", "last_inbound_activity_at",
+		                            "next_standby_at", "hold_until" };
+	const int64_t at[] = { st->idle_since_ms, st->last_activity_ms, st->next_standby_ms,
+		               st->hold_until_ms };
+	for (size_t i = 0; i < 4; i++) {
+		_cleanup_free_ char *t = at[i] > 0 ? hm_rfc3339_of_ms(at[i]) : NULL;
+		json_object_set_new(o, keys[i], t ? json_string(t) : json_null());
+	}
+	int64_t left = st->next_standby_ms > 0 ? st->next_standby_ms - hm_now_ms() : -1;
+	_cleanup_free_ char *rem = left >= 0 ? hm_rest_go_duration(left) : NULL;
+	json_object_set_new(o, "countdown_remaining", rem ? json_string(rem) : json_null());
+	return o;
+}
+
+int hm_h_instances_auto_standby_status(struct hm_req *req, struct hm_resp *resp,
+                                       struct hm_err **err)
+{
+	struct hm_auto_standby_status st;
+	if (hm_instances_auto_standby_status(hm_req_services(req)->instances,
+	                                     hm_req_param(req, "id"), &st, err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, auto_standby_status_json(&st));
+}
+
+int hm_h_instances_auto_standby_hold(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	struct hm_auto_standby_status st;
+	if (hm_instances_auto_standby_hold(hm_req_services(req)->instances, hm_req_param(req, "id"),
+	                                   &st, err) < 0)
+		return -1;
+	return hm_resp_json(resp, 200, auto_standby_status_json(&st));
 }

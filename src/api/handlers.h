@@ -4,6 +4,8 @@
  */
 #pragma once
 
+#include <stdint.h>
+
 #include "api/request.h"
 
 hm_handler_fn hm_h_health;
@@ -23,6 +25,8 @@ hm_handler_fn hm_h_instances_create;
  * second answers with it and frees the view. */
 struct hm_instance_view;
 json_t *hm_rest_instance(const struct hm_instance_view *v);
+/* A duration as Go prints it ("5m0s", "1.5s"), as upstream shows them. */
+char *hm_rest_go_duration(int64_t ms);
 int hm_resp_instance(struct hm_resp *resp, int status, struct hm_instance_view *v);
 /* An attachment's body {mount_path, readonly, overlay, overlay_size} into a (h_instances.c). */
 struct hm_attach;
@@ -58,4 +62,6 @@ hm_handler_fn hm_h_volumes_from_archive;
 hm_handler_fn hm_h_volumes_get;
 hm_handler_fn hm_h_volumes_delete;
 hm_handler_fn hm_h_instances_attach_volume;
+hm_handler_fn hm_h_instances_auto_standby_status;
+hm_handler_fn hm_h_instances_auto_standby_hold;
 hm_handler_fn hm_h_instances_detach_volume;

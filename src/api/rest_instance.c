@@ -21,7 +21,7 @@ static json_t *str_or_null(const char *s)
 }
 
 /* Milliseconds as Go prints a time.Duration: "5s", "1m30s", "10m0s", "1.5s", "0s". */
-static char *go_duration(int64_t ms)
+char *hm_rest_go_duration(int64_t ms)
 {
 	int64_t h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60, frac = ms % 1000;
 	char sec[32];
@@ -93,9 +93,16 @@ json_t *hm_rest_instance(const struct hm_instance_view *v)
 	json_object_set_new(o, "hypervisor", json_string(v->hypervisor));
 	if (v->command)
 		json_object_set(o, "command", v->command); /* extension: what runs */
+	if (v->auto_standby_set) {
+		_cleanup_free_ char *idle = hm_rest_go_duration(v->auto_standby.idle_ms);
+		json_object_set_new(o, "auto_standby",
+		                    json_pack("{s:b,s:s,s:[],s:[]}", "enabled",
+		                              v->auto_standby.enabled, "idle_timeout", idle,
+		                              "ignore_source_cidrs", "ignore_destination_ports"));
+	}
 	if (v->restart.policy != HM_RESTART_NEVER) {
-		_cleanup_free_ char *backoff = go_duration(v->restart.delay_ms);
-		_cleanup_free_ char *stable = go_duration(v->restart.stable_ms);
+		_cleanup_free_ char *backoff = hm_rest_go_duration(v->restart.delay_ms);
+		_cleanup_free_ char *stable = hm_rest_go_duration(v->restart.stable_ms);
 		json_object_set_new(o, "restart_policy",
 		                    json_pack("{s:s,s:s,s:i,s:s}", "policy",
 		                              hm_restart_name(v->restart.policy), "backoff",

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/cleanup.h"
 #include "core/err.h"
 #include "core/xalloc.h"
 #include "instance/instances.h"
@@ -25,40 +26,83 @@ struct hm_instance_conn {
 	struct live *l; /* a reference: the record counted on */
 };
 
-int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16],
-                           struct hm_instance_conn **ret, struct hm_err **err)
+/* One try: 0 with the hold, 1 to try again (it was put to sleep or woken
+ * meanwhile), -1 with the error. */
+static int try_open(struct hm_instances *in, const char *key, char ip[16],
+                    struct hm_instance_conn **ret, bool *woke, struct hm_err **err)
 {
-	*ret = NULL;
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
 		return -1;
 	json_t *spec = inst_spec_of(&row);
 	const char *addr = json_string_value(json_object_get(inst_spec_net(spec), "ip"));
+	struct hm_auto_standby p;
+	inst_spec_auto_standby(spec, &p);
 	enum hm_state state = inst_state(in, &row);
 	struct live *l = inst_live_get(in, row.id);
 	int r = 0;
-	if (!addr)
+	if (!addr) {
 		r = hm_err_set(err, HM_ERR_CONFLICT, "no_network", "instance `%s` has no network",
 		               row.name);
-	else if (state != HM_STATE_RUNNING || !l)
+	} else if (state == HM_STATE_STANDBY && p.enabled && !*woke) {
+		/* Woken by traffic. Arrivals at once all ask; the op lock lets the
+		 * first restore it, and the others then find it running. */
+		*woke = true;
+		struct hm_instance_view *v = NULL;
+		_cleanup_err_ struct hm_err *e = NULL;
+		if (hm_instances_restore(in, row.id, &v, &e) < 0 &&
+		    !hm_err_is_kind(&e, HM_ERR_CONFLICT))
+			r = hm_err_set(err, HM_ERR_UNAVAILABLE, "wake_failed",
+			               "instance `%s` could not be woken: %s", row.name, e->msg);
+		hm_instance_view_free(v);
+		if (r == 0)
+			r = 1;
+	} else if (l && atomic_load(&l->sleeping)) {
+		r = 1; /* going to standby: wait for it, then wake it */
+	} else if (state != HM_STATE_RUNNING || !l) {
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is not running (current state: %s)", row.name,
 		               hm_state_name(state));
-	else if (atomic_load(&l->draining))
+	} else if (atomic_load(&l->draining)) {
 		r = hm_err_set(err, HM_ERR_UNAVAILABLE, "draining",
 		               "instance `%s` is draining: it takes no new connections", row.name);
-	if (r == 0) {
-		snprintf(ip, 16, "%s", addr);
+	} else {
+		/* Counted first, then `sleeping` read: see idle.c. */
 		atomic_fetch_add(&l->conns, 1);
-		struct hm_instance_conn *c = xcalloc(1, sizeof(*c));
-		c->l = l;
-		*ret = c;
-	} else if (l) {
-		inst_live_free(l);
+		if (atomic_load(&l->sleeping)) {
+			atomic_fetch_sub(&l->conns, 1);
+			r = 1;
+		} else {
+			snprintf(ip, 16, "%s", addr);
+			struct hm_instance_conn *c = xcalloc(1, sizeof(*c));
+			c->l = TAKE_PTR(l);
+			*ret = c;
+		}
 	}
+	if (l)
+		inst_live_free(l);
 	json_decref(spec);
 	hm_instance_row_done(&row);
 	return r;
+}
+
+int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16],
+                           struct hm_instance_conn **ret, struct hm_err **err)
+{
+	*ret = NULL;
+	bool woke = false;
+	/* A standby under way takes well under a second; a wake a few. */
+	for (int i = 0; i < 1500; i++) {
+		int r = try_open(in, key, ip, ret, &woke, err);
+		if (r <= 0)
+			return r;
+		if (woke && i > 0 && i % 500 == 0)
+			woke = false; /* still in standby: someone put it back; ask again */
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return hm_err_set(err, HM_ERR_UNAVAILABLE, "wake_failed",
+	                  "instance `%s` did not come back from standby in time", key);
 }
 
 void hm_instances_conn_close(struct hm_instance_conn *c)

@@ -59,6 +59,8 @@ struct create_req {
 	const char *hypervisor;             /* the runtime asked for (HM_RUNTIME_DEFAULT) */
 	bool boot;                          /* false: made Stopped, booted by a later start */
 	struct hm_restart_policy restart;
+	bool auto_standby_set;
+	struct hm_auto_standby auto_standby;
 	bool delete_on_stop, delete_lock;
 	const char *hostname;
 };
@@ -280,6 +282,11 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "an instance deleted when it stops cannot have a restart policy");
 	c->restart = q->restart;
+	if (q->auto_standby_set && q->auto_standby.enabled &&
+	    inst_auto_standby_check(&q->auto_standby, err) < 0)
+		return -1;
+	c->auto_standby_set = q->auto_standby_set;
+	c->auto_standby = q->auto_standby;
 	c->delete_on_stop = q->delete_on_stop;
 	c->delete_lock = q->delete_lock;
 	if (q->hostname && hm_name_check("host", q->hostname, err) < 0)
@@ -608,6 +615,8 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		json_object_set_new(spec, "disk_io_bps", json_integer(c.disk_bps));
 	if (c.restart.policy != HM_RESTART_NEVER)
 		json_object_set_new(spec, "restart", inst_restart_json(&c.restart));
+	if (c.auto_standby_set)
+		json_object_set_new(spec, "auto_standby", inst_auto_standby_json(&c.auto_standby));
 	if (c.delete_on_stop)
 		json_object_set_new(spec, "delete_on_stop", json_true());
 	if (c.delete_lock)

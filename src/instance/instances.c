@@ -266,6 +266,7 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
 		         in->kernel.version, in->initrd, in->tsc_khz);
 	}
 	inst_sup_open(in);
+	inst_idle_open(in);
 	inst_adopt_all(in);
 	*ret = in;
 	return 0;
@@ -281,6 +282,7 @@ void hm_instances_close(struct hm_instances *in)
 	if (!in)
 		return;
 	inst_workers_wait(in); /* stops under way end first (the API no longer starts any) */
+	inst_idle_close(in);   /* auto standbys: one may be under way */
 	inst_sup_close(in);    /* then restarts: it may be starting a VM */
 	for (;;) {
 		pthread_mutex_lock(&in->lock);

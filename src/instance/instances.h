@@ -41,6 +41,18 @@ const char *hm_instances_boot_error(const struct hm_instances *in);
 
 #define HM_MAX_ATTACH 8
 
+/*
+ * Auto-standby (instance/idle.c): a running instance with no connection
+ * through our ingresses for idle_ms goes to standby; the next connection
+ * through one restores it.
+ */
+struct hm_auto_standby {
+	bool enabled;
+	int64_t idle_ms;
+};
+#define HM_AUTO_STANDBY_MIN_MS 1000
+#define HM_AUTO_STANDBY_MAX_MS (7LL * 24 * 3600 * 1000)
+
 /* A volume attached to an instance (a create's, or one attached later). */
 struct hm_attach {
 	const char *volume;     /* its id or name */
@@ -103,6 +115,8 @@ struct hm_instance_create {
 	const char *hypervisor; /* a runtime of GET /capabilities; NULL: the default */
 	bool no_boot;           /* make it Stopped (disks ready, never started); a start boots it */
 	struct hm_restart_policy restart; /* zero: never */
+	bool auto_standby_set;            /* auto_standby is the policy (else: none) */
+	struct hm_auto_standby auto_standby;
 	bool delete_on_stop;  /* deleted once its VM ends, however (not with a restart policy) */
 	bool delete_lock;     /* deletes are refused until it is unset */
 	const char *hostname; /* the guest's; NULL: the instance's name */
@@ -144,6 +158,8 @@ struct hm_instance_view {
 	json_t *cmd;                   /* the cmd asked for (a reference), or NULL: the image's */
 	struct hm_restart_policy restart;
 	struct hm_restart_status restart_status;
+	bool auto_standby_set; /* a policy was given (enabled or not) */
+	struct hm_auto_standby auto_standby;
 	bool delete_on_stop, delete_lock;
 	bool template_;                 /* a template: never runs; forks are made from it */
 	int stop_reason;                /* HM_STOP_* bits of the last stop (store/instances.h) */
@@ -212,6 +228,8 @@ struct hm_instance_update {
 	int64_t mem_bytes; /* 0: unchanged */
 	bool restart_set;  /* restart is the new policy */
 	struct hm_restart_policy restart;
+	bool auto_standby_set; /* auto_standby is the new policy */
+	struct hm_auto_standby auto_standby;
 };
 int hm_instances_update(struct hm_instances *in, const char *key,
                         const struct hm_instance_update *u, struct hm_instance_view **ret,
@@ -276,6 +294,21 @@ static inline void hm_instances_conn_closep(struct hm_instance_conn **c)
 {
 	hm_instances_conn_close(*c);
 }
+/* GET /instances/{id}/auto-standby/status: where the controller stands. */
+struct hm_auto_standby_status {
+	bool configured, enabled, eligible;
+	const char *status, *reason; /* upstream's words (static) */
+	int conns;                   /* connections open through our ingresses */
+	int64_t idle_ms;
+	int64_t idle_since_ms, last_activity_ms, next_standby_ms, hold_until_ms; /* unix; 0: none */
+};
+int hm_instances_auto_standby_status(struct hm_instances *in, const char *key,
+                                     struct hm_auto_standby_status *ret, struct hm_err **err);
+/* POST …/auto-standby/hold: no auto standby for one idle timeout from now
+ * (each hold replaces the last); 409 instance_in_standby when it is in
+ * standby or going there. */
+int hm_instances_auto_standby_hold(struct hm_instances *in, const char *key,
+                                   struct hm_auto_standby_status *ret, struct hm_err **err);
 /* Refuse new connections to a running instance and wait until the ones open
  * are closed or timeout_ms passed (the instance still runs after); ended by
  * the VM's end or hm_instances_drain_end. */

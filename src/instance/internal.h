@@ -72,6 +72,7 @@ struct live {
 	int64_t vmm_start_us, vmm_load_us; /* its VMM's, as the backend measured (0: not) */
 	atomic_int conns;                  /* holds our edges have open on it (conns.c) */
 	atomic_bool draining;              /* new holds are refused (conns.c) */
+	atomic_bool sleeping;              /* an auto standby is under way (idle.c) */
 	struct hm_instances *in;
 };
 
@@ -95,8 +96,9 @@ struct hm_instances {
 	unsigned long changes;
 	char *mem_dir; /* tmpfs folder for the RAM of cold-booted VMs, or NULL (memory.c) */
 	struct live *lives;
-	struct hm_sup *sup; /* supervise.c */
-	int workers;        /* under changes_lock: stop_begin's threads still running */
+	struct hm_sup *sup;   /* supervise.c */
+	struct hm_idle *idle; /* idle.c */
+	int workers;          /* under changes_lock: stop_begin's threads still running */
 };
 
 enum { STOP_ASKED_USER = 1, STOP_ASKED_FORCED = 2 };
@@ -250,6 +252,13 @@ int inst_delete_held(struct hm_instances *in, struct hm_instance_row *row, bool 
 struct hm_sup;
 struct hm_restart_policy;
 struct hm_restart_status;
+struct hm_auto_standby;
+/* idle.c: auto-standby, its thread and the policy in a spec. */
+void inst_idle_open(struct hm_instances *in);
+void inst_idle_close(struct hm_instances *in);
+void inst_spec_auto_standby(json_t *spec, struct hm_auto_standby *ret);
+json_t *inst_auto_standby_json(const struct hm_auto_standby *p);
+int inst_auto_standby_check(const struct hm_auto_standby *p, struct hm_err **err);
 void inst_sup_open(struct hm_instances *in);
 void inst_sup_close(struct hm_instances *in);
 /* A VM ended (its end recorded): by a user's stop or not, after ran_ms of running. */

@@ -466,7 +466,9 @@ static int check_update(const struct hm_instance_update *u, struct hm_err **err)
 	if ((u->env_set && hm_command_check_env(u->env_set, err) < 0) ||
 	    (u->tags && hm_tags_validate(u->tags, err) < 0) ||
 	    (u->cmd_set && u->cmd && hm_command_check_args(u->cmd, "cmd", err) < 0) ||
-	    (u->restart_set && inst_restart_check(&u->restart, err) < 0))
+	    (u->restart_set && inst_restart_check(&u->restart, err) < 0) ||
+	    (u->auto_standby_set && u->auto_standby.enabled &&
+	     inst_auto_standby_check(&u->auto_standby, err) < 0))
 		return -1;
 	size_t i;
 	json_t *k;
@@ -567,6 +569,8 @@ int hm_instances_update(struct hm_instances *in, const char *key,
 		}
 		json_object_set_new(spec, "restart", inst_restart_json(&u->restart));
 	}
+	if (u->auto_standby_set) /* takes effect at the controller's next look */
+		json_object_set_new(spec, "auto_standby", inst_auto_standby_json(&u->auto_standby));
 	if (img.config && inst_spec_command(spec, img.config, err) < 0) {
 		r = -1;
 		goto out;

@@ -309,6 +309,7 @@ void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, 
 	l->born_ms = inst_mono_ms();
 	atomic_init(&l->conns, 0);
 	atomic_init(&l->draining, false);
+	atomic_init(&l->sleeping, false);
 	l->vmm_start_us = vm->start_us;
 	l->vmm_load_us = vm->load_us;
 	l->agent = hm_agent_new();

@@ -195,6 +195,8 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 	json_t *ep = json_object_get(spec, "entrypoint");
 	v->entrypoint = json_is_array(ep) ? json_incref(ep) : NULL;
 	inst_spec_restart(spec, &v->restart);
+	v->auto_standby_set = json_object_get(spec, "auto_standby") != NULL;
+	inst_spec_auto_standby(spec, &v->auto_standby);
 	inst_sup_status(in, r->id, &v->restart_status);
 	v->delete_on_stop = json_is_true(json_object_get(spec, "delete_on_stop"));
 	v->delete_lock = json_is_true(json_object_get(spec, "delete_lock"));

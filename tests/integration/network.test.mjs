@@ -420,6 +420,84 @@ test('drain: a UKC stop with drain_timeout_ms answers draining, refuses new ingr
   assert.equal((await d.fetch('/instances/drainee', { method: 'DELETE', token })).status, 204);
 });
 
+// n GETs at once from inside the daemon's namespace: their {status, body}.
+function hostGetMany(port, host, n) {
+  const code = `Promise.all(Array.from({ length: ${n} }, () => new Promise((res) => require('http').get({ host: '127.0.0.1', port: ${port}, path: '/', headers: { host: ${JSON.stringify(host)} }, timeout: 30000, agent: false }, (r) => { let b = ''; r.on('data', (c) => b += c); r.on('end', () => res({ status: r.statusCode, body: b })); }).on('error', (e) => res({ error: e.code }))))).then((a) => console.log(JSON.stringify(a)));`;
+  return JSON.parse(inNs(NS, process.execPath, '-e', code));
+}
+
+test('auto-standby: an idle instance behind an ingress goes to standby; a request wakes it with the right body, 10 at once with one restore; a hold keeps it awake; the status says where it stands', { timeout: 240000 }, async () => {
+  const json = { 'content-type': 'application/json' };
+  const c = await createInstance(d, token, {
+    name: 'sleepy', image, size: '256MB', vcpus: 1, auto_standby: { enabled: true, idle_timeout: '2s' },
+    cmd: ['sh', '-c', 'mkdir -p /www && echo awake > /www/index.html && exec httpd -f -p 8080 -h /www'],
+  });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  assert.deepEqual(c.body.auto_standby, { enabled: true, idle_timeout: '2s', ignore_source_cidrs: [], ignore_destination_ports: [] });
+  const id = c.body.id;
+  await waitState(d, token, id, ['Running']);
+  let r = await d.fetch('/ingresses', { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'naps', rules: [{ match: { hostname: 'sleepy.test', port: 8093 }, target: { instance: 'sleepy', port: 8080 } }] }) });
+  assert.equal(r.status, 201);
+  const status = async () => (await d.fetch(`/instances/${id}/auto-standby/status`, { token })).json();
+  const wakes = async () => (JSON.stringify(await readLogs(d, token, id, { source: 'hypeman' })).match(/msg=restored /g) || []).length;
+  let st = await status();
+  assert.equal(st.enabled, true);
+  assert.equal(st.idle_timeout, '2s');
+  assert.equal(st.tracking_mode, 'ingress_connections');
+  assert.deepEqual(hostGet(8093, 'sleepy.test'), { status: 200, body: 'awake\n' });
+
+  // idle: standby, by itself
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+  st = await status();
+  assert.equal(st.status, 'ineligible');
+  assert.equal(st.reason, 'instance_not_running');
+  r = await d.fetch(`/instances/${id}/auto-standby/hold`, { method: 'POST', token });
+  assert.equal(r.status, 409);
+  assert.equal((await r.json()).code, 'instance_in_standby');
+  // a request wakes it and gets the program's answer
+  assert.deepEqual(hostGet(8093, 'sleepy.test'), { status: 200, body: 'awake\n' });
+  assert.equal((await getInstance(d, token, id)).body.state, 'Running');
+  assert.equal(await wakes(), 1);
+
+  // asleep again, then ten first requests at once: every one answered, one restore
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+  const many = hostGetMany(8093, 'sleepy.test', 10);
+  assert.deepEqual(many, Array.from({ length: 10 }, () => ({ status: 200, body: 'awake\n' })));
+  assert.equal(await wakes(), 2);
+
+  // a hold, renewed, keeps it awake past its idle timeout; then it sleeps again
+  for (let i = 0; i < 5; i++) {
+    r = await d.fetch(`/instances/${id}/auto-standby/hold`, { method: 'POST', token });
+    assert.equal(r.status, 200);
+    const held = await r.json();
+    assert.ok(held.hold_until, JSON.stringify(held));
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+  assert.equal((await getInstance(d, token, id)).body.state, 'Running');
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+
+  // disabled by a PATCH: it stays up however idle
+  assert.deepEqual(hostGet(8093, 'sleepy.test'), { status: 200, body: 'awake\n' });
+  r = await d.fetch(`/instances/${id}`, { method: 'PATCH', token, headers: json, body: JSON.stringify({ auto_standby: { enabled: false } }) });
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).auto_standby.enabled, false);
+  await new Promise((res) => setTimeout(res, 3500));
+  assert.equal((await getInstance(d, token, id)).body.state, 'Running');
+  assert.equal((await status()).status, 'disabled');
+  // bad input: a 400 naming the field
+  for (const [body, re] of [
+    [{ auto_standby: { enabled: true, idle_timeout: 'soon' } }, /`auto_standby.idle_timeout` must be a duration/],
+    [{ auto_standby: { enabled: true, idle_timeout: '10ms' } }, /idle timeout must be from 1000 ms/],
+    [{ auto_standby: { enabled: true, ignore_source_cidrs: ['10.0.0.0/8'] } }, /`auto_standby.ignore_source_cidrs`: ignore lists are not available yet/],
+  ]) {
+    r = await d.fetch(`/instances/${id}`, { method: 'PATCH', token, headers: json, body: JSON.stringify(body) });
+    assert.equal(r.status, 400, JSON.stringify(body));
+    assert.match((await r.json()).message, re);
+  }
+  assert.equal((await d.fetch('/ingresses/naps', { method: 'DELETE', token })).status, 204);
+  assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
+});
+
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {
   // A client that connected and sent half a request head, then waits.
   const holder = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',

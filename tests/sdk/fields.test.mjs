@@ -33,7 +33,7 @@ test('create: each upstream field not built yet is refused by name with its reas
     [{ devices: ['gpu0'] }, /`devices`: device passthrough/],
     [{ gpu: { profile: 'L40S-1Q' } }, /`gpu`: GPU passthrough/],
     [{ snapshot_policy: { compression: { enabled: true } } }, /`snapshot_policy`/],
-    [{ auto_standby: { enabled: true } }, /`auto_standby`: auto-standby/],
+    [{ auto_standby: { enabled: true, ignore_destination_ports: [22] } }, /`auto_standby.ignore_destination_ports`: ignore lists are not available yet/],
     [{ health_check: { type: 'http', http: { port: 80 } } }, /`health_check`: health checks/],
   ];
   for (const [extra, re] of cases) await refused(client.instances.create({ ...base, ...extra }), 'unsupported_field', re);
@@ -56,7 +56,7 @@ test('create: refused fields at their default, and the documented no-ops, pass t
 });
 
 test('other bodies: PATCH, standby, fork, volumes and ingresses follow the same rule', async () => {
-  await refused(client.instances.update('nope', { auto_standby: { enabled: true } }), 'unsupported_field', /`auto_standby`/);
+  await refused(client.instances.update('nope', { health_check: { type: 'http' } }), 'unsupported_field', /`health_check`/);
   await refused(client.instances.update('nope', { restart_policy: { policy: 'always', tries: 3 } }), 'unknown_field', /`restart_policy.tries`/);
   await refused(client.instances.standby('nope', { compression_delay: '5m' }), 'unsupported_field', /`compression_delay`/);
   // The rest are checked before the instance is looked up: 404 only once the body is right.

@@ -396,8 +396,13 @@ static void body_fields(void **state)
 	    NULL, NULL);
 	/* the other bodies follow the same rule */
 	expect_fields("PATCH", "/instances/{id}", "{\"env\":{\"A\":\"1\"}}", NULL, NULL);
-	expect_fields("PATCH", "/instances/{id}", "{\"auto_standby\":{\"enabled\":true}}",
-	              "unsupported_field", "`auto_standby`");
+	expect_fields("PATCH", "/instances/{id}",
+	              "{\"auto_standby\":{\"enabled\":true,\"idle_timeout\":\"30s\"}}", NULL, NULL);
+	expect_fields("PATCH", "/instances/{id}",
+	              "{\"auto_standby\":{\"enabled\":true,\"idle\":1}}", "unknown_field",
+	              "`auto_standby.idle`");
+	expect_fields("PATCH", "/instances/{id}", "{\"health_check\":{\"type\":\"http\"}}",
+	              "unsupported_field", "`health_check`");
 	expect_fields("POST", "/instances/{id}/standby", "{\"compression_delay\":\"5m\"}",
 	              "unsupported_field", "`compression_delay`");
 	expect_fields("POST", "/instances/{id}/fork", "{\"name\":\"x\",\"extra\":1}",
