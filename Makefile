@@ -137,6 +137,7 @@ bench: setup bins
 	node bench/pull.mjs 5
 	node bench/boot.mjs 7
 	node bench/standby.mjs 5
+	node bench/wake.mjs 20
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

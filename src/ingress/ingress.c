@@ -604,8 +604,9 @@ static void serve(struct conn *c)
 	 * (a drain waits for it) and refuses new ones while it drains. */
 	_cleanup_(hm_instances_conn_closep) struct hm_instance_conn *hold = NULL;
 	if (hm_instances_conn_open(c->ing->instances, m.target, ip, &hold, &err) < 0) {
-		if (hm_err_is(err, HM_ERR_UNAVAILABLE))
-			reply(c, 503, "Service Unavailable", "draining", "%s", err->msg);
+		if (hm_err_is(err, HM_ERR_UNAVAILABLE)) /* draining, or a wake that failed */
+			reply(c, 503, "Service Unavailable", err->code ? err->code : "unavailable",
+			      "%s", err->msg);
 		else
 			reply(c, 502, "Bad Gateway", "bad_gateway", "%s", err->msg);
 		free(head);

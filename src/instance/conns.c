@@ -50,8 +50,11 @@ static int try_open(struct hm_instances *in, const char *key, char ip[16],
 		*woke = true;
 		struct hm_instance_view *v = NULL;
 		_cleanup_err_ struct hm_err *e = NULL;
-		if (hm_instances_restore(in, row.id, &v, &e) < 0 &&
-		    !hm_err_is_kind(&e, HM_ERR_CONFLICT))
+		double t0 = inst_mono_ms();
+		int rr = hm_instances_restore(in, row.id, &v, &e);
+		inst_oplog(in, row.id, "msg=\"wake asked by a connection\" ok=%s ms=%.1f",
+		           rr == 0 ? "yes" : "no", inst_mono_ms() - t0);
+		if (rr < 0 && !hm_err_is_kind(&e, HM_ERR_CONFLICT))
 			r = hm_err_set(err, HM_ERR_UNAVAILABLE, "wake_failed",
 			               "instance `%s` could not be woken: %s", row.name, e->msg);
 		hm_instance_view_free(v);
@@ -93,9 +96,12 @@ int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16]
 	bool woke = false;
 	/* A standby under way takes well under a second; a wake a few. */
 	for (int i = 0; i < 1500; i++) {
+		bool before = woke;
 		int r = try_open(in, key, ip, ret, &woke, err);
 		if (r <= 0)
 			return r;
+		if (woke && !before)
+			continue; /* just woken: open at once */
 		if (woke && i > 0 && i % 500 == 0)
 			woke = false; /* still in standby: someone put it back; ask again */
 		struct timespec ts = { 0, 20 * 1000000L };
