@@ -465,6 +465,15 @@ test('auto-standby: an idle instance behind an ingress goes to standby; a reques
   assert.deepEqual(many, Array.from({ length: 10 }, () => ({ status: 200, body: 'awake\n' })));
   assert.equal(await wakes(), 2);
 
+  // asleep across a daemon restart: the next daemon serves the route and the request still wakes it
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+  assert.equal((await d.stop({ keepData: true })).code, 0);
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+  assert.equal((await getInstance(d, token, id)).body.state, 'Standby');
+  assert.deepEqual(hostGet(8093, 'sleepy.test'), { status: 200, body: 'awake\n' });
+  assert.equal(await wakes(), 3);
+
   // a hold, renewed, keeps it awake past its idle timeout; then it sleeps again
   for (let i = 0; i < 5; i++) {
     r = await d.fetch(`/instances/${id}/auto-standby/hold`, { method: 'POST', token });
