@@ -133,9 +133,15 @@ json_t *ukc_instance(const struct hm_instance_view *v, bool details)
 	json_object_set_new(o, "volumes", vols);
 	json_object_set_new(o, "features",
 	                    v->delete_on_stop ? json_pack("[s]", "delete-on-stop") : json_array());
-	/* Off: the only policy taken until scale to zero is built. */
-	json_object_set_new(o, "scale_to_zero",
-	                    json_pack("{s:b,s:s}", "enabled", 0, "policy", "off"));
+	/* The engine's auto-standby (both APIs set the same policy). */
+	if (v->auto_standby.enabled)
+		json_object_set_new(o, "scale_to_zero",
+		                    json_pack("{s:b,s:s,s:b,s:I}", "enabled", 1, "policy", "on",
+		                              "stateful", 1, "cooldown_time_ms",
+		                              (json_int_t)v->auto_standby.idle_ms));
+	else
+		json_object_set_new(o, "scale_to_zero",
+		                    json_pack("{s:b,s:s}", "enabled", 0, "policy", "off"));
 	return o;
 }
 

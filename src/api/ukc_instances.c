@@ -107,20 +107,56 @@ static int await_running(struct hm_instances *in, const struct hm_instance_view 
 
 /* ---- create ---- */
 
-/* scale_to_zero: validated, and refused unless off until the scale-to-zero
- * controller exists (it needs a service group, as UKC says). */
-static int check_scale_to_zero(json_t *stz, struct hm_err **err)
+/*
+ * UKC's scale_to_zero onto the engine's auto-standby (instance/idle.c), the
+ * same policy the Hypeman API shows as auto_standby: `on` with `stateful`
+ * (the memory kept) is a standby after cooldown_time_ms (default 1 s) with
+ * no connection through an ingress, woken by the next one; `off` is none.
+ * Not built yet, so refused by name: `idle` (silent connections kept open
+ * across the standby), stateless scaling (a cold boot on wake) and
+ * notify_time_ms. *set says whether a policy was given.
+ */
+static int scale_to_zero_in(json_t *stz, const char *field, struct hm_auto_standby *ret, bool *set,
+                            struct hm_err **err)
 {
+	*ret = (struct hm_auto_standby){ .enabled = false, .idle_ms = 1000 };
+	*set = false;
 	if (!stz || json_is_null(stz))
 		return 0;
 	if (!json_is_object(stz))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`scale_to_zero` must be an object");
-	const char *p = json_string_value(json_object_get(stz, "policy"));
-	if ((p && strcmp(p, "off") != 0) || json_is_true(json_object_get(stz, "stateful")))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`%s` must be an object",
+		                  field);
+	*set = true;
+	const char *p = NULL;
+	long long cooldown, notify;
+	bool stateful;
+	if (ukc_body_str(stz, "policy", &p, err) < 0 ||
+	    ukc_body_int(stz, "cooldown_time_ms", 1000, HM_AUTO_STANDBY_MIN_MS,
+	                 HM_AUTO_STANDBY_MAX_MS, &cooldown, err) < 0 ||
+	    ukc_body_int(stz, "notify_time_ms", 0, 0, 1LL << 40, &notify, err) < 0 ||
+	    ukc_body_bool(stz, "stateful", &stateful, err) < 0)
+		return hm_err_wrap(err, "`%s`", field);
+	if (notify)
 		return hm_err_set(err, HM_ERR_INVALID, "unsupported_field",
-		                  "`scale_to_zero`: scale to zero is not available yet; "
-		                  "only `{\"policy\": \"off\"}` is taken");
+		                  "`%s.notify_time_ms`: notices before a standby are not available "
+		                  "yet",
+		                  field);
+	if (!p || strcmp(p, "off") == 0)
+		return 0;
+	if (strcmp(p, "idle") == 0)
+		return hm_err_set(err, HM_ERR_INVALID, "unsupported_field",
+		                  "`%s.policy`: idle (connections kept open across the standby) is "
+		                  "not available yet; `on` is",
+		                  field);
+	if (strcmp(p, "on") != 0)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`%s.policy` must be off, on or idle, not `%.40s`", field, p);
+	if (!stateful)
+		return hm_err_set(err, HM_ERR_INVALID, "unsupported_field",
+		                  "`%s.stateful`: scaling to zero without the memory (a cold boot "
+		                  "on wake) is not available yet; give `\"stateful\": true`",
+		                  field);
+	*ret = (struct hm_auto_standby){ .enabled = true, .idle_ms = cooldown };
 	return 0;
 }
 
@@ -333,13 +369,18 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 	}
 	long wait_ms = 0;
 	if (opt_start_wait(body, &wait_ms, err) < 0 ||
-	    check_scale_to_zero(json_object_get(body, "scale_to_zero"), err) < 0 ||
+	    scale_to_zero_in(json_object_get(body, "scale_to_zero"), "scale_to_zero",
+	                     &c.auto_standby, &c.auto_standby_set, err) < 0 ||
 	    restart_in(json_object_get(body, "restart_policy"), "restart_policy", &c.restart, err) <
 	        0 ||
 	    features_in(json_object_get(body, "features"), &c.delete_on_stop, err) < 0)
 		return -1;
 	if (ukc_body_str(body, "hostname", &c.hostname, err) < 0)
 		return -1;
+	if (c.delete_on_stop && c.auto_standby.enabled)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`scale_to_zero` cannot be combined with the delete-on-stop "
+		                  "feature");
 	if (c.delete_on_stop && c.restart.policy != HM_RESTART_NEVER)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`restart_policy` cannot be combined with the delete-on-stop "
@@ -1146,9 +1187,16 @@ static int op_update(struct hm_req *req, const void *view, json_t *opts, json_t 
 			                  "delete_lock takes a set or a del");
 		u.delete_lock = set && json_is_true(value);
 	} else if (strcmp(prop, "scale_to_zero") == 0) {
-		if (!del && check_scale_to_zero(value, err) < 0)
+		if (add)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "scale_to_zero takes a set or a del");
+		if (!del &&
+		    scale_to_zero_in(value, "value", &u.auto_standby, &u.auto_standby_set, err) < 0)
 			return -1;
-		/* off, which it is: nothing changes */
+		if (del) /* off */
+			u.auto_standby =
+			    (struct hm_auto_standby){ .enabled = false, .idle_ms = 1000 };
+		u.auto_standby_set = true;
 	} else {
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`prop` must be one of image, args, env, memory_mb, vcpus, "

@@ -493,6 +493,16 @@ test('auto-standby: an idle instance behind an ingress goes to standby; a reques
   await new Promise((res) => setTimeout(res, 3500));
   assert.equal((await getInstance(d, token, id)).body.state, 'Running');
   assert.equal((await status()).status, 'disabled');
+  // the same policy set through the Unikraft Cloud API, as scale_to_zero: it sleeps again, and a request wakes it
+  r = await d.fetch('/v1/instances', { method: 'PATCH', token, headers: json, body: JSON.stringify([{ name: 'sleepy', prop: 'scale_to_zero', op: 'set', value: { policy: 'on', stateful: true, cooldown_time_ms: 1500 } }]) });
+  assert.equal((await r.json()).data.instances[0].status, 'success');
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+  const v1 = (await (await d.fetch('/v1/instances?name=sleepy', { token })).json()).data.instances[0];
+  assert.equal(v1.state, 'standby');
+  assert.deepEqual(v1.scale_to_zero, { enabled: true, policy: 'on', stateful: true, cooldown_time_ms: 1500 });
+  assert.deepEqual(hostGet(8093, 'sleepy.test'), { status: 200, body: 'awake\n' });
+  r = await d.fetch(`/instances/${id}`, { method: 'PATCH', token, headers: json, body: JSON.stringify({ auto_standby: { enabled: false } }) });
+  assert.equal(r.status, 200);
   // bad input: a 400 naming the field
   for (const [body, re] of [
     [{ auto_standby: { enabled: true, idle_timeout: 'soon' } }, /`auto_standby.idle_timeout` must be a duration/],

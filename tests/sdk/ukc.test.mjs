@@ -130,7 +130,10 @@ test('bad input is a 400 in the envelope naming the field, and nothing is made',
     [{ image, features: ['autokill'] }, /`features\[0\]`: the one feature is delete-on-stop/],
     [{ image, restart_policy: 'always', features: ['delete-on-stop'] }, /cannot be combined with the delete-on-stop/],
     [{ image, restart_policy: 'sometimes' }, /`restart_policy` must be never, always or on-failure/],
-    [{ image, scale_to_zero: { policy: 'on', cooldown_time_ms: 1000 } }, /`scale_to_zero`/],
+    [{ image, scale_to_zero: { policy: 'on', cooldown_time_ms: 1000 } }, /`scale_to_zero.stateful`: scaling to zero without the memory/],
+    [{ image, scale_to_zero: { policy: 'idle', stateful: true } }, /`scale_to_zero.policy`: idle .* is not available yet/],
+    [{ image, scale_to_zero: { policy: 'on', stateful: true, cooldown_time_ms: 10 } }, /`scale_to_zero`: `cooldown_time_ms` must be an integer from 1000/],
+    [{ image, scale_to_zero: { policy: 'on', stateful: true }, features: ['delete-on-stop'] }, /`scale_to_zero` cannot be combined with the delete-on-stop/],
     [{ image, timeout_s: 5 }, /needs `autostart: true`/],
     [{ image: { url: image, pull_policy: 'always' } }, /`image.pull_policy`/],
     [{ name: 'Not A Name', image }, /invalid instance name/],
@@ -580,10 +583,16 @@ test('update: props and ops on a stopped instance take effect at its start; a ru
   const now = await ukc.instances.get({ uuid: made.uuid });
   assert.equal(now.memory_mb, 192);
   assert.deepEqual(now.env, { ONLY: 'this' });
-  // scale_to_zero: off is taken, anything else refused until it is built
-  const stz = await P.updateInstanceByUuid(made.uuid, { body: { prop: 'scale_to_zero', op: 'set', value: { policy: 'on' } } });
-  assert.equal(stz.status, 'error');
-  assert.match(stz.data.instances[0].message, /scale to zero is not available yet/);
+  // scale_to_zero is the engine's auto-standby: set through /v1, seen through both APIs, del turns it off
+  const stz = await P.updateInstanceByUuid(made.uuid, { body: { prop: 'scale_to_zero', op: 'set', value: { policy: 'on', stateful: true, cooldown_time_ms: 90000 } } });
+  assert.equal(stz.status, 'success', JSON.stringify(stz));
+  assert.deepEqual((await ukc.instances.get({ uuid: made.uuid })).scale_to_zero, { enabled: true, policy: 'on', stateful: true, cooldown_time_ms: 90000 });
+  assert.deepEqual((await hm.instances.get(made.uuid)).auto_standby, { enabled: true, idle_timeout: '1m30s', ignore_source_cidrs: [], ignore_destination_ports: [] });
+  const stz2 = await P.updateInstanceByUuid(made.uuid, { body: { prop: 'scale_to_zero', op: 'set', value: { policy: 'on' } } });
+  assert.equal(stz2.status, 'error');
+  assert.match(stz2.data.instances[0].message, /`value.stateful`: scaling to zero without the memory/);
+  assert.equal((await P.updateInstanceByUuid(made.uuid, { body: { prop: 'scale_to_zero', op: 'del' } })).status, 'success');
+  assert.deepEqual((await ukc.instances.get({ uuid: made.uuid })).scale_to_zero, { enabled: false, policy: 'off' });
   // an unreadable body is a 400 for all
   const bad = await raw('PATCH', '/v1/instances', { body: [{ uuid: made.uuid, prop: 'env', op: 'set', value: {}, extra: 1 }] });
   assert.equal(bad.status, 400);
