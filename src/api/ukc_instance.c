@@ -136,7 +136,8 @@ json_t *ukc_instance(const struct hm_instance_view *v, bool details)
 	/* The engine's auto-standby (both APIs set the same policy). */
 	if (v->auto_standby.enabled)
 		json_object_set_new(o, "scale_to_zero",
-		                    json_pack("{s:b,s:s,s:b,s:I}", "enabled", 1, "policy", "on",
+		                    json_pack("{s:b,s:s,s:b,s:I}", "enabled", 1, "policy",
+		                              v->auto_standby.keep_connections ? "idle" : "on",
 		                              "stateful", 1, "cooldown_time_ms",
 		                              (json_int_t)v->auto_standby.idle_ms));
 	else

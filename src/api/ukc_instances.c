@@ -111,10 +111,11 @@ static int await_running(struct hm_instances *in, const struct hm_instance_view 
  * UKC's scale_to_zero onto the engine's auto-standby (instance/idle.c), the
  * same policy the Hypeman API shows as auto_standby: `on` with `stateful`
  * (the memory kept) is a standby after cooldown_time_ms (default 1 s) with
- * no connection through an ingress, woken by the next one; `off` is none.
- * Not built yet, so refused by name: `idle` (silent connections kept open
- * across the standby), stateless scaling (a cold boot on wake) and
- * notify_time_ms. *set says whether a policy was given.
+ * no connection through an ingress, woken by the next one; `idle` the same
+ * with no byte moved, the connections kept open across the standby and a
+ * client's next bytes waking it; `off` is none. Not built yet, so refused by
+ * name: stateless scaling (a cold boot on wake) and notify_time_ms. *set says whether a policy was
+ * given.
  */
 static int scale_to_zero_in(json_t *stz, const char *field, struct hm_auto_standby *ret, bool *set,
                             struct hm_err **err)
@@ -143,12 +144,8 @@ static int scale_to_zero_in(json_t *stz, const char *field, struct hm_auto_stand
 		                  field);
 	if (!p || strcmp(p, "off") == 0)
 		return 0;
-	if (strcmp(p, "idle") == 0)
-		return hm_err_set(err, HM_ERR_INVALID, "unsupported_field",
-		                  "`%s.policy`: idle (connections kept open across the standby) is "
-		                  "not available yet; `on` is",
-		                  field);
-	if (strcmp(p, "on") != 0)
+	bool idle = strcmp(p, "idle") == 0;
+	if (!idle && strcmp(p, "on") != 0)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`%s.policy` must be off, on or idle, not `%.40s`", field, p);
 	if (!stateful)
@@ -156,7 +153,9 @@ static int scale_to_zero_in(json_t *stz, const char *field, struct hm_auto_stand
 		                  "`%s.stateful`: scaling to zero without the memory (a cold boot "
 		                  "on wake) is not available yet; give `\"stateful\": true`",
 		                  field);
-	*ret = (struct hm_auto_standby){ .enabled = true, .idle_ms = cooldown };
+	*ret = (struct hm_auto_standby){ .enabled = true,
+		                         .idle_ms = cooldown,
+		                         .keep_connections = idle };
 	return 0;
 }
 

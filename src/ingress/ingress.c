@@ -356,6 +356,8 @@ static int connect_to(const char *ip, int port)
 
 struct relay {
 	int from, to;
+	struct hm_instance_conn *hold; /* the instance's count of this connection */
+	bool inbound;                  /* client -> instance */
 };
 
 /* Copy from -> to until EOF or an error, then half-close `to`. */
@@ -367,7 +369,9 @@ static void *relay(void *arg)
 		ssize_t n = recv(r->from, buf, RELAY_BUF, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0 || send_all(r->to, buf, (size_t)n) < 0)
+		/* Activity; bytes for an instance asleep with this connection held wake it. */
+		if (n <= 0 || hm_instances_conn_activity(r->hold, r->inbound) < 0 ||
+		    send_all(r->to, buf, (size_t)n) < 0)
 			break;
 	}
 	free(buf);
@@ -382,7 +386,7 @@ static void *relay(void *arg)
  * each way, poll for what each side can take. Ends when both directions
  * are done or nothing moves for IDLE_TIMEOUT_S.
  */
-static void relay_tls(struct conn *c, int up)
+static void relay_tls(struct conn *c, int up, struct hm_instance_conn *hold)
 {
 	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
 	fcntl(up, F_SETFL, fcntl(up, F_GETFL) | O_NONBLOCK);
@@ -393,6 +397,10 @@ static void relay_tls(struct conn *c, int up)
 		/* Client -> upstream. */
 		while (!c_eof && c2u_len == 0) {
 			int n = SSL_read(c->ssl, c2u, RELAY_BUF);
+			if (n > 0 && hm_instances_conn_activity(hold, true) < 0) {
+				c_eof = u_eof = true; /* it could not be woken */
+				break;
+			}
 			if (n > 0) {
 				c2u_len = (size_t)n;
 				c2u_off = 0;
@@ -422,6 +430,7 @@ static void relay_tls(struct conn *c, int up)
 		if (!u_eof && u2c_len == 0) {
 			ssize_t n = recv(up, u2c, RELAY_BUF, 0);
 			if (n > 0) {
+				hm_instances_conn_activity(hold, false);
 				u2c_len = (size_t)n;
 				u2c_off = 0;
 			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
@@ -640,13 +649,13 @@ static void serve(struct conn *c)
 		return;
 	}
 	if (c->ssl) {
-		relay_tls(c, up);
+		relay_tls(c, up, hold);
 		drop_up(c);
 		return;
 	}
 	set_timeout(c->fd, IDLE_TIMEOUT_S);
 	set_timeout(up, IDLE_TIMEOUT_S);
-	struct relay back = { up, c->fd }, forth = { c->fd, up };
+	struct relay back = { up, c->fd, hold, false }, forth = { c->fd, up, hold, true };
 	pthread_t t;
 	bool threaded = pthread_create(&t, NULL, relay, &back) == 0;
 	relay(&forth);

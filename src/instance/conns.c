@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "core/cleanup.h"
+#include "core/encoding.h"
 #include "core/err.h"
 #include "core/xalloc.h"
 #include "instance/instances.h"
@@ -23,6 +24,8 @@
 #include "store/instances.h"
 
 struct hm_instance_conn {
+	struct hm_instances *in;
+	char *id;
 	struct live *l; /* a reference: the record counted on */
 };
 
@@ -78,6 +81,8 @@ static int try_open(struct hm_instances *in, const char *key, char ip[16],
 		} else {
 			snprintf(ip, 16, "%s", addr);
 			struct hm_instance_conn *c = xcalloc(1, sizeof(*c));
+			c->in = in;
+			c->id = xstrdup(row.id);
 			c->l = TAKE_PTR(l);
 			*ret = c;
 		}
@@ -117,7 +122,77 @@ void hm_instances_conn_close(struct hm_instance_conn *c)
 		return;
 	atomic_fetch_sub(&c->l->conns, 1);
 	inst_live_free(c->l);
+	free(c->id);
 	free(c);
+}
+
+/*
+ * A held connection's bytes reach an instance in standby (keep_connections
+ * let it sleep with the connection open): wake it, and count the hold on
+ * the VM that runs now. The guest's side of the connection was saved with
+ * its memory, so the bytes go on where they stopped.
+ */
+static int wake_held(struct hm_instance_conn *c)
+{
+	for (int i = 0; i < 1500; i++) {
+		struct hm_instance_row row = { .exit_code = -1 };
+		if (hm_store_instance_get(c->in->st, c->id, &row, NULL) < 0)
+			return -1; /* deleted */
+		enum hm_state state = inst_state(c->in, &row);
+		json_t *spec = inst_spec_of(&row);
+		struct hm_auto_standby p;
+		inst_spec_auto_standby(spec, &p);
+		json_decref(spec);
+		hm_instance_row_done(&row);
+		struct live *now = inst_live_get(c->in, c->id);
+		bool sleeping = now && atomic_load(&now->sleeping);
+		if (state == HM_STATE_RUNNING && now && now == c->l && !sleeping &&
+		    !atomic_load(&c->l->exited)) {
+			inst_live_free(now); /* the standby was called off: the same VM runs on */
+			return 0;
+		}
+		if (state == HM_STATE_RUNNING && now && now != c->l && !sleeping) {
+			atomic_fetch_add(&now->conns, 1);
+			atomic_fetch_sub(&c->l->conns, 1);
+			inst_live_free(c->l);
+			c->l = now;
+			atomic_store(&now->last_io_ms, hm_now_ms());
+			return 0;
+		}
+		if (now)
+			inst_live_free(now);
+		if (state == HM_STATE_STANDBY) {
+			if (!p.enabled)
+				return -1; /* a user's standby: the connection ends */
+			struct hm_instance_view *v = NULL;
+			_cleanup_err_ struct hm_err *e = NULL;
+			double t0 = inst_mono_ms();
+			int rr = hm_instances_restore(c->in, c->id, &v, &e);
+			inst_oplog(c->in, c->id,
+			           "msg=\"wake asked by a held connection\" ok=%s ms=%.1f",
+			           rr == 0 ? "yes" : "no", inst_mono_ms() - t0);
+			hm_instance_view_free(v);
+			if (rr < 0 && !hm_err_is_kind(&e, HM_ERR_CONFLICT))
+				return -1;
+			continue;
+		}
+		if (state != HM_STATE_RUNNING && !sleeping)
+			return -1; /* stopped, deleted, ...: the connection ends */
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return -1;
+}
+
+int hm_instances_conn_activity(struct hm_instance_conn *c, bool inbound)
+{
+	/* The byte counted first, then `sleeping` read: see idle.c. */
+	atomic_store(&c->l->last_io_ms, hm_now_ms());
+	if (!inbound)
+		return 0;
+	if (!atomic_load(&c->l->sleeping) && !atomic_load(&c->l->exited))
+		return 0;
+	return wake_held(c);
 }
 
 int inst_drain_live(struct hm_instances *in, struct live *l, const char *id, long timeout_ms)

@@ -90,12 +90,17 @@ void inst_spec_auto_standby(json_t *spec, struct hm_auto_standby *ret)
 	*ret = (struct hm_auto_standby){
 		.enabled = json_is_true(json_object_get(a, "enabled")),
 		.idle_ms = json_integer_value(json_object_get(a, "idle_ms")),
+		.keep_connections = json_is_true(json_object_get(a, "keep_connections")),
 	};
 }
 
 json_t *inst_auto_standby_json(const struct hm_auto_standby *p)
 {
-	return json_pack("{s:b,s:I}", "enabled", p->enabled, "idle_ms", (json_int_t)p->idle_ms);
+	json_t *o =
+	    json_pack("{s:b,s:I}", "enabled", p->enabled, "idle_ms", (json_int_t)p->idle_ms);
+	if (p->keep_connections)
+		json_object_set_new(o, "keep_connections", json_true());
+	return o;
 }
 
 int inst_auto_standby_check(const struct hm_auto_standby *p, struct hm_err **err)
@@ -114,12 +119,13 @@ struct seen {
 	struct live *l; /* a reference */
 };
 
-/* Ask for the standby of l's instance, unless a connection came meanwhile:
- * false when it still runs. */
-static bool put_to_sleep(struct hm_instances *in, struct live *l, const char *id)
+/* Ask for the standby of l's instance, unless a connection came (or, with
+ * keep, a byte moved after io_seen) meanwhile: false when it still runs. */
+static bool put_to_sleep(struct hm_instances *in, struct live *l, const char *id, bool keep,
+                         int64_t io_seen)
 {
 	atomic_store(&l->sleeping, true);
-	if (atomic_load(&l->conns) > 0) {
+	if (keep ? atomic_load(&l->last_io_ms) > io_seen : atomic_load(&l->conns) > 0) {
 		atomic_store(&l->sleeping, false);
 		return false;
 	}
@@ -163,6 +169,7 @@ static void look(struct hm_instances *in)
 			json_decref(spec);
 		}
 		bool due = false;
+		int64_t io = 0;
 		pthread_mutex_lock(&s->lock);
 		struct idle_entry *e = entry_of(s, vms[i].id, p.enabled);
 		if (e && !p.enabled) {
@@ -176,7 +183,14 @@ static void look(struct hm_instances *in)
 				e->requested = false;
 			}
 			e->conns = atomic_load(&vms[i].l->conns);
-			if (e->conns > 0) {
+			io = atomic_load(&vms[i].l->last_io_ms);
+			if (p.keep_connections) {
+				/* idle: no byte moved, connections open or not */
+				if (io > e->idle_since)
+					e->idle_since = io;
+				if (io > e->last_activity)
+					e->last_activity = io;
+			} else if (e->conns > 0) {
 				e->idle_since = 0;
 				e->last_activity = now;
 			} else if (!e->idle_since) {
@@ -189,7 +203,7 @@ static void look(struct hm_instances *in)
 		}
 		pthread_mutex_unlock(&s->lock);
 		if (due && (inst_state(in, &row) != HM_STATE_RUNNING ||
-		            !put_to_sleep(in, vms[i].l, vms[i].id))) {
+		            !put_to_sleep(in, vms[i].l, vms[i].id, p.keep_connections, io))) {
 			/* Not now: counted again from here. */
 			pthread_mutex_lock(&s->lock);
 			struct idle_entry *again = entry_of(s, vms[i].id, false);
@@ -306,7 +320,7 @@ static int status_of(struct hm_instances *in, const struct hm_instance_row *row,
 	} else if (requested || sleeping) {
 		st->status = "standby_requested", st->reason = "ready_for_standby";
 		st->eligible = true;
-	} else if (st->conns > 0) {
+	} else if (st->conns > 0 && !p.keep_connections) {
 		st->status = "active", st->reason = "active_inbound_connections";
 		st->next_standby_ms = 0;
 	} else {

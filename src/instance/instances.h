@@ -49,6 +49,9 @@ const char *hm_instances_boot_error(const struct hm_instances *in);
 struct hm_auto_standby {
 	bool enabled;
 	int64_t idle_ms;
+	/* Idle means no byte moved on any connection (they stay open across the
+	 * standby, and a client's next bytes wake it); else: no connection open. */
+	bool keep_connections;
 };
 #define HM_AUTO_STANDBY_MIN_MS 1000
 #define HM_AUTO_STANDBY_MAX_MS (7LL * 24 * 3600 * 1000)
@@ -290,6 +293,13 @@ struct hm_instance_conn;
 int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16],
                            struct hm_instance_conn **ret, struct hm_err **err);
 void hm_instances_conn_close(struct hm_instance_conn *c);
+/*
+ * Bytes moved on c (inbound: from the client, about to be sent to the
+ * instance): its activity is now. Bytes inbound to an instance that went to
+ * standby with the connection held (keep_connections) wake it first and
+ * return once it runs; -1 when it cannot be woken (end the connection).
+ */
+int hm_instances_conn_activity(struct hm_instance_conn *c, bool inbound);
 static inline void hm_instances_conn_closep(struct hm_instance_conn **c)
 {
 	hm_instances_conn_close(*c);

@@ -73,6 +73,7 @@ struct live {
 	atomic_int conns;                  /* holds our edges have open on it (conns.c) */
 	atomic_bool draining;              /* new holds are refused (conns.c) */
 	atomic_bool sleeping;              /* an auto standby is under way (idle.c) */
+	atomic_llong last_io_ms;           /* unix ms a byte last moved on a hold; 0: none */
 	struct hm_instances *in;
 };
 

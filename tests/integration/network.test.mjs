@@ -517,6 +517,38 @@ test('auto-standby: an idle instance behind an ingress goes to standby; a reques
   assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
 });
 
+test('scale_to_zero idle: an instance sleeps with a connection open and silent; the next bytes of its client wake it and flow on over the same connection, both ways', { timeout: 180000 }, async () => {
+  const json = { 'content-type': 'application/json' };
+  const c = await createInstance(d, token, { name: 'idler', image, size: '256MB', vcpus: 1, cmd: ['sh', '-c', 'exec nc -ll -p 8080 -e cat'] });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const id = c.body.id;
+  await waitState(d, token, id, ['Running']);
+  let r = await d.fetch('/ingresses', { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'idles', rules: [{ match: { hostname: 'idle.test', port: 8095 }, target: { instance: 'idler', port: 8080 } }] }) });
+  assert.equal(r.status, 201);
+  r = await d.fetch('/v1/instances', { method: 'PATCH', token, headers: json, body: JSON.stringify([{ name: 'idler', prop: 'scale_to_zero', op: 'set', value: { policy: 'idle', stateful: true, cooldown_time_ms: 1500 } }]) });
+  assert.equal((await r.json()).data.instances[0].status, 'success');
+  const restores = async () => (JSON.stringify(await readLogs(d, token, id, { source: 'hypeman' })).match(/msg=restored /g) || []).length;
+  const held = holdConnection(8095, 'idle.test');
+  held.say('one');
+  await held.until(/^one$/m);
+  // silent: it goes to standby with the connection still open
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+  assert.doesNotMatch(held.out(), /\[closed\]/);
+  assert.equal(await restores(), 0);
+  // the next bytes wake it and come back over the same connection
+  held.say('two');
+  await held.until(/^two$/m);
+  assert.equal((await getInstance(d, token, id)).body.state, 'Running');
+  assert.equal(await restores(), 1);
+  held.say('three');
+  await held.until(/^three$/m);
+  assert.doesNotMatch(held.out(), /\[closed\]/);
+  held.end();
+  await held.until(/\[closed\]/);
+  assert.equal((await d.fetch('/ingresses/idles', { method: 'DELETE', token })).status, 204);
+  assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
+});
+
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {
   // A client that connected and sent half a request head, then waits.
   const holder = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',
