@@ -52,6 +52,9 @@ int ukc_query_refs(const struct hm_req *req, struct ukc_ref **ret, size_t *n, st
 struct ukc_ref ukc_path_ref(const struct hm_req *req);
 /* The key the domain looks the ref up by; its UUID form is checked (400 otherwise). */
 int ukc_ref_check(const struct ukc_ref *r, struct hm_err **err);
+/* Whether what the domain found by the ref's key is the one the ref names:
+ * the same uuid (either case) or the same name, never an id or id prefix. */
+bool ukc_ref_is(const struct ukc_ref *r, const char *uuid, const char *name);
 
 /*
  * The answer to a request about resources: entries collected one by one,

@@ -44,8 +44,7 @@ int ukc_checkpoint_resolve(struct hm_instances *in, const struct ukc_ref *r,
 	_cleanup_err_ struct hm_err *e = NULL;
 	bool same = false;
 	if (hm_snapshots_get(in, key, &v, &e) == 0)
-		same = r->uuid ? v->uuid && strcasecmp(v->uuid, r->uuid) == 0
-		               : v->name && strcmp(v->name, r->name) == 0;
+		same = ukc_ref_is(r, v->uuid, v->name);
 	else if (hm_err_is_kind(&e, HM_ERR_CONFLICT) && r->name)
 		return hm_err_set(err, HM_ERR_CONFLICT, "ambiguous",
 		                  "more than one checkpoint is named '%.80s': name it by uuid",

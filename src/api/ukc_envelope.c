@@ -8,6 +8,7 @@
 #include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/request.h"
 #include "api/ukc.h"
@@ -119,6 +120,12 @@ int ukc_ref_check(const struct ukc_ref *r, struct hm_err **err)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_uuid", "Invalid uuid '%.80s'",
 		                  r->uuid);
 	return 0;
+}
+
+bool ukc_ref_is(const struct ukc_ref *r, const char *uuid, const char *name)
+{
+	return r->uuid ? uuid && strcasecmp(uuid, r->uuid) == 0
+	               : name && strcmp(name, r->name) == 0;
 }
 
 /* ---- the envelope ---- */

@@ -164,9 +164,7 @@ int ukc_instance_resolve(struct hm_instances *in, const struct ukc_ref *r,
 		}
 		return -1;
 	}
-	bool same =
-	    r->uuid ? v->uuid && strcasecmp(v->uuid, r->uuid) == 0 : strcmp(v->name, r->name) == 0;
-	if (!same) {
+	if (!ukc_ref_is(r, v->uuid, v->name)) {
 		hm_instance_view_free(v);
 		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "No instance with %s '%.80s'",
 		                  r->uuid ? "uuid" : "name", key);

@@ -46,8 +46,7 @@ int ukc_volume_resolve(struct hm_volumes *vs, const struct ukc_ref *r, struct hm
 	_cleanup_err_ struct hm_err *e = NULL;
 	bool same = false;
 	if (hm_volumes_get(vs, key, &v, &e) == 0)
-		same = r->uuid ? v->uuid && strcasecmp(v->uuid, r->uuid) == 0
-		               : strcmp(v->name, r->name) == 0;
+		same = ukc_ref_is(r, v->uuid, v->name);
 	else if (!hm_err_is_kind(&e, HM_ERR_NOT_FOUND) && !hm_err_is_kind(&e, HM_ERR_CONFLICT)) {
 		*err = TAKE_PTR(e);
 		return -1;

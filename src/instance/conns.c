@@ -29,10 +29,33 @@ struct hm_instance_conn {
 	struct live *l; /* a reference: the record counted on */
 };
 
-/* One try: 0 with the hold, 1 to try again (it was put to sleep or woken
- * meanwhile), -1 with the error. */
+/*
+ * Restore an instance in auto-standby for a connection (`who` asks, for the
+ * oplog): 0 once it runs. Arrivals at once all ask; the op lock lets the
+ * first restore it and the others find it running (a restore of a running
+ * instance is a no-op); a CONFLICT (it moved on meanwhile) is for the
+ * caller's next look.
+ */
+static int wake(struct hm_instances *in, const char *id, const char *name, const char *who,
+                struct hm_err **err)
+{
+	struct hm_instance_view *v = NULL;
+	_cleanup_err_ struct hm_err *e = NULL;
+	double t0 = inst_mono_ms();
+	int r = hm_instances_restore(in, id, &v, &e);
+	inst_oplog(in, id, "msg=\"wake asked by %s\" ok=%s ms=%.1f", who, r == 0 ? "yes" : "no",
+	           inst_mono_ms() - t0);
+	hm_instance_view_free(v);
+	if (r < 0 && !hm_err_is_kind(&e, HM_ERR_CONFLICT))
+		return hm_err_set(err, HM_ERR_UNAVAILABLE, "wake_failed",
+		                  "instance `%s` could not be woken: %s", name, e->msg);
+	return 0;
+}
+
+/* One try: 0 with the hold, 1 to try again later (it is going to standby),
+ * 2 to try again at once (it was just woken), -1 with the error. */
 static int try_open(struct hm_instances *in, const char *key, char ip[16],
-                    struct hm_instance_conn **ret, bool *woke, struct hm_err **err)
+                    struct hm_instance_conn **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_find(in->st, key, &row, err) < 0)
@@ -47,22 +70,9 @@ static int try_open(struct hm_instances *in, const char *key, char ip[16],
 	if (!addr) {
 		r = hm_err_set(err, HM_ERR_CONFLICT, "no_network", "instance `%s` has no network",
 		               row.name);
-	} else if (state == HM_STATE_STANDBY && p.enabled && !*woke) {
-		/* Woken by traffic. Arrivals at once all ask; the op lock lets the
-		 * first restore it, and the others then find it running. */
-		*woke = true;
-		struct hm_instance_view *v = NULL;
-		_cleanup_err_ struct hm_err *e = NULL;
-		double t0 = inst_mono_ms();
-		int rr = hm_instances_restore(in, row.id, &v, &e);
-		inst_oplog(in, row.id, "msg=\"wake asked by a connection\" ok=%s ms=%.1f",
-		           rr == 0 ? "yes" : "no", inst_mono_ms() - t0);
-		if (rr < 0 && !hm_err_is_kind(&e, HM_ERR_CONFLICT))
-			r = hm_err_set(err, HM_ERR_UNAVAILABLE, "wake_failed",
-			               "instance `%s` could not be woken: %s", row.name, e->msg);
-		hm_instance_view_free(v);
-		if (r == 0)
-			r = 1;
+	} else if (state == HM_STATE_STANDBY && p.enabled) {
+		/* Woken by traffic. */
+		r = wake(in, row.id, row.name, "a connection", err) < 0 ? -1 : 2;
 	} else if (l && atomic_load(&l->sleeping)) {
 		r = 1; /* going to standby: wait for it, then wake it */
 	} else if (state != HM_STATE_RUNNING || !l) {
@@ -98,17 +108,13 @@ int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16]
                            struct hm_instance_conn **ret, struct hm_err **err)
 {
 	*ret = NULL;
-	bool woke = false;
 	/* A standby under way takes well under a second; a wake a few. */
 	for (int i = 0; i < 1500; i++) {
-		bool before = woke;
-		int r = try_open(in, key, ip, ret, &woke, err);
+		int r = try_open(in, key, ip, ret, err);
 		if (r <= 0)
 			return r;
-		if (woke && !before)
+		if (r == 2)
 			continue; /* just woken: open at once */
-		if (woke && i > 0 && i % 500 == 0)
-			woke = false; /* still in standby: someone put it back; ask again */
 		struct timespec ts = { 0, 20 * 1000000L };
 		nanosleep(&ts, NULL);
 	}
@@ -162,18 +168,8 @@ static int wake_held(struct hm_instance_conn *c)
 		if (now)
 			inst_live_free(now);
 		if (state == HM_STATE_STANDBY) {
-			if (!p.enabled)
-				return -1; /* a user's standby: the connection ends */
-			struct hm_instance_view *v = NULL;
-			_cleanup_err_ struct hm_err *e = NULL;
-			double t0 = inst_mono_ms();
-			int rr = hm_instances_restore(c->in, c->id, &v, &e);
-			inst_oplog(c->in, c->id,
-			           "msg=\"wake asked by a held connection\" ok=%s ms=%.1f",
-			           rr == 0 ? "yes" : "no", inst_mono_ms() - t0);
-			hm_instance_view_free(v);
-			if (rr < 0 && !hm_err_is_kind(&e, HM_ERR_CONFLICT))
-				return -1;
+			if (!p.enabled || wake(c->in, c->id, c->id, "a held connection", NULL) < 0)
+				return -1; /* a user's standby, or no wake: the connection ends */
 			continue;
 		}
 		if (state != HM_STATE_RUNNING && !sleeping)
