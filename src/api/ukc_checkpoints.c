@@ -8,8 +8,9 @@
  * `checkpoint` (ukc_instances.c) forks one. An instance's history is its
  * checkpoints, oldest first.
  *
- * A checkpoint is made before the answer: `timeout_s` bounds a wait that
- * the request never needs, so any value is taken.
+ * A checkpoint is made before the answer, so a `timeout_s` of -1 or more
+ * is met as it is made; 0 (answer at once, the checkpoint made after) is
+ * refused.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -139,9 +140,15 @@ int ukc_h_checkpoints_create(struct hm_req *req, struct hm_resp *resp, struct hm
 			    err, HM_ERR_INVALID, "invalid_field",
 			    "%s: `from` must name the instance: {\"uuid\"|\"name\": ...}", where);
 		else if (ukc_body_str(item, "name", &name, err) < 0 ||
-		         ukc_body_int(item, "timeout_s", 0, -1, 24 * 3600, &timeout_s, err) < 0 ||
+		         ukc_body_int(item, "timeout_s", -1, -1, 24 * 3600, &timeout_s, err) < 0 ||
 		         ukc_tags_in(json_object_get(item, "tags"), "tags", &tags[i], err) < 0)
 			r = hm_err_wrap(err, "%s", where);
+		else if (timeout_s == 0)
+			r = hm_err_set(
+			    err, HM_ERR_INVALID, "unsupported_field",
+			    "%s: `timeout_s` 0 (answer before the checkpoint is made) is not "
+			    "available: a checkpoint is made before the answer",
+			    where);
 		else if ((name && hm_name_check("checkpoint", name, err) < 0) ||
 		         (tags[i] && hm_tags_validate(tags[i], err) < 0))
 			r = hm_err_wrap(err, "%s", where);

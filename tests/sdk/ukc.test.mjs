@@ -970,6 +970,9 @@ test('checkpoints: a running instance checkpointed (its memory), listed apart an
   assert.match(r.env.message, /item \[1\].*invalid checkpoint name/);
   r = await raw('POST', '/v1/instances/checkpoints', { body: [{ from: { name: 'ukc-ck' }, autokill: { time_ms: 1000 } }] });
   assert.equal(r.status, 400);
+  r = await raw('POST', '/v1/instances/checkpoints', { body: [{ from: { name: 'ukc-ck' }, timeout_s: 0 }] });
+  assert.equal(r.status, 400);
+  assert.match(r.env.message, /item \[0\]: `timeout_s` 0 .* is not available/);
   assert.equal((await hm.snapshots.list()).length, before);
   r = await raw('POST', '/v1/instances/checkpoints', { body: [{ from: { name: 'ukc-nope' } }] });
   assert.equal(r.env.status, 'error');
