@@ -88,8 +88,9 @@ int ukc_query_bool(const struct hm_req *req, const char *name, bool dflt, bool *
 
 /* The UKC state name for a domain state. */
 const char *ukc_state_name(enum hm_state s);
-/* The Instance object for a view; without details, only uuid, name and state. */
-json_t *ukc_instance(const struct hm_instance_view *v, bool details);
+/* The Instance object for a view; without details, only uuid, name and state
+ * (req: for the service group it is in; NULL: not shown). */
+json_t *ukc_instance(struct hm_req *req, const struct hm_instance_view *v, bool details);
 /* The tags of a view ({k: v}) as UKC's list of strings ("k=v", or "k" for an empty v). */
 json_t *ukc_tags_out(json_t *tags);
 /* The UKC state of a view: its state, or stopping while a stop is under way. */
@@ -181,6 +182,21 @@ json_t *ukc_volume(struct hm_instances *in, const struct hm_volume_view *v, bool
  * messages ("volumes[0]: "). */
 int ukc_volume_create(struct hm_volumes *vs, json_t *body, const char *where,
                       struct hm_volume_view **ret, struct hm_err **err);
+
+/* ---- service groups (ukc_services.c) ---- */
+
+struct hm_ingresses;
+struct hm_group_spec;
+/* A group's fields from a request object (services, domains, soft_limit,
+ * hard_limit), `where` prefixing messages; the spec borrows from obj. */
+int ukc_group_spec_in(json_t *obj, const char *where, struct hm_group_spec *ret,
+                      struct hm_err **err);
+struct hm_group_view;
+/* The group a ref names, by its uuid or its name only: 404 not_found otherwise. */
+int ukc_group_resolve(struct hm_req *req, const struct ukc_ref *r, struct hm_group_view **ret,
+                      struct hm_err **err);
+/* The instance's `service_group` ({uuid, name, domains[{fqdn}]}) on o, when it is in one. */
+void ukc_instance_group_out(struct hm_ingresses *ing, const char *instance_id, json_t *o);
 
 /* ---- checkpoints (ukc_checkpoints.c): the engine's snapshots ---- */
 

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/api.h"
+#include "api/request.h"
 #include "api/ukc.h"
 #include "core/encoding.h"
 #include "core/err.h"
@@ -61,7 +63,7 @@ json_t *ukc_tags_out(json_t *tags)
 	return out;
 }
 
-json_t *ukc_instance(const struct hm_instance_view *v, bool details)
+json_t *ukc_instance(struct hm_req *req, const struct hm_instance_view *v, bool details)
 {
 	json_t *o = json_pack("{s:s,s:s,s:s}", "uuid", v->uuid ? v->uuid : "", "name", v->name,
 	                      "state", ukc_view_state(v));
@@ -76,6 +78,8 @@ json_t *ukc_instance(const struct hm_instance_view *v, bool details)
 	json_object_set_new(o, "args", v->cmd ? json_incref(v->cmd) : json_array());
 	json_object_set(o, "env", v->env);
 	json_object_set_new(o, "tags", ukc_tags_out(v->tags));
+	if (req)
+		ukc_instance_group_out(hm_req_services(req)->ingresses, v->id, o);
 	if (v->network && v->ip)
 		json_object_set_new(o, "private_ip", json_string(v->ip));
 	if (v->started_at)

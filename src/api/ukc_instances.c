@@ -28,6 +28,7 @@
 #include "core/encoding.h"
 #include "core/err.h"
 #include "core/xalloc.h"
+#include "ingress/groups.h"
 #include "instance/instances.h"
 #include "volume/volumes.h"
 
@@ -316,6 +317,69 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
                          struct hm_err **err);
 static int not_a_template(const struct hm_instance_view *v, struct hm_err **err);
 
+static struct hm_ingresses *ingresses(struct hm_req *req)
+{
+	return hm_req_services(req)->ingresses;
+}
+
+/*
+ * A create's `service_group`: an existing group by uuid or name, or, with
+ * `services`, a new one for this instance alone (its name, deleted with its
+ * last member). *ret NULL when the field is absent.
+ */
+static int group_in(struct hm_req *req, json_t *sg, const char *name, struct hm_group_view **ret,
+                    bool *own, struct hm_err **err)
+{
+	*ret = NULL;
+	*own = false;
+	if (!sg || json_is_null(sg))
+		return 0;
+	if (!json_is_object(sg))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`service_group` must be an object: a group's `uuid` or `name`, "
+		                  "or `services` for a new one");
+	json_t *svcs = json_object_get(sg, "services");
+	bool named = json_object_get(sg, "uuid") || json_object_get(sg, "name");
+	if (svcs && !json_is_null(svcs)) {
+		if (named)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`service_group` names a group or describes a new one "
+			                  "(`services`), not both");
+		struct hm_group_spec spec;
+		if (ukc_group_spec_in(sg, "service_group.", &spec, err) < 0)
+			return -1;
+		spec.persistent = false;
+		if (hm_groups_create(ingresses(req), name, &spec, "service_group.", ret, err) < 0)
+			return -1;
+		*own = true;
+		return 0;
+	}
+	static const char *const only_new[] = { "domains", "soft_limit", "hard_limit" };
+	for (size_t i = 0; i < 3; i++)
+		if (json_object_get(sg, only_new[i]))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`service_group.%s` describes a new group: it needs "
+			                  "`services` (an existing group is changed with PATCH "
+			                  "/v1/services)",
+			                  only_new[i]);
+	_cleanup_free_ struct ukc_ref *refs = NULL;
+	size_t n = 0;
+	if (ukc_body_refs(sg, &refs, &n, err) < 0)
+		return -1;
+	if (n != 1)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`service_group` names one group");
+	return ukc_group_resolve(req, &refs[0], ret, err);
+}
+
+/* A create that made nothing lets its group go (its own is deleted). */
+static void group_drop(struct hm_req *req, struct hm_group_view *g, bool own)
+{
+	if (g && own)
+		hm_groups_delete(ingresses(req), g->uuid, NULL);
+	hm_group_view_free(g);
+}
+
 int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
 	json_t *body = hm_req_json(req);
@@ -408,8 +472,15 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 			    vi);
 	}
 
+	/* The group first, so that what is wrong with it is found before anything is made. */
+	struct hm_group_view *group = NULL;
+	bool own_group = false;
+	if (group_in(req, json_object_get(body, "service_group"), c.name, &group, &own_group, err) <
+	    0)
+		return -1;
 	struct create_volumes cv = { .n = 0 };
 	if (volumes_in(req, json_object_get(body, "volumes"), &c, &cv, err) < 0) {
+		group_drop(req, group, own_group);
 		if (hm_err_is_kind(err, HM_ERR_INVALID))
 			return -1;
 		struct ukc_batch b;
@@ -440,12 +511,26 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 		if (hm_instances_create(in, &ck, &made[k], &errs[k]) < 0 && k == 0 &&
 		    hm_err_is_kind(&errs[0], HM_ERR_INVALID)) {
 			volumes_drop(req, &cv, true);
+			group_drop(req, group, own_group);
 			free(names[0]);
 			*err = errs[0];
 			return -1; /* the request, not the instance: a 400 */
 		}
+		if (made[k] && group &&
+		    hm_groups_attach(ingresses(req), group->uuid, made[k]->id, &errs[k]) < 0) {
+			hm_instances_delete(in, made[k]->id, false, NULL);
+			hm_instance_view_free(made[k]);
+			made[k] = NULL;
+		}
 	}
 	volumes_drop(req, &cv, made[0] == NULL);
+	bool any = false;
+	for (size_t k = 0; k < total; k++)
+		any |= made[k] != NULL;
+	if (!any)
+		group_drop(req, group, own_group);
+	else
+		hm_group_view_free(group);
 	struct ukc_batch b;
 	ukc_batch_init(&b);
 	for (size_t k = 0; k < total; k++) {
@@ -459,7 +544,7 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 		}
 		free(names[k]);
 		_cleanup_err_ struct hm_err *werr = NULL;
-		json_t *entry = ukc_instance(v, true);
+		json_t *entry = ukc_instance(req, v, true);
 		if (await_running(in, v, wait_ms, entry, &werr) < 0) {
 			json_decref(entry);
 			struct ukc_ref named = { v->uuid, v->name, NULL };
@@ -469,7 +554,7 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 			struct hm_instance_view *now = NULL;
 			if (wait_ms > 0 && hm_instances_get(in, v->id, &now, NULL) == 0) {
 				json_decref(entry);
-				entry = ukc_instance(now, true);
+				entry = ukc_instance(req, now, true);
 				hm_instance_view_free(now);
 			}
 			ukc_batch_ok(&b, entry);
@@ -579,10 +664,10 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
 	} else {
 		struct hm_instance_view *now = NULL;
 		if (hm_instances_get(in, v->id, &now, NULL) == 0) {
-			entry = ukc_instance(now, true);
+			entry = ukc_instance(req, now, true);
 			hm_instance_view_free(now);
 		} else {
-			entry = ukc_instance(v, true);
+			entry = ukc_instance(req, v, true);
 		}
 		ukc_batch_ok(&b, entry);
 	}
@@ -600,7 +685,7 @@ static int op_get(struct hm_req *req, const void *view, json_t *opts, json_t *en
 	(void)in;
 	(void)err;
 	bool details = !json_is_false(json_object_get(opts, "details"));
-	json_t *o = ukc_instance(v, details);
+	json_t *o = ukc_instance(req, v, details);
 	json_object_update(entry, o);
 	json_decref(o);
 	return 0;
@@ -649,7 +734,7 @@ static int list_of(struct hm_req *req, struct hm_resp *resp, bool templates, str
 	struct ukc_batch b;
 	ukc_batch_init(&b);
 	for (size_t i = first; i < k && (count == 0 || i - first < (size_t)count); i++)
-		ukc_batch_ok(&b, ukc_instance(&views[at[i]], details));
+		ukc_batch_ok(&b, ukc_instance(req, &views[at[i]], details));
 	hm_instance_views_free(views, n);
 	return ukc_batch_reply(resp, &b, "instances");
 }

@@ -77,6 +77,15 @@ static const struct hm_route ukc_routes[] = {
 	  ukc_h_volume_attach },
 	{ "PUT", "/v1/volumes/{uuid}/detach", "volume:write", HM_ROUTE_JSON_BODY,
 	  ukc_h_volume_detach },
+	{ "POST", "/v1/services", "ingress:write", HM_ROUTE_JSON_BODY, ukc_h_services_create },
+	{ "GET", "/v1/services", "ingress:read", 0, ukc_h_services_list },
+	{ "PATCH", "/v1/services", "ingress:write", HM_ROUTE_JSON_BODY, ukc_h_services_update },
+	{ "DELETE", "/v1/services", "ingress:delete", HM_ROUTE_JSON_BODY, ukc_h_services_delete },
+	{ "GET", "/v1/services/{uuid}", "ingress:read", 0, ukc_h_service_get },
+	{ "PATCH", "/v1/services/{uuid}", "ingress:write", HM_ROUTE_JSON_BODY,
+	  ukc_h_service_update },
+	{ "DELETE", "/v1/services/{uuid}", "ingress:delete", HM_ROUTE_JSON_BODY,
+	  ukc_h_service_delete },
 };
 
 static const size_t ukc_routes_count = sizeof(ukc_routes) / sizeof(ukc_routes[0]);

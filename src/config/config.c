@@ -62,6 +62,8 @@ void hm_config_usage(const char *prog)
 	    "  INGRESS_LISTEN_ADDR where ingress ports listen (default 0.0.0.0)\n"
 	    "  INGRESS_CERT_DIR    TLS certificates for ingress rules, NAME.crt + NAME.key\n"
 	    "                      (default DATA_DIR/ingress/certs)\n"
+	    "  SERVICE_DOMAIN      the domain a service group's bare names go under\n"
+	    "                      (/v1/services; default localhost: `web` is web.localhost)\n"
 	    "  LOG_MAX_BYTES       cap of each instance log (console, operations, VMM); past\n"
 	    "                      it the file is kept as NAME.1 and starts again (default\n"
 	    "                      16MB, at least 64KB)\n",
@@ -288,6 +290,17 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		set_str(&cfg->ingress_listen_addr, v);
 	} else if (strcmp(key, "INGRESS_CERT_DIR") == 0) {
 		set_str(&cfg->ingress_cert_dir, v);
+	} else if (strcmp(key, "SERVICE_DOMAIN") == 0) {
+		size_t len = strlen(v);
+		bool ok = len > 0 && len < 200 && v[0] != '.' && v[len - 1] != '.';
+		for (const char *p = v; ok && *p; p++)
+			ok = islower((unsigned char)*p) || isdigit((unsigned char)*p) ||
+			     *p == '-' || (*p == '.' && p[1] != '.');
+		if (!ok)
+			return hm_err_set(
+			    err, HM_ERR_INVALID, NULL,
+			    "SERVICE_DOMAIN must be a lowercase domain name, got `%s`", v);
+		set_str(&cfg->service_domain, v);
 	} else if (strcmp(key, "LOG_MAX_BYTES") == 0) {
 		if (hm_parse_size(v, &n, err) < 0)
 			return -1;
@@ -328,6 +341,7 @@ static const char *const env_keys[] = {
 	"DNS_SERVER",
 	"INGRESS_LISTEN_ADDR",
 	"INGRESS_CERT_DIR",
+	"SERVICE_DOMAIN",
 	"ACCEL",
 	"LOG_MAX_BYTES",
 };
@@ -353,6 +367,7 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		.bridge_name = xstrdup("vmbr0"),
 		.subnet_cidr = xstrdup("10.100.0.0/16"),
 		.ingress_listen_addr = xstrdup("0.0.0.0"),
+		.service_domain = xstrdup("localhost"),
 		.log_max_bytes = 16 << 20,
 	};
 	for (size_t i = 0; i < sizeof(env_keys) / sizeof(env_keys[0]); i++) {
@@ -426,6 +441,7 @@ void hm_config_done(struct hm_config *cfg)
 	free(cfg->dns_server);
 	free(cfg->ingress_listen_addr);
 	free(cfg->ingress_cert_dir);
+	free(cfg->service_domain);
 	free(cfg->listen_addr);
 	free(cfg->data_dir);
 	free(cfg->jwt_secret);

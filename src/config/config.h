@@ -42,6 +42,7 @@ struct hm_config {
 	char *dns_server;
 	char *ingress_listen_addr; /* INGRESS_LISTEN_ADDR, default 0.0.0.0 */
 	char *ingress_cert_dir;    /* INGRESS_CERT_DIR, default DATA_DIR/ingress/certs */
+	char *service_domain;      /* SERVICE_DOMAIN, default localhost: service groups' names */
 	enum hm_accel_mode accel;  /* ACCEL / --accel: auto (default), kvm or tcg */
 	int64_t log_max_bytes;     /* LOG_MAX_BYTES: each instance log's cap, default 16MB */
 };

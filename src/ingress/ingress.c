@@ -34,6 +34,7 @@
 #include "core/log.h"
 #include "core/tags.h"
 #include "core/xalloc.h"
+#include "ingress/internal.h"
 #include "ingress/route.h"
 #include "ingress/tls.h"
 #include "instance/instances.h"
@@ -47,57 +48,19 @@
 #define CLOSE_WAIT_S    10 /* for connection threads to end at shutdown */
 #define RELAY_BUF       (64u << 10)
 
-struct rule {
-	char *hostname;
-	bool pattern;
-	int port;
-	bool tls;
-	int redirect_to; /* a redirect_http rule: the HTTPS port to send clients to; else 0 */
-	char *target;
-	int target_port;
-	char *auth_header, *auth_value; /* NULL: none */
-};
-
-struct listener {
-	struct listener *next;
-	int port;
-	bool tls;
-	int fd;
-	pthread_t thread;
-	struct hm_ingresses *ing;
-};
-
-struct hm_ingresses {
-	struct hm_store *st;
-	struct hm_instances *instances;
-	char *listen_addr;
-	pthread_mutex_t mu;
-	pthread_rwlock_t lock;
-	struct rule *rules;
-	size_t nrules;
-	struct listener *listeners; /* under mu */
-	struct hm_tls *tls;
-	atomic_int conns;
-	/*
-	 * The connections being served, so that close can end them: conns_mu (a
-	 * leaf: nothing is taken under it) guards the list, each one's upstream
-	 * fd, `closing`, and conns_idle, signalled when the last one ends.
-	 */
-	pthread_mutex_t conns_mu;
-	pthread_cond_t conns_idle;
-	struct conn *active;
-	bool closing;
-};
-
 /* ---- the rule table ---- */
 
-static void rules_free(struct rule *r, size_t n)
+void ing_rules_free(struct rule *r, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(r[i].hostname);
 		free(r[i].target);
 		free(r[i].auth_header);
 		free(r[i].auth_value);
+		free(r[i].group);
+		for (size_t k = 0; k < r[i].nmembers; k++)
+			free(r[i].members[k]);
+		free(r[i].members);
 	}
 	free(r);
 }
@@ -141,25 +104,31 @@ static void rules_add(struct rule **r, size_t *n, const char *spec_text)
 	json_decref(spec);
 }
 
-/* Rebuild the table from the store (under mu). */
-static int reload(struct hm_ingresses *ing, struct hm_err **err)
+int ing_reload(struct hm_ingresses *ing, struct hm_err **err)
 {
-	struct hm_ingress_row *rows = NULL;
-	size_t n = 0;
+	struct hm_ingress_row *rows = NULL, *groups = NULL;
+	size_t n = 0, ng = 0;
 	if (hm_store_ingress_list(ing->st, &rows, &n, err) < 0)
 		return -1;
+	if (hm_store_group_list(ing->st, &groups, &ng, err) < 0) {
+		hm_ingress_rows_free(rows, n);
+		return -1;
+	}
 	struct rule *r = NULL;
 	size_t nr = 0;
 	for (size_t i = 0; i < n; i++)
 		rules_add(&r, &nr, rows[i].spec);
+	for (size_t i = 0; i < ng; i++)
+		ing_group_rules_add(&r, &nr, groups[i].name, groups[i].spec);
 	hm_ingress_rows_free(rows, n);
+	hm_ingress_rows_free(groups, ng);
 	pthread_rwlock_wrlock(&ing->lock);
 	struct rule *old = ing->rules;
 	size_t nold = ing->nrules;
 	ing->rules = r;
 	ing->nrules = nr;
 	pthread_rwlock_unlock(&ing->lock);
-	rules_free(old, nold);
+	ing_rules_free(old, nold);
 	return 0;
 }
 
@@ -171,7 +140,7 @@ struct conn {
 	int up;                     /* the instance's end once connected, else -1 (conns_mu) */
 	int fd;
 	int port;
-	bool tls;
+	bool tls, raw;
 	SSL *ssl; /* tls: after the handshake */
 	char peer[INET6_ADDRSTRLEN];
 };
@@ -487,12 +456,16 @@ static void set_timeout(int fd, int secs)
 
 /* What a request needs from its rule, copied out from under the lock. */
 struct match {
-	char target[128];
+	char target[128]; /* an ingress's instance, or a group's name */
 	int port;
 	int redirect_to;
 	char auth_header[72];
 	char auth_value[260];
 	bool auth;
+	bool group;
+	char members[HM_GROUP_MAX_MEMBERS][32];
+	size_t nmembers;
+	int soft_limit, hard_limit;
 };
 
 static bool find_rule(struct hm_ingresses *ing, int port, const char *host, struct match *m)
@@ -505,8 +478,8 @@ static bool find_rule(struct hm_ingresses *ing, int port, const char *host, stru
 			struct rule *r = &ing->rules[i];
 			if (r->port != port || r->pattern != (pass == 1))
 				continue;
-			if (!hm_route_match(r->hostname, host, r->target, m->target,
-			                    sizeof(m->target)))
+			if (!hm_route_match(r->hostname, host, r->group ? r->group : r->target,
+			                    m->target, sizeof(m->target)))
 				continue;
 			found = true;
 			m->port = r->target_port;
@@ -517,10 +490,103 @@ static bool find_rule(struct hm_ingresses *ing, int port, const char *host, stru
 				         r->auth_header);
 				snprintf(m->auth_value, sizeof(m->auth_value), "%s", r->auth_value);
 			}
+			m->group = r->group != NULL;
+			for (size_t k = 0; k < r->nmembers && k < HM_GROUP_MAX_MEMBERS; k++)
+				snprintf(m->members[m->nmembers++], sizeof(m->members[0]), "%s",
+				         r->members[k]);
+			m->soft_limit = r->soft_limit;
+			m->hard_limit = r->hard_limit;
 		}
 	}
 	pthread_rwlock_unlock(&ing->lock);
 	return found;
+}
+
+/*
+ * Which member of a group takes a connection: a running one under the soft
+ * limit, fewest connections first; else one asleep under auto-standby (the
+ * hold wakes it); else a running one under the hard limit. The loads are
+ * read without a lock, so two connections at once may both take a member's
+ * last place under the hard limit.
+ */
+static int open_member(struct hm_ingresses *ing, const struct match *m, char ip[16],
+                       struct hm_instance_conn **hold, struct hm_err **err)
+{
+	int soft = -1, hard = -1, asleep = -1, soft_conns = 0, hard_conns = 0;
+	for (size_t i = 0; i < m->nmembers; i++) {
+		struct hm_instance_load ld;
+		if (hm_instances_load(ing->instances, m->members[i], &ld) < 0)
+			continue;
+		if (ld.running && (!m->soft_limit || ld.conns < m->soft_limit) &&
+		    (soft < 0 || ld.conns < soft_conns)) {
+			soft = (int)i;
+			soft_conns = ld.conns;
+		}
+		if (ld.running && (!m->hard_limit || ld.conns < m->hard_limit) &&
+		    (hard < 0 || ld.conns < hard_conns)) {
+			hard = (int)i;
+			hard_conns = ld.conns;
+		}
+		if (ld.wakeable && asleep < 0)
+			asleep = (int)i;
+	}
+	int pick = soft >= 0 ? soft : asleep >= 0 ? asleep : hard;
+	if (pick < 0)
+		return hm_err_set(
+		    err, HM_ERR_UNAVAILABLE, "no_instance",
+		    "service group `%s` has no instance to take the connection (%zu "
+		    "members: none running under its hard limit, none asleep to wake)",
+		    m->target, m->nmembers);
+	return hm_instances_conn_open(ing->instances, m->members[pick], ip, hold, err);
+}
+
+/* The hold on the instance a matched rule sends the connection to. */
+static int open_target(struct hm_ingresses *ing, const struct match *m, char ip[16],
+                       struct hm_instance_conn **hold, struct hm_err **err)
+{
+	if (m->group)
+		return open_member(ing, m, ip, hold, err);
+	return hm_instances_conn_open(ing->instances, m->target, ip, hold, err);
+}
+
+/*
+ * A TLS-only port (a service group's service with no `http`): the client's
+ * SNI picks the route, and the bytes after the handshake go to the
+ * instance as they are. There is no HTTP to answer errors with: a
+ * connection that cannot be routed is closed.
+ */
+static void serve_raw(struct conn *c)
+{
+	const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+	char host[300];
+	snprintf(host, sizeof(host), "%s", sni ? sni : "");
+	for (char *p = host; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	struct match m = { .port = 0 };
+	if (!*host || !find_rule(c->ing, c->port, host, &m)) {
+		log_debug("ingress", "no route", "peer=%s port=%d sni=%s", c->peer, c->port, host);
+		return;
+	}
+	char ip[16];
+	_cleanup_err_ struct hm_err *err = NULL;
+	_cleanup_(hm_instances_conn_closep) struct hm_instance_conn *hold = NULL;
+	if (open_target(c->ing, &m, ip, &hold, &err) < 0) {
+		log_info("ingress", "connection refused", "peer=%s sni=%s error=\"%s\"", c->peer,
+		         host, err->msg);
+		return;
+	}
+	int up = connect_to(ip, m.port);
+	if (up >= 0 && set_up(c, up) < 0) {
+		close(up);
+		return; /* the daemon is stopping */
+	}
+	if (up < 0) {
+		log_info("ingress", "instance unreachable", "sni=%s addr=%s:%d error=\"%s\"", host,
+		         ip, m.port, strerror(errno));
+		return;
+	}
+	relay_tls(c, up, hold);
+	drop_up(c);
 }
 
 static void serve(struct conn *c)
@@ -534,6 +600,10 @@ static void serve(struct conn *c)
 		if (!c->ssl) {
 			log_debug("ingress", "handshake failed", "peer=%s error=\"%s\"", c->peer,
 			          e->msg);
+			return;
+		}
+		if (c->raw) {
+			serve_raw(c);
 			return;
 		}
 	}
@@ -612,7 +682,7 @@ static void serve(struct conn *c)
 	/* Held until this function returns: the instance counts this connection
 	 * (a drain waits for it) and refuses new ones while it drains. */
 	_cleanup_(hm_instances_conn_closep) struct hm_instance_conn *hold = NULL;
-	if (hm_instances_conn_open(c->ing->instances, m.target, ip, &hold, &err) < 0) {
+	if (open_target(c->ing, &m, ip, &hold, &err) < 0) {
 		if (hm_err_is(err, HM_ERR_UNAVAILABLE)) /* draining, or a wake that failed */
 			reply(c, 503, "Service Unavailable", err->code ? err->code : "unavailable",
 			      "%s", err->msg);
@@ -710,9 +780,12 @@ static void *accept_loop(void *arg)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		struct conn *c = xcalloc(1, sizeof(*c));
-		*c = (struct conn){
-			.ing = l->ing, .fd = fd, .up = -1, .port = l->port, .tls = l->tls
-		};
+		*c = (struct conn){ .ing = l->ing,
+			            .fd = fd,
+			            .up = -1,
+			            .port = l->port,
+			            .tls = l->tls,
+			            .raw = l->raw };
 		if (ss.ss_family == AF_INET)
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer,
 			          sizeof(c->peer));
@@ -744,7 +817,7 @@ static void *accept_loop(void *arg)
 	}
 }
 
-static int listen_on(struct hm_ingresses *ing, int port, bool tls, struct hm_err **err)
+int ing_listen_on(struct hm_ingresses *ing, int port, bool tls, bool raw, struct hm_err **err)
 {
 	struct sockaddr_storage ss = { 0 };
 	socklen_t sl;
@@ -779,7 +852,7 @@ static int listen_on(struct hm_ingresses *ing, int port, bool tls, struct hm_err
 	}
 	struct listener *l = xcalloc(1, sizeof(*l));
 	*l = (struct listener){
-		.next = ing->listeners, .port = port, .tls = tls, .fd = fd, .ing = ing
+		.next = ing->listeners, .port = port, .tls = tls, .raw = raw, .fd = fd, .ing = ing
 	};
 	if (pthread_create(&l->thread, NULL, accept_loop, l) != 0) {
 		close(fd);
@@ -789,7 +862,9 @@ static int listen_on(struct hm_ingresses *ing, int port, bool tls, struct hm_err
 	}
 	ing->listeners = l;
 	log_info("ingress", "port open", "addr=%s:%d tls=%s", ing->listen_addr, port,
-	         tls ? "yes" : "no");
+	         raw   ? "raw"
+	         : tls ? "yes"
+	               : "no");
 	return 0;
 }
 
@@ -812,7 +887,7 @@ static bool port_wanted(struct hm_ingresses *ing, int port)
 	return w;
 }
 
-static bool listening(struct hm_ingresses *ing, int port)
+bool ing_listening(struct hm_ingresses *ing, int port)
 {
 	for (struct listener *l = ing->listeners; l; l = l->next)
 		if (l->port == port)
@@ -820,8 +895,7 @@ static bool listening(struct hm_ingresses *ing, int port)
 	return false;
 }
 
-/* Close listeners no rule needs (under mu). */
-static void prune_listeners(struct hm_ingresses *ing)
+void ing_prune_listeners(struct hm_ingresses *ing)
 {
 	for (struct listener **pp = &ing->listeners; *pp;) {
 		struct listener *l = *pp;
@@ -848,6 +922,12 @@ static json_t *ingress_json(const struct hm_ingress_row *r)
 	return o;
 }
 
+/* An instance deleted by any path leaves its service group. */
+static void member_gone(void *arg, const char *id)
+{
+	hm_groups_detach(arg, id);
+}
+
 int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
                       const struct hm_config *cfg, struct hm_ingresses **ret, struct hm_err **err)
 {
@@ -855,24 +935,27 @@ int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
 	ing->st = st;
 	ing->instances = instances;
 	ing->listen_addr = xstrdup(cfg->ingress_listen_addr);
+	ing->domain = xstrdup(cfg->service_domain);
 	pthread_mutex_init(&ing->mu, NULL);
 	pthread_rwlock_init(&ing->lock, NULL);
 	atomic_init(&ing->conns, 0);
 	pthread_mutex_init(&ing->conns_mu, NULL);
 	hm_cond_init_mono(&ing->conns_idle);
-	if (hm_tls_open(cfg->ingress_cert_dir, &ing->tls, err) < 0 || reload(ing, err) < 0) {
+	if (hm_tls_open(cfg->ingress_cert_dir, &ing->tls, err) < 0 || ing_reload(ing, err) < 0) {
 		hm_ingresses_close(ing);
 		return -1;
 	}
 	pthread_mutex_lock(&ing->mu);
 	for (size_t i = 0; i < ing->nrules; i++) {
-		if (listening(ing, ing->rules[i].port))
+		if (ing_listening(ing, ing->rules[i].port))
 			continue;
 		_cleanup_err_ struct hm_err *e = NULL;
-		if (listen_on(ing, ing->rules[i].port, ing->rules[i].tls, &e) < 0)
+		if (ing_listen_on(ing, ing->rules[i].port, ing->rules[i].tls, ing->rules[i].raw,
+		                  &e) < 0)
 			log_warn("ingress", "port unavailable", "error=\"%s\"", e->msg);
 	}
 	pthread_mutex_unlock(&ing->mu);
+	hm_instances_on_delete(instances, member_gone, ing);
 	*ret = ing;
 	return 0;
 }
@@ -881,6 +964,7 @@ bool hm_ingresses_close(struct hm_ingresses *ing)
 {
 	if (!ing)
 		return true;
+	hm_instances_on_delete(ing->instances, NULL, NULL);
 	pthread_mutex_lock(&ing->mu);
 	while (ing->listeners) {
 		struct listener *l = ing->listeners;
@@ -911,15 +995,21 @@ bool hm_ingresses_close(struct hm_ingresses *ing)
 		          atomic_load(&ing->conns));
 		return false; /* leak rather than free under a live thread; the process is ending */
 	}
-	rules_free(ing->rules, ing->nrules);
+	ing_rules_free(ing->rules, ing->nrules);
 	hm_tls_free(ing->tls);
 	pthread_rwlock_destroy(&ing->lock);
 	pthread_mutex_destroy(&ing->mu);
 	pthread_mutex_destroy(&ing->conns_mu);
 	pthread_cond_destroy(&ing->conns_idle);
 	free(ing->listen_addr);
+	free(ing->domain);
 	free(ing);
 	return true;
+}
+
+static const char *mode_name(const struct rule *r)
+{
+	return r->raw ? "TLS without HTTP" : r->tls ? "HTTP over TLS" : "plain HTTP";
 }
 
 /*
@@ -927,15 +1017,16 @@ bool hm_ingresses_close(struct hm_ingresses *ing)
  * another ingress routes is 409 hostname_in_use; a port that would serve
  * both TLS and plain HTTP is 409 port_conflict.
  */
-static int check_new(struct hm_ingresses *ing, const struct rule *nr, size_t nn,
-                     struct hm_err **err)
+int ing_check_new(struct hm_ingresses *ing, const struct rule *nr, size_t nn,
+                  const char *skip_group, struct hm_err **err)
 {
 	int r = 0;
 	pthread_rwlock_rdlock(&ing->lock);
 	for (size_t i = 0; i < nn && r == 0; i++) {
 		for (size_t k = 0; k < ing->nrules && r == 0; k++) {
 			const struct rule *o = &ing->rules[k];
-			if (o->port != nr[i].port)
+			if (o->port != nr[i].port ||
+			    (skip_group && o->group && strcmp(o->group, skip_group) == 0))
 				continue;
 			if (strcmp(o->hostname, nr[i].hostname) == 0)
 				r = hm_err_set(
@@ -943,17 +1034,17 @@ static int check_new(struct hm_ingresses *ing, const struct rule *nr, size_t nn,
 				    "hostname %s on port %d is already routed by another "
 				    "ingress",
 				    nr[i].hostname, nr[i].port);
-			else if (o->tls != nr[i].tls)
+			else if (o->tls != nr[i].tls || o->raw != nr[i].raw)
 				r = hm_err_set(err, HM_ERR_CONFLICT, "port_conflict",
 				               "port %d already serves %s; it cannot also serve %s",
-				               nr[i].port, o->tls ? "TLS" : "plain HTTP",
-				               nr[i].tls ? "TLS" : "plain HTTP");
+				               nr[i].port, mode_name(o), mode_name(&nr[i]));
 		}
 		for (size_t k = 0; k < i && r == 0; k++)
-			if (nr[k].port == nr[i].port && nr[k].tls != nr[i].tls)
+			if (nr[k].port == nr[i].port &&
+			    (nr[k].tls != nr[i].tls || nr[k].raw != nr[i].raw))
 				r = hm_err_set(err, HM_ERR_INVALID, "invalid_rule",
-				               "port %d cannot serve both TLS and plain HTTP",
-				               nr[i].port);
+				               "port %d cannot serve both %s and %s", nr[i].port,
+				               mode_name(&nr[k]), mode_name(&nr[i]));
 	}
 	pthread_rwlock_unlock(&ing->lock);
 	return r;
@@ -1006,11 +1097,11 @@ int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, str
 	size_t nn = 0;
 	rules_add(&nr, &nn, spec_text);
 	pthread_mutex_lock(&ing->mu);
-	int r = check_new(ing, nr, nn, err);
+	int r = ing_check_new(ing, nr, nn, NULL, err);
 	/* Every port the new rules need must be bound before the ingress exists. */
 	for (size_t k = 0; k < nn && r == 0; k++)
-		if (!listening(ing, nr[k].port))
-			r = listen_on(ing, nr[k].port, nr[k].tls, err);
+		if (!ing_listening(ing, nr[k].port))
+			r = ing_listen_on(ing, nr[k].port, nr[k].tls, nr[k].raw, err);
 	char id[25];
 	hm_id_new(id);
 	_cleanup_free_ char *created = hm_now_rfc3339();
@@ -1020,10 +1111,10 @@ int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, str
 	if (r == 0)
 		r = hm_store_ingress_insert(ing->st, &row, err);
 	if (r == 0)
-		r = reload(ing, err);
-	prune_listeners(ing); /* what a failed create opened */
+		r = ing_reload(ing, err);
+	ing_prune_listeners(ing); /* what a failed create opened */
 	pthread_mutex_unlock(&ing->mu);
-	rules_free(nr, nn);
+	ing_rules_free(nr, nn);
 	if (r < 0)
 		return -1;
 	log_info("ingress", "created", "id=%s name=%s", id, name);
@@ -1068,8 +1159,8 @@ int hm_ingresses_delete(struct hm_ingresses *ing, const char *key, struct hm_err
 	pthread_mutex_lock(&ing->mu);
 	int r = hm_store_ingress_delete(ing->st, row.id, err);
 	if (r == 0)
-		r = reload(ing, err);
-	prune_listeners(ing);
+		r = ing_reload(ing, err);
+	ing_prune_listeners(ing);
 	pthread_mutex_unlock(&ing->mu);
 	if (r == 0)
 		log_info("ingress", "deleted", "id=%s name=%s", row.id, row.name);

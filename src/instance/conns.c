@@ -122,6 +122,36 @@ int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16]
 	                  "instance `%s` did not come back from standby in time", key);
 }
 
+int hm_instances_load(struct hm_instances *in, const char *id, struct hm_instance_load *ret)
+{
+	*ret = (struct hm_instance_load){ 0 };
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_get(in->st, id, &row, NULL) < 0)
+		return -1;
+	json_t *spec = inst_spec_of(&row);
+	struct hm_auto_standby p;
+	inst_spec_auto_standby(spec, &p);
+	bool net = json_string_value(json_object_get(inst_spec_net(spec), "ip")) != NULL;
+	json_decref(spec);
+	enum hm_state state = inst_state(in, &row);
+	hm_instance_row_done(&row);
+	struct live *l = inst_live_get(in, id);
+	if (!net) {
+		/* nothing reaches it */
+	} else if (state == HM_STATE_STANDBY && p.enabled) {
+		ret->wakeable = true;
+	} else if (l && atomic_load(&l->sleeping)) {
+		ret->wakeable =
+		    true; /* going to standby: a connection waits for it, then wakes it */
+	} else if (state == HM_STATE_RUNNING && l && !atomic_load(&l->draining)) {
+		ret->running = true;
+		ret->conns = atomic_load(&l->conns);
+	}
+	if (l)
+		inst_live_free(l);
+	return 0;
+}
+
 void hm_instances_conn_close(struct hm_instance_conn *c)
 {
 	if (!c)

@@ -193,6 +193,13 @@ int hm_instances_list(struct hm_instances *in, const enum hm_state *state, json_
  * as upstream; else it is killed at once), remove every file and the row. */
 int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
                         struct hm_err **err);
+/*
+ * Tell fn (one at a time; NULL: nobody) of every instance deleted, by any
+ * path (the APIs, delete-on-stop), once its row is gone. fn runs under that
+ * instance's op lock: it must not wait for an operation on the instance.
+ */
+void hm_instances_on_delete(struct hm_instances *in, void (*fn)(void *arg, const char *id),
+                            void *arg);
 /* POST /instances/{id}/stop: ask the guest init to stop the program (SIGTERM,
  * then SIGKILL after grace_ms: 0 kills it at once), then the ACPI power
  * button, then kill the VMM. Only from Running or Initializing (409). *ret: the instance. */
@@ -300,6 +307,13 @@ void hm_instances_conn_close(struct hm_instance_conn *c);
  * return once it runs; -1 when it cannot be woken (end the connection).
  */
 int hm_instances_conn_activity(struct hm_instance_conn *c, bool inbound);
+/* What an edge balancing over instances weighs (no side effect; -1: no such id). */
+struct hm_instance_load {
+	bool running;  /* takes connections now */
+	bool wakeable; /* asleep (or falling asleep) under auto-standby: a connection wakes it */
+	int conns;     /* running: the connections open through our edges */
+};
+int hm_instances_load(struct hm_instances *in, const char *id, struct hm_instance_load *ret);
 static inline void hm_instances_conn_closep(struct hm_instance_conn **c)
 {
 	hm_instances_conn_close(*c);

@@ -100,6 +100,9 @@ struct hm_instances {
 	struct hm_sup *sup;   /* supervise.c */
 	struct hm_idle *idle; /* idle.c */
 	int workers;          /* under changes_lock: stop_begin's threads still running */
+	/* Told of each instance deleted (hm_instances_on_delete); under changes_lock. */
+	void (*on_delete)(void *arg, const char *id);
+	void *on_delete_arg;
 };
 
 enum { STOP_ASKED_USER = 1, STOP_ASKED_FORCED = 2 };

@@ -103,9 +103,24 @@ int inst_delete_held(struct hm_instances *in, struct hm_instance_row *rowp, bool
 			json_decref(spec);
 			log_info("instances", "deleted", "id=%s name=%s", row.id, row.name);
 			inst_sup_forget(in, row.id);
+			pthread_mutex_lock(&in->changes_lock);
+			void (*told)(void *, const char *) = in->on_delete;
+			void *arg = in->on_delete_arg;
+			pthread_mutex_unlock(&in->changes_lock);
+			if (told)
+				told(arg, row.id); /* under this instance's op lock only */
 		}
 	}
 	return r;
+}
+
+void hm_instances_on_delete(struct hm_instances *in, void (*fn)(void *arg, const char *id),
+                            void *arg)
+{
+	pthread_mutex_lock(&in->changes_lock);
+	in->on_delete = fn;
+	in->on_delete_arg = arg;
+	pthread_mutex_unlock(&in->changes_lock);
 }
 
 /* ---- lifecycle: stop, start, update, wait ---- */

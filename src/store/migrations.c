@@ -123,6 +123,15 @@ const char *const hm_migrations[] = {
 	"  || substr('89ab', 1 + abs(random() % 4), 1) || substr(lower(hex(randomblob(2))), 2)"
 	"  || '-' || lower(hex(randomblob(6)));"
 	"CREATE UNIQUE INDEX snapshots_uuid ON snapshots(uuid);",
+	/* 13: the Unikraft Cloud API's service groups: published ports with
+	 * their handlers, domains, limits and member instances (spec, JSON),
+	 * routed by ingress/ as the ingresses are. The id is the group's UUID. */
+	"CREATE TABLE service_groups ("
+	"  id TEXT PRIMARY KEY NOT NULL,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  spec TEXT NOT NULL,"
+	"  created_at TEXT NOT NULL"
+	") STRICT;",
 };
 
 const size_t hm_migrations_count = sizeof(hm_migrations) / sizeof(hm_migrations[0]);

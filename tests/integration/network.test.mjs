@@ -549,6 +549,138 @@ test('scale_to_zero idle: an instance sleeps with a connection open and silent; 
   assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
 });
 
+// A TLS connection from inside the daemon's namespace that sends what it is
+// told and collects what comes back (no HTTP: a tls-only service's bytes).
+function holdTls(port, servername, ca) {
+  const p = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',
+    `const s = require('tls').connect({ host: '127.0.0.1', port: ${port}, servername: ${JSON.stringify(servername)}, ca: ${JSON.stringify(ca)} });` +
+    " s.on('data', (b) => process.stdout.write(b.toString())); s.on('error', (e) => console.log('[error ' + (e.code || e.message) + ']'));" +
+    " s.on('close', () => { console.log('[closed]'); process.exit(0); });" +
+    " process.stdin.on('data', (b) => { for (const t of b.toString().split('\\n').filter(Boolean)) { if (t === 'end') s.end(); else s.write(t + '\\n'); } });"],
+  { stdio: ['pipe', 'pipe', 'inherit'] });
+  servers.push(p);
+  let out = '';
+  p.stdout.on('data', (b) => { out += b; });
+  return {
+    say: (line) => p.stdin.write(line + '\n'),
+    end: () => p.stdin.write('end\n'),
+    out: () => out,
+    async until(re) {
+      for (let i = 0; i < 300 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(out, re);
+    },
+  };
+}
+
+test('UKC service groups: the official SDK makes, changes and deletes them; an instance made with its own group serves HTTPS on 443 (80 redirects), sleeps, and a request wakes it; a tls-only port routes by SNI across two members by their soft and hard limits', { timeout: 300000 }, async () => {
+  const { UnikraftCloud, UnikraftCloudError } = await import('../sdk/node_modules/@unikraft/cloud/dist/esm/index.js');
+  process.env.UKC_TOKEN = token;
+  process.env.UKC_METRO = d.url;
+  const ukc = new UnikraftCloud();
+  const json = { 'content-type': 'application/json' };
+  const v1 = async (method, path, body) => (await d.fetch(path, { method, token, headers: json, body: body === undefined ? undefined : JSON.stringify(body) })).json();
+  const certs = join(dataDir, 'ingress', 'certs');
+  mkdirSync(certs, { recursive: true });
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=svc.test',
+    '-addext', 'subjectAltName=DNS:*.svc.test', '-keyout', join(certs, 'svc.key'), '-out', join(certs, 'svc.crt')], { stdio: 'ignore' });
+  const ca = readFileSync(join(certs, 'svc.crt'), 'utf8');
+
+  // The SDK: create, read, change, delete; bad input refused by name
+  const g = await ukc.services.create({ name: 'plain', services: [{ port: 443, destination_port: 8080, handlers: ['http', 'tls'] }], domains: [{ name: 'plain.svc.test.' }] });
+  assert.equal(g.name, 'plain');
+  assert.match(g.uuid, /^[0-9a-f-]{36}$/);
+  assert.deepEqual(g.services, [{ port: 443, destination_port: 8080, protocol: 'tcp', handlers: ['tls', 'http'] }]);
+  assert.deepEqual(g.domains, [{ fqdn: 'plain.svc.test' }]);
+  assert.deepEqual(g.instances, []);
+  // (one entry per change: the SDK hands back the first)
+  let got = await ukc.services.get({ name: 'plain' }).update({ soft_limit: 5, hard_limit: 20 });
+  assert.equal(got.soft_limit, 5);
+  got = await ukc.services.get({ name: 'plain' }).refresh();
+  assert.equal(got.hard_limit, 20);
+  got = await ukc.services.get({ name: 'plain' }).edit().add({ domains: [{ name: 'also.svc.test.' }] }).apply();
+  assert.deepEqual(got.domains, [{ fqdn: 'plain.svc.test' }, { fqdn: 'also.svc.test' }]);
+  got = await ukc.services.get({ uuid: g.uuid }).refresh();
+  assert.equal(got.domains.length, 2);
+  for (const [spec, re] of [
+    [{ services: [{ port: 80, handlers: ['tls'] }] }, /port 80 must have `http` and not `tls`/],
+    [{ services: [{ port: 8443, handlers: ['http'] }] }, /other than 80 and 443 must have `tls` and not `http`/],
+    [{ services: [{ port: 443 }], domains: [{ name: 'nocert.example.' }] }, /no certificate in .* covers nocert\.example/],
+    [{ services: [{ port: 443, ip: '10.0.0.1' }] }, /per-service addresses are not available/],
+    [{ services: [{ port: 443 }], autokill: { time_ms: 1000 } }, /autokill/],
+    [{ services: [{ port: 443 }], domains: [{ name: 'plain.svc.test.' }] }, /plain\.svc\.test on port 443 is already routed/],
+  ]) {
+    await assert.rejects(ukc.services.create(spec), (e) => { assert.ok(e instanceof UnikraftCloudError, String(e)); assert.match(e.message, re); return true; }, JSON.stringify(spec));
+  }
+  await ukc.services.get({ name: 'plain' }).delete();
+  assert.equal((await v1('GET', '/v1/services?name=plain')).data.service_groups[0].error, 8);
+
+  // An instance with its own group: HTTPS on 443, 80 redirects there; the instance names its group
+  let r = await v1('POST', '/v1/instances', {
+    name: 'svcweb', image, memory_mb: 256, autostart: true, timeout_s: 60,
+    args: ['sh', '-c', 'mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 8080 -h /www'],
+    scale_to_zero: { policy: 'on', stateful: true, cooldown_time_ms: 1500 },
+    service_group: { services: [{ port: 443, destination_port: 8080 }, { port: 80, destination_port: 443, handlers: ['http', 'redirect'] }], domains: [{ name: 'web.svc.test.' }] },
+  });
+  assert.equal(r.status, 'success', JSON.stringify(r));
+  const web = r.data.instances[0];
+  assert.equal(web.service_group.name, 'svcweb');
+  assert.deepEqual(web.service_group.domains, [{ fqdn: 'web.svc.test' }]);
+  const group = (await v1('GET', '/v1/services?name=svcweb')).data.service_groups[0];
+  assert.equal(group.persistent, false);
+  assert.deepEqual(group.instances, [{ uuid: web.uuid, name: 'svcweb' }]);
+  assert.deepEqual(tlsGet(443, 'web.svc.test', ca), { status: 200, body: 'served\n' });
+  const redirect = JSON.parse(inNs(NS, process.execPath, '-e', `require('http').get({ host: '127.0.0.1', port: 80, path: '/x?y=1', headers: { host: 'web.svc.test' } }, (r) => console.log(JSON.stringify({ status: r.statusCode, location: r.headers.location })))`));
+  assert.deepEqual(redirect, { status: 301, location: 'https://web.svc.test/x?y=1' });
+  // idle: standby; a request through the group wakes it
+  await waitState(d, token, web.uuid, ['Standby'], { timeoutMs: 30000 });
+  assert.equal((await v1('GET', `/v1/instances/${web.uuid}`)).data.instances[0].state, 'standby');
+  assert.deepEqual(tlsGet(443, 'web.svc.test', ca), { status: 200, body: 'served\n' });
+  assert.equal((await v1('GET', `/v1/instances/${web.uuid}`)).data.instances[0].state, 'running');
+  // a group with a member cannot go; the member's delete takes its own group with it
+  r = await v1('DELETE', '/v1/services', [{ name: 'svcweb' }]);
+  assert.match(r.data.service_groups[0].message, /has 1 instance/);
+  r = await v1('DELETE', '/v1/instances', [{ uuid: web.uuid }]);
+  assert.equal(r.status, 'success', JSON.stringify(r));
+  assert.equal((await v1('GET', '/v1/services?name=svcweb')).data.service_groups[0].error, 8);
+  assert.equal(tlsGet(443, 'web.svc.test', ca).error, 'ECONNREFUSED');
+
+  // tls-only on 9443 by SNI, two members, soft limit 1 and hard limit 1: one connection each, a third refused
+  r = await v1('POST', '/v1/services', { name: 'echoes', services: [{ port: 9443, destination_port: 9000 }], domains: [{ name: 'echo.svc.test.' }], soft_limit: 1, hard_limit: 1 });
+  assert.equal(r.status, 'success', JSON.stringify(r));
+  assert.deepEqual(r.data.service_groups[0].services[0].handlers, ['tls']);
+  r = await v1('POST', '/v1/instances', {
+    name: 'echo', image, memory_mb: 256, autostart: true, timeout_s: 60, replicas: 1, service_group: { name: 'echoes' },
+    args: ['sh', '-c', 'printf "#!/bin/sh\\nhostname\\nexec cat\\n" > /e.sh && chmod +x /e.sh && exec nc -ll -p 9000 -e /e.sh'],
+  });
+  assert.equal(r.status, 'success', JSON.stringify(r));
+  assert.deepEqual(r.data.instances.map((i) => i.service_group.name), ['echoes', 'echoes']);
+  const one = holdTls(9443, 'echo.svc.test', ca);
+  await one.until(/^echo(-1)?\n/);
+  const first = one.out().split('\n')[0];
+  const second = holdTls(9443, 'echo.svc.test', ca);
+  await second.until(/^echo(-1)?\n/);
+  assert.notEqual(second.out().split('\n')[0], first, 'the soft limit sends the second connection to the other member');
+  const third = holdTls(9443, 'echo.svc.test', ca);
+  await third.until(/\[closed\]|\[error/);
+  assert.doesNotMatch(third.out(), /^echo/, 'both members at their hard limit: refused');
+  one.say('ping');
+  await one.until(/^ping$/m);
+  one.end();
+  await one.until(/\[closed\]/);
+  const fourth = holdTls(9443, 'echo.svc.test', ca);
+  await fourth.until(/^echo(-1)?\n/);
+  assert.equal(fourth.out().split('\n')[0], first, 'a freed place is taken again');
+  fourth.end();
+  second.end();
+  await fourth.until(/\[closed\]/);
+  await second.until(/\[closed\]/);
+  r = await v1('DELETE', '/v1/instances', [{ name: 'echo' }, { name: 'echo-1' }]);
+  assert.equal(r.status, 'success', JSON.stringify(r));
+  const left = (await v1('GET', '/v1/services?name=echoes')).data.service_groups[0];
+  assert.deepEqual(left.instances, [], 'a persistent group stays, empty');
+  assert.equal((await v1('DELETE', '/v1/services', [{ name: 'echoes' }])).status, 'success');
+});
+
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {
   // A client that connected and sent half a request head, then waits.
   const holder = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',
