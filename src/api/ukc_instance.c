@@ -48,6 +48,8 @@ const char *ukc_view_state(const struct hm_instance_view *v)
 		return "template";
 	if (up && v->draining)
 		return "draining";
+	if (hm_auto_standby_asleep_cold(&v->auto_standby, v->state, v->stop_reason))
+		return "standby"; /* stopped by its stateless scale to zero: traffic boots it */
 	return up && v->stopping ? "stopping" : ukc_state_name(v->state);
 }
 
@@ -142,7 +144,7 @@ json_t *ukc_instance(struct hm_req *req, const struct hm_instance_view *v, bool 
 		json_object_set_new(o, "scale_to_zero",
 		                    json_pack("{s:b,s:s,s:b,s:I}", "enabled", 1, "policy",
 		                              v->auto_standby.keep_connections ? "idle" : "on",
-		                              "stateful", 1, "cooldown_time_ms",
+		                              "stateful", !v->auto_standby.cold, "cooldown_time_ms",
 		                              (json_int_t)v->auto_standby.idle_ms));
 	else
 		json_object_set_new(o, "scale_to_zero",

@@ -149,14 +149,11 @@ static int scale_to_zero_in(json_t *stz, const char *field, struct hm_auto_stand
 	if (!idle && strcmp(p, "on") != 0)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`%s.policy` must be off, on or idle, not `%.40s`", field, p);
-	if (!stateful)
-		return hm_err_set(err, HM_ERR_INVALID, "unsupported_field",
-		                  "`%s.stateful`: scaling to zero without the memory (a cold boot "
-		                  "on wake) is not available yet; give `\"stateful\": true`",
-		                  field);
-	*ret = (struct hm_auto_standby){ .enabled = true,
-		                         .idle_ms = cooldown,
-		                         .keep_connections = idle };
+	/* stateful: standby (its memory kept, a restore on wake); else a stop
+	 * and a cold boot on wake. */
+	*ret = (struct hm_auto_standby){
+		.enabled = true, .idle_ms = cooldown, .keep_connections = idle, .cold = !stateful
+	};
 	return 0;
 }
 

@@ -47,6 +47,7 @@
 #define MAX_CONNECTIONS 1024
 #define CLOSE_WAIT_S    10 /* for connection threads to end at shutdown */
 #define RELAY_BUF       (64u << 10)
+#define BOOT_GRACE_MS   15000
 
 /* ---- the rule table ---- */
 
@@ -323,6 +324,24 @@ static int connect_to(const char *ip, int port)
 	return fd;
 }
 
+/*
+ * connect_to for a held connection: a VM up for less than BOOT_GRACE_MS
+ * (booted by this very connection, as a stateless scale to zero does) may
+ * not listen yet, so a refusal is tried again until it does or the grace
+ * runs out.
+ */
+static int connect_held(const char *ip, int port, const struct hm_instance_conn *hold)
+{
+	for (;;) {
+		int up = connect_to(ip, port);
+		if (up >= 0 || errno != ECONNREFUSED ||
+		    hm_instances_conn_age_ms(hold) > BOOT_GRACE_MS)
+			return up;
+		struct timespec ts = { 0, 50 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
 struct relay {
 	int from, to;
 	struct hm_instance_conn *hold; /* the instance's count of this connection */
@@ -575,7 +594,7 @@ static void serve_raw(struct conn *c)
 		         host, err->msg);
 		return;
 	}
-	int up = connect_to(ip, m.port);
+	int up = connect_held(ip, m.port, hold);
 	if (up >= 0 && set_up(c, up) < 0) {
 		close(up);
 		return; /* the daemon is stopping */
@@ -691,7 +710,7 @@ static void serve(struct conn *c)
 		free(head);
 		return;
 	}
-	int up = connect_to(ip, m.port);
+	int up = connect_held(ip, m.port, hold);
 	if (up >= 0 && set_up(c, up) < 0) {
 		close(up);
 		return; /* the daemon is stopping */

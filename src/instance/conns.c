@@ -37,12 +37,13 @@ struct hm_instance_conn {
  * caller's next look.
  */
 static int wake(struct hm_instances *in, const char *id, const char *name, const char *who,
-                struct hm_err **err)
+                bool cold, struct hm_err **err)
 {
 	struct hm_instance_view *v = NULL;
 	_cleanup_err_ struct hm_err *e = NULL;
 	double t0 = inst_mono_ms();
-	int r = hm_instances_restore(in, id, &v, &e);
+	int r =
+	    cold ? hm_instances_start(in, id, NULL, &v, &e) : hm_instances_restore(in, id, &v, &e);
 	inst_oplog(in, id, "msg=\"wake asked by %s\" ok=%s ms=%.1f", who, r == 0 ? "yes" : "no",
 	           inst_mono_ms() - t0);
 	hm_instance_view_free(v);
@@ -72,9 +73,14 @@ static int try_open(struct hm_instances *in, const char *key, char ip[16],
 		               row.name);
 	} else if (state == HM_STATE_STANDBY && p.enabled) {
 		/* Woken by traffic. */
-		r = wake(in, row.id, row.name, "a connection", err) < 0 ? -1 : 2;
+		r = wake(in, row.id, row.name, "a connection", false, err) < 0 ? -1 : 2;
+	} else if (hm_auto_standby_asleep_cold(&p, state, row.stop_reason)) {
+		/* Stateless: booted by traffic. */
+		r = wake(in, row.id, row.name, "a connection", true, err) < 0 ? -1 : 2;
 	} else if (l && atomic_load(&l->sleeping)) {
 		r = 1; /* going to standby: wait for it, then wake it */
+	} else if (state == HM_STATE_INITIALIZING && p.enabled) {
+		r = 1; /* booting (a stateless wake): wait for it to run */
 	} else if (state != HM_STATE_RUNNING || !l) {
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is not running (current state: %s)", row.name,
@@ -134,11 +140,13 @@ int hm_instances_load(struct hm_instances *in, const char *id, struct hm_instanc
 	bool net = json_string_value(json_object_get(inst_spec_net(spec), "ip")) != NULL;
 	json_decref(spec);
 	enum hm_state state = inst_state(in, &row);
+	int stop_reason = row.stop_reason;
 	hm_instance_row_done(&row);
 	struct live *l = inst_live_get(in, id);
 	if (!net) {
 		/* nothing reaches it */
-	} else if (state == HM_STATE_STANDBY && p.enabled) {
+	} else if ((state == HM_STATE_STANDBY && p.enabled) ||
+	           hm_auto_standby_asleep_cold(&p, state, stop_reason)) {
 		ret->wakeable = true;
 	} else if (l && atomic_load(&l->sleeping)) {
 		ret->wakeable =
@@ -150,6 +158,11 @@ int hm_instances_load(struct hm_instances *in, const char *id, struct hm_instanc
 	if (l)
 		inst_live_free(l);
 	return 0;
+}
+
+double hm_instances_conn_age_ms(const struct hm_instance_conn *c)
+{
+	return inst_mono_ms() - c->l->born_ms;
 }
 
 void hm_instances_conn_close(struct hm_instance_conn *c)
@@ -198,7 +211,8 @@ static int wake_held(struct hm_instance_conn *c)
 		if (now)
 			inst_live_free(now);
 		if (state == HM_STATE_STANDBY) {
-			if (!p.enabled || wake(c->in, c->id, c->id, "a held connection", NULL) < 0)
+			if (!p.enabled ||
+			    wake(c->in, c->id, c->id, "a held connection", false, NULL) < 0)
 				return -1; /* a user's standby, or no wake: the connection ends */
 			continue;
 		}

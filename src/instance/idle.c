@@ -91,7 +91,15 @@ void inst_spec_auto_standby(json_t *spec, struct hm_auto_standby *ret)
 		.enabled = json_is_true(json_object_get(a, "enabled")),
 		.idle_ms = json_integer_value(json_object_get(a, "idle_ms")),
 		.keep_connections = json_is_true(json_object_get(a, "keep_connections")),
+		.cold = json_is_true(json_object_get(a, "cold")),
 	};
+}
+
+bool hm_auto_standby_asleep_cold(const struct hm_auto_standby *p, enum hm_state state,
+                                 int stop_reason)
+{
+	return p->enabled && p->cold && state == HM_STATE_STOPPED &&
+	       (stop_reason & HM_STOP_PLATFORM) && !(stop_reason & HM_STOP_USER);
 }
 
 json_t *inst_auto_standby_json(const struct hm_auto_standby *p)
@@ -100,6 +108,8 @@ json_t *inst_auto_standby_json(const struct hm_auto_standby *p)
 	    json_pack("{s:b,s:I}", "enabled", p->enabled, "idle_ms", (json_int_t)p->idle_ms);
 	if (p->keep_connections)
 		json_object_set_new(o, "keep_connections", json_true());
+	if (p->cold)
+		json_object_set_new(o, "cold", json_true());
 	return o;
 }
 
@@ -121,18 +131,22 @@ struct seen {
 
 /* Ask for the standby of l's instance, unless a connection came (or, with
  * keep, a byte moved after io_seen) meanwhile: false when it still runs. */
-static bool put_to_sleep(struct hm_instances *in, struct live *l, const char *id, bool keep,
-                         int64_t io_seen)
+static bool put_to_sleep(struct hm_instances *in, struct live *l, const char *id,
+                         const struct hm_auto_standby *p, int64_t io_seen)
 {
+	bool keep = p->keep_connections;
 	atomic_store(&l->sleeping, true);
 	if (keep ? atomic_load(&l->last_io_ms) > io_seen : atomic_load(&l->conns) > 0) {
 		atomic_store(&l->sleeping, false);
 		return false;
 	}
-	inst_oplog(in, id, "msg=\"auto standby\" why=idle");
+	inst_oplog(in, id, "msg=\"auto standby\" why=idle%s", p->cold ? " how=stop" : "");
 	struct hm_instance_view *v = NULL;
 	_cleanup_err_ struct hm_err *e = NULL;
-	bool slept = hm_instances_standby(in, id, NULL, &v, &e) == 0;
+	/* Stateless: stopped, its memory let go; a connection boots it again. */
+	bool slept = p->cold
+	                 ? inst_stop_idle(in, id, &e) == 0 && hm_instances_get(in, id, &v, &e) == 0
+	                 : hm_instances_standby(in, id, NULL, &v, &e) == 0;
 	if (!slept) {
 		atomic_store(&l->sleeping, false); /* still running: its connections go on */
 		inst_oplog(in, id, "msg=\"auto standby failed\" error=\"%s\"", e->msg);
@@ -203,7 +217,7 @@ static void look(struct hm_instances *in)
 		}
 		pthread_mutex_unlock(&s->lock);
 		if (due && (inst_state(in, &row) != HM_STATE_RUNNING ||
-		            !put_to_sleep(in, vms[i].l, vms[i].id, p.keep_connections, io))) {
+		            !put_to_sleep(in, vms[i].l, vms[i].id, &p, io))) {
 			/* Not now: counted again from here. */
 			pthread_mutex_lock(&s->lock);
 			struct idle_entry *again = entry_of(s, vms[i].id, false);

@@ -52,7 +52,14 @@ struct hm_auto_standby {
 	/* Idle means no byte moved on any connection (they stay open across the
 	 * standby, and a client's next bytes wake it); else: no connection open. */
 	bool keep_connections;
+	/* Stateless: the VM is stopped (not saved) when idle, and the next
+	 * connection boots it again (a cold start, its memory gone). */
+	bool cold;
 };
+/* Stopped by the idle controller under a stateless policy (so that a
+ * connection boots it): asleep, as a standby is, for whoever shows it. */
+bool hm_auto_standby_asleep_cold(const struct hm_auto_standby *p, enum hm_state state,
+                                 int stop_reason);
 #define HM_AUTO_STANDBY_MIN_MS 1000
 #define HM_AUTO_STANDBY_MAX_MS (7LL * 24 * 3600 * 1000)
 
@@ -300,6 +307,9 @@ struct hm_instance_conn;
 int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16],
                            struct hm_instance_conn **ret, struct hm_err **err);
 void hm_instances_conn_close(struct hm_instance_conn *c);
+/* How long the VM a hold counts on has been up (a just-booted one's program
+ * may not listen yet). */
+double hm_instances_conn_age_ms(const struct hm_instance_conn *c);
 /*
  * Bytes moved on c (inbound: from the client, about to be sent to the
  * instance): its activity is now. Bytes inbound to an instance that went to

@@ -105,7 +105,9 @@ struct hm_instances {
 	void *on_delete_arg;
 };
 
-enum { STOP_ASKED_USER = 1, STOP_ASKED_FORCED = 2 };
+/* Who asked a VM to stop: a user (forced: with no grace), or the daemon itself
+ * (an idle instance's stateless scale to zero). */
+enum { STOP_ASKED_USER = 1, STOP_ASKED_FORCED = 2, STOP_ASKED_PLATFORM = 3 };
 
 /*
  * One lifecycle operation at a time per instance (start, stop, standby,
@@ -270,6 +272,9 @@ void inst_sup_exited(struct hm_instances *in, const char *id, int exit_code, boo
                      double ran_ms);
 /* A user's operation ends the sequence: why (shown) or NULL (forgotten). Under the op lock. */
 void inst_sup_block(struct hm_instances *in, const char *id, const char *why);
+/* The idle controller's stop of a stateless instance (stop_reason: the platform's). */
+int inst_stop_idle(struct hm_instances *in, const char *id, struct hm_err **err);
+
 void inst_sup_forget(struct hm_instances *in, const char *id);
 void inst_sup_status(struct hm_instances *in, const char *id, struct hm_restart_status *ret);
 /* The policy a spec holds (never when none); and its stored form. */

@@ -31,7 +31,7 @@
 #define DELETE_GRACE_MS 5000 /* a graceful delete's: shorter than a stop's, as upstream */
 
 static int stop_live(struct hm_instances *in, struct live *l, const struct hm_instance_row *row,
-                     int grace_ms, struct hm_err **err);
+                     int grace_ms, int asked, struct hm_err **err);
 
 int hm_instances_delete(struct hm_instances *in, const char *key, bool graceful,
                         struct hm_err **err)
@@ -62,7 +62,7 @@ int inst_delete_held(struct hm_instances *in, struct hm_instance_row *rowp, bool
 	struct live *gl = graceful && state == HM_STATE_RUNNING ? inst_live_get(in, row.id) : NULL;
 	if (gl && atomic_load(&gl->greeted)) {
 		_cleanup_err_ struct hm_err *serr = NULL;
-		if (stop_live(in, gl, &row, DELETE_GRACE_MS, &serr) < 0)
+		if (stop_live(in, gl, &row, DELETE_GRACE_MS, STOP_ASKED_USER, &serr) < 0)
 			log_warn("instances", "graceful delete: stop failed, killing",
 			         "id=%s error=\"%s\"", row.id, serr->msg);
 	}
@@ -141,11 +141,12 @@ static bool wait_exited(struct live *l, long timeout_ms)
 /* The escalating stop of a live VM: guest init (the program gets SIGTERM and
  * grace_ms before SIGKILL), power button, kill. */
 static int stop_live(struct hm_instances *in, struct live *l, const struct hm_instance_row *row,
-                     int grace_ms, struct hm_err **err)
+                     int grace_ms, int asked_by, struct hm_err **err)
 {
 	double t0 = inst_mono_ms();
-	inst_oplog(in, row->id, "msg=\"stop requested\" grace_ms=%d", grace_ms);
-	atomic_store(&l->stop_asked, grace_ms == 0 ? STOP_ASKED_FORCED : STOP_ASKED_USER);
+	inst_oplog(in, row->id, "msg=\"stop requested\" grace_ms=%d by=%s", grace_ms,
+	           asked_by == STOP_ASKED_PLATFORM ? "idle" : "user");
+	atomic_store(&l->stop_asked, grace_ms == 0 ? STOP_ASKED_FORCED : asked_by);
 	/* 1: the guest init stops the program (SIGTERM, SIGKILL after the grace). */
 	json_t *msg = json_pack("{s:s,s:i}", "type", "stop", "timeout_ms", grace_ms);
 	bool asked = hm_agent_send(l->agent, msg, NULL) == 0;
@@ -208,7 +209,8 @@ static int stop(struct hm_instances *in, const char *key, int grace_ms, long dra
 	struct live *l = inst_live_get(in, row.id);
 	int r = check_stoppable(&row, state, l, err);
 	if (r == 0 && state != HM_STATE_STOPPED)
-		r = wait ? stop_live(in, l, &row, grace_ms < 0 ? STOP_GRACE_MS : grace_ms, err)
+		r = wait ? stop_live(in, l, &row, grace_ms < 0 ? STOP_GRACE_MS : grace_ms,
+		                     STOP_ASKED_USER, err)
 		         : stop_in_background(in, l, &row, grace_ms, drain_ms, err);
 	if (l)
 		inst_live_free(l);
@@ -225,6 +227,23 @@ int hm_instances_stop(struct hm_instances *in, const char *key, int grace_ms,
                       struct hm_instance_view **ret, struct hm_err **err)
 {
 	return stop(in, key, grace_ms, 0, true, ret, err);
+}
+
+int inst_stop_idle(struct hm_instances *in, const char *id, struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (inst_find_locked(in, id, &row, err) < 0)
+		return -1;
+	struct live *l = inst_live_get(in, row.id);
+	int r = inst_state(in, &row) == HM_STATE_RUNNING && l
+	            ? stop_live(in, l, &row, STOP_GRACE_MS, STOP_ASKED_PLATFORM, err)
+	            : hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+	                         "instance `%s` is not running", row.name);
+	if (l)
+		inst_live_free(l);
+	inst_op_unlock(in, row.id);
+	hm_instance_row_done(&row);
+	return r;
 }
 
 int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms, long drain_ms,

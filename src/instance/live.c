@@ -142,6 +142,8 @@ static void finalize(struct live *l)
 	int asked = atomic_load(&l->stop_asked);
 	int reason =
 	    asked == STOP_ASKED_FORCED ? HM_STOP_FORCED | HM_STOP_USER | HM_STOP_PLATFORM
+	    : asked == STOP_ASKED_PLATFORM
+	        ? HM_STOP_PLATFORM | HM_STOP_KERNEL | (report ? HM_STOP_APP : 0)
 	    : asked  ? HM_STOP_USER | HM_STOP_PLATFORM | HM_STOP_KERNEL | (report ? HM_STOP_APP : 0)
 	    : report ? HM_STOP_APP | HM_STOP_KERNEL
 	             : HM_STOP_KERNEL;

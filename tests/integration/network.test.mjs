@@ -681,6 +681,44 @@ test('UKC service groups: the official SDK makes, changes and deletes them; an i
   assert.equal((await v1('DELETE', '/v1/services', [{ name: 'echoes' }])).status, 'success');
 });
 
+test('UKC stateless scale_to_zero: an idle instance is stopped (its VMM gone, shown as standby), the next request boots it and gets its answer; a user stop is not undone by traffic', { timeout: 240000 }, async () => {
+  const json = { 'content-type': 'application/json' };
+  const v1 = async (method, path, body) => (await d.fetch(path, { method, token, headers: json, body: body === undefined ? undefined : JSON.stringify(body) })).json();
+  let r = await v1('POST', '/v1/instances', {
+    name: 'coldweb', image, memory_mb: 256, autostart: true, timeout_s: 60,
+    args: ['sh', '-c', 'mkdir -p /www && echo cold > /www/index.html && exec httpd -f -p 8080 -h /www'],
+    scale_to_zero: { policy: 'on', cooldown_time_ms: 1500 },
+    service_group: { services: [{ port: 80, destination_port: 8080 }] },
+  });
+  assert.equal(r.status, 'success', JSON.stringify(r));
+  const inst = r.data.instances[0];
+  assert.deepEqual(inst.scale_to_zero, { enabled: true, policy: 'on', stateful: false, cooldown_time_ms: 1500 });
+  assert.deepEqual(inst.service_group.domains, [{ fqdn: 'coldweb.localhost' }]);
+  assert.deepEqual(hostGet(80, 'coldweb.localhost'), { status: 200, body: 'cold\n' });
+  const pid = vmmPid(d, (await getInstance(d, token, inst.uuid)).body.id);
+  assert.ok(pid && processAlive(pid), 'its QEMU runs');
+  // idle: stopped by the platform, its VMM gone; UKC shows standby
+  await waitState(d, token, inst.uuid, ['Stopped'], { timeoutMs: 30000 });
+  assert.equal(processAlive(pid), false);
+  let u = (await v1('GET', `/v1/instances/${inst.uuid}`)).data.instances[0];
+  assert.equal(u.state, 'standby');
+  assert.equal(u.stop_reason & 12, 4, `the platform stopped it, not a user: ${u.stop_reason}`);
+  const boots = u.start_count;
+  // a request boots it (held until httpd listens) and gets the answer
+  assert.deepEqual(hostGet(80, 'coldweb.localhost'), { status: 200, body: 'cold\n' });
+  u = (await v1('GET', `/v1/instances/${inst.uuid}`)).data.instances[0];
+  assert.equal(u.state, 'running');
+  assert.equal(u.start_count, boots + 1);
+  // a user stop stays: traffic is refused, the instance stays stopped
+  r = await v1('PUT', `/v1/instances/${inst.uuid}/stop`, {});
+  assert.equal(r.status, 'success', JSON.stringify(r));
+  await waitState(d, token, inst.uuid, ['Stopped'], { timeoutMs: 30000 });
+  assert.equal(hostGet(80, 'coldweb.localhost').status, 503);
+  u = (await v1('GET', `/v1/instances/${inst.uuid}`)).data.instances[0];
+  assert.equal(u.state, 'stopped');
+  assert.equal((await v1('DELETE', '/v1/instances', [{ uuid: inst.uuid }])).status, 'success');
+});
+
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {
   // A client that connected and sent half a request head, then waits.
   const holder = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',

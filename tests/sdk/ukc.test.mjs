@@ -130,8 +130,7 @@ test('bad input is a 400 in the envelope naming the field, and nothing is made',
     [{ image, features: ['autokill'] }, /`features\[0\]`: the one feature is delete-on-stop/],
     [{ image, restart_policy: 'always', features: ['delete-on-stop'] }, /cannot be combined with the delete-on-stop/],
     [{ image, restart_policy: 'sometimes' }, /`restart_policy` must be never, always or on-failure/],
-    [{ image, scale_to_zero: { policy: 'on', cooldown_time_ms: 1000 } }, /`scale_to_zero.stateful`: scaling to zero without the memory/],
-    [{ image, scale_to_zero: { policy: 'idle' } }, /`scale_to_zero.stateful`: scaling to zero without the memory/],
+    [{ image, scale_to_zero: { policy: 'sometimes' } }, /`scale_to_zero.policy` must be off, on or idle/],
     [{ image, scale_to_zero: { policy: 'on', stateful: true, notify_time_ms: 100 } }, /`scale_to_zero.notify_time_ms`: notices before a standby/],
     [{ image, scale_to_zero: { policy: 'on', stateful: true, cooldown_time_ms: 10 } }, /`scale_to_zero`: `cooldown_time_ms` must be an integer from 1000/],
     [{ image, scale_to_zero: { policy: 'on', stateful: true }, features: ['delete-on-stop'] }, /`scale_to_zero` cannot be combined with the delete-on-stop/],
@@ -589,9 +588,10 @@ test('update: props and ops on a stopped instance take effect at its start; a ru
   assert.equal(stz.status, 'success', JSON.stringify(stz));
   assert.deepEqual((await ukc.instances.get({ uuid: made.uuid })).scale_to_zero, { enabled: true, policy: 'on', stateful: true, cooldown_time_ms: 90000 });
   assert.deepEqual((await hm.instances.get(made.uuid)).auto_standby, { enabled: true, idle_timeout: '1m30s', ignore_source_cidrs: [], ignore_destination_ports: [] });
+  // without stateful (false by default): stopped when idle, booted by traffic
   const stz2 = await P.updateInstanceByUuid(made.uuid, { body: { prop: 'scale_to_zero', op: 'set', value: { policy: 'on' } } });
-  assert.equal(stz2.status, 'error');
-  assert.match(stz2.data.instances[0].message, /`value.stateful`: scaling to zero without the memory/);
+  assert.equal(stz2.status, 'success', JSON.stringify(stz2));
+  assert.deepEqual((await ukc.instances.get({ uuid: made.uuid })).scale_to_zero, { enabled: true, policy: 'on', stateful: false, cooldown_time_ms: 1000 });
   assert.equal((await P.updateInstanceByUuid(made.uuid, { body: { prop: 'scale_to_zero', op: 'del' } })).status, 'success');
   assert.deepEqual((await ukc.instances.get({ uuid: made.uuid })).scale_to_zero, { enabled: false, policy: 'off' });
   // an unreadable body is a 400 for all
