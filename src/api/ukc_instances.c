@@ -314,6 +314,9 @@ static int create_branch(struct hm_req *req, struct hm_resp *resp, json_t *body,
                          struct hm_err **err);
 static int not_a_template(const struct hm_instance_view *v, struct hm_err **err);
 
+/* How long a stateful first start waits for its program's port. */
+#define UKC_PRIME_MS 60000
+
 static struct hm_ingresses *ingresses(struct hm_req *req)
 {
 	return hm_req_services(req)->ingresses;
@@ -367,6 +370,25 @@ static int group_in(struct hm_req *req, json_t *sg, const char *name, struct hm_
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`service_group` names one group");
 	return ukc_group_resolve(req, &refs[0], ret, err);
+}
+
+/*
+ * Stateful scale to zero as UKC starts it: boot, wait until the program
+ * accepts on the group's first port that goes to the instance, then standby,
+ * so that the first request is a restore. A prime that cannot be asked
+ * leaves the instance running (its cooldown puts it to sleep).
+ */
+static void prime(struct hm_req *req, const struct hm_instance_view *v,
+                  const struct hm_auto_standby *p, const struct hm_group_view *g)
+{
+	if (!p->enabled || p->cold)
+		return;
+	for (size_t i = 0; i < g->nsvcs; i++) {
+		if (g->svcs[i].handlers & HM_SVC_REDIRECT)
+			continue;
+		hm_instances_prime(instances(req), v->id, g->svcs[i].dest_port, UKC_PRIME_MS, NULL);
+		return;
+	}
 }
 
 /* A create that made nothing lets its group go (its own is deleted). */
@@ -519,6 +541,8 @@ int ukc_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_e
 			hm_instance_view_free(made[k]);
 			made[k] = NULL;
 		}
+		if (made[k] && group && autostart)
+			prime(req, made[k], &c.auto_standby, group);
 	}
 	volumes_drop(req, &cv, made[0] == NULL);
 	bool any = false;

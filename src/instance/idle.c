@@ -18,13 +18,24 @@
  * either the standby is called off, or the connection waits for the
  * standby and wakes the instance.
  *
+ * A first start can be primed (hm_instances_prime, UKC's stateful
+ * scale to zero): the controller tries the program's port at each look and
+ * puts the VM to standby as soon as it accepts, so that the first request
+ * is a restore of a program that is ready, not a boot.
+ *
  * Lock order: an instance's op lock (hm_instances_standby), then idle.lock
  * (a leaf: held only to read or change entries).
  */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/cleanup.h"
 #include "core/encoding.h"
@@ -47,6 +58,9 @@ struct idle_entry {
 	int64_t hold_until;    /* unix ms: no standby before; 0: none */
 	int conns;             /* open at the last look */
 	bool requested;        /* a standby was asked of this VM */
+	int prime_port;        /* a first start's: standby once the program accepts here; 0: no */
+	int64_t prime_until;   /* unix ms: the prime is given up after */
+	bool prime_ready;      /* it accepted at the last look */
 };
 
 struct hm_idle {
@@ -158,6 +172,27 @@ static bool put_to_sleep(struct hm_instances *in, struct live *l, const char *id
 	return slept;
 }
 
+/* Does ip:port accept a TCP connection (within 100 ms)? */
+static bool accepts(const char *ip, int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	if (!ip || inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+		return false;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return false;
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (!ok && errno == EINPROGRESS) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int soerr = 1;
+		socklen_t sl = sizeof(soerr);
+		ok = poll(&p, 1, 100) == 1 &&
+		     getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0;
+	}
+	close(fd);
+	return ok;
+}
+
 static void look(struct hm_instances *in)
 {
 	struct hm_idle *s = in->idle;
@@ -177,13 +212,19 @@ static void look(struct hm_instances *in)
 	for (size_t i = 0; i < n; i++) {
 		struct hm_instance_row row = { .exit_code = -1 };
 		struct hm_auto_standby p = { 0 };
+		char ip[16] = "";
 		if (hm_store_instance_get(in->st, vms[i].id, &row, NULL) == 0) {
 			json_t *spec = inst_spec_of(&row);
 			inst_spec_auto_standby(spec, &p);
+			const char *a =
+			    json_string_value(json_object_get(inst_spec_net(spec), "ip"));
+			snprintf(ip, sizeof(ip), "%s", a ? a : "");
 			json_decref(spec);
 		}
 		bool due = false;
 		int64_t io = 0;
+		int prime = 0;
+		bool ready = false;
 		pthread_mutex_lock(&s->lock);
 		struct idle_entry *e = entry_of(s, vms[i].id, p.enabled);
 		if (e && !p.enabled) {
@@ -195,6 +236,8 @@ static void look(struct hm_instances *in)
 				e->born_ms = vms[i].born_ms;
 				e->idle_since = now;
 				e->requested = false;
+				e->prime_port = 0;
+				e->prime_ready = false;
 			}
 			e->conns = atomic_load(&vms[i].l->conns);
 			io = atomic_load(&vms[i].l->last_io_ms);
@@ -214,8 +257,44 @@ static void look(struct hm_instances *in)
 			      now >= e->hold_until;
 			if (due)
 				e->requested = true;
+			if (e->prime_port && now > e->prime_until) {
+				inst_oplog(in, vms[i].id, "msg=\"prime given up\" port=%d",
+				           e->prime_port);
+				e->prime_port = 0;
+			}
+			prime = due || e->requested ? 0 : e->prime_port;
+			ready = e->prime_ready;
 		}
 		pthread_mutex_unlock(&s->lock);
+		/*
+		 * Accepted at one look, to standby at the next: the probe's own packets
+		 * (its FIN and their answers) are done by then. A VM saved with a
+		 * packet in flight was seen to lose its interrupt and stall its network
+		 * until a guest timer ran (about 5 s).
+		 */
+		if (prime && !ready && inst_state(in, &row) == HM_STATE_RUNNING &&
+		    accepts(ip, prime)) {
+			pthread_mutex_lock(&s->lock);
+			struct idle_entry *pe = entry_of(s, vms[i].id, false);
+			if (pe && pe->born_ms == vms[i].born_ms)
+				pe->prime_ready = true;
+			pthread_mutex_unlock(&s->lock);
+		} else if (prime && ready && inst_state(in, &row) == HM_STATE_RUNNING) {
+			/* Ready: to standby now, unless a connection came first. */
+			struct hm_auto_standby now_p = p;
+			now_p.keep_connections = false;
+			now_p.cold = false;
+			bool slept = put_to_sleep(in, vms[i].l, vms[i].id, &now_p, 0);
+			inst_oplog(in, vms[i].id, "msg=primed port=%d standby=%s", prime,
+			           slept ? "yes" : "no");
+			pthread_mutex_lock(&s->lock);
+			struct idle_entry *pe = entry_of(s, vms[i].id, false);
+			if (pe) {
+				pe->prime_port = 0;
+				pe->prime_ready = false;
+			}
+			pthread_mutex_unlock(&s->lock);
+		}
 		if (due && (inst_state(in, &row) != HM_STATE_RUNNING ||
 		            !put_to_sleep(in, vms[i].l, vms[i].id, &p, io))) {
 			/* Not now: counted again from here. */
@@ -364,6 +443,46 @@ int hm_instances_auto_standby_hold(struct hm_instances *in, const char *key,
 		return -1;
 	int r = status_of(in, &row, true, ret, err);
 	inst_op_unlock(in, row.id);
+	hm_instance_row_done(&row);
+	return r;
+}
+
+int hm_instances_prime(struct hm_instances *in, const char *key, int port, long timeout_ms,
+                       struct hm_err **err)
+{
+	struct hm_instance_row row = { .exit_code = -1 };
+	if (hm_store_instance_find(in->st, key, &row, err) < 0)
+		return -1;
+	json_t *spec = inst_spec_of(&row);
+	struct hm_auto_standby p;
+	inst_spec_auto_standby(spec, &p);
+	json_decref(spec);
+	struct live *l = inst_live_get(in, row.id);
+	int r = 0;
+	if (!p.enabled || p.cold)
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` has no stateful auto-standby to prime", row.name);
+	else if (!l || atomic_load(&l->exited))
+		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
+		               "instance `%s` is not running", row.name);
+	if (r == 0) {
+		struct hm_idle *s = in->idle;
+		pthread_mutex_lock(&s->lock);
+		struct idle_entry *e = entry_of(s, row.id, true);
+		if (e->born_ms != l->born_ms) { /* counted for this VM from here */
+			e->born_ms = l->born_ms;
+			e->idle_since = hm_now_ms();
+			e->requested = false;
+		}
+		e->prime_port = port;
+		e->prime_ready = false;
+		e->prime_until = hm_now_ms() + timeout_ms;
+		pthread_mutex_unlock(&s->lock);
+		inst_oplog(in, row.id, "msg=\"prime asked\" port=%d timeout_ms=%ld", port,
+		           timeout_ms);
+	}
+	if (l)
+		inst_live_free(l);
 	hm_instance_row_done(&row);
 	return r;
 }

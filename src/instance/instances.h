@@ -343,6 +343,15 @@ int hm_instances_auto_standby_status(struct hm_instances *in, const char *key,
  * standby or going there. */
 int hm_instances_auto_standby_hold(struct hm_instances *in, const char *key,
                                    struct hm_auto_standby_status *ret, struct hm_err **err);
+/*
+ * A first start primed (UKC's stateful scale to zero): the running instance
+ * goes to standby as soon as its program accepts on port (tried by the
+ * auto-standby controller at each look, for up to timeout_ms), unless a
+ * connection comes first. 409 when it does not run or its policy is not a
+ * stateful auto-standby.
+ */
+int hm_instances_prime(struct hm_instances *in, const char *key, int port, long timeout_ms,
+                       struct hm_err **err);
 /* Refuse new connections to a running instance and wait until the ones open
  * are closed or timeout_ms passed (the instance still runs after); ended by
  * the VM's end or hm_instances_drain_end. */

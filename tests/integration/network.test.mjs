@@ -719,6 +719,27 @@ test('UKC stateless scale_to_zero: an idle instance is stopped (its VMM gone, sh
   assert.equal((await v1('DELETE', '/v1/instances', [{ uuid: inst.uuid }])).status, 'success');
 });
 
+test('UKC stateful first start: the instance boots, goes to standby as soon as its program accepts on the group port (long before its cooldown), and the first request is a restore', { timeout: 180000 }, async () => {
+  const json = { 'content-type': 'application/json' };
+  const v1 = async (method, path, body) => (await d.fetch(path, { method, token, headers: json, body: body === undefined ? undefined : JSON.stringify(body) })).json();
+  const r = await v1('POST', '/v1/instances', {
+    name: 'primed', image, memory_mb: 256, autostart: true,
+    args: ['sh', '-c', 'sleep 1; mkdir -p /www && echo ready > /www/index.html && exec httpd -f -p 8080 -h /www'],
+    scale_to_zero: { policy: 'on', stateful: true, cooldown_time_ms: 600000 },
+    service_group: { services: [{ port: 80, destination_port: 8080 }] },
+  });
+  assert.equal(r.status, 'success', JSON.stringify(r));
+  const id = (await getInstance(d, token, r.data.instances[0].uuid)).body.id;
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 60000 });
+  const oplog = async () => JSON.stringify(await readLogs(d, token, id, { source: 'hypeman' }));
+  assert.match(await oplog(), /msg=primed port=8080 standby=yes/);
+  assert.deepEqual(hostGet(80, 'primed.localhost'), { status: 200, body: 'ready\n' });
+  assert.equal((await oplog()).match(/msg=restored /g)?.length, 1, 'the first request restored it');
+  const u = (await v1('GET', '/v1/instances?name=primed')).data.instances[0];
+  assert.equal(u.state, 'running');
+  assert.equal((await v1('DELETE', '/v1/instances', [{ name: 'primed' }])).status, 'success');
+});
+
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {
   // A client that connected and sent half a request head, then waits.
   const holder = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',
