@@ -426,7 +426,7 @@ function hostGetMany(port, host, n) {
   return JSON.parse(inNs(NS, process.execPath, '-e', code));
 }
 
-test('auto-standby: an idle instance behind an ingress goes to standby; a request wakes it with the right body, 10 at once with one restore; a hold keeps it awake; the status says where it stands', { timeout: 240000 }, async () => {
+test('auto-standby: an idle instance behind an ingress goes to standby; a request wakes it with the right body, 20 at once with one restore; a hold keeps it awake; the status says where it stands', { timeout: 240000 }, async () => {
   const json = { 'content-type': 'application/json' };
   const c = await createInstance(d, token, {
     name: 'sleepy', image, size: '256MB', vcpus: 1, auto_standby: { enabled: true, idle_timeout: '2s' },
@@ -459,10 +459,10 @@ test('auto-standby: an idle instance behind an ingress goes to standby; a reques
   assert.equal((await getInstance(d, token, id)).body.state, 'Running');
   assert.equal(await wakes(), 1);
 
-  // asleep again, then ten first requests at once: every one answered, one restore
+  // asleep again, then twenty first requests at once: every one answered, one restore
   await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
-  const many = hostGetMany(8093, 'sleepy.test', 10);
-  assert.deepEqual(many, Array.from({ length: 10 }, () => ({ status: 200, body: 'awake\n' })));
+  const many = hostGetMany(8093, 'sleepy.test', 20);
+  assert.deepEqual(many, Array.from({ length: 20 }, () => ({ status: 200, body: 'awake\n' })));
   assert.equal(await wakes(), 2);
 
   // asleep across a daemon restart: the next daemon serves the route and the request still wakes it

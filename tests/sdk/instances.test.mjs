@@ -90,3 +90,27 @@ test('restart_policy: always restarts a program that exits, max_attempts in a ro
     (e) => e.status === 400 && /`restart_policy.policy` must be never, always or on_failure/.test(e.message));
   await client.instances.delete(inst.id);
 });
+
+test('auto_standby through the SDK: set on create, instances.autoStandby.status and .hold report it, an update turns it off', { timeout: 120000 }, async () => {
+  const inst = await client.instances.create({
+    name: 'sdk-naps', image, size: '256MB', vcpus: 1, auto_standby: { enabled: true, idle_timeout: '5m' },
+    cmd: ['sh', '-c', 'exec sleep 600'],
+  });
+  assert.deepEqual(inst.auto_standby, { enabled: true, idle_timeout: '5m0s', ignore_source_cidrs: [], ignore_destination_ports: [] });
+  let st = await client.instances.autoStandby.status(inst.id);
+  assert.equal(st.configured, true);
+  assert.equal(st.enabled, true);
+  assert.equal(st.idle_timeout, '5m0s');
+  // this daemon gives guests no network: no ingress can reach it, so it never sleeps
+  assert.equal(st.status, 'ineligible');
+  assert.equal(st.reason, 'network_disabled');
+  st = await client.instances.autoStandby.hold(inst.id);
+  assert.equal(st.status, 'ineligible');
+  const after = await client.instances.update(inst.id, { auto_standby: { enabled: false } });
+  assert.equal(after.auto_standby.enabled, false);
+  st = await client.instances.autoStandby.status(inst.id);
+  assert.equal(st.status, 'disabled');
+  assert.equal(st.reason, 'policy_disabled');
+  await assert.rejects(client.instances.autoStandby.status('no-such-instance'), (e) => e.status === 404);
+  await client.instances.delete(inst.id);
+});
