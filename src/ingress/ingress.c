@@ -35,6 +35,7 @@
 #include "core/tags.h"
 #include "core/xalloc.h"
 #include "ingress/internal.h"
+#include "ingress/reqstream.h"
 #include "ingress/route.h"
 #include "ingress/tls.h"
 #include "instance/instances.h"
@@ -232,11 +233,17 @@ static bool same_secret(const char *a, const char *b)
 /*
  * The head to send upstream: the request line and the client's headers,
  * less hop-by-hop ones and the auth header, plus X-Forwarded-* and our
- * Connection (close, or Upgrade for a protocol switch).
+ * Connection: Upgrade for a protocol switch, else keep-alive unless the
+ * client's says close (or it speaks HTTP/1.0 without keep-alive).
  */
 static char *upstream_head(const char *head, const char *auth_header, const char *peer,
                            const char *host, bool upgrade, bool tls)
 {
+	char conn[128] = "";
+	header(head, "Connection", conn, sizeof(conn));
+	const char *eol0 = strstr(head, "\r\n");
+	bool http10 = eol0 && eol0 - head >= 8 && strncmp(eol0 - 8, "HTTP/1.0", 8) == 0;
+	bool close = strcasestr(conn, "close") || (http10 && !strcasestr(conn, "keep-alive"));
 	static const char *const drop[] = {
 		"connection",      "keep-alive",       "proxy-connection",  "te", "trailer",
 		"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", NULL
@@ -271,7 +278,9 @@ static char *upstream_head(const char *head, const char *auth_header, const char
 	                 "X-Forwarded-For: %s%s%s\r\nX-Forwarded-Host: %s\r\n"
 	                 "X-Forwarded-Proto: %s\r\nConnection: %s\r\n\r\n",
 	                 xff, *xff ? ", " : "", peer, host, tls ? "https" : "http",
-	                 upgrade ? "Upgrade" : "close");
+	                 upgrade ? "Upgrade"
+	                 : close ? "close"
+	                         : "keep-alive");
 	if (w < 0 || (size_t)w >= cap - o) {
 		free(out);
 		return NULL;
@@ -346,6 +355,7 @@ struct relay {
 	int from, to;
 	struct hm_instance_conn *hold; /* the instance's count of this connection */
 	bool inbound;                  /* client -> instance */
+	struct hm_reqstream *rs;       /* inbound HTTP: its requests, each head rewritten */
 };
 
 /* Copy from -> to until EOF or an error, then half-close `to`. */
@@ -353,15 +363,27 @@ static void *relay(void *arg)
 {
 	struct relay *r = arg;
 	char *buf = xmalloc(RELAY_BUF);
+	struct hm_buf xf = { 0 };
 	for (;;) {
 		ssize_t n = recv(r->from, buf, RELAY_BUF, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		/* Activity; bytes for an instance asleep with this connection held wake it. */
-		if (n <= 0 || hm_instances_conn_activity(r->hold, r->inbound) < 0 ||
-		    send_all(r->to, buf, (size_t)n) < 0)
+		if (n <= 0 || hm_instances_conn_activity(r->hold, r->inbound) < 0)
+			break;
+		const char *out = buf;
+		size_t len = (size_t)n;
+		if (r->rs) {
+			xf.len = 0;
+			if (hm_reqstream_feed(r->rs, buf, len, &xf) < 0)
+				break; /* a request that cannot be framed, or refused */
+			out = xf.data;
+			len = xf.len;
+		}
+		if (len && send_all(r->to, out, len) < 0)
 			break;
 	}
+	hm_buf_done(&xf);
 	free(buf);
 	shutdown(r->to, SHUT_WR);
 	shutdown(r->from, SHUT_RD);
@@ -374,8 +396,11 @@ static void *relay(void *arg)
  * each way, poll for what each side can take. Ends when both directions
  * are done or nothing moves for IDLE_TIMEOUT_S.
  */
-static void relay_tls(struct conn *c, int up, struct hm_instance_conn *hold)
+static void relay_tls(struct conn *c, int up, struct hm_instance_conn *hold,
+                      struct hm_reqstream *rs)
 {
+	struct hm_buf xf = { 0 };
+	const char *c2u_data = NULL; /* what is to go upstream: c2u, or xf's rewrite of it */
 	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
 	fcntl(up, F_SETFL, fcntl(up, F_GETFL) | O_NONBLOCK);
 	char *c2u = xmalloc(RELAY_BUF), *u2c = xmalloc(RELAY_BUF);
@@ -389,7 +414,19 @@ static void relay_tls(struct conn *c, int up, struct hm_instance_conn *hold)
 				c_eof = u_eof = true; /* it could not be woken */
 				break;
 			}
+			if (n > 0 && rs) {
+				xf.len = 0;
+				if (hm_reqstream_feed(rs, c2u, (size_t)n, &xf) < 0) {
+					c_eof = u_eof = true; /* cannot be framed, or refused */
+					break;
+				}
+				c2u_data = xf.data;
+				c2u_len = xf.len;
+				c2u_off = 0;
+				break;
+			}
 			if (n > 0) {
+				c2u_data = c2u;
 				c2u_len = (size_t)n;
 				c2u_off = 0;
 				break;
@@ -402,7 +439,7 @@ static void relay_tls(struct conn *c, int up, struct hm_instance_conn *hold)
 			break;
 		}
 		while (c2u_len > c2u_off) {
-			ssize_t w = send(up, c2u + c2u_off, c2u_len - c2u_off, MSG_NOSIGNAL);
+			ssize_t w = send(up, c2u_data + c2u_off, c2u_len - c2u_off, MSG_NOSIGNAL);
 			if (w > 0) {
 				c2u_off += (size_t)w;
 				continue;
@@ -465,6 +502,7 @@ static void relay_tls(struct conn *c, int up, struct hm_instance_conn *hold)
 	}
 	free(c2u);
 	free(u2c);
+	hm_buf_done(&xf);
 }
 
 static void set_timeout(int fd, int secs)
@@ -604,8 +642,57 @@ static void serve_raw(struct conn *c)
 		         ip, m.port, strerror(errno));
 		return;
 	}
-	relay_tls(c, up, hold);
+	relay_tls(c, up, hold, NULL);
 	drop_up(c);
+}
+
+/* A Host header's name as routes are matched: no port, lowercase. */
+static void norm_host(char *host)
+{
+	char *colon = host[0] == '[' ? NULL : strchr(host, ':');
+	if (colon)
+		*colon = '\0';
+	for (char *p = host; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+}
+
+/* What the later requests of a connection are held to: its first's route. */
+struct later {
+	struct conn *c;
+	const struct match *m;
+	const char *host;
+};
+
+/*
+ * A later request on a kept-alive connection: the same Host as the first
+ * (the connection is the first's route's; another route needs a connection
+ * of its own) and, on a route with header auth, the right header each time;
+ * its head rewritten as the first's was. Anything else ends the connection.
+ */
+static int later_head(void *arg, const char *head, size_t len, struct hm_buf *out)
+{
+	(void)len;
+	struct later *x = arg;
+	char host[300], conn_hdr[128] = "", upg[64];
+	if (!header(head, "Host", host, sizeof(host)))
+		return -1;
+	norm_host(host);
+	if (strcmp(host, x->host) != 0)
+		return -1;
+	if (x->m->auth) {
+		char got[300];
+		if (!header(head, x->m->auth_header, got, sizeof(got)) ||
+		    !same_secret(got, x->m->auth_value))
+			return -1;
+	}
+	header(head, "Connection", conn_hdr, sizeof(conn_hdr));
+	bool upgrade = header(head, "Upgrade", upg, sizeof(upg)) && strcasestr(conn_hdr, "upgrade");
+	_cleanup_free_ char *fwd = upstream_head(head, x->m->auth ? x->m->auth_header : NULL,
+	                                         x->c->peer, host, upgrade, x->c->tls);
+	if (!fwd)
+		return -1;
+	hm_buf_add(out, fwd, strlen(fwd));
+	return 0;
 }
 
 static void serve(struct conn *c)
@@ -656,11 +743,7 @@ static void serve(struct conn *c)
 		free(head);
 		return;
 	}
-	char *colon = host[0] == '[' ? NULL : strchr(host, ':');
-	if (colon)
-		*colon = '\0';
-	for (char *p = host; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
+	norm_host(host);
 	struct match m = { .port = 0 };
 	if (!find_rule(c->ing, c->port, host, &m)) {
 		reply(c, 404, "Not Found", "not_found", "no ingress routes %s on port %d", host,
@@ -696,6 +779,17 @@ static void serve(struct conn *c)
 			return;
 		}
 	}
+	/* The requests that follow the first on this connection, each told apart. */
+	struct later later = { c, &m, host };
+	struct hm_reqstream *rs = hm_reqstream_new(head, later_head, &later);
+	if (!rs) {
+		reply(c, 400, "Bad Request", "bad_request",
+		      "the request's body cannot be framed (Content-Length and Transfer-Encoding "
+		      "together, a coding other than chunked last, or a bad length)");
+		free(head);
+		return;
+	}
+	_cleanup_(hm_reqstream_freep) struct hm_reqstream *rs_owned = rs;
 	char ip[16];
 	_cleanup_err_ struct hm_err *err = NULL;
 	/* Held until this function returns: the instance counts this connection
@@ -728,8 +822,14 @@ static void serve(struct conn *c)
 	    upstream_head(head, m.auth ? m.auth_header : NULL, c->peer, host, upgrade, c->tls);
 	head[head_len] = saved;
 	int r = fwd ? send_all(up, fwd, strlen(fwd)) : -1;
-	if (r == 0 && len > head_len)
-		r = send_all(up, head + head_len, len - head_len);
+	if (r == 0 && len > head_len) {
+		/* What came after the first head: its body, and maybe more requests. */
+		struct hm_buf xf = { 0 };
+		r = hm_reqstream_feed(rs, head + head_len, len - head_len, &xf);
+		if (r == 0 && xf.len)
+			r = send_all(up, xf.data, xf.len);
+		hm_buf_done(&xf);
+	}
 	free(head);
 	if (r < 0) {
 		reply(c, 502, "Bad Gateway", "bad_gateway", "instance %s stopped reading",
@@ -738,13 +838,13 @@ static void serve(struct conn *c)
 		return;
 	}
 	if (c->ssl) {
-		relay_tls(c, up, hold);
+		relay_tls(c, up, hold, rs);
 		drop_up(c);
 		return;
 	}
 	set_timeout(c->fd, IDLE_TIMEOUT_S);
 	set_timeout(up, IDLE_TIMEOUT_S);
-	struct relay back = { up, c->fd, hold, false }, forth = { c->fd, up, hold, true };
+	struct relay back = { up, c->fd, hold, false, NULL }, forth = { c->fd, up, hold, true, rs };
 	pthread_t t;
 	bool threaded = pthread_create(&t, NULL, relay, &back) == 0;
 	relay(&forth);

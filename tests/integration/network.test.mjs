@@ -329,10 +329,13 @@ test('limits: bandwidth_download and _upload hold the guest near its rate; disk_
 
 // A client in the daemon's namespace holding one connection through the
 // ingress on `port`: it sends an HTTP head for `host`, then each line given
-// to say(); everything that comes back is in out(); end() closes it.
-function holdConnection(port, host) {
+// to say(); everything that comes back is in out(); end() closes it. By
+// default the head asks for a protocol switch, so that the lines after it
+// pass as raw bytes (the proxy frames HTTP requests otherwise).
+function holdConnection(port, host, headers = { Connection: 'Upgrade', Upgrade: 'raw' }) {
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\\r\\n`).join('');
   const p = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',
-    `const s = require('net').connect(${port}, '127.0.0.1', () => s.write('GET / HTTP/1.1\\r\\nHost: ${host}\\r\\n\\r\\n'));` +
+    `const s = require('net').connect(${port}, '127.0.0.1', () => s.write('GET / HTTP/1.1\\r\\nHost: ${host}\\r\\n${extra}\\r\\n'));` +
     " s.on('data', (b) => process.stdout.write(b.toString())); s.on('error', () => {});" +
     " s.on('close', () => { console.log('[closed]'); process.exit(0); });" +
     " process.stdin.on('data', (b) => { for (const t of b.toString().split('\\n').filter(Boolean)) { if (t === 'end') s.end(); else s.write(t + '\\n'); } });"],
@@ -738,6 +741,60 @@ test('UKC stateful first start: the instance boots, goes to standby as soon as i
   const u = (await v1('GET', '/v1/instances?name=primed')).data.instances[0];
   assert.equal(u.state, 'running');
   assert.equal((await v1('DELETE', '/v1/instances', [{ name: 'primed' }])).status, 'success');
+});
+
+test('keep-alive through the ingress: later requests on one connection get their heads rewritten and reach the same program; under idle the connection sleeps and its next request wakes it; under on an open connection keeps it awake; another Host ends the connection', { timeout: 180000 }, async () => {
+  const json = { 'content-type': 'application/json' };
+  const SECRET = 'a-route-secret-of-at-least-32-chars';
+  // A keep-alive HTTP server in sh: one answer per request head, numbered, on one connection.
+  const ka = '#!/bin/sh\nn=0\nwhile read -r l; do case "$l" in "$(printf \'\\r\')"|"") n=$((n+1)); b="reply $n"; printf \'HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s\' ${#b} "$b";; X-Secret*) echo "LEAKED" >&2;; esac; done\n';
+  const c = await createInstance(d, token, {
+    name: 'keeper', image, size: '256MB', vcpus: 1,
+    cmd: ['sh', '-c', `printf '%s' '${ka.replace(/'/g, "'\\''")}' > /ka.sh && chmod +x /ka.sh && exec nc -ll -p 8080 -e /ka.sh`],
+  });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const id = c.body.id;
+  await waitState(d, token, id, ['Running']);
+  let r = await d.fetch('/ingresses', { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'keeps', rules: [{ match: { hostname: 'ka.test', port: 8096 }, target: { instance: 'keeper', port: 8080 }, request_header_auth: { header: 'X-Secret', value: SECRET } }] }) });
+  assert.equal(r.status, 201, await r.text());
+  const restores = async () => (JSON.stringify(await readLogs(d, token, id, { source: 'hypeman' })).match(/msg=restored /g) || []).length;
+  const ask = (held, host, secret = SECRET) => { held.say('GET /again HTTP/1.1\r'); held.say(`Host: ${host}\r`); if (secret) held.say(`X-Secret: ${secret}\r`); held.say('\r'); };
+  const open = () => holdConnection(8096, 'ka.test', { 'X-Secret': SECRET });
+  let held = open();
+  await held.until(/reply 1/);
+  ask(held, 'ka.test');
+  await held.until(/reply 2/);
+  // idle: asleep with the connection open; its next request wakes it, on the same program
+  r = await d.fetch('/v1/instances', { method: 'PATCH', token, headers: json, body: JSON.stringify([{ name: 'keeper', prop: 'scale_to_zero', op: 'set', value: { policy: 'idle', stateful: true, cooldown_time_ms: 1500 } }]) });
+  assert.equal((await r.json()).data.instances[0].status, 'success');
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+  assert.doesNotMatch(held.out(), /\[closed\]/);
+  ask(held, 'ka.test');
+  await held.until(/reply 3/);
+  assert.equal(await restores(), 1);
+  // the secret never reached the program, on any request
+  assert.doesNotMatch(JSON.stringify(await readLogs(d, token, id, { source: 'app' })), /LEAKED/);
+  // a later request without the header, or for another Host, ends the connection
+  ask(held, 'ka.test', null);
+  await held.until(/\[closed\]/);
+  assert.doesNotMatch(held.out(), /reply 4/, 'nothing answered the refused request');
+  held = open(); // a new connection: a new program of nc's, counting from 1
+  await held.until(/reply 1/);
+  ask(held, 'other.test');
+  await held.until(/\[closed\]/);
+  assert.doesNotMatch(held.out(), /reply 2/);
+  // on: an open connection, silent or not, keeps it awake
+  r = await d.fetch('/v1/instances', { method: 'PATCH', token, headers: json, body: JSON.stringify([{ name: 'keeper', prop: 'scale_to_zero', op: 'set', value: { policy: 'on', stateful: true, cooldown_time_ms: 1500 } }]) });
+  assert.equal((await r.json()).data.instances[0].status, 'success');
+  held = open();
+  await held.until(/reply 1/);
+  await new Promise((res) => setTimeout(res, 4000));
+  assert.equal((await getInstance(d, token, id)).body.state, 'Running');
+  held.end();
+  await held.until(/\[closed\]/);
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+  assert.equal((await d.fetch('/ingresses/keeps', { method: 'DELETE', token })).status, 204);
+  assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
 });
 
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {
