@@ -1128,6 +1128,8 @@ static int op_metrics(struct hm_req *req, const void *view, json_t *opts, json_t
 	json_object_set_new(entry, "rx_packets", json_integer((json_int_t)s.rx_packets));
 	json_object_set_new(entry, "tx_packets", json_integer((json_int_t)s.tx_packets));
 	json_object_set_new(entry, "boot_time_us", json_integer(v->boot_us));
+	json_object_set_new(entry, "nconns", json_integer(s.conns));
+	json_object_set_new(entry, "ntotal", json_integer(s.requests));
 	return 0;
 }
 

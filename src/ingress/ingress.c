@@ -661,6 +661,7 @@ struct later {
 	struct conn *c;
 	const struct match *m;
 	const char *host;
+	struct hm_instance_conn *hold; /* set once the instance is chosen */
 };
 
 /*
@@ -692,6 +693,7 @@ static int later_head(void *arg, const char *head, size_t len, struct hm_buf *ou
 	if (!fwd)
 		return -1;
 	hm_buf_add(out, fwd, strlen(fwd));
+	hm_instances_conn_request(x->hold);
 	return 0;
 }
 
@@ -780,7 +782,7 @@ static void serve(struct conn *c)
 		}
 	}
 	/* The requests that follow the first on this connection, each told apart. */
-	struct later later = { c, &m, host };
+	struct later later = { c, &m, host, NULL };
 	struct hm_reqstream *rs = hm_reqstream_new(head, later_head, &later);
 	if (!rs) {
 		reply(c, 400, "Bad Request", "bad_request",
@@ -804,6 +806,8 @@ static void serve(struct conn *c)
 		free(head);
 		return;
 	}
+	later.hold = hold;
+	hm_instances_conn_request(hold);
 	int up = connect_held(ip, m.port, hold);
 	if (up >= 0 && set_up(c, up) < 0) {
 		close(up);

@@ -160,6 +160,11 @@ int hm_instances_load(struct hm_instances *in, const char *id, struct hm_instanc
 	return 0;
 }
 
+void hm_instances_conn_request(struct hm_instance_conn *c)
+{
+	atomic_fetch_add(&c->l->requests, 1);
+}
+
 double hm_instances_conn_age_ms(const struct hm_instance_conn *c)
 {
 	return inst_mono_ms() - c->l->born_ms;

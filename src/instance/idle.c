@@ -6,6 +6,11 @@
  * by other paths (the host straight to its address) are not seen, as
  * upstream counts only what its observer sees.
  *
+ * Activity is what our edges see (connections held, bytes relayed) and any
+ * packet on the VM's TAP besides (traffic that does not pass our edges: the
+ * guest's own to the outside, the host's straight to its address), so a
+ * VM that talks to anyone is not idle, whichever policy.
+ *
  * One thread looks at the running VMs every IDLE_TICK_MS; an entry per
  * instance remembers since when it is idle, its last activity and a user's
  * hold. An entry belongs to one VM (its live record's born_ms): a restored
@@ -45,6 +50,7 @@
 #include "core/xalloc.h"
 #include "instance/instances.h"
 #include "instance/internal.h"
+#include "net/net.h"
 #include "store/instances.h"
 
 #define IDLE_TICK_MS 200
@@ -61,6 +67,7 @@ struct idle_entry {
 	int prime_port;        /* a first start's: standby once the program accepts here; 0: no */
 	int64_t prime_until;   /* unix ms: the prime is given up after */
 	bool prime_ready;      /* it accepted at the last look */
+	uint64_t tap_packets;  /* its TAP's packets, both ways, at the last look */
 };
 
 struct hm_idle {
@@ -224,6 +231,14 @@ static void look(struct hm_instances *in)
 		bool due = false;
 		int64_t io = 0;
 		int prime = 0;
+		uint64_t tap_packets = 0;
+		if (p.enabled && *ip) {
+			char tap[HM_NET_TAP_MAX];
+			struct hm_net_counters nc = { 0 };
+			inst_tap_of(vms[i].id, tap);
+			hm_net_tap_counters(tap, &nc); /* sysfs reads, outside the lock */
+			tap_packets = nc.rx_packets + nc.tx_packets;
+		}
 		bool ready = false;
 		pthread_mutex_lock(&s->lock);
 		struct idle_entry *e = entry_of(s, vms[i].id, p.enabled);
@@ -241,6 +256,14 @@ static void look(struct hm_instances *in)
 			}
 			e->conns = atomic_load(&vms[i].l->conns);
 			io = atomic_load(&vms[i].l->last_io_ms);
+			if (tap_packets != e->tap_packets) {
+				/* a packet moved since the last look: activity now */
+				e->tap_packets = tap_packets;
+				atomic_store(&vms[i].l->last_io_ms, now);
+				io = now;
+				if (!p.keep_connections && e->idle_since)
+					e->idle_since = now;
+			}
 			if (p.keep_connections) {
 				/* idle: no byte moved, connections open or not */
 				if (io > e->idle_since)

@@ -268,6 +268,8 @@ struct hm_instance_stats {
 	int64_t rss_bytes, vms_bytes; /* the VMM process's; 0 without one */
 	uint64_t rx_bytes, tx_bytes;  /* on its TAP; 0 without one */
 	uint64_t rx_packets, tx_packets;
+	int conns;         /* connections open through our edges (ingresses, service groups) */
+	int64_t requests;  /* HTTP requests they passed to this VM since it started */
 	int vcpus;         /* allocated */
 	int64_t mem_bytes; /* allocated */
 };
@@ -307,6 +309,8 @@ struct hm_instance_conn;
 int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16],
                            struct hm_instance_conn **ret, struct hm_err **err);
 void hm_instances_conn_close(struct hm_instance_conn *c);
+/* An HTTP request passed on over the connection (counted on its VM). */
+void hm_instances_conn_request(struct hm_instance_conn *c);
 /* How long the VM a hold counts on has been up (a just-booted one's program
  * may not listen yet). */
 double hm_instances_conn_age_ms(const struct hm_instance_conn *c);

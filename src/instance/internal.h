@@ -74,6 +74,7 @@ struct live {
 	atomic_bool draining;              /* new holds are refused (conns.c) */
 	atomic_bool sleeping;              /* an auto standby is under way (idle.c) */
 	atomic_llong last_io_ms;           /* unix ms a byte last moved on a hold; 0: none */
+	atomic_llong requests;             /* HTTP requests our edges passed to it */
 	struct hm_instances *in;
 };
 

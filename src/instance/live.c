@@ -313,6 +313,7 @@ void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, 
 	atomic_init(&l->draining, false);
 	atomic_init(&l->sleeping, false);
 	atomic_init(&l->last_io_ms, 0);
+	atomic_init(&l->requests, 0);
 	l->vmm_start_us = vm->start_us;
 	l->vmm_load_us = vm->load_us;
 	l->agent = hm_agent_new();

@@ -382,6 +382,8 @@ int hm_instances_stats(struct hm_instances *in, const char *key, struct hm_insta
 		}
 	}
 	struct hm_net_counters nc = { 0 };
+	int conns = l && !atomic_load(&l->exited) ? atomic_load(&l->conns) : 0;
+	int64_t requests = l && !atomic_load(&l->exited) ? atomic_load(&l->requests) : 0;
 	if (l && !atomic_load(&l->exited) && inst_spec_net(spec)) {
 		char tap[HM_NET_TAP_MAX];
 		inst_tap_of(row.id, tap);
@@ -397,6 +399,8 @@ int hm_instances_stats(struct hm_instances *in, const char *key, struct hm_insta
 		.tx_bytes = nc.tx_bytes,
 		.rx_packets = nc.rx_packets,
 		.tx_packets = nc.tx_packets,
+		.conns = conns,
+		.requests = requests,
 		.vcpus = (int)json_integer_value(json_object_get(spec, "vcpus")),
 		.mem_bytes = json_integer_value(json_object_get(spec, "mem_bytes")),
 	};

@@ -764,6 +764,10 @@ test('keep-alive through the ingress: later requests on one connection get their
   await held.until(/reply 1/);
   ask(held, 'ka.test');
   await held.until(/reply 2/);
+  // counted: one connection, two requests
+  const m = (await (await d.fetch('/v1/instances/metrics?name=keeper', { token })).json()).data.instances[0];
+  assert.equal(m.nconns, 1, JSON.stringify(m));
+  assert.equal(m.ntotal, 2, JSON.stringify(m));
   // idle: asleep with the connection open; its next request wakes it, on the same program
   r = await d.fetch('/v1/instances', { method: 'PATCH', token, headers: json, body: JSON.stringify([{ name: 'keeper', prop: 'scale_to_zero', op: 'set', value: { policy: 'idle', stateful: true, cooldown_time_ms: 1500 } }]) });
   assert.equal((await r.json()).data.instances[0].status, 'success');
@@ -794,6 +798,21 @@ test('keep-alive through the ingress: later requests on one connection get their
   await held.until(/\[closed\]/);
   await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
   assert.equal((await d.fetch('/ingresses/keeps', { method: 'DELETE', token })).status, 204);
+  assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
+});
+
+test('auto-standby sees traffic that does not pass our edges: a guest talking to the outside stays awake; once it is quiet it sleeps', { timeout: 120000 }, async () => {
+  const c = await createInstance(d, token, {
+    name: 'chatty', image, size: '256MB', vcpus: 1, auto_standby: { enabled: true, idle_timeout: '1s' },
+    cmd: ['sh', '-c', 'while :; do [ -f /quiet ] || ping -c1 -W1 192.0.2.2 >/dev/null; sleep 0.3; done'],
+  });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const id = c.body.id;
+  await waitState(d, token, id, ['Running']);
+  await new Promise((res) => setTimeout(res, 4000));
+  assert.equal((await getInstance(d, token, id)).body.state, 'Running', 'its pings are activity');
+  await sh('chatty', 'touch /quiet');
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
   assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
 });
 
