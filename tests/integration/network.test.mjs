@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
@@ -814,6 +814,80 @@ test('auto-standby sees traffic that does not pass our edges: a guest talking to
   await sh('chatty', 'touch /quiet');
   await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
   assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
+});
+
+// hostGet without blocking this process: a promise of {status, body} or {error}.
+function hostGetAsync(port, host, timeoutMs = 30000) {
+  const code = `require('http').get({ host: '127.0.0.1', port: ${port}, path: '/', headers: { host: ${JSON.stringify(host)} }, timeout: ${timeoutMs}, agent: false }, (r) => { let b = ''; r.on('data', (c) => b += c); r.on('end', () => console.log(JSON.stringify({ status: r.statusCode, body: b }))); }).on('timeout', function () { console.log(JSON.stringify({ error: 'timeout' })); this.destroy(); }).on('error', (e) => console.log(JSON.stringify({ error: e.code })));`;
+  const p = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(p);
+  let out = '';
+  p.stdout.on('data', (b) => { out += b; });
+  return new Promise((res) => p.on('exit', () => res(JSON.parse(out.trim().split('\n').pop() || '{"error":"none"}'))));
+}
+
+test('races: requests arriving while it goes to standby all get answers; a suspend or a stop during a wake leaves a consistent instance; a delete during one ends the request cleanly and leaves nothing', { timeout: 240000 }, async () => {
+  const json = { 'content-type': 'application/json' };
+  const v1 = async (method, path, body) => (await d.fetch(path, { method, token, headers: json, body: body === undefined ? undefined : JSON.stringify(body) })).json();
+  const c = await createInstance(d, token, {
+    name: 'racer', image, size: '256MB', vcpus: 1, auto_standby: { enabled: true, idle_timeout: '1s' },
+    cmd: ['sh', '-c', 'mkdir -p /www && echo raced > /www/index.html && exec httpd -f -p 8080 -h /www'],
+  });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const id = c.body.id;
+  await waitState(d, token, id, ['Running']);
+  let r = await d.fetch('/ingresses', { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'races', rules: [{ match: { hostname: 'race.test', port: 8097 }, target: { instance: 'racer', port: 8080 } }] }) });
+  assert.equal(r.status, 201);
+  const oplog = async () => JSON.stringify(await readLogs(d, token, id, { source: 'hypeman' }));
+  // requests spaced around the idle timeout: some find it running, some going to sleep, some asleep
+  for (let i = 0; i < 12; i++) {
+    await new Promise((res) => setTimeout(res, 900 + (i % 4) * 150));
+    assert.deepEqual(await hostGetAsync(8097, 'race.test'), { status: 200, body: 'raced\n' }, `request ${i}`);
+  }
+  assert.ok(((await oplog()).match(/msg=restored /g) || []).length >= 2, 'it slept and woke between them');
+
+  // a suspend while a wake is under way: the request is answered or refused cleanly, and the
+  // instance is running or in standby, never stuck; the next request is answered
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+  const uuid = (await getInstance(d, token, id)).body.uuid;
+  let pending = hostGetAsync(8097, 'race.test');
+  await new Promise((res) => setTimeout(res, 30));
+  await v1('PUT', `/v1/instances/${uuid}/suspend`, {});
+  let got = await pending;
+  assert.ok(got.status === 200 || got.status === 503 || got.error === 'ECONNRESET', JSON.stringify(got));
+  assert.ok(['Running', 'Standby'].includes((await getInstance(d, token, id)).body.state));
+  assert.deepEqual(await hostGetAsync(8097, 'race.test'), { status: 200, body: 'raced\n' });
+
+  // a stop while a wake is under way: stopped at the end, and traffic does not undo a user's stop
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+  pending = hostGetAsync(8097, 'race.test');
+  await new Promise((res) => setTimeout(res, 30));
+  r = await d.fetch(`/instances/${id}/stop`, { method: 'POST', token });
+  got = await pending;
+  assert.ok(got.status === 200 || got.status >= 500 || got.error, JSON.stringify(got));
+  if (r.status === 200) {
+    await waitState(d, token, id, ['Stopped'], { timeoutMs: 30000 });
+    assert.ok((await hostGetAsync(8097, 'race.test')).status >= 500);
+    assert.equal((await getInstance(d, token, id)).body.state, 'Stopped');
+    r = await d.fetch(`/instances/${id}/start`, { method: 'POST', token });
+    assert.equal(r.status, 200, await r.text());
+    await waitState(d, token, id, ['Running']);
+  } else {
+    assert.equal(r.status, 409, await r.text()); // the stop came while it was in standby
+  }
+
+  // a delete while a wake is under way: the request ends (answered or refused), nothing is left
+  await waitState(d, token, id, ['Standby', 'Stopped'], { timeoutMs: 30000 });
+  const before = taps().length;
+  pending = hostGetAsync(8097, 'race.test');
+  await new Promise((res) => setTimeout(res, 30));
+  assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
+  got = await pending;
+  assert.ok(got.status === 200 || got.status >= 500 || got.error, JSON.stringify(got));
+  assert.equal((await getInstance(d, token, id)).status, 404);
+  assert.ok(taps().length <= before, 'no TAP left');
+  assert.ok(!existsSync(join(dataDir, 'instances', id)), 'no files left');
+  assert.equal((await d.fetch('/ingresses/races', { method: 'DELETE', token })).status, 204);
 });
 
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {
