@@ -71,6 +71,10 @@ json_t *ukc_instance(struct hm_req *req, const struct hm_instance_view *v, bool 
 	                      "state", ukc_view_state(v));
 	if (v->state == HM_STATE_UNKNOWN && v->state_error)
 		json_object_set_new(o, "message", json_string(v->state_error));
+	else if (v->wake_error)
+		json_object_set_new(
+		    o, "message",
+		    json_sprintf("the last wake by traffic failed: %s", v->wake_error));
 	if (!details)
 		return o;
 	json_object_set_new(o, "created_at", json_string(v->created_at));

@@ -47,9 +47,13 @@ static int wake(struct hm_instances *in, const char *id, const char *name, const
 	inst_oplog(in, id, "msg=\"wake asked by %s\" ok=%s ms=%.1f", who, r == 0 ? "yes" : "no",
 	           inst_mono_ms() - t0);
 	hm_instance_view_free(v);
-	if (r < 0 && !hm_err_is_kind(&e, HM_ERR_CONFLICT))
+	if (r < 0 && !hm_err_is_kind(&e, HM_ERR_CONFLICT)) {
+		inst_wake_error_set(in, id, e->msg);
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "wake_failed",
 		                  "instance `%s` could not be woken: %s", name, e->msg);
+	}
+	if (r == 0)
+		inst_wake_error_set(in, id, NULL);
 	return 0;
 }
 

@@ -70,13 +70,60 @@ struct idle_entry {
 	uint64_t tap_packets;  /* its TAP's packets, both ways, at the last look */
 };
 
+/* The last wake of an instance that failed, until one succeeds (under lock). */
+struct wake_error {
+	struct wake_error *next;
+	char *id, *msg;
+};
+
 struct hm_idle {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	pthread_t thread;
 	bool stopping;
 	struct idle_entry *entries;
+	struct wake_error *wake_errors;
 };
+
+void inst_wake_error_set(struct hm_instances *in, const char *id, const char *msg)
+{
+	struct hm_idle *s = in->idle;
+	if (!s)
+		return; /* closing */
+	pthread_mutex_lock(&s->lock);
+	struct wake_error **pp = &s->wake_errors;
+	while (*pp && strcmp((*pp)->id, id) != 0)
+		pp = &(*pp)->next;
+	if (*pp && !msg) {
+		struct wake_error *w = *pp;
+		*pp = w->next;
+		free(w->id);
+		free(w->msg);
+		free(w);
+	} else if (msg) {
+		if (!*pp) {
+			*pp = xcalloc(1, sizeof(**pp));
+			(*pp)->id = xstrdup(id);
+		}
+		free((*pp)->msg);
+		(*pp)->msg = xstrdup(msg);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+char *inst_wake_error(struct hm_instances *in, const char *id)
+{
+	struct hm_idle *s = in->idle;
+	if (!s)
+		return NULL;
+	char *msg = NULL;
+	pthread_mutex_lock(&s->lock);
+	for (struct wake_error *w = s->wake_errors; w && !msg; w = w->next)
+		if (strcmp(w->id, id) == 0)
+			msg = xstrdup(w->msg);
+	pthread_mutex_unlock(&s->lock);
+	return msg;
+}
 
 static struct idle_entry *entry_of(struct hm_idle *s, const char *id, bool make)
 {
@@ -376,6 +423,8 @@ void inst_idle_close(struct hm_instances *in)
 	pthread_join(s->thread, NULL);
 	while (s->entries)
 		entry_drop(s, s->entries->id);
+	while (s->wake_errors)
+		inst_wake_error_set(in, s->wake_errors->id, NULL);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);
@@ -423,9 +472,14 @@ static int status_of(struct hm_instances *in, const struct hm_instance_row *row,
 		}
 	}
 	bool requested = e && e->requested;
+	bool wake_failed = false;
+	for (struct wake_error *w = s->wake_errors; w && !wake_failed; w = w->next)
+		wake_failed = strcmp(w->id, row->id) == 0;
 	pthread_mutex_unlock(&s->lock);
 	st->eligible = false;
-	if (!configured) {
+	if (wake_failed && state != HM_STATE_RUNNING) {
+		st->status = "error", st->reason = "observer_error"; /* the wake's, in the oplog */
+	} else if (!configured) {
 		st->status = "disabled", st->reason = "policy_missing";
 	} else if (!p.enabled) {
 		st->status = "disabled", st->reason = "policy_disabled";

@@ -150,6 +150,7 @@ struct hm_instance_view {
 	char *uuid; /* RFC 4122, stable for its life */
 	enum hm_state state;
 	char *state_error; /* why Unknown, or NULL */
+	char *wake_error;  /* not running: why its last wake by traffic failed, or NULL */
 	int vcpus;
 	int64_t mem_bytes, overlay_bytes;
 	int64_t disk_bps;                 /* 0: unlimited */

@@ -273,6 +273,10 @@ void inst_sup_exited(struct hm_instances *in, const char *id, int exit_code, boo
                      double ran_ms);
 /* A user's operation ends the sequence: why (shown) or NULL (forgotten). Under the op lock. */
 void inst_sup_block(struct hm_instances *in, const char *id, const char *why);
+/* An instance's last failed wake (msg NULL: it woke), kept in memory until one
+ * succeeds; inst_wake_error: a copy, or NULL. */
+void inst_wake_error_set(struct hm_instances *in, const char *id, const char *msg);
+char *inst_wake_error(struct hm_instances *in, const char *id);
 /* The idle controller's stop of a stateless instance (stop_reason: the platform's). */
 int inst_stop_idle(struct hm_instances *in, const char *id, struct hm_err **err);
 

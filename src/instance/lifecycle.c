@@ -103,6 +103,7 @@ int inst_delete_held(struct hm_instances *in, struct hm_instance_row *rowp, bool
 			json_decref(spec);
 			log_info("instances", "deleted", "id=%s name=%s", row.id, row.name);
 			inst_sup_forget(in, row.id);
+			inst_wake_error_set(in, row.id, NULL);
 			pthread_mutex_lock(&in->changes_lock);
 			void (*told)(void *, const char *) = in->on_delete;
 			void *arg = in->on_delete_arg;

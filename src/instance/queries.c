@@ -202,6 +202,7 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 	v->delete_lock = json_is_true(json_object_get(spec, "delete_lock"));
 	v->template_ = json_is_true(json_object_get(spec, "template"));
 	v->stop_reason = stopped ? r->stop_reason : 0;
+	v->wake_error = v->state == HM_STATE_RUNNING ? NULL : inst_wake_error(in, r->id);
 	v->boot_us = stopped ? 0 : sts.boot_us;
 	v->vmm_start_us = stopped ? 0 : sts.vmm_start_us;
 	v->vmm_load_us = stopped ? 0 : sts.vmm_load_us;
@@ -227,6 +228,7 @@ static void view_done(struct hm_instance_view *v)
 	free(v->name);
 	free(v->image);
 	free(v->state_error);
+	free(v->wake_error);
 	json_decref(v->env);
 	json_decref(v->tags);
 	free(v->ip);

@@ -390,6 +390,8 @@ int hm_instances_restore(struct hm_instances *in, const char *key, struct hm_ins
 	else
 		r = inst_wake(in, &row, false, err);
 	if (r == 0)
+		inst_wake_error_set(in, row.id, NULL); /* whoever woke it */
+	if (r == 0)
 		*ret = inst_view(in, &row);
 	else if (!awake && state == HM_STATE_STANDBY)
 		hm_err_wrap(err, "restore `%s` (it stays in standby)", row.name);

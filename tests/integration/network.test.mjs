@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
@@ -888,6 +888,37 @@ test('races: requests arriving while it goes to standby all get answers; a suspe
   assert.ok(taps().length <= before, 'no TAP left');
   assert.ok(!existsSync(join(dataDir, 'instances', id)), 'no files left');
   assert.equal((await d.fetch('/ingresses/races', { method: 'DELETE', token })).status, 204);
+});
+
+test('a wake that fails answers 503 wake_failed, and the instance says why (UKC message, auto-standby status error) until a wake succeeds', { timeout: 120000 }, async () => {
+  const json = { 'content-type': 'application/json' };
+  const c = await createInstance(d, token, {
+    name: 'brittle', image, size: '256MB', vcpus: 1, auto_standby: { enabled: true, idle_timeout: '1s' },
+    cmd: ['sh', '-c', 'mkdir -p /www && echo fine > /www/index.html && exec httpd -f -p 8080 -h /www'],
+  });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const id = c.body.id;
+  await waitState(d, token, id, ['Running']);
+  let r = await d.fetch('/ingresses', { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'brittle', rules: [{ match: { hostname: 'brittle.test', port: 8098 }, target: { instance: 'brittle', port: 8080 } }] }) });
+  assert.equal(r.status, 201);
+  await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
+  // its saved device state goes missing: the restore cannot work
+  const state = join(dataDir, 'instances', id, 'vm.state');
+  renameSync(state, state + '.away');
+  const got = hostGet(8098, 'brittle.test');
+  assert.equal(got.status, 503, JSON.stringify(got));
+  assert.equal(JSON.parse(got.body).code, 'wake_failed');
+  assert.equal((await getInstance(d, token, id)).body.state, 'Standby', 'it stays in standby');
+  const u = (await (await d.fetch('/v1/instances?name=brittle', { token })).json()).data.instances[0];
+  assert.match(u.message, /the last wake by traffic failed: /);
+  const st = await (await d.fetch(`/instances/${id}/auto-standby/status`, { token })).json();
+  assert.equal(st.status, 'error');
+  // put back: the next request wakes it, and the message is gone
+  renameSync(state + '.away', state);
+  assert.deepEqual(hostGet(8098, 'brittle.test'), { status: 200, body: 'fine\n' });
+  assert.equal((await (await d.fetch('/v1/instances?name=brittle', { token })).json()).data.instances[0].message, undefined);
+  assert.equal((await d.fetch('/ingresses/brittle', { method: 'DELETE', token })).status, 204);
+  assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
 });
 
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {
