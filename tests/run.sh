@@ -74,22 +74,29 @@ run_node() {
 	fi
 }
 
-run_integration() {
-	note "integration tests"
-	run_node integration tests/registry/*.test.mjs tests/integration/*.test.mjs
-}
-
-run_sdk() {
-	note "official SDK tests"
-	# Install the pinned SDKs when the lock file is newer than the install.
+# Install the pinned SDKs when the lock file is newer than the install (the
+# SDK suite uses them, and so do the network tests that drive /v1/services
+# inside their namespace, where binding ports 80 and 443 is safe).
+ensure_sdks() {
 	if [ ! -f tests/sdk/node_modules/.package-lock.json ] ||
 		[ tests/sdk/package-lock.json -nt tests/sdk/node_modules/.package-lock.json ]; then
 		(cd tests/sdk && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) || {
 			FAIL=$((FAIL + 1))
 			FAILED+=("sdk (npm ci)")
-			return
+			return 1
 		}
 	fi
+}
+
+run_integration() {
+	note "integration tests"
+	ensure_sdks || return
+	run_node integration tests/registry/*.test.mjs tests/integration/*.test.mjs
+}
+
+run_sdk() {
+	note "official SDK tests"
+	ensure_sdks || return
 	run_node sdk tests/sdk/*.test.mjs
 }
 

@@ -221,6 +221,27 @@ static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err
 	c->network = !json_is_boolean(en) ? HM_NET_DEFAULT
 	             : json_is_true(en)   ? HM_NET_ON
 	                                  : HM_NET_OFF;
+	json_t *eg = json_object_get(net, "egress");
+	if (eg && !json_is_null(eg)) {
+		json_t *on = json_object_get(eg, "enabled");
+		json_t *enf = json_object_get(eg, "enforcement");
+		json_t *mode = json_object_get(enf, "mode");
+		if (!json_is_object(eg) || (on && !json_is_null(on) && !json_is_boolean(on)))
+			return hm_err_set(
+			    err, HM_ERR_INVALID, "invalid_field",
+			    "`network.egress` must be an object with a boolean `enabled`");
+		if (enf && !json_is_null(enf) && !json_is_object(enf))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`network.egress.enforcement` must be an object");
+		const char *m = mode && !json_is_null(mode) ? json_string_value(mode) : "all";
+		if (!m || (strcmp(m, "all") != 0 && strcmp(m, "http_https_only") != 0))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`network.egress.enforcement.mode` must be all or "
+			                  "http_https_only");
+		if (json_is_true(on))
+			c->egress =
+			    strcmp(m, "all") == 0 ? HM_EGRESS_ALL : HM_EGRESS_HTTP_HTTPS_ONLY;
+	}
 	static const char *const rates[] = { "bandwidth_download", "bandwidth_upload" };
 	int64_t *bps[] = { &c->download_bps, &c->upload_bps };
 	for (size_t i = 0; i < 2; i++) {

@@ -62,6 +62,8 @@ void hm_config_usage(const char *prog)
 	    "  INGRESS_LISTEN_ADDR where ingress ports listen (default 0.0.0.0)\n"
 	    "  INGRESS_CERT_DIR    TLS certificates for ingress rules, NAME.crt + NAME.key\n"
 	    "                      (default DATA_DIR/ingress/certs)\n"
+	    "  EGRESS_PROXY_PORT   the egress proxy's port on the bridge gateway, for\n"
+	    "                      instances with network.egress (default 3128)\n"
 	    "  SERVICE_DOMAIN      the domain a service group's bare names go under\n"
 	    "                      (/v1/services; default localhost: `web` is web.localhost)\n"
 	    "  LOG_MAX_BYTES       cap of each instance log (console, operations, VMM); past\n"
@@ -290,6 +292,14 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		set_str(&cfg->ingress_listen_addr, v);
 	} else if (strcmp(key, "INGRESS_CERT_DIR") == 0) {
 		set_str(&cfg->ingress_cert_dir, v);
+	} else if (strcmp(key, "EGRESS_PROXY_PORT") == 0) {
+		char *end = NULL;
+		long p = strtol(v, &end, 10);
+		if (!*v || *end || p < 1 || p > 65535)
+			return hm_err_set(
+			    err, HM_ERR_INVALID, NULL,
+			    "EGRESS_PROXY_PORT must be a port from 1 to 65535, got `%s`", v);
+		cfg->egress_port = (int)p;
 	} else if (strcmp(key, "SERVICE_DOMAIN") == 0) {
 		size_t len = strlen(v);
 		bool ok = len > 0 && len < 200 && v[0] != '.' && v[len - 1] != '.';
@@ -342,6 +352,7 @@ static const char *const env_keys[] = {
 	"INGRESS_LISTEN_ADDR",
 	"INGRESS_CERT_DIR",
 	"SERVICE_DOMAIN",
+	"EGRESS_PROXY_PORT",
 	"ACCEL",
 	"LOG_MAX_BYTES",
 };
@@ -368,6 +379,7 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		.subnet_cidr = xstrdup("10.100.0.0/16"),
 		.ingress_listen_addr = xstrdup("0.0.0.0"),
 		.service_domain = xstrdup("localhost"),
+		.egress_port = 3128,
 		.log_max_bytes = 16 << 20,
 	};
 	for (size_t i = 0; i < sizeof(env_keys) / sizeof(env_keys[0]); i++) {

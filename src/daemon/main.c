@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "image/images.h"
+#include "egress/egress.h"
 #include "ingress/ingress.h"
 #include "instance/instances.h"
 #include "net/net.h"
@@ -133,6 +134,19 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		hm_store_close(store);
 		return -1;
 	}
+	/* The egress proxy, on the bridge's gateway, for instances with mediated egress. */
+	struct hm_egress *egress = NULL;
+	char gw[16], cidr[20];
+	if (hm_net_enabled(net) && hm_net_subnet(net, gw, cidr) == 0 &&
+	    hm_egress_open(gw, cfg->egress_port, cidr, &egress, err) < 0) {
+		hm_ingresses_close(ingresses);
+		hm_volumes_close(volumes);
+		hm_instances_close(instances);
+		hm_net_close(net);
+		hm_images_stop(images);
+		hm_store_close(store);
+		return -1;
+	}
 	struct hm_services svc = {
 		.cfg = cfg,
 		.store = store,
@@ -149,6 +163,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 	if (hm_api_start(&svc, &api, err) < 0 ||
 	    hm_net_protect_api(net, hm_api_port(api), err) < 0) {
 		hm_api_stop(api);
+		hm_egress_close(egress);
 		hm_ingresses_close(ingresses);
 		hm_volumes_close(volumes);
 		hm_instances_close(instances);
@@ -169,6 +184,8 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		;
 	log_info("daemon", "shutting down", "signal=%s", sigabbrev_np(sig));
 	hm_api_stop(api);
+	if (!hm_egress_close(egress))
+		log_warn("daemon", "egress tunnels still open at shutdown");
 	if (!hm_ingresses_close(ingresses)) {
 		/* A proxy thread still runs into the services: leave them to the exit. */
 		log_warn("daemon", "stopped with ingress connections still open");

@@ -54,6 +54,7 @@ struct create_req {
 	int64_t vcpus, mem, overlay;
 	json_t *env, *cmd, *entrypoint, *tags; /* borrowed; NULL when not given */
 	enum hm_net_want network;
+	enum hm_egress_mode egress;
 	int64_t down_bps, up_bps, disk_bps; /* 0: default */
 	json_t *volumes;                    /* checked: [{id, mount_path, readonly}] (owned) */
 	const char *hypervisor;             /* the runtime asked for (HM_RUNTIME_DEFAULT) */
@@ -252,6 +253,11 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 	if (c->tags && hm_tags_validate(c->tags, err) < 0)
 		return -1;
 	c->network = q->network;
+	c->egress = q->egress;
+	if (c->egress != HM_EGRESS_OFF && c->network == HM_NET_OFF)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`network.egress` mediates a network the instance does not have "
+		                  "(network.enabled is false)");
 	static const char *const rates[] = { "bandwidth_download", "bandwidth_upload" };
 	const int64_t asked[] = { q->download_bps, q->upload_bps };
 	int64_t *dst[] = { &c->down_bps, &c->up_bps };
@@ -295,6 +301,21 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 	return 0;
 }
 
+void inst_spec_proxy_env(json_t *spec)
+{
+	/* Mediated egress: every common spelling points at the host's proxy. */
+	const char *proxy = json_string_value(json_object_get(inst_spec_net(spec), "proxy"));
+	json_t *full = json_object_get(spec, "full_env");
+	if (!proxy || !json_is_object(full))
+		return;
+	static const char *const keys[] = { "HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
+		                            "https_proxy" };
+	for (size_t i = 0; i < 4; i++)
+		json_object_set_new(full, keys[i], json_string(proxy));
+	json_object_set_new(full, "NO_PROXY", json_string("localhost,127.0.0.1"));
+	json_object_set_new(full, "no_proxy", json_string("localhost,127.0.0.1"));
+}
+
 /* What the program runs with, from the spec's asked-for parts and the image's config. */
 int inst_spec_command(json_t *spec, json_t *cfg, struct hm_err **err)
 {
@@ -308,6 +329,7 @@ int inst_spec_command(json_t *spec, json_t *cfg, struct hm_err **err)
 	json_object_set_new(
 	    spec, "full_env",
 	    hm_command_env(json_object_get(cfg, "env"), json_object_size(env) ? env : NULL));
+	inst_spec_proxy_env(spec);
 	const char *wd = json_string_value(json_object_get(cfg, "working_dir"));
 	json_object_set_new(spec, "workdir", json_string(wd && *wd ? wd : "/"));
 	const char *user = json_string_value(json_object_get(cfg, "user"));
@@ -499,6 +521,8 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 		hm_net_tap_delete(in->net, tap);
 		hm_net_limit_upload(in->net, json_string_value(json_object_get(net, "ip")), 0,
 		                    NULL);
+		hm_net_egress_enforce(in->net, json_string_value(json_object_get(net, "ip")),
+		                      HM_NET_EGRESS_OFF, NULL);
 		return hm_err_wrap(err, "start the VM");
 	}
 	inst_oplog(in, id, "msg=\"vm %s\" pid=%d tap_ms=%.1f vmm_ms=%.1f limits_ms=%.1f",
@@ -626,7 +650,7 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 	json_object_set(spec, "volumes", c.volumes); /* ids filled in by claim_volumes */
 	/* Network on by default where the host has one; asked for where it has none: 400. */
 	struct hm_net_lease lease = { { 0 } };
-	if (c.network == HM_NET_ON && !hm_net_enabled(in->net)) {
+	if ((c.network == HM_NET_ON || c.egress != HM_EGRESS_OFF) && !hm_net_enabled(in->net)) {
 		json_decref(spec);
 		hm_image_info_done(&img);
 		return hm_err_set(err, HM_ERR_INVALID, "network_unavailable",
@@ -646,12 +670,21 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		        0 &&
 		    cap.cpus > 0 && cap.network_bps > 0)
 			share = cap.network_bps * c.vcpus / cap.cpus;
-		json_object_set_new(
-		    spec, "network",
+		json_t *net =
 		    json_pack("{s:b,s:s,s:s,s:s,s:s,s:I,s:I}", "enabled", 1, "ip", lease.ip, "cidr",
 		              lease.cidr, "gateway", lease.gateway, "mac", lease.mac,
 		              "download_bps", (json_int_t)(c.down_bps ? c.down_bps : share),
-		              "upload_bps", (json_int_t)(c.up_bps ? c.up_bps : share)));
+		              "upload_bps", (json_int_t)(c.up_bps ? c.up_bps : share));
+		if (c.egress != HM_EGRESS_OFF) {
+			json_object_set_new(
+			    net, "egress",
+			    json_string(c.egress == HM_EGRESS_ALL ? "all" : "http_https_only"));
+			json_object_set_new(
+			    net, "proxy",
+			    json_sprintf("http://%s:%d", lease.gateway, in->cfg->egress_port));
+		}
+		json_object_set_new(spec, "network", net);
+		inst_spec_proxy_env(spec);
 	} else {
 		json_object_set_new(spec, "network", json_pack("{s:b}", "enabled", 0));
 	}

@@ -194,8 +194,10 @@ void inst_drop_tap(struct hm_instances *in, const char *id)
 	if (hm_store_instance_get(in->st, id, &row, NULL) == 0) {
 		json_t *spec = inst_spec_of(&row);
 		const char *ip = json_string_value(json_object_get(inst_spec_net(spec), "ip"));
-		if (ip)
+		if (ip) {
 			hm_net_limit_upload(in->net, ip, 0, NULL);
+			hm_net_egress_enforce(in->net, ip, HM_NET_EGRESS_OFF, NULL);
+		}
 		json_decref(spec);
 		hm_instance_row_done(&row);
 	}
@@ -210,6 +212,12 @@ int inst_apply_limits(struct hm_instances *in, json_t *net, const char *tap, str
 		return -1;
 	if (up > 0 && hm_net_limit_upload(in->net, json_string_value(json_object_get(net, "ip")),
 	                                  (uint64_t)up, err) < 0)
+		return -1;
+	const char *eg = json_string_value(json_object_get(net, "egress"));
+	if (eg && hm_net_egress_enforce(in->net, json_string_value(json_object_get(net, "ip")),
+	                                strcmp(eg, "all") == 0 ? HM_NET_EGRESS_ALL
+	                                                       : HM_NET_EGRESS_HTTP_HTTPS_ONLY,
+	                                err) < 0)
 		return -1;
 	return 0;
 }

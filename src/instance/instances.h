@@ -72,6 +72,10 @@ struct hm_attach {
 	int64_t overlay_bytes; /* with overlay; 0: 1 GiB */
 };
 
+/* Mediated egress (network.egress): off, or through the host's egress proxy
+ * with direct TCP refused (all) or refused on ports 80 and 443 only. */
+enum hm_egress_mode { HM_EGRESS_OFF, HM_EGRESS_ALL, HM_EGRESS_HTTP_HTTPS_ONLY };
+
 enum hm_net_want {
 	HM_NET_DEFAULT, /* a network where the host has one */
 	HM_NET_ON,      /* asked for: where the host has none, a 400 */
@@ -118,6 +122,7 @@ struct hm_instance_create {
 	json_t *cmd, *entrypoint;         /* ["arg", ...], or NULL: the image's */
 	json_t *tags;                     /* {"key": "value"}, or NULL */
 	enum hm_net_want network;
+	enum hm_egress_mode egress;
 	int64_t download_bps, upload_bps; /* 0: the instance's share of the host's */
 	int64_t disk_bps;                 /* 0: unlimited */
 	struct hm_attach volumes[HM_MAX_ATTACH];

@@ -225,6 +225,8 @@ enum hm_state inst_state(struct hm_instances *in, const struct hm_instance_row *
  * and user from its asked-for cmd, entrypoint and env over the image's
  * config; the vcpus range; a size in bytes within [min, max] (0: dflt),
  * `what` naming it in the domain's words. */
+/* The egress proxy's variables into spec.full_env, when spec.network has a proxy. */
+void inst_spec_proxy_env(json_t *spec);
 int inst_spec_command(json_t *spec, json_t *cfg, struct hm_err **err);
 int inst_vcpus_check(int vcpus, struct hm_err **err);
 int inst_size_check(const char *what, int64_t v, int64_t dflt, int64_t min, int64_t max,

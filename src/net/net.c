@@ -58,6 +58,13 @@ struct hm_net {
 		uint64_t bps;
 	} * uploads;
 	size_t nuploads;
+	/* Mediated egress: whose direct TCP is refused, and which. */
+	struct enforced {
+		uint32_t ip;
+		int mode; /* HM_NET_EGRESS_* */
+	} * enforced;
+	size_t nenforced;
+	int egress_port; /* the proxy's, which `all` leaves open */
 };
 
 static void ip_str(uint32_t a, char out[16])
@@ -228,6 +235,28 @@ static int apply_rules_locked(struct hm_net *n, struct hm_err **err)
 	                            n->bridge, n->api_port)
 	                : xstrdup("");
 	char *limits = xstrdup("");
+	/* Direct TCP refused (new connections only: replies to ingress traffic pass). */
+	char *fwd_enf = xstrdup(""), *in_enf = xstrdup("");
+	for (size_t i = 0; i < n->nenforced; i++) {
+		char a[16];
+		ip_str(n->enforced[i].ip, a);
+		bool all = n->enforced[i].mode == HM_NET_EGRESS_ALL;
+		char *f = xasprintf("%s\t\tip saddr %s ct state new %s reject with tcp reset "
+		                    "comment \"egress through the proxy\"\n",
+		                    fwd_enf, a, all ? "meta l4proto tcp" : "tcp dport { 80, 443 }");
+		char *in_rule =
+		    all ? xasprintf("%s\t\tip saddr %s ct state new tcp dport != %d reject "
+		                    "with tcp reset comment \"egress through the proxy\"\n",
+		                    in_enf, a, n->egress_port)
+		        : xasprintf("%s\t\tip saddr %s ct state new tcp dport { 80, 443 } "
+		                    "reject with tcp reset comment \"egress through the "
+		                    "proxy\"\n",
+		                    in_enf, a);
+		free(fwd_enf);
+		free(in_enf);
+		fwd_enf = f;
+		in_enf = in_rule;
+	}
 	for (size_t i = 0; i < n->nuploads; i++) {
 		char a[16];
 		ip_str(n->uploads[i].ip, a);
@@ -249,7 +278,7 @@ static int apply_rules_locked(struct hm_net *n, struct hm_err **err)
 	    "\t}\n"
 	    "\tchain forward {\n"
 	    "\t\ttype filter hook forward priority filter; policy accept;\n"
-	    "%s"
+	    "%s%s"
 	    "\t\tiifname \"%s\" oifname \"%s\" drop comment \"instances do not reach each other\"\n"
 	    "\t\tiifname \"%s\" accept\n"
 	    "\t\toifname \"%s\" ct state established,related accept\n"
@@ -257,7 +286,7 @@ static int apply_rules_locked(struct hm_net *n, struct hm_err **err)
 	    "\t}\n"
 	    "\tchain input {\n"
 	    "\t\ttype filter hook input priority filter; policy accept;\n"
-	    "%s%s"
+	    "%s%s%s"
 	    "\t}\n"
 	    "}\n"
 	    /* Instances are IPv4 only: nothing they send over IPv6 reaches the host
@@ -275,9 +304,11 @@ static int apply_rules_locked(struct hm_net *n, struct hm_err **err)
 	    "\t\toifname \"%s\" drop comment \"nor in\"\n"
 	    "\t}\n"
 	    "}\n",
-	    net, n->prefix, net, n->prefix, limits, n->bridge, n->bridge, n->bridge, n->bridge,
-	    n->bridge, api_rule, limits, n->bridge, n->bridge, n->bridge);
+	    net, n->prefix, net, n->prefix, limits, fwd_enf, n->bridge, n->bridge, n->bridge,
+	    n->bridge, n->bridge, api_rule, in_enf, limits, n->bridge, n->bridge, n->bridge);
 	free(limits);
+	free(fwd_enf);
+	free(in_enf);
 	if (hm_write_file_atomic(n->rules_path, rules, strlen(rules), 0644, err) < 0)
 		return -1;
 	const char *argv[] = { "nft", "-f", n->rules_path, NULL };
@@ -331,6 +362,32 @@ int hm_net_limit_upload(struct hm_net *n, const char *ip, uint64_t up_bps, struc
 	return r;
 }
 
+int hm_net_egress_enforce(struct hm_net *n, const char *ip, int mode, struct hm_err **err)
+{
+	uint32_t a;
+	if (!n->enabled || !ip || parse_ip(ip, &a) < 0)
+		return 0;
+	pthread_mutex_lock(&n->lock);
+	size_t i = 0;
+	while (i < n->nenforced && n->enforced[i].ip != a)
+		i++;
+	bool changed = false;
+	if (i < n->nenforced && mode == HM_NET_EGRESS_OFF) {
+		n->enforced[i] = n->enforced[--n->nenforced];
+		changed = true;
+	} else if (i < n->nenforced) {
+		changed = n->enforced[i].mode != mode;
+		n->enforced[i].mode = mode;
+	} else if (mode != HM_NET_EGRESS_OFF) {
+		n->enforced = xrealloc(n->enforced, (n->nenforced + 1) * sizeof(*n->enforced));
+		n->enforced[n->nenforced++] = (struct enforced){ a, mode };
+		changed = true;
+	}
+	int r = changed ? apply_rules_locked(n, err) : 0;
+	pthread_mutex_unlock(&n->lock);
+	return r;
+}
+
 int hm_net_limit_download(struct hm_net *n, const char *tap, uint64_t down_bps, struct hm_err **err)
 {
 	if (!n->enabled || down_bps == 0)
@@ -353,6 +410,7 @@ int hm_net_open(const struct hm_config *cfg, struct hm_net **ret, struct hm_err 
 	n->bridge = xstrdup(cfg->bridge_name);
 	n->dns = cfg->dns_server ? xstrdup(cfg->dns_server) : host_dns();
 	n->rules_path = xasprintf("%s/system/nftables.conf", cfg->data_dir);
+	n->egress_port = cfg->egress_port;
 	*ret = n;
 	if (!n->enabled)
 		return 0;
@@ -427,6 +485,7 @@ void hm_net_close(struct hm_net *n)
 	free(n->dns);
 	free(n->rules_path);
 	free(n->uploads);
+	free(n->enforced);
 	free(n);
 }
 

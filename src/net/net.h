@@ -88,6 +88,14 @@ int hm_net_limit_download(struct hm_net *net, const char *tap, uint64_t down_bps
  * written again.
  */
 int hm_net_limit_upload(struct hm_net *net, const char *ip, uint64_t up_bps, struct hm_err **err);
+/*
+ * Mediated egress for the guest at ip: its new direct TCP connections are
+ * refused (a TCP reset), all but those to the egress proxy's port on the
+ * host (ALL), or those to ports 80 and 443 (HTTP_HTTPS_ONLY); OFF lifts it.
+ * UDP is left alone under both (DNS keeps working).
+ */
+enum { HM_NET_EGRESS_OFF, HM_NET_EGRESS_ALL, HM_NET_EGRESS_HTTP_HTTPS_ONLY };
+int hm_net_egress_enforce(struct hm_net *net, const char *ip, int mode, struct hm_err **err);
 /* What the guest received and sent through its TAP (0 when unknown). */
 struct hm_net_counters {
 	uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets;

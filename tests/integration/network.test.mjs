@@ -37,6 +37,19 @@ async function serveIn(ns, host, port) {
   await new Promise((res, rej) => { p.stdout.once('data', res); p.once('exit', (c) => rej(new Error(`server in ${ns} exited ${c}`))); });
 }
 
+// A DNS server (UDP) inside a namespace: every A question is answered 1.2.3.4.
+async function dnsIn(ns, host, port) {
+  const code = `const s = require('dgram').createSocket('udp4');
+    s.on('message', (q, r) => { let i = 12; while (q[i]) i += q[i] + 1; const question = q.subarray(12, i + 5);
+      const head = Buffer.from([q[0], q[1], 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+      const answer = Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, 4]);
+      s.send(Buffer.concat([head, question, answer]), r.port, r.address); });
+    s.bind(${port}, '${host}', () => console.log('ready'))`;
+  const p = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(p);
+  await new Promise((res, rej) => { p.stdout.once('data', res); p.once('exit', (c) => rej(new Error(`udp server in ${ns} exited ${c}`))); });
+}
+
 // Outside: 8082 sends 2 MiB to whoever asks; 8083 takes 2 MiB and answers
 // how many milliseconds they took from first byte to last.
 async function rateServers() {
@@ -74,6 +87,9 @@ before(async () => {
   ip('-n', OUT, 'link', 'set', 'vo0', 'up');
   inNs(NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
   await serveIn(OUT, '192.0.2.2', 8081);
+  await serveIn(OUT, '192.0.2.2', 80);
+  await serveIn(OUT, '192.0.2.2', 443);
+  await dnsIn(OUT, '192.0.2.2', 53);
   await serveIn(NS, '0.0.0.0', 9099); // a host service guests may reach (unlike the API)
   await rateServers();
 
@@ -334,9 +350,15 @@ test('limits: bandwidth_download and _upload hold the guest near its rate; disk_
 // pass as raw bytes (the proxy frames HTTP requests otherwise).
 function holdConnection(port, host, headers = { Connection: 'Upgrade', Upgrade: 'raw' }) {
   const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\\r\\n`).join('');
-  const p = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',
-    `const s = require('net').connect(${port}, '127.0.0.1', () => s.write('GET / HTTP/1.1\\r\\nHost: ${host}\\r\\n${extra}\\r\\n'));` +
-    " s.on('data', (b) => process.stdout.write(b.toString())); s.on('error', () => {});" +
+  return holdSocket(`const s = require('net').connect(${port}, '127.0.0.1', () => s.write('GET / HTTP/1.1\\r\\nHost: ${host}\\r\\n${extra}\\r\\n'));`);
+}
+
+// One connection a client in the daemon's namespace holds, made by connectCode
+// (which names the socket `s`): lines given to say() are sent, what comes back
+// is in out(), `[closed]` once it ends; end() closes it.
+function holdSocket(connectCode) {
+  const p = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', connectCode +
+    " s.on('data', (b) => process.stdout.write(b.toString())); s.on('error', (e) => console.log('[error ' + (e.code || e.message) + ']'));" +
     " s.on('close', () => { console.log('[closed]'); process.exit(0); });" +
     " process.stdin.on('data', (b) => { for (const t of b.toString().split('\\n').filter(Boolean)) { if (t === 'end') s.end(); else s.write(t + '\\n'); } });"],
   { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -552,27 +574,10 @@ test('scale_to_zero idle: an instance sleeps with a connection open and silent; 
   assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
 });
 
-// A TLS connection from inside the daemon's namespace that sends what it is
-// told and collects what comes back (no HTTP: a tls-only service's bytes).
+// A TLS connection from inside the daemon's namespace (no HTTP: a tls-only
+// service's bytes), as holdConnection's.
 function holdTls(port, servername, ca) {
-  const p = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',
-    `const s = require('tls').connect({ host: '127.0.0.1', port: ${port}, servername: ${JSON.stringify(servername)}, ca: ${JSON.stringify(ca)} });` +
-    " s.on('data', (b) => process.stdout.write(b.toString())); s.on('error', (e) => console.log('[error ' + (e.code || e.message) + ']'));" +
-    " s.on('close', () => { console.log('[closed]'); process.exit(0); });" +
-    " process.stdin.on('data', (b) => { for (const t of b.toString().split('\\n').filter(Boolean)) { if (t === 'end') s.end(); else s.write(t + '\\n'); } });"],
-  { stdio: ['pipe', 'pipe', 'inherit'] });
-  servers.push(p);
-  let out = '';
-  p.stdout.on('data', (b) => { out += b; });
-  return {
-    say: (line) => p.stdin.write(line + '\n'),
-    end: () => p.stdin.write('end\n'),
-    out: () => out,
-    async until(re) {
-      for (let i = 0; i < 300 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 50));
-      assert.match(out, re);
-    },
-  };
+  return holdSocket(`const s = require('tls').connect({ host: '127.0.0.1', port: ${port}, servername: ${JSON.stringify(servername)}, ca: ${JSON.stringify(ca)} });`);
 }
 
 test('UKC service groups: the official SDK makes, changes and deletes them; an instance made with its own group serves HTTPS on 443 (80 redirects), sleeps, and a request wakes it; a tls-only port routes by SNI across two members by their soft and hard limits', { timeout: 300000 }, async () => {
@@ -919,6 +924,68 @@ test('a wake that fails answers 503 wake_failed, and the instance says why (UKC 
   assert.equal((await (await d.fetch('/v1/instances?name=brittle', { token })).json()).data.instances[0].message, undefined);
   assert.equal((await d.fetch('/ingresses/brittle', { method: 'DELETE', token })).status, 204);
   assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
+});
+
+test('mediated egress: the guest gets the proxy in its env, plain HTTP and CONNECT go through it, the host and the subnet are refused; all refuses direct TCP (UDP works), http_https_only only 80 and 443; kept across standby, gone with the instance; bad input is 400', { timeout: 240000 }, async () => {
+  const json = { 'content-type': 'application/json' };
+  const PROXY = `http://${GW}:3128`;
+  const mk = (name, mode) => createInstance(d, token, {
+    name, image, size: '256MB', vcpus: 1, network: { egress: { enabled: true, enforcement: mode ? { mode } : undefined } },
+    cmd: ['sh', '-c', 'env > /tmp/env; exec sleep 3600'],
+  });
+  let c = await mk('mediated');
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const id = c.body.id;
+  await waitState(d, token, id, ['Running']);
+  const env = await sh('mediated', 'cat /tmp/env');
+  for (const k of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) assert.match(env, new RegExp(`^${k}=${PROXY}$`, 'm'));
+  // plain HTTP through the proxy; a CONNECT tunnel; destinations the proxy refuses
+  assert.equal((await sh('mediated', `http_proxy=${PROXY} wget -q -O - http://192.0.2.2:8081/`)).trim(), 'from 192.0.2.1');
+  const tunnel = await sh('mediated', `printf 'CONNECT 192.0.2.2:443 HTTP/1.1\\r\\nHost: 192.0.2.2:443\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${GW} 3128`);
+  assert.match(tunnel, /^HTTP\/1\.1 200 Connection established/);
+  assert.match(tunnel, /from 192\.0\.2\.1$/);
+  for (const dest of [`http://${GW}:9099/`, 'http://127.0.0.1:9099/', 'http://10.123.0.99:8080/']) {
+    const out = await sh('mediated', `printf 'GET ${dest} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | nc -w 5 ${GW} 3128 | head -1`);
+    assert.match(out, /^HTTP\/1\.1 403/, dest);
+  }
+  // all: no direct TCP, to the outside or to the host's services; UDP still goes
+  assert.equal(await guestGet('mediated', '192.0.2.2', 8081), 'unreachable');
+  assert.equal(await guestGet('mediated', GW, 9099), 'unreachable');
+  assert.match(await sh('mediated', 'nslookup pong.test 192.0.2.2 2>&1'), /1\.2\.3\.4/, 'UDP (DNS) goes');
+  assert.match(ruleset(), new RegExp(`ip saddr ${c.body.network.ip.replace(/\./g, '\\.')} ct state new reject with tcp reset comment "egress through the proxy"`));
+  // kept across a standby and a restore
+  let r = await d.fetch(`/instances/${id}/standby`, { method: 'POST', token, headers: json, body: '{}' });
+  assert.equal(r.status, 200, await r.text());
+  r = await d.fetch(`/instances/${id}/restore`, { method: 'POST', token });
+  assert.equal(r.status, 200, await r.text());
+  assert.equal(await guestGet('mediated', '192.0.2.2', 8081), 'unreachable');
+  assert.equal((await sh('mediated', `http_proxy=${PROXY} wget -q -O - http://192.0.2.2:8081/`)).trim(), 'from 192.0.2.1');
+  // http_https_only, made through the official Hypeman SDK: 80 and 443 refused, another port direct
+  const { default: Hypeman } = await import('../sdk/node_modules/@onkernel/hypeman/index.mjs');
+  const hm = new Hypeman({ baseURL: d.url, apiKey: token, maxRetries: 0 });
+  const made = await hm.instances.create({ name: 'webonly', image, size: '256MB', vcpus: 1, network: { egress: { enabled: true, enforcement: { mode: 'http_https_only' } } }, cmd: ['sh', '-c', 'exec sleep 3600'] });
+  c = { body: made };
+  await waitState(d, token, c.body.id, ['Running']);
+  assert.equal(await guestGet('webonly', '192.0.2.2', 80), 'unreachable');
+  assert.equal(await guestGet('webonly', '192.0.2.2', 443), 'unreachable');
+  assert.equal(await guestGet('webonly', '192.0.2.2', 8081), 'from 192.0.2.1');
+  // gone with the instances: no rule left
+  assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
+  assert.equal((await d.fetch(`/instances/${c.body.id}`, { method: 'DELETE', token })).status, 204);
+  assert.doesNotMatch(ruleset(), /egress through the proxy/);
+  // bad input
+  for (const [network, re] of [
+    [{ egress: { enabled: true, enforcement: { mode: 'some' } } }, /mode` must be all or http_https_only/],
+    [{ enabled: false, egress: { enabled: true } }, /`network.egress` mediates a network the instance does not have/],
+    [{ egress: 'yes' }, /`network.egress` must be an object/],
+  ]) {
+    r = await d.fetch('/instances', { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'badegress', image, network }) });
+    assert.equal(r.status, 400, JSON.stringify(network));
+    assert.match((await r.json()).message, re);
+  }
+  r = await d.fetch('/instances', { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'badcred', image, credentials: { KEY: { source: { env: 'REAL' }, inject: [{ as: { header: 'Authorization', format: 'Bearer ${value}' } }] } } }) });
+  assert.equal(r.status, 400);
+  assert.match((await r.json()).message, /credential brokering is not available yet/);
 });
 
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {
