@@ -380,8 +380,9 @@ static void body_fields(void **state)
 	expect_fields(
 	    "POST", c, "{\"credentials\":{\"GITHUB_TOKEN\":{\"source\":{\"env\":\"X\"}}}}",
 	    "unsupported_field", "`credentials`: credential brokering is not available yet");
-	expect_fields("POST", c, "{\"network\":{\"egress\":{\"enabled\":true}}}",
-	              "unsupported_field", "`network.egress`: mediated egress");
+	expect_fields("POST", c, "{\"network\":{\"egress\":{\"enabled\":true}}}", NULL, NULL);
+	expect_fields("POST", c, "{\"network\":{\"egress\":{\"enforcement\":{\"ports\":[1]}}}}",
+	              "unknown_field", "`network.egress.enforcement.ports`");
 	expect_fields("POST", c, "{\"ttl\":\"1h\"}", "unsupported_field", "`ttl`");
 	expect_fields("POST", c, "{\"hotplug_size\":\"1GB\"}", "unsupported_field",
 	              "`hotplug_size`");
