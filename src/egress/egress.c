@@ -1,9 +1,8 @@
 /*
  * egress/egress: the forward proxy for mediated egress (see egress.h). One
- * thread accepts; one thread per connection reads the request head, checks
- * and connects the destination, then relays both ways with poll until
- * either side is done. The list of connections (`mu`, a leaf) lets close end
- * them all and wait for their threads.
+ * thread accepts; one thread per connection (core/connset.h, which close
+ * ends all at once) reads the request head, checks and connects the
+ * destination, then relays both ways with poll until either side is done.
  */
 #include "egress/egress.h"
 
@@ -25,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/connset.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/mono.h"
@@ -38,22 +38,11 @@
 #define CLOSE_WAIT_S    10
 #define RELAY_BUF       (64u << 10)
 
-struct conn {
-	struct hm_egress *e;
-	struct conn *next, **pprev; /* on e->active, under mu */
-	int fd, up;                 /* up: -1 until connected (under mu) */
-	char peer[INET6_ADDRSTRLEN];
-};
-
 struct hm_egress {
 	int fd;
 	pthread_t thread;
 	uint32_t subnet, mask; /* host order */
-	pthread_mutex_t mu;
-	pthread_cond_t idle;
-	struct conn *active;
-	int nconns;
-	bool closing;
+	struct hm_connset *conns;
 };
 
 /* ---- destinations ---- */
@@ -222,16 +211,6 @@ static void relay(int a, int b)
 	free(buf);
 }
 
-static int set_up(struct conn *c, int up)
-{
-	pthread_mutex_lock(&c->e->mu);
-	bool closing = c->e->closing;
-	if (!closing)
-		c->up = up;
-	pthread_mutex_unlock(&c->e->mu);
-	return closing ? -1 : 0;
-}
-
 /* host[:port] (an IPv6 address in brackets) split; dflt when no port. */
 static bool split_host(const char *hp, char *host, size_t hl, char *port, size_t pl,
                        const char *dflt)
@@ -305,8 +284,9 @@ static char *origin_head(const char *method, const char *path, const char *versi
 	return out;
 }
 
-static void serve(struct conn *c)
+static void serve(struct hm_conn *c)
 {
+	const struct hm_egress *e = c->arg;
 	struct timeval tv = { .tv_sec = HEAD_TIMEOUT_S };
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -363,14 +343,14 @@ static void serve(struct conn *c)
 		}
 	}
 	int why = 0;
-	int up = dial(c->e, host, port, &why);
+	int up = dial(e, host, port, &why);
 	if (up < 0) {
 		log_info("egress", "refused", "peer=%s dest=%s:%s status=%d", c->peer, host, port,
 		         why);
 		reply_dial(c->fd, why, host);
 		return;
 	}
-	if (set_up(c, up) < 0) {
+	if (hm_conn_set_up(c, up) < 0) {
 		close(up);
 		return;
 	}
@@ -400,73 +380,15 @@ static void serve(struct conn *c)
 	}
 }
 
-static void *conn_thread(void *arg)
-{
-	struct conn *c = arg;
-	struct hm_egress *e = c->e;
-	serve(c);
-	pthread_mutex_lock(&e->mu);
-	*c->pprev = c->next;
-	if (c->next)
-		c->next->pprev = c->pprev;
-	if (c->up >= 0)
-		close(c->up);
-	close(c->fd); /* under mu: close never shuts a number reused meanwhile */
-	if (--e->nconns == 0)
-		pthread_cond_broadcast(&e->idle);
-	pthread_mutex_unlock(&e->mu);
-	free(c);
-	return NULL;
-}
-
 static void *accept_loop(void *arg)
 {
 	struct hm_egress *e = arg;
 	for (;;) {
 		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int fd = accept4(e->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EMFILE || errno == ENFILE) {
-				usleep(100000);
-				continue;
-			}
+		int fd = hm_accept(e->fd, &ss);
+		if (fd < 0)
 			return NULL; /* shut down */
-		}
-		struct conn *c = xcalloc(1, sizeof(*c));
-		*c = (struct conn){ .e = e, .fd = fd, .up = -1 };
-		if (ss.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer,
-			          sizeof(c->peer));
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		pthread_t t;
-		pthread_mutex_lock(&e->mu);
-		bool taken = !e->closing && e->nconns < MAX_CONNECTIONS;
-		if (taken) {
-			c->next = e->active;
-			if (c->next)
-				c->next->pprev = &c->next;
-			c->pprev = &e->active;
-			e->active = c;
-			e->nconns++;
-			if (pthread_create(&t, &at, conn_thread, c) != 0) {
-				e->active = c->next;
-				if (c->next)
-					c->next->pprev = &e->active;
-				e->nconns--;
-				taken = false;
-			}
-		}
-		pthread_mutex_unlock(&e->mu);
-		pthread_attr_destroy(&at);
-		if (!taken) {
-			close(fd);
-			free(c);
-		}
+		hm_connset_spawn(e->conns, fd, &ss, e, NULL, serve);
 	}
 }
 
@@ -475,8 +397,7 @@ int hm_egress_open(const char *listen_ip, int port, const char *subnet, struct h
 {
 	struct hm_egress *e = xcalloc(1, sizeof(*e));
 	e->fd = -1;
-	pthread_mutex_init(&e->mu, NULL);
-	hm_cond_init_mono(&e->idle);
+	e->conns = hm_connset_new(MAX_CONNECTIONS);
 	char net[20];
 	int prefix = 32;
 	struct in_addr a;
@@ -520,23 +441,8 @@ bool hm_egress_close(struct hm_egress *e)
 		pthread_join(e->thread, NULL);
 		close(e->fd);
 	}
-	struct timespec until = hm_mono_after(CLOSE_WAIT_S * 1000L);
-	pthread_mutex_lock(&e->mu);
-	e->closing = true;
-	for (struct conn *c = e->active; c; c = c->next) {
-		shutdown(c->fd, SHUT_RDWR);
-		if (c->up >= 0)
-			shutdown(c->up, SHUT_RDWR);
-	}
-	int w = 0;
-	while (e->nconns > 0 && w == 0)
-		w = pthread_cond_timedwait(&e->idle, &e->mu, &until);
-	bool idle = e->nconns == 0;
-	pthread_mutex_unlock(&e->mu);
-	if (!idle)
+	if (!hm_connset_close(e->conns, CLOSE_WAIT_S * 1000L))
 		return false;
-	pthread_mutex_destroy(&e->mu);
-	pthread_cond_destroy(&e->idle);
 	free(e);
 	return true;
 }

@@ -27,6 +27,7 @@
 
 #include "config/config.h"
 #include "core/cleanup.h"
+#include "core/connset.h"
 #include "core/encoding.h"
 #include "core/err.h"
 #include "core/mono.h"
@@ -138,20 +139,17 @@ int ing_reload(struct hm_ingresses *ing, struct hm_err **err)
 
 struct conn {
 	struct hm_ingresses *ing;
-	struct conn *next, **pprev; /* on ing->active, under conns_mu */
-	int up;                     /* the instance's end once connected, else -1 (conns_mu) */
-	int fd;
+	struct hm_conn *k; /* the client's socket, its address, the instance's end */
 	int port;
 	bool tls, raw;
 	SSL *ssl; /* tls: after the handshake */
-	char peer[INET6_ADDRSTRLEN];
 };
 
 /* Bytes from the client: through TLS or not. */
 static ssize_t cl_read(struct conn *c, void *buf, size_t n)
 {
 	if (!c->ssl)
-		return recv(c->fd, buf, n, 0);
+		return recv(c->k->fd, buf, n, 0);
 	int r = SSL_read(c->ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
 	return r > 0 ? r : -1;
 }
@@ -174,7 +172,7 @@ static int send_all(int fd, const void *p, size_t n)
 static int cl_write(struct conn *c, const void *p, size_t n)
 {
 	if (!c->ssl)
-		return send_all(c->fd, p, n);
+		return send_all(c->k->fd, p, n);
 	return SSL_write(c->ssl, p, (int)n) == (int)n ? 0 : -1;
 }
 
@@ -291,20 +289,12 @@ static char *upstream_head(const char *head, const char *auth_header, const char
 /* The instance's end of c, once connected; -1 when the daemon is stopping. */
 static int set_up(struct conn *c, int up)
 {
-	pthread_mutex_lock(&c->ing->conns_mu);
-	bool closing = c->ing->closing;
-	if (!closing)
-		c->up = up;
-	pthread_mutex_unlock(&c->ing->conns_mu);
-	return closing ? -1 : 0;
+	return hm_conn_set_up(c->k, up);
 }
 
 static void drop_up(struct conn *c)
 {
-	pthread_mutex_lock(&c->ing->conns_mu);
-	close(c->up);
-	c->up = -1;
-	pthread_mutex_unlock(&c->ing->conns_mu);
+	hm_conn_drop_up(c->k);
 }
 
 static int connect_to(const char *ip, int port)
@@ -401,7 +391,7 @@ static void relay_tls(struct conn *c, int up, struct hm_instance_conn *hold,
 {
 	struct hm_buf xf = { 0 };
 	const char *c2u_data = NULL; /* what is to go upstream: c2u, or xf's rewrite of it */
-	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+	fcntl(c->k->fd, F_SETFL, fcntl(c->k->fd, F_GETFL) | O_NONBLOCK);
 	fcntl(up, F_SETFL, fcntl(up, F_GETFL) | O_NONBLOCK);
 	char *c2u = xmalloc(RELAY_BUF), *u2c = xmalloc(RELAY_BUF);
 	size_t c2u_len = 0, c2u_off = 0, u2c_len = 0, u2c_off = 0;
@@ -489,7 +479,7 @@ static void relay_tls(struct conn *c, int up, struct hm_instance_conn *hold,
 		if (!c_eof && c2u_len == 0 && SSL_pending(c->ssl) > 0)
 			continue;
 		struct pollfd p[2] = {
-			{ .fd = c->fd,
+			{ .fd = c->k->fd,
 			  .events = (short)((!c_eof && c2u_len == 0 ? POLLIN : 0) |
 			                    (c_want_write ? POLLOUT : 0)) },
 			{ .fd = up,
@@ -621,14 +611,15 @@ static void serve_raw(struct conn *c)
 		*p = (char)tolower((unsigned char)*p);
 	struct match m = { .port = 0 };
 	if (!*host || !find_rule(c->ing, c->port, host, &m)) {
-		log_debug("ingress", "no route", "peer=%s port=%d sni=%s", c->peer, c->port, host);
+		log_debug("ingress", "no route", "peer=%s port=%d sni=%s", c->k->peer, c->port,
+		          host);
 		return;
 	}
 	char ip[16];
 	_cleanup_err_ struct hm_err *err = NULL;
 	_cleanup_(hm_instances_conn_closep) struct hm_instance_conn *hold = NULL;
 	if (open_target(c->ing, &m, ip, &hold, &err) < 0) {
-		log_info("ingress", "connection refused", "peer=%s sni=%s error=\"%s\"", c->peer,
+		log_info("ingress", "connection refused", "peer=%s sni=%s error=\"%s\"", c->k->peer,
 		         host, err->msg);
 		return;
 	}
@@ -689,7 +680,7 @@ static int later_head(void *arg, const char *head, size_t len, struct hm_buf *ou
 	header(head, "Connection", conn_hdr, sizeof(conn_hdr));
 	bool upgrade = header(head, "Upgrade", upg, sizeof(upg)) && strcasestr(conn_hdr, "upgrade");
 	_cleanup_free_ char *fwd = upstream_head(head, x->m->auth ? x->m->auth_header : NULL,
-	                                         x->c->peer, host, upgrade, x->c->tls);
+	                                         x->c->k->peer, host, upgrade, x->c->tls);
 	if (!fwd)
 		return -1;
 	hm_buf_add(out, fwd, strlen(fwd));
@@ -699,14 +690,14 @@ static int later_head(void *arg, const char *head, size_t len, struct hm_buf *ou
 
 static void serve(struct conn *c)
 {
-	set_timeout(c->fd, HEAD_TIMEOUT_S);
+	set_timeout(c->k->fd, HEAD_TIMEOUT_S);
 	struct timeval tv = { .tv_sec = HEAD_TIMEOUT_S };
-	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(c->k->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (c->tls) {
 		_cleanup_err_ struct hm_err *e = NULL;
-		c->ssl = hm_tls_accept(c->ing->tls, c->fd, &e);
+		c->ssl = hm_tls_accept(c->ing->tls, c->k->fd, &e);
 		if (!c->ssl) {
-			log_debug("ingress", "handshake failed", "peer=%s error=\"%s\"", c->peer,
+			log_debug("ingress", "handshake failed", "peer=%s error=\"%s\"", c->k->peer,
 			          e->msg);
 			return;
 		}
@@ -823,7 +814,7 @@ static void serve(struct conn *c)
 	header(head, "Connection", conn_hdr, sizeof(conn_hdr));
 	bool upgrade = header(head, "Upgrade", upg, sizeof(upg)) && strcasestr(conn_hdr, "upgrade");
 	_cleanup_free_ char *fwd =
-	    upstream_head(head, m.auth ? m.auth_header : NULL, c->peer, host, upgrade, c->tls);
+	    upstream_head(head, m.auth ? m.auth_header : NULL, c->k->peer, host, upgrade, c->tls);
 	head[head_len] = saved;
 	int r = fwd ? send_all(up, fwd, strlen(fwd)) : -1;
 	if (r == 0 && len > head_len) {
@@ -846,9 +837,10 @@ static void serve(struct conn *c)
 		drop_up(c);
 		return;
 	}
-	set_timeout(c->fd, IDLE_TIMEOUT_S);
+	set_timeout(c->k->fd, IDLE_TIMEOUT_S);
 	set_timeout(up, IDLE_TIMEOUT_S);
-	struct relay back = { up, c->fd, hold, false, NULL }, forth = { c->fd, up, hold, true, rs };
+	struct relay back = { up, c->k->fd, hold, false, NULL },
+	             forth = { c->k->fd, up, hold, true, rs };
 	pthread_t t;
 	bool threaded = pthread_create(&t, NULL, relay, &back) == 0;
 	relay(&forth);
@@ -859,22 +851,13 @@ static void serve(struct conn *c)
 	drop_up(c);
 }
 
-static void *conn_thread(void *arg)
+static void serve_conn(struct hm_conn *k)
 {
-	struct conn *c = arg;
-	struct hm_ingresses *ing = c->ing;
+	struct conn *c = k->arg;
+	c->k = k;
 	serve(c);
 	SSL_free(c->ssl);
-	pthread_mutex_lock(&ing->conns_mu);
-	*c->pprev = c->next;
-	if (c->next)
-		c->next->pprev = c->pprev;
-	close(c->fd); /* under conns_mu: close never shuts a number reused meanwhile */
-	if (atomic_fetch_sub(&ing->conns, 1) == 1)
-		pthread_cond_broadcast(&ing->conns_idle);
-	pthread_mutex_unlock(&ing->conns_mu);
-	free(c);
-	return NULL;
+	c->ssl = NULL;
 }
 
 /* ---- listeners ---- */
@@ -884,59 +867,14 @@ static void *accept_loop(void *arg)
 	struct listener *l = arg;
 	for (;;) {
 		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE ||
-			    errno == ENFILE) {
-				if (errno == EMFILE || errno == ENFILE)
-					usleep(100000);
-				continue;
-			}
+		int fd = hm_accept(l->fd, &ss);
+		if (fd < 0)
 			return NULL; /* shut down */
-		}
-		if (atomic_fetch_add(&l->ing->conns, 1) >= MAX_CONNECTIONS) {
-			atomic_fetch_sub(&l->ing->conns, 1);
-			close(fd);
-			continue;
-		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		struct conn *c = xcalloc(1, sizeof(*c));
-		*c = (struct conn){ .ing = l->ing,
-			            .fd = fd,
-			            .up = -1,
-			            .port = l->port,
-			            .tls = l->tls,
-			            .raw = l->raw };
-		if (ss.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer,
-			          sizeof(c->peer));
-		else if (ss.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer,
-			          sizeof(c->peer));
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		pthread_t t;
-		struct hm_ingresses *ing = l->ing;
-		pthread_mutex_lock(&ing->conns_mu);
-		c->next = ing->active;
-		if (c->next)
-			c->next->pprev = &c->next;
-		c->pprev = &ing->active;
-		ing->active = c;
-		if (ing->closing || pthread_create(&t, &at, conn_thread, c) != 0) {
-			ing->active = c->next;
-			if (c->next)
-				c->next->pprev = &ing->active;
-			close(fd);
-			if (atomic_fetch_sub(&ing->conns, 1) == 1)
-				pthread_cond_broadcast(&ing->conns_idle);
-			free(c);
-		}
-		pthread_mutex_unlock(&ing->conns_mu);
-		pthread_attr_destroy(&at);
+		*c = (struct conn){ .ing = l->ing, .port = l->port, .tls = l->tls, .raw = l->raw };
+		hm_connset_spawn(l->ing->conns, fd, &ss, c, free, serve_conn);
 	}
 }
 
@@ -1061,9 +999,7 @@ int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
 	ing->domain = xstrdup(cfg->service_domain);
 	pthread_mutex_init(&ing->mu, NULL);
 	pthread_rwlock_init(&ing->lock, NULL);
-	atomic_init(&ing->conns, 0);
-	pthread_mutex_init(&ing->conns_mu, NULL);
-	hm_cond_init_mono(&ing->conns_idle);
+	ing->conns = hm_connset_new(MAX_CONNECTIONS);
 	if (hm_tls_open(cfg->ingress_cert_dir, &ing->tls, err) < 0 || ing_reload(ing, err) < 0) {
 		hm_ingresses_close(ing);
 		return -1;
@@ -1100,30 +1036,15 @@ bool hm_ingresses_close(struct hm_ingresses *ing)
 	 * one (a shut socket wakes each read, write and poll on it) and wait for
 	 * the last, so that nothing they use is freed under them.
 	 */
-	struct timespec until = hm_mono_after(CLOSE_WAIT_S * 1000L);
-	pthread_mutex_lock(&ing->conns_mu);
-	ing->closing = true;
-	for (struct conn *c = ing->active; c; c = c->next) {
-		shutdown(c->fd, SHUT_RDWR);
-		if (c->up >= 0)
-			shutdown(c->up, SHUT_RDWR);
-	}
-	int w = 0;
-	while (atomic_load(&ing->conns) > 0 && w == 0)
-		w = pthread_cond_timedwait(&ing->conns_idle, &ing->conns_mu, &until);
-	bool idle = atomic_load(&ing->conns) == 0;
-	pthread_mutex_unlock(&ing->conns_mu);
-	if (!idle) {
-		log_error("ingress", "connections still open at shutdown", "count=%d",
-		          atomic_load(&ing->conns));
+	int open = hm_connset_count(ing->conns);
+	if (!hm_connset_close(ing->conns, CLOSE_WAIT_S * 1000L)) {
+		log_error("ingress", "connections still open at shutdown", "count=%d", open);
 		return false; /* leak rather than free under a live thread; the process is ending */
 	}
 	ing_rules_free(ing->rules, ing->nrules);
 	hm_tls_free(ing->tls);
 	pthread_rwlock_destroy(&ing->lock);
 	pthread_mutex_destroy(&ing->mu);
-	pthread_mutex_destroy(&ing->conns_mu);
-	pthread_cond_destroy(&ing->conns_idle);
 	free(ing->listen_addr);
 	free(ing->domain);
 	free(ing);

@@ -5,7 +5,7 @@
  * rules of the same table.
  *
  * Lock order: an instance's op lock (hm_instances_on_delete calls in under
- * it) → `mu` → `lock` → `conns_mu`. Nothing here calls into the instance
+ * it) → `mu` → `lock` → the connection set's (core/connset.h). Nothing here calls into the instance
  * service while holding `mu` or `lock`.
  */
 #pragma once
@@ -21,6 +21,7 @@ struct hm_err;
 struct hm_instances;
 struct hm_store;
 struct hm_tls;
+struct hm_connset;
 
 struct rule {
 	char *hostname;
@@ -60,16 +61,7 @@ struct hm_ingresses {
 	size_t nrules;
 	struct listener *listeners; /* under mu */
 	struct hm_tls *tls;
-	atomic_int conns;
-	/*
-	 * The connections being served, so that close can end them: conns_mu (a
-	 * leaf: nothing is taken under it) guards the list, each one's upstream
-	 * fd, `closing`, and conns_idle, signalled when the last one ends.
-	 */
-	pthread_mutex_t conns_mu;
-	pthread_cond_t conns_idle;
-	struct conn *active;
-	bool closing;
+	struct hm_connset *conns; /* the connections being served, so that close can end them */
 };
 
 /* Rebuild the rule table from the store: ingresses and service groups (under mu). */
