@@ -174,3 +174,18 @@ int hm_accept(int lfd, struct sockaddr_storage *ss)
 		return -1; /* shut down */
 	}
 }
+
+int hm_send_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n > 0) {
+		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}

@@ -13,6 +13,7 @@
 
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 struct hm_connset;
@@ -45,6 +46,9 @@ void hm_conn_drop_up(struct hm_conn *c);
  * still run, and the set (and what they use) must be left alone. */
 bool hm_connset_close(struct hm_connset *s, long wait_ms);
 int hm_connset_count(struct hm_connset *s);
+
+/* Send all n bytes (MSG_NOSIGNAL, riding out EINTR); -1 when the peer is gone. */
+int hm_send_all(int fd, const void *p, size_t n);
 
 /* accept4 on a listener, CLOEXEC, riding out EINTR, aborted connections and
  * running out of descriptors; -1 once the listener is shut down. */

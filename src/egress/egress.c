@@ -140,27 +140,12 @@ static int dial(const struct hm_egress *e, const char *host, const char *port, i
 
 /* ---- one connection ---- */
 
-static int send_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	while (n > 0) {
-		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void reply(int fd, int status, const char *reason, const char *msg)
 {
 	_cleanup_free_ char *r = xasprintf("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
 	                                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
 	                                   status, reason, strlen(msg) + 1, msg);
-	send_all(fd, r, strlen(r));
+	hm_send_all(fd, r, strlen(r));
 }
 
 static void reply_dial(int fd, int why, const char *host)
@@ -195,7 +180,7 @@ static void relay(int a, int b)
 				continue;
 			int from = i == 0 ? a : b, to = i == 0 ? b : a;
 			ssize_t n = recv(from, buf, RELAY_BUF, 0);
-			if (n > 0 && send_all(to, buf, (size_t)n) == 0)
+			if (n > 0 && hm_send_all(to, buf, (size_t)n) == 0)
 				continue;
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -361,17 +346,17 @@ static void serve(struct hm_conn *c)
 	int r;
 	if (tunnel) {
 		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-		r = send_all(c->fd, ok, sizeof(ok) - 1);
+		r = hm_send_all(c->fd, ok, sizeof(ok) - 1);
 	} else {
 		char hostport[310];
 		snprintf(hostport, sizeof(hostport), strcmp(port, "80") ? "%s:%s" : "%s", host,
 		         port);
 		head[head_len - 2] = '\0'; /* the head's last line, without the blank one */
 		_cleanup_free_ char *fwd = origin_head(method, path, version, hostport, head);
-		r = send_all(up, fwd, strlen(fwd));
+		r = hm_send_all(up, fwd, strlen(fwd));
 	}
 	if (r == 0 && len > head_len)
-		r = send_all(up, head + head_len, len - head_len);
+		r = hm_send_all(up, head + head_len, len - head_len);
 	if (r == 0) {
 		struct timeval none = { 0 };
 		setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));

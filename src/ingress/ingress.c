@@ -154,25 +154,10 @@ static ssize_t cl_read(struct conn *c, void *buf, size_t n)
 	return r > 0 ? r : -1;
 }
 
-static int send_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	while (n > 0) {
-		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int cl_write(struct conn *c, const void *p, size_t n)
 {
 	if (!c->ssl)
-		return send_all(c->k->fd, p, n);
+		return hm_send_all(c->k->fd, p, n);
 	return SSL_write(c->ssl, p, (int)n) == (int)n ? 0 : -1;
 }
 
@@ -370,7 +355,7 @@ static void *relay(void *arg)
 			out = xf.data;
 			len = xf.len;
 		}
-		if (len && send_all(r->to, out, len) < 0)
+		if (len && hm_send_all(r->to, out, len) < 0)
 			break;
 	}
 	hm_buf_done(&xf);
@@ -816,13 +801,13 @@ static void serve(struct conn *c)
 	_cleanup_free_ char *fwd =
 	    upstream_head(head, m.auth ? m.auth_header : NULL, c->k->peer, host, upgrade, c->tls);
 	head[head_len] = saved;
-	int r = fwd ? send_all(up, fwd, strlen(fwd)) : -1;
+	int r = fwd ? hm_send_all(up, fwd, strlen(fwd)) : -1;
 	if (r == 0 && len > head_len) {
 		/* What came after the first head: its body, and maybe more requests. */
 		struct hm_buf xf = { 0 };
 		r = hm_reqstream_feed(rs, head + head_len, len - head_len, &xf);
 		if (r == 0 && xf.len)
-			r = send_all(up, xf.data, xf.len);
+			r = hm_send_all(up, xf.data, xf.len);
 		hm_buf_done(&xf);
 	}
 	free(head);
