@@ -759,7 +759,8 @@ static void serve(struct conn *c)
 	}
 	/* The requests that follow the first on this connection, each told apart. */
 	struct later later = { c, &m, host, NULL };
-	struct hm_reqstream *rs = hm_reqstream_new(head, later_head, &later);
+	_cleanup_(hm_reqstream_freep) struct hm_reqstream *rs =
+	    hm_reqstream_new(head, later_head, &later);
 	if (!rs) {
 		reply(c, 400, "Bad Request", "bad_request",
 		      "the request's body cannot be framed (Content-Length and Transfer-Encoding "
@@ -767,7 +768,6 @@ static void serve(struct conn *c)
 		free(head);
 		return;
 	}
-	_cleanup_(hm_reqstream_freep) struct hm_reqstream *rs_owned = rs;
 	char ip[16];
 	_cleanup_err_ struct hm_err *err = NULL;
 	/* Held until this function returns: the instance counts this connection

@@ -26,7 +26,6 @@ test('create: each upstream field not built yet is refused by name with its reas
   const base = { name: 'fields', image: 'busybox' };
   const cases = [
     [{ credentials: { GITHUB_TOKEN: { source: { env: 'REAL_TOKEN' }, inject: [{ as: { header: 'Authorization', format: 'Bearer ${value}' } }] } } }, /`credentials`: credential brokering is not available yet/],
-    [{ network: { egress: { enabled: true, enforcement: { mode: 'all' } } } }, /`network.egress`: mediated egress is not available yet/],
     [{ hotplug_size: '2GB' }, /`hotplug_size`: memory hotplug/],
     [{ ttl: '1h' }, /`ttl`: instance lifetimes/],
     [{ expires_at: '2030-01-01T00:00:00Z' }, /`expires_at`: instance lifetimes/],
@@ -72,6 +71,7 @@ test('a key no schema lists is 400 unknown_field, at any depth', async () => {
   const cases = [
     ['/instances', { name: 'x', image: 'busybox', colour: 'red' }, '`colour` is not a field'],
     ['/instances', { name: 'x', image: 'busybox', network: { mtu: 9000 } }, '`network.mtu`'],
+    ['/instances', { name: 'x', image: 'busybox', network: { egress: { enabled: true, enforcement: { ports: [1] } } } }, '`network.egress.enforcement.ports`'],
     ['/instances', { name: 'x', image: 'busybox', volumes: [{ volume_id: 'v', mount_path: '/d', size: 1 }] }, '`volumes[0].size`'],
     ['/instances/x/stop', { force: true }, '`force` is not a field of this request: it takes none'],
     ['/instances/x/fork', { name: 'y', keep: true }, '`keep`'],
