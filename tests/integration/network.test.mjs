@@ -963,6 +963,16 @@ test('mediated egress: the guest gets the proxy in its env, plain HTTP and CONNE
   r = await d.fetch(`/instances/${id}/restore`, { method: 'POST', token });
   assert.equal(r.status, 200, await r.text());
   assert.match(ruleset(), rule);
+  // a fork keeps the policy: its own address, its own rule, the proxy in its env
+  r = await d.fetch(`/instances/${id}/fork`, { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'mediated-copy', from_running: true }) });
+  const forkText = await r.text();
+  assert.equal(r.status, 201, forkText);
+  const fork = JSON.parse(forkText);
+  await waitState(d, token, fork.id, ['Running']);
+  assert.notEqual(fork.network.ip, c.body.network.ip);
+  assert.match(ruleset(), new RegExp(`ip saddr ${fork.network.ip.replace(/\./g, '\\.')} ct state new reject with tcp reset comment "egress through the proxy"`));
+  assert.match(await sh('mediated-copy', 'cat /tmp/env'), new RegExp(`^HTTPS_PROXY=${PROXY}$`, 'm'));
+  assert.equal((await d.fetch(`/instances/${fork.id}`, { method: 'DELETE', token })).status, 204);
   // http_https_only, made through the official Hypeman SDK: 80 and 443 refused, another port direct
   const { default: Hypeman } = await import('../sdk/node_modules/@onkernel/hypeman/index.mjs');
   const hm = new Hypeman({ baseURL: d.url, apiKey: token, maxRetries: 0 });
