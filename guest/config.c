@@ -119,13 +119,12 @@ int hm_gcfg_parse(char *buf, size_t len, struct hm_gcfg *cfg, char *errbuf, size
 		return -1;
 	}
 	/* Which single-valued keys were seen, to refuse repeats. */
-	static const char *const singles[] = {
-		"workdir", "user",   "hostname", "root",    "rootfs",
-		"overlay", "net_ip", "net_gw",   "net_mac", "agent"
-	};
+	static const char *const singles[] = { "workdir", "user",    "hostname", "root",
+		                               "rootfs",  "overlay", "net_ip",   "net_gw",
+		                               "net_mac", "agent",   "egress_ca" };
 	const char **slots[] = { &cfg->workdir, &cfg->user,    &cfg->hostname, &cfg->root,
 		                 &cfg->rootfs,  &cfg->overlay, &cfg->net_ip,   &cfg->net_gw,
-		                 &cfg->net_mac, &cfg->agent };
+		                 &cfg->net_mac, &cfg->agent,   &cfg->egress_ca };
 	_Static_assert(sizeof(singles) / sizeof(singles[0]) == sizeof(slots) / sizeof(slots[0]),
 	               "one slot per key");
 	bool seen[sizeof(singles) / sizeof(singles[0])] = { false };

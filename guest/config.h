@@ -22,7 +22,8 @@
 #define HM_GUEST_MAX_ENV  4096
 #define HM_GUEST_MAX_DNS  8
 #define HM_GUEST_MAX_VOLS 8
-#define HM_GUEST_MAX_KEY  32 /* longest key name */
+#define HM_GUEST_MAX_CA   16384 /* bytes of egress_ca PEM */
+#define HM_GUEST_MAX_KEY  32    /* longest key name */
 
 /* Room for the exit message after the record's fixed lines. */
 #define HM_GUEST_EXIT_MSG_MAX 3968
@@ -49,7 +50,8 @@ struct hm_gcfg {
 	const char *net_ip;   /* NULL: no network */
 	const char *net_gw;
 	const char *net_mac;
-	const char *agent; /* "hypeman.agent" */
+	const char *agent;     /* "hypeman.agent" */
+	const char *egress_ca; /* PEM to trust (the host's egress CA), or NULL */
 	/* volume records: "DEVICE ro|rw MOUNT_PATH" (the path is the rest of the value) */
 	char *volume[HM_GUEST_MAX_VOLS + 1];
 	size_t nvolumes;

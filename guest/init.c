@@ -554,6 +554,46 @@ static int parse_cidr(const char *s, struct in_addr *addr, struct in_addr *mask)
 	return 0;
 }
 
+/*
+ * The egress proxy's CA into the trust store, before the program starts:
+ * appended to each common bundle the image has (Debian/Alpine, the
+ * LibreSSL/BSD path, RHEL's) unless already there (a restarted instance's
+ * overlay keeps it), the Debian path made when the image has none, and
+ * on its own in /etc/ssl/certs/hypeman-egress-ca.pem (the host points
+ * NODE_EXTRA_CA_CERTS there).
+ */
+static void install_egress_ca(void)
+{
+	if (!cfg.egress_ca)
+		return;
+	static const char *const bundles[] = { "/etc/ssl/certs/ca-certificates.crt",
+		                               "/etc/ssl/cert.pem",
+		                               "/etc/pki/tls/certs/ca-bundle.crt" };
+	if (mkdir_p("/etc/ssl/certs", 0755) < 0)
+		say("mkdir /etc/ssl/certs: %s", strerror(errno));
+	if (write_new_file("/etc/ssl/certs/hypeman-egress-ca.pem", cfg.egress_ca, 0644) < 0)
+		say("write the egress CA: %s", strerror(errno));
+	int added = 0;
+	for (size_t i = 0; i < sizeof(bundles) / sizeof(bundles[0]); i++) {
+		bool first = i == 0;
+		if (!first && access(bundles[i], F_OK) < 0)
+			continue;
+		_cleanup_free_ char *have = read_alloc(bundles[i], 64u << 20);
+		if (have && strstr(have, cfg.egress_ca))
+			continue; /* there already (or the same file through a link) */
+		_cleanup_close_ int fd =
+		    open(bundles[i], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+		size_t hl = have ? strlen(have) : 0;
+		if (fd < 0 || (hl && have[hl - 1] != '\n' && write_all(fd, "\n", 1) < 0) ||
+		    write_all(fd, cfg.egress_ca, strlen(cfg.egress_ca)) < 0) {
+			say("add the egress CA to %s: %s", bundles[i], strerror(errno));
+			continue;
+		}
+		added++;
+	}
+	step("egress CA trusted (%d bundles changed)", added);
+}
+
 static void setup_identity(void)
 {
 	if (sethostname(cfg.hostname, strlen(cfg.hostname)) < 0)
@@ -1217,6 +1257,7 @@ int main(void)
 	switch_root();
 	mount_volumes();
 	setup_identity();
+	install_egress_ca();
 	setup_network();
 	agent_open();
 	agent_send("{\"type\":\"boot\",\"uptime_ms\":%lld}", uptime_ms());

@@ -144,7 +144,19 @@ static int check(json_t *schema, json_t *v, const char *path, int depth, struct 
 		return 0;
 	}
 	json_t *props = json_object_get(schema, "properties");
-	if (!json_is_object(v) || (!props && json_object_get(schema, "additionalProperties")))
+	json_t *values = resolve(json_object_get(schema, "additionalProperties"));
+	if (json_is_object(v) && !props && json_object_get(values, "properties")) {
+		/* a map of any keys whose values are objects of known fields */
+		const char *k;
+		json_t *x;
+		json_object_foreach (v, k, x) {
+			_cleanup_free_ char *p = *path ? xasprintf("%s.%s", path, k) : xstrdup(k);
+			if (check(values, x, p, depth + 1, err) < 0)
+				return -1;
+		}
+		return 0;
+	}
+	if (!json_is_object(v) || (!props && values))
 		return 0; /* a scalar, or a map of any keys: the handler checks the values */
 	json_t *refused = json_object_get(schema, "x-refused");
 	const char *k;

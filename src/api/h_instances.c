@@ -177,6 +177,71 @@ static int parse_auto_standby(json_t *as, const char *field, struct hm_auto_stan
 	return 0;
 }
 
+/* credentials: {GUEST_VAR: {source: {env}, inject: [{hosts?, as: {header, format}}]}},
+ * typed; the rules (names, patterns, the source in env) are the domain's. */
+static int parse_credentials(json_t *cr, struct hm_instance_create *c, struct hm_err **err)
+{
+	if (!json_is_object(cr) || json_object_size(cr) > HM_MAX_CREDENTIALS)
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+		                  "`credentials` must be an object of at most %d credentials",
+		                  HM_MAX_CREDENTIALS);
+	const char *key;
+	json_t *v;
+	json_object_foreach (cr, key, v) {
+		struct hm_credential *k = &c->credentials[c->ncredentials++];
+		k->env = key;
+		json_t *src = json_object_get(v, "source");
+		json_t *inj = json_object_get(v, "inject");
+		if (!json_is_object(v) || !json_is_string(json_object_get(src, "env")))
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`credentials.%.128s.source.env` is required: the key of "
+			                  "`env` holding the real value",
+			                  key);
+		k->source = json_string_value(json_object_get(src, "env"));
+		if (!json_is_array(inj) || json_array_size(inj) == 0 ||
+		    json_array_size(inj) > HM_MAX_INJECT)
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`credentials.%.128s.inject` must be an array of 1 to %d "
+			                  "rules",
+			                  key, HM_MAX_INJECT);
+		size_t i;
+		json_t *rule;
+		json_array_foreach (inj, i, rule) {
+			struct hm_credential_inject *r = &k->inject[k->ninject++];
+			json_t *as = json_object_get(rule, "as");
+			json_t *hosts = json_object_get(rule, "hosts");
+			if (!json_is_string(json_object_get(as, "header")) ||
+			    !json_is_string(json_object_get(as, "format")))
+				return hm_err_set(
+				    err, HM_ERR_INVALID, "invalid_field",
+				    "`credentials.%.128s.inject[%zu].as` needs the strings "
+				    "`header` and `format`",
+				    key, i);
+			r->header = json_string_value(json_object_get(as, "header"));
+			r->format = json_string_value(json_object_get(as, "format"));
+			if (hosts && !json_is_null(hosts) &&
+			    (!json_is_array(hosts) || json_array_size(hosts) > HM_MAX_INJECT_HOSTS))
+				return hm_err_set(
+				    err, HM_ERR_INVALID, "invalid_field",
+				    "`credentials.%.128s.inject[%zu].hosts` must be an "
+				    "array of at most %d host patterns",
+				    key, i, HM_MAX_INJECT_HOSTS);
+			size_t h;
+			json_t *p;
+			json_array_foreach (hosts, h, p) {
+				if (!json_is_string(p))
+					return hm_err_set(
+					    err, HM_ERR_INVALID, "invalid_field",
+					    "`credentials.%.128s.inject[%zu].hosts[%zu]` "
+					    "must be a string",
+					    key, i, h);
+				r->hosts[r->nhosts++] = json_string_value(p);
+			}
+		}
+	}
+	return 0;
+}
+
 static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err **err)
 {
 	if (!json_is_object(req))
@@ -242,6 +307,9 @@ static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err
 			c->egress =
 			    strcmp(m, "all") == 0 ? HM_EGRESS_ALL : HM_EGRESS_HTTP_HTTPS_ONLY;
 	}
+	json_t *cr = json_object_get(req, "credentials");
+	if (cr && !json_is_null(cr) && parse_credentials(cr, c, err) < 0)
+		return -1;
 	static const char *const rates[] = { "bandwidth_download", "bandwidth_upload" };
 	int64_t *bps[] = { &c->download_bps, &c->upload_bps };
 	for (size_t i = 0; i < 2; i++) {

@@ -153,6 +153,12 @@ static int validate(const struct hm_guest_config *c, struct hm_err **err)
 		return invalid(err, "net_mac", c->net_mac);
 	if (c->agent && (!one_line(c->agent) || strchr(c->agent, '/')))
 		return invalid(err, "agent port name", c->agent);
+	if (c->egress_ca && (strncmp(c->egress_ca, "-----BEGIN CERTIFICATE-----", 27) != 0 ||
+	                     strlen(c->egress_ca) > HM_GUEST_MAX_CA))
+		return hm_err_set(err, HM_ERR_INVALID, NULL,
+		                  "guest config: egress_ca must be PEM certificates of at most %d "
+		                  "bytes",
+		                  HM_GUEST_MAX_CA);
 	size_t nvol = count(c->volumes);
 	if (nvol > HM_GUEST_MAX_VOLS)
 		return hm_err_set(err, HM_ERR_INVALID, NULL,
@@ -193,10 +199,12 @@ int hm_guestcfg_write(const char *path, const struct hm_guest_config *c, struct 
 	const struct {
 		const char *key, *value;
 	} singles[] = {
-		{ "workdir", c->workdir }, { "user", c->user },     { "hostname", c->hostname },
-		{ "root", c->root },       { "rootfs", c->rootfs }, { "overlay", c->overlay },
-		{ "net_ip", c->net_ip },   { "net_gw", c->net_gw }, { "net_mac", c->net_mac },
-		{ "agent", c->agent },
+		{ "workdir", c->workdir },     { "user", c->user },
+		{ "hostname", c->hostname },   { "root", c->root },
+		{ "rootfs", c->rootfs },       { "overlay", c->overlay },
+		{ "net_ip", c->net_ip },       { "net_gw", c->net_gw },
+		{ "net_mac", c->net_mac },     { "agent", c->agent },
+		{ "egress_ca", c->egress_ca },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(singles); i++)
 		if (singles[i].value && put(&w, singles[i].key, singles[i].value, err) < 0)

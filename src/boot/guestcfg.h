@@ -33,6 +33,9 @@ struct hm_guest_config {
 	const char *agent; /* virtio-serial port name */
 	/* "DEVICE ro|rw /mount/path" each, NULL-terminated (may be NULL) */
 	const char *const *volumes;
+	/* PEM certificate(s) the init adds to the guest's trust store (the egress
+	 * proxy's CA), or NULL */
+	const char *egress_ca;
 };
 
 /*

@@ -64,6 +64,8 @@ void hm_config_usage(const char *prog)
 	    "                      (default DATA_DIR/ingress/certs)\n"
 	    "  EGRESS_PROXY_PORT   the egress proxy's port on the bridge gateway, for\n"
 	    "                      instances with network.egress (default 3128)\n"
+	    "  EGRESS_UPSTREAM_CA  a PEM file of CAs the egress proxy trusts for upstream\n"
+	    "                      servers, besides the host's trust roots (default none)\n"
 	    "  SERVICE_DOMAIN      the domain a service group's bare names go under\n"
 	    "                      (/v1/services; default localhost: `web` is web.localhost)\n"
 	    "  LOG_MAX_BYTES       cap of each instance log (console, operations, VMM); past\n"
@@ -292,6 +294,8 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		set_str(&cfg->ingress_listen_addr, v);
 	} else if (strcmp(key, "INGRESS_CERT_DIR") == 0) {
 		set_str(&cfg->ingress_cert_dir, v);
+	} else if (strcmp(key, "EGRESS_UPSTREAM_CA") == 0) {
+		set_str(&cfg->egress_upstream_ca, v);
 	} else if (strcmp(key, "EGRESS_PROXY_PORT") == 0) {
 		char *end = NULL;
 		long p = strtol(v, &end, 10);
@@ -353,6 +357,7 @@ static const char *const env_keys[] = {
 	"INGRESS_CERT_DIR",
 	"SERVICE_DOMAIN",
 	"EGRESS_PROXY_PORT",
+	"EGRESS_UPSTREAM_CA",
 	"ACCEL",
 	"LOG_MAX_BYTES",
 };
@@ -453,6 +458,7 @@ void hm_config_done(struct hm_config *cfg)
 	free(cfg->dns_server);
 	free(cfg->ingress_listen_addr);
 	free(cfg->ingress_cert_dir);
+	free(cfg->egress_upstream_ca);
 	free(cfg->service_domain);
 	free(cfg->listen_addr);
 	free(cfg->data_dir);

@@ -44,8 +44,9 @@ struct hm_config {
 	char *ingress_cert_dir;    /* INGRESS_CERT_DIR, default DATA_DIR/ingress/certs */
 	char *service_domain;      /* SERVICE_DOMAIN, default localhost: service groups' names */
 	int egress_port;           /* EGRESS_PROXY_PORT, default 3128, on the bridge's gateway */
-	enum hm_accel_mode accel;  /* ACCEL / --accel: auto (default), kvm or tcg */
-	int64_t log_max_bytes;     /* LOG_MAX_BYTES: each instance log's cap, default 16MB */
+	char *egress_upstream_ca; /* EGRESS_UPSTREAM_CA: more roots for upstream servers, or NULL */
+	enum hm_accel_mode accel; /* ACCEL / --accel: auto (default), kvm or tcg */
+	int64_t log_max_bytes;    /* LOG_MAX_BYTES: each instance log's cap, default 16MB */
 };
 
 enum { HM_CONFIG_OK = 0, HM_CONFIG_HELP = 1 };

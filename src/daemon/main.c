@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "image/images.h"
+#include "egress/ca.h"
 #include "egress/egress.h"
 #include "ingress/ingress.h"
 #include "instance/instances.h"
@@ -34,6 +35,13 @@
 #include "vmm/accel.h"
 #include "volume/volumes.h"
 #include "store/store.h"
+
+/* The egress proxy asks the instances what a guest's requests to a host get. */
+static size_t egress_policy(void *arg, const char *peer, const char *host, char **names,
+                            char **values, size_t max)
+{
+	return hm_instances_egress_inject(arg, peer, host, names, values, max);
+}
 
 static int record_first_start(struct hm_store *st, struct hm_err **err)
 {
@@ -134,11 +142,25 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 		hm_store_close(store);
 		return -1;
 	}
-	/* The egress proxy, on the bridge's gateway, for instances with mediated egress. */
+	/* The egress proxy, on the bridge's gateway, for instances with mediated
+	 * egress; its CA (made once, in the data dir) goes into their guests. */
 	struct hm_egress *egress = NULL;
+	struct hm_ca *ca = NULL;
 	char gw[16], cidr[20];
-	if (hm_net_enabled(net) && hm_net_subnet(net, gw, cidr) == 0 &&
-	    hm_egress_open(gw, cfg->egress_port, cidr, &egress, err) < 0) {
+	_cleanup_free_ char *ca_dir = xasprintf("%s/egress", cfg->data_dir);
+	bool mediated = hm_net_enabled(net) && hm_net_subnet(net, gw, cidr) == 0;
+	struct hm_egress_broker broker = {
+		.upstream_ca = cfg->egress_upstream_ca,
+		.policy = egress_policy,
+		.arg = instances,
+	};
+	if (mediated && hm_ca_open(ca_dir, &ca, err) == 0) {
+		broker.ca = ca;
+		hm_instances_set_egress_ca(instances, hm_ca_pem(ca));
+	}
+	if (mediated &&
+	    (!ca || hm_egress_open(gw, cfg->egress_port, cidr, &broker, &egress, err) < 0)) {
+		hm_ca_free(ca);
 		hm_ingresses_close(ingresses);
 		hm_volumes_close(volumes);
 		hm_instances_close(instances);
@@ -164,6 +186,7 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 	    hm_net_protect_api(net, hm_api_port(api), err) < 0) {
 		hm_api_stop(api);
 		hm_egress_close(egress);
+		hm_ca_free(ca);
 		hm_ingresses_close(ingresses);
 		hm_volumes_close(volumes);
 		hm_instances_close(instances);
@@ -186,6 +209,8 @@ static int run(struct hm_config *cfg, struct hm_err **err)
 	hm_api_stop(api);
 	if (!hm_egress_close(egress))
 		log_warn("daemon", "egress tunnels still open at shutdown");
+	else
+		hm_ca_free(ca);
 	if (!hm_ingresses_close(ingresses)) {
 		/* A proxy thread still runs into the services: leave them to the exit. */
 		log_warn("daemon", "stopped with ingress connections still open");

@@ -3,6 +3,9 @@
  * thread accepts; one thread per connection (core/connset.h, which close
  * ends all at once) reads the request head, checks and connects the
  * destination, then relays both ways with poll until either side is done.
+ * A brokered CONNECT (egress.h) relays between two TLS sessions on that one
+ * thread (an SSL object is never used from two), its requests told apart by
+ * ingress/reqstream so that each head gets the credentials' headers.
  */
 #include "egress/egress.h"
 
@@ -29,6 +32,11 @@
 #include "core/log.h"
 #include "core/mono.h"
 #include "core/xalloc.h"
+#include "egress/ca.h"
+#include "ingress/reqstream.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #define HEAD_MAX        (16u << 10)
 #define HEAD_TIMEOUT_S  30
@@ -37,12 +45,15 @@
 #define MAX_CONNECTIONS 1024
 #define CLOSE_WAIT_S    10
 #define RELAY_BUF       (64u << 10)
+#define MAX_INJECT      16
 
 struct hm_egress {
 	int fd;
 	pthread_t thread;
 	uint32_t subnet, mask; /* host order */
 	struct hm_connset *conns;
+	struct hm_egress_broker broker; /* ca NULL: no brokering */
+	SSL_CTX *upstream;              /* the client context for brokered hosts */
 };
 
 /* ---- destinations ---- */
@@ -269,6 +280,303 @@ static char *origin_head(const char *method, const char *path, const char *versi
 	return out;
 }
 
+/* ---- brokered CONNECT ---- */
+
+char *hm_egress_inject_head(const char *head, size_t len, char *const *names, char *const *values,
+                            size_t n)
+{
+	size_t cap = len + 3; /* a head cut short still gets its blank line */
+	for (size_t i = 0; i < n; i++)
+		cap += strlen(names[i]) + strlen(values[i]) + 4;
+	char *out = xmalloc(cap);
+	size_t o = 0;
+	const char *end = head + len;
+	const char *l = memmem(head, len, "\r\n", 2);
+	if (!l) { /* not a head: passed as it is */
+		memcpy(out, head, len);
+		out[len] = '\0';
+		return out;
+	}
+	l += 2;
+	memcpy(out, head, (size_t)(l - head));
+	o = (size_t)(l - head);
+	while (l < end && !(end - l >= 2 && l[0] == '\r' && l[1] == '\n')) {
+		const char *e = memmem(l, (size_t)(end - l), "\r\n", 2);
+		if (!e)
+			break;
+		size_t ll = (size_t)(e - l) + 2;
+		const char *colon = memchr(l, ':', ll);
+		size_t nl = colon ? (size_t)(colon - l) : 0;
+		bool keep = true;
+		for (size_t i = 0; keep && colon && i < n; i++)
+			keep = !(strlen(names[i]) == nl && strncasecmp(l, names[i], nl) == 0);
+		if (keep) {
+			memcpy(out + o, l, ll);
+			o += ll;
+		}
+		l = e + 2;
+	}
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)sprintf(out + o, "%s: %s\r\n", names[i], values[i]);
+	memcpy(out + o, "\r\n", 3);
+	return out;
+}
+
+struct inject {
+	char *names[MAX_INJECT], *values[MAX_INJECT];
+	size_t n;
+};
+
+static void inject_done(struct inject *j)
+{
+	for (size_t i = 0; i < j->n; i++) {
+		free(j->names[i]);
+		explicit_bzero(j->values[i], strlen(j->values[i]));
+		free(j->values[i]);
+	}
+	j->n = 0;
+}
+
+static int later_head(void *arg, const char *head, size_t len, struct hm_buf *out)
+{
+	struct inject *j = arg;
+	char *h = hm_egress_inject_head(head, len, j->names, j->values, j->n);
+	size_t hl = strlen(h);
+	hm_buf_add(out, h, hl);
+	explicit_bzero(h, hl);
+	free(h);
+	return 0;
+}
+
+static const char *ssl_error(void)
+{
+	static __thread char buf[256];
+	unsigned long e = ERR_get_error();
+	ERR_clear_error();
+	if (!e)
+		return "the connection ended";
+	ERR_error_string_n(e, buf, sizeof(buf));
+	return buf;
+}
+
+/* One end of a brokered connection. */
+struct end {
+	int fd;
+	SSL *ssl;
+	short want; /* what its last blocked operation waits for */
+};
+
+/* > 0 bytes, 0 the end (or an error), -1 would block (e->want set). */
+static int end_io(struct end *e, char *buf, size_t n, bool write)
+{
+	int r = write ? SSL_write(e->ssl, buf, (int)n) : SSL_read(e->ssl, buf, (int)n);
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(e->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		e->want |= POLLIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		e->want |= POLLOUT;
+		return -1;
+	default:
+		ERR_clear_error();
+		return 0;
+	}
+}
+
+/*
+ * Both ways between the guest's TLS session and the upstream's, on
+ * non-blocking sockets: guest bytes through rs (each head rewritten), the
+ * upstream's as they are. Ends when either side ends and what it sent is
+ * delivered, or when nothing moves for IDLE_TIMEOUT_MS.
+ */
+static void relay_tls(struct end *g, struct end *u, struct hm_reqstream *rs)
+{
+	fcntl(g->fd, F_SETFL, fcntl(g->fd, F_GETFL) | O_NONBLOCK);
+	fcntl(u->fd, F_SETFL, fcntl(u->fd, F_GETFL) | O_NONBLOCK);
+	char *in = xmalloc(RELAY_BUF), *back = xmalloc(RELAY_BUF);
+	struct hm_buf xf = { 0 };
+	size_t fwd_off = 0, back_len = 0, back_off = 0;
+	bool g_end = false, u_end = false;
+	for (;;) {
+		bool moved = false;
+		g->want = u->want = 0;
+		if (!g_end && fwd_off == xf.len) {
+			int n = end_io(g, in, RELAY_BUF, false);
+			if (n > 0) {
+				xf.len = fwd_off = 0;
+				if (hm_reqstream_feed(rs, in, (size_t)n, &xf) < 0)
+					break; /* a request that cannot be framed */
+				moved = true;
+			} else if (n == 0) {
+				g_end = moved = true;
+			}
+		}
+		if (fwd_off < xf.len) {
+			int n = end_io(u, xf.data + fwd_off, xf.len - fwd_off, true);
+			if (n == 0)
+				break;
+			if (n > 0) {
+				fwd_off += (size_t)n;
+				moved = true;
+			}
+		}
+		if (!u_end && back_off == back_len) {
+			int n = end_io(u, back, RELAY_BUF, false);
+			if (n > 0) {
+				back_len = (size_t)n;
+				back_off = 0;
+				moved = true;
+			} else if (n == 0) {
+				u_end = moved = true;
+			}
+		}
+		if (back_off < back_len) {
+			int n = end_io(g, back + back_off, back_len - back_off, true);
+			if (n == 0)
+				break;
+			if (n > 0) {
+				back_off += (size_t)n;
+				moved = true;
+			}
+		}
+		if ((g_end && fwd_off == xf.len) || (u_end && back_off == back_len))
+			break;
+		if (moved)
+			continue;
+		struct pollfd p[2] = { { .fd = g->fd, .events = g->want },
+			               { .fd = u->fd, .events = u->want } };
+		int r = poll(p, 2, IDLE_TIMEOUT_MS);
+		if (r == 0 || (r < 0 && errno != EINTR))
+			break;
+	}
+	SSL_shutdown(g->ssl);
+	SSL_shutdown(u->ssl);
+	if (xf.data)
+		explicit_bzero(xf.data, xf.cap);
+	hm_buf_done(&xf);
+	free(in);
+	free(back);
+}
+
+static bool is_ip(const char *host)
+{
+	unsigned char a[16];
+	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* The upstream side: TLS to host over up, its certificate verified for host. */
+static SSL *upstream_tls(const struct hm_egress *e, int up, const char *host, char *why, size_t wl)
+{
+	SSL *ssl = SSL_new(e->upstream);
+	if (!ssl) {
+		snprintf(why, wl, "%s", ssl_error());
+		return NULL;
+	}
+	X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+	bool ip = is_ip(host);
+	if (!ip)
+		SSL_set_tlsext_host_name(ssl, host);
+	if ((ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, host)
+	        : X509_VERIFY_PARAM_set1_host(vp, host, 0)) != 1 ||
+	    SSL_set_fd(ssl, up) != 1 || SSL_connect(ssl) != 1) {
+		long v = SSL_get_verify_result(ssl);
+		snprintf(why, wl, "%s",
+		         v != X509_V_OK ? X509_verify_cert_error_string(v) : ssl_error());
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
+}
+
+/*
+ * A CONNECT to a host with credentials: the upstream session first (so
+ * that an untrusted upstream is a 502 to the CONNECT, not a broken
+ * session), then the 200, then the guest's handshake against a leaf for
+ * host, its first request head, and the relay.
+ */
+/* The guest's first request head (to frame what follows), then the relay. */
+static void broker_session(struct hm_conn *c, struct end *g, struct end *u, const char *host,
+                           const char *port, struct inject *j)
+{
+	_cleanup_free_ char *head = xmalloc(HEAD_MAX + 1);
+	size_t len = 0;
+	char *end = NULL;
+	while (!end) {
+		int n = SSL_read(g->ssl, head + len, (int)(HEAD_MAX - len));
+		if (n <= 0)
+			return;
+		len += (size_t)n;
+		head[len] = '\0';
+		end = strstr(head, "\r\n\r\n");
+		if (!end && len == HEAD_MAX)
+			return;
+	}
+	size_t head_len = (size_t)(end - head) + 4;
+	char saved = head[head_len];
+	head[head_len] = '\0';
+	_cleanup_(hm_reqstream_freep) struct hm_reqstream *rs =
+	    hm_reqstream_new(head, later_head, j);
+	char *first = rs ? hm_egress_inject_head(head, head_len, j->names, j->values, j->n) : NULL;
+	head[head_len] = saved;
+	struct hm_buf xf = { 0 };
+	int r = first && SSL_write(u->ssl, first, (int)strlen(first)) > 0 ? 0 : -1;
+	if (r == 0 && len > head_len)
+		r = hm_reqstream_feed(rs, head + head_len, len - head_len, &xf);
+	if (r == 0 && xf.len && SSL_write(u->ssl, xf.data, (int)xf.len) <= 0)
+		r = -1;
+	if (first) {
+		explicit_bzero(first, strlen(first));
+		free(first);
+	}
+	if (xf.data)
+		explicit_bzero(xf.data, xf.cap);
+	hm_buf_done(&xf);
+	log_debug("egress", "brokered", "peer=%s dest=%s:%s headers=%zu", c->peer, host, port,
+	          j->n);
+	if (r == 0)
+		relay_tls(g, u, rs);
+}
+
+/*
+ * A CONNECT to a host with credentials: the upstream session first (so
+ * that an untrusted upstream is a 502 to the CONNECT, not a broken
+ * session), then the 200, then the guest's handshake against a leaf for
+ * host, and the session.
+ */
+static void broker(struct hm_conn *c, int up, const char *host, const char *port, struct inject *j)
+{
+	const struct hm_egress *e = c->arg;
+	struct timeval tv = { .tv_sec = HEAD_TIMEOUT_S };
+	setsockopt(up, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(up, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	char why[256];
+	struct end u = { .fd = up, .ssl = upstream_tls(e, up, host, why, sizeof(why)) };
+	if (!u.ssl) {
+		log_info("egress", "upstream refused", "peer=%s dest=%s:%s reason=\"%s\"", c->peer,
+		         host, port, why);
+		char msg[600];
+		snprintf(msg, sizeof(msg), "%.200s: its TLS certificate is not trusted here (%s)",
+		         host, why);
+		reply(c->fd, 502, "Bad Gateway", msg);
+		return;
+	}
+	struct end g = { .fd = c->fd };
+	_cleanup_err_ struct hm_err *err = NULL;
+	SSL_CTX *ctx = hm_ca_server_ctx(e->broker.ca, host, &err);
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+	if (ctx && hm_send_all(c->fd, ok, sizeof(ok) - 1) == 0 && (g.ssl = SSL_new(ctx)) &&
+	    SSL_set_fd(g.ssl, c->fd) == 1 && SSL_accept(g.ssl) == 1)
+		broker_session(c, &g, &u, host, port, j);
+	else
+		log_info("egress", "guest handshake failed", "peer=%s dest=%s:%s reason=\"%s\"",
+		         c->peer, host, port, ctx ? ssl_error() : hm_err_message(&err, "?"));
+	SSL_free(g.ssl);
+	SSL_free(u.ssl);
+	SSL_CTX_free(ctx);
+}
+
 static void serve(struct hm_conn *c)
 {
 	const struct hm_egress *e = c->arg;
@@ -344,6 +652,19 @@ static void serve(struct hm_conn *c)
 	log_debug("egress", "connected", "peer=%s dest=%s:%s mode=%s", c->peer, host, port,
 	          tunnel ? "connect" : "forward");
 	int r;
+	struct inject j = { .n = 0 };
+	if (tunnel && e->broker.ca && e->broker.policy)
+		j.n = e->broker.policy(e->broker.arg, c->peer, host, j.names, j.values, MAX_INJECT);
+	if (j.n > 0) {
+		if (len > head_len) { /* a client that does not wait for the 200 */
+			inject_done(&j);
+			reply(c->fd, 400, "Bad Request", "send the TLS handshake after the 200");
+			return;
+		}
+		broker(c, up, host, port, &j);
+		inject_done(&j);
+		return;
+	}
 	if (tunnel) {
 		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 		r = hm_send_all(c->fd, ok, sizeof(ok) - 1);
@@ -377,12 +698,40 @@ static void *accept_loop(void *arg)
 	}
 }
 
-int hm_egress_open(const char *listen_ip, int port, const char *subnet, struct hm_egress **ret,
+/* The client context for brokered upstreams: TLS 1.2+, verified against the
+ * host's roots and the extra file. */
+static int upstream_ctx(struct hm_egress *e, const char *extra, struct hm_err **err)
+{
+	e->upstream = SSL_CTX_new(TLS_client_method());
+	if (!e->upstream)
+		return hm_err_set(err, HM_ERR_INTERNAL, NULL, "egress proxy: %s", ssl_error());
+	SSL_CTX_set_min_proto_version(e->upstream, TLS1_2_VERSION);
+	SSL_CTX_set_verify(e->upstream, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_mode(e->upstream, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (SSL_CTX_set_default_verify_paths(e->upstream) != 1)
+		return hm_err_set(err, HM_ERR_INTERNAL, NULL,
+		                  "egress proxy: the host's trust roots: %s", ssl_error());
+	if (extra && SSL_CTX_load_verify_locations(e->upstream, extra, NULL) != 1)
+		return hm_err_set(err, HM_ERR_INVALID, NULL,
+		                  "egress proxy: EGRESS_UPSTREAM_CA `%s`: %s", extra, ssl_error());
+	return 0;
+}
+
+int hm_egress_open(const char *listen_ip, int port, const char *subnet,
+                   const struct hm_egress_broker *broker, struct hm_egress **ret,
                    struct hm_err **err)
 {
 	struct hm_egress *e = xcalloc(1, sizeof(*e));
 	e->fd = -1;
 	e->conns = hm_connset_new(MAX_CONNECTIONS);
+	if (broker) {
+		e->broker = *broker;
+		e->broker.upstream_ca = NULL; /* read now, not kept */
+		if (upstream_ctx(e, broker->upstream_ca, err) < 0) {
+			hm_egress_close(e);
+			return -1;
+		}
+	}
 	char net[20];
 	int prefix = 32;
 	struct in_addr a;
@@ -428,6 +777,7 @@ bool hm_egress_close(struct hm_egress *e)
 	}
 	if (!hm_connset_close(e->conns, CLOSE_WAIT_S * 1000L))
 		return false;
+	SSL_CTX_free(e->upstream);
 	free(e);
 	return true;
 }

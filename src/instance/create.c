@@ -23,6 +23,7 @@
 #include "core/ext4.h"
 #include "core/names.h"
 #include "core/fileio.h"
+#include "core/json_cleanup.h"
 #include "core/spawn.h"
 #include "core/tags.h"
 #include "store/volumes.h"
@@ -55,6 +56,7 @@ struct create_req {
 	json_t *env, *cmd, *entrypoint, *tags; /* borrowed; NULL when not given */
 	enum hm_net_want network;
 	enum hm_egress_mode egress;
+	json_t *credentials;                /* their stored form (owned), or NULL */
 	int64_t down_bps, up_bps, disk_bps; /* 0: default */
 	json_t *volumes;                    /* checked: [{id, mount_path, readonly}] (owned) */
 	const char *hypervisor;             /* the runtime asked for (HM_RUNTIME_DEFAULT) */
@@ -258,6 +260,10 @@ static int check_create(const struct hm_instance_create *q, const char *data_dir
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`network.egress` mediates a network the instance does not have "
 		                  "(network.enabled is false)");
+	if (inst_credentials_check(q->credentials, q->ncredentials, q->env, c->egress, err) < 0)
+		return -1;
+	if (q->ncredentials)
+		c->credentials = inst_credentials_json(q->credentials, q->ncredentials);
 	static const char *const rates[] = { "bandwidth_download", "bandwidth_upload" };
 	const int64_t asked[] = { q->download_bps, q->upload_bps };
 	int64_t *dst[] = { &c->down_bps, &c->up_bps };
@@ -314,6 +320,18 @@ void inst_spec_proxy_env(json_t *spec)
 		json_object_set_new(full, keys[i], json_string(proxy));
 	json_object_set_new(full, "NO_PROXY", json_string("localhost,127.0.0.1"));
 	json_object_set_new(full, "no_proxy", json_string("localhost,127.0.0.1"));
+	/* The proxy's CA is in the guest's bundles (the init adds it); these
+	 * point the runtimes that read no system bundle at them, unless the
+	 * image or the request says otherwise. */
+	static const char *const ca_vars[][2] = {
+		{ "SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt" },
+		{ "REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt" },
+		{ "CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt" },
+		{ "NODE_EXTRA_CA_CERTS", "/etc/ssl/certs/hypeman-egress-ca.pem" },
+	};
+	for (size_t i = 0; i < 4; i++)
+		if (!json_object_get(full, ca_vars[i][0]))
+			json_object_set_new(full, ca_vars[i][0], json_string(ca_vars[i][1]));
 }
 
 /* What the program runs with, from the spec's asked-for parts and the image's config. */
@@ -394,6 +412,7 @@ int inst_write_config(struct hm_instances *in, const struct hm_instance_row *row
 		.root = "/dev/vdb",
 		.rootfs = rootfs,
 		.overlay = "/dev/vdc",
+		.egress_ca = json_object_get(net, "proxy") ? in->egress_ca : NULL,
 	};
 	_cleanup_free_ char *cfg = inst_path(in, row->id, "config.img");
 	int r = hm_guestcfg_write(cfg, &gc, err);
@@ -534,7 +553,7 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 /* Everything of a create after the row exists, and before a boot: the folders
  * and disks. On failure the caller undoes it. */
 static int prepare(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
-                   const struct hm_image_info *img, struct hm_err **err)
+                   json_t *secrets, const struct hm_image_info *img, struct hm_err **err)
 {
 	const char *id = row->id;
 	double t0 = inst_mono_ms();
@@ -549,6 +568,8 @@ static int prepare(struct hm_instances *in, struct hm_instance_row *row, json_t 
 		                  agent_sock);
 	inst_oplog(in, id, "msg=created name=%s image=%s digest=%s", row->name, row->image,
 	           row->image_digest);
+	if (secrets && inst_secrets_write(in, id, secrets, err) < 0)
+		return -1;
 	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
 	if (inst_make_overlay(overlay, json_integer_value(json_object_get(spec, "overlay_bytes")),
 	                      err) < 0)
@@ -601,6 +622,7 @@ int hm_instances_create(struct hm_instances *in, const struct hm_instance_create
 	if (r == 0)
 		r = create(in, c, ret, err);
 	json_decref(c.volumes);
+	json_decref(c.credentials);
 	return r;
 }
 
@@ -623,7 +645,16 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 	json_object_set_new(spec, "vcpus", json_integer(c.vcpus));
 	json_object_set_new(spec, "mem_bytes", json_integer(c.mem));
 	json_object_set_new(spec, "overlay_bytes", json_integer(c.overlay));
-	json_object_set_new(spec, "env", c.env ? json_deep_copy(c.env) : json_object());
+	/* Credentials: their sources stay on the host (the secrets file), and
+	 * the guest's variables hold placeholders. */
+	_cleanup_json_ json_t *secrets = NULL;
+	if (c.credentials) {
+		json_object_set_new(spec, "env",
+		                    inst_credentials_split_env(c.credentials, c.env, &secrets));
+		json_object_set(spec, "credentials", c.credentials);
+	} else {
+		json_object_set_new(spec, "env", c.env ? json_deep_copy(c.env) : json_object());
+	}
 	json_object_set_new(spec, "tags", c.tags ? json_deep_copy(c.tags) : json_object());
 	if (c.cmd)
 		json_object_set(spec, "cmd", c.cmd);
@@ -725,7 +756,7 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 	pthread_mutex_unlock(&in->vol_lock);
 	struct hm_vm *vm = NULL;
 	if (r == 0)
-		r = prepare(in, &row, spec, &img, err);
+		r = prepare(in, &row, spec, secrets, &img, err);
 	if (r == 0 && c.boot)
 		r = inst_spawn_vm(in, &row, spec, img.disk_path, NULL, &vm, err);
 	_cleanup_free_ char *started = hm_now_rfc3339();

@@ -222,6 +222,12 @@ int inst_apply_limits(struct hm_instances *in, json_t *net, const char *tap, str
 	return 0;
 }
 
+void hm_instances_set_egress_ca(struct hm_instances *in, const char *pem)
+{
+	free(in->egress_ca);
+	in->egress_ca = pem ? xstrdup(pem) : NULL;
+}
+
 /* ---- open / close ---- */
 
 static char *self_dir(void)
@@ -313,6 +319,7 @@ void hm_instances_close(struct hm_instances *in)
 	pthread_cond_destroy(&in->changes_cond);
 	hm_kernel_done(&in->kernel);
 	free(in->boot_error);
+	free(in->egress_ca);
 	inst_mem_dir_release(in);
 	free(in->mem_dir);
 	free(in->initrd);

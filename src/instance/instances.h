@@ -36,6 +36,9 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
                       const struct hm_vmm_ops *vmm, struct hm_instances **ret, struct hm_err **err);
 /* Stop monitoring; VMs keep running and are re-adopted by the next start. */
 void hm_instances_close(struct hm_instances *in);
+/* The egress proxy's CA certificate (PEM, copied): the config disk of each
+ * instance with mediated egress carries it into the guest's trust store. */
+void hm_instances_set_egress_ca(struct hm_instances *in, const char *pem);
 /* Why instances cannot boot on this host (borrowed), or NULL when they can. */
 const char *hm_instances_boot_error(const struct hm_instances *in);
 
@@ -75,6 +78,29 @@ struct hm_attach {
 /* Mediated egress (network.egress): off, or through the host's egress proxy
  * with direct TCP refused (all) or refused on ports 80 and 443 only. */
 enum hm_egress_mode { HM_EGRESS_OFF, HM_EGRESS_ALL, HM_EGRESS_HTTP_HTTPS_ONLY };
+
+/*
+ * Credential brokering (a create's `credentials`, instance/credentials.c):
+ * the guest's variable `env` holds a placeholder (mock-<env>); the real value,
+ * the request env's `source`, stays on the host (the instance's secrets
+ * file), and the egress proxy sets `header: format` (its ${value} replaced)
+ * on the HTTPS requests to the hosts named (exact names or *.domain; none:
+ * every host).
+ */
+#define HM_MAX_CREDENTIALS  16
+#define HM_MAX_INJECT       8
+#define HM_MAX_INJECT_HOSTS 32
+struct hm_credential_inject {
+	const char *hosts[HM_MAX_INJECT_HOSTS];
+	size_t nhosts;
+	const char *header, *format;
+};
+struct hm_credential {
+	const char *env;    /* the guest's variable */
+	const char *source; /* the request env key holding the real value */
+	struct hm_credential_inject inject[HM_MAX_INJECT];
+	size_t ninject;
+};
 
 enum hm_net_want {
 	HM_NET_DEFAULT, /* a network where the host has one */
@@ -123,6 +149,8 @@ struct hm_instance_create {
 	json_t *tags;                     /* {"key": "value"}, or NULL */
 	enum hm_net_want network;
 	enum hm_egress_mode egress;
+	struct hm_credential credentials[HM_MAX_CREDENTIALS];
+	size_t ncredentials;
 	int64_t download_bps, upload_bps; /* 0: the instance's share of the host's */
 	int64_t disk_bps;                 /* 0: unlimited */
 	struct hm_attach volumes[HM_MAX_ATTACH];
@@ -311,6 +339,17 @@ int hm_instances_detach_volume(struct hm_instances *in, const char *key, const c
  * hm_instances_conn_close. 409 when it is not running or has no network,
  * 503 draining while it drains (it takes no new connections).
  */
+/*
+ * For the egress proxy: the headers to set on a request it decrypted from
+ * the guest at `peer` to `host` (the name it verified): the credentials of
+ * the instance holding that address whose rules match the host, their
+ * values read now (a rotation counts from the next call). At most max;
+ * names[i] and values[i] are the caller's to free (values are secrets:
+ * clear them). 0: none.
+ */
+size_t hm_instances_egress_inject(struct hm_instances *in, const char *peer, const char *host,
+                                  char **names, char **values, size_t max);
+
 struct hm_instance_conn;
 int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16],
                            struct hm_instance_conn **ret, struct hm_err **err);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "boot/kernel.h"
+#include "instance/instances.h"
 #include "instance/state.h"
 #include "net/net.h"
 #include "vmm/vmm.h"
@@ -90,6 +91,7 @@ struct hm_instances {
 	char *initrd;
 	long tsc_khz;
 	struct hm_net *net; /* borrowed */
+	char *egress_ca;    /* the egress proxy's CA (PEM), for the guests' trust stores; or NULL */
 	pthread_mutex_t lock;
 	pthread_mutex_t vol_lock;     /* volume claims: held from the check to the row insert */
 	struct op_lock *op_locks;     /* under lock: one per instance with an operation running */
@@ -225,6 +227,28 @@ enum hm_state inst_state(struct hm_instances *in, const struct hm_instance_row *
  * and user from its asked-for cmd, entrypoint and env over the image's
  * config; the vcpus range; a size in bytes within [min, max] (0: dflt),
  * `what` naming it in the domain's words. */
+/*
+ * Credential brokering (credentials.c): a create's policy checked against
+ * its env and egress; its stored form (no values); whether a key is a
+ * credential's source or guest variable in that stored form; the request
+ * env split into what the guest sees (sources out, placeholders in) and the
+ * secrets {source: value}; the instance's secrets file written whole (0600),
+ * read (NULL: none), and merged into (a rotation). Host patterns: exact
+ * names or *.domain (subdomains only).
+ */
+int inst_credentials_check(const struct hm_credential *c, size_t n, json_t *env,
+                           enum hm_egress_mode egress, struct hm_err **err);
+int inst_credential_value_check(const char *key, json_t *v, struct hm_err **err);
+json_t *inst_credentials_json(const struct hm_credential *c, size_t n);
+bool inst_credential_source(json_t *creds, const char *key);
+bool inst_credential_guest_var(json_t *creds, const char *key);
+json_t *inst_credentials_split_env(json_t *creds, json_t *env, json_t **secrets);
+int inst_secrets_write(struct hm_instances *in, const char *id, json_t *secrets,
+                       struct hm_err **err);
+json_t *inst_secrets_read(struct hm_instances *in, const char *id);
+int inst_secrets_rotate(struct hm_instances *in, const char *id, json_t *set, struct hm_err **err);
+bool inst_host_pattern_ok(const char *p);
+bool inst_host_matches(const char *pattern, const char *host);
 /* The egress proxy's variables into spec.full_env, when spec.network has a proxy. */
 void inst_spec_proxy_env(json_t *spec);
 int inst_spec_command(json_t *spec, json_t *cfg, struct hm_err **err);

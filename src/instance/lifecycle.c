@@ -17,6 +17,7 @@
 #include "core/cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
+#include "core/json_cleanup.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/tags.h"
@@ -523,6 +524,46 @@ static int check_update(const struct hm_instance_update *u, struct hm_err **err)
 	return 0;
 }
 
+/*
+ * An update's env against the instance's credentials: a source key's value
+ * goes to *rotate, other keys to *plain; a guest variable (its placeholder)
+ * cannot be set or removed, nor can a source be removed.
+ */
+static int split_credential_env(json_t *creds, const struct hm_instance_update *u, json_t **plain,
+                                json_t **rotate, struct hm_err **err)
+{
+	size_t i;
+	json_t *k;
+	json_array_foreach (u->env_del, i, k) {
+		const char *key = json_string_value(k);
+		if (inst_credential_source(creds, key) || inst_credential_guest_var(creds, key))
+			return hm_err_set(
+			    err, HM_ERR_INVALID, "invalid_field",
+			    "env key %s belongs to a credential: it cannot be removed", key);
+	}
+	if (!u->env_set)
+		return 0;
+	*plain = json_object();
+	*rotate = json_object();
+	const char *key;
+	json_t *v;
+	json_object_foreach (u->env_set, key, v) {
+		if (inst_credential_source(creds, key)) {
+			if (inst_credential_value_check(key, v, err) < 0)
+				return -1;
+			json_object_set(*rotate, key, v);
+		} else if (inst_credential_guest_var(creds, key)) {
+			return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
+			                  "`env.%s` is a credential's placeholder in the guest; to "
+			                  "change its value, set its source key",
+			                  key);
+		} else {
+			json_object_set(*plain, key, v);
+		}
+	}
+	return 0;
+}
+
 int hm_instances_update(struct hm_instances *in, const char *key,
                         const struct hm_instance_update *u, struct hm_instance_view **ret,
                         struct hm_err **err)
@@ -538,7 +579,8 @@ int hm_instances_update(struct hm_instances *in, const char *key,
 	struct hm_image_info img = { 0 };
 	json_t *spec = inst_spec_of(&row);
 	int r = 0;
-	json_t *shown, *k;
+	json_t *shown, *k, *creds, *env_set = u->env_set;
+	_cleanup_json_ json_t *plain = NULL, *rotate = NULL;
 	size_t i;
 	enum hm_state state = inst_state(in, &row);
 	if ((needs_stopped || u->env_set || u->env_del || u->restart_set) &&
@@ -567,18 +609,36 @@ int hm_instances_update(struct hm_instances *in, const char *key,
 			goto out;
 		}
 	}
+	/* Credentials: a source key's new value rotates what the egress proxy
+	 * injects (its next connection); the guest's placeholders stay. */
+	creds = json_object_get(spec, "credentials");
+	if (json_array_size(creds) && (u->env_set || u->env_del) &&
+	    split_credential_env(creds, u, &plain, &rotate, err) < 0) {
+		r = -1;
+		goto out;
+	}
+	if (plain)
+		env_set = plain;
+	if (json_object_size(rotate) && inst_secrets_rotate(in, row.id, rotate, err) < 0) {
+		r = -1;
+		goto out;
+	}
 	shown = json_object_get(spec, "env");
-	if (!json_is_object(shown) || (u->env_set && u->env_replace))
+	if (!json_is_object(shown) || (env_set && u->env_replace))
 		json_object_set_new(spec, "env", shown = json_object());
-	if (u->env_set) {
-		json_object_update(shown, u->env_set);
+	if (env_set) {
+		json_object_update(shown, env_set);
 		json_t *full = json_object_get(spec, "full_env");
 		if (!json_is_object(full))
 			json_object_set_new(spec, "full_env", full = json_object());
-		json_object_update(full, u->env_set);
+		json_object_update(full, env_set);
 	}
 	json_array_foreach (u->env_del, i, k)
 		json_object_del(shown, json_string_value(k));
+	json_array_foreach (creds, i, k) {
+		const char *var = json_string_value(json_object_get(k, "env"));
+		json_object_set_new(shown, var, json_sprintf("mock-%s", var));
+	}
 	if (u->tags)
 		json_object_set_new(spec, "tags", json_deep_copy(u->tags));
 	if (u->delete_lock >= 0)
@@ -622,9 +682,11 @@ int hm_instances_update(struct hm_instances *in, const char *key,
 		r = hm_store_instance_set_spec(in->st, row.id, row.spec, err);
 	}
 	if (r == 0) {
-		inst_oplog(in, row.id, "msg=updated env=%zu env_removed=%zu image=\"%s\"",
-		           json_object_size(u->env_set), json_array_size(u->env_del),
-		           u->image ? row.image : "");
+		inst_oplog(
+		    in, row.id,
+		    "msg=updated env=%zu env_removed=%zu credentials_rotated=%zu image=\"%s\"",
+		    json_object_size(env_set), json_array_size(u->env_del),
+		    json_object_size(rotate), u->image ? row.image : "");
 		*ret = inst_view(in, &row);
 	}
 out:

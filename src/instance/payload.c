@@ -73,7 +73,8 @@ int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool
 	if (hm_mkdir_p(dst_dir, 0700, err) < 0)
 		return -1;
 	if (copy_one(src_dir, dst_dir, "overlay.ext4", false, &n, err) < 0 ||
-	    copy_one(src_dir, dst_dir, "config.img", true, &n, err) < 0)
+	    copy_one(src_dir, dst_dir, "config.img", true, &n, err) < 0 ||
+	    copy_one(src_dir, dst_dir, HM_PAYLOAD_SECRETS, true, &n, err) < 0)
 		return -1;
 	size_t i;
 	json_t *v;

@@ -15,6 +15,7 @@ struct hm_err;
 #define HM_PAYLOAD_MEMORY_ZST "memory.ram.zst" /* the same, compressed (zstd) */
 #define HM_PAYLOAD_STATE      "vm.state"       /* device state (standby only) */
 #define HM_PAYLOAD_ACCEL      "vm.accel"       /* the accelerator it was saved under */
+#define HM_PAYLOAD_SECRETS    "secrets.json" /* credential values (0600; instance/credentials.c) */
 
 struct hm_payload_opts {
 	bool compress;
@@ -27,6 +28,7 @@ int hm_payload_parse_compression(json_t *v, struct hm_payload_opts *ret, struct 
 /*
  * Copy the payload in src_dir into dst_dir (created if missing): the
  * overlay, the overlay volumes' upper disks named in spec, the config disk,
+ * the credential values (the secrets file, never part of the memory image),
  * and with `memory` the memory file (plain or compressed) and the device
  * state, where src_dir has them. mem_src, when not NULL, is the memory file to
  * copy instead of src_dir's. Sparse; *copied adds up the bytes copied.

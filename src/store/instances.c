@@ -254,6 +254,20 @@ int hm_store_instance_get(struct hm_store *st, const char *id, struct hm_instanc
 	return r < 0 ? -1 : 0;
 }
 
+int hm_store_instance_by_ip(struct hm_store *st, const char *ip, struct hm_instance_row *ret,
+                            struct hm_err **err)
+{
+	int r =
+	    lookup(st,
+	           "SELECT " COLS " FROM instances WHERE json_extract(spec, '$.network.ip') = ?1 "
+	           "ORDER BY created_at LIMIT 1",
+	           ip, ret, NULL, err);
+	if (r == 0)
+		return hm_err_set(err, HM_ERR_NOT_FOUND, "not_found", "no instance has address %s",
+		                  ip);
+	return r < 0 ? -1 : 0;
+}
+
 int hm_store_instance_find(struct hm_store *st, const char *key, struct hm_instance_row *ret,
                            struct hm_err **err)
 {

@@ -80,6 +80,10 @@ int hm_store_instance_get(struct hm_store *st, const char *id, struct hm_instanc
  */
 int hm_store_instance_find(struct hm_store *st, const char *key, struct hm_instance_row *ret,
                            struct hm_err **err);
+/* The one whose spec holds this network address (an address is leased to one
+ * instance at a time). Missing: HM_ERR_NOT_FOUND. */
+int hm_store_instance_by_ip(struct hm_store *st, const char *ip, struct hm_instance_row *ret,
+                            struct hm_err **err);
 /* All rows ordered by created_at, id. */
 int hm_store_instance_list(struct hm_store *st, struct hm_instance_row **ret, size_t *n,
                            struct hm_err **err);

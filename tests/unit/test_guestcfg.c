@@ -94,6 +94,7 @@ static void roundtrip_all_keys(void **state)
 		.net_gw = "10.0.0.1",
 		.net_mac = "52:54:00:12:34:56",
 		.agent = "org.test.agent",
+		.egress_ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
 	};
 	_cleanup_err_ struct hm_err *err = NULL;
 	assert_int_equal(hm_guestcfg_write(fx->disk, &c, &err), 0);
@@ -132,6 +133,8 @@ static void roundtrip_all_keys(void **state)
 	assert_string_equal(cfg.net_gw, "10.0.0.1");
 	assert_string_equal(cfg.net_mac, "52:54:00:12:34:56");
 	assert_string_equal(cfg.agent, "org.test.agent");
+	assert_string_equal(cfg.egress_ca,
+	                    "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
 
 	/* The exit area is zero: no record yet. */
 	int code = -1;
@@ -166,6 +169,7 @@ static void defaults(void **state)
 	assert_null(cfg.net_gw);
 	assert_null(cfg.net_mac);
 	assert_string_equal(cfg.agent, "hypeman.agent");
+	assert_null(cfg.egress_ca);
 	/* The area holds the magic, one record, the end record, then zeros (the
 	 * parser turned the value's newline into a NUL). */
 	const char want[] = HM_GUEST_CFG_MAGIC "arg 4:true\0end 0:\n";
@@ -431,6 +435,7 @@ static void writer_validation(void **state)
 		{ .argv = argv, .net_mac = "52:54:00:12:34:zz" },
 		{ .argv = argv, .agent = "a/b" },
 		{ .argv = argv, .agent = "" },
+		{ .argv = argv, .egress_ca = "not a certificate" },
 		{ .argv = argv, .user = "app\nroot" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {

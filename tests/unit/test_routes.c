@@ -377,9 +377,20 @@ static void body_fields(void **state)
 	              "{\"volumes\":[{\"volume_id\":\"v\"},{\"volume_id\":\"w\",\"size\":1}]}",
 	              "unknown_field", "`volumes[1].size`");
 	/* refused upstream fields: named with the reason, unless at their default */
-	expect_fields(
-	    "POST", c, "{\"credentials\":{\"GITHUB_TOKEN\":{\"source\":{\"env\":\"X\"}}}}",
-	    "unsupported_field", "`credentials`: credential brokering is not available yet");
+	/* credentials: a map whose entries' fields are known, nested ones too */
+	expect_fields("POST", c,
+	              "{\"credentials\":{\"GITHUB_TOKEN\":{\"source\":{\"env\":\"X\"},"
+	              "\"inject\":[{\"hosts\":[\"api.github.com\"],\"as\":{\"header\":"
+	              "\"Authorization\",\"format\":\"Bearer ${value}\"}}]}}}",
+	              NULL, NULL);
+	expect_fields("POST", c,
+	              "{\"credentials\":{\"GITHUB_TOKEN\":{\"source\":{\"env\":\"X\","
+	              "\"vault\":\"v\"}}}}",
+	              "unknown_field", "`credentials.GITHUB_TOKEN.source.vault`");
+	expect_fields("POST", c,
+	              "{\"credentials\":{\"T\":{\"inject\":[{\"as\":{\"header\":\"A\","
+	              "\"sign\":\"hmac\"}}]}}}",
+	              "unknown_field", "`credentials.T.inject[0].as.sign`");
 	expect_fields("POST", c, "{\"network\":{\"egress\":{\"enabled\":true}}}", NULL, NULL);
 	expect_fields("POST", c, "{\"network\":{\"egress\":{\"enforcement\":{\"ports\":[1]}}}}",
 	              "unknown_field", "`network.egress.enforcement.ports`");
