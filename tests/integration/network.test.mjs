@@ -6,13 +6,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
 import { waitImage, pull } from '../harness/images.mjs';
 import { createInstance, getInstance, waitState, vmmPid, processAlive, readLogs } from '../harness/instances.mjs';
-import { startRegistry, pushFixtures } from '../registry/registry.mjs';
+import { startRegistry, pushFixtures, pushImage, busyboxRoot } from '../registry/registry.mjs';
 
 const tag = randomBytes(3).toString('hex');
 const NS = `hmt-${tag}`;
@@ -61,6 +62,50 @@ async function rateServers() {
   await new Promise((res) => p.stdout.once('data', res));
 }
 
+// Credential brokering's outside: a test CA (trusted by the daemon through
+// EGRESS_UPSTREAM_CA, never by the guests) and a certificate of it for the
+// names the daemon's namespace resolves to 192.0.2.2 (/etc/netns/NS/hosts,
+// which `ip netns exec` mounts over /etc/hosts). bad.test resolves there
+// too but is not in the certificate.
+const TLSDIR = mkdtempSync(join(tmpdir(), 'hypeman-egress-tls-'));
+const TLS_NAMES = ['api.test', 'a.wild.test', 'wild.test', 'other.test'];
+function makeTestCa() {
+  const o = (...a) => execFileSync('openssl', a, { cwd: TLSDIR, stdio: ['ignore', 'ignore', 'pipe'] });
+  o('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=hypeman egress test CA');
+  o('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=api.test');
+  writeFileSync(join(TLSDIR, 'ext.cnf'), `subjectAltName=${TLS_NAMES.map((n) => `DNS:${n}`).join(',')}\n`);
+  o('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.pem', '-days', '2', '-extfile', 'ext.cnf');
+  o('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'other.key', '-out', 'other.pem', '-days', '2', '-subj', '/CN=an image CA');
+  mkdirSync(`/etc/netns/${NS}`, { recursive: true });
+  writeFileSync(`/etc/netns/${NS}/hosts`, `127.0.0.1 localhost\n192.0.2.2 ${TLS_NAMES.join(' ')} bad.test\n`);
+}
+// Outside: HTTPS on 8443 and HTTP on 8084 answer with the headers they got (JSON).
+async function echoServers() {
+  const code = `const echo = (q, s) => s.end(JSON.stringify({ host: q.headers.host, authorization: q.headers.authorization ?? null, 'x-team': q.headers['x-team'] ?? null, body: q.method }));
+    require('http').createServer(echo).listen(8084, '192.0.2.2');
+    require('https').createServer({ key: require('fs').readFileSync('${TLSDIR}/srv.key'), cert: require('fs').readFileSync('${TLSDIR}/srv.pem') }, echo).listen(8443, '192.0.2.2', () => console.log('ready'));`;
+  const p = spawn('ip', ['netns', 'exec', OUT, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.push(p);
+  await new Promise((res, rej) => { p.stdout.once('data', res); p.once('exit', (c) => rej(new Error(`echo servers exited ${c}`))); });
+}
+// An image with the host's curl (and the libraries it links) over busybox,
+// and a trust bundle of its own at the RHEL path (the guest init appends the
+// egress CA to it) but none at the Debian one (the init makes it).
+function curlLayer() {
+  const files = new Map();
+  for (const line of execFileSync('ldd', ['/usr/bin/curl'], { encoding: 'utf8' }).split('\n')) {
+    const m = line.match(/(\/\S+) \(0x/);
+    if (m) files.set(m[1], readFileSync(m[1]));
+  }
+  const dirs = new Set(['usr', 'usr/bin', 'etc/pki', 'etc/pki/tls', 'etc/pki/tls/certs']);
+  for (const f of files.keys()) for (let d = f.slice(1, f.lastIndexOf('/')); d; d = d.includes('/') ? d.slice(0, d.lastIndexOf('/')) : '') dirs.add(d);
+  const entries = [...dirs].sort().map((d) => ({ path: d, type: 'dir' }));
+  for (const [f, data] of files) entries.push({ path: f.slice(1), data, mode: 0o755 });
+  entries.push({ path: 'usr/bin/curl', data: readFileSync('/usr/bin/curl'), mode: 0o755 });
+  entries.push({ path: 'etc/pki/tls/certs/ca-bundle.crt', data: readFileSync(join(TLSDIR, 'other.pem')) });
+  return entries;
+}
+
 // GET url from inside the daemon's namespace (as the host would): the body, or null.
 function fetchInNs(url) {
   try {
@@ -75,7 +120,7 @@ function hostGet(port, host, headers = {}) {
   return JSON.parse(inNs(NS, process.execPath, '-e', code));
 }
 
-let reg, d, token, image, dataDir, env;
+let reg, d, token, image, curlImage, dataDir, env;
 before(async () => {
   for (const ns of [NS, OUT, BAD]) ip('netns', 'add', ns);
   ip('-n', NS, 'link', 'set', 'lo', 'up');
@@ -92,19 +137,25 @@ before(async () => {
   await dnsIn(OUT, '192.0.2.2', 53);
   await serveIn(NS, '0.0.0.0', 9099); // a host service guests may reach (unlike the API)
   await rateServers();
+  makeTestCa();
+  await echoServers();
 
   // Images come from the registry on the host's loopback: pull them with a
   // network-less daemon here, then run the networked one on the same data dir.
   reg = await startRegistry();
   await pushFixtures(reg);
   image = `${reg.host}/test/busybox:latest`;
+  curlImage = `${reg.host}/test/curl:latest`;
+  await pushImage(reg, 'test/curl', 'latest', { layers: [busyboxRoot(), curlLayer()], config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/bin:/bin'] } });
   const d0 = await startDaemon();
   const t0 = d0.token();
-  await pull(d0, t0, { name: image });
-  assert.equal((await waitImage(d0, t0, image)).img.status, 'ready');
+  for (const name of [image, curlImage]) {
+    await pull(d0, t0, { name });
+    assert.equal((await waitImage(d0, t0, name)).img.status, 'ready', name);
+  }
   dataDir = d0.dataDir;
   await d0.stop({ keepData: true });
-  env = { ...NETENV, DATA_DIR: dataDir };
+  env = { ...NETENV, DATA_DIR: dataDir, EGRESS_UPSTREAM_CA: join(TLSDIR, 'ca.pem') };
   d = await startDaemon({ netns: NS, env });
   token = d.token();
 });
@@ -115,6 +166,8 @@ after(async () => {
     for (const s of servers) s.kill('SIGKILL');
     await reg?.stop();
     for (const ns of [NS, OUT, BAD]) { try { ip('netns', 'del', ns); } catch { /* already gone */ } }
+    rmSync(`/etc/netns/${NS}`, { recursive: true, force: true });
+    rmSync(TLSDIR, { recursive: true, force: true });
   }
 });
 
@@ -996,9 +1049,106 @@ test('mediated egress: the guest gets the proxy in its env, plain HTTP and CONNE
     assert.equal(r.status, 400, JSON.stringify(network));
     assert.match((await r.json()).message, re);
   }
-  r = await d.fetch('/instances', { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'badcred', image, credentials: { KEY: { source: { env: 'REAL' }, inject: [{ as: { header: 'Authorization', format: 'Bearer ${value}' } }] } } }) });
+});
+
+test('credential brokering: the guest holds a placeholder, the proxy sets the real header for the hosts named (verified upstream, exact or subdomains), other hosts and plain HTTP get none; rotation is live; a fork keeps placeholders and the policy; nothing leaks to the guest, the API or the log; bad input is 400', { timeout: 300000 }, async () => {
+  const json = { 'content-type': 'application/json' };
+  const half = [randomBytes(6).toString('hex'), randomBytes(6).toString('hex')];
+  const SECRET = `sk-${half[0]}${half[1]}`;
+  const leakCheck = (name) => sh(name, `S="sk-${half[0]}"; S="$S"'${half[1]}'; for p in /*; do case $p in /proc|/sys|/dev) ;; *) grep -rlsF -- "$S" "$p";; esac; done; ` +
+    `for f in /proc/[0-9]*/environ; do grep -lsF -- "$S" $f; done; grep -qsF -- "$S" /dev/vda && echo config-disk; echo checked`);
+  const { default: Hypeman } = await import('../sdk/node_modules/@onkernel/hypeman/index.mjs');
+  const hm = new Hypeman({ baseURL: d.url, apiKey: token, maxRetries: 0 });
+  const made = await hm.instances.create({
+    name: 'broker', image: curlImage, size: '256MB', vcpus: 1,
+    env: { REAL_KEY: SECRET, TEAM: 'blue' },
+    network: { egress: { enabled: true } },
+    credentials: {
+      API_KEY: { source: { env: 'REAL_KEY' }, inject: [{ hosts: ['api.test', '*.wild.test', 'bad.test'], as: { header: 'Authorization', format: 'Bearer ${value}' } }] },
+    },
+    cmd: ['sh', '-c', 'exec sleep 3600'],
+  });
+  const id = made.id;
+  assert.equal(made.env.API_KEY, 'mock-API_KEY');
+  assert.equal(made.env.REAL_KEY, undefined, 'the source key is not shown');
+  assert.equal(made.env.TEAM, 'blue');
+  await waitState(d, token, id, ['Running']);
+  const secrets = join(dataDir, 'instances', id, 'secrets.json');
+  assert.equal(statSync(secrets).mode & 0o777, 0o600);
+  // the guest: a placeholder, the CA in its trust store (the RHEL bundle kept, the Debian one made)
+  assert.equal((await sh('broker', 'echo "$API_KEY"')).trim(), 'mock-API_KEY');
+  assert.match(await sh('broker', 'head -c 27 /etc/pki/tls/certs/ca-bundle.crt; grep -c "BEGIN CERT" /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/certs/ca-certificates.crt'), /^-----BEGIN CERTIFICATE-----\/etc\/pki\/tls\/certs\/ca-bundle\.crt:2\n\/etc\/ssl\/certs\/ca-certificates\.crt:1/);
+  const get = async (name, url, extra = '') => {
+    const out = await sh(name, `curl -sS --max-time 20 ${extra} ${url} 2>&1; echo`);
+    try { return JSON.parse(out); } catch { return { error: out.trim() }; }
+  };
+  // a named host: decrypted, the guest's own Authorization replaced by the real one
+  let r1 = await get('broker', 'https://api.test:8443/', '-H "Authorization: Bearer $API_KEY" -H "X-Team: $TEAM"');
+  assert.deepEqual(r1, { host: 'api.test:8443', authorization: `Bearer ${SECRET}`, 'x-team': 'blue', body: 'GET' });
+  assert.equal((await get('broker', 'https://a.wild.test:8443/')).authorization, `Bearer ${SECRET}`, 'a subdomain of *.wild.test');
+  // not named (wild.test is not under *.wild.test): tunnelled untouched, so the guest sees the
+  // upstream's own certificate (which it does not trust) and no header reaches the server
+  for (const host of ['wild.test', 'other.test']) {
+    assert.match((await get('broker', `https://${host}:8443/`)).error, /certificate/, host);
+    assert.equal((await get('broker', `https://${host}:8443/`, '-k -H "Authorization: Bearer $API_KEY"')).authorization, 'Bearer mock-API_KEY', host);
+  }
+  // plain HTTP never gets a value, even to a named host
+  assert.equal((await get('broker', 'http://api.test:8084/')).authorization, null);
+  // an upstream whose certificate does not name it: the CONNECT is refused, nothing is sent
+  assert.match((await get('broker', 'https://bad.test:8443/')).error, /502/);
+  // rotation while it runs: the next connection gets the new value; the guest's env is unchanged
+  const ROTATED = `sk-rotated-${randomBytes(4).toString('hex')}`;
+  let r = await d.fetch(`/instances/${id}`, { method: 'PATCH', token, headers: json, body: JSON.stringify({ env: { REAL_KEY: ROTATED } }) });
+  let text = await r.text();
+  assert.equal(r.status, 200, text);
+  assert.ok(!text.includes(ROTATED) && !text.includes(SECRET), 'the PATCH answer holds no value');
+  assert.equal((await get('broker', 'https://api.test:8443/')).authorization, `Bearer ${ROTATED}`);
+  assert.equal((await sh('broker', 'echo "$API_KEY"')).trim(), 'mock-API_KEY');
+  assert.equal(statSync(secrets).mode & 0o777, 0o600);
+  r = await d.fetch(`/instances/${id}`, { method: 'PATCH', token, headers: json, body: JSON.stringify({ env: { API_KEY: 'x' } }) });
   assert.equal(r.status, 400);
-  assert.match((await r.json()).message, /credential brokering is not available yet/);
+  assert.match((await r.json()).message, /`env.API_KEY` is a credential's placeholder/);
+  // a fork keeps the policy and the (rotated) value, with placeholders in its guest
+  r = await d.fetch(`/instances/${id}/fork`, { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'broker-copy', from_running: true }) });
+  text = await r.text();
+  assert.equal(r.status, 201, text);
+  const fork = JSON.parse(text);
+  await waitState(d, token, fork.id, ['Running']);
+  assert.equal(fork.env.API_KEY, 'mock-API_KEY');
+  assert.equal(statSync(join(dataDir, 'instances', fork.id, 'secrets.json')).mode & 0o777, 0o600);
+  assert.equal((await sh('broker-copy', 'echo "$API_KEY"')).trim(), 'mock-API_KEY');
+  assert.equal((await get('broker-copy', 'https://api.test:8443/')).authorization, `Bearer ${ROTATED}`);
+  // nothing of either value in the guests' files, processes or config disk; the API; the log
+  for (const name of ['broker', 'broker-copy']) assert.equal((await leakCheck(name)).trim(), 'checked', name);
+  for (const path of [`/instances/${id}`, `/instances/${fork.id}`, '/instances']) {
+    const body = await (await d.fetch(path, { token })).text();
+    assert.ok(!body.includes(SECRET) && !body.includes(ROTATED), path);
+  }
+  assert.ok(!d.log.includes(SECRET) && !d.log.includes(ROTATED), 'the daemon log holds no value');
+  for (const i of [id, fork.id]) {
+    const logs = ['hypeman.log', 'app.log', 'vmm.log'].map((f) => { try { return readFileSync(join(dataDir, 'instances', i, 'logs', f), 'utf8'); } catch { return ''; } }).join('');
+    assert.ok(!logs.includes(SECRET) && !logs.includes(ROTATED), `instance logs of ${i}`);
+    const cfg = readFileSync(join(dataDir, 'instances', i, 'config.img'));
+    assert.ok(!cfg.includes(SECRET) && !cfg.includes(ROTATED), `config disk of ${i}`);
+  }
+  for (const i of [fork.id, id]) assert.equal((await d.fetch(`/instances/${i}`, { method: 'DELETE', token })).status, 204);
+  assert.ok(!existsSync(secrets), 'the values go with the instance');
+  // bad input, each named
+  const cred = (over = {}) => ({ KEY: { source: { env: 'REAL' }, inject: [{ as: { header: 'Authorization', format: 'Bearer ${value}' } }] }, ...over });
+  for (const [body, re] of [
+    [{ env: { REAL: 'v' }, credentials: cred() }, /set network.egress.enabled to true/],
+    [{ env: { REAL: 'v' }, network: { egress: { enabled: true } }, credentials: { KEY: { source: { env: 'REAL' }, inject: [{ as: { header: 'Authorization', format: 'Bearer' } }] } } }, /`credentials.KEY.inject\[0\].as.format` must contain \$\{value\}/],
+    [{ env: { OTHER: 'v' }, network: { egress: { enabled: true } }, credentials: cred() }, /`credentials.KEY.source.env`: `env` has no key REAL/],
+    [{ env: { REAL: 'v' }, network: { egress: { enabled: true } }, credentials: { KEY: { source: { env: 'REAL' }, inject: [{ hosts: ['*.'], as: { header: 'Authorization', format: '${value}' } }] } } }, /`credentials.KEY.inject\[0\].hosts\[0\]`: `\*\.` is not a host name/],
+    [{ env: { REAL: 'v' }, network: { egress: { enabled: true } }, credentials: { KEY: { source: { env: 'REAL' }, inject: [] } } }, /`credentials.KEY.inject` must be an array of 1 to 8/],
+    [{ env: { REAL: 'v' }, network: { egress: { enabled: true } }, credentials: { KEY: { source: { env: 'REAL', from: 'vault' }, inject: [{ as: { header: 'A', format: '${value}' } }] } } }, /`credentials.KEY.source.from` is not a field/],
+  ]) {
+    r = await d.fetch('/instances', { method: 'POST', token, headers: json, body: JSON.stringify({ name: 'badcred', image, ...body }) });
+    const t = await r.text();
+    assert.equal(r.status, 400, t);
+    assert.match(JSON.parse(t).message, re);
+    assert.ok(!t.includes('"v"'));
+  }
 });
 
 test('a daemon stopped with an ingress connection open ends it and exits cleanly; the next one serves the route', { timeout: 60000 }, async () => {

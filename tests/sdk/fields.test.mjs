@@ -25,7 +25,6 @@ const refused = async (p, code, re) => assert.rejects(p, (e) => {
 test('create: each upstream field not built yet is refused by name with its reason', async () => {
   const base = { name: 'fields', image: 'busybox' };
   const cases = [
-    [{ credentials: { GITHUB_TOKEN: { source: { env: 'REAL_TOKEN' }, inject: [{ as: { header: 'Authorization', format: 'Bearer ${value}' } }] } } }, /`credentials`: credential brokering is not available yet/],
     [{ hotplug_size: '2GB' }, /`hotplug_size`: memory hotplug/],
     [{ ttl: '1h' }, /`ttl`: instance lifetimes/],
     [{ expires_at: '2030-01-01T00:00:00Z' }, /`expires_at`: instance lifetimes/],
@@ -37,6 +36,15 @@ test('create: each upstream field not built yet is refused by name with its reas
   ];
   for (const [extra, re] of cases) await refused(client.instances.create({ ...base, ...extra }), 'unsupported_field', re);
   await refused(client.instances.create({ ...base, platform: 'linux/arm64' }), 'unsupported_platform', /linux\/arm64 cannot run here/);
+  assert.deepEqual(await client.instances.list(), []);
+});
+
+test('create: credentials in the SDK\'s shape are honoured, so their rules answer (the brokered path itself: tests/integration/network.test.mjs)', async () => {
+  const base = { name: 'creds', image: 'busybox', env: { REAL_TOKEN: 'v' } };
+  const cred = (as, extra = {}) => ({ GITHUB_TOKEN: { source: { env: 'REAL_TOKEN' }, inject: [{ hosts: ['api.github.com'], as }], ...extra } });
+  await refused(client.instances.create({ ...base, credentials: cred({ header: 'Authorization', format: 'Bearer ${value}' }) }), 'invalid_field', /set network.egress.enabled to true/);
+  await refused(client.instances.create({ ...base, network: { egress: { enabled: true } }, credentials: cred({ header: 'Authorization', format: 'Bearer' }) }), 'invalid_field', /`credentials.GITHUB_TOKEN.inject\[0\].as.format` must contain \$\{value\}/);
+  await refused(client.instances.create({ ...base, network: { egress: { enabled: true } }, credentials: cred({ header: 'Authorization', format: '${value}' }, { rotate: true }) }), 'unknown_field', /`credentials.GITHUB_TOKEN.rotate`/);
   assert.deepEqual(await client.instances.list(), []);
 });
 
