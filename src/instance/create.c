@@ -533,11 +533,12 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 	 * it can send anything): tc and nft cost tens of milliseconds that would
 	 * otherwise come before the VMM even starts.
 	 */
-	if (net && inst_apply_limits(in, net, tap, err) < 0) {
+	if (net && inst_apply_limits(in, id, net, tap, err) < 0) {
 		(*ret_vm)->ops->kill(*ret_vm, 5000, NULL);
 		(*ret_vm)->ops->free(*ret_vm);
 		*ret_vm = NULL;
 		hm_net_tap_delete(in->net, tap);
+		hm_net_guard(in->net, tap, NULL, NULL);
 		hm_net_limit_upload(in->net, json_string_value(json_object_get(net, "ip")), 0,
 		                    NULL);
 		hm_net_egress_enforce(in->net, json_string_value(json_object_get(net, "ip")),

@@ -190,6 +190,7 @@ void inst_drop_tap(struct hm_instances *in, const char *id)
 	char tap[HM_NET_TAP_MAX];
 	inst_tap_of(id, tap);
 	hm_net_tap_delete(in->net, tap);
+	hm_net_guard(in->net, tap, NULL, NULL);
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (hm_store_instance_get(in->st, id, &row, NULL) == 0) {
 		json_t *spec = inst_spec_of(&row);
@@ -203,9 +204,15 @@ void inst_drop_tap(struct hm_instances *in, const char *id)
 	}
 }
 
-/* The guest's rate limits, on its TAP (download) and in the rules (upload). */
-int inst_apply_limits(struct hm_instances *in, json_t *net, const char *tap, struct hm_err **err)
+/* The guest's rate limits, on its TAP (download) and in the rules (upload);
+ * its address guard and egress policy in the rules. */
+int inst_apply_limits(struct hm_instances *in, const char *id, json_t *net, const char *tap,
+                      struct hm_err **err)
 {
+	char own_tap[HM_NET_TAP_MAX];
+	inst_tap_of(id, own_tap);
+	if (hm_net_guard(in->net, own_tap, json_string_value(json_object_get(net, "ip")), err) < 0)
+		return -1;
 	json_int_t down = json_integer_value(json_object_get(net, "download_bps"));
 	json_int_t up = json_integer_value(json_object_get(net, "upload_bps"));
 	if (tap && down > 0 && hm_net_limit_download(in->net, tap, (uint64_t)down, err) < 0)

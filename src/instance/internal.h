@@ -142,7 +142,8 @@ void inst_drop_tap(struct hm_instances *in, const char *id);
 /* The TAP device name of an instance. */
 void inst_tap_of(const char *id, char tap[HM_NET_TAP_MAX]);
 /* The limits of a network object: download on tap (when given), upload by address. */
-int inst_apply_limits(struct hm_instances *in, json_t *net, const char *tap, struct hm_err **err);
+int inst_apply_limits(struct hm_instances *in, const char *id, json_t *net, const char *tap,
+                      struct hm_err **err);
 /* create.c: attachments checked and in their stored form ([{id, mount_path,
  * readonly, ...}], owned; see there); and claimed: each resolved to a volume
  * and its sharing checked (under vol_lock, from the check to the row's write). */

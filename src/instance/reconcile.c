@@ -111,7 +111,7 @@ static bool settle_unrecorded_vmm(struct hm_instances *in, struct hm_instance_ro
 		char tap[HM_NET_TAP_MAX];
 		inst_tap_of(r->id, tap);
 		if (net && hm_net_enabled(in->net)) /* the operation may not have got to them */
-			inst_apply_limits(in, net, tap, NULL);
+			inst_apply_limits(in, r->id, net, tap, NULL);
 		json_decref(spec);
 		log_warn("instances", "adopted a VMM an operation had not recorded",
 		         "id=%s name=%s pid=%ld", r->id, r->name, pid);
@@ -230,7 +230,7 @@ void inst_adopt_all(struct hm_instances *in)
 			json_t *spec = inst_spec_of(r);
 			json_t *net = inst_spec_net(spec);
 			if (net && hm_net_enabled(in->net) &&
-			    inst_apply_limits(in, net, NULL, &err) < 0)
+			    inst_apply_limits(in, r->id, net, NULL, &err) < 0)
 				log_warn("instances", "limits not restored", "id=%s error=\"%s\"",
 				         r->id, err->msg);
 			json_decref(spec);

@@ -64,6 +64,12 @@ struct hm_net {
 		int mode; /* HM_NET_EGRESS_* */
 	} * enforced;
 	size_t nenforced;
+	/* Each TAP's guest held to its address (the bridge table). */
+	struct guard {
+		char tap[HM_NET_TAP_MAX];
+		uint32_t ip;
+	} * guards;
+	size_t nguards;
 	int egress_port; /* the proxy's, which `all` leaves open */
 };
 
@@ -203,6 +209,22 @@ static int setup_bridge(struct hm_net *n, struct hm_err **err)
 	if (access(sys, F_OK) < 0 &&
 	    run_ip(err, "link", "add", n->bridge, "type", "bridge", (char *)NULL) < 0)
 		return hm_err_wrap(err, "create bridge %s", n->bridge);
+	/*
+	 * A fixed MAC for the bridge. Left to itself Linux gives a bridge the
+	 * lowest MAC of its ports, so it changes as TAPs come and go (a standby
+	 * and restore makes a new TAP), and every guest's ARP entry for the
+	 * gateway then points at an address nobody answers to until it ages out
+	 * (about 20 s of no traffic out). One the user set stays.
+	 */
+	_cleanup_free_ char *assign = NULL;
+	_cleanup_free_ char *assign_path = xasprintf("%s/addr_assign_type", sys);
+	if (hm_read_file(assign_path, 64, &assign, NULL, NULL) < 0 || atoi(assign) != 3) {
+		char mac[18];
+		snprintf(mac, sizeof(mac), "02:68:6d:%02x:%02x:%02x", (n->gw >> 16) & 0xff,
+		         (n->gw >> 8) & 0xff, n->gw & 0xff);
+		if (run_ip(err, "link", "set", n->bridge, "address", mac, (char *)NULL) < 0)
+			return hm_err_wrap(err, "set the MAC of bridge %s", n->bridge);
+	}
 	char gw[16];
 	ip_str(n->gw, gw);
 	_cleanup_free_ char *cidr = xasprintf("%s/%d", gw, n->prefix);
@@ -257,6 +279,18 @@ static int apply_rules_locked(struct hm_net *n, struct hm_err **err)
 		fwd_enf = f;
 		in_enf = in_rule;
 	}
+	char *guards = xstrdup("");
+	for (size_t i = 0; i < n->nguards; i++) {
+		char a[16];
+		ip_str(n->guards[i].ip, a);
+		char *more =
+		    xasprintf("%s\t\tiifname \"%s\" ip saddr != %s drop comment \"from its "
+		              "own address only\"\n\t\tiifname \"%s\" arp saddr ip != %s drop "
+		              "comment \"from its own address only\"\n",
+		              guards, n->guards[i].tap, a, n->guards[i].tap, a);
+		free(guards);
+		guards = more;
+	}
 	for (size_t i = 0; i < n->nuploads; i++) {
 		char a[16];
 		ip_str(n->uploads[i].ip, a);
@@ -303,9 +337,20 @@ static int apply_rules_locked(struct hm_net *n, struct hm_err **err)
 	    "\t\tiifname \"%s\" drop comment \"instances have no IPv6 out\"\n"
 	    "\t\toifname \"%s\" drop comment \"nor in\"\n"
 	    "\t}\n"
+	    "}\n"
+	    /* A guest sends from its own address only (the bridge sees the port). */
+	    "table bridge " TABLE " {}\n"
+	    "delete table bridge " TABLE "\n"
+	    "table bridge " TABLE " {\n"
+	    "\tchain prerouting {\n"
+	    "\t\ttype filter hook prerouting priority filter; policy accept;\n"
+	    "%s"
+	    "\t}\n"
 	    "}\n",
 	    net, n->prefix, net, n->prefix, limits, fwd_enf, n->bridge, n->bridge, n->bridge,
-	    n->bridge, n->bridge, api_rule, in_enf, limits, n->bridge, n->bridge, n->bridge);
+	    n->bridge, n->bridge, api_rule, in_enf, limits, n->bridge, n->bridge, n->bridge,
+	    guards);
+	free(guards);
 	free(limits);
 	free(fwd_enf);
 	free(in_enf);
@@ -381,6 +426,33 @@ int hm_net_egress_enforce(struct hm_net *n, const char *ip, int mode, struct hm_
 	} else if (mode != HM_NET_EGRESS_OFF) {
 		n->enforced = xrealloc(n->enforced, (n->nenforced + 1) * sizeof(*n->enforced));
 		n->enforced[n->nenforced++] = (struct enforced){ a, mode };
+		changed = true;
+	}
+	int r = changed ? apply_rules_locked(n, err) : 0;
+	pthread_mutex_unlock(&n->lock);
+	return r;
+}
+
+int hm_net_guard(struct hm_net *n, const char *tap, const char *ip, struct hm_err **err)
+{
+	uint32_t a = 0;
+	if (!n->enabled || !tap || strlen(tap) >= HM_NET_TAP_MAX || (ip && parse_ip(ip, &a) < 0))
+		return 0;
+	pthread_mutex_lock(&n->lock);
+	size_t i = 0;
+	while (i < n->nguards && strcmp(n->guards[i].tap, tap) != 0)
+		i++;
+	bool changed = false;
+	if (i < n->nguards && !ip) {
+		n->guards[i] = n->guards[--n->nguards];
+		changed = true;
+	} else if (i < n->nguards) {
+		changed = n->guards[i].ip != a;
+		n->guards[i].ip = a;
+	} else if (ip) {
+		n->guards = xrealloc(n->guards, (n->nguards + 1) * sizeof(*n->guards));
+		n->guards[n->nguards] = (struct guard){ .ip = a };
+		snprintf(n->guards[n->nguards++].tap, HM_NET_TAP_MAX, "%s", tap);
 		changed = true;
 	}
 	int r = changed ? apply_rules_locked(n, err) : 0;
@@ -486,6 +558,7 @@ void hm_net_close(struct hm_net *n)
 	free(n->rules_path);
 	free(n->uploads);
 	free(n->enforced);
+	free(n->guards);
 	free(n);
 }
 

@@ -96,6 +96,13 @@ int hm_net_limit_upload(struct hm_net *net, const char *ip, uint64_t up_bps, str
  */
 enum { HM_NET_EGRESS_OFF, HM_NET_EGRESS_ALL, HM_NET_EGRESS_HTTP_HTTPS_ONLY };
 int hm_net_egress_enforce(struct hm_net *net, const char *ip, int mode, struct hm_err **err);
+/*
+ * Hold the guest behind tap to its own address: IPv4 packets and ARP
+ * claims from it with another source address are dropped at the bridge
+ * (an nftables bridge table), so that an address names one instance (the
+ * egress proxy tells guests apart by it). NULL ip lifts it.
+ */
+int hm_net_guard(struct hm_net *net, const char *tap, const char *ip, struct hm_err **err);
 /* What the guest received and sent through its TAP (0 when unknown). */
 struct hm_net_counters {
 	uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
