@@ -9,7 +9,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
 import { waitImage, pull } from '../harness/images.mjs';
 import { createInstance, getInstance, waitState, vmmPid, processAlive, readLogs } from '../harness/instances.mjs';
@@ -79,9 +79,10 @@ function makeTestCa() {
   mkdirSync(`/etc/netns/${NS}`, { recursive: true });
   writeFileSync(`/etc/netns/${NS}/hosts`, `127.0.0.1 localhost\n192.0.2.2 ${TLS_NAMES.join(' ')} bad.test\n`);
 }
-// Outside: HTTPS on 8443 and HTTP on 8084 answer with the headers they got (JSON).
+// Outside: HTTPS on 8443 and HTTP on 8084 answer with the headers they got (JSON), the
+// Authorization one as its SHA-256 (so that no value ever reaches the guest, even in an answer).
 async function echoServers() {
-  const code = `const echo = (q, s) => s.end(JSON.stringify({ host: q.headers.host, authorization: q.headers.authorization ?? null, 'x-team': q.headers['x-team'] ?? null, body: q.method }));
+  const code = `const echo = (q, s) => s.end(JSON.stringify({ host: q.headers.host, authorization: q.headers.authorization ? require('crypto').createHash('sha256').update(q.headers.authorization).digest('hex') : null, 'x-team': q.headers['x-team'] ?? null, body: q.method }));
     require('http').createServer(echo).listen(8084, '192.0.2.2');
     require('https').createServer({ key: require('fs').readFileSync('${TLSDIR}/srv.key'), cert: require('fs').readFileSync('${TLSDIR}/srv.pem') }, echo).listen(8443, '192.0.2.2', () => console.log('ready'));`;
   const p = spawn('ip', ['netns', 'exec', OUT, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -1061,6 +1062,7 @@ test('credential brokering: the guest holds a placeholder, the proxy sets the re
   const json = { 'content-type': 'application/json' };
   const half = [randomBytes(6).toString('hex'), randomBytes(6).toString('hex')];
   const SECRET = `sk-${half[0]}${half[1]}`;
+  const H = (v) => createHash('sha256').update(v).digest('hex');
   const leakCheck = (name) => sh(name, `S="sk-${half[0]}"; S="$S"'${half[1]}'; for p in /*; do case $p in /proc|/sys|/dev) ;; *) grep -rlsF -- "$S" "$p";; esac; done; ` +
     `for f in /proc/[0-9]*/environ; do grep -lsF -- "$S" $f; done; grep -qsF -- "$S" /dev/vda && echo config-disk; echo checked`);
   const { default: Hypeman } = await import('../sdk/node_modules/@onkernel/hypeman/index.mjs');
@@ -1090,13 +1092,13 @@ test('credential brokering: the guest holds a placeholder, the proxy sets the re
   };
   // a named host: decrypted, the guest's own Authorization replaced by the real one
   let r1 = await get('broker', 'https://api.test:8443/', '-H "Authorization: Bearer $API_KEY" -H "X-Team: $TEAM"');
-  assert.deepEqual(r1, { host: 'api.test:8443', authorization: `Bearer ${SECRET}`, 'x-team': 'blue', body: 'GET' });
-  assert.equal((await get('broker', 'https://a.wild.test:8443/')).authorization, `Bearer ${SECRET}`, 'a subdomain of *.wild.test');
+  assert.deepEqual(r1, { host: 'api.test:8443', authorization: H(`Bearer ${SECRET}`), 'x-team': 'blue', body: 'GET' });
+  assert.equal((await get('broker', 'https://a.wild.test:8443/')).authorization, H(`Bearer ${SECRET}`), 'a subdomain of *.wild.test');
   // not named (wild.test is not under *.wild.test): tunnelled untouched, so the guest sees the
   // upstream's own certificate (which it does not trust) and no header reaches the server
   for (const host of ['wild.test', 'other.test']) {
     assert.match((await get('broker', `https://${host}:8443/`)).error, /certificate/, host);
-    assert.equal((await get('broker', `https://${host}:8443/`, '-k -H "Authorization: Bearer $API_KEY"')).authorization, 'Bearer mock-API_KEY', host);
+    assert.equal((await get('broker', `https://${host}:8443/`, '-k -H "Authorization: Bearer $API_KEY"')).authorization, H('Bearer mock-API_KEY'), host);
   }
   // plain HTTP never gets a value, even to a named host
   assert.equal((await get('broker', 'http://api.test:8084/')).authorization, null);
@@ -1108,9 +1110,21 @@ test('credential brokering: the guest holds a placeholder, the proxy sets the re
   let text = await r.text();
   assert.equal(r.status, 200, text);
   assert.ok(!text.includes(ROTATED) && !text.includes(SECRET), 'the PATCH answer holds no value');
-  assert.equal((await get('broker', 'https://api.test:8443/')).authorization, `Bearer ${ROTATED}`);
+  assert.equal((await get('broker', 'https://api.test:8443/')).authorization, H(`Bearer ${ROTATED}`));
   assert.equal((await sh('broker', 'echo "$API_KEY"')).trim(), 'mock-API_KEY');
   assert.equal(statSync(secrets).mode & 0o777, 0o600);
+  // a snapshot keeps the values beside its disks (0600), never in the memory image
+  r = await d.fetch(`/instances/${id}/snapshots`, { method: 'POST', token, headers: json, body: JSON.stringify({ kind: 'Standby', name: 'broker-snap' }) });
+  text = await r.text();
+  assert.equal(r.status, 201, text);
+  const snap = JSON.parse(text);
+  const snapDir = join(dataDir, 'snapshots', snap.id);
+  assert.equal(statSync(join(snapDir, 'secrets.json')).mode & 0o777, 0o600);
+  assert.match(readFileSync(join(snapDir, 'secrets.json'), 'utf8'), new RegExp(ROTATED));
+  const mem = readFileSync(join(snapDir, existsSync(join(snapDir, 'memory.ram')) ? 'memory.ram' : 'memory.ram.zst'));
+  assert.ok(mem.length > 1 << 20 && !mem.includes(SECRET) && !mem.includes(ROTATED), 'no value in the memory image');
+  assert.equal((await d.fetch(`/snapshots/${snap.id}`, { method: 'DELETE', token })).status, 204);
+  await waitState(d, token, id, ['Running']);
   r = await d.fetch(`/instances/${id}`, { method: 'PATCH', token, headers: json, body: JSON.stringify({ env: { API_KEY: 'x' } }) });
   assert.equal(r.status, 400);
   assert.match((await r.json()).message, /`env.API_KEY` is a credential's placeholder/);
@@ -1123,7 +1137,7 @@ test('credential brokering: the guest holds a placeholder, the proxy sets the re
   assert.equal(fork.env.API_KEY, 'mock-API_KEY');
   assert.equal(statSync(join(dataDir, 'instances', fork.id, 'secrets.json')).mode & 0o777, 0o600);
   assert.equal((await sh('broker-copy', 'echo "$API_KEY"')).trim(), 'mock-API_KEY');
-  assert.equal((await get('broker-copy', 'https://api.test:8443/')).authorization, `Bearer ${ROTATED}`);
+  assert.equal((await get('broker-copy', 'https://api.test:8443/')).authorization, H(`Bearer ${ROTATED}`));
   // nothing of either value in the guests' files, processes or config disk; the API; the log
   for (const name of ['broker', 'broker-copy']) assert.equal((await leakCheck(name)).trim(), 'checked', name);
   for (const path of [`/instances/${id}`, `/instances/${fork.id}`, '/instances']) {
@@ -1143,7 +1157,7 @@ test('credential brokering: the guest holds a placeholder, the proxy sets the re
   assert.equal(r.status, 200, await r.text());
   r = await d.fetch(`/instances/${fork.id}/restore`, { method: 'POST', token });
   assert.equal(r.status, 200, await r.text());
-  assert.equal((await get('broker-copy', 'https://api.test:8443/')).authorization, `Bearer ${ROTATED}`);
+  assert.equal((await get('broker-copy', 'https://api.test:8443/')).authorization, H(`Bearer ${ROTATED}`));
   // an address names one instance: another guest that takes the (stopped) broker's address
   // is dropped at the bridge, so the proxy never sees it as the broker
   r = await d.fetch(`/instances/${id}/stop`, { method: 'POST', token });
