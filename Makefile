@@ -138,6 +138,7 @@ bench: setup bins
 	node bench/boot.mjs 7
 	node bench/standby.mjs 5
 	node bench/wake.mjs 20
+	node bench/egress.mjs 50
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

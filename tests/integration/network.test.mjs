@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -14,6 +14,7 @@ import { startDaemon, runCli } from '../harness/daemon.mjs';
 import { waitImage, pull } from '../harness/images.mjs';
 import { createInstance, getInstance, waitState, vmmPid, processAlive, readLogs } from '../harness/instances.mjs';
 import { startRegistry, pushFixtures, pushImage, busyboxRoot } from '../registry/registry.mjs';
+import { makeTestCa, removeTestNames, echoServers, curlLayer } from '../harness/egress.mjs';
 
 const tag = randomBytes(3).toString('hex');
 const NS = `hmt-${tag}`;
@@ -62,50 +63,9 @@ async function rateServers() {
   await new Promise((res) => p.stdout.once('data', res));
 }
 
-// Credential brokering's outside: a test CA (trusted by the daemon through
-// EGRESS_UPSTREAM_CA, never by the guests) and a certificate of it for the
-// names the daemon's namespace resolves to 192.0.2.2 (/etc/netns/NS/hosts,
-// which `ip netns exec` mounts over /etc/hosts). bad.test resolves there
-// too but is not in the certificate.
+// Credential brokering's outside (tests/harness/egress.mjs): a test CA, trusted by the
+// daemon through EGRESS_UPSTREAM_CA and never by the guests, with echo servers in OUT.
 const TLSDIR = mkdtempSync(join(tmpdir(), 'hypeman-egress-tls-'));
-const TLS_NAMES = ['api.test', 'a.wild.test', 'wild.test', 'other.test'];
-function makeTestCa() {
-  const o = (...a) => execFileSync('openssl', a, { cwd: TLSDIR, stdio: ['ignore', 'ignore', 'pipe'] });
-  o('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=hypeman egress test CA');
-  o('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=api.test');
-  writeFileSync(join(TLSDIR, 'ext.cnf'), `subjectAltName=${TLS_NAMES.map((n) => `DNS:${n}`).join(',')}\n`);
-  o('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.pem', '-days', '2', '-extfile', 'ext.cnf');
-  o('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'other.key', '-out', 'other.pem', '-days', '2', '-subj', '/CN=an image CA');
-  mkdirSync(`/etc/netns/${NS}`, { recursive: true });
-  writeFileSync(`/etc/netns/${NS}/hosts`, `127.0.0.1 localhost\n192.0.2.2 ${TLS_NAMES.join(' ')} bad.test\n`);
-}
-// Outside: HTTPS on 8443 and HTTP on 8084 answer with the headers they got (JSON), the
-// Authorization one as its SHA-256 (so that no value ever reaches the guest, even in an answer).
-async function echoServers() {
-  const code = `const echo = (q, s) => s.end(JSON.stringify({ host: q.headers.host, authorization: q.headers.authorization ? require('crypto').createHash('sha256').update(q.headers.authorization).digest('hex') : null, 'x-team': q.headers['x-team'] ?? null, body: q.method }));
-    require('http').createServer(echo).listen(8084, '192.0.2.2');
-    require('https').createServer({ key: require('fs').readFileSync('${TLSDIR}/srv.key'), cert: require('fs').readFileSync('${TLSDIR}/srv.pem') }, echo).listen(8443, '192.0.2.2', () => console.log('ready'));`;
-  const p = spawn('ip', ['netns', 'exec', OUT, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  servers.push(p);
-  await new Promise((res, rej) => { p.stdout.once('data', res); p.once('exit', (c) => rej(new Error(`echo servers exited ${c}`))); });
-}
-// An image with the host's curl (and the libraries it links) over busybox,
-// and a trust bundle of its own at the RHEL path (the guest init appends the
-// egress CA to it) but none at the Debian one (the init makes it).
-function curlLayer() {
-  const files = new Map();
-  for (const line of execFileSync('ldd', ['/usr/bin/curl'], { encoding: 'utf8' }).split('\n')) {
-    const m = line.match(/(\/\S+) \(0x/);
-    if (m) files.set(m[1], readFileSync(m[1]));
-  }
-  const dirs = new Set(['usr', 'usr/bin', 'etc/pki', 'etc/pki/tls', 'etc/pki/tls/certs']);
-  for (const f of files.keys()) for (let d = f.slice(1, f.lastIndexOf('/')); d; d = d.includes('/') ? d.slice(0, d.lastIndexOf('/')) : '') dirs.add(d);
-  const entries = [...dirs].sort().map((d) => ({ path: d, type: 'dir' }));
-  for (const [f, data] of files) entries.push({ path: f.slice(1), data, mode: 0o755 });
-  entries.push({ path: 'usr/bin/curl', data: readFileSync('/usr/bin/curl'), mode: 0o755 });
-  entries.push({ path: 'etc/pki/tls/certs/ca-bundle.crt', data: readFileSync(join(TLSDIR, 'other.pem')) });
-  return entries;
-}
 
 // GET url from inside the daemon's namespace (as the host would): the body, or null.
 function fetchInNs(url) {
@@ -138,8 +98,8 @@ before(async () => {
   await dnsIn(OUT, '192.0.2.2', 53);
   await serveIn(NS, '0.0.0.0', 9099); // a host service guests may reach (unlike the API)
   await rateServers();
-  makeTestCa();
-  await echoServers();
+  makeTestCa(TLSDIR, NS);
+  await echoServers(OUT, TLSDIR, servers);
 
   // Images come from the registry on the host's loopback: pull them with a
   // network-less daemon here, then run the networked one on the same data dir.
@@ -147,7 +107,7 @@ before(async () => {
   await pushFixtures(reg);
   image = `${reg.host}/test/busybox:latest`;
   curlImage = `${reg.host}/test/curl:latest`;
-  await pushImage(reg, 'test/curl', 'latest', { layers: [busyboxRoot(), curlLayer()], config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/bin:/bin'] } });
+  await pushImage(reg, 'test/curl', 'latest', { layers: [busyboxRoot(), curlLayer(TLSDIR)], config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/bin:/bin'] } });
   const d0 = await startDaemon();
   const t0 = d0.token();
   for (const name of [image, curlImage]) {
@@ -167,7 +127,7 @@ after(async () => {
     for (const s of servers) s.kill('SIGKILL');
     await reg?.stop();
     for (const ns of [NS, OUT, BAD]) { try { ip('netns', 'del', ns); } catch { /* already gone */ } }
-    rmSync(`/etc/netns/${NS}`, { recursive: true, force: true });
+    removeTestNames(NS);
     rmSync(TLSDIR, { recursive: true, force: true });
   }
 });
