@@ -34,7 +34,7 @@ const { startDaemon, runCli } = await import('../tests/harness/daemon.mjs');
 const { waitImage, pull } = await import('../tests/harness/images.mjs');
 const { createInstance, waitState } = await import('../tests/harness/instances.mjs');
 const { startRegistry, pushImage, busyboxRoot } = await import('../tests/registry/registry.mjs');
-const { makeTestCa, removeTestNames, echoServers, curlLayer } = await import('../tests/harness/egress.mjs');
+const { outsidePair, makeTestCa, removeTestNames, echoServers, curlLayer } = await import('../tests/harness/egress.mjs');
 
 const sorted = (xs) => [...xs].sort((a, b) => a - b);
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -56,14 +56,7 @@ let reg, d;
 const rows = [];
 try {
   for (const ns of [NS, OUT]) ip('netns', 'add', ns);
-  ip('-n', NS, 'link', 'set', 'lo', 'up');
-  ip('-n', OUT, 'link', 'set', 'lo', 'up');
-  ip('-n', NS, 'link', 'add', 'vh0', 'type', 'veth', 'peer', 'name', 'vo0', 'netns', OUT);
-  ip('-n', NS, 'addr', 'add', '192.0.2.1/24', 'dev', 'vh0');
-  ip('-n', OUT, 'addr', 'add', '192.0.2.2/24', 'dev', 'vo0');
-  ip('-n', NS, 'link', 'set', 'vh0', 'up');
-  ip('-n', OUT, 'link', 'set', 'vo0', 'up');
-  execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  outsidePair(NS, OUT);
   makeTestCa(TLSDIR, NS);
   await echoServers(OUT, TLSDIR, procs);
 

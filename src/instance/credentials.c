@@ -222,28 +222,27 @@ json_t *inst_credentials_json(const struct hm_credential *c, size_t n)
 	return list;
 }
 
-bool inst_credential_source(json_t *creds, const char *key)
+/* Whether a credential of the stored policy has `field` (env or source) equal to key. */
+static bool credential_has(json_t *creds, const char *field, const char *key)
 {
 	size_t i;
 	json_t *c;
 	json_array_foreach (creds, i, c) {
-		const char *s = json_string_value(json_object_get(c, "source"));
+		const char *s = json_string_value(json_object_get(c, field));
 		if (s && strcmp(s, key) == 0)
 			return true;
 	}
 	return false;
 }
 
+bool inst_credential_source(json_t *creds, const char *key)
+{
+	return credential_has(creds, "source", key);
+}
+
 bool inst_credential_guest_var(json_t *creds, const char *key)
 {
-	size_t i;
-	json_t *c;
-	json_array_foreach (creds, i, c) {
-		const char *s = json_string_value(json_object_get(c, "env"));
-		if (s && strcmp(s, key) == 0)
-			return true;
-	}
-	return false;
+	return credential_has(creds, "env", key);
 }
 
 json_t *inst_credentials_split_env(json_t *creds, json_t *env, json_t **secrets)

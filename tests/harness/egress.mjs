@@ -7,6 +7,20 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+// The daemon's namespace ns and an "outside" one, out, joined by a veth pair:
+// 192.0.2.1 on ns's side, 192.0.2.2 on out's, loopback up, ns forwarding.
+export function outsidePair(ns, out) {
+  const ip = (...a) => execFileSync('ip', a, { encoding: 'utf8' });
+  ip('-n', ns, 'link', 'set', 'lo', 'up');
+  ip('-n', out, 'link', 'set', 'lo', 'up');
+  ip('-n', ns, 'link', 'add', 'vh0', 'type', 'veth', 'peer', 'name', 'vo0', 'netns', out);
+  ip('-n', ns, 'addr', 'add', '192.0.2.1/24', 'dev', 'vh0');
+  ip('-n', out, 'addr', 'add', '192.0.2.2/24', 'dev', 'vo0');
+  ip('-n', ns, 'link', 'set', 'vh0', 'up');
+  ip('-n', out, 'link', 'set', 'vo0', 'up');
+  execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+}
+
 // The names the test certificate holds; bad.test resolves too but is not in it.
 export const TLS_NAMES = ['api.test', 'a.wild.test', 'wild.test', 'other.test'];
 

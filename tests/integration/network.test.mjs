@@ -14,7 +14,7 @@ import { startDaemon, runCli } from '../harness/daemon.mjs';
 import { waitImage, pull } from '../harness/images.mjs';
 import { createInstance, getInstance, waitState, vmmPid, processAlive, readLogs } from '../harness/instances.mjs';
 import { startRegistry, pushFixtures, pushImage, busyboxRoot } from '../registry/registry.mjs';
-import { makeTestCa, removeTestNames, echoServers, curlLayer } from '../harness/egress.mjs';
+import { outsidePair, makeTestCa, removeTestNames, echoServers, curlLayer } from '../harness/egress.mjs';
 
 const tag = randomBytes(3).toString('hex');
 const NS = `hmt-${tag}`;
@@ -84,14 +84,7 @@ function hostGet(port, host, headers = {}) {
 let reg, d, token, image, curlImage, dataDir, env;
 before(async () => {
   for (const ns of [NS, OUT, BAD]) ip('netns', 'add', ns);
-  ip('-n', NS, 'link', 'set', 'lo', 'up');
-  ip('-n', OUT, 'link', 'set', 'lo', 'up');
-  ip('-n', NS, 'link', 'add', 'vh0', 'type', 'veth', 'peer', 'name', 'vo0', 'netns', OUT);
-  ip('-n', NS, 'addr', 'add', '192.0.2.1/24', 'dev', 'vh0');
-  ip('-n', OUT, 'addr', 'add', '192.0.2.2/24', 'dev', 'vo0');
-  ip('-n', NS, 'link', 'set', 'vh0', 'up');
-  ip('-n', OUT, 'link', 'set', 'vo0', 'up');
-  inNs(NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  outsidePair(NS, OUT);
   await serveIn(OUT, '192.0.2.2', 8081);
   await serveIn(OUT, '192.0.2.2', 80);
   await serveIn(OUT, '192.0.2.2', 443);
