@@ -638,6 +638,11 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		                  "instances cannot boot on this host: %s", in->boot_error);
 	if (c.boot && admit(in, &c, err) < 0)
 		return -1;
+	/* A network asked for where the host has none: refused before any pull. */
+	if ((c.network == HM_NET_ON || c.egress != HM_EGRESS_OFF) && !hm_net_enabled(in->net))
+		return hm_err_set(err, HM_ERR_INVALID, "network_unavailable",
+		                  "networking is disabled on this host (NETWORK_ENABLED=false): "
+		                  "create with network.enabled false");
 	struct hm_image_info img = { 0 };
 	if (hm_images_ensure(in->images, c.image, CREATE_PULL_TIMEOUT_MS, &img, err) < 0)
 		return -1;
@@ -682,13 +687,6 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 	json_object_set(spec, "volumes", c.volumes); /* ids filled in by claim_volumes */
 	/* Network on by default where the host has one; asked for where it has none: 400. */
 	struct hm_net_lease lease = { { 0 } };
-	if ((c.network == HM_NET_ON || c.egress != HM_EGRESS_OFF) && !hm_net_enabled(in->net)) {
-		json_decref(spec);
-		hm_image_info_done(&img);
-		return hm_err_set(err, HM_ERR_INVALID, "network_unavailable",
-		                  "networking is disabled on this host (NETWORK_ENABLED=false): "
-		                  "create with network.enabled false");
-	}
 	if (c.network != HM_NET_OFF && hm_net_enabled(in->net)) {
 		if (hm_net_lease(in->net, NULL, &lease, err) < 0) {
 			json_decref(spec);

@@ -48,6 +48,13 @@ test('create: credentials in the SDK\'s shape are honoured, so their rules answe
   assert.deepEqual(await client.instances.list(), []);
 });
 
+test('create: a network asked for where the host has none is refused before any pull', async () => {
+  // No registry answers at 127.0.0.1:9: a pull first would fail for that instead.
+  for (const network of [{ enabled: true }, { egress: { enabled: true } }])
+    await refused(client.instances.create({ name: 'nonet', image: '127.0.0.1:9/never/pulled:latest', network }), 'network_unavailable', /NETWORK_ENABLED=false/);
+  assert.deepEqual(await client.instances.list(), []);
+});
+
 test('create: refused fields at their default, and the documented no-ops, pass the field check', async () => {
   // No registry answers there: the create fails later, for that reason, not for a field.
   const r = client.instances.create({
