@@ -23,6 +23,7 @@
 #include <net/route.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <linux/random.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -740,9 +741,16 @@ void identity_apply(const struct hm_gjson *doc, long long id)
 				break;
 			buf[n++] = (unsigned char)(hi << 4 | lo);
 		}
-		/* Mixed into the pool (not credited): a fork must not share its parent's stream. */
+		/*
+		 * Mixed into the pool (not credited), then a reseed forced: a write
+		 * alone reaches the CRNG only at its next scheduled reseed (up to a
+		 * minute on Linux 6.x), and until then a fork would draw the same
+		 * stream as its parent.
+		 */
 		_cleanup_close_ int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write_all(fd, (const char *)buf, n) < 0)
+		/* ENODATA: the CRNG is not ready yet, so it is seeded afresh anyway. */
+		if (fd < 0 || write_all(fd, (const char *)buf, n) < 0 ||
+		    (ioctl(fd, RNDRESEEDCRNG) < 0 && errno != ENODATA))
 			if (!why[0])
 				snprintf(why, sizeof(why), "seed /dev/urandom: %s",
 				         strerror(errno));
