@@ -685,7 +685,8 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 	if (c.hostname)
 		json_object_set_new(spec, "hostname", json_string(c.hostname));
 	json_object_set(spec, "volumes", c.volumes); /* ids filled in by claim_volumes */
-	/* Network on by default where the host has one; asked for where it has none: 400. */
+	/* Network on by default where the host has one (asked for where it has none: refused
+	 * above). */
 	struct hm_net_lease lease = { { 0 } };
 	if (c.network != HM_NET_OFF && hm_net_enabled(in->net)) {
 		if (hm_net_lease(in->net, NULL, &lease, err) < 0) {
