@@ -490,12 +490,6 @@ static SSL *upstream_tls(const struct hm_egress *e, int up, const char *host, ch
 	return ssl;
 }
 
-/*
- * A CONNECT to a host with credentials: the upstream session first (so
- * that an untrusted upstream is a 502 to the CONNECT, not a broken
- * session), then the 200, then the guest's handshake against a leaf for
- * host, its first request head, and the relay.
- */
 /* The guest's first request head (to frame what follows), then the relay. */
 static void broker_session(struct hm_conn *c, struct end *g, struct end *u, const char *host,
                            const char *port, struct inject *j)
