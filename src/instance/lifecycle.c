@@ -610,7 +610,8 @@ int hm_instances_update(struct hm_instances *in, const char *key,
 		}
 	}
 	/* Credentials: a source key's new value rotates what the egress proxy
-	 * injects (its next connection); the guest's placeholders stay. */
+	 * injects (its next connection, once the rest is stored); the guest's
+	 * placeholders stay. */
 	creds = json_object_get(spec, "credentials");
 	if (json_array_size(creds) && (u->env_set || u->env_del) &&
 	    split_credential_env(creds, u, &plain, &rotate, err) < 0) {
@@ -619,10 +620,6 @@ int hm_instances_update(struct hm_instances *in, const char *key,
 	}
 	if (plain)
 		env_set = plain;
-	if (json_object_size(rotate) && inst_secrets_rotate(in, row.id, rotate, err) < 0) {
-		r = -1;
-		goto out;
-	}
 	shown = json_object_get(spec, "env");
 	if (!json_is_object(shown) || (env_set && u->env_replace))
 		json_object_set_new(spec, "env", shown = json_object());
@@ -681,6 +678,9 @@ int hm_instances_update(struct hm_instances *in, const char *key,
 	} else {
 		r = hm_store_instance_set_spec(in->st, row.id, row.spec, err);
 	}
+	/* The values last: an update refused on the way rotates nothing. */
+	if (r == 0 && json_object_size(rotate))
+		r = inst_secrets_rotate(in, row.id, rotate, err);
 	if (r == 0) {
 		inst_oplog(
 		    in, row.id,
