@@ -31,7 +31,7 @@ import { randomBytes } from 'node:crypto';
 const PER_CLIENT = Number(process.argv[2] || process.env.BENCH_RUNS || 50);
 process.env.HYPEMAN_BIN_DIR ||= join(process.cwd(), 'build/rel/bin');
 const { startDaemon, runCli } = await import('../tests/harness/daemon.mjs');
-const { waitImage, pull } = await import('../tests/harness/images.mjs');
+const { pulledDataDir } = await import('../tests/harness/images.mjs');
 const { createInstance, waitState } = await import('../tests/harness/instances.mjs');
 const { startRegistry, pushImage, busyboxRoot } = await import('../tests/registry/registry.mjs');
 const { outsidePair, makeTestCa, removeTestNames, echoServers, curlLayer } = await import('../tests/harness/egress.mjs');
@@ -66,12 +66,7 @@ try {
     layers: [busyboxRoot(), curlLayer(TLSDIR, [{ path: 'etc/bench-ca.pem', data: readFileSync(join(TLSDIR, 'ca.pem')) }])],
     config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/bin:/bin'] },
   });
-  const d0 = await startDaemon();
-  const t0 = d0.token();
-  await pull(d0, t0, { name: image });
-  await waitImage(d0, t0, image);
-  const dataDir = d0.dataDir;
-  await d0.stop({ keepData: true });
+  const dataDir = await pulledDataDir([image]);
   d = await startDaemon({ netns: NS, env: { SUBNET_CIDR: '10.125.0.0/16', BRIDGE_NAME: 'hmbre', DATA_DIR: dataDir, EGRESS_UPSTREAM_CA: join(TLSDIR, 'ca.pem'), LOG_LEVEL: 'info' } });
   const token = d.token();
   const c = await createInstance(d, token, {

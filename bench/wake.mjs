@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 const RUNS = Number(process.argv[2] || process.env.BENCH_RUNS || 20);
 process.env.HYPEMAN_BIN_DIR ||= join(process.cwd(), 'build/rel/bin');
 const { startDaemon } = await import('../tests/harness/daemon.mjs');
-const { waitImage, pull } = await import('../tests/harness/images.mjs');
+const { pulledDataDir } = await import('../tests/harness/images.mjs');
 const { createInstance, waitState, vmmPid } = await import('../tests/harness/instances.mjs');
 const { startRegistry, pushFixtures } = await import('../tests/registry/registry.mjs');
 
@@ -77,12 +77,7 @@ try {
   reg = await startRegistry();
   await pushFixtures(reg);
   const image = `${reg.host}/test/busybox:latest`;
-  const d0 = await startDaemon();
-  const t0 = d0.token();
-  await pull(d0, t0, { name: image });
-  await waitImage(d0, t0, image);
-  const dataDir = d0.dataDir;
-  await d0.stop({ keepData: true });
+  const dataDir = await pulledDataDir([image]);
   d = await startDaemon({ netns: NS, env: { SUBNET_CIDR: '10.124.0.0/16', BRIDGE_NAME: 'hmbrw', DATA_DIR: dataDir } });
   const token = d.token();
   const json = { 'content-type': 'application/json' };

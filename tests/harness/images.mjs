@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startDaemon } from './daemon.mjs';
 
 export const enc = (name) => encodeURIComponent(name);
 
@@ -30,6 +31,21 @@ export async function pull(d, token, body) {
   });
   const j = await r.json();
   return { status: r.status, body: j };
+}
+
+// A data dir with these images pulled and ready, made by a network-less
+// daemon that is stopped again (tests that run the daemon in a network
+// namespace then start theirs on it: the registry is on the host's loopback).
+export async function pulledDataDir(names) {
+  const d0 = await startDaemon();
+  const t0 = d0.token();
+  for (const name of names) {
+    await pull(d0, t0, { name });
+    const { img } = await waitImage(d0, t0, name);
+    if (img.status !== 'ready') throw new Error(`image ${name}: ${img.status} (${img.error})`);
+  }
+  await d0.stop({ keepData: true });
+  return d0.dataDir;
 }
 
 // The converted disk of a ready image in the daemon's data dir.

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
-import { waitImage, pull } from '../harness/images.mjs';
+import { pulledDataDir } from '../harness/images.mjs';
 import { createInstance, getInstance, waitState, vmmPid, processAlive, readLogs } from '../harness/instances.mjs';
 import { startRegistry, pushFixtures, pushImage, busyboxRoot } from '../registry/registry.mjs';
 import { outsidePair, makeTestCa, removeTestNames, echoServers, curlLayer } from '../harness/egress.mjs';
@@ -101,14 +101,7 @@ before(async () => {
   image = `${reg.host}/test/busybox:latest`;
   curlImage = `${reg.host}/test/curl:latest`;
   await pushImage(reg, 'test/curl', 'latest', { layers: [busyboxRoot(), curlLayer(TLSDIR)], config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/bin:/bin'] } });
-  const d0 = await startDaemon();
-  const t0 = d0.token();
-  for (const name of [image, curlImage]) {
-    await pull(d0, t0, { name });
-    assert.equal((await waitImage(d0, t0, name)).img.status, 'ready', name);
-  }
-  dataDir = d0.dataDir;
-  await d0.stop({ keepData: true });
+  dataDir = await pulledDataDir([image, curlImage]);
   env = { ...NETENV, DATA_DIR: dataDir, EGRESS_UPSTREAM_CA: join(TLSDIR, 'ca.pem') };
   d = await startDaemon({ netns: NS, env });
   token = d.token();

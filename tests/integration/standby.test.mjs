@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
-import { waitImage, pull } from '../harness/images.mjs';
+import { pulledDataDir } from '../harness/images.mjs';
 import { createInstance, getInstance, waitState, readLogs, vmmPid, processAlive } from '../harness/instances.mjs';
 import { startRegistry, pushFixtures } from '../registry/registry.mjs';
 
@@ -49,12 +49,7 @@ before(async () => {
   reg = await startRegistry();
   await pushFixtures(reg);
   image = `${reg.host}/test/busybox:latest`;
-  const d0 = await startDaemon();
-  const t0 = d0.token();
-  await pull(d0, t0, { name: image });
-  assert.equal((await waitImage(d0, t0, image)).img.status, 'ready');
-  await d0.stop({ keepData: true });
-  env = { ...NETENV, DATA_DIR: d0.dataDir };
+  env = { ...NETENV, DATA_DIR: await pulledDataDir([image]) };
   d = await startDaemon({ netns: NS, env });
   token = d.token();
 });
