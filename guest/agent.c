@@ -96,6 +96,8 @@ static int find_agent_port(void)
 
 void agent_open(void)
 {
+	if (a.fd >= 0)
+		return; /* a base VM opened it early */
 	if (!have_virtio_serial()) {
 		step("no virtio-serial device: no agent");
 		return;
@@ -477,6 +479,81 @@ static void agent_read(void)
 		a.line_len = 0;
 		a.line_skip = false;
 		p = nl + 1;
+	}
+}
+
+/*
+ * A base VM (hypeman.base=1, docs/guest.md "Base mode") waits here for the
+ * `attach` that a create sends to the copy of it that it restores. The port
+ * is read one byte at a time so that nothing after the `attach` line is
+ * taken from it: whatever the host sends next (an exec right after the
+ * create) is read by the main loop, once the root is mounted. Meanwhile
+ * hello and ping are answered and every other request is refused. Returns
+ * the attach line's length in buf (NUL-terminated), or -1 without a port.
+ */
+ssize_t agent_base_wait(char *buf, size_t cap)
+{
+	if (a.fd < 0 || cap < 2)
+		return -1;
+	agent_send("{\"type\":\"base_ready\",\"uptime_ms\":%lld}", uptime_ms());
+	size_t len = 0;
+	bool skip = false;
+	for (;;) {
+		agent_flush();
+		struct pollfd pfd = { .fd = a.fd, .events = POLLIN | (pending() ? POLLOUT : 0) };
+		int pr = poll(&pfd, 1, 100);
+		if (pr < 0 && errno != EINTR)
+			return -1;
+		if (pr <= 0)
+			continue;
+		if (!(pfd.revents & POLLIN)) {
+			/* No host yet (a base is saved and restored while it waits): look again
+			 * soon. */
+			if (pfd.revents & (POLLHUP | POLLERR))
+				sleep_ms(1);
+			continue;
+		}
+		char c;
+		ssize_t n = read(a.fd, &c, 1);
+		if (n <= 0) {
+			if (n == 0 || errno == EAGAIN)
+				sleep_ms(1);
+			continue;
+		}
+		a.up = true;
+		if (c != '\n') {
+			if (len + 1 < cap && !skip)
+				buf[len++] = c;
+			else
+				skip = true; /* too long for any message this mode takes */
+			continue;
+		}
+		buf[len] = '\0';
+		size_t got = len;
+		bool dropped = skip;
+		len = 0;
+		skip = false;
+		if (dropped || got == 0)
+			continue;
+		/* The line is parsed in a copy: an attach is handed back as it came. */
+		static char copy[AGENT_LINE_MAX];
+		memcpy(copy, buf, got);
+		const char *why;
+		if (hm_gjson_parse(copy, got, &a.doc, &why) < 0)
+			continue;
+		long long id = 0;
+		hm_gjson_int(&a.doc, "id", &id);
+		const char *type = hm_gjson_str(&a.doc, "type");
+		if (!type)
+			continue;
+		if (strcmp(type, "attach") == 0)
+			return (ssize_t)got;
+		if (strcmp(type, "hello") == 0)
+			agent_send("{\"type\":\"hello\",\"program_pid\":0,\"base\":true}");
+		else if (strcmp(type, "ping") == 0 && id > 0)
+			agent_send("{\"type\":\"pong\",\"id\":%lld}", id);
+		else
+			agent_error(id, "`%.64s` before the guest is attached to its disks", type);
 	}
 }
 

@@ -84,8 +84,10 @@ int exec_failure(int err, const char *argv0, char *msg, size_t len);
 
 /* ---- agent.c ---- */
 
-/* Find and open the agent port named cfg.agent (no agent when there is none). */
+/* Find and open the agent port named cfg.agent (no agent when there is none); once. */
 void agent_open(void);
+/* A base VM: say `base_ready`, then wait for the host's `attach` line (into buf). */
+ssize_t agent_base_wait(char *buf, size_t cap);
 /*
  * Queue one message line (a JSON object, no newline) for the host. Dropped
  * when the host is not connected or the send buffer is far over its limit.

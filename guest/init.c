@@ -67,6 +67,7 @@ static struct {
 	int oldroot_fd;    /* the initramfs root, to come back to for unmounting */
 	bool switched;     /* running in the overlay root */
 	bool rw_disk;      /* /mnt/rw is the overlay disk (not a tmpfs) */
+	bool base;         /* hypeman.base=1: wait to be attached before reading a disk */
 	pid_t pid;         /* the program, once started */
 	long oom_before;   /* /proc/vmstat oom_kill when the program started */
 	long long stop_at; /* a stop request's SIGKILL deadline (uptime ms), or 0 */
@@ -77,6 +78,7 @@ static struct {
 static char cfgbuf[HM_GUEST_AREA_SIZE];
 
 static _Noreturn void finish(int code, const char *message);
+static void apply_clock_seed(const struct hm_gjson *doc, char *why, size_t whylen);
 
 pid_t program_pid(void)
 {
@@ -329,6 +331,8 @@ static void read_cmdline(void)
 	for (char *t = strtok_r(buf, " \t\n", &save); t; t = strtok_r(NULL, " \t\n", &save))
 		if (strcmp(t, "hypeman.debug=1") == 0)
 			guest_debug = true;
+		else if (strcmp(t, "hypeman.base=1") == 0)
+			g.base = true;
 }
 
 /* insmod every module of /lib/modules/load.order, in order. */
@@ -363,6 +367,85 @@ static void load_modules(void)
 			say("  %s %lld ms", name, uptime_ms() - t);
 	}
 	step("%d modules loaded", loaded);
+}
+
+/* ---- base mode --------------------------------------------------------------------------- */
+
+#ifndef BLKFLSBUF
+#define BLKFLSBUF _IO(0x12, 97)
+#endif
+
+/* Wait until /sys/block/<dev> shows want bytes (the host's resize notice is asynchronous). */
+static void wait_disk_size(const char *dev, unsigned long long want)
+{
+	char path[64], text[32];
+	snprintf(path, sizeof(path), "/sys/block/%s/size", dev);
+	unsigned long long sectors = 0;
+	for (int waited = 0;; waited += 1) {
+		if (read_small(path, text, sizeof(text)) > 0) {
+			sectors = strtoull(text, NULL, 10);
+			if (sectors == want / 512)
+				return;
+		}
+		if (waited >= DEVICE_WAIT_MS)
+			die(0, "disk %s is %llu bytes, not the %llu it was attached with", dev,
+			    sectors * 512, want);
+		sleep_ms(1);
+	}
+}
+
+/* Drop what the block cache holds of dev: the base read its placeholder there. */
+static void flush_disk(const char *dev)
+{
+	char path[32];
+	snprintf(path, sizeof(path), "/dev/%s", dev);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 || ioctl(fd, BLKFLSBUF, 0) < 0)
+		die(errno, "drop the block cache of %s", path);
+}
+
+/*
+ * Base mode (docs/guest.md): a base VM stops here, modules loaded and no
+ * disk read yet, and is saved. Each instance made from the base is restored
+ * at this point with its own disks in the base's slots and sent `attach`:
+ * the clock, fresh randomness (every copy of a base shares its RNG state
+ * until then) and each disk's real size. Until the host's resize notices
+ * arrive a disk has its placeholder's size, and the block cache holds what
+ * the base's partition scan read from the placeholders: both are settled
+ * before anything reads a disk.
+ */
+static void base_attach(void)
+{
+	cfg.agent = "hypeman.agent";
+	agent_open();
+	static char line[AGENT_LINE_MAX];
+	step("base: waiting to be attached");
+	ssize_t n = agent_base_wait(line, sizeof(line));
+	if (n < 0)
+		die(0, "base mode: no agent port to wait on");
+	static struct hm_gjson doc;
+	const char *why = NULL;
+	if (hm_gjson_parse(line, (size_t)n, &doc, &why) < 0)
+		die(0, "base mode: a bad attach message (%s)", why);
+	char err[200] = "";
+	apply_clock_seed(&doc, err, sizeof(err));
+	if (err[0])
+		say("attach: %s", err);
+	const struct hm_gjson_value *disks = hm_gjson_get(&doc, "disk_bytes");
+	if (!disks || disks->type != HM_GJSON_ARRAY || disks->len > 26)
+		die(0, "attach: needs `disk_bytes`, an array of at most 26 sizes");
+	for (size_t i = 0; i < disks->len; i++) {
+		char *end = NULL;
+		errno = 0;
+		unsigned long long want = strtoull(disks->items[i], &end, 10);
+		if (!*disks->items[i] || *end || errno)
+			die(0, "attach: disk_bytes[%zu] `%.32s` is not a size", i, disks->items[i]);
+		char dev[8];
+		snprintf(dev, sizeof(dev), "vd%c", (char)('a' + i));
+		wait_disk_size(dev, want);
+		flush_disk(dev);
+	}
+	step("base: attached (%zu disks)", disks->len);
 }
 
 /* Open the config disk, read and parse its config area. */
@@ -722,14 +805,13 @@ static int hexval(char c)
  * hostname and machine-id. Everything given is applied; the answer names
  * the first step that failed.
  */
-void identity_apply(const struct hm_gjson *doc, long long id)
+static void apply_clock_seed(const struct hm_gjson *doc, char *why, size_t whylen)
 {
-	char why[200] = "";
 	long long ms = 0;
 	if (hm_gjson_int(doc, "unix_ms", &ms) == 1 && ms > 0) {
 		struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
 		if (clock_settime(CLOCK_REALTIME, &ts) < 0)
-			snprintf(why, sizeof(why), "set the clock: %s", strerror(errno));
+			snprintf(why, whylen, "set the clock: %s", strerror(errno));
 	}
 	const char *seed = hm_gjson_str(doc, "seed");
 	if (seed) {
@@ -752,9 +834,14 @@ void identity_apply(const struct hm_gjson *doc, long long id)
 		if (fd < 0 || write_all(fd, (const char *)buf, n) < 0 ||
 		    (ioctl(fd, RNDRESEEDCRNG) < 0 && errno != ENODATA))
 			if (!why[0])
-				snprintf(why, sizeof(why), "seed /dev/urandom: %s",
-				         strerror(errno));
+				snprintf(why, whylen, "seed /dev/urandom: %s", strerror(errno));
 	}
+}
+
+void identity_apply(const struct hm_gjson *doc, long long id)
+{
+	char why[200] = "";
+	apply_clock_seed(doc, why, sizeof(why));
 	const char *host = hm_gjson_str(doc, "hostname");
 	const char *ip = hm_gjson_str(doc, "ip");
 	const char *gw = hm_gjson_str(doc, "gateway");
@@ -824,15 +911,17 @@ static void setup_network(void)
 			die(0, "network: no eth0 after %d ms", DEVICE_WAIT_MS);
 		sleep_ms(POLL_STEP_MS);
 	}
+	char why[160];
 	if (cfg.net_mac) {
+		/* A VM restored from a base has the base's MAC until told otherwise. */
 		char mac[64];
 		if (read_small("/sys/class/net/eth0/address", mac, sizeof(mac)) > 0) {
 			mac[strcspn(mac, "\n")] = '\0';
-			if (strcasecmp(mac, cfg.net_mac) != 0)
-				say("eth0 has MAC %s, the config says %s", mac, cfg.net_mac);
+			if (strcasecmp(mac, cfg.net_mac) != 0 &&
+			    set_mac(s, cfg.net_mac, why, sizeof(why)) < 0)
+				die(0, "network: %s", why);
 		}
 	}
-	char why[160];
 	if (net_address(s, cfg.net_ip, cfg.net_gw, why, sizeof(why)) < 0)
 		die(0, "network: %s", why);
 	step("eth0 up (%s via %s)", cfg.net_ip, cfg.net_gw ? cfg.net_gw : "-");
@@ -1260,6 +1349,8 @@ int main(void)
 	if (g.sfd < 0)
 		die(errno, "signalfd");
 	load_modules();
+	if (g.base)
+		base_attach();
 	read_config();
 	mount_root();
 	switch_root();

@@ -93,6 +93,8 @@ json_t *hm_rest_instance(const struct hm_instance_view *v)
 	json_object_set_new(o, "hypervisor", json_string(v->hypervisor));
 	if (v->command)
 		json_object_set(o, "command", v->command); /* extension: what runs */
+	if (v->boot)
+		json_object_set_new(o, "boot", json_string(v->boot)); /* extension */
 	if (v->auto_standby_set) {
 		_cleanup_free_ char *idle = hm_rest_go_duration(v->auto_standby.idle_ms);
 		json_object_set_new(o, "auto_standby",

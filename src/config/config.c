@@ -52,6 +52,8 @@ void hm_config_usage(const char *prog)
 	    "  IMAGE_FORMAT        root disk format: erofs (default) or ext4\n"
 	    "  KERNEL_DIR          guest kernel dir (vmlinux, modules/, load.order); default\n"
 	    "                      DATA_DIR/system/kernel/current, made by scripts/kernel.sh\n"
+	    "  BASE_BOOT           create from a pre-booted base VM where one is ready\n"
+	    "                      (default on); off: every boot starts the kernel afresh\n"
 	    "  NETWORK_ENABLED     give instances a network (default true); false: none, and\n"
 	    "                      the host's network is left untouched\n"
 	    "  BRIDGE_NAME         the instances' bridge (default vmbr0)\n"
@@ -264,6 +266,14 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		set_str(&cfg->image_format, v);
 	} else if (strcmp(key, "KERNEL_DIR") == 0) {
 		set_str(&cfg->kernel_dir, v);
+	} else if (strcmp(key, "BASE_BOOT") == 0) {
+		if (strcmp(v, "on") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+			cfg->base_boot = 1;
+		else if (strcmp(v, "off") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+			cfg->base_boot = 0;
+		else
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "BASE_BOOT must be on or off, got `%s`", v);
 	} else if (strcmp(key, "NETWORK_ENABLED") == 0) {
 		if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
 			cfg->network_enabled = 1;
@@ -348,6 +358,7 @@ static const char *const env_keys[] = {
 	"PULL_STALL_TIMEOUT",
 	"IMAGE_FORMAT",
 	"KERNEL_DIR",
+	"BASE_BOOT",
 	"NETWORK_ENABLED",
 	"BRIDGE_NAME",
 	"SUBNET_CIDR",
@@ -380,6 +391,7 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		.pull_workers = 2,
 		.pull_stall_timeout_s = 30,
 		.network_enabled = 1,
+		.base_boot = 1,
 		.bridge_name = xstrdup("vmbr0"),
 		.subnet_cidr = xstrdup("10.100.0.0/16"),
 		.ingress_listen_addr = xstrdup("0.0.0.0"),

@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -423,22 +425,91 @@ int inst_write_config(struct hm_instances *in, const struct hm_instance_row *row
 	return r;
 }
 
-/* Start the VMM on the instance's disks. */
-static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
-                       struct hm_vm_spec *vsp, const char *restore_from, struct hm_vm **ret_vm,
-                       struct hm_err **err);
+char *inst_cmdline(const struct hm_instances *in, const char *extra)
+{
+	/* tsc_early_khz: without it microvm boots hang at random under TCG. */
+	if (in->tsc_khz > 0)
+		return xasprintf("console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests "
+		                 "tsc_early_khz=%ld%s",
+		                 in->tsc_khz, extra);
+	return xasprintf("console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests%s", extra);
+}
 
-int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
-                  const char *root_disk, const char *restore_from, struct hm_vm **ret_vm,
-                  struct hm_err **err)
+/* How a VM starts: booted, woken from its own saved state, or restored from a base. */
+struct spawn_how {
+	const char *restore_from; /* the instance's saved state, or NULL */
+	bool try_base;            /* a boot: from a ready base of its shape, if there is one */
+	bool from_base;           /* out: it was (the guest waits for *attach) */
+	json_t *attach;           /* out, with from_base: the guest's attach message */
+};
+
+static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
+                       struct hm_vm_spec *vsp, const char *restore_from, const bool *resize,
+                       struct hm_vm **ret_vm, struct hm_err **err);
+
+/*
+ * A boot from base b: its memory copied to the instance's RAM file (a
+ * private copy: standby, fork and snapshots work as on a cold boot's), the
+ * VMM restored from its state onto the instance's disks, each disk whose
+ * size differs from b's placeholder resized, the guest resumed. The attach
+ * message tells it the real sizes (it waits for them).
+ */
+static int boot_from_base(struct hm_instances *in, const char *id, json_t *spec,
+                          struct hm_vm_spec *vs, const struct inst_base *b, struct spawn_how *how,
+                          struct hm_vm **ret_vm, struct hm_err **err)
+{
+	double t0 = inst_mono_ms();
+	unsigned long long copied = 0;
+	if (hm_copy_sparse(inst_base_memory(b), vs->mem_path, 0600, &copied, err) < 0)
+		return -1;
+	double t_copy = inst_mono_ms();
+	bool resize[HM_VM_MAX_DISKS] = { false };
+	json_t *sizes = json_array();
+	for (size_t i = 0; i < vs->ndisks; i++) {
+		struct stat st;
+		if (stat(vs->disks[i].path, &st) < 0) {
+			json_decref(sizes);
+			unlink(vs->mem_path);
+			return hm_err_errno(err, errno, "disk `%s`", vs->disks[i].path);
+		}
+		resize[i] = (uint64_t)st.st_size != inst_base_disk_bytes(b, i);
+		json_array_append_new(sizes, json_sprintf("%lld", (long long)st.st_size));
+	}
+	if (spawn_vm_on(in, id, spec, vs, inst_base_state(b), resize, ret_vm, err) < 0) {
+		json_decref(sizes);
+		unlink(vs->mem_path);
+		return -1;
+	}
+	struct hm_vm *vm = *ret_vm;
+	if (vm->ops->resume(vm, err) < 0) {
+		vm->ops->kill(vm, 5000, NULL);
+		vm->ops->free(vm);
+		*ret_vm = NULL;
+		inst_drop_tap(in, id);
+		json_decref(sizes);
+		unlink(vs->mem_path);
+		return hm_err_wrap(err, "start the VM from its base");
+	}
+	unsigned char seed[64];
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		memset(seed, 0, sizeof(seed));
+	_cleanup_free_ char *hex = hm_hex_encode(seed, sizeof(seed));
+	/* unix_ms: the monitor sets it when it sends this. */
+	how->attach = json_pack("{s:s,s:I,s:s,s:o}", "type", "attach", "unix_ms", (json_int_t)0,
+	                        "seed", hex, "disk_bytes", sizes);
+	how->from_base = true;
+	inst_oplog(in, id, "msg=\"from base\" copy_ms=%.1f copied_mb=%.1f restore_ms=%.1f",
+	           t_copy - t0, (double)copied / (1 << 20), inst_mono_ms() - t_copy);
+	return 0;
+}
+
+static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                    const char *root_disk, struct spawn_how *how, struct hm_vm **ret_vm,
+                    struct hm_err **err)
 {
 	const char *id = row->id;
-	/* tsc_early_khz: without it microvm boots hang at random under TCG. */
-	_cleanup_free_ char *cmdline =
-	    in->tsc_khz > 0 ? xasprintf("console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests "
-	                                "tsc_early_khz=%ld",
-	                                in->tsc_khz)
-	                    : xstrdup("console=ttyS0 panic=-1 quiet loglevel=2 cryptomgr.notests");
+	const char *restore_from = how->restore_from;
+	_cleanup_free_ char *cmdline = inst_cmdline(in, "");
 	_cleanup_free_ char *run = inst_path(in, id, "run");
 	_cleanup_free_ char *cfg = inst_path(in, id, "config.img");
 	_cleanup_free_ char *overlay = inst_path(in, id, "overlay.ext4");
@@ -489,8 +560,38 @@ int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, js
 			vs.disks[vs.ndisks++] = (struct hm_vm_disk){ upper_disks[i], false, dio };
 		}
 	}
-	if (r == 0)
-		r = spawn_vm_on(in, id, spec, &vs, restore_from, ret_vm, err);
+	/* A boot from a base of this shape where one is ready (bases.c); else cold. */
+	struct inst_base *base = NULL;
+	if (r == 0 && how->try_base && !restore_from) {
+		struct inst_shape sh;
+		char tap[HM_NET_TAP_MAX];
+		if (inst_spec_net(spec) && hm_net_enabled(in->net)) {
+			inst_tap_of(id, tap);
+			vs.tap = tap; /* for the shape only: spawn_vm_on makes it */
+		}
+		inst_shape_of(&vs, &sh);
+		vs.tap = NULL;
+		base = inst_base_get(in, &sh);
+	}
+	if (r == 0 && base) {
+		_cleanup_err_ struct hm_err *berr = NULL;
+		r = boot_from_base(in, id, spec, &vs, base, how, ret_vm, &berr);
+		inst_base_put(in, base, r < 0);
+		if (r < 0) {
+			/* The base is dropped (the next create asks for a new one); this boot goes
+			 * cold. */
+			log_warn("instances", "boot from base failed, booting cold",
+			         "id=%s error=\"%s\"", id, hm_err_message(&berr, "?"));
+			inst_oplog(in, id, "msg=\"boot from base failed\" error=\"%s\"",
+			           hm_err_message(&berr, "?"));
+			free(mem);
+			mem = inst_mem_for_boot(in, id, (int64_t)vs.mem_bytes);
+			vs.mem_path = mem;
+			r = spawn_vm_on(in, id, spec, &vs, NULL, NULL, ret_vm, err);
+		}
+	} else if (r == 0) {
+		r = spawn_vm_on(in, id, spec, &vs, restore_from, NULL, ret_vm, err);
+	}
 	for (size_t i = 0; i < MAX_VOLUMES; i++) {
 		free(vol_disks[i]);
 		free(upper_disks[i]);
@@ -498,10 +599,30 @@ int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, js
 	return r;
 }
 
-/* inst_spawn_vm's second half: the network, the VMM, the limits. */
+int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                  const char *root_disk, const char *restore_from, struct hm_vm **ret_vm,
+                  struct hm_err **err)
+{
+	struct spawn_how how = { .restore_from = restore_from };
+	return spawn_vm(in, row, spec, root_disk, &how, ret_vm, err);
+}
+
+int inst_boot_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                 const char *root_disk, struct hm_vm **ret_vm, json_t **attach, struct hm_err **err)
+{
+	struct spawn_how how = { .try_base = in->bases != NULL };
+	*attach = NULL;
+	int r = spawn_vm(in, row, spec, root_disk, &how, ret_vm, err);
+	if (r == 0)
+		*attach = how.attach;
+	json_object_set_new(spec, "booted_from", json_string(how.from_base ? "base" : "cold"));
+	return r;
+}
+
+/* spawn_vm's second half: the network, the VMM (disks resized where resize[i]), the limits. */
 static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
-                       struct hm_vm_spec *vsp, const char *restore_from, struct hm_vm **ret_vm,
-                       struct hm_err **err)
+                       struct hm_vm_spec *vsp, const char *restore_from, const bool *resize,
+                       struct hm_vm **ret_vm, struct hm_err **err)
 {
 	struct hm_vm_spec vs = *vsp;
 	char tap[HM_NET_TAP_MAX];
@@ -522,6 +643,13 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 	double t0 = inst_mono_ms();
 	int r = restore_from ? in->vmm->restore(&vs, restore_from, ret_vm, err)
 	                     : in->vmm->spawn(&vs, ret_vm, err);
+	if (r == 0 && resize &&
+	    (*ret_vm)->ops->disks_resized(*ret_vm, vs.disks, vs.ndisks, resize, err) < 0) {
+		(*ret_vm)->ops->kill(*ret_vm, 5000, NULL);
+		(*ret_vm)->ops->free(*ret_vm);
+		*ret_vm = NULL;
+		r = -1;
+	}
 	if (r < 0) {
 		if (net)
 			hm_net_tap_delete(in->net, tap);
@@ -545,9 +673,10 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 		                      HM_NET_EGRESS_OFF, NULL);
 		return hm_err_wrap(err, "start the VM");
 	}
-	inst_oplog(in, id, "msg=\"vm %s\" pid=%d tap_ms=%.1f vmm_ms=%.1f limits_ms=%.1f",
-	           restore_from ? "restored" : "started", (int)(*ret_vm)->pid, t0 - t_net, t1 - t0,
-	           inst_mono_ms() - t1);
+	/* A boot from a base is a start (of a restored VM): "vm started" from=base. */
+	inst_oplog(in, id, "msg=\"vm %s\"%s pid=%d tap_ms=%.1f vmm_ms=%.1f limits_ms=%.1f",
+	           restore_from && !resize ? "restored" : "started", resize ? " from=base" : "",
+	           (int)(*ret_vm)->pid, t0 - t_net, t1 - t0, inst_mono_ms() - t1);
 	return 0;
 }
 
@@ -755,11 +884,17 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 	}
 	pthread_mutex_unlock(&in->vol_lock);
 	struct hm_vm *vm = NULL;
+	json_t *attach = NULL;
 	if (r == 0)
 		r = prepare(in, &row, spec, secrets, &img, err);
 	if (r == 0 && c.boot)
-		r = inst_spawn_vm(in, &row, spec, img.disk_path, NULL, &vm, err);
+		r = inst_boot_vm(in, &row, spec, img.disk_path, &vm, &attach, err);
 	_cleanup_free_ char *started = hm_now_rfc3339();
+	_cleanup_free_ char *booted_spec = NULL;
+	if (r == 0 && c.boot) {
+		booted_spec = json_dumps(spec, JSON_COMPACT); /* with booted_from */
+		row.spec = booted_spec;
+	}
 	if (r == 0 && !c.boot) {
 		/* Made, not booted: Stopped with no exit, until a start. */
 		row.phase = (char *)"Stopped";
@@ -773,6 +908,7 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 			vm->ops->kill(vm, 5000, NULL);
 			vm->ops->free(vm);
 			vm = NULL;
+			inst_drop_tap(in, id);
 		}
 	}
 	if (r < 0) {
@@ -788,16 +924,23 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		         hm_err_message(err, "?"));
 	} else {
 		if (vm) {
+			bool from_base = attach != NULL;
 			pthread_mutex_lock(&in->lock);
-			inst_live_start(in, id, vm, false, NULL);
+			inst_live_start(in, id, vm, false, attach);
+			attach = NULL;
 			pthread_mutex_unlock(&in->lock);
 			if (hm_store_instance_count_start(in->st, id, false, NULL) == 0)
 				row.start_count = 1;
+			/* From a base, the guest waits for its attach: whatever a client
+			 * sends once this returns must reach it after that. */
+			if (from_base)
+				inst_wait_greeted(in, id);
 		}
 		log_info("instances", "created", "id=%s name=%s image=%s booted=%s", id, c.name,
 		         img.name, c.boot ? "yes" : "no");
 		*ret = inst_view(in, &row);
 	}
+	json_decref(attach);
 	json_decref(spec);
 	hm_image_info_done(&img);
 	return r;

@@ -215,6 +215,7 @@ struct hm_instance_view {
 	int64_t vmm_start_us;           /* a running VM's VMM: from its spawn until it answered */
 	int64_t vmm_load_us;            /* and, restored, the load of its saved state (0: not) */
 	json_t *entrypoint;             /* the entrypoint asked for (a reference), or NULL */
+	const char *boot;               /* the VM's last boot: "base" or "cold"; NULL: stopped */
 };
 void hm_instance_view_free(struct hm_instance_view *v);
 /* An array of n views (hm_instances_list's). */

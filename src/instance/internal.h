@@ -100,9 +100,10 @@ struct hm_instances {
 	unsigned long changes;
 	char *mem_dir; /* tmpfs folder for the RAM of cold-booted VMs, or NULL (memory.c) */
 	struct live *lives;
-	struct hm_sup *sup;   /* supervise.c */
-	struct hm_idle *idle; /* idle.c */
-	int workers;          /* under changes_lock: stop_begin's threads still running */
+	struct hm_sup *sup;       /* supervise.c */
+	struct hm_idle *idle;     /* idle.c */
+	struct inst_bases *bases; /* bases.c; NULL: BASE_BOOT=off, or no kernel */
+	int workers;              /* under changes_lock: stop_begin's threads still running */
 	/* Told of each instance deleted (hm_instances_on_delete); under changes_lock. */
 	void (*on_delete)(void *arg, const char *id);
 	void *on_delete_arg;
@@ -269,6 +270,44 @@ int inst_write_config(struct hm_instances *in, const struct hm_instance_row *row
 int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
                   const char *root_disk, const char *restore_from, struct hm_vm **ret_vm,
                   struct hm_err **err);
+/*
+ * Boot the instance: restored from a ready base of its shape where there is
+ * one (then running, and *attach is the message its monitor must send right
+ * after its hello), else cold (*attach NULL). spec's "booted_from" says
+ * which. Undoes itself on failure.
+ */
+int inst_boot_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                 const char *root_disk, struct hm_vm **ret_vm, json_t **attach,
+                 struct hm_err **err);
+/* The guest kernel's command line, extra appended (" hypeman.base=1"). */
+char *inst_cmdline(const struct hm_instances *in, const char *extra);
+/* Wait (up to 2 s) until the monitor of id has connected and sent what it sends first. */
+void inst_wait_greeted(struct hm_instances *in, const char *id);
+
+/* ---- bases.c: pre-booted base VMs ---- */
+
+/* What a base's saved devices fix; a boot uses a base of exactly its shape. */
+struct inst_shape {
+	int vcpus;
+	uint64_t mem_bytes;
+	char disks[HM_VM_MAX_DISKS + 1]; /* 'r' or 'w' per disk, in order */
+	bool nic;
+	enum hm_accel accel;
+};
+struct inst_base;
+void inst_shape_of(const struct hm_vm_spec *vs, struct inst_shape *sh);
+/* Adopt the data dir's bases, start the builder, and ask for the default shapes. */
+int inst_bases_open(struct hm_instances *in, const struct inst_shape *defaults, size_t n,
+                    struct hm_err **err);
+void inst_bases_close(struct hm_instances *in);
+/* A ready base of sh, held until inst_base_put; NULL when none (one is then asked for). */
+struct inst_base *inst_base_get(struct hm_instances *in, const struct inst_shape *sh);
+/* Let go of b; broken: a restore from it failed, so it is dropped. */
+void inst_base_put(struct hm_instances *in, struct inst_base *b, bool broken);
+const char *inst_base_memory(const struct inst_base *b);
+const char *inst_base_state(const struct inst_base *b);
+/* The size of placeholder disk i that the guest saw when the base was saved. */
+uint64_t inst_base_disk_bytes(const struct inst_base *b, size_t i);
 /* Cold-boot a Stopped instance (start's work; by_policy: a restart's); *rowp is updated. */
 int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_t *cmd, json_t *ep,
                     bool by_policy, struct hm_instance_view **ret, struct hm_err **err);

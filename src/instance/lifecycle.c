@@ -429,6 +429,7 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 	json_t *spec = NULL;
 	struct hm_image_info img = { 0 };
 	struct hm_vm *vm = NULL;
+	json_t *attach = NULL;
 	int r = 0;
 	/* The old VMM's record goes; a new one comes with the boot. */
 	struct live *old = inst_live_take(in, row.id);
@@ -458,7 +459,7 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 			json_object_set(spec, "entrypoint", ep);
 	}
 	if (inst_write_config(in, &row, spec, img.disk_format, err) < 0 ||
-	    inst_spawn_vm(in, &row, spec, img.disk_path, NULL, &vm, err) < 0) {
+	    inst_boot_vm(in, &row, spec, img.disk_path, &vm, &attach, err) < 0) {
 		r = -1;
 		goto out;
 	}
@@ -477,12 +478,15 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 	if (hm_store_instance_update(in->st, &row, err) < 0) {
 		vm->ops->kill(vm, 5000, NULL);
 		vm->ops->free(vm);
+		inst_drop_tap(in, row.id);
 		r = -1;
 		goto out;
 	}
 	pthread_mutex_lock(&in->lock);
-	inst_live_start(in, row.id, vm, false, NULL);
+	inst_live_start(in, row.id, vm, false, json_incref(attach));
 	pthread_mutex_unlock(&in->lock);
+	if (attach)
+		inst_wait_greeted(in, row.id);
 	if (hm_store_instance_count_start(in->st, row.id, by_policy, NULL) == 0) {
 		row.start_count++;
 		row.restart_count += by_policy;
@@ -491,6 +495,7 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 	*ret = inst_view(in, &row);
 out:
 	*rowp = row;
+	json_decref(attach);
 	json_decref(spec);
 	hm_image_info_done(&img);
 	return r;

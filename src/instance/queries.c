@@ -206,6 +206,8 @@ static void fill_view(struct hm_instances *in, const struct hm_instance_row *r,
 	v->boot_us = stopped ? 0 : sts.boot_us;
 	v->vmm_start_us = stopped ? 0 : sts.vmm_start_us;
 	v->vmm_load_us = stopped ? 0 : sts.vmm_load_us;
+	const char *boot = json_string_value(json_object_get(spec, "booted_from"));
+	v->boot = stopped || !boot ? NULL : strcmp(boot, "base") == 0 ? "base" : "cold";
 	v->stopping = !stopped && sts.stopping;
 	v->draining = !stopped && sts.draining;
 	v->start_count = r->start_count;

@@ -265,6 +265,16 @@ static int send_identity(struct live *l, json_t *msg, struct hm_err **err)
 	}
 }
 
+void inst_wait_greeted(struct hm_instances *in, const char *id)
+{
+	struct live *gl = inst_live_get(in, id);
+	for (int i = 0; gl && i < 2000 && !atomic_load(&gl->greeted); i++) {
+		struct timespec ts = { 0, 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	inst_live_free(gl);
+}
+
 /* Wake's VMM part: load, resume, record. On failure nothing runs. */
 static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
                    const char *root_disk, const char *vmstate, json_t *after_hello,
@@ -344,12 +354,7 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 			return r;
 		/* Answer once the monitor has the channel and sent the clock: whatever
 		 * a client sends next reaches the guest after it. */
-		struct live *gl = inst_live_get(in, row->id);
-		for (int i = 0; gl && i < 2000 && !atomic_load(&gl->greeted); i++) {
-			struct timespec ts = { 0, 1000000L };
-			nanosleep(&ts, NULL);
-		}
-		inst_live_free(gl);
+		inst_wait_greeted(in, row->id);
 		inst_oplog(in, row->id, "msg=restored running_ms=%.1f", inst_mono_ms() - t0);
 		return 0;
 	}

@@ -383,8 +383,11 @@ static void build_argv(const struct hm_vm_spec *spec, const struct qemu_vm *vm, 
 		if (spec->disks[i].bps)
 			snprintf(thr, sizeof(thr), ",throttling.bps-total=%llu",
 			         (unsigned long long)spec->disks[i].bps);
-		argv_add(a, "id=d%zu,file=%s,format=raw,if=none,cache=writeback%s%s", i, p,
-		         spec->disks[i].readonly ? ",readonly=on" : "", thr);
+		/* Node names: disks_resized reopens and resizes the nodes by name. */
+		argv_add(a,
+		         "id=d%zu,file=%s,format=raw,if=none,cache=writeback,node-name=n%zu,"
+		         "file.node-name=f%zu%s%s",
+		         i, p, i, i, spec->disks[i].readonly ? ",readonly=on" : "", thr);
 		argv_add(a, "-device");
 		argv_add(a, "virtio-blk-%s,drive=d%zu", bus, i);
 	}
@@ -1001,6 +1004,56 @@ static void qemu_free(struct hm_vm *vm)
 	qemu_vm_free((struct qemu_vm *)vm);
 }
 
+/* blockdev-reopen of disk i's two nodes (format over file) as read-only or not. */
+static json_t *reopen_args(size_t i, const char *path, bool readonly)
+{
+	_cleanup_free_ char *fnode = xasprintf("f%zu", i);
+	_cleanup_free_ char *nnode = xasprintf("n%zu", i);
+	return json_pack("{s:[{s:s,s:s,s:s,s:b},{s:s,s:s,s:s,s:b}]}", "options", "node-name", fnode,
+	                 "driver", "file", "filename", path, "read-only", readonly, "node-name",
+	                 nnode, "driver", "raw", "file", fnode, "read-only", readonly);
+}
+
+static int qemu_disks_resized(struct hm_vm *base, const struct hm_vm_disk *disks, size_t n,
+                              const bool *which, struct hm_err **err)
+{
+	struct qemu_vm *vm = (struct qemu_vm *)base;
+	_cleanup_qmp_ struct hm_qmp *q = NULL;
+	if (hm_qmp_connect(vm->qmp_path, QMP_OP_MS, vm->base.pidfd, &q, err) < 0)
+		return vm_error(vm, "resize disks", err);
+	for (size_t i = 0; i < n; i++) {
+		if (!which[i])
+			continue;
+		struct stat st;
+		if (stat(disks[i].path, &st) < 0)
+			return hm_err_errno(err, errno, "resize disk %zu: `%s`", i, disks[i].path);
+		_cleanup_free_ char *node = xasprintf("n%zu", i);
+		/*
+		 * The resize is what notifies the guest (virtio-blk's config
+		 * change); the file keeps its size. QEMU resizes only writable
+		 * nodes, so a read-only disk is writable for the two commands (the
+		 * guest is paused: nothing writes in between).
+		 */
+		bool ro = disks[i].readonly;
+		int r = 0;
+		if (ro)
+			r = hm_qmp_execute(q, "blockdev-reopen",
+			                   reopen_args(i, disks[i].path, false), NULL, QMP_OP_MS,
+			                   err);
+		if (r == 0)
+			r = hm_qmp_execute(q, "block_resize",
+			                   json_pack("{s:s,s:I}", "node-name", node, "size",
+			                             (json_int_t)st.st_size),
+			                   NULL, QMP_OP_MS, err);
+		if (ro && hm_qmp_execute(q, "blockdev-reopen", reopen_args(i, disks[i].path, true),
+		                         NULL, QMP_OP_MS, r == 0 ? err : NULL) < 0)
+			r = -1;
+		if (r < 0)
+			return hm_err_wrap(err, "resize disk %zu (`%s`)", i, disks[i].path);
+	}
+	return 0;
+}
+
 const struct hm_vmm_ops hm_vmm_qemu = {
 	.name = "qemu",
 	.spawn = qemu_spawn,
@@ -1014,5 +1067,6 @@ const struct hm_vmm_ops hm_vmm_qemu = {
 	.agent_connect = qemu_agent_connect,
 	.snapshot = qemu_snapshot,
 	.restore = qemu_restore,
+	.disks_resized = qemu_disks_resized,
 	.free = qemu_free,
 };

@@ -107,6 +107,13 @@ struct hm_vmm_ops {
 	 */
 	int (*restore)(const struct hm_vm_spec *spec, const char *state_path, struct hm_vm **ret,
 	               struct hm_err **err);
+	/*
+	 * Tell a paused guest the current size of each disk i with which[i]
+	 * (disks: the spec's, in order): a VM restored onto other disk files than
+	 * it was saved with still has the old sizes. The files keep their size.
+	 */
+	int (*disks_resized)(struct hm_vm *vm, const struct hm_vm_disk *disks, size_t n,
+	                     const bool *which, struct hm_err **err);
 	void (*free)(struct hm_vm *vm); /* releases memory and fds; never stops the VM */
 };
 

@@ -131,7 +131,7 @@ function killVmsOf(dataDir) {
     if (!/^\d+$/.test(e)) continue;
     let cmd;
     try { cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8'); } catch { continue; }
-    if (cmd.startsWith('qemu-system') && cmd.includes(`${dataDir}/instances/`)) {
+    if (cmd.startsWith('qemu-system') && (cmd.includes(`${dataDir}/instances/`) || cmd.includes(`${dataDir}/bases/`))) {
       try { process.kill(Number(e), 'SIGKILL'); } catch { /* already gone */ }
     }
   }

@@ -290,6 +290,16 @@ static int fake_restore(const struct hm_vm_spec *spec, const char *state_path, s
 	return hm_err_set(err, HM_ERR_NOT_IMPLEMENTED, NULL, "fake VMM: no restore");
 }
 
+static int fake_disks_resized(struct hm_vm *vm, const struct hm_vm_disk *disks, size_t n,
+                              const bool *which, struct hm_err **err)
+{
+	(void)vm;
+	(void)disks;
+	(void)n;
+	(void)which;
+	return hm_err_set(err, HM_ERR_NOT_IMPLEMENTED, NULL, "fake VMM: no disk resize");
+}
+
 static void fake_free(struct hm_vm *base)
 {
 	struct fake_vm *vm = (struct fake_vm *)base;
@@ -313,5 +323,6 @@ const struct hm_vmm_ops hm_vmm_fake = {
 	.agent_connect = fake_agent_connect,
 	.snapshot = fake_snapshot,
 	.restore = fake_restore,
+	.disks_resized = fake_disks_resized,
 	.free = fake_free,
 };

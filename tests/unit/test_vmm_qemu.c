@@ -30,6 +30,7 @@
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/spawn.h"
+#include "vmm/qmp.h"
 #include "vmm/vmm.h"
 
 struct t {
@@ -168,8 +169,9 @@ static void lifecycle(void **state)
 	assert_non_null(cmdline);
 	assert_non_null(strstr(cmdline, "-machine microvm"));
 	assert_non_null(strstr(cmdline, "virtio-blk-device,drive=d1"));
-	assert_non_null(
-	    strstr(cmdline, "disk,,1.img,format=raw,if=none,cache=writeback,readonly=on"));
+	assert_non_null(strstr(cmdline,
+	                       "disk,,1.img,format=raw,if=none,cache=writeback,node-name=n1,"
+	                       "file.node-name=f1,readonly=on"));
 	assert_null(strstr(cmdline, "-kernel"));
 	if (getenv("HM_TEST_VERBOSE"))
 		print_message("%s", cmdline);
@@ -405,6 +407,98 @@ static void snapshot_restore(void **state)
 	              (long long)sb.st_size, t_restore);
 }
 
+/* Node name -> (virtual size, read-only) from the VM's QMP. */
+static void node_info(struct t *t, const char *node, long long *size, bool *ro)
+{
+	char sock[200];
+	snprintf(sock, sizeof(sock), "%s/qmp.sock", t->dir);
+	struct hm_qmp *q = NULL;
+	struct hm_err *err = NULL;
+	json_t *r = NULL;
+	if (hm_qmp_connect(sock, 5000, -1, &q, &err) < 0 ||
+	    hm_qmp_execute(q, "query-named-block-nodes", NULL, &r, 5000, &err) < 0)
+		fail_msg("QMP: %s", err->msg);
+	*size = -1;
+	size_t i;
+	json_t *n;
+	json_array_foreach (r, i, n) {
+		if (strcmp(json_string_value(json_object_get(n, "node-name")), node) != 0)
+			continue;
+		*size = json_integer_value(
+		    json_object_get(json_object_get(n, "image"), "virtual-size"));
+		*ro = json_is_true(json_object_get(n, "ro"));
+	}
+	json_decref(r);
+	hm_qmp_close(q);
+}
+
+/*
+ * A VM restored onto other disk files than it was saved with (a boot from a
+ * base): disks_resized tells it their sizes, read-only ones staying read-only.
+ */
+static void restore_onto_other_disks(void **state)
+{
+	struct t *t = *state;
+	struct hm_vm_spec spec;
+	base_spec(t, &spec);
+	char mem[128], st[128];
+	snprintf(mem, sizeof(mem), "%s/memory.ram", t->dir);
+	snprintf(st, sizeof(st), "%s/vm.state", t->dir);
+	make_file(t->disk0, 1 << 20);
+	make_file(t->disk1, 1 << 20);
+	spec.disks[0] = (struct hm_vm_disk){ t->disk0, false, 0 };
+	spec.disks[1] = (struct hm_vm_disk){ t->disk1, true, 1 << 20 };
+	spec.ndisks = 2;
+	spec.mem_path = mem;
+	struct hm_vm *vm = NULL;
+	struct hm_err *err = NULL;
+	if (hm_vmm_qemu.spawn(&spec, &vm, &err) < 0)
+		fail_msg("spawn: %s", err->msg);
+	track(t, vm->pid);
+	if (vm->ops->snapshot(vm, st, &err) < 0)
+		fail_msg("snapshot: %s", err->msg);
+	assert_int_equal(vm->ops->kill(vm, 5000, &err), 0);
+	vm->ops->free(vm);
+
+	assert_int_equal(truncate(t->disk0, 3 << 20), 0);
+	assert_int_equal(truncate(t->disk1, 5 << 20), 0);
+	if (hm_vmm_qemu.restore(&spec, st, &vm, &err) < 0)
+		fail_msg("restore: %s", err->msg);
+	track(t, vm->pid);
+	bool which[2] = { true, true };
+	long long t0 = now_ms();
+	if (vm->ops->disks_resized(vm, spec.disks, 2, which, &err) < 0)
+		fail_msg("disks_resized: %s", err->msg);
+	long long dt = now_ms() - t0;
+	long long size;
+	bool ro;
+	node_info(t, "n0", &size, &ro);
+	assert_int_equal(size, 3 << 20);
+	assert_false(ro);
+	node_info(t, "n1", &size, &ro);
+	assert_int_equal(size, 5 << 20);
+	assert_true(ro); /* writable only for the resize */
+	node_info(t, "f1", &size, &ro);
+	assert_true(ro);
+	struct stat sb;
+	assert_int_equal(stat(t->disk1, &sb), 0);
+	assert_int_equal(sb.st_size, 5 << 20); /* the file keeps its size */
+	/* a disk that is gone: an error naming it */
+	char gone[160];
+	snprintf(gone, sizeof(gone), "%s/gone.img", t->dir);
+	struct hm_vm_disk other[2] = { spec.disks[0], { gone, true, 0 } };
+	assert_true(vm->ops->disks_resized(vm, other, 2, which, &err) < 0);
+	if (!strstr(err->msg, "gone.img"))
+		fail_msg("error does not name the disk: %s", err->msg);
+	hm_err_free(err);
+	err = NULL;
+	assert_int_equal(vm->ops->resume(vm, &err), 0);
+	assert_int_equal(state_of(vm), HM_VM_RUNNING);
+	assert_int_equal(vm->ops->kill(vm, 5000, &err), 0);
+	vm->ops->free(vm);
+	print_message("two disks resized in %lld ms\n", dt);
+}
+
 static void missing_disk(void **state)
 {
 	struct t *t = *state;
@@ -604,6 +698,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(lifecycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(concurrent_clients, setup, teardown),
 		cmocka_unit_test_setup_teardown(snapshot_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(restore_onto_other_disks, setup, teardown),
 		cmocka_unit_test_setup_teardown(missing_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(bad_specs, setup, teardown),
 		cmocka_unit_test_setup_teardown(guest_panic_exits, setup, teardown),
