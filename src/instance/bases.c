@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +53,8 @@
 #define PLACEHOLDER_BYTES (1LL << 20)         /* every placeholder but the config disk's */
 #define RETRY_MS          (5 * 60000)         /* a shape whose build failed is tried again after */
 #define BASE_MAC          "02:68:6d:ba:5e:00" /* the base's own NIC (never up) */
+#define ROOM_BYTES        (256LL << 20)       /* free space a base build leaves, besides its RAM */
+#define MAX_BASES         8                   /* ready bases kept (~100 MB of disk each) */
 
 /* A ready base's files; held by the creates using them. */
 struct inst_base {
@@ -73,6 +76,8 @@ struct entry {
 	enum base_state state;
 	struct inst_base *ready; /* or NULL */
 	double failed_ms;        /* inst_mono_ms of the last failed build, 0: none */
+	int broken;              /* bases of this shape in a row whose restore failed */
+	double used_ms;          /* inst_mono_ms of the last create that asked for it */
 	char *error;
 };
 
@@ -245,6 +250,15 @@ static int wait_base_hello(struct inst_bases *bs, int fd, double deadline, struc
 	}
 }
 
+/* The TAP of the base of shape key, while it is built. */
+static void base_tap(const char *key, char tap[HM_NET_TAP_MAX])
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	hm_net_base_tap_name(h, tap);
+}
+
 static int make_placeholder(const char *path, int64_t bytes, struct hm_err **err)
 {
 	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -265,6 +279,15 @@ static int build(struct inst_bases *bs, const char *key, const struct inst_shape
 	_cleanup_free_ char *dir = xasprintf("%s/.build-%s", bs->dir, key);
 	_cleanup_free_ char *run = xasprintf("%s/run", dir);
 	hm_rm_rf(dir, NULL);
+	/* The base's RAM file is sparse, but the guest may touch all of it: a
+	 * base never fills the data dir (a guest's writes to a full one kill its VMM). */
+	struct statvfs sv;
+	if (statvfs(bs->dir, &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize < sh->mem_bytes + ROOM_BYTES)
+		return hm_err_set(err, HM_ERR_INSUFFICIENT, NULL,
+		                  "build base %s: %llu MB free in %s, the base needs %llu", key,
+		                  (unsigned long long)sv.f_bavail * sv.f_frsize >> 20, bs->dir,
+		                  (unsigned long long)(sh->mem_bytes + ROOM_BYTES) >> 20);
 	if (hm_mkdir_p(run, 0700, err) < 0)
 		return -1;
 	char fp[256];
@@ -302,12 +325,7 @@ static int build(struct inst_bases *bs, const char *key, const struct inst_shape
 	char tap[HM_NET_TAP_MAX] = "";
 	if (r == 0 && sh->nic) {
 		/* Its own TAP on the bridge; the base never brings its NIC up. */
-		char id[32];
-		uint32_t h = 2166136261u; /* FNV-1a */
-		for (const char *p = key; *p; p++)
-			h = (h ^ (unsigned char)*p) * 16777619u;
-		snprintf(id, sizeof(id), "base%08x", h);
-		hm_net_tap_name(id, tap);
+		base_tap(key, tap);
 		r = hm_net_tap_create(in->net, tap, err);
 		if (r < 0)
 			tap[0] = '\0';
@@ -395,9 +413,31 @@ static struct entry *add_entry(struct inst_bases *bs, const struct inst_shape *s
 	e->shape = *sh;
 	e->key = shape_key(sh);
 	e->state = BASE_IDLE;
+	e->used_ms = inst_mono_ms();
 	e->next = bs->list;
 	bs->list = e;
 	return e;
+}
+
+/* The least recently asked-for ready base nobody uses, once there are more
+ * than MAX_BASES (under lock); the caller removes it. */
+static struct inst_base *evict_locked(struct inst_bases *bs)
+{
+	int n = 0;
+	struct entry *lru = NULL;
+	for (struct entry *e = bs->list; e; e = e->next) {
+		if (!e->ready)
+			continue;
+		n++;
+		if (e->ready->refs == 1 && (!lru || e->used_ms < lru->used_ms))
+			lru = e;
+	}
+	if (n <= MAX_BASES || !lru)
+		return NULL;
+	struct inst_base *b = lru->ready;
+	lru->ready = NULL;
+	log_info("instances", "base evicted", "shape=%s", lru->key);
+	return base_unref_locked(b) ? b : NULL;
 }
 
 static void *builder(void *arg)
@@ -442,9 +482,13 @@ static void *builder(void *arg)
 			e->error = xstrdup(hm_err_message(&err, "?"));
 		}
 		bool gone = old && base_unref_locked(old);
+		/* Bounded: past MAX_BASES the base of the shape asked for longest ago goes. */
+		struct inst_base *evicted = r == 0 ? evict_locked(bs) : NULL;
 		pthread_mutex_unlock(&bs->lock);
 		if (gone)
 			base_remove(old);
+		if (evicted)
+			base_remove(evicted);
 		pthread_mutex_lock(&bs->lock);
 	}
 	pthread_mutex_unlock(&bs->lock);
@@ -475,6 +519,7 @@ struct inst_base *inst_base_get(struct hm_instances *in, const struct inst_shape
 	struct entry *e = find_entry(bs, sh);
 	if (!e)
 		e = add_entry(bs, sh);
+	e->used_ms = inst_mono_ms();
 	struct inst_base *b = e->ready;
 	if (b && strcmp(b->fp, fp) != 0)
 		b = NULL; /* of another kernel or initrd: rebuilt, never used */
@@ -492,15 +537,21 @@ void inst_base_put(struct hm_instances *in, struct inst_base *b, bool broken)
 	if (!b)
 		return;
 	pthread_mutex_lock(&bs->lock);
-	if (broken)
-		for (struct entry *e = bs->list; e; e = e->next)
-			if (e->ready == b) {
-				/* A restore of it failed: it goes, and the next create asks again.
-				 */
-				e->ready = NULL;
-				base_unref_locked(b);
-				e->failed_ms = inst_mono_ms();
-			}
+	for (struct entry *e = bs->list; e; e = e->next) {
+		if (e->ready != b)
+			continue;
+		if (!broken) {
+			e->broken = 0;
+			continue;
+		}
+		/* A restore of it failed: it goes and a new one is made at once; after
+		 * a second in a row the shape waits as after a failed build. */
+		e->ready = NULL;
+		base_unref_locked(b);
+		if (++e->broken >= 2)
+			e->failed_ms = inst_mono_ms();
+		want_locked(bs, e);
+	}
 	bool gone = base_unref_locked(b);
 	pthread_mutex_unlock(&bs->lock);
 	if (gone)
@@ -535,11 +586,10 @@ static void kill_left_build(struct inst_bases *bs, const char *dir)
 	_cleanup_free_ char *pidfile = xasprintf("%s/vmm.pid", run);
 	char text[32] = "";
 	FILE *f = fopen(pidfile, "re");
-	if (!f)
-		return;
-	if (!fgets(text, sizeof(text), f))
+	if (f && !fgets(text, sizeof(text), f))
 		text[0] = '\0';
-	fclose(f);
+	if (f)
+		fclose(f);
 	long pid = strtol(text, NULL, 10);
 	struct hm_vm *vm = NULL;
 	if (pid > 1 && bs->in->vmm->adopt(run, (pid_t)pid, &vm, NULL) == 0) {
@@ -547,6 +597,12 @@ static void kill_left_build(struct inst_bases *bs, const char *dir)
 		vm->ops->kill(vm, 5000, NULL);
 		vm->ops->free(vm);
 	}
+	/* Its TAP, which the start-up reclaim found still held by that VMM. */
+	const char *slash = strrchr(dir, '/');
+	char tap[HM_NET_TAP_MAX];
+	base_tap(slash ? slash + 1 + strlen(".build-") : dir, tap);
+	if (hm_net_enabled(bs->in->net))
+		hm_net_tap_delete(bs->in->net, tap);
 }
 
 /* Adopt the bases of an earlier run that still fit the kernel and initrd; remove the rest. */

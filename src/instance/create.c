@@ -481,7 +481,14 @@ static int boot_from_base(struct hm_instances *in, const char *id, json_t *spec,
 		return -1;
 	}
 	struct hm_vm *vm = *ret_vm;
-	if (vm->ops->resume(vm, err) < 0) {
+	/* Kept until the guest is up: a daemon that dies before its monitor sent
+	 * the attach sends it again when it adopts the VM (reconcile.c). */
+	_cleanup_json_ json_t *keep = json_pack("{s:s,s:O}", "type", "attach", "disk_bytes", sizes);
+	_cleanup_free_ char *keep_text = json_dumps(keep, JSON_COMPACT);
+	_cleanup_free_ char *keep_path = inst_path(in, id, INST_ATTACH_FILE);
+	if (hm_write_file_atomic(keep_path, keep_text, strlen(keep_text), 0600, err) < 0 ||
+	    vm->ops->resume(vm, err) < 0) {
+		unlink(keep_path);
 		vm->ops->kill(vm, 5000, NULL);
 		vm->ops->free(vm);
 		*ret_vm = NULL;
@@ -490,17 +497,23 @@ static int boot_from_base(struct hm_instances *in, const char *id, json_t *spec,
 		unlink(vs->mem_path);
 		return hm_err_wrap(err, "start the VM from its base");
 	}
+	how->attach = inst_attach_msg(keep);
+	json_decref(sizes);
+	how->from_base = true;
+	inst_oplog(in, id, "msg=\"from base\" copy_ms=%.1f copied_mb=%.1f restore_ms=%.1f",
+	           t_copy - t0, (double)copied / (1 << 20), inst_mono_ms() - t_copy);
+	return 0;
+}
+
+json_t *inst_attach_msg(json_t *kept)
+{
 	unsigned char seed[64];
 	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
 		memset(seed, 0, sizeof(seed));
 	_cleanup_free_ char *hex = hm_hex_encode(seed, sizeof(seed));
 	/* unix_ms: the monitor sets it when it sends this. */
-	how->attach = json_pack("{s:s,s:I,s:s,s:o}", "type", "attach", "unix_ms", (json_int_t)0,
-	                        "seed", hex, "disk_bytes", sizes);
-	how->from_base = true;
-	inst_oplog(in, id, "msg=\"from base\" copy_ms=%.1f copied_mb=%.1f restore_ms=%.1f",
-	           t_copy - t0, (double)copied / (1 << 20), inst_mono_ms() - t_copy);
-	return 0;
+	return json_pack("{s:s,s:I,s:s,s:O}", "type", "attach", "unix_ms", (json_int_t)0, "seed",
+	                 hex, "disk_bytes", json_object_get(kept, "disk_bytes"));
 }
 
 static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
@@ -576,10 +589,9 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 	if (r == 0 && base) {
 		_cleanup_err_ struct hm_err *berr = NULL;
 		r = boot_from_base(in, id, spec, &vs, base, how, ret_vm, &berr);
-		inst_base_put(in, base, r < 0);
+		bool base_failed = r < 0;
 		if (r < 0) {
-			/* The base is dropped (the next create asks for a new one); this boot goes
-			 * cold. */
+			/* This boot goes cold. */
 			log_warn("instances", "boot from base failed, booting cold",
 			         "id=%s error=\"%s\"", id, hm_err_message(&berr, "?"));
 			inst_oplog(in, id, "msg=\"boot from base failed\" error=\"%s\"",
@@ -589,6 +601,9 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 			vs.mem_path = mem;
 			r = spawn_vm_on(in, id, spec, &vs, NULL, NULL, ret_vm, err);
 		}
+		/* Only a base that failed where a cold boot worked is dropped (and made
+		 * again); when both fail, the fault is the instance's. */
+		inst_base_put(in, base, base_failed && r == 0);
 	} else if (r == 0) {
 		r = spawn_vm_on(in, id, spec, &vs, restore_from, NULL, ret_vm, err);
 	}

@@ -279,6 +279,11 @@ int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, js
 int inst_boot_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
                  const char *root_disk, struct hm_vm **ret_vm, json_t **attach,
                  struct hm_err **err);
+/* Under an instance's folder while its guest from a base is not yet up: the
+ * attach (disk sizes) to send again if a restarted daemon adopts it then. */
+#define INST_ATTACH_FILE "run/attach.json"
+/* The attach message for the guest, with a fresh seed, from the kept one. */
+json_t *inst_attach_msg(json_t *kept);
 /* The guest kernel's command line, extra appended (" hypeman.base=1"). */
 char *inst_cmdline(const struct hm_instances *in, const char *extra);
 /* Wait (up to 2 s) until the monitor of id has connected and sent what it sends first. */

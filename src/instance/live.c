@@ -100,6 +100,9 @@ static void handle_agent_line(struct live *l, const char *line)
 		           (long long)json_integer_value(json_object_get(msg, "uptime_ms")),
 		           strcmp(type, "hello") == 0 ? " via=hello" : "");
 	} else if (type && strcmp(type, "boot") == 0) {
+		/* Attached (if it came from a base): nothing to send again. */
+		_cleanup_free_ char *attach = inst_path(l->in, l->id, INST_ATTACH_FILE);
+		unlink(attach);
 		inst_oplog(l->in, l->id, "msg=\"guest init up\" guest_uptime_ms=%lld",
 		           (long long)json_integer_value(json_object_get(msg, "uptime_ms")));
 	} else if (type && strcmp(type, "exit") == 0) {

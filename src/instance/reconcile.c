@@ -15,6 +15,7 @@
 
 #include "boot/guestcfg.h"
 #include "core/cleanup.h"
+#include "core/json_cleanup.h"
 #include "core/encoding.h"
 #include "core/err.h"
 #include "core/fileio.h"
@@ -221,8 +222,17 @@ void inst_adopt_all(struct hm_instances *in)
 				inst_oplog(in, r->id,
 				           "msg=\"an unfinished standby undone: running on\"");
 			}
+			/* A guest from a base whose attach may never have been sent: again
+			 * (a guest that already has it answers an error, and runs on). */
+			_cleanup_free_ char *attach = inst_path(in, r->id, INST_ATTACH_FILE);
+			_cleanup_json_ json_t *kept = strcmp(r->phase, "Running") != 0
+			                                  ? json_load_file(attach, 0, NULL)
+			                                  : NULL;
+			if (kept)
+				inst_oplog(in, r->id, "msg=\"attach to be sent again\"");
 			pthread_mutex_lock(&in->lock);
-			inst_live_start(in, r->id, vm, strcmp(r->phase, "Running") == 0, NULL);
+			inst_live_start(in, r->id, vm, strcmp(r->phase, "Running") == 0,
+			                kept ? inst_attach_msg(kept) : NULL);
 			pthread_mutex_unlock(&in->lock);
 			keep_ids[nkeep] = xstrdup(r->id);
 			keep[nkeep] = xmalloc(HM_NET_TAP_MAX);

@@ -36,8 +36,9 @@
 #include "core/spawn.h"
 #include "core/xalloc.h"
 
-#define TAP_PREFIX "hm-"
-#define TABLE      "hypeman"
+#define TAP_PREFIX      "hm-"
+#define TAP_PREFIX_BASE "hmb-" /* never kept across a restart: reclaimed */
+#define TABLE           "hypeman"
 
 struct hm_net {
 	bool enabled;
@@ -651,6 +652,11 @@ void hm_net_tap_name(const char *id, char out[HM_NET_TAP_MAX])
 	snprintf(out, HM_NET_TAP_MAX, TAP_PREFIX "%.12s", id);
 }
 
+void hm_net_base_tap_name(uint32_t tag, char out[HM_NET_TAP_MAX])
+{
+	snprintf(out, HM_NET_TAP_MAX, TAP_PREFIX_BASE "%08x", tag);
+}
+
 /* Open /dev/net/tun bound to `name` as a TAP; the caller closes it. */
 static int tun_open(const char *name, struct hm_err **err)
 {
@@ -741,7 +747,8 @@ void hm_net_reclaim(struct hm_net *n, const char *const *keep, size_t nkeep)
 		return;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (strncmp(e->d_name, TAP_PREFIX, strlen(TAP_PREFIX)) != 0)
+		if (strncmp(e->d_name, TAP_PREFIX, strlen(TAP_PREFIX)) != 0 &&
+		    strncmp(e->d_name, TAP_PREFIX_BASE, strlen(TAP_PREFIX_BASE)) != 0)
 			continue;
 		bool kept = false;
 		for (size_t i = 0; i < nkeep && !kept; i++)

@@ -66,6 +66,8 @@ void hm_net_release(struct hm_net *net, const char *ip);
 
 /* The TAP name of an instance id: "hm-" and the id's first 12 characters. */
 void hm_net_tap_name(const char *id, char out[HM_NET_TAP_MAX]);
+/* The TAP of a base VM being built (instance/bases.c): "hmb-" and 8 hex digits of tag. */
+void hm_net_base_tap_name(uint32_t tag, char out[HM_NET_TAP_MAX]);
 /* Create the TAP, plug it into the bridge isolated, bring it up. An old one of that name is
  * replaced. */
 int hm_net_tap_create(struct hm_net *net, const char *tap, struct hm_err **err);

@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startDaemon, runCli } from '../harness/daemon.mjs';
@@ -19,7 +19,7 @@ import { startRegistry, pushFixtures } from '../registry/registry.mjs';
 
 const tag = randomBytes(3).toString('hex');
 const NS = `hmb-${tag}`;
-const NETENV = { SUBNET_CIDR: '10.127.0.0/16', BRIDGE_NAME: 'hmbrb', DNS_SERVER: '10.127.0.1' };
+const NETENV = { SUBNET_CIDR: '10.127.0.0/16', BRIDGE_NAME: 'hmbrb', DNS_SERVER: '10.127.0.1', BASE_BOOT: 'on' };
 const ip = (...a) => execFileSync('ip', a, { encoding: 'utf8' });
 
 let reg, d, token, image, env;
@@ -147,17 +147,23 @@ test('a new shape: the first create boots cold and asks for a base; the next one
   assert.equal(v.status, 201, JSON.stringify(v.body));
   const shape = (b) => b.vcpus === 1 && b.mem_bytes === 256 * 2 ** 20 && b.disks === 'wrwr';
   const body = (cmd) => ({ vcpus: 1, size: '256MB', volumes: [{ volume_id: 'data', mount_path: '/data', readonly: true }], cmd: ['sh', '-c', cmd] });
-  const first = await run('shape-1', body('ls /data; blockdev --getsize64 /dev/vdd'));
-  assert.equal(first.created.boot, 'cold', 'no base of this shape yet: the create does not wait for one');
-  assert.equal(first.inst.exit_code, 0, first.lines.join('\n'));
-  assert.equal(Number(first.lines.at(-1)), 2 ** 30);
+  // The first holds the volume (read-only) while the next ones come from the base.
+  const c = await createInstance(d, token, { name: 'shape-1', image, ...body('ls -a /data; blockdev --getsize64 /dev/vdd; sleep 1000') });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  assert.equal(c.body.boot, 'cold', 'no base of this shape yet: the create does not wait for one');
+  await waitState(d, token, c.body.id, ['Running']);
   await waitBase(shape, 'of shape c1-m256-wrwr');
-  const second = await run('shape-2', body('ls /data; blockdev --getsize64 /dev/vdd; grep " /data " /proc/mounts | cut -d" " -f4 | cut -d, -f1'));
-  assert.equal(second.created.boot, 'base');
-  assert.equal(second.inst.exit_code, 0, second.lines.join('\n'));
-  assert.deepEqual(second.lines.slice(-2), [String(2 ** 30), 'ro']);
-  assert.deepEqual(second.lines.slice(0, -2), first.lines.slice(0, -1));
-  for (const i of [first, second]) assert.equal(await del(`/instances/${i.inst.id}`), 204);
+  for (const name of ['shape-2', 'shape-3']) {
+    const r = await run(name, body('ls -a /data; blockdev --getsize64 /dev/vdd; grep " /data " /proc/mounts | cut -d" " -f4 | cut -d, -f1'));
+    assert.equal(r.created.boot, 'base', name);
+    assert.equal(r.inst.exit_code, 0, r.lines.join('\n'));
+    assert.deepEqual(r.lines.slice(-2), [String(2 ** 30), 'ro']);
+    assert.match(r.lines[0], /lost\+found/, r.lines.join('\n'));
+    assert.equal(await del(`/instances/${r.inst.id}`), 204);
+  }
+  const first = (await readLogs(d, token, c.body.id)).filter((l) => !/^\[\s*\d+\.\d+\]/.test(l));
+  assert.ok(first.includes(String(2 ** 30)), first.join('\n'));
+  assert.equal(await del(`/instances/${c.body.id}`), 204);
   assert.equal(await del('/volumes/data'), 204);
 });
 
@@ -188,6 +194,24 @@ test('20 concurrent creates from one base: each its own address, MAC, hostname a
   await Promise.all(all.map((r) => del(`/instances/${r.inst.id}`)));
 });
 
+test('a base whose restore fails is dropped: that create boots cold, and a new base is made', async () => {
+  const [oldDir] = await waitBase(isDefault, 'of the default shape');
+  writeFileSync(join(basesDir(), oldDir, 'vm.state'), 'not a VM state\n');
+  const r = await run('fallback', { cmd: ['sh', '-c', 'echo fine'] });
+  assert.equal(r.created.boot, 'cold');
+  assert.equal(r.inst.exit_code, 0);
+  assert.deepEqual(r.lines, ['fine']);
+  assert.match(d.log, /boot from base failed, booting cold/);
+  const ops = readFileSync(join(env.DATA_DIR, 'instances', r.inst.id, 'logs/hypeman.log'), 'utf8');
+  assert.match(ops, /boot from base failed/);
+  assert.ok(!existsSync(join(basesDir(), oldDir)), 'the broken base is removed');
+  const [newDir] = await waitBase(isDefault, 'made again');
+  assert.notEqual(newDir, oldDir);
+  const again = await run('fallback-2', { cmd: ['true'] });
+  assert.equal(again.created.boot, 'base');
+  for (const i of [r, again]) assert.equal(await del(`/instances/${i.inst.id}`), 204);
+});
+
 test('a changed initrd: its bases are never used, and rebuilt', async () => {
   const [oldDir, old] = await waitBase(isDefault, 'of the default shape');
   // The initrd the daemon boots: touching it changes its fingerprint.
@@ -205,6 +229,21 @@ test('a changed initrd: its bases are never used, and rebuilt', async () => {
   const again = await run('after-rebuild', { cmd: ['true'] });
   assert.equal(again.created.boot, 'base');
   for (const i of [r, again]) assert.equal(await del(`/instances/${i.inst.id}`), 204);
+});
+
+test('a daemon killed right after a create from a base: the next one adopts the guest, which runs', async () => {
+  await waitBase(isDefault, 'of the default shape');
+  const c = await createInstance(d, token, { name: 'orphan', image, cmd: ['sh', '-c', 'echo up; sleep 1000'] });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  assert.equal(c.body.boot, 'base');
+  await d.kill9();
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+  const { inst } = await waitState(d, token, c.body.id, ['Running'], { timeoutMs: 30000 });
+  assert.equal(inst.boot, 'base');
+  assert.equal(await sh('orphan', 'hostname; cat /sys/class/net/eth0/address'), `orphan\n${c.body.network.mac}\n`);
+  assert.ok(!existsSync(join(env.DATA_DIR, 'instances', c.body.id, 'run/attach.json')), 'the kept attach goes once the guest is up');
+  assert.equal(await del(`/instances/${c.body.id}`), 204);
 });
 
 test('a restarted daemon keeps its bases; BASE_BOOT=off boots cold and builds none', async () => {
@@ -228,5 +267,7 @@ test('a restarted daemon keeps its bases; BASE_BOOT=off boots cold and builds no
   assert.doesNotMatch(c.lines.join('\n'), /hypeman\.base/);
   assert.equal(await del(`/instances/${c.inst.id}`), 204);
   assert.doesNotMatch(d.log, /base ready|base not built/);
+  // No build runs now: none of the builds before left its TAP behind.
+  assert.doesNotMatch(ip('-n', NS, '-o', 'link', 'show'), /hmb-/);
   assert.deepEqual(Object.keys(bases()).sort(), before, 'off: left alone, not removed');
 });
