@@ -140,4 +140,4 @@ console.log(`phases (medians): prepare disks ${m('prepare').toFixed(0)} ms | VMM
   `guest kernel to our init ${m('guest_init_up')} ms (guest uptime) | init to program start ${m('program_started') - m('guest_init_up')} ms | ` +
   `the rest ${rest.toFixed(0)} ms (QEMU loading the kernel before guest time starts, program to console)`);
 console.log(`host memory of an idle 256 MB instance (its VMM's PSS): cold boot ${pssOf.cold?.toFixed(1)} MB, from a base ${pssOf.base?.toFixed(1)} MB ` +
-  '(a base-booted guest gets a private copy of the base memory: no pages are shared between instances)');
+  '(no page is shared between instances: each has its own copy of the base memory; one from a base never ran the kernel\'s boot, so it touched fewer pages and QEMU translated less code)');
