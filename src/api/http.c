@@ -20,6 +20,14 @@
  * Gates 1-4 answer before the body is read where they can, so an oversized
  * or unauthorized upload is never buffered.
  *
+ * Connection hygiene (issue 20): MAX_CONNECTIONS in all, at most
+ * MAX_CONNECTIONS_PER_CLIENT from one address (so one client hoarding
+ * sockets leaves room for everyone else), and a connection waiting for a
+ * request head (new, or idle between keep-alive requests) is closed after
+ * REQUEST_HEAD_TIMEOUT seconds with nothing received. Once a head is in, the
+ * request gets REQUEST_TIMEOUT_S of inactivity (a body upload, a response
+ * stream); after the response the head timeout applies again.
+ *
  * URL unescaping is disabled in MHD (identity callback) so the router can
  * split the raw path before decoding each segment; query values are
  * decoded here.
@@ -51,6 +59,8 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/xalloc.h"
+
+#define REQUEST_TIMEOUT_S 120 /* inactivity once a request's head is in */
 
 #define MAX_QUERY_ARGS 64
 
@@ -532,6 +542,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 	struct hm_req *req = *con_cls;
 	if (!req) {
+		/* The head is in: the request's own timeout from here. */
+		MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+		                          (unsigned)REQUEST_TIMEOUT_S);
 		req = xcalloc(1, sizeof(*req));
 		req->upload_fd = -1;
 		req->api = cls;
@@ -562,9 +575,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
-	(void)conn;
 	(void)toe;
+	struct hm_api *api = cls;
+	/* Kept alive, the connection waits for its next head. */
+	MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+	                          api->svc->cfg->head_timeout_s);
 	struct hm_req *req = *con_cls;
 	if (!req)
 		return;
@@ -594,6 +609,17 @@ static size_t unescape_identity(void *cls, struct MHD_Connection *c, char *s)
 	(void)cls;
 	(void)c;
 	return strlen(s);
+}
+
+/* A connection opened: until a head arrives it gets the head timeout. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	(void)socket_context;
+	struct hm_api *api = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+		MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+		                          api->svc->cfg->head_timeout_s);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -633,9 +659,11 @@ int hm_api_start(struct hm_services *svc, struct hm_api **ret, struct hm_err **e
 	api->mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-	    api, MHD_OPTION_UNESCAPE_CALLBACK, unescape_identity, NULL, MHD_OPTION_CONNECTION_LIMIT,
-	    cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+	    api, MHD_OPTION_NOTIFY_CONNECTION, on_connection, api, MHD_OPTION_UNESCAPE_CALLBACK,
+	    unescape_identity, NULL, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_client,
+	    MHD_OPTION_CONNECTION_TIMEOUT, cfg->head_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)(128 * 1024), MHD_OPTION_END);
 	if (!api->mhd) {
 		free(api);
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, NULL,

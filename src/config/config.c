@@ -70,6 +70,14 @@ void hm_config_usage(const char *prog)
 	    "                      servers, besides the host's trust roots (default none)\n"
 	    "  SERVICE_DOMAIN      the domain a service group's bare names go under\n"
 	    "                      (/v1/services; default localhost: `web` is web.localhost)\n"
+	    "  MAX_CONNECTIONS     API connections open at once (default 512); past it new\n"
+	    "                      ones are refused\n"
+	    "  MAX_CONNECTIONS_PER_CLIENT\n"
+	    "                      API connections one client address may hold (default 64),\n"
+	    "                      so that one client cannot take the others' room\n"
+	    "  REQUEST_HEAD_TIMEOUT seconds an API connection may wait for a request head to\n"
+	    "                      arrive (after it opens, or between keep-alive requests)\n"
+	    "                      with nothing received before it is closed (default 10)\n"
 	    "  LOG_MAX_BYTES       cap of each instance log (console, operations, VMM); past\n"
 	    "                      it the file is kept as NAME.1 and starts again (default\n"
 	    "                      16MB, at least 64KB)\n",
@@ -332,6 +340,23 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 			return hm_err_set(err, HM_ERR_INVALID, NULL,
 			                  "LOG_MAX_BYTES must be at least 64KB, got `%s`", v);
 		cfg->log_max_bytes = n;
+	} else if (strcmp(key, "MAX_CONNECTIONS") == 0 ||
+	           strcmp(key, "MAX_CONNECTIONS_PER_CLIENT") == 0 ||
+	           strcmp(key, "REQUEST_HEAD_TIMEOUT") == 0) {
+		bool head = strcmp(key, "REQUEST_HEAD_TIMEOUT") == 0;
+		long lo = 1, hi = head ? 3600 : 100000;
+		char *end = NULL;
+		long x = strtol(v, &end, 10);
+		if (!*v || *end || x < lo || x > hi)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "%s must be %s from %ld to %ld, got `%s`", key,
+			                  head ? "a number of seconds" : "a count", lo, hi, v);
+		if (head)
+			cfg->head_timeout_s = (unsigned)x;
+		else if (strcmp(key, "MAX_CONNECTIONS") == 0)
+			cfg->max_connections = (unsigned)x;
+		else
+			cfg->max_connections_per_client = (unsigned)x;
 	} else if (strcmp(key, "ACCEL") == 0) {
 		if (hm_accel_mode_parse(v, &cfg->accel) < 0)
 			return hm_err_set(err, HM_ERR_INVALID, NULL,
@@ -371,6 +396,9 @@ static const char *const env_keys[] = {
 	"EGRESS_UPSTREAM_CA",
 	"ACCEL",
 	"LOG_MAX_BYTES",
+	"MAX_CONNECTIONS",
+	"MAX_CONNECTIONS_PER_CLIENT",
+	"REQUEST_HEAD_TIMEOUT",
 };
 
 int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err **err)
@@ -382,6 +410,8 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		.max_body_bytes = 1024 * 1024,
 		.max_upload_bytes = (size_t)16 << 30,
 		.max_connections = 512,
+		.max_connections_per_client = 64,
+		.head_timeout_s = 10,
 		.log_level = HM_LOG_INFO,
 		.oversub_cpu = 4.0,
 		.oversub_memory = 1.0,

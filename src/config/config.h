@@ -14,13 +14,15 @@
 struct hm_err;
 
 struct hm_config {
-	char *listen_addr;       /* LISTEN_ADDR / --listen, default 127.0.0.1 */
-	int port;                /* PORT / --port, default 8080; 0 picks a free port */
-	char *data_dir;          /* DATA_DIR / --data-dir, default /var/lib/hypeman */
-	char *jwt_secret;        /* JWT_SECRET; NULL means the data dir's secret file */
-	size_t max_body_bytes;   /* MAX_BODY_BYTES / --max-body, default 1 MiB */
-	size_t max_upload_bytes; /* MAX_UPLOAD_BYTES, default 16 GiB (image archives) */
-	unsigned max_connections;
+	char *listen_addr;                   /* LISTEN_ADDR / --listen, default 127.0.0.1 */
+	int port;                            /* PORT / --port, default 8080; 0 picks a free port */
+	char *data_dir;                      /* DATA_DIR / --data-dir, default /var/lib/hypeman */
+	char *jwt_secret;                    /* JWT_SECRET; NULL means the data dir's secret file */
+	size_t max_body_bytes;               /* MAX_BODY_BYTES / --max-body, default 1 MiB */
+	size_t max_upload_bytes;             /* MAX_UPLOAD_BYTES, default 16 GiB (image archives) */
+	unsigned max_connections;            /* MAX_CONNECTIONS: the API's, default 512 */
+	unsigned max_connections_per_client; /* MAX_CONNECTIONS_PER_CLIENT: per address, 64 */
+	unsigned head_timeout_s;     /* REQUEST_HEAD_TIMEOUT: a request head's wait, default 10 s */
 	enum hm_log_level log_level; /* LOG_LEVEL / --log-level */
 	double oversub_cpu;          /* OVERSUB_CPU, default 4.0 */
 	double oversub_memory;       /* OVERSUB_MEMORY, default 1.0 */

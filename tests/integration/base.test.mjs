@@ -179,10 +179,12 @@ test('20 concurrent creates from one base: each its own address, MAC, hostname a
   const cmd = 'hostname; cat /sys/class/net/eth0/address; ip -4 addr show eth0 | grep -o "inet [0-9.]*"; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; cat /proc/sys/kernel/random/boot_id';
   const all = await Promise.all(names.map((n) => run(n, { vcpus: 1, size: '256MB', cmd: ['sh', '-c', cmd] })));
   const rand = new Set();
+  const bootIds = new Set();
   for (const [k, r] of all.entries()) {
     assert.equal(r.created.boot, 'base', names[k]);
     assert.equal(r.inst.exit_code, 0, r.lines.join('\n'));
-    const [host, mac, inet, rnd] = r.lines;
+    const [host, mac, inet, rnd, bootId] = r.lines;
+    bootIds.add(bootId);
     assert.equal(host, names[k]);
     assert.equal(mac, r.created.network.mac);
     assert.equal(inet, `inet ${r.created.network.ip}`);
@@ -190,6 +192,7 @@ test('20 concurrent creates from one base: each its own address, MAC, hostname a
     rand.add(rnd);
   }
   assert.equal(rand.size, 20, 'every guest draws its own random bytes');
+  assert.equal(bootIds.size, 20, 'and has its own boot id');
   assert.equal(new Set(all.map((r) => r.created.network.ip)).size, 20);
   await Promise.all(all.map((r) => del(`/instances/${r.inst.id}`)));
 });
@@ -244,6 +247,36 @@ test('a daemon killed right after a create from a base: the next one adopts the 
   assert.equal(await sh('orphan', 'hostname; cat /sys/class/net/eth0/address'), `orphan\n${c.body.network.mac}\n`);
   assert.ok(!existsSync(join(env.DATA_DIR, 'instances', c.body.id, 'run/attach.json')), 'the kept attach goes once the guest is up');
   assert.equal(await del(`/instances/${c.body.id}`), 204);
+});
+
+test('a daemon killed while it builds a base: the next one stops that build and leaves nothing of it', async () => {
+  // A shape nobody asked for yet: its build starts with this create.
+  const shape = (b) => b.vcpus === 1 && b.mem_bytes === 192 * 2 ** 20;
+  const c = await createInstance(d, token, { name: 'asks', image, vcpus: 1, size: '192MB', cmd: ['true'] });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const build = () => readdirSync(basesDir()).filter((n) => n.startsWith('.build-c1-m192'));
+  for (let i = 0; i < 100 && !build().length; i++) await new Promise((res) => setTimeout(res, 20));
+  assert.equal(build().length, 1, 'the build is under way');
+  const qemuOf = (dir) => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir); } catch { return false; }
+  });
+  const buildDir = join(basesDir(), build()[0]);
+  for (let i = 0; i < 100 && !qemuOf(buildDir).length; i++) await new Promise((res) => setTimeout(res, 20));
+  assert.equal(qemuOf(buildDir).length, 1, 'its VMM runs');
+  await d.kill9();
+  assert.equal(qemuOf(buildDir).length, 1, 'a base VMM outlives its daemon, as every VMM does');
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+  assert.deepEqual(qemuOf(buildDir), [], 'the next daemon stopped it');
+  assert.deepEqual(build(), []);
+  assert.doesNotMatch(ip('-n', NS, '-o', 'link', 'show'), /hmb-/);
+  assert.match(d.log, /left base build stopped/);
+  assert.equal(await del(`/instances/${c.body.id}`), 204);
+  // Asked for again, it is made.
+  const again = await run('asks-again', { vcpus: 1, size: '192MB', cmd: ['true'] });
+  assert.equal(again.inst.exit_code, 0);
+  await waitBase(shape, 'of shape c1-m192');
+  assert.equal(await del(`/instances/${again.inst.id}`), 204);
 });
 
 test('a restarted daemon keeps its bases; BASE_BOOT=off boots cold and builds none', async () => {
