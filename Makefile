@@ -52,7 +52,7 @@ SPEC_JSON := $(BUILD)/gen/openapi.json
 YAML2JSON := $(BUILD)/tools/yaml2json
 
 .SECONDARY:
-.PHONY: all bins san setup run test bench format format-check clean
+.PHONY: all bins san fuzz-bins fuzz setup run test bench format format-check clean
 all: bins
 
 PROGS := hypeman-api hypeman hypeman-token hypeman-unpack hypeman-init
@@ -109,6 +109,36 @@ endef
 $(eval $(call variant,rel,REL))
 $(eval $(call variant,san,SAN))
 
+# Fuzz targets (tests/fuzz/fuzz_*.c, libFuzzer): clang, ASan+UBSan, the
+# library built once more with the fuzzer's coverage. `make test` replays
+# each target's corpus and fuzzes it for a few seconds (tests/fuzz/run.sh);
+# `make fuzz` runs them long (FUZZ_SECONDS each, default 300).
+FUZZ_CC     ?= clang
+FUZZ_CFLAGS := $(filter-out -Wjump-misses-init,$(BASE_CFLAGS)) -O1 -g -fno-omit-frame-pointer \
+               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/bin/%,$(FUZZ_SRC))
+
+$(BUILD)/fuzz/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(BUILD)/fuzz/%.o: %.S $(SPEC_JSON)
+	@mkdir -p $(@D)
+	@echo "  AS      $@"
+	@$(FUZZ_CC) -Wa,-I.,-I$(BUILD)/gen -c $< -o $@
+
+$(BUILD)/fuzz/bin/%: $(BUILD)/fuzz/tests/fuzz/%.o $(call objs,fuzz,$(LIB_SRC) $(LIB_ASM))
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	@$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -o $@ $(LIBS)
+
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz: setup fuzz-bins
+	@tests/fuzz/run.sh long
+
 # Build tool: YAML -> JSON, so the API spec is written once (api/openapi.yaml)
 # and served in both forms.
 $(YAML2JSON): tools/yaml2json.c
@@ -129,7 +159,7 @@ run: setup bins
 	@scripts/run.sh "$(BUILD)/rel/bin" "$(DATA_DIR)" "$(PORT)"
 
 test: setup
-	@$(MAKE) --no-print-directory bins san
+	@$(MAKE) --no-print-directory bins san fuzz-bins
 	@tests/run.sh
 
 # Benchmarks (not part of `make test`): ratios against the existing tools.

@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
 	# build
 	build-essential gcc make pkg-config clang-format
+	# the fuzz targets (tests/fuzz): clang with libFuzzer and the sanitizers' runtime
+	clang libclang-rt-14-dev
 	# libraries
 	libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
 	libarchive-dev libyaml-dev libcmocka-dev

@@ -4,6 +4,7 @@
 #   integration  the real daemon and CLI driven over HTTP (node --test)
 #   cold         the instance suites again with BASE_BOOT=off
 #   sdk          the official SDKs from npm against the real daemon
+#   fuzz         every fuzz target: its corpus replayed, then a few seconds of fuzzing
 #   format       clang-format --dry-run on every tracked C file
 # Suites can be picked: tests/run.sh unit sdk. Exit status is non-zero if
 # anything failed.
@@ -11,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 SUITES=("$@")
-[ ${#SUITES[@]} -eq 0 ] && SUITES=(unit integration cold sdk format)
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(unit fuzz integration cold sdk format)
 PASS=0
 FAIL=0
 SKIP=0
@@ -112,6 +113,19 @@ run_sdk() {
 	run_node sdk tests/sdk/*.test.mjs
 }
 
+run_fuzz() {
+	note "fuzz targets (libFuzzer, ASan+UBSan)"
+	local out
+	out=$(tests/fuzz/run.sh 2>&1)
+	printf '%s\n' "$out" | grep -v '^fuzz: '
+	local p f
+	p=$(printf '%s\n' "$out" | sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed/\1/p')
+	f=$(printf '%s\n' "$out" | sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed/\2/p')
+	PASS=$((PASS + ${p:-0}))
+	FAIL=$((FAIL + ${f:-1}))
+	[ "${f:-1}" -ne 0 ] && FAILED+=("fuzz")
+}
+
 run_format() {
 	note "format check (clang-format)"
 	if make --no-print-directory format-check; then
@@ -125,7 +139,7 @@ run_format() {
 
 for s in "${SUITES[@]}"; do
 	case $s in
-	unit | integration | cold | sdk | format) "run_$s" ;;
+	unit | fuzz | integration | cold | sdk | format) "run_$s" ;;
 	*) echo "unknown suite: $s" >&2; exit 2 ;;
 	esac
 done

@@ -622,6 +622,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		                          api->svc->cfg->head_timeout_s);
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -17,7 +18,7 @@ struct hm_connset {
 	pthread_mutex_t mu;
 	pthread_cond_t idle; /* signalled when the last connection ends */
 	struct hm_conn *active;
-	int n, max;
+	int n, max, max_per_peer;
 	bool closing;
 };
 
@@ -27,13 +28,26 @@ struct job {
 	void (*free_arg)(void *);
 };
 
-struct hm_connset *hm_connset_new(int max)
+struct hm_connset *hm_connset_new(int max, int max_per_peer)
 {
 	struct hm_connset *s = xcalloc(1, sizeof(*s));
 	pthread_mutex_init(&s->mu, NULL);
 	hm_cond_init_mono(&s->idle);
 	s->max = max;
+	s->max_per_peer = max_per_peer;
 	return s;
+}
+
+/* Does peer hold its cap already (under the lock)? One pass over at most max. */
+static bool peer_full_locked(struct hm_connset *s, const char *peer)
+{
+	if (!peer[0])
+		return false;
+	int n = 0;
+	for (struct hm_conn *c = s->active; c; c = c->next)
+		if (strcmp(c->peer, peer) == 0 && ++n >= s->max_per_peer)
+			return true;
+	return false;
 }
 
 static void unlink_locked(struct hm_connset *s, struct hm_conn *c)
@@ -80,7 +94,7 @@ bool hm_connset_spawn(struct hm_connset *s, int fd, const struct sockaddr_storag
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_mutex_lock(&s->mu);
-	bool taken = !s->closing && s->n < s->max;
+	bool taken = !s->closing && s->n < s->max && !peer_full_locked(s, j->c.peer);
 	if (taken) {
 		struct hm_conn *c = &j->c;
 		c->next = s->active;

@@ -29,12 +29,14 @@ struct hm_conn {
 
 typedef void hm_conn_fn(struct hm_conn *c);
 
-/* At most max connections at once. */
-struct hm_connset *hm_connset_new(int max);
+/* At most max connections at once, and at most max_per_peer from one client
+ * address (so that one client cannot take everyone's room). */
+struct hm_connset *hm_connset_new(int max, int max_per_peer);
 /*
  * Serve an accepted fd (ss: from accept) on a new thread: fn(c), then both
  * sockets are closed and free_arg(arg) runs. false when it is not taken
- * (closing, full, no thread): fd is closed and arg freed at once.
+ * (closing, full, its peer at its cap, no thread): fd is closed and arg
+ * freed at once.
  */
 bool hm_connset_spawn(struct hm_connset *s, int fd, const struct sockaddr_storage *ss, void *arg,
                       void (*free_arg)(void *), hm_conn_fn *fn);

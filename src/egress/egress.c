@@ -43,6 +43,7 @@
 #define IDLE_TIMEOUT_MS (3600 * 1000)
 #define CONNECT_MS      10000
 #define MAX_CONNECTIONS 1024
+#define MAX_PER_GUEST   256 /* one guest cannot take the others' room */
 #define CLOSE_WAIT_S    10
 #define RELAY_BUF       (64u << 10)
 #define MAX_INJECT      16
@@ -499,8 +500,8 @@ static void broker_session(struct hm_conn *c, struct end *g, struct end *u, cons
 	char *end = NULL;
 	while (!end) {
 		int n = SSL_read(g->ssl, head + len, (int)(HEAD_MAX - len));
-		if (n <= 0)
-			return;
+		if (n <= 0 || memchr(head + len, '\0', (size_t)n))
+			return; /* no NUL in a head (RFC 9110) */
 		len += (size_t)n;
 		head[len] = '\0';
 		end = strstr(head, "\r\n\r\n");
@@ -586,6 +587,10 @@ static void serve(struct hm_conn *c)
 			continue;
 		if (n <= 0)
 			return;
+		if (memchr(head + len, '\0', (size_t)n)) {
+			reply(c->fd, 400, "Bad Request", "the request head holds a NUL byte");
+			return;
+		}
 		len += (size_t)n;
 		head[len] = '\0';
 		end = strstr(head, "\r\n\r\n");
@@ -717,7 +722,7 @@ int hm_egress_open(const char *listen_ip, int port, const char *subnet,
 {
 	struct hm_egress *e = xcalloc(1, sizeof(*e));
 	e->fd = -1;
-	e->conns = hm_connset_new(MAX_CONNECTIONS);
+	e->conns = hm_connset_new(MAX_CONNECTIONS, MAX_PER_GUEST);
 	if (broker) {
 		e->broker = *broker;
 		e->broker.upstream_ca = NULL; /* read now, not kept */

@@ -43,11 +43,12 @@
 #include "store/ingresses.h"
 
 #define HEAD_MAX        (16u << 10)
-#define HEAD_TIMEOUT_S  30
+#define HEAD_TIMEOUT_S  10
 #define IDLE_TIMEOUT_S  3600
 #define CONNECT_MS      5000
 #define MAX_CONNECTIONS 1024
-#define CLOSE_WAIT_S    10 /* for connection threads to end at shutdown */
+#define MAX_PER_CLIENT  256 /* from one address: a hoarder leaves room for the rest */
+#define CLOSE_WAIT_S    10  /* for connection threads to end at shutdown */
 #define RELAY_BUF       (64u << 10)
 #define BOOT_GRACE_MS   15000
 
@@ -702,6 +703,12 @@ static void serve(struct conn *c)
 			free(head);
 			return;
 		}
+		if (memchr(head + len, '\0', (size_t)n)) {
+			reply(c, 400, "Bad Request", "bad_request",
+			      "the request head holds a NUL byte");
+			free(head);
+			return;
+		}
 		len += (size_t)n;
 		head[len] = '\0';
 		end = strstr(head, "\r\n\r\n");
@@ -984,7 +991,7 @@ int hm_ingresses_open(struct hm_store *st, struct hm_instances *instances,
 	ing->domain = xstrdup(cfg->service_domain);
 	pthread_mutex_init(&ing->mu, NULL);
 	pthread_rwlock_init(&ing->lock, NULL);
-	ing->conns = hm_connset_new(MAX_CONNECTIONS);
+	ing->conns = hm_connset_new(MAX_CONNECTIONS, MAX_PER_CLIENT);
 	if (hm_tls_open(cfg->ingress_cert_dir, &ing->tls, err) < 0 || ing_reload(ing, err) < 0) {
 		hm_ingresses_close(ing);
 		return -1;

@@ -264,6 +264,10 @@ int hm_reqstream_feed(struct hm_reqstream *s, const char *in, size_t n, struct h
 				s->head = xmalloc(HM_REQSTREAM_HEAD_MAX + 1);
 			size_t room = HM_REQSTREAM_HEAD_MAX - s->head_len;
 			size_t take = n < room ? n : room;
+			/* NUL is never in a head (RFC 9110): one would give the head
+			 * handler a shorter head than the one framed and sent on. */
+			if (memchr(in, '\0', take))
+				return -1;
 			size_t from = s->head_len > 3 ? s->head_len - 3 : 0;
 			memcpy(s->head + s->head_len, in, take);
 			s->head_len += take;

@@ -135,6 +135,24 @@ static void what_cannot_be_framed_ends_the_connection(void **state)
 		for (size_t step = 1; step <= strlen(bad[i]); step++)
 			if (run(GET, bad[i], step, &calls, NULL))
 				fail_msg("bad[%zu] at step %zu was taken", i, step);
+	/* a NUL in a later head (found by tests/fuzz/fuzz_reqstream): the
+	 * handler would see a shorter head than the one framed and sent on */
+	static const char nul_head[] = "GET /x HTTP/1.1\r\nX-A: a\0b\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+	for (size_t step = 1; step < sizeof(nul_head); step++) {
+		calls = 0;
+		struct hm_reqstream *s = hm_reqstream_new(GET, mark, &calls);
+		struct hm_buf out = { 0 };
+		int r = 0;
+		for (size_t i = 0; i < sizeof(nul_head) - 1 && r == 0; i += step)
+			r = hm_reqstream_feed(
+			    s, nul_head + i,
+			    sizeof(nul_head) - 1 - i < step ? sizeof(nul_head) - 1 - i : step,
+			    &out);
+		assert_int_equal(r, -1);
+		assert_int_equal(calls, 0);
+		hm_buf_done(&out);
+		hm_reqstream_free(s);
+	}
 	/* a head with no end within the limit; a chunk line too long */
 	size_t big = HM_REQSTREAM_HEAD_MAX + 10;
 	char *h = malloc(big + 1);
