@@ -625,17 +625,12 @@ static void scan(struct inst_bases *bs)
 		struct inst_base *b = de->d_name[0] == '.' ? NULL : base_load(path, &sh, &key);
 		struct entry *e = b ? find_entry(bs, &sh) : NULL;
 		if (!b || strcmp(b->fp, fp) != 0 || e) {
+			/* Of two of one shape (both fit), the first one read is kept. */
 			log_info("instances", "base removed", "dir=%s reason=\"%s\"", de->d_name,
 			         !b  ? "incomplete"
-			         : e ? "a newer one is kept"
+			         : e ? "another of its shape is kept"
 			             : "another kernel");
-			if (b && e && e->ready) {
-				/* Two of one shape: keep either (both fit). */
-				base_free(b);
-				b = NULL;
-			}
-			if (b)
-				base_free(b);
+			base_free(b);
 			hm_rm_rf(path, NULL);
 			continue;
 		}

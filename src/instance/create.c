@@ -505,12 +505,17 @@ static int boot_from_base(struct hm_instances *in, const char *id, json_t *spec,
 	return 0;
 }
 
-json_t *inst_attach_msg(json_t *kept)
+char *inst_seed_hex(void)
 {
 	unsigned char seed[64];
 	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
 		memset(seed, 0, sizeof(seed));
-	_cleanup_free_ char *hex = hm_hex_encode(seed, sizeof(seed));
+	return hm_hex_encode(seed, sizeof(seed));
+}
+
+json_t *inst_attach_msg(json_t *kept)
+{
+	_cleanup_free_ char *hex = inst_seed_hex();
 	/* unix_ms: the monitor sets it when it sends this. */
 	return json_pack("{s:s,s:I,s:s,s:O}", "type", "attach", "unix_ms", (json_int_t)0, "seed",
 	                 hex, "disk_bytes", json_object_get(kept, "disk_bytes"));
@@ -577,13 +582,9 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 	struct inst_base *base = NULL;
 	if (r == 0 && how->try_base && !restore_from) {
 		struct inst_shape sh;
-		char tap[HM_NET_TAP_MAX];
-		if (inst_spec_net(spec) && hm_net_enabled(in->net)) {
-			inst_tap_of(id, tap);
-			vs.tap = tap; /* for the shape only: spawn_vm_on makes it */
-		}
 		inst_shape_of(&vs, &sh);
-		vs.tap = NULL;
+		sh.nic =
+		    inst_spec_net(spec) && hm_net_enabled(in->net); /* spawn_vm_on makes the TAP */
 		base = inst_base_get(in, &sh);
 	}
 	if (r == 0 && base) {

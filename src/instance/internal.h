@@ -282,6 +282,8 @@ int inst_boot_vm(struct hm_instances *in, const struct hm_instance_row *row, jso
 /* Under an instance's folder while its guest from a base is not yet up: the
  * attach (disk sizes) to send again if a restarted daemon adopts it then. */
 #define INST_ATTACH_FILE "run/attach.json"
+/* 64 random bytes in hex: the seed a waking or attaching guest mixes in. */
+char *inst_seed_hex(void);
 /* The attach message for the guest, with a fresh seed, from the kept one. */
 json_t *inst_attach_msg(json_t *kept);
 /* The guest kernel's command line, extra appended (" hypeman.base=1"). */

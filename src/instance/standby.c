@@ -212,10 +212,7 @@ static json_t *identity_msg(struct hm_instances *in, const struct hm_instance_ro
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	unsigned char seed[64];
-	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
-		memset(seed, 0, sizeof(seed));
-	_cleanup_free_ char *hex = hm_hex_encode(seed, sizeof(seed));
+	_cleanup_free_ char *hex = inst_seed_hex();
 	json_t *m = json_pack("{s:s,s:I,s:s}", "type", "identity", "unix_ms",
 	                      (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, "seed", hex);
 	if (!new_identity)
