@@ -2,7 +2,7 @@
 # `make test` after the build: every suite, then one closing summary line.
 #   unit         cmocka tests under ASan+UBSan (build/san/tests/test_*)
 #   integration  the real daemon and CLI driven over HTTP (node --test)
-#   cold         the instance suites again with BASE_BOOT=off
+#   cold         the instance suites again with BASE_BOOT=off WARM_RESTORES=0
 #   sdk          the official SDKs from npm against the real daemon
 #   fuzz         every fuzz target: its corpus replayed, then a few seconds of fuzzing
 #   format       clang-format --dry-run on every tracked C file
@@ -102,9 +102,9 @@ run_integration() {
 run_cold() {
 	note "instance tests again with BASE_BOOT=off (every boot cold)"
 	ensure_sdks || return
-	export BASE_BOOT=off
+	export BASE_BOOT=off WARM_RESTORES=0
 	run_node cold tests/integration/{guest,instances,lifecycle,standby,volumes}.test.mjs
-	unset BASE_BOOT
+	unset BASE_BOOT WARM_RESTORES
 }
 
 run_sdk() {

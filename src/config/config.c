@@ -54,6 +54,9 @@ void hm_config_usage(const char *prog)
 	    "                      DATA_DIR/system/kernel/current, made by scripts/kernel.sh\n"
 	    "  BASE_BOOT           create from a pre-booted base VM where one is ready\n"
 	    "                      (default on); off: every boot starts the kernel afresh\n"
+	    "  WARM_RESTORES       VMMs kept started and waiting for the most recent standbys,\n"
+	    "                      so that their restore only loads the state (default 4;\n"
+	    "                      0: none)\n"
 	    "  NETWORK_ENABLED     give instances a network (default true); false: none, and\n"
 	    "                      the host's network is left untouched\n"
 	    "  BRIDGE_NAME         the instances' bridge (default vmbr0)\n"
@@ -282,6 +285,13 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		else
 			return hm_err_set(err, HM_ERR_INVALID, NULL,
 			                  "BASE_BOOT must be on or off, got `%s`", v);
+	} else if (strcmp(key, "WARM_RESTORES") == 0) {
+		char *end = NULL;
+		long x = strtol(v, &end, 10);
+		if (!*v || *end || x < 0 || x > 64)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "WARM_RESTORES must be a number from 0 to 64, got `%s`", v);
+		cfg->warm_restores = (int)x;
 	} else if (strcmp(key, "NETWORK_ENABLED") == 0) {
 		if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
 			cfg->network_enabled = 1;
@@ -384,6 +394,7 @@ static const char *const env_keys[] = {
 	"IMAGE_FORMAT",
 	"KERNEL_DIR",
 	"BASE_BOOT",
+	"WARM_RESTORES",
 	"NETWORK_ENABLED",
 	"BRIDGE_NAME",
 	"SUBNET_CIDR",
@@ -422,6 +433,7 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		.pull_stall_timeout_s = 30,
 		.network_enabled = 1,
 		.base_boot = 1,
+		.warm_restores = 4,
 		.bridge_name = xstrdup("vmbr0"),
 		.subnet_cidr = xstrdup("10.100.0.0/16"),
 		.ingress_listen_addr = xstrdup("0.0.0.0"),

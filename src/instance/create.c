@@ -438,14 +438,15 @@ char *inst_cmdline(const struct hm_instances *in, const char *extra)
 /* How a VM starts: booted, woken from its own saved state, or restored from a base. */
 struct spawn_how {
 	const char *restore_from; /* the instance's saved state, or NULL */
+	bool prepare;             /* with restore_from: start the VMM, leave the load to come */
 	bool try_base;            /* a boot: from a ready base of its shape, if there is one */
 	bool from_base;           /* out: it was (the guest waits for *attach) */
 	json_t *attach;           /* out, with from_base: the guest's attach message */
 };
 
 static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
-                       struct hm_vm_spec *vsp, const char *restore_from, const bool *resize,
-                       struct hm_vm **ret_vm, struct hm_err **err);
+                       struct hm_vm_spec *vsp, const char *restore_from, bool prepare,
+                       const bool *resize, struct hm_vm **ret_vm, struct hm_err **err);
 
 /*
  * A boot from base b: its memory copied to the instance's RAM file (a
@@ -475,7 +476,7 @@ static int boot_from_base(struct hm_instances *in, const char *id, json_t *spec,
 		resize[i] = (uint64_t)st.st_size != inst_base_disk_bytes(b, i);
 		json_array_append_new(sizes, json_sprintf("%lld", (long long)st.st_size));
 	}
-	if (spawn_vm_on(in, id, spec, vs, inst_base_state(b), resize, ret_vm, err) < 0) {
+	if (spawn_vm_on(in, id, spec, vs, inst_base_state(b), false, resize, ret_vm, err) < 0) {
 		json_decref(sizes);
 		unlink(vs->mem_path);
 		return -1;
@@ -600,13 +601,13 @@ static int spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 			free(mem);
 			mem = inst_mem_for_boot(in, id, (int64_t)vs.mem_bytes);
 			vs.mem_path = mem;
-			r = spawn_vm_on(in, id, spec, &vs, NULL, NULL, ret_vm, err);
+			r = spawn_vm_on(in, id, spec, &vs, NULL, false, NULL, ret_vm, err);
 		}
 		/* Only a base that failed where a cold boot worked is dropped (and made
 		 * again); when both fail, the fault is the instance's. */
 		inst_base_put(in, base, base_failed && r == 0);
 	} else if (r == 0) {
-		r = spawn_vm_on(in, id, spec, &vs, restore_from, NULL, ret_vm, err);
+		r = spawn_vm_on(in, id, spec, &vs, restore_from, how->prepare, NULL, ret_vm, err);
 	}
 	for (size_t i = 0; i < MAX_VOLUMES; i++) {
 		free(vol_disks[i]);
@@ -620,6 +621,14 @@ int inst_spawn_vm(struct hm_instances *in, const struct hm_instance_row *row, js
                   struct hm_err **err)
 {
 	struct spawn_how how = { .restore_from = restore_from };
+	return spawn_vm(in, row, spec, root_disk, &how, ret_vm, err);
+}
+
+int inst_prepare_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                    const char *root_disk, struct hm_vm **ret_vm, struct hm_err **err)
+{
+	_cleanup_free_ char *state = inst_path(in, row->id, HM_PAYLOAD_STATE);
+	struct spawn_how how = { .restore_from = state, .prepare = true };
 	return spawn_vm(in, row, spec, root_disk, &how, ret_vm, err);
 }
 
@@ -637,8 +646,8 @@ int inst_boot_vm(struct hm_instances *in, const struct hm_instance_row *row, jso
 
 /* spawn_vm's second half: the network, the VMM (disks resized where resize[i]), the limits. */
 static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
-                       struct hm_vm_spec *vsp, const char *restore_from, const bool *resize,
-                       struct hm_vm **ret_vm, struct hm_err **err)
+                       struct hm_vm_spec *vsp, const char *restore_from, bool prepare,
+                       const bool *resize, struct hm_vm **ret_vm, struct hm_err **err)
 {
 	struct hm_vm_spec vs = *vsp;
 	char tap[HM_NET_TAP_MAX];
@@ -657,8 +666,9 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 		vs.mac = json_string_value(json_object_get(net, "mac"));
 	}
 	double t0 = inst_mono_ms();
-	int r = restore_from ? in->vmm->restore(&vs, restore_from, ret_vm, err)
-	                     : in->vmm->spawn(&vs, ret_vm, err);
+	int r = prepare        ? in->vmm->restore_prepare(&vs, ret_vm, err)
+	        : restore_from ? in->vmm->restore(&vs, restore_from, ret_vm, err)
+	                       : in->vmm->spawn(&vs, ret_vm, err);
 	if (r == 0 && resize &&
 	    (*ret_vm)->ops->disks_resized(*ret_vm, vs.disks, vs.ndisks, resize, err) < 0) {
 		(*ret_vm)->ops->kill(*ret_vm, 5000, NULL);
@@ -669,7 +679,9 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 	if (r < 0) {
 		if (net)
 			hm_net_tap_delete(in->net, tap);
-		return hm_err_wrap(err, restore_from ? "restore the VM" : "start the VM");
+		return hm_err_wrap(err, prepare        ? "start a VMM for the restore"
+		                        : restore_from ? "restore the VM"
+		                                       : "start the VM");
 	}
 	double t1 = inst_mono_ms();
 	/*
@@ -691,7 +703,9 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 	}
 	/* A boot from a base is a start (of a restored VM): "vm started" from=base. */
 	inst_oplog(in, id, "msg=\"vm %s\"%s pid=%d tap_ms=%.1f vmm_ms=%.1f limits_ms=%.1f",
-	           restore_from && !resize ? "restored" : "started", resize ? " from=base" : "",
+	           prepare                  ? "waiting for its state"
+	           : restore_from && !resize ? "restored"
+	                                     : "started", resize ? " from=base" : "",
 	           (int)(*ret_vm)->pid, t0 - t_net, t1 - t0, inst_mono_ms() - t1);
 	return 0;
 }

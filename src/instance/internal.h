@@ -103,6 +103,7 @@ struct hm_instances {
 	struct hm_sup *sup;       /* supervise.c */
 	struct hm_idle *idle;     /* idle.c */
 	struct inst_bases *bases; /* bases.c; NULL: BASE_BOOT=off, or no kernel */
+	struct inst_warm *warm;   /* warm.c; NULL: WARM_RESTORES=0, or a backend without */
 	int workers;              /* under changes_lock: stop_begin's threads still running */
 	/* Told of each instance deleted (hm_instances_on_delete); under changes_lock. */
 	void (*on_delete)(void *arg, const char *id);
@@ -290,6 +291,27 @@ json_t *inst_attach_msg(json_t *kept);
 char *inst_cmdline(const struct hm_instances *in, const char *extra);
 /* Wait (up to 2 s) until the monitor of id has connected and sent what it sends first. */
 void inst_wait_greeted(struct hm_instances *in, const char *id);
+
+/*
+ * Start the instance's VMM for a restore from its saved state (TAP and
+ * limits too) and leave it waiting for the state (vmm restore_prepare);
+ * restore_load finishes it. Undoes itself on failure.
+ */
+int inst_prepare_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
+                    const char *root_disk, struct hm_vm **ret_vm, struct hm_err **err);
+
+/* ---- warm.c: VMMs waiting for the restores of recent standbys ---- */
+
+int inst_warm_open(struct hm_instances *in, int max);
+void inst_warm_close(struct hm_instances *in);
+/* After id's standby: prepare a VMM for its restore, in the background. */
+void inst_warm_later(struct hm_instances *in, const char *id);
+/* Under row's op lock: its waiting VMM if one was made on its current files
+ * (a stale one is ended), else NULL. The caller loads it or ends it. */
+struct hm_vm *inst_warm_take(struct hm_instances *in, const struct hm_instance_row *row,
+                             const char *root_disk);
+/* Under id's op lock: end its waiting VMM, if any (a delete, a new payload). */
+void inst_warm_drop(struct hm_instances *in, const char *id);
 
 /* ---- bases.c: pre-booted base VMs ---- */
 

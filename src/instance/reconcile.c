@@ -254,6 +254,13 @@ void inst_adopt_all(struct hm_instances *in)
 			r->vmm_pid = 0;
 			hm_store_instance_update(in->st, r, NULL);
 			inst_oplog(in, r->id, "msg=\"found saved at daemon start: in standby\"");
+			/* A VMM started since on its files (one waiting for the restore,
+			 * warm.c) is settled as for any Standby row. */
+			if (settle_unrecorded_vmm(in, r)) {
+				keep_ids[nkeep] = xstrdup(r->id);
+				keep[nkeep] = xmalloc(HM_NET_TAP_MAX);
+				inst_tap_of(r->id, keep[nkeep++]);
+			}
 			continue;
 		}
 		/* Otherwise record what is known. */

@@ -397,6 +397,7 @@ static int replace_payload(struct hm_instances *in, const char *id, const char *
 	_cleanup_free_ char *dir = inst_path(in, id, NULL);
 	_cleanup_free_ char *tmp = inst_path(in, id, "restore.tmp");
 	hm_rm_rf(tmp, NULL);
+	inst_warm_drop(in, id); /* it waits for the state being replaced */
 	if (hm_payload_copy(snapdir, tmp, spec, memory, NULL, NULL, err) < 0) {
 		hm_rm_rf(tmp, NULL);
 		return -1;

@@ -157,6 +157,8 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 	double t_stop = inst_mono_ms();
 	if (opts->compress)
 		hm_payload_compress(dir, opts, NULL, NULL); /* best effort: restore reads either */
+	else
+		inst_warm_later(in, row->id); /* a VMM waits for the restore (warm.c) */
 	hm_payload_sync_later(dir);
 	inst_oplog(in, row->id,
 	           "msg=standby save_ms=%.1f move_ms=%.1f moved_bytes=%llu total_ms=%.1f "
@@ -275,12 +277,25 @@ void inst_wait_greeted(struct hm_instances *in, const char *id)
 /* Wake's VMM part: load, resume, record. On failure nothing runs. */
 static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
                    const char *root_disk, const char *vmstate, json_t *after_hello,
-                   struct hm_err **err)
+                   bool *warm, struct hm_err **err)
 {
-	struct hm_vm *vm = NULL;
 	struct live *old = inst_live_take(in, row->id);
 	inst_live_free(old);
-	if (inst_spawn_vm(in, row, spec, root_disk, vmstate, &vm, err) < 0) {
+	/* A VMM already waiting for this state (warm.c) only loads it. */
+	struct hm_vm *vm = inst_warm_take(in, row, root_disk);
+	if (vm && vm->ops->restore_load(vm, vmstate, err) < 0) {
+		log_warn("instances", "warm restore failed, restoring cold", "id=%s error=\"%s\"",
+		         row->id, hm_err_message(err, "?"));
+		inst_oplog(in, row->id, "msg=\"warm restore failed\" error=\"%s\"",
+		           hm_err_message(err, "?"));
+		hm_err_free(*err);
+		*err = NULL;
+		vm->ops->free(vm); /* it ended */
+		vm = NULL;
+		inst_drop_tap(in, row->id);
+	}
+	*warm = vm != NULL;
+	if (!vm && inst_spawn_vm(in, row, spec, root_disk, vmstate, &vm, err) < 0) {
 		json_decref(after_hello);
 		return -1;
 	}
@@ -340,9 +355,10 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 	 * and seed as soon as it connects, ahead of anything a client sends. A
 	 * fork waits: it must not be handed out with its parent's address. */
 	json_t *msg = identity_msg(in, row, spec, new_identity);
+	bool warm = false;
 	if (r == 0)
 		r = wake_vm(in, row, spec, img.disk_path, vmstate,
-		            new_identity ? NULL : json_incref(msg), err);
+		            new_identity ? NULL : json_incref(msg), &warm, err);
 	hm_image_info_done(&img);
 	json_decref(spec);
 	if (r < 0 || !new_identity) {
@@ -352,7 +368,8 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 		/* Answer once the monitor has the channel and sent the clock: whatever
 		 * a client sends next reaches the guest after it. */
 		inst_wait_greeted(in, row->id);
-		inst_oplog(in, row->id, "msg=restored running_ms=%.1f", inst_mono_ms() - t0);
+		inst_oplog(in, row->id, "msg=restored running_ms=%.1f warm=%s", inst_mono_ms() - t0,
+		           warm ? "yes" : "no");
 		return 0;
 	}
 	double t_running = inst_mono_ms();

@@ -67,6 +67,9 @@ struct qemu_vm {
 	bool exited;          /* the process is gone (and reaped, if it was our child) */
 	int exit_status;      /* wait status, or -1 if not ours to reap */
 	int64_t spawned_us;   /* now_us() when its process was started */
+	bool incoming;        /* prepared for a restore, its state not loaded yet */
+	char *log_path;       /* a prepared restore's VMM log, and where this start's lines begin */
+	off_t log_from;
 };
 
 static void qemu_vm_free(struct qemu_vm *vm)
@@ -79,6 +82,7 @@ static void qemu_vm_free(struct qemu_vm *vm)
 	free(vm->run_dir);
 	free(vm->qmp_path);
 	free(vm->agent_path);
+	free(vm->log_path);
 	free(vm);
 }
 DEFINE_CLEANUP_FUNC(struct qemu_vm *, qemu_vm_free)
@@ -920,75 +924,16 @@ static int qemu_snapshot(struct hm_vm *base, const char *state_path, struct hm_e
 	return 0;
 }
 
-static int qemu_restore(const struct hm_vm_spec *spec, const char *state_path, struct hm_vm **ret,
-                        struct hm_err **err)
+static void qemu_free(struct hm_vm *vm);
+
+/*
+ * A restore that failed after its VMM started: QEMU's own last words where it
+ * ended (a state it could not load ends the process), then the process goes.
+ */
+static int incoming_failed(struct qemu_vm *vm, struct hm_err **err)
 {
-	_cleanup_close_ int sfd = open(state_path, O_RDONLY | O_CLOEXEC);
-	if (sfd < 0)
-		return hm_err_errno(err, errno, "restore: the VM state `%s`", state_path);
-	if (!spec->mem_path)
-		return hm_err_set(err, HM_ERR_INVALID, NULL,
-		                  "restore: the spec has no memory file");
-	if (access(spec->mem_path, R_OK | W_OK) < 0)
-		return hm_err_errno(err, errno, "restore: the memory file `%s`", spec->mem_path);
-	_cleanup_free_ char *log_path =
-	    spec->vmm_log ? xstrdup(spec->vmm_log) : xasprintf("%s/vmm.log", spec->run_dir);
-	struct stat lst;
-	off_t log_from = stat(log_path, &lst) == 0 ? lst.st_size : 0;
-	_cleanup_(qemu_vm_freep) struct qemu_vm *vm = NULL;
-	if (spawn_process(spec, true, &vm, err) < 0)
-		return -1;
-	long long deadline = now_ms() + MIGRATE_MS;
-	_cleanup_free_ char *uri = exec_uri("<", state_path);
-	{
-		_cleanup_qmp_ struct hm_qmp *q = NULL;
-		if (hm_qmp_connect(vm->qmp_path, QMP_STARTUP_MS, vm->base.pidfd, &q, err) < 0)
-			goto fail;
-		int64_t t_up = now_us();
-		vm->base.start_us = t_up - vm->spawned_us;
-		if (hm_qmp_execute(q, "migrate-set-capabilities", ignore_shared_caps(), NULL,
-		                   QMP_OP_MS, err) < 0 ||
-		    hm_qmp_execute(q, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL,
-		                   QMP_OP_MS, err) < 0)
-			goto fail;
-		/* "inmigrate" while loading; "paused" (-S) once the state is in. A load
-		 * that fails ends the QEMU process. */
-		for (;;) {
-			json_t *r = NULL;
-			long long left = deadline - now_ms();
-			if (hm_qmp_execute(q, "query-status", NULL, &r, left > 0 ? (int)left : 1,
-			                   err) < 0)
-				goto fail;
-			const char *st = json_string_value(json_object_get(r, "status"));
-			bool done = st && strcmp(st, "inmigrate") != 0;
-			bool ok = st && strcmp(st, "paused") == 0;
-			_cleanup_free_ char *status = st ? xstrdup(st) : NULL;
-			json_decref(r);
-			if (done && ok) {
-				vm->base.load_us = now_us() - t_up;
-				break;
-			}
-			if (done) {
-				hm_err_set(err, HM_ERR_INTERNAL, NULL,
-				           "restore: the VM is `%s` after loading its state",
-				           status);
-				goto fail;
-			}
-			if (now_ms() >= deadline) {
-				hm_err_set(err, HM_ERR_TIMEOUT, NULL,
-				           "restore: loading the VM state took more than %d ms",
-				           MIGRATE_MS);
-				goto fail;
-			}
-			struct timespec ts = { 0, 1000000L };
-			nanosleep(&ts, NULL);
-		}
-	}
-	*ret = &TAKE_PTR(vm)->base;
-	return 0;
-fail:
 	if (check_exited(vm, 500)) {
-		_cleanup_free_ char *line = log_last_line(log_path, log_from);
+		_cleanup_free_ char *line = log_last_line(vm->log_path, vm->log_from);
 		hm_err_free(*err);
 		*err = NULL;
 		hm_err_set(err, HM_ERR_INTERNAL, NULL,
@@ -996,7 +941,119 @@ fail:
 		           line ? line : "");
 	}
 	abort_spawn(vm);
+	return -1;
+}
+
+/* A restore's first half: the VMM started, waiting for a state, x-ignore-shared set. */
+static int qemu_restore_prepare(const struct hm_vm_spec *spec, struct hm_vm **ret,
+                                struct hm_err **err)
+{
+	if (!spec->mem_path)
+		return hm_err_set(err, HM_ERR_INVALID, NULL,
+		                  "restore: the spec has no memory file");
+	if (access(spec->mem_path, R_OK | W_OK) < 0)
+		return hm_err_errno(err, errno, "restore: the memory file `%s`", spec->mem_path);
+	char *log_path =
+	    spec->vmm_log ? xstrdup(spec->vmm_log) : xasprintf("%s/vmm.log", spec->run_dir);
+	struct stat lst;
+	off_t log_from = stat(log_path, &lst) == 0 ? lst.st_size : 0;
+	_cleanup_(qemu_vm_freep) struct qemu_vm *vm = NULL;
+	if (spawn_process(spec, true, &vm, err) < 0) {
+		free(log_path);
+		return -1;
+	}
+	vm->log_path = log_path;
+	vm->log_from = log_from;
+	{
+		_cleanup_qmp_ struct hm_qmp *q = NULL;
+		if (hm_qmp_connect(vm->qmp_path, QMP_STARTUP_MS, vm->base.pidfd, &q, err) < 0)
+			goto fail;
+		vm->base.start_us = now_us() - vm->spawned_us;
+		/* A migration setting: it holds for the load, whichever connection sends it. */
+		if (hm_qmp_execute(q, "migrate-set-capabilities", ignore_shared_caps(), NULL,
+		                   QMP_OP_MS, err) < 0)
+			goto fail;
+	}
+	vm->incoming = true;
+	*ret = &TAKE_PTR(vm)->base;
+	return 0;
+fail:
+	incoming_failed(vm, err);
 	return hm_err_wrap(err, "restore VM %s", spec->id ? spec->id : "");
+}
+
+/* A restore's second half: the state loaded into a prepared VMM, which ends on failure. */
+static int qemu_restore_load(struct hm_vm *base, const char *state_path, struct hm_err **err)
+{
+	struct qemu_vm *vm = (struct qemu_vm *)base;
+	if (!vm->incoming)
+		return hm_err_set(err, HM_ERR_INVALID, NULL,
+		                  "restore: VMM %d is not waiting for a state", (int)base->pid);
+	vm->incoming = false; /* one load per prepared VMM, whatever happens */
+	long long deadline = now_ms() + MIGRATE_MS;
+	_cleanup_free_ char *uri = exec_uri("<", state_path);
+	_cleanup_qmp_ struct hm_qmp *q = NULL;
+	int64_t t_up = 0;
+	if (access(state_path, R_OK) < 0) {
+		hm_err_errno(err, errno, "restore: the VM state `%s`", state_path);
+		goto fail;
+	}
+	if (hm_qmp_connect(vm->qmp_path, QMP_STARTUP_MS, vm->base.pidfd, &q, err) < 0)
+		goto fail;
+	t_up = now_us();
+	if (hm_qmp_execute(q, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, QMP_OP_MS,
+	                   err) < 0)
+		goto fail;
+	/* "inmigrate" while loading; "paused" (-S) once the state is in. A load
+	 * that fails ends the QEMU process. */
+	for (;;) {
+		json_t *r = NULL;
+		long long left = deadline - now_ms();
+		if (hm_qmp_execute(q, "query-status", NULL, &r, left > 0 ? (int)left : 1, err) < 0)
+			goto fail;
+		const char *st = json_string_value(json_object_get(r, "status"));
+		bool done = st && strcmp(st, "inmigrate") != 0;
+		bool ok = st && strcmp(st, "paused") == 0;
+		_cleanup_free_ char *status = st ? xstrdup(st) : NULL;
+		json_decref(r);
+		if (done && ok) {
+			vm->base.load_us = now_us() - t_up;
+			return 0;
+		}
+		if (done) {
+			hm_err_set(err, HM_ERR_INTERNAL, NULL,
+			           "restore: the VM is `%s` after loading its state", status);
+			goto fail;
+		}
+		if (now_ms() >= deadline) {
+			hm_err_set(err, HM_ERR_TIMEOUT, NULL,
+			           "restore: loading the VM state took more than %d ms", MIGRATE_MS);
+			goto fail;
+		}
+		struct timespec ts = { 0, 1000000L };
+		nanosleep(&ts, NULL);
+	}
+fail:
+	hm_qmp_close(q);
+	q = NULL;
+	incoming_failed(vm, err);
+	return hm_err_wrap(err, "restore VM %d", (int)base->pid);
+}
+
+static int qemu_restore(const struct hm_vm_spec *spec, const char *state_path, struct hm_vm **ret,
+                        struct hm_err **err)
+{
+	if (access(state_path, R_OK) < 0)
+		return hm_err_errno(err, errno, "restore: the VM state `%s`", state_path);
+	struct hm_vm *vm = NULL;
+	if (qemu_restore_prepare(spec, &vm, err) < 0)
+		return -1;
+	if (qemu_restore_load(vm, state_path, err) < 0) {
+		qemu_free(vm);
+		return hm_err_wrap(err, "restore VM %s", spec->id ? spec->id : "");
+	}
+	*ret = vm;
+	return 0;
 }
 
 static void qemu_free(struct hm_vm *vm)
@@ -1067,6 +1124,8 @@ const struct hm_vmm_ops hm_vmm_qemu = {
 	.agent_connect = qemu_agent_connect,
 	.snapshot = qemu_snapshot,
 	.restore = qemu_restore,
+	.restore_prepare = qemu_restore_prepare,
+	.restore_load = qemu_restore_load,
 	.disks_resized = qemu_disks_resized,
 	.free = qemu_free,
 };

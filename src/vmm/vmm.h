@@ -108,6 +108,18 @@ struct hm_vmm_ops {
 	int (*restore)(const struct hm_vm_spec *spec, const char *state_path, struct hm_vm **ret,
 	               struct hm_err **err);
 	/*
+	 * restore in two halves, for a VMM started ahead of need (a warm
+	 * restore, instance/warm.c): restore_prepare starts the VMM for spec
+	 * waiting for a state, touching neither the memory file nor the guest;
+	 * restore_load loads state_path into a VM so prepared, once, and leaves
+	 * it as restore does. A prepared VMM that fails to load is ended (the
+	 * caller still frees the handle); one never loaded is ended by kill.
+	 * Either may be NULL: the backend has no warm restores.
+	 */
+	int (*restore_prepare)(const struct hm_vm_spec *spec, struct hm_vm **ret,
+	                       struct hm_err **err);
+	int (*restore_load)(struct hm_vm *vm, const char *state_path, struct hm_err **err);
+	/*
 	 * Tell a paused guest the current size of each disk i with which[i]
 	 * (disks: the spec's, in order): a VM restored onto other disk files than
 	 * it was saved with still has the old sizes. The files keep their size.

@@ -91,6 +91,18 @@ async function boot(name) {
   return c.body;
 }
 
+// Warm restores (WARM_RESTORES, default 4) unless this run turned them off.
+const WARM = process.env.WARM_RESTORES !== '0';
+const ops = (id) => { try { return readFileSync(join(env.DATA_DIR, 'instances', id, 'logs/hypeman.log'), 'utf8'); } catch { return ''; } };
+async function waitOps(id, re, from = 0) {
+  for (let i = 0; i < 200; i++) {
+    const m = re.exec(ops(id).slice(from));
+    if (m) return m;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${id}: no ${re} in its operations log: ${ops(id).slice(from).slice(-2000)}`);
+}
+
 let src;
 test('standby keeps memory, files and address; restore runs on with the right clock', async () => {
   src = await boot('sleeper');
@@ -111,7 +123,16 @@ test('standby keeps memory, files and address; restore runs on with the right cl
   assert.equal(s.body.has_snapshot, true);
   assert.equal(s.body.network.ip, src.network.ip); // the address stays the instance's
   assert.ok(!processAlive(pid), 'the VMM is gone');
-  assert.ok(!taps().includes(tap), 'the TAP is gone');
+  let warmPid = null;
+  if (WARM) {
+    // A VMM for the restore starts waiting (src/instance/warm.c), with the TAP.
+    await waitOps(src.id, /msg="warm restore ready" pid=(\d+)/);
+    warmPid = vmmPid(d, src.id);
+    assert.ok(warmPid && warmPid !== pid && processAlive(warmPid), 'a VMM waits for the restore');
+    assert.ok(taps().includes(tap), 'the waiting VMM has the TAP');
+  } else {
+    assert.ok(!taps().includes(tap), 'the TAP is gone');
+  }
   assert.ok(!ramOnTmpfs(), 'tmpfs released');
   assert.ok(statSync(join(dir, 'memory.ram')).size === 256 * 1024 * 1024, 'RAM saved in the instance folder');
   const frozen = (await counts(src.id)).at(-1);
@@ -124,6 +145,8 @@ test('standby keeps memory, files and address; restore runs on with the right cl
   assert.equal(r.body.state, 'Running');
   assert.equal(r.body.has_snapshot, false);
   assert.ok(taps().includes(tap));
+  assert.match(ops(src.id), new RegExp(`msg=restored running_ms=\\S+ warm=${WARM ? 'yes' : 'no'}`));
+  if (WARM) assert.equal(vmmPid(d, src.id), warmPid, 'the waiting VMM runs the guest');
   const after = await countAbove(src.id, frozen);
   // The program went on from where it was: no restart at 1, no gap.
   const resumed = after.slice(after.indexOf(frozen) + 1);
@@ -169,9 +192,16 @@ test('three forks of a running instance: each runs with its own address, MAC and
 });
 
 test('a restarted daemon can still wake an instance in standby', async () => {
+  const mark = ops(src.id).length;
   assert.equal((await post(`/instances/${src.id}/standby`)).status, 200);
   const frozen = (await counts(src.id)).at(-1);
+  let warmPid = null;
+  if (WARM) {
+    await waitOps(src.id, /msg="warm restore ready"/, mark);
+    warmPid = vmmPid(d, src.id);
+  }
   await d.stop({ keepData: true });
+  if (WARM) assert.ok(!processAlive(warmPid), 'a VMM waiting for a restore ends with its daemon');
   d = await startDaemon({ netns: NS, env });
   token = d.token();
   const g = await getInstance(d, token, src.id);
@@ -181,6 +211,65 @@ test('a restarted daemon can still wake an instance in standby', async () => {
   assert.equal(r.status, 200, JSON.stringify(r.body));
   const after = await countAbove(src.id, frozen);
   assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
+});
+
+// Warm restores: what waits is bounded, ends with what it waited for, and
+// what a crashed daemon left waiting is killed by the next one (a daemon
+// with WARM_RESTORES=1 whatever this run's setting, then this run's again).
+test('warm restores: the oldest is evicted past WARM_RESTORES, a delete ends one, a crash leaves none', async () => {
+  await d.stop({ keepData: true });
+  d = await startDaemon({ netns: NS, env: { ...env, WARM_RESTORES: '1' } });
+  token = d.token();
+  const a = await boot('warm-a');
+  const b = await boot('warm-b');
+  const tapOf = (x) => `hm-${x.id.slice(0, 12)}`;
+  assert.equal((await post(`/instances/${a.id}/standby`)).status, 200);
+  await waitOps(a.id, /msg="warm restore ready"/);
+  const aPid = vmmPid(d, a.id);
+  assert.ok(processAlive(aPid));
+  const bMark = ops(b.id).length;
+  assert.equal((await post(`/instances/${b.id}/standby`)).status, 200);
+  await waitOps(b.id, /msg="warm restore ready"/, bMark);
+  await waitOps(a.id, /msg="warm restore VMM ended" why=evicted/);
+  assert.ok(!processAlive(aPid), 'the older waiting VMM is gone');
+  assert.ok(!taps().includes(tapOf(a)), 'with its TAP');
+  assert.ok(taps().includes(tapOf(b)));
+  // Both restore and count on: a from cold, b on its waiting VMM.
+  for (const [x, warm] of [[a, 'no'], [b, 'yes']]) {
+    const frozen = (await counts(x.id)).at(-1);
+    const mark = ops(x.id).length;
+    const r = await post(`/instances/${x.id}/restore`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.match(ops(x.id).slice(mark), new RegExp(`msg=restored running_ms=\\S+ warm=${warm}`));
+    const after = await countAbove(x.id, frozen);
+    assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
+  }
+  // A delete of an instance whose VMM waits ends that VMM and its TAP.
+  let mark = ops(a.id).length;
+  assert.equal((await post(`/instances/${a.id}/standby`)).status, 200);
+  await waitOps(a.id, /msg="warm restore ready"/, mark);
+  const waiting = vmmPid(d, a.id);
+  assert.equal((await d.fetch(`/instances/${a.id}`, { method: 'DELETE', token })).status, 204);
+  assert.ok(!processAlive(waiting), 'deleted: the waiting VMM is gone');
+  assert.ok(!taps().includes(tapOf(a)), 'and its TAP');
+  // A daemon killed while a VMM waits: the next one kills it; the restore is cold and right.
+  mark = ops(b.id).length;
+  assert.equal((await post(`/instances/${b.id}/standby`)).status, 200);
+  await waitOps(b.id, /msg="warm restore ready"/, mark);
+  const left = vmmPid(d, b.id);
+  const frozen = (await counts(b.id)).at(-1);
+  await d.kill9();
+  assert.ok(processAlive(left), 'the crashed daemon left it');
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+  assert.ok(!processAlive(left), 'the next daemon killed what waited');
+  assert.equal((await getInstance(d, token, b.id)).body.state, 'Standby');
+  assert.ok(!taps().includes(tapOf(b)));
+  const r = await post(`/instances/${b.id}/restore`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const after = await countAbove(b.id, frozen);
+  assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
+  assert.equal((await d.fetch(`/instances/${b.id}`, { method: 'DELETE', token })).status, 204);
 });
 
 // What a daemon that died during a standby leaves: its row still says
@@ -291,15 +380,20 @@ test('wrong states, taken names, writable volumes: 409; a damaged saved state fa
   assert.equal((await getInstance(d, token, 'done-copy')).status, 404);
 
   // A damaged device state: the restore fails with QEMU's reason, the instance stays in standby.
+  const mark = ops(src.id).length;
   assert.equal((await post(`/instances/${src.id}/standby`)).status, 200);
+  // A VMM waiting for the state it was started on is not used on another one.
+  if (WARM) await waitOps(src.id, /msg="warm restore ready"/, mark);
   const dir = join(env.DATA_DIR, 'instances', src.id);
   copyFileSync(join(dir, 'vm.state'), join(dir, 'vm.state.good'));
   writeFileSync(join(dir, 'vm.state'), 'this is not a VM state\n');
-  const tapsBefore = taps();
+  const srcTap = `hm-${src.id.slice(0, 12)}`;
+  const tapsBefore = taps().filter((t) => t !== srcTap);
   r = await post(`/instances/${src.id}/restore`);
   assert.equal(r.status, 500, JSON.stringify(r.body));
   assert.match(r.body.message, /could not load the VM state/);
   assert.equal((await getInstance(d, token, src.id)).body.state, 'Standby');
+  if (WARM) assert.match(ops(src.id).slice(mark), /msg="warm restore VMM ended" why=stale/);
   assert.deepEqual(taps(), tapsBefore, 'no TAP left behind');
   assert.equal(vmmPid(d, src.id), null, 'no VMM left behind');
   // A missing memory file: named in the error.
