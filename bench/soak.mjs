@@ -18,7 +18,7 @@ const STANDBY_EVERY = 4;
 const TARGET_RSS_GROWTH_KB = 16 * 1024;
 process.env.HYPEMAN_BIN_DIR ||= join(process.cwd(), 'build/rel/bin');
 const { startDaemon } = await import('../tests/harness/daemon.mjs');
-const { waitImage, pull } = await import('../tests/harness/images.mjs');
+const { pulledDataDir } = await import('../tests/harness/images.mjs');
 const { startRegistry, pushFixtures } = await import('../tests/registry/registry.mjs');
 const { settledResources, resources, growth, runCycle, standbyCycle, startCounter } = await import('../tests/harness/soak.mjs');
 
@@ -31,11 +31,12 @@ const reg = await startRegistry();
 let d, failed = null, summary;
 try {
   await pushFixtures(reg);
-  d = await startDaemon({ netns: NS, env: { LOG_LEVEL: 'info', SUBNET_CIDR: '10.128.0.0/16', BRIDGE_NAME: 'hmbrk', DNS_SERVER: '10.128.0.1' } });
-  const token = d.token();
+  // The registry is on the host's loopback, out of the namespace's reach:
+  // the image is pulled first by a daemon without a network (as the tests do).
   const image = `${reg.host}/test/busybox:latest`;
-  await pull(d, token, { name: image });
-  await waitImage(d, token, image);
+  const DATA_DIR = await pulledDataDir([image]);
+  d = await startDaemon({ netns: NS, env: { DATA_DIR, LOG_LEVEL: 'info', SUBNET_CIDR: '10.128.0.0/16', BRIDGE_NAME: 'hmbrk', DNS_SERVER: '10.128.0.1' } });
+  const token = d.token();
   const src = await startCounter(d, token, image);
   await runCycle(d, token, image, 0);
   await standbyCycle(d, token, src, 0);

@@ -222,6 +222,14 @@ void inst_adopt_all(struct hm_instances *in)
 				inst_oplog(in, r->id,
 				           "msg=\"an unfinished standby undone: running on\"");
 			}
+			/* No user pauses a VM (there is no such operation): a guest found
+			 * paused was paused by an operation that died with its daemon (the
+			 * copy of a fork or a snapshot of it running), and runs on. */
+			struct hm_vm_info vi = { .exit_status = -1 };
+			if (vm->ops->info(vm, &vi, NULL) == 0 && vi.state == HM_VM_PAUSED &&
+			    vm->ops->resume(vm, NULL) == 0)
+				inst_oplog(in, r->id, "msg=\"found paused by an unfinished operation: "
+				                      "running on\"");
 			/* A guest from a base whose attach may never have been sent: again
 			 * (a guest that already has it answers an error, and runs on). */
 			_cleanup_free_ char *attach = inst_path(in, r->id, INST_ATTACH_FILE);
