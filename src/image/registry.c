@@ -12,6 +12,7 @@
  * renamed into the cache.
  */
 #include "image/registry.h"
+#include "image/challenge.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -159,27 +160,6 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud)
 
 /* ---- challenges ---- */
 
-/* Find `key="value"` (or key=value) in a challenge's parameter list. */
-static char *challenge_param(const char *ch, const char *key)
-{
-	size_t kl = strlen(key);
-	const char *p = ch;
-	while ((p = strcasestr(p, key))) {
-		bool at_start = p == ch || p[-1] == ' ' || p[-1] == ',';
-		if (at_start && p[kl] == '=') {
-			const char *v = p + kl + 1;
-			if (*v == '"') {
-				const char *e = strchr(v + 1, '"');
-				return e ? xstrndup(v + 1, (size_t)(e - v - 1)) : NULL;
-			}
-			size_t l = strcspn(v, ", ");
-			return xstrndup(v, l);
-		}
-		p += kl;
-	}
-	return NULL;
-}
-
 static void set_auth(struct hm_registry *r, char *value)
 {
 	pthread_mutex_lock(&r->lock);
@@ -252,9 +232,9 @@ static void apply_common(CURL *h, const struct hm_registry *r, char *errbuf)
 /* GET the realm for a bearer token; sets r->auth on success. */
 static int fetch_token(struct hm_registry *r, const char *challenge, struct hm_err **err)
 {
-	_cleanup_free_ char *realm = challenge_param(challenge, "realm");
-	_cleanup_free_ char *service = challenge_param(challenge, "service");
-	_cleanup_free_ char *scope = challenge_param(challenge, "scope");
+	_cleanup_free_ char *realm = hm_challenge_param(challenge, "realm");
+	_cleanup_free_ char *service = hm_challenge_param(challenge, "service");
+	_cleanup_free_ char *scope = hm_challenge_param(challenge, "scope");
 	if (!realm || (strncmp(realm, "https://", 8) != 0 && strncmp(realm, "http://", 7) != 0))
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "registry_error",
 		                  "registry %s sent an unusable auth challenge `%s`", r->host,
