@@ -290,7 +290,8 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 		long x = strtol(v, &end, 10);
 		if (!*v || *end || x < 0 || x > 64)
 			return hm_err_set(err, HM_ERR_INVALID, NULL,
-			                  "WARM_RESTORES must be a number from 0 to 64, got `%s`", v);
+			                  "WARM_RESTORES must be a number from 0 to 64, got `%s`",
+			                  v);
 		cfg->warm_restores = (int)x;
 	} else if (strcmp(key, "NETWORK_ENABLED") == 0) {
 		if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)

@@ -34,8 +34,8 @@ static const char *ows(const char *p)
 /* A token value may also be a token68 (base64 and friends: '/', '+', '='). */
 static bool vchar(char c)
 {
-	return tchar(c) || c == '/' || c == '=' || c == ':' || c == '?' || c == '@' ||
-	       c == '[' || c == ']' || c == '(' || c == ')';
+	return tchar(c) || c == '/' || c == '=' || c == ':' || c == '?' || c == '@' || c == '[' ||
+	       c == ']' || c == '(' || c == ')';
 }
 
 char *hm_challenge_param(const char *header, const char *name)

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/paths.h"
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/xalloc.h"
@@ -296,37 +297,6 @@ static void set_add_with_parents(struct pathset *s, const char *p)
 	}
 }
 
-/*
- * Normalize an entry path: drop leading "/" and "./", collapse "//" and
- * "/./", drop a trailing "/". Returns NULL for any ".." component; an empty
- * result means the root itself.
- */
-static char *clean_path(const char *p)
-{
-	char *out = xmalloc(strlen(p) + 1);
-	size_t o = 0;
-	while (*p) {
-		while (*p == '/')
-			p++;
-		const char *seg = p;
-		while (*p && *p != '/')
-			p++;
-		size_t l = (size_t)(p - seg);
-		if (l == 0 || (l == 1 && seg[0] == '.'))
-			continue;
-		if (l == 2 && seg[0] == '.' && seg[1] == '.') {
-			free(out);
-			return NULL;
-		}
-		if (o)
-			out[o++] = '/';
-		memcpy(out + o, seg, l);
-		o += l;
-	}
-	out[o] = '\0';
-	return out;
-}
-
 static int bad_entry(struct hm_err **err, const char *layer, const char *entry, const char *why)
 {
 	return hm_err_set(err, HM_ERR_INVALID, "invalid_layer", "layer %s: entry `%s` %s", layer,
@@ -474,7 +444,7 @@ static int apply_entry(struct archive *in, struct archive *out, struct archive_e
 {
 	const char *hl = archive_entry_hardlink(e);
 	if (hl) {
-		_cleanup_free_ char *target = clean_path(hl);
+		_cleanup_free_ char *target = hm_path_clean(hl);
 		if (!target)
 			return bad_entry(err, layer, raw,
 			                 "is a hard link that leaves the root (`..`)");
@@ -544,7 +514,7 @@ int hm_unpack_apply_fd(int fd, const char *layer, struct hm_unpack_stats *stats,
 			ret = bad_entry(err, layer, raw ? raw : "", "has an empty path");
 			break;
 		}
-		_cleanup_free_ char *path = clean_path(raw);
+		_cleanup_free_ char *path = hm_path_clean(raw);
 		if (!path) {
 			ret = bad_entry(err, layer, raw, "leaves the root (`..`)");
 			break;

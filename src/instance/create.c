@@ -703,10 +703,11 @@ static int spawn_vm_on(struct hm_instances *in, const char *id, json_t *spec,
 	}
 	/* A boot from a base is a start (of a restored VM): "vm started" from=base. */
 	inst_oplog(in, id, "msg=\"vm %s\"%s pid=%d tap_ms=%.1f vmm_ms=%.1f limits_ms=%.1f",
-	           prepare                  ? "waiting for its state"
+	           prepare                   ? "waiting for its state"
 	           : restore_from && !resize ? "restored"
-	                                     : "started", resize ? " from=base" : "",
-	           (int)(*ret_vm)->pid, t0 - t_net, t1 - t0, inst_mono_ms() - t1);
+	                                     : "started",
+	           resize ? " from=base" : "", (int)(*ret_vm)->pid, t0 - t_net, t1 - t0,
+	           inst_mono_ms() - t1);
 	return 0;
 }
 

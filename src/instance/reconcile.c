@@ -228,8 +228,9 @@ void inst_adopt_all(struct hm_instances *in)
 			struct hm_vm_info vi = { .exit_status = -1 };
 			if (vm->ops->info(vm, &vi, NULL) == 0 && vi.state == HM_VM_PAUSED &&
 			    vm->ops->resume(vm, NULL) == 0)
-				inst_oplog(in, r->id, "msg=\"found paused by an unfinished operation: "
-				                      "running on\"");
+				inst_oplog(in, r->id,
+				           "msg=\"found paused by an unfinished operation: "
+				           "running on\"");
 			/* A guest from a base whose attach may never have been sent: again
 			 * (a guest that already has it answers an error, and runs on). */
 			_cleanup_free_ char *attach = inst_path(in, r->id, INST_ATTACH_FILE);

@@ -276,8 +276,8 @@ void inst_wait_greeted(struct hm_instances *in, const char *id)
 
 /* Wake's VMM part: load, resume, record. On failure nothing runs. */
 static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
-                   const char *root_disk, const char *vmstate, json_t *after_hello,
-                   bool *warm, struct hm_err **err)
+                   const char *root_disk, const char *vmstate, json_t *after_hello, bool *warm,
+                   struct hm_err **err)
 {
 	struct live *old = inst_live_take(in, row->id);
 	inst_live_free(old);

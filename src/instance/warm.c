@@ -74,9 +74,8 @@ static char *fingerprint(struct hm_instances *in, const struct hm_instance_row *
 	return xasprintf("%lu:%lu:%lld:%lld.%09ld %lu:%lu:%lld:%lld.%09ld %s %s",
 	                 (unsigned long)a.st_dev, (unsigned long)a.st_ino, (long long)a.st_size,
 	                 (long long)a.st_mtim.tv_sec, a.st_mtim.tv_nsec, (unsigned long)b.st_dev,
-	                 (unsigned long)b.st_ino, (long long)b.st_size,
-	                 (long long)b.st_mtim.tv_sec, b.st_mtim.tv_nsec, root_disk,
-	                 row->spec ? row->spec : "");
+	                 (unsigned long)b.st_ino, (long long)b.st_size, (long long)b.st_mtim.tv_sec,
+	                 b.st_mtim.tv_nsec, root_disk, row->spec ? row->spec : "");
 }
 
 /* End a waiting VMM taken off the list (under its instance's op lock). */

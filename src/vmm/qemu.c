@@ -1027,7 +1027,8 @@ static int qemu_restore_load(struct hm_vm *base, const char *state_path, struct 
 		}
 		if (now_ms() >= deadline) {
 			hm_err_set(err, HM_ERR_TIMEOUT, NULL,
-			           "restore: loading the VM state took more than %d ms", MIGRATE_MS);
+			           "restore: loading the VM state took more than %d ms",
+			           MIGRATE_MS);
 			goto fail;
 		}
 		struct timespec ts = { 0, 1000000L };

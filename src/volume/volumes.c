@@ -26,6 +26,7 @@
 
 #include "config/config.h"
 #include "core/cleanup.h"
+#include "core/paths.h"
 #include "core/encoding.h"
 #include "core/err.h"
 #include "core/ext4.h"
@@ -213,9 +214,10 @@ static int unpack(const char *archive, const char *dir, long long limit, struct 
 			               "the archive has more than %u entries", MAX_ENTRIES);
 			break;
 		}
-		if (!name || name[0] == '/' || strcmp(name, "..") == 0 ||
-		    strncmp(name, "../", 3) == 0 || strstr(name, "/../") ||
-		    (strlen(name) >= 3 && !strcmp(name + strlen(name) - 3, "/.."))) {
+		/* Read by components (core/paths.c), as layers are: absolute or with a
+		 * ".." anywhere is refused. */
+		_cleanup_free_ char *clean = name && name[0] != '/' ? hm_path_clean(name) : NULL;
+		if (!clean) {
 			r = hm_err_set(err, HM_ERR_INVALID, "unsafe_path",
 			               "the archive entry `%.200s` points outside the volume",
 			               name ? name : "?");
@@ -229,7 +231,8 @@ static int unpack(const char *archive, const char *dir, long long limit, struct 
 		}
 		_cleanup_free_ char *hl =
 		    archive_entry_hardlink(e) ? xstrdup(archive_entry_hardlink(e)) : NULL;
-		if (hl && (hl[0] == '/' || strstr(hl, ".."))) {
+		_cleanup_free_ char *hclean = hl && hl[0] != '/' ? hm_path_clean(hl) : NULL;
+		if (hl && (!hclean || !*hclean)) {
 			r = hm_err_set(err, HM_ERR_INVALID, "unsafe_path",
 			               "the hard link `%.200s` points outside the volume", name);
 			break;
@@ -242,10 +245,10 @@ static int unpack(const char *archive, const char *dir, long long limit, struct 
 			    limit);
 			break;
 		}
-		_cleanup_free_ char *dst = xasprintf("%s/%s", dir, name);
+		_cleanup_free_ char *dst = xasprintf("%s/%s", dir, *clean ? clean : ".");
 		archive_entry_set_pathname(e, dst);
 		if (hl) {
-			_cleanup_free_ char *hdst = xasprintf("%s/%s", dir, hl);
+			_cleanup_free_ char *hdst = xasprintf("%s/%s", dir, hclean);
 			archive_entry_set_hardlink(e, hdst);
 		}
 		if (archive_write_header(w, e) != ARCHIVE_OK) {

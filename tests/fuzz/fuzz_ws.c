@@ -41,7 +41,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += (size_t)w;
 	}
 	shutdown(sv[1], SHUT_WR);
-	struct hm_ws_opts opts = { .max_message = MAX_MESSAGE, .io_timeout_ms = 50, .client = client };
+	struct hm_ws_opts opts = { .max_message = MAX_MESSAGE,
+		                   .io_timeout_ms = 50,
+		                   .client = client };
 	struct hm_ws *ws = hm_ws_new(sv[0], &opts);
 	if (prime == 0 || hm_ws_prime(ws, data, prime) == 0) {
 		for (int i = 0; i < 1000; i++) {

@@ -28,8 +28,9 @@ static void check(const char *header, const char *name, const char *want)
 static void test_docker_hub(void **state)
 {
 	(void)state;
-	const char *h = "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
-	                "scope=\"repository:library/busybox:pull\"";
+	const char *h =
+	    "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
+	    "scope=\"repository:library/busybox:pull\"";
 	check(h, "realm", "https://auth.docker.io/token");
 	check(h, "service", "registry.docker.io");
 	check(h, "scope", "repository:library/busybox:pull");
@@ -65,7 +66,7 @@ static void test_broken(void **state)
 	(void)state;
 	check("", "realm", NULL);
 	check("Bearer", "realm", NULL);
-	check("realm=\"x\"", "realm", NULL);               /* no scheme */
+	check("realm=\"x\"", "realm", NULL); /* no scheme */
 	check("Bearer realm=\"unterminated", "realm", NULL);
 	check("Bearer service=s realm=\"x\"", "realm", NULL); /* no comma */
 	check("Bearer service=s, =x, realm=\"x\"", "realm", NULL);
