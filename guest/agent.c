@@ -28,6 +28,7 @@
 #include "b64.h"
 #include "core/cleanup.h"
 #include "guest.h"
+#include "lines.h"
 
 #define AGENT_WAIT_MS  2000 /* how long the agent port's name may take to appear */
 #define POLL_STEP_MS   5
@@ -45,9 +46,8 @@ static struct {
 	bool suspect; /* one HUP seen since the host last spoke; a second one is a disconnect */
 	char *out;    /* queued bytes: out[off..len) */
 	size_t off, len, cap;
-	char line[AGENT_LINE_MAX];
-	size_t line_len;
-	bool line_skip; /* the current line is too long: drop up to its '\n' */
+	char line[AGENT_LINE_MAX + 1];
+	struct hm_lines lines; /* the host's bytes into line, a request at a time */
 	struct hm_gjson doc;
 } a = { .fd = -1, .up = true };
 
@@ -151,8 +151,8 @@ static void disconnected(void)
 	a.up = false;
 	step("agent: host disconnected");
 	a.off = a.len = 0;
-	a.line_len = 0;
-	a.line_skip = false;
+	a.lines.len = 0;
+	a.lines.skip = false;
 	exec_disconnect();
 	cp_disconnect();
 }
@@ -446,6 +446,13 @@ static void host_hup(void)
 	a.hup_at = uptime_ms();
 }
 
+static bool on_line(void *ctx, char *line, size_t len)
+{
+	(void)ctx;
+	dispatch(line, len);
+	return true;
+}
+
 /* Read what the host sent (one read per loop turn) and dispatch the complete lines. */
 static void agent_read(void)
 {
@@ -462,24 +469,12 @@ static void agent_read(void)
 		return;
 	a.up = true;
 	a.suspect = false;
-	for (char *p = buf, *end = buf + n; p < end;) {
-		char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t chunk = (size_t)((nl ? nl : end) - p);
-		if (!a.line_skip && a.line_len + chunk <= sizeof(a.line)) {
-			memcpy(a.line + a.line_len, p, chunk);
-			a.line_len += chunk;
-		} else if (!a.line_skip) {
-			say("agent: a message longer than %u bytes: dropped", AGENT_LINE_MAX);
-			a.line_skip = true;
-		}
-		if (!nl)
-			break;
-		if (!a.line_skip && a.line_len > 0)
-			dispatch(a.line, a.line_len);
-		a.line_len = 0;
-		a.line_skip = false;
-		p = nl + 1;
-	}
+	if (!a.lines.buf)
+		hm_lines_init(&a.lines, a.line, AGENT_LINE_MAX);
+	size_t dropped = a.lines.dropped;
+	hm_lines_feed(&a.lines, buf, (size_t)n, on_line, NULL);
+	if (a.lines.dropped != dropped)
+		say("agent: a message longer than %u bytes: dropped", AGENT_LINE_MAX);
 }
 
 /*
@@ -491,13 +486,40 @@ static void agent_read(void)
  * hello and ping are answered and every other request is refused. Returns
  * the attach line's length in buf (NUL-terminated), or -1 without a port.
  */
+/* One line in base mode: true (stop) at the attach, which stays in the buffer. */
+static bool on_base_line(void *ctx, char *line, size_t len)
+{
+	/* Parsed in a copy: an attach is handed back as it came. */
+	static char copy[AGENT_LINE_MAX];
+	memcpy(copy, line, len);
+	const char *why;
+	if (hm_gjson_parse(copy, len, &a.doc, &why) < 0)
+		return true;
+	long long id = 0;
+	hm_gjson_int(&a.doc, "id", &id);
+	const char *type = hm_gjson_str(&a.doc, "type");
+	if (!type)
+		return true;
+	if (strcmp(type, "attach") == 0) {
+		*(size_t *)ctx = len;
+		return false;
+	}
+	if (strcmp(type, "hello") == 0)
+		agent_send("{\"type\":\"hello\",\"program_pid\":0,\"base\":true}");
+	else if (strcmp(type, "ping") == 0 && id > 0)
+		agent_send("{\"type\":\"pong\",\"id\":%lld}", id);
+	else
+		agent_error(id, "`%.64s` before the guest is attached to its disks", type);
+	return true;
+}
+
 ssize_t agent_base_wait(char *buf, size_t cap)
 {
 	if (a.fd < 0 || cap < 2)
 		return -1;
 	agent_send("{\"type\":\"base_ready\",\"uptime_ms\":%lld}", uptime_ms());
-	size_t len = 0;
-	bool skip = false;
+	struct hm_lines lines;
+	hm_lines_init(&lines, buf, cap - 1 < AGENT_LINE_MAX ? cap - 1 : AGENT_LINE_MAX);
 	for (;;) {
 		agent_flush();
 		struct pollfd pfd = { .fd = a.fd, .events = POLLIN | (pending() ? POLLOUT : 0) };
@@ -521,39 +543,9 @@ ssize_t agent_base_wait(char *buf, size_t cap)
 			continue;
 		}
 		a.up = true;
-		if (c != '\n') {
-			if (len + 1 < cap && !skip)
-				buf[len++] = c;
-			else
-				skip = true; /* too long for any message this mode takes */
-			continue;
-		}
-		buf[len] = '\0';
-		size_t got = len;
-		bool dropped = skip;
-		len = 0;
-		skip = false;
-		if (dropped || got == 0)
-			continue;
-		/* The line is parsed in a copy: an attach is handed back as it came. */
-		static char copy[AGENT_LINE_MAX];
-		memcpy(copy, buf, got);
-		const char *why;
-		if (hm_gjson_parse(copy, got, &a.doc, &why) < 0)
-			continue;
-		long long id = 0;
-		hm_gjson_int(&a.doc, "id", &id);
-		const char *type = hm_gjson_str(&a.doc, "type");
-		if (!type)
-			continue;
-		if (strcmp(type, "attach") == 0)
+		size_t got = 0;
+		if (!hm_lines_feed(&lines, &c, 1, on_base_line, &got))
 			return (ssize_t)got;
-		if (strcmp(type, "hello") == 0)
-			agent_send("{\"type\":\"hello\",\"program_pid\":0,\"base\":true}");
-		else if (strcmp(type, "ping") == 0 && id > 0)
-			agent_send("{\"type\":\"pong\",\"id\":%lld}", id);
-		else
-			agent_error(id, "`%.64s` before the guest is attached to its disks", type);
 	}
 }
 

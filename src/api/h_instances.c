@@ -385,12 +385,17 @@ static int parse_create(json_t *req, struct hm_instance_create *c, struct hm_err
 int hm_h_instances_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
 	struct hm_instance_create c = { 0 };
-	if (parse_create(hm_req_json(req), &c, err) < 0)
+	if (hm_rest_parse_create(hm_req_json(req), &c, err) < 0)
 		return -1;
 	struct hm_instance_view *inst = NULL;
 	if (hm_instances_create(hm_req_services(req)->instances, &c, &inst, err) < 0)
 		return -1;
 	return hm_resp_instance(resp, 201, inst);
+}
+
+int hm_rest_parse_create(json_t *body, struct hm_instance_create *c, struct hm_err **err)
+{
+	return parse_create(body, c, err);
 }
 
 int hm_rest_parse_attach(json_t *body, struct hm_attach *a, struct hm_err **err)

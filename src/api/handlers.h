@@ -28,6 +28,9 @@ json_t *hm_rest_instance(const struct hm_instance_view *v);
 /* A duration as Go prints it ("5m0s", "1.5s"), as upstream shows them. */
 char *hm_rest_go_duration(int64_t ms);
 int hm_resp_instance(struct hm_resp *resp, int status, struct hm_instance_view *v);
+/* A create body into c (its strings borrowed from body; fuzz_bodies calls it too). */
+struct hm_instance_create;
+int hm_rest_parse_create(json_t *body, struct hm_instance_create *c, struct hm_err **err);
 /* An attachment's body {mount_path, readonly, overlay, overlay_size} into a (h_instances.c). */
 struct hm_attach;
 int hm_rest_parse_attach(json_t *body, struct hm_attach *a, struct hm_err **err);

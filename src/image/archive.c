@@ -24,6 +24,7 @@
 #include "core/encoding.h"
 #include "core/err.h"
 #include "core/fileio.h"
+#include "core/paths.h"
 #include "core/xalloc.h"
 #include "image/manifest.h"
 #include "image/ref.h"
@@ -51,33 +52,13 @@ static void listing_done(struct listing *l)
 }
 
 /*
- * Normalize a member path: strip "./" and leading "/", collapse "//",
- * refuse "..". Returns NULL for a path that is empty or escapes.
+ * A member path by the one archive normaliser (core/paths.c), or NULL for a
+ * path that is missing, names the root itself or escapes with "..".
  */
 static char *norm_path(const char *p)
 {
-	char *out = xmalloc(strlen(p) + 1);
-	size_t o = 0;
-	while (*p) {
-		while (*p == '/')
-			p++;
-		const char *seg = p;
-		while (*p && *p != '/')
-			p++;
-		size_t l = (size_t)(p - seg);
-		if (l == 0 || (l == 1 && seg[0] == '.'))
-			continue;
-		if (l == 2 && seg[0] == '.' && seg[1] == '.') {
-			free(out);
-			return NULL;
-		}
-		if (o)
-			out[o++] = '/';
-		memcpy(out + o, seg, l);
-		o += l;
-	}
-	out[o] = '\0';
-	if (o == 0) {
+	char *out = p ? hm_path_clean(p) : NULL;
+	if (out && !out[0]) {
 		free(out);
 		return NULL;
 	}

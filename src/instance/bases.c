@@ -46,6 +46,7 @@
 #include "core/log.h"
 #include "core/mono.h"
 #include "core/xalloc.h"
+#include "guest/lines.h"
 #include "instance/internal.h"
 #include "net/net.h"
 
@@ -205,11 +206,22 @@ static struct inst_base *base_load(const char *dir, struct inst_shape *sh, char 
 
 /* ---- building one ---- */
 
+/* One line from a base VM: false (stop) at its hello. */
+static bool base_hello_line(void *ctx, char *line, size_t len)
+{
+	(void)ctx;
+	(void)len;
+	_cleanup_json_ json_t *m = json_loads(line, 0, NULL);
+	const char *type = json_string_value(json_object_get(m, "type"));
+	return !(type && strcmp(type, "hello") == 0 && json_is_true(json_object_get(m, "base")));
+}
+
 /* Read agent lines from fd until a base's hello, by deadline (or the daemon's stop). */
 static int wait_base_hello(struct inst_bases *bs, int fd, double deadline, struct hm_err **err)
 {
-	char buf[4096];
-	size_t len = 0;
+	char buf[4096], chunk[4096];
+	struct hm_lines lines; /* a line too long for anything a base says is dropped */
+	hm_lines_init(&lines, buf, sizeof(buf) - 1);
 	for (;;) {
 		double left = deadline - inst_mono_ms();
 		if (left <= 0)
@@ -224,29 +236,14 @@ static int wait_base_hello(struct inst_bases *bs, int fd, double deadline, struc
 			continue;
 		if (r <= 0)
 			continue;
-		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		ssize_t n = read(fd, chunk, sizeof(chunk));
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0)
 			return hm_err_set(err, HM_ERR_INTERNAL, NULL,
 			                  "the base VM's agent channel closed before its wait");
-		len += (size_t)n;
-		buf[len] = '\0';
-		char *nl;
-		while ((nl = strchr(buf, '\n'))) {
-			*nl = '\0';
-			_cleanup_json_ json_t *m = json_loads(buf, 0, NULL);
-			const char *type = json_string_value(json_object_get(m, "type"));
-			bool done = type && strcmp(type, "hello") == 0 &&
-			            json_is_true(json_object_get(m, "base"));
-			size_t rest = len - (size_t)(nl + 1 - buf);
-			memmove(buf, nl + 1, rest + 1);
-			len = rest;
-			if (done)
-				return 0;
-		}
-		if (len >= sizeof(buf) - 1)
-			len = 0; /* a line too long for anything a base says: dropped */
+		if (!hm_lines_feed(&lines, chunk, (size_t)n, base_hello_line, NULL))
+			return 0;
 	}
 }
 

@@ -787,6 +787,16 @@ int hm_instances_create(struct hm_instances *in, const struct hm_instance_create
 	return r;
 }
 
+int hm_instance_create_check(const struct hm_instance_create *req, const char *data_dir,
+                             const struct hm_accel_choice *accel, struct hm_err **err)
+{
+	struct create_req c = { 0 };
+	int r = check_create(req, data_dir, accel, &c, err);
+	json_decref(c.volumes);
+	json_decref(c.credentials);
+	return r;
+}
+
 /* How long a create waits for the pull of an image that was not here. */
 #define CREATE_PULL_TIMEOUT_MS (10 * 60 * 1000)
 

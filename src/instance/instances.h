@@ -221,6 +221,10 @@ void hm_instance_view_free(struct hm_instance_view *v);
 /* An array of n views (hm_instances_list's). */
 void hm_instance_views_free(struct hm_instance_view *v, size_t n);
 
+/* The domain's rules for a create (the first thing hm_instances_create does), creating
+ * nothing: for the parsers' fuzz target. */
+int hm_instance_create_check(const struct hm_instance_create *req, const char *data_dir,
+                             const struct hm_accel_choice *accel, struct hm_err **err);
 /* Create: check, prepare disks, boot. *ret: the instance. */
 int hm_instances_create(struct hm_instances *in, const struct hm_instance_create *req,
                         struct hm_instance_view **ret, struct hm_err **err);

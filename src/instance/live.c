@@ -28,6 +28,7 @@
 #include "core/mono.h"
 #include "core/fileio.h"
 #include "core/xalloc.h"
+#include "guest/lines.h"
 #include "instance/agent.h"
 #include "instance/internal.h"
 #include "instance/payload.h"
@@ -71,14 +72,16 @@ void inst_logs_trim(struct hm_instances *in, const char *id)
 	}
 }
 
-static void handle_agent_line(struct live *l, const char *line)
+static bool handle_agent_line(void *ctx, char *line, size_t len)
 {
+	(void)len;
+	struct live *l = ctx;
 	json_t *msg = json_loads(line, 0, NULL);
 	if (!msg)
-		return;
+		return true;
 	if (hm_agent_dispatch(l->agent, msg)) {
 		json_decref(msg);
-		return;
+		return true;
 	}
 	const char *type = json_string_value(json_object_get(msg, "type"));
 	/* The guest answers our hello with its program's pid: a host that restarted
@@ -110,6 +113,7 @@ static void handle_agent_line(struct live *l, const char *line)
 		           (long long)json_integer_value(json_object_get(msg, "code")));
 	}
 	json_decref(msg);
+	return true;
 }
 
 /* The VMM is gone: record how it ended. */
@@ -226,7 +230,9 @@ static void *monitor(void *arg)
 	}
 	atomic_store(&l->greeted, true);
 	_cleanup_free_ char *buf = xmalloc(AGENT_LINE_MAX + 1);
-	size_t len = 0;
+	_cleanup_free_ char *chunk = xmalloc(AGENT_LINE_MAX);
+	struct hm_lines lines;
+	hm_lines_init(&lines, buf, AGENT_LINE_MAX);
 	bool stop = false;
 	for (;;) {
 		struct pollfd p[3] = {
@@ -245,22 +251,14 @@ static void *monitor(void *arg)
 			break;
 		}
 		if (afd >= 0 && p[2].revents) {
-			ssize_t r = read(afd, buf + len, AGENT_LINE_MAX - len);
+			ssize_t r = read(afd, chunk, AGENT_LINE_MAX);
 			if (r <= 0) {
 				hm_agent_set_fd(l->agent, -1);
 				close(afd);
 				afd = -1;
 			} else {
-				len += (size_t)r;
-				char *nl;
-				while ((nl = memchr(buf, '\n', len))) {
-					*nl = '\0';
-					handle_agent_line(l, buf);
-					len -= (size_t)(nl + 1 - buf);
-					memmove(buf, nl + 1, len);
-				}
-				if (len == AGENT_LINE_MAX)
-					len = 0; /* an over-long line: drop it */
+				/* An over-long line is dropped whole (guest/lines.c). */
+				hm_lines_feed(&lines, chunk, (size_t)r, handle_agent_line, l);
 			}
 		}
 		if (p[0].revents)

@@ -6,7 +6,8 @@
 # folder, not into the repo. A crash leaves its input under
 # build/fuzz/crashes/NAME/: add it to the corpus once it is fixed.
 # Prints one line per target (executions, new coverage) and, last,
-# "fuzz: N passed, M failed".
+# "fuzz: N passed, M failed". An input that takes over 10 s is a failure (a
+# hang), like a crash.
 #   tests/fuzz/run.sh [long] [NAME...]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,7 +40,7 @@ for n in "${names[@]}"; do
 	fi
 	log=build/fuzz/fuzz_$n.log
 	# Replay: every corpus input once.
-	if ! "$bin" -runs=0 "$corpus" >"$log" 2>&1; then
+	if ! "$bin" -timeout=10 -runs=0 "$corpus" >"$log" 2>&1; then
 		echo "  FAIL fuzz_$n: a corpus input fails (see $log)"
 		tail -30 "$log"
 		fail=$((fail + 1))
@@ -47,7 +48,7 @@ for n in "${names[@]}"; do
 		continue
 	fi
 	# Fuzz: from the corpus, new inputs into the scratch folder.
-	if "$bin" -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=65536 \
+	if "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
 		-artifact_prefix="$crashes/" "$scratch" "$corpus" >>"$log" 2>&1; then
 		runs=$(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\1 runs in \2 s/p' "$log" | tail -1)
 		cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
