@@ -309,7 +309,10 @@ try {
       r.fork_parts.push({
         copy_ms: num(/msg="forked" [^\n]*copy_ms=([\d.]+)/),
         restore_ms: num(/msg=restored running_ms=([\d.]+)/),
-        identity_ms: num(/identity_ms=([\d.]+)/),
+        identity_ms: num(/ identity_ms=([\d.]+)/),
+        // ... of which: until the agent channel was up, then the guest's answer
+        identity_connect_ms: num(/identity_connect_ms=([\d.]+)/),
+        identity_answer_ms: num(/identity_answer_ms=([\d.]+)/),
       });
       console.log(`${size} fork ${run}: ${r.fork.at(-1).toFixed(0)} ms (${f.state}); ${JSON.stringify(r.fork_parts.at(-1))}`);
       await del(f.id);
@@ -363,7 +366,10 @@ for (const r of results) {
   console.log(`       warm restores: ${r.warm.filter((x) => x === 'yes').length} of ${r.warm.length}; the waiting VMM was ready ` +
     `${f0(median(r.warm_wait_ms))} ms after the standby and holds ${r.warm_pss_kb.length ? (median(r.warm_pss_kb) / 1024).toFixed(1) : '-'} MiB PSS`);
   const part = (k) => median((r.fork_parts ?? []).map((p) => p[k]).filter(Number.isFinite));
-  console.log(`       fork (medians): save and copy ${f0(part('copy_ms'))} ms, restore ${f0(part('restore_ms'))} ms, identity ${f0(part('identity_ms'))} ms`);
+  console.log(`       fork (medians): save and copy ${f0(part('copy_ms'))} ms, restore ${f0(part('restore_ms'))} ms, ` +
+    (Number.isFinite(part('identity_ms'))
+      ? `identity ${f0(part('identity_ms'))} ms (channel up after ${f0(part('identity_connect_ms'))} ms, the guest's answer ${f0(part('identity_answer_ms'))} ms)`
+      : 'identity sent after the hello, not waited for (no network)'));
   console.log(`       daemon's own log (medians): standby save ${f0(median(r.save_ms))} ms, total ${f0(median(r.standby_total_ms))} ms; ` +
     `restore to running ${f0(median(r.running_ms))} ms`);
   if (r.move_ms.length) console.log(`       first standby moved the RAM from tmpfs to disk: ${(r.move_ms[0].bytes / 1048576).toFixed(1)} MiB in ${f0(r.move_ms[0].ms)} ms`);
@@ -381,6 +387,7 @@ for (const r of results) {
     warm_restores: r.warm.filter((x) => x === 'yes').length, warm_ready_after_standby_ms: median(r.warm_wait_ms),
     warm_vmm_pss_kb: r.warm_pss_kb.length ? median(r.warm_pss_kb) : null,
     fork_copy_ms: part('copy_ms'), fork_restore_ms: part('restore_ms'), fork_identity_ms: part('identity_ms'),
+    fork_identity_connect_ms: part('identity_connect_ms'), fork_identity_answer_ms: part('identity_answer_ms'),
     daemon_save_ms: median(r.save_ms), daemon_standby_total_ms: median(r.standby_total_ms),
     daemon_running_ms: median(r.running_ms), daemon_first_move: r.move_ms[0] ?? null,
     counter_continued: cont, counter: r.counter,

@@ -32,7 +32,8 @@
 
 #define AGENT_WAIT_MS  2000 /* how long the agent port's name may take to appear */
 #define POLL_STEP_MS   5
-#define HUP_RECHECK_MS 100          /* while the host end is closed, look again this often */
+#define HUP_FIRST_MS   2            /* after a HUP, look again this soon, then ever later */
+#define HUP_RECHECK_MS 100          /* ... up to this often; closed this long: a disconnect */
 #define OUT_HIGH       (256u << 10) /* stop reading requests above this many queued bytes */
 #define OUT_ROOM       (128u << 10) /* sessions produce only below this: headroom for answers */
 #define OUT_MAX        (8u << 20)   /* answers are dropped above this (a host that never reads) */
@@ -41,10 +42,11 @@
 static struct {
 	int fd;
 	bool up;  /* the host is (as far as we know) connected */
-	bool hup; /* the port polled HUP: leave it out of poll until hup_at + HUP_RECHECK_MS */
-	long long hup_at;
-	bool suspect; /* one HUP seen since the host last spoke; a second one is a disconnect */
-	char *out;    /* queued bytes: out[off..len) */
+	bool hup; /* the port polled HUP: leave it out of poll until hup_at + hup_wait */
+	long long hup_at, hup_wait;
+	bool suspect; /* a HUP seen since the host last spoke (at suspect_at) */
+	long long suspect_at;
+	char *out; /* queued bytes: out[off..len) */
 	size_t off, len, cap;
 	char line[AGENT_LINE_MAX + 1];
 	struct hm_lines lines; /* the host's bytes into line, a request at a time */
@@ -430,8 +432,12 @@ static void dispatch(char *line, size_t len)
 /*
  * The port shows the host's end closed (HUP, or a read of 0). While the host
  * end is closed the port polls as HUP, so it is left out of poll and looked
- * at again after HUP_RECHECK_MS. Only a second look that still finds it
- * closed, with nothing read in between, is a disconnect: when one host
+ * at again a little later: 2 ms after the first HUP, the wait doubling at
+ * each look to HUP_RECHECK_MS. A restore or fork connects its new host
+ * within milliseconds of the guest running again, and its first request
+ * (the fork's identity) is read at once rather than a whole recheck later.
+ * Only a look that still finds it closed HUP_RECHECK_MS or more after the
+ * first, with nothing read in between, is a disconnect: when one host
  * leaves and the next arrives at once, the guest kernel can deliver the new
  * host's first lines before it has processed the "open" that follows the
  * "close", and taking that stale HUP for a disconnect would end the new
@@ -439,11 +445,18 @@ static void dispatch(char *line, size_t len)
  */
 static void host_hup(void)
 {
-	if (a.suspect)
-		disconnected();
-	a.suspect = true;
+	long long now = uptime_ms();
+	if (!a.suspect) {
+		a.suspect = true;
+		a.suspect_at = now;
+		a.hup_wait = HUP_FIRST_MS;
+	} else {
+		if (now - a.suspect_at >= HUP_RECHECK_MS)
+			disconnected();
+		a.hup_wait = a.hup_wait * 2 < HUP_RECHECK_MS ? a.hup_wait * 2 : HUP_RECHECK_MS;
+	}
 	a.hup = true;
-	a.hup_at = uptime_ms();
+	a.hup_at = now;
 }
 
 static bool on_line(void *ctx, char *line, size_t len)
@@ -554,7 +567,7 @@ int agent_poll_fill(struct pollfd *pfd, long long now, int *timeout)
 	if (a.fd < 0)
 		return 0;
 	if (a.hup) {
-		long long left = a.hup_at + HUP_RECHECK_MS - now;
+		long long left = a.hup_at + a.hup_wait - now;
 		if (left > 0) {
 			if (*timeout < 0 || left < *timeout)
 				*timeout = (int)left;

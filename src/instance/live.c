@@ -108,6 +108,11 @@ static bool handle_agent_line(void *ctx, char *line, size_t len)
 		unlink(attach);
 		inst_oplog(l->in, l->id, "msg=\"guest init up\" guest_uptime_ms=%lld",
 		           (long long)json_integer_value(json_object_get(msg, "uptime_ms")));
+	} else if (type && strcmp(type, "error") == 0) {
+		/* One nobody waits for: an identity sent after the hello, a bad line. */
+		const char *e = json_string_value(json_object_get(msg, "message"));
+		_cleanup_free_ char *m = hm_logfmt_escape(e ? e : "");
+		inst_oplog(l->in, l->id, "msg=\"guest agent error\" error=\"%.200s\"", m);
 	} else if (type && strcmp(type, "exit") == 0) {
 		inst_oplog(l->in, l->id, "msg=\"program exited\" code=%lld",
 		           (long long)json_integer_value(json_object_get(msg, "code")));

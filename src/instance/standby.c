@@ -237,11 +237,15 @@ static json_t *identity_msg(struct hm_instances *in, const struct hm_instance_ro
 	return m;
 }
 
-/* Send the identity request once the monitor has the agent channel; wait for the answer. */
-static int send_identity(struct live *l, json_t *msg, struct hm_err **err)
+/*
+ * Send the identity request once the monitor has the agent channel; wait for
+ * the answer. *sent_ms: when the request went out (the channel was up).
+ */
+static int send_identity(struct live *l, json_t *msg, double *sent_ms, struct hm_err **err)
 {
 	double deadline = inst_mono_ms() + IDENTITY_MS;
 	for (;;) {
+		*sent_ms = inst_mono_ms();
 		struct hm_err *e = NULL;
 		json_t *ans = NULL;
 		int r = hm_agent_call(l->agent, msg, IDENTITY_MS, &ans, &e);
@@ -351,31 +355,42 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 		/* decompresses a compressed memory file */
 		r = hm_payload_ready(dir, hm_accel_name(in->accel->accel), err);
 	json_t *spec = inst_spec_of(row);
-	/* A plain restore does not wait for the guest: the monitor sends the clock
-	 * and seed as soon as it connects, ahead of anything a client sends. A
-	 * fork waits: it must not be handed out with its parent's address. */
+	/*
+	 * A plain restore does not wait for the guest: the monitor sends the
+	 * clock and seed as soon as it connects, ahead of anything a client
+	 * sends. Nor does a fork without a network: its hostname, machine-id and
+	 * seed reach the guest the same way, ahead of any exec, copy or stat, and
+	 * the guest's own program runs meanwhile either way. A fork with a
+	 * network waits for the guest's answer: it must not be handed out before
+	 * it holds its own address (under TCG a new VMM's first guest work takes
+	 * some 50 ms, its code translated afresh). A failure the guest reports
+	 * without a waiter is in the operations log (monitor).
+	 */
 	json_t *msg = identity_msg(in, row, spec, new_identity);
+	bool wait = new_identity && inst_spec_net(spec);
 	bool warm = false;
 	if (r == 0)
-		r = wake_vm(in, row, spec, img.disk_path, vmstate,
-		            new_identity ? NULL : json_incref(msg), &warm, err);
+		r = wake_vm(in, row, spec, img.disk_path, vmstate, wait ? NULL : json_incref(msg),
+		            &warm, err);
 	hm_image_info_done(&img);
 	json_decref(spec);
-	if (r < 0 || !new_identity) {
+	if (r < 0 || !wait) {
 		json_decref(msg);
 		if (r < 0)
 			return r;
 		/* Answer once the monitor has the channel and sent the clock: whatever
 		 * a client sends next reaches the guest after it. */
 		inst_wait_greeted(in, row->id);
-		inst_oplog(in, row->id, "msg=restored running_ms=%.1f warm=%s", inst_mono_ms() - t0,
-		           warm ? "yes" : "no");
+		inst_oplog(in, row->id, "msg=restored running_ms=%.1f warm=%s%s",
+		           inst_mono_ms() - t0, warm ? "yes" : "no",
+		           new_identity ? " identity=sent" : "");
 		return 0;
 	}
 	double t_running = inst_mono_ms();
 	struct live *l = inst_live_get(in, row->id);
 	struct hm_err *ie = NULL;
-	int ir = l ? send_identity(l, msg, &ie)
+	double t_sent = t_running;
+	int ir = l ? send_identity(l, msg, &t_sent, &ie)
 	           : hm_err_set(&ie, HM_ERR_INTERNAL, NULL, "the VM is not monitored");
 	json_decref(msg);
 	inst_live_free(l);
@@ -384,8 +399,11 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 		*err = ie;
 		return hm_err_wrap(err, "give the fork its own identity");
 	}
-	inst_oplog(in, row->id, "msg=restored running_ms=%.1f identity_ms=%.1f", t_running - t0,
-	           inst_mono_ms() - t_running);
+	double t_done = inst_mono_ms();
+	inst_oplog(in, row->id,
+	           "msg=restored running_ms=%.1f identity_ms=%.1f identity_connect_ms=%.1f "
+	           "identity_answer_ms=%.1f",
+	           t_running - t0, t_done - t_running, t_sent - t_running, t_done - t_sent);
 	log_info("instances", "restored", "id=%s name=%s ms=%.1f", row->id, row->name,
 	         inst_mono_ms() - t0);
 	return 0;

@@ -191,6 +191,21 @@ test('three forks of a running instance: each runs with its own address, MAC and
   assert.equal(taps().length, 1);
 });
 
+test('a fork without a network is answered without waiting for the guest, and what reaches it next sees its own identity', async () => {
+  const c = await createInstance(d, token, { name: 'loner', image, size: '256MB', vcpus: 1, network: { enabled: false }, cmd: ['sh', '-c', 'while true; do sleep 1; done'] });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  await waitState(d, token, c.body.id, ['Running']);
+  assert.equal(await sh('loner', 'hostname'), 'loner\n');
+  const f = await post(`/instances/${c.body.id}/fork`, { name: 'loner-fork', from_running: true });
+  assert.equal(f.status, 201, JSON.stringify(f.body));
+  assert.equal(f.body.state, 'Running');
+  // The identity went out right after the hello, ahead of this exec: the exec sees it applied.
+  assert.equal(await sh('loner-fork', 'hostname'), 'loner-fork\n');
+  assert.match(ops(f.body.id), /msg=restored running_ms=[\d.]+ warm=no identity=sent/);
+  assert.doesNotMatch(ops(f.body.id), /guest agent error/);
+  for (const id of [f.body.id, c.body.id]) assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
+});
+
 test('a restarted daemon can still wake an instance in standby', async () => {
   const mark = ops(src.id).length;
   assert.equal((await post(`/instances/${src.id}/standby`)).status, 200);
