@@ -34,6 +34,7 @@
 #include "api/handlers.h"
 #include "api/request.h"
 #include "api/ws_upgrade.h"
+#include "core/cleanup.h"
 #include "core/err.h"
 #include "core/websocket.h"
 #include "core/xalloc.h"
@@ -179,6 +180,40 @@ static void settle_earlier_files(const struct cp_out *o)
 	}
 }
 
+/*
+ * A file's header for the client, from the guest's cp_header: only the
+ * fields a header has (docs/guest.md), each of its type, so a guest cannot
+ * put anything else into what the client reads. A field missing or of
+ * another type is left out.
+ */
+static json_t *guest_header(json_t *msg)
+{
+	static const char *const strings[] = { "path" };
+	static const char *const bools[] = { "is_dir", "is_symlink" };
+	static const char *const ints[] = { "mode", "size", "mtime", "uid", "gid" };
+	json_t *h = json_pack("{s:s}", "type", "header");
+	for (size_t i = 0; i < ARRAY_SIZE(strings); i++) {
+		json_t *v = json_object_get(msg, strings[i]);
+		if (json_is_string(v))
+			json_object_set(h, strings[i], v);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(bools); i++) {
+		json_t *v = json_object_get(msg, bools[i]);
+		if (json_is_boolean(v))
+			json_object_set(h, bools[i], v);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(ints); i++) {
+		json_t *v = json_object_get(msg, ints[i]);
+		if (json_is_integer(v) &&
+		    (json_integer_value(v) >= 0 || strcmp(ints[i], "mtime") == 0))
+			json_object_set(h, ints[i], v);
+	}
+	json_t *link = json_object_get(msg, "link_target");
+	if (json_is_string(link) || json_is_null(link))
+		json_object_set(h, "link_target", link);
+	return h;
+}
+
 /* One agent message. Returns 1 when the session is over (the last frame went out), 0 to go on. */
 static int agent_message(struct hm_ws *ws, json_t *msg, struct cp_out *o)
 {
@@ -196,9 +231,7 @@ static int agent_message(struct hm_ws *ws, json_t *msg, struct cp_out *o)
 		return 1;
 	}
 	if (strcmp(type, "cp_header") == 0) {
-		json_t *h = json_deep_copy(msg);
-		json_object_del(h, "id");
-		json_object_set_new(h, "type", json_string("header"));
+		json_t *h = guest_header(msg);
 		if (!json_is_true(json_object_get(h, "is_dir")) &&
 		    !json_is_true(json_object_get(h, "is_symlink"))) {
 			json_int_t size = json_integer_value(json_object_get(h, "size"));
