@@ -51,7 +51,7 @@ static struct {
 	char line[AGENT_LINE_MAX + 1];
 	struct hm_lines lines; /* the host's bytes into line, a request at a time */
 	struct hm_gjson doc;
-} a = { .fd = -1, .up = true };
+} a = { .fd = -1, .up = true, .lines = { .buf = a.line, .cap = AGENT_LINE_MAX } };
 
 /* ---- opening the port ---------------------------------------------------------------------- */
 
@@ -153,8 +153,7 @@ static void disconnected(void)
 	a.up = false;
 	step("agent: host disconnected");
 	a.off = a.len = 0;
-	a.lines.len = 0;
-	a.lines.skip = false;
+	hm_lines_init(&a.lines, a.line, AGENT_LINE_MAX); /* a line in progress is dropped */
 	exec_disconnect();
 	cp_disconnect();
 }
@@ -482,24 +481,13 @@ static void agent_read(void)
 		return;
 	a.up = true;
 	a.suspect = false;
-	if (!a.lines.buf)
-		hm_lines_init(&a.lines, a.line, AGENT_LINE_MAX);
 	size_t dropped = a.lines.dropped;
 	hm_lines_feed(&a.lines, buf, (size_t)n, on_line, NULL);
 	if (a.lines.dropped != dropped)
 		say("agent: a message longer than %u bytes: dropped", AGENT_LINE_MAX);
 }
 
-/*
- * A base VM (hypeman.base=1, docs/guest.md "Base mode") waits here for the
- * `attach` that a create sends to the copy of it that it restores. The port
- * is read one byte at a time so that nothing after the `attach` line is
- * taken from it: whatever the host sends next (an exec right after the
- * create) is read by the main loop, once the root is mounted. Meanwhile
- * hello and ping are answered and every other request is refused. Returns
- * the attach line's length in buf (NUL-terminated), or -1 without a port.
- */
-/* One line in base mode: true (stop) at the attach, which stays in the buffer. */
+/* One line in base mode: false (stop) at the attach, which stays in the buffer. */
 static bool on_base_line(void *ctx, char *line, size_t len)
 {
 	/* Parsed in a copy: an attach is handed back as it came. */
@@ -526,6 +514,15 @@ static bool on_base_line(void *ctx, char *line, size_t len)
 	return true;
 }
 
+/*
+ * A base VM (hypeman.base=1, docs/guest.md "Base mode") waits here for the
+ * `attach` that a create sends to the copy of it that it restores. The port
+ * is read one byte at a time so that nothing after the `attach` line is
+ * taken from it: whatever the host sends next (an exec right after the
+ * create) is read by the main loop, once the root is mounted. Meanwhile
+ * hello and ping are answered and every other request is refused. Returns
+ * the attach line's length in buf (NUL-terminated), or -1 without a port.
+ */
 ssize_t agent_base_wait(char *buf, size_t cap)
 {
 	if (a.fd < 0 || cap < 2)

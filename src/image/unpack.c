@@ -35,9 +35,9 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
-#include "core/paths.h"
 #include "core/err.h"
 #include "core/fileio.h"
+#include "core/paths.h"
 #include "core/xalloc.h"
 
 /* Exit statuses of hypeman-unpack that mean something to the daemon. */

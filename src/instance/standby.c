@@ -404,8 +404,7 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 	           "msg=restored running_ms=%.1f identity_ms=%.1f identity_connect_ms=%.1f "
 	           "identity_answer_ms=%.1f",
 	           t_running - t0, t_done - t_running, t_sent - t_running, t_done - t_sent);
-	log_info("instances", "restored", "id=%s name=%s ms=%.1f", row->id, row->name,
-	         inst_mono_ms() - t0);
+	log_info("instances", "restored", "id=%s name=%s ms=%.1f", row->id, row->name, t_done - t0);
 	return 0;
 }
 

@@ -26,11 +26,11 @@
 
 #include "config/config.h"
 #include "core/cleanup.h"
-#include "core/paths.h"
 #include "core/encoding.h"
 #include "core/err.h"
 #include "core/ext4.h"
 #include "core/names.h"
+#include "core/paths.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/spawn.h"
