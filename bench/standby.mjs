@@ -308,6 +308,11 @@ try {
       r.fork_parts ??= [];
       r.fork_parts.push({
         copy_ms: num(/msg="forked" [^\n]*copy_ms=([\d.]+)/),
+        // The fork's VMM starts while its files are copied (standby.c): its start, and
+        // how long the copy then still waited for it.
+        vmm_start_ms: num(/msg="VMM started during the copy" [^\n]*ms=([\d.]+)/),
+        vmm_wait_ms: num(/vmm_wait_ms=([\d.]+)/),
+        warm: /msg=restored [^\n]*warm=(\w+)/.exec(fops)?.[1] ?? null,
         restore_ms: num(/msg=restored running_ms=([\d.]+)/),
         identity_ms: num(/ identity_ms=([\d.]+)/),
         // ... of which: until the agent channel was up, then the guest's answer
@@ -366,7 +371,8 @@ for (const r of results) {
   console.log(`       warm restores: ${r.warm.filter((x) => x === 'yes').length} of ${r.warm.length}; the waiting VMM was ready ` +
     `${f0(median(r.warm_wait_ms))} ms after the standby and holds ${r.warm_pss_kb.length ? (median(r.warm_pss_kb) / 1024).toFixed(1) : '-'} MiB PSS`);
   const part = (k) => median((r.fork_parts ?? []).map((p) => p[k]).filter(Number.isFinite));
-  console.log(`       fork (medians): save and copy ${f0(part('copy_ms'))} ms, restore ${f0(part('restore_ms'))} ms, ` +
+  console.log(`       fork (medians): save and copy ${f0(part('copy_ms'))} ms; its VMM, started meanwhile, took ${f0(part('vmm_start_ms'))} ms ` +
+    `(the copy waited ${f0(part('vmm_wait_ms'))} ms more for it); restore ${f0(part('restore_ms'))} ms, ` +
     (Number.isFinite(part('identity_ms'))
       ? `identity ${f0(part('identity_ms'))} ms (channel up after ${f0(part('identity_connect_ms'))} ms, the guest's answer ${f0(part('identity_answer_ms'))} ms)`
       : 'identity sent after the hello, not waited for (no network)'));
@@ -386,7 +392,7 @@ for (const r of results) {
     fork_minus_restore_pass: forkOver <= TARGET_FORK_OVER_RESTORE_MS,
     warm_restores: r.warm.filter((x) => x === 'yes').length, warm_ready_after_standby_ms: median(r.warm_wait_ms),
     warm_vmm_pss_kb: r.warm_pss_kb.length ? median(r.warm_pss_kb) : null,
-    fork_copy_ms: part('copy_ms'), fork_restore_ms: part('restore_ms'), fork_identity_ms: part('identity_ms'),
+    fork_copy_ms: part('copy_ms'), fork_vmm_start_ms: part('vmm_start_ms'), fork_vmm_wait_ms: part('vmm_wait_ms'), fork_restore_ms: part('restore_ms'), fork_identity_ms: part('identity_ms'),
     fork_identity_connect_ms: part('identity_connect_ms'), fork_identity_answer_ms: part('identity_answer_ms'),
     daemon_save_ms: median(r.save_ms), daemon_standby_total_ms: median(r.standby_total_ms),
     daemon_running_ms: median(r.running_ms), daemon_first_move: r.move_ms[0] ?? null,

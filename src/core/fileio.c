@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,20 +217,94 @@ static int copy_range(int in, int out, off_t off, off_t end, bool *plain,
 	return 0;
 }
 
-static int copy_extents(int in, int out, off_t size, unsigned long long *copied)
+/*
+ * The data extents of [0, size) copied in COPY_CHUNK pieces: part k of n
+ * takes pieces k, k + n, k + 2n... Interleaved, so that the parts get their
+ * share of the data however it lies in the file. The fd offsets that
+ * SEEK_DATA moves are shared and never read: every read and write names its
+ * offset.
+ */
+#define COPY_CHUNK       (4 << 20)
+#define COPY_PARALLEL_AT (64LL << 20) /* files at least this big get COPY_THREADS */
+#define COPY_THREADS     4
+
+static int copy_part(int in, int out, off_t size, int k, int n, unsigned long long *copied)
 {
 	bool plain = false;
-	off_t pos = 0;
-	while (pos < size) {
-		off_t data = lseek(in, pos, SEEK_DATA);
-		if (data < 0)
-			return errno == ENXIO ? 0 : -1; /* only a hole is left */
-		off_t hole = lseek(in, data, SEEK_HOLE);
-		if (hole < 0 || copy_range(in, out, data, hole, &plain, copied) < 0)
-			return -1;
-		pos = hole;
+	for (off_t c = (off_t)k * COPY_CHUNK; c < size; c += (off_t)n * COPY_CHUNK) {
+		off_t end = c + COPY_CHUNK < size ? c + COPY_CHUNK : size;
+		for (off_t pos = c; pos < end;) {
+			off_t data = lseek(in, pos, SEEK_DATA);
+			if (data < 0)
+				return errno == ENXIO ? 0 : -1; /* only a hole is left */
+			if (data >= end)
+				break;
+			off_t hole = lseek(in, data, SEEK_HOLE);
+			if (hole < 0)
+				return -1;
+			if (hole > end)
+				hole = end;
+			if (copy_range(in, out, data, hole, &plain, copied) < 0)
+				return -1;
+			pos = hole;
+		}
 	}
 	return 0;
+}
+
+struct copy_job {
+	pthread_t thread;
+	int in, out, k, n, err;
+	off_t size;
+	unsigned long long copied;
+};
+
+static void *copy_job_main(void *arg)
+{
+	struct copy_job *j = arg;
+	if (copy_part(j->in, j->out, j->size, j->k, j->n, &j->copied) < 0)
+		j->err = errno ? errno : EIO;
+	return NULL;
+}
+
+/*
+ * Copy the data extents of in to out. A big file (a guest's memory: about
+ * 100 MB of touched pages, on the critical path of a standby, a fork and a
+ * boot from a base) is copied by up to COPY_THREADS threads, one per core:
+ * one thread moves some 2.5 GB/s here, two nearly twice that.
+ */
+static int copy_extents(int in, int out, off_t size, unsigned long long *copied)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = size < COPY_PARALLEL_AT || cores < 2 ? 1
+	        : cores < COPY_THREADS               ? (int)cores
+	                                             : COPY_THREADS;
+	struct copy_job jobs[COPY_THREADS];
+	int started = 1;
+	for (int k = 1; k < n; k++) {
+		jobs[k] = (struct copy_job){ .in = in, .out = out, .k = k, .n = n, .size = size };
+		if (pthread_create(&jobs[k].thread, NULL, copy_job_main, &jobs[k]) != 0)
+			break;
+		started++;
+	}
+	/* Part 0 here, and any part whose thread did not start. */
+	int r = 0, e = 0;
+	for (int k = 0; k < n && r == 0; k = k == 0 ? started : k + 1)
+		if (copy_part(in, out, size, k, n, copied) < 0) {
+			r = -1;
+			e = errno;
+		}
+	for (int k = 1; k < started; k++) {
+		pthread_join(jobs[k].thread, NULL);
+		*copied += jobs[k].copied;
+		if (jobs[k].err && r == 0) {
+			r = -1;
+			e = jobs[k].err;
+		}
+	}
+	if (r < 0)
+		errno = e;
+	return r;
 }
 
 int hm_copy_sparse(const char *src, const char *dst, mode_t mode, unsigned long long *copied,
@@ -255,6 +330,49 @@ int hm_copy_sparse(const char *src, const char *dst, mode_t mode, unsigned long 
 		unlink(dst);
 		return hm_err_errno(err, e, "copy `%s` to `%s`", src, dst);
 	}
+	if (copied)
+		*copied = n;
+	return 0;
+}
+
+int hm_presize(const char *dst, off_t size, mode_t mode, struct hm_err **err)
+{
+	_cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (out < 0)
+		return hm_err_errno(err, errno, "create `%s`", dst);
+	if (ftruncate(out, size) < 0) {
+		int e = errno;
+		unlink(dst);
+		return hm_err_errno(err, e, "size `%s`", dst);
+	}
+	return 0;
+}
+
+int hm_copy_sparse_into(const char *src, const char *dst, unsigned long long *copied,
+                        struct hm_err **err)
+{
+	unsigned long long n = 0;
+	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return hm_err_errno(err, errno, "copy: open `%s`", src);
+	_cleanup_close_ int out = open(dst, O_WRONLY | O_CLOEXEC);
+	if (out < 0)
+		return hm_err_errno(err, errno, "copy: open `%s`", dst);
+	struct stat a, b;
+	if (fstat(in, &a) < 0 || fstat(out, &b) < 0)
+		return hm_err_errno(err, errno, "copy: stat `%s`", src);
+	if (a.st_size != b.st_size)
+		return hm_err_set(err, HM_ERR_INTERNAL, NULL,
+		                  "copy: `%s` is %lld bytes, not the %lld of `%s`", dst,
+		                  (long long)b.st_size, (long long)a.st_size, src);
+	/* A reflink replaces dst's blocks whole; the kernel drops its cached pages. */
+	if (ioctl(out, FICLONE, in) == 0) {
+		if (copied)
+			*copied = 0;
+		return 0;
+	}
+	if (copy_extents(in, out, a.st_size, &n) < 0)
+		return hm_err_errno(err, errno, "copy `%s` to `%s`", src, dst);
 	if (copied)
 		*copied = n;
 	return 0;

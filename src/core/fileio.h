@@ -39,3 +39,14 @@ long long hm_du(const char *path);
  */
 int hm_copy_sparse(const char *src, const char *dst, mode_t mode, unsigned long long *copied,
                    struct hm_err **err);
+
+/* Make the new file dst (which must not exist) of `size` bytes, all a hole. */
+int hm_presize(const char *dst, off_t size, mode_t mode, struct hm_err **err);
+
+/*
+ * hm_copy_sparse into a dst that hm_presize made at src's size, in place:
+ * the same inode, so a process that has dst open or mapped already sees the
+ * contents once this returns. dst is not removed on failure.
+ */
+int hm_copy_sparse_into(const char *src, const char *dst, unsigned long long *copied,
+                        struct hm_err **err);

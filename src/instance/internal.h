@@ -406,17 +406,20 @@ void inst_mem_reclaim(struct hm_instances *in, const char *const *keep, size_t n
  * Running on success (*rowp updated, the saved state consumed). The guest
  * is sent an identity request: the clock, and with new_identity its own
  * MAC, address, hostname and machine-id (which then must succeed). On
- * failure nothing runs and the instance is still in Standby.
+ * failure nothing runs and the instance is still in Standby. prepared, when
+ * not NULL, is a VMM already waiting for this state (inst_prepare_vm); it is
+ * inst_wake's from the call, used or ended.
  */
 int inst_wake(struct hm_instances *in, struct hm_instance_row *rowp, bool new_identity,
-              struct hm_err **err);
+              struct hm_vm *prepared, struct hm_err **err);
 /* Copies may not carry read-write volume attachments (409). */
 int inst_check_forkable(json_t *spec, const char *name, struct hm_err **err);
 /* Copy the payload of an instance (stopped, in standby or running) into dst. A
- * running one is paused for the save and the copy, then runs on. */
+ * running one is paused for the save and the copy, then runs on. flags:
+ * hm_payload_copy's. */
 int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
-                 bool running, bool standby, const char *dst, unsigned long long *copied,
-                 struct hm_err **err);
+                 bool running, bool standby, const char *dst, unsigned flags,
+                 unsigned long long *copied, struct hm_err **err);
 
 /* Where a new instance's payload comes from (a fork of an instance or of a snapshot). */
 struct inst_source {
@@ -428,6 +431,10 @@ struct inst_source {
 	const char *default_target; /* Stopped, Standby or Running */
 	int (*fill)(void *ctx, const char *dst_dir, unsigned long long *copied,
 	            struct hm_err **err);
+	/* Optional, for a source with memory: make the files fill will write,
+	 * at their sizes, and have fill fill them in place (so a VMM can start
+	 * on them meanwhile). hm_payload_presize's returns. */
+	int (*presize)(void *ctx, const char *dst_dir, struct hm_err **err);
 	void *ctx;
 };
 

@@ -52,29 +52,29 @@ int hm_payload_parse_compression(json_t *v, struct hm_payload_opts *ret, struct 
 	return 0;
 }
 
-static int copy_one(const char *src_dir, const char *dst_dir, const char *name, bool optional,
-                    unsigned long long *copied, struct hm_err **err)
+/*
+ * The files a payload copy makes in dst_dir, in order, each given to fn with
+ * its source; an optional one whose source is missing is left out. One list
+ * for the copy and for hm_payload_presize, so the two never disagree.
+ */
+typedef int (*payload_fn)(const char *src, const char *dst, void *ctx, struct hm_err **err);
+
+static int each_file(const char *src_dir, const char *dst_dir, const char *name, bool optional,
+                     const char *src_path, payload_fn fn, void *ctx, struct hm_err **err)
 {
-	_cleanup_free_ char *s = xasprintf("%s/%s", src_dir, name);
+	_cleanup_free_ char *s = src_path ? xstrdup(src_path) : xasprintf("%s/%s", src_dir, name);
 	_cleanup_free_ char *d = xasprintf("%s/%s", dst_dir, name);
 	if (optional && access(s, F_OK) < 0 && errno == ENOENT)
 		return 0;
-	unsigned long long n = 0;
-	if (hm_copy_sparse(s, d, 0600, &n, err) < 0)
-		return -1;
-	*copied += n;
-	return 0;
+	return fn(s, d, ctx, err);
 }
 
-int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
-                    const char *mem_src, unsigned long long *copied, struct hm_err **err)
+static int payload_walk(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
+                        const char *mem_src, payload_fn fn, void *ctx, struct hm_err **err)
 {
-	unsigned long long n = 0;
-	if (hm_mkdir_p(dst_dir, 0700, err) < 0)
-		return -1;
-	if (copy_one(src_dir, dst_dir, "overlay.ext4", false, &n, err) < 0 ||
-	    copy_one(src_dir, dst_dir, "config.img", true, &n, err) < 0 ||
-	    copy_one(src_dir, dst_dir, HM_PAYLOAD_SECRETS, true, &n, err) < 0)
+	if (each_file(src_dir, dst_dir, "overlay.ext4", false, NULL, fn, ctx, err) < 0 ||
+	    each_file(src_dir, dst_dir, "config.img", true, NULL, fn, ctx, err) < 0 ||
+	    each_file(src_dir, dst_dir, HM_PAYLOAD_SECRETS, true, NULL, fn, ctx, err) < 0)
 		return -1;
 	size_t i;
 	json_t *v;
@@ -83,31 +83,74 @@ int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool
 			continue;
 		_cleanup_free_ char *name =
 		    xasprintf("vol-%s.ext4", json_string_value(json_object_get(v, "id")));
-		if (copy_one(src_dir, dst_dir, name, true, &n, err) < 0)
+		if (each_file(src_dir, dst_dir, name, true, NULL, fn, ctx, err) < 0)
 			return -1;
 	}
-	if (memory && mem_src) {
-		_cleanup_free_ char *d = xasprintf("%s/%s", dst_dir, HM_PAYLOAD_MEMORY);
-		unsigned long long m = 0;
+	if (memory && mem_src)
 		/* A live capture: its device state and accelerator mark are already in
 		 * dst_dir (the VMM wrote them there). */
-		if (hm_copy_sparse(mem_src, d, 0600, &m, err) < 0 ||
-		    copy_one(src_dir, dst_dir, HM_PAYLOAD_STATE, true, &n, err) < 0)
-			return -1;
-		n += m;
-	} else if (memory) {
+		return each_file(src_dir, dst_dir, HM_PAYLOAD_MEMORY, false, mem_src, fn, ctx, err);
+	if (memory) {
 		_cleanup_free_ char *plain = xasprintf("%s/%s", src_dir, HM_PAYLOAD_MEMORY);
 		bool have_plain = access(plain, F_OK) == 0;
-		if (copy_one(src_dir, dst_dir,
-		             have_plain ? HM_PAYLOAD_MEMORY : HM_PAYLOAD_MEMORY_ZST, false, &n,
-		             err) < 0 ||
-		    copy_one(src_dir, dst_dir, HM_PAYLOAD_STATE, true, &n, err) < 0 ||
-		    copy_one(src_dir, dst_dir, HM_PAYLOAD_ACCEL, true, &n, err) < 0)
+		if (each_file(src_dir, dst_dir,
+		              have_plain ? HM_PAYLOAD_MEMORY : HM_PAYLOAD_MEMORY_ZST, false, NULL,
+		              fn, ctx, err) < 0 ||
+		    each_file(src_dir, dst_dir, HM_PAYLOAD_STATE, true, NULL, fn, ctx, err) < 0 ||
+		    each_file(src_dir, dst_dir, HM_PAYLOAD_ACCEL, true, NULL, fn, ctx, err) < 0)
 			return -1;
 	}
-	if (copied)
-		*copied += n;
 	return 0;
+}
+
+struct copy_ctx {
+	bool in_place;
+	unsigned long long n;
+};
+
+static int copy_fn(const char *src, const char *dst, void *ctx, struct hm_err **err)
+{
+	struct copy_ctx *c = ctx;
+	unsigned long long n = 0;
+	if ((c->in_place ? hm_copy_sparse_into(src, dst, &n, err)
+	                 : hm_copy_sparse(src, dst, 0600, &n, err)) < 0)
+		return -1;
+	c->n += n;
+	return 0;
+}
+
+int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
+                    const char *mem_src, unsigned flags, unsigned long long *copied,
+                    struct hm_err **err)
+{
+	struct copy_ctx c = { .in_place = flags & HM_PAYLOAD_IN_PLACE };
+	if (hm_mkdir_p(dst_dir, 0700, err) < 0 ||
+	    payload_walk(src_dir, dst_dir, spec, memory, mem_src, copy_fn, &c, err) < 0)
+		return -1;
+	if (copied)
+		*copied += c.n;
+	return 0;
+}
+
+static int presize_fn(const char *src, const char *dst, void *ctx, struct hm_err **err)
+{
+	(void)ctx;
+	struct stat st;
+	if (stat(src, &st) < 0)
+		return hm_err_errno(err, errno, "`%s`", src);
+	return hm_presize(dst, st.st_size, 0600, err);
+}
+
+int hm_payload_presize(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
+                       const char *mem_src, struct hm_err **err)
+{
+	_cleanup_free_ char *zst = xasprintf("%s/%s", src_dir, HM_PAYLOAD_MEMORY_ZST);
+	if (memory && !mem_src && access(zst, F_OK) == 0)
+		return 0; /* it becomes a new file when it is decompressed */
+	if (hm_mkdir_p(dst_dir, 0700, err) < 0 ||
+	    payload_walk(src_dir, dst_dir, spec, memory, mem_src, presize_fn, NULL, err) < 0)
+		return -1;
+	return 1;
 }
 
 int64_t hm_payload_file_size(const char *dir, const char *name)

@@ -32,9 +32,23 @@ int hm_payload_parse_compression(json_t *v, struct hm_payload_opts *ret, struct 
  * and with `memory` the memory file (plain or compressed) and the device
  * state, where src_dir has them. mem_src, when not NULL, is the memory file to
  * copy instead of src_dir's. Sparse; *copied adds up the bytes copied.
+ * With HM_PAYLOAD_IN_PLACE the files are filled in place where
+ * hm_payload_presize made them (a VMM may have them open already).
  */
+#define HM_PAYLOAD_IN_PLACE 1u
 int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
-                    const char *mem_src, unsigned long long *copied, struct hm_err **err);
+                    const char *mem_src, unsigned flags, unsigned long long *copied,
+                    struct hm_err **err);
+
+/*
+ * Make each file hm_payload_copy with the same arguments would make, at its
+ * final size and empty, so that a VMM can be started on them while they
+ * are filled in place. Returns 1 when made, 0 when they cannot be made
+ * ahead (a compressed memory file, which becomes a new file when it is
+ * decompressed), or -1.
+ */
+int hm_payload_presize(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
+                       const char *mem_src, struct hm_err **err);
 
 /* Compress dir's memory file (replacing it); sizes may be NULL. */
 int hm_payload_compress(const char *dir, const struct hm_payload_opts *opts, int64_t *compressed,

@@ -189,7 +189,7 @@ int hm_snapshots_create(struct hm_instances *in, const char *key,
 	unsigned long long copied = 0;
 	double t0 = inst_mono_ms();
 	if (r == 0)
-		r = inst_capture(in, &row, spec, running, strcmp(kind, "Standby") == 0, dir,
+		r = inst_capture(in, &row, spec, running, strcmp(kind, "Standby") == 0, dir, 0,
 		                 &copied, err);
 	double t_copy = inst_mono_ms();
 	json_t *meta = json_pack("{s:s,s:s,s:O}", "image", row.image, "image_digest",
@@ -341,13 +341,23 @@ struct snap_fill {
 	const char *dir;
 	json_t *spec;
 	bool memory;
+	unsigned flags; /* HM_PAYLOAD_IN_PLACE once presized */
 };
 
 static int fill_from_snapshot(void *ctx, const char *dst, unsigned long long *copied,
                               struct hm_err **err)
 {
 	struct snap_fill *f = ctx;
-	return hm_payload_copy(f->dir, dst, f->spec, f->memory, NULL, copied, err);
+	return hm_payload_copy(f->dir, dst, f->spec, f->memory, NULL, f->flags, copied, err);
+}
+
+static int presize_from_snapshot(void *ctx, const char *dst, struct hm_err **err)
+{
+	struct snap_fill *f = ctx;
+	int r = hm_payload_presize(f->dir, dst, f->spec, f->memory, NULL, err);
+	if (r == 1)
+		f->flags |= HM_PAYLOAD_IN_PLACE;
+	return r;
 }
 
 int hm_snapshots_fork(struct hm_instances *in, const char *snapshot,
@@ -377,6 +387,7 @@ int hm_snapshots_fork(struct hm_instances *in, const char *snapshot,
 			.kind = sr.kind,
 			.default_target = default_target(sr.kind),
 			.fill = fill_from_snapshot,
+			.presize = presize_from_snapshot,
 			.ctx = &f,
 		};
 		if (!src.image || !json_is_object(src.spec))
@@ -398,7 +409,7 @@ static int replace_payload(struct hm_instances *in, const char *id, const char *
 	_cleanup_free_ char *tmp = inst_path(in, id, "restore.tmp");
 	hm_rm_rf(tmp, NULL);
 	inst_warm_drop(in, id); /* it waits for the state being replaced */
-	if (hm_payload_copy(snapdir, tmp, spec, memory, NULL, NULL, err) < 0) {
+	if (hm_payload_copy(snapdir, tmp, spec, memory, NULL, 0, NULL, err) < 0) {
 		hm_rm_rf(tmp, NULL);
 		return -1;
 	}
@@ -510,7 +521,7 @@ int hm_snapshots_restore(struct hm_instances *in, const char *key, const char *s
 	}
 	if (r == 0 && strcmp(to, "Running") == 0) {
 		if (standby_kind) {
-			r = inst_wake(in, &row, false, err);
+			r = inst_wake(in, &row, false, NULL, err);
 		} else {
 			struct hm_instance_view *o = NULL;
 			r = inst_boot_again(in, &row, NULL, NULL, false, &o, err);

@@ -16,7 +16,9 @@
  * A fork is a new instance whose payload is a sparse copy of its source's
  * (a reflink where the filesystem allows), taken while the source is
  * paused, stopped or in standby. A fork of a running source pauses it only
- * for the save and the copy; its VMM keeps running. A fork restored from
+ * for the save and the copy; its VMM keeps running. A fork that runs from
+ * memory has its own VMM started while the copy is made (early_vmm, below).
+ * A fork restored from
  * memory wakes with its parent's identity, so the host sends the guest
  * init an `identity` request (docs/guest.md) with its new MAC, address,
  * hostname and machine-id before the fork is handed out.
@@ -280,13 +282,13 @@ void inst_wait_greeted(struct hm_instances *in, const char *id)
 
 /* Wake's VMM part: load, resume, record. On failure nothing runs. */
 static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t *spec,
-                   const char *root_disk, const char *vmstate, json_t *after_hello, bool *warm,
-                   struct hm_err **err)
+                   const char *root_disk, const char *vmstate, json_t *after_hello,
+                   struct hm_vm *prepared, bool *warm, struct hm_err **err)
 {
 	struct live *old = inst_live_take(in, row->id);
 	inst_live_free(old);
-	/* A VMM already waiting for this state (warm.c) only loads it. */
-	struct hm_vm *vm = inst_warm_take(in, row, root_disk);
+	/* A VMM already waiting for this state (the caller's, or warm.c's) only loads it. */
+	struct hm_vm *vm = prepared ? prepared : inst_warm_take(in, row, root_disk);
 	if (vm && vm->ops->restore_load(vm, vmstate, err) < 0) {
 		log_warn("instances", "warm restore failed, restoring cold", "id=%s error=\"%s\"",
 		         row->id, hm_err_message(err, "?"));
@@ -330,22 +332,36 @@ static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t 
 	return 0;
 }
 
+/* End a prepared VMM that will not be used, and its TAP. */
+static void end_prepared(struct hm_instances *in, const char *id, struct hm_vm *vm)
+{
+	if (!vm)
+		return;
+	vm->ops->kill(vm, 5000, NULL);
+	vm->ops->free(vm);
+	inst_drop_tap(in, id);
+}
+
 int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_identity,
-              struct hm_err **err)
+              struct hm_vm *prepared, struct hm_err **err)
 {
 	double t0 = inst_mono_ms();
 	_cleanup_free_ char *dir = inst_path(in, row->id, NULL);
 	_cleanup_free_ char *vmstate = inst_path(in, row->id, HM_PAYLOAD_STATE);
-	if (in->boot_error)
-		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
-		                  "instances cannot run on this host: %s", in->boot_error);
-	/* Saved state comes back only on the hypervisor that saved it. */
-	if (inst_check_runtime(in, row->hypervisor, "its saved state", err) < 0)
-		return -1;
 	struct hm_image_info img = { 0 };
-	if (hm_images_resolve(in->images, row->image, &img, err) < 0)
-		return hm_err_wrap(err, "the instance's image");
 	int r = 0;
+	if (in->boot_error)
+		r = hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
+		               "instances cannot run on this host: %s", in->boot_error);
+	/* Saved state comes back only on the hypervisor that saved it. */
+	else if (inst_check_runtime(in, row->hypervisor, "its saved state", err) < 0)
+		r = -1;
+	else if (hm_images_resolve(in->images, row->image, &img, err) < 0)
+		r = hm_err_wrap(err, "the instance's image");
+	if (r < 0) {
+		end_prepared(in, row->id, prepared);
+		return r;
+	}
 	if (row->image_digest && *row->image_digest && strcmp(img.digest, row->image_digest) != 0)
 		r = hm_err_set(err, HM_ERR_CONFLICT, "image_changed",
 		               "image %s is now %s, not the %s this saved state was made on; the "
@@ -354,6 +370,8 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 	if (r == 0)
 		/* decompresses a compressed memory file */
 		r = hm_payload_ready(dir, hm_accel_name(in->accel->accel), err);
+	if (r < 0)
+		end_prepared(in, row->id, TAKE_PTR(prepared));
 	json_t *spec = inst_spec_of(row);
 	/*
 	 * A plain restore does not wait for the guest: the monitor sends the
@@ -368,10 +386,10 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 	 */
 	json_t *msg = identity_msg(in, row, spec, new_identity);
 	bool wait = new_identity && inst_spec_net(spec);
-	bool warm = false;
+	bool warm = false, early = prepared != NULL;
 	if (r == 0)
 		r = wake_vm(in, row, spec, img.disk_path, vmstate, wait ? NULL : json_incref(msg),
-		            &warm, err);
+		            prepared, &warm, err);
 	hm_image_info_done(&img);
 	json_decref(spec);
 	if (r < 0 || !wait) {
@@ -382,7 +400,10 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 		 * a client sends next reaches the guest after it. */
 		inst_wait_greeted(in, row->id);
 		inst_oplog(in, row->id, "msg=restored running_ms=%.1f warm=%s%s",
-		           inst_mono_ms() - t0, warm ? "yes" : "no",
+		           inst_mono_ms() - t0,
+		           !warm   ? "no"
+		           : early ? "early"
+		                   : "yes",
 		           new_identity ? " identity=sent" : "");
 		return 0;
 	}
@@ -402,8 +423,11 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 	double t_done = inst_mono_ms();
 	inst_oplog(in, row->id,
 	           "msg=restored running_ms=%.1f identity_ms=%.1f identity_connect_ms=%.1f "
-	           "identity_answer_ms=%.1f",
-	           t_running - t0, t_done - t_running, t_sent - t_running, t_done - t_sent);
+	           "identity_answer_ms=%.1f warm=%s",
+	           t_running - t0, t_done - t_running, t_sent - t_running, t_done - t_sent,
+	           !warm   ? "no"
+	           : early ? "early"
+	                   : "yes");
 	log_info("instances", "restored", "id=%s name=%s ms=%.1f", row->id, row->name, t_done - t0);
 	return 0;
 }
@@ -424,7 +448,7 @@ int hm_instances_restore(struct hm_instances *in, const char *key, struct hm_ins
 		               "instance `%s` is %s; only a Standby instance can be restored",
 		               row.name, hm_state_name(state));
 	else
-		r = inst_wake(in, &row, false, err);
+		r = inst_wake(in, &row, false, NULL, err);
 	if (r == 0)
 		inst_wake_error_set(in, row.id, NULL); /* whoever woke it */
 	if (r == 0)
@@ -453,6 +477,75 @@ int inst_check_forkable(json_t *spec, const char *name, struct hm_err **err)
 			    name, json_string_value(json_object_get(v, "id")),
 			    json_string_value(json_object_get(v, "mount_path")));
 	return 0;
+}
+
+/*
+ * A copy that is to run from memory starts its VMM while its files are
+ * copied: they are made first at their sizes and empty (the source's
+ * presize), a thread starts the VMM on them (inst_prepare_vm: QEMU up and
+ * waiting for its state, with x-ignore-shared, and the TAP made), and the
+ * copy fills them in place meanwhile, into the very inodes QEMU has open and
+ * mapped. QEMU touches neither the memory nor the disks before the load
+ * (an incoming VM's RAM is not even reset), so what it loads is the whole
+ * copy. The wake then only loads the device state and resumes: the copy
+ * costs the longer of the two, not their sum. The thread reads only the
+ * row, which nothing changes until it is joined, and a spec of its own.
+ */
+struct early_vmm {
+	struct hm_instances *in;
+	const struct hm_instance_row *row;
+	char *root_disk;
+	pthread_t thread;
+	bool started;
+	struct hm_vm *vm;
+	struct hm_err *err;
+	double ms;
+};
+
+static void *early_main(void *arg)
+{
+	struct early_vmm *e = arg;
+	double t0 = inst_mono_ms();
+	json_t *spec = inst_spec_of(e->row);
+	if (inst_prepare_vm(e->in, e->row, spec, e->root_disk, &e->vm, &e->err) < 0)
+		e->vm = NULL;
+	json_decref(spec);
+	e->ms = inst_mono_ms() - t0;
+	return NULL;
+}
+
+/* Start it, where the copy's image is still the one it was made on. */
+static void early_start(struct hm_instances *in, const struct hm_instance_row *row,
+                        struct early_vmm *e)
+{
+	struct hm_image_info img = { 0 };
+	if (hm_images_resolve(in->images, row->image, &img, NULL) < 0)
+		return; /* the wake says why */
+	if (!row->image_digest || !*row->image_digest ||
+	    strcmp(img.digest, row->image_digest) == 0) {
+		e->root_disk = xstrdup(img.disk_path);
+		e->started = pthread_create(&e->thread, NULL, early_main, e) == 0;
+	}
+	hm_image_info_done(&img);
+}
+
+/* Wait for it: its VMM, or NULL (a wake then starts one itself). */
+static struct hm_vm *early_join(struct early_vmm *e, const char *id)
+{
+	free(TAKE_PTR(e->root_disk));
+	if (!e->started)
+		return NULL;
+	pthread_join(e->thread, NULL);
+	e->started = false;
+	if (e->vm) {
+		inst_oplog(e->in, id, "msg=\"VMM started during the copy\" pid=%d ms=%.1f",
+		           (int)e->vm->pid, e->ms);
+	} else {
+		log_warn("instances", "no VMM started during the copy", "id=%s error=\"%s\"", id,
+		         hm_err_message(&e->err, "?"));
+		hm_err_free(TAKE_PTR(e->err));
+	}
+	return TAKE_PTR(e->vm);
 }
 
 int inst_new_from(struct hm_instances *in, const struct inst_source *src, const char *name,
@@ -526,16 +619,27 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		if (inst_sync_attachments(in, id, spec, err) < 0)
 			r = -1;
 	}
-	if (r == 0) {
-		if (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0 ||
-		    src->fill(src->ctx, dir, &copied, err) < 0)
+	struct early_vmm early = { .in = in, .row = &row };
+	bool run_now = standby && strcmp(target, "Running") == 0;
+	if (r == 0 && (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0))
+		r = -1;
+	if (r == 0 && run_now && src->presize && in->vmm->restore_prepare) {
+		int p = src->presize(src->ctx, dir, err);
+		if (p < 0)
 			r = -1;
+		else if (p == 1)
+			early_start(in, &row, &early);
 	}
+	if (r == 0 && src->fill(src->ctx, dir, &copied, err) < 0)
+		r = -1;
+	double t_fill = inst_mono_ms();
+	struct hm_vm *prepared = early_join(&early, id);
 	double t_copy = inst_mono_ms();
 	if (r == 0) {
 		inst_oplog(in, id,
-		           "msg=\"forked\" source=%s kind=%s copy_ms=%.1f copied_bytes=%llu",
-		           src->name, src->kind, t_copy - t0, copied);
+		           "msg=\"forked\" source=%s kind=%s copy_ms=%.1f copied_bytes=%llu "
+		           "vmm_wait_ms=%.1f",
+		           src->name, src->kind, t_fill - t0, copied, t_copy - t_fill);
 		free(row.phase);
 		row.phase = xstrdup(standby ? "Standby" : "Stopped");
 		if (!standby) {
@@ -554,7 +658,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		r = hm_store_instance_update(in->st, &row, err);
 	} else if (r == 0 && strcmp(target, "Running") == 0) {
 		if (standby) {
-			r = inst_wake(in, &row, true, err);
+			r = inst_wake(in, &row, true, TAKE_PTR(prepared), err);
 		} else {
 			struct hm_instance_view *o = NULL;
 			r = inst_boot_again(in, &row, NULL, NULL, false, &o, err);
@@ -568,6 +672,10 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 			if (l && !atomic_load(&l->exited))
 				l->vm->ops->kill(l->vm, 10000, NULL);
 			inst_live_free(l);
+			if (prepared) {
+				prepared->ops->kill(prepared, 10000, NULL);
+				prepared->ops->free(prepared);
+			}
 			inst_drop_tap(in, id);
 			hm_rm_rf(dir, NULL);
 			hm_store_instance_delete(in->st, id, NULL);
@@ -593,15 +701,16 @@ struct inst_fill {
 	struct hm_instance_row *row;
 	json_t *spec;
 	bool running, standby;
+	unsigned flags; /* HM_PAYLOAD_IN_PLACE once presized */
 };
 
 int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
-                 bool running, bool standby, const char *dst, unsigned long long *copied,
-                 struct hm_err **err)
+                 bool running, bool standby, const char *dst, unsigned flags,
+                 unsigned long long *copied, struct hm_err **err)
 {
 	_cleanup_free_ char *src = inst_path(in, row->id, NULL);
 	if (!running)
-		return hm_payload_copy(src, dst, spec, standby, NULL, copied, err);
+		return hm_payload_copy(src, dst, spec, standby, NULL, flags, copied, err);
 	/* Running: pause it for the save and the copy, then let it run on. */
 	struct live *l = inst_live_get(in, row->id);
 	if (!l || atomic_load(&l->exited)) {
@@ -623,15 +732,16 @@ int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, jso
 		r = -1;
 	if (r == 0 && save_state(l, dst, vmstate, err) < 0)
 		r = -1;
-	if (r == 0 && hm_payload_copy(src, dst, spec, true, mem, copied, err) < 0)
+	double t_saved = inst_mono_ms();
+	if (r == 0 && hm_payload_copy(src, dst, spec, true, mem, flags, copied, err) < 0)
 		r = -1;
 	_cleanup_err_ struct hm_err *re = NULL;
 	if (run_on(l, &re) < 0)
 		log_warn("instances", "source did not resume after a copy", "id=%s error=\"%s\"",
 		         row->id, re->msg);
 	pthread_mutex_unlock(&l->vm_lock);
-	inst_oplog(in, row->id, "msg=\"copied while running\" paused_ms=%.1f ok=%s",
-	           inst_mono_ms() - t0, r == 0 ? "yes" : "no");
+	inst_oplog(in, row->id, "msg=\"copied while running\" paused_ms=%.1f save_ms=%.1f ok=%s",
+	           inst_mono_ms() - t0, t_saved - t0, r == 0 ? "yes" : "no");
 	inst_live_free(l);
 	return r;
 }
@@ -640,7 +750,23 @@ static int fill_from_instance(void *ctx, const char *dst, unsigned long long *co
                               struct hm_err **err)
 {
 	struct inst_fill *f = ctx;
-	return inst_capture(f->in, f->row, f->spec, f->running, f->standby, dst, copied, err);
+	return inst_capture(f->in, f->row, f->spec, f->running, f->standby, dst, f->flags, copied,
+	                    err);
+}
+
+static int presize_from_instance(void *ctx, const char *dst, struct hm_err **err)
+{
+	struct inst_fill *f = ctx;
+	if (!f->running && !f->standby)
+		return 0; /* no memory: a copy of its disks boots cold */
+	_cleanup_free_ char *src = inst_path(f->in, f->row->id, NULL);
+	_cleanup_free_ char *mem = f->running ? inst_mem_current(f->in, f->row->id) : NULL;
+	if (mem && access(mem, F_OK) < 0)
+		return 0; /* inst_capture says why */
+	int r = hm_payload_presize(src, dst, f->spec, true, mem, err);
+	if (r == 1)
+		f->flags |= HM_PAYLOAD_IN_PLACE;
+	return r;
 }
 
 int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_instance_fork *f,
@@ -674,7 +800,7 @@ int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_
 		               "source",
 		               row.name, hm_state_name(state));
 	if (r == 0) {
-		struct inst_fill fill = { in, &row, spec, running, standby };
+		struct inst_fill fill = { in, &row, spec, running, standby, 0 };
 		struct inst_source src = {
 			.name = row.name,
 			.hypervisor = row.hypervisor,
@@ -684,6 +810,7 @@ int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_
 			.kind = running || standby ? "Standby" : "Stopped",
 			.default_target = hm_state_name(state),
 			.fill = fill_from_instance,
+			.presize = presize_from_instance,
 			.ctx = &fill,
 		};
 		r = inst_new_from(in, &src, f->name, f->target_state, ret, err);

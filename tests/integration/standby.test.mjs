@@ -181,6 +181,11 @@ test('three forks of a running instance: each runs with its own address, MAC and
     // Each answers on its own address (the page still says what the source's httpd wrote at boot).
     assert.equal(await fetchRetry(`http://${i.network.ip}:8080/`), 'sleeper\n', i.name);
   }
+  // Each one's VMM was started while its files were copied, and only loaded the state.
+  for (const f of forks) {
+    assert.match(ops(f.id), /msg="VMM started during the copy" pid=\d+ ms=[\d.]+/, f.name);
+    assert.match(ops(f.id), /msg=restored running_ms=[\d.]+ identity_ms=[^\n]* warm=early\n/, f.name);
+  }
   // Each counts on by itself, from the source's count at the fork.
   const now = await Promise.all(all.map(async (i) => (await counts(i.id)).at(-1)));
   await Promise.all(all.map((i, k) => countAbove(i.id, now[k] + 3)));
@@ -201,7 +206,7 @@ test('a fork without a network is answered without waiting for the guest, and wh
   assert.equal(f.body.state, 'Running');
   // The identity went out right after the hello, ahead of this exec: the exec sees it applied.
   assert.equal(await sh('loner-fork', 'hostname'), 'loner-fork\n');
-  assert.match(ops(f.body.id), /msg=restored running_ms=[\d.]+ warm=no identity=sent/);
+  assert.match(ops(f.body.id), /msg=restored running_ms=[\d.]+ warm=early identity=sent/);
   assert.doesNotMatch(ops(f.body.id), /guest agent error/);
   for (const id of [f.body.id, c.body.id]) assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
 });
@@ -480,6 +485,9 @@ test('compressed memory: standby and snapshots with zstd come back where they we
   assert.equal(r.status, 201, JSON.stringify(r.body));
   assert.equal(r.body.state, 'Running');
   assert.notEqual(r.body.network.ip, src.network.ip);
+  // A compressed memory becomes a new file when it is unpacked: no VMM can be started on it ahead.
+  assert.doesNotMatch(ops(r.body.id), /VMM started during the copy/);
+  assert.match(ops(r.body.id), /msg=restored running_ms=[^\n]* warm=no\n/);
   // Its log starts at the fork: the first count is the source's at the snapshot, plus one.
   after = await countAbove(r.body.id, hi + 2);
   assert.ok(after[0] > lo && after[0] <= hi + 2, `fork counts from ${after[0]}; the snapshot was taken between ${lo} and ${hi}`);

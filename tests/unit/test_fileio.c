@@ -1,8 +1,12 @@
 /*
  * Unit tests for core/fileio's sparse copy (hm_copy_sparse): data and holes
  * come out where they were, on one filesystem and across two (tmpfs to
- * /tmp: copy_file_range refuses, the buffered path takes over); an
- * existing target is refused and a missing source named.
+ * /tmp: copy_file_range refuses, the buffered path takes over), for a file
+ * copied by one thread and for one big enough to be copied by several (data
+ * across their pieces' edges); an existing target is refused and a missing
+ * source named. The same for a copy in place (hm_presize, then
+ * hm_copy_sparse_into: the same inode), which refuses a target of another
+ * size.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,21 +23,29 @@
 #include "core/err.h"
 #include "core/fileio.h"
 
-#define SIZE (32 << 20)
+#define SMALL (32 << 20)  /* copied by one thread */
+#define BIG   (100 << 20) /* by several (fileio.c: COPY_PARALLEL_AT), in 4 MiB pieces */
 
-/* A 32 MiB file with 1 MiB of 'a' at 0, 3 bytes at 7 MiB, 1 MiB of 'z' at the end. */
-static void make_sparse(const char *path)
+static void put(int fd, char c, size_t len, off_t off)
+{
+	char *buf = malloc(len);
+	memset(buf, c, len);
+	assert_int_equal(pwrite(fd, buf, len, off), (ssize_t)len);
+	free(buf);
+}
+
+/* A sparse file: 1 MiB of 'a' at 0, 3 bytes at 7 MiB, a run across the 4 MiB
+ * piece edges from 11.5 to 17 MiB (BIG only), 1 MiB of 'z' at the end. */
+static void make_sparse(const char *path, off_t size)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, SIZE), 0);
-	char *buf = malloc(1 << 20);
-	memset(buf, 'a', 1 << 20);
-	assert_int_equal(pwrite(fd, buf, 1 << 20, 0), 1 << 20);
+	assert_int_equal(ftruncate(fd, size), 0);
+	put(fd, 'a', 1 << 20, 0);
 	assert_int_equal(pwrite(fd, "mid", 3, 7 << 20), 3);
-	memset(buf, 'z', 1 << 20);
-	assert_int_equal(pwrite(fd, buf, 1 << 20, SIZE - (1 << 20)), 1 << 20);
-	free(buf);
+	if (size == BIG)
+		put(fd, 'r', (11 << 19), (23 << 19));
+	put(fd, 'z', 1 << 20, size - (1 << 20));
 	close(fd);
 }
 
@@ -54,30 +66,60 @@ static void same_content(const char *a, const char *b)
 	fclose(fb);
 }
 
-static void copy_to(const char *src_dir, const char *dst_dir)
+static void check_copy(const char *src, const char *dst, off_t size, unsigned long long copied)
+{
+	struct stat st;
+	assert_int_equal(stat(dst, &st), 0);
+	assert_int_equal(st.st_size, size);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	same_content(src, dst);
+	/* Holes stay holes (a reflink copies nothing and shares the blocks). */
+	assert_true((long long)st.st_blocks * 512 < (16 << 20));
+	assert_true(copied == 0 || copied < (16u << 20));
+}
+
+static void copy_to(const char *src_dir, const char *dst_dir, off_t size)
 {
 	char src[256], dst[256];
 	snprintf(src, sizeof(src), "%s/src.img", src_dir);
 	snprintf(dst, sizeof(dst), "%s/dst.img", dst_dir);
 	unlink(dst);
-	make_sparse(src);
+	make_sparse(src, size);
 	struct hm_err *err = NULL;
 	unsigned long long copied = 0;
 	if (hm_copy_sparse(src, dst, 0600, &copied, &err) < 0)
 		fail_msg("copy: %s", err->msg);
-	struct stat st;
-	assert_int_equal(stat(dst, &st), 0);
-	assert_int_equal(st.st_size, SIZE);
-	assert_int_equal(st.st_mode & 0777, 0600);
-	same_content(src, dst);
-	/* Holes stay holes (a reflink copies nothing and shares the blocks). */
-	assert_true((long long)st.st_blocks * 512 < (8 << 20));
-	assert_true(copied == 0 || copied < (8u << 20));
+	check_copy(src, dst, size, copied);
 
 	/* never over an existing file */
 	assert_true(hm_copy_sparse(src, dst, 0600, NULL, &err) < 0);
 	hm_err_free(err);
 	err = NULL;
+	unlink(dst);
+
+	/* In place: the file presized, then filled; still the same inode. */
+	if (hm_presize(dst, size, 0600, &err) < 0)
+		fail_msg("presize: %s", err->msg);
+	struct stat before, after;
+	assert_int_equal(stat(dst, &before), 0);
+	assert_true(before.st_blocks == 0);
+	copied = 0;
+	if (hm_copy_sparse_into(src, dst, &copied, &err) < 0)
+		fail_msg("copy in place: %s", err->msg);
+	assert_int_equal(stat(dst, &after), 0);
+	assert_true(after.st_ino == before.st_ino);
+	check_copy(src, dst, size, copied);
+	/* presize never over an existing file either */
+	assert_true(hm_presize(dst, size, 0600, &err) < 0);
+	hm_err_free(err);
+	err = NULL;
+	/* a target of another size is refused, and left as it was */
+	assert_int_equal(truncate(dst, size - 4096), 0);
+	assert_true(hm_copy_sparse_into(src, dst, NULL, &err) < 0);
+	assert_non_null(strstr(err->msg, "bytes, not the"));
+	hm_err_free(err);
+	assert_int_equal(stat(dst, &after), 0);
+	assert_int_equal(after.st_size, size - 4096);
 	unlink(src);
 	unlink(dst);
 }
@@ -87,7 +129,8 @@ static void sparse_copy_same_fs(void **state)
 	(void)state;
 	char dir[] = "/tmp/hm-fileio-XXXXXX";
 	assert_non_null(mkdtemp(dir));
-	copy_to(dir, dir);
+	copy_to(dir, dir, SMALL);
+	copy_to(dir, dir, BIG);
 	rmdir(dir);
 }
 
@@ -98,7 +141,8 @@ static void sparse_copy_across_filesystems(void **state)
 	if (!mkdtemp(a))
 		skip(); /* no /dev/shm here */
 	assert_non_null(mkdtemp(b));
-	copy_to(a, b);
+	copy_to(a, b, SMALL);
+	copy_to(a, b, BIG);
 	rmdir(a);
 	rmdir(b);
 }
