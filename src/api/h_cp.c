@@ -186,7 +186,7 @@ static void settle_earlier_files(const struct cp_out *o)
  * put anything else into what the client reads. A field missing or of
  * another type is left out.
  */
-static json_t *guest_header(json_t *msg)
+json_t *hm_cp_guest_header(json_t *msg)
 {
 	static const char *const strings[] = { "path" };
 	static const char *const bools[] = { "is_dir", "is_symlink" };
@@ -231,7 +231,7 @@ static int agent_message(struct hm_ws *ws, json_t *msg, struct cp_out *o)
 		return 1;
 	}
 	if (strcmp(type, "cp_header") == 0) {
-		json_t *h = guest_header(msg);
+		json_t *h = hm_cp_guest_header(msg);
 		if (!json_is_true(json_object_get(h, "is_dir")) &&
 		    !json_is_true(json_object_get(h, "is_symlink"))) {
 			json_int_t size = json_integer_value(json_object_get(h, "size"));

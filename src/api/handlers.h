@@ -34,6 +34,9 @@ int hm_rest_parse_create(json_t *body, struct hm_instance_create *c, struct hm_e
 /* An attachment's body {mount_path, readonly, overlay, overlay_size} into a (h_instances.c). */
 struct hm_attach;
 int hm_rest_parse_attach(json_t *body, struct hm_attach *a, struct hm_err **err);
+/* A copy's file header for the client from the guest's cp_header: only a
+ * header's fields, each of its type (h_cp.c; fuzz_agent_host checks it). */
+json_t *hm_cp_guest_header(json_t *msg);
 hm_handler_fn hm_h_instances_list;
 hm_handler_fn hm_h_instances_get;
 hm_handler_fn hm_h_instances_delete;

@@ -5,12 +5,13 @@
  * each parsed as JSON and routed by hm_agent_dispatch (instance/agent.c) to
  * the waiting exec/cp sessions, and each session's output or file data
  * relayed to its WebSocket client (hm_ws_relay_data: base64 into a binary
- * frame), read back at the client's end. Input: one byte of options (bit 0:
- * a 64-byte line cap instead of the real 64 KiB, to reach the dropping of
- * long lines often; bits 1-7: the size of each read), then the guest's
- * bytes. Checked: every line is whole and within the cap, every queued
- * message is an object carrying its session's id, every relayed frame
- * arrives as sent, and losing the channel ends every session.
+ * frame), read back at the client's end; a copy's file header goes through
+ * the filter that makes the client's header of it (hm_cp_guest_header). Input: one byte of options
+ * (bit 0: a 64-byte line cap instead of the real 64 KiB, to reach the dropping of long lines often;
+ * bits 1-7: the size of each read), then the guest's bytes. Checked: every line is whole and within
+ * the cap, every queued message is an object carrying its session's id, every relayed frame arrives
+ * as sent, a header carries only a header's fields, each of its type, and losing the channel ends
+ * every session.
  */
 #include <poll.h>
 #include <stdint.h>
@@ -19,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api/handlers.h"
 #include "api/ws_upgrade.h"
 #include "core/err.h"
 #include "core/websocket.h"
@@ -59,6 +61,36 @@ static void relay(struct run *r, json_t *msg)
 	hm_ws_msg_clear(&m);
 }
 
+/* The client's header of a guest's cp_header: type "header" and a header's fields only. */
+static void check_header(json_t *msg)
+{
+	const char *type = json_string_value(json_object_get(msg, "type"));
+	if (!type || strcmp(type, "cp_header") != 0)
+		return;
+	json_t *h = hm_cp_guest_header(msg);
+	const char *key;
+	json_t *v;
+	json_object_foreach (h, key, v) {
+		bool ok = false;
+		if (strcmp(key, "type") == 0)
+			ok = json_is_string(v) && strcmp(json_string_value(v), "header") == 0;
+		else if (strcmp(key, "path") == 0)
+			ok = json_is_string(v);
+		else if (strcmp(key, "link_target") == 0)
+			ok = json_is_string(v) || json_is_null(v);
+		else if (strcmp(key, "is_dir") == 0 || strcmp(key, "is_symlink") == 0)
+			ok = json_is_boolean(v);
+		else if (strcmp(key, "mtime") == 0)
+			ok = json_is_integer(v);
+		else if (strcmp(key, "mode") == 0 || strcmp(key, "size") == 0 ||
+		         strcmp(key, "uid") == 0 || strcmp(key, "gid") == 0)
+			ok = json_is_integer(v) && json_integer_value(v) >= 0;
+		if (!ok)
+			abort();
+	}
+	json_decref(h);
+}
+
 static bool on_line(void *ctx, char *line, size_t len)
 {
 	struct run *r = ctx;
@@ -79,6 +111,7 @@ static bool on_line(void *ctx, char *line, size_t len)
 			    (uint64_t)json_integer_value(id) != hm_agent_session_id(r->s[i]))
 				abort();
 			relay(r, q);
+			check_header(q);
 			json_decref(q);
 		}
 		if (ended)
