@@ -322,6 +322,14 @@ int hm_image_ref_parse(const char *s, struct hm_image_ref *ret, struct hm_err **
 	ret->repository = TAKE_PTR(repo);
 	ret->tag = TAKE_PTR(tag);
 	ret->digest = TAKE_PTR(digest);
+	/* The full form (registry, library/, :latest added) is what is stored and
+	 * shown, and must parse again: it is held to the same length. */
+	_cleanup_free_ char *full = hm_image_ref_string(ret);
+	if (strlen(full) > HM_REF_MAX_LEN) {
+		hm_image_ref_done(ret);
+		return bad(err, s, "longer than %d characters once completed to `%.40s...`",
+		           HM_REF_MAX_LEN, full);
+	}
 	return 0;
 }
 

@@ -363,6 +363,9 @@ json_t *inst_auto_standby_json(const struct hm_auto_standby *p);
 int inst_auto_standby_check(const struct hm_auto_standby *p, struct hm_err **err);
 void inst_sup_open(struct hm_instances *in);
 void inst_sup_close(struct hm_instances *in);
+/* After every monitor has ended (a VM that ends during the close still
+ * reports to the supervisor, which by then acts on nothing). */
+void inst_sup_free(struct hm_instances *in);
 /* A VM ended (its end recorded): by a user's stop or not, after ran_ms of running. */
 void inst_sup_exited(struct hm_instances *in, const char *id, int exit_code, bool by_user,
                      double ran_ms);

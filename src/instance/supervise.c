@@ -302,6 +302,13 @@ void inst_sup_close(struct hm_instances *in)
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	pthread_join(s->thread, NULL);
+}
+
+void inst_sup_free(struct hm_instances *in)
+{
+	struct hm_sup *s = in->sup;
+	if (!s)
+		return;
 	while (s->entries)
 		entry_drop(s, s->entries->id);
 	pthread_mutex_destroy(&s->lock);
