@@ -22,9 +22,7 @@
  *
  * It lives in the instance's run/ like any VMM. A daemon that dies leaves
  * it there; reconcile.c finds it by run/vmm.pid as a restore that never
- * resumed: killed, its TAP dropped. A daemon that starts (after
- * reconcile) queues the most recent standbys again, so that what waited
- * before a restart waits again after it.
+ * resumed: killed, its TAP dropped.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -252,51 +250,6 @@ static void *warm_thread(void *arg)
 	}
 }
 
-struct standby_age {
-	char *id;
-	struct timespec saved; /* the device state's mtime: when it went to standby */
-};
-
-static int newer_first(const void *a, const void *b)
-{
-	const struct standby_age *x = a, *y = b;
-	if (x->saved.tv_sec != y->saved.tv_sec)
-		return x->saved.tv_sec < y->saved.tv_sec ? 1 : -1;
-	return x->saved.tv_nsec < y->saved.tv_nsec   ? 1
-	       : x->saved.tv_nsec > y->saved.tv_nsec ? -1
-	                                             : 0;
-}
-
-/* Queue the max most recent standbys, the oldest of them first, so that the
- * list ends newest first as if they had just gone to standby in order. */
-static void queue_recent(struct hm_instances *in, int max)
-{
-	struct hm_instance_row *rows = NULL;
-	size_t n = 0, k = 0;
-	if (hm_store_instance_list(in->st, &rows, &n, NULL) < 0)
-		return;
-	struct standby_age *ages = xcalloc(n + 1, sizeof(*ages));
-	for (size_t i = 0; i < n; i++) {
-		_cleanup_free_ char *state = inst_path(in, rows[i].id, HM_PAYLOAD_STATE);
-		_cleanup_free_ char *mem = inst_path(in, rows[i].id, HM_PAYLOAD_MEMORY);
-		struct stat st;
-		/* A compressed memory file is unpacked by its restore: none waits for it. */
-		if (strcmp(rows[i].phase, "Standby") == 0 && stat(state, &st) == 0 &&
-		    access(mem, F_OK) == 0)
-			ages[k++] = (struct standby_age){ xstrdup(rows[i].id), st.st_mtim };
-	}
-	hm_instance_rows_free(rows, n);
-	qsort(ages, k, sizeof(*ages), newer_first);
-	size_t take = k < (size_t)max ? k : (size_t)max;
-	if (take > WARM_QUEUE)
-		take = WARM_QUEUE;
-	for (size_t i = take; i-- > 0;)
-		inst_warm_later(in, ages[i].id);
-	for (size_t i = 0; i < k; i++)
-		free(ages[i].id);
-	free(ages);
-}
-
 int inst_warm_open(struct hm_instances *in, int max)
 {
 	if (max <= 0 || !in->vmm->restore_prepare || !in->vmm->restore_load)
@@ -313,7 +266,6 @@ int inst_warm_open(struct hm_instances *in, int max)
 		free(wm);
 		return -1;
 	}
-	queue_recent(in, max);
 	return 0;
 }
 

@@ -222,21 +222,13 @@ test('a restarted daemon can still wake an instance in standby', async () => {
   }
   await d.stop({ keepData: true });
   if (WARM) assert.ok(!processAlive(warmPid), 'a VMM waiting for a restore ends with its daemon');
-  const restartMark = ops(src.id).length;
   d = await startDaemon({ netns: NS, env });
   token = d.token();
   const g = await getInstance(d, token, src.id);
   assert.equal(g.body.state, 'Standby');
   assert.equal(g.body.has_snapshot, true);
-  // The new daemon starts a VMM for it again, so the restore is as warm as before the restart.
-  if (WARM) {
-    await waitOps(src.id, /msg="warm restore ready"/, restartMark);
-    assert.notEqual(vmmPid(d, src.id), warmPid);
-  }
-  const rmark = ops(src.id).length;
   const r = await post(`/instances/${src.id}/restore`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
-  assert.match(ops(src.id).slice(rmark), new RegExp(`msg=restored running_ms=\\S+ warm=${WARM ? 'yes' : 'no'}`));
   const after = await countAbove(src.id, frozen);
   assert.equal(after[after.indexOf(frozen) + 1], frozen + 1);
 });
@@ -288,19 +280,11 @@ test('warm restores: the oldest is evicted past WARM_RESTORES, a delete ends one
   const frozen = (await counts(b.id)).at(-1);
   await d.kill9();
   assert.ok(processAlive(left), 'the crashed daemon left it');
-  mark = ops(b.id).length;
   d = await startDaemon({ netns: NS, env });
   token = d.token();
   assert.ok(!processAlive(left), 'the next daemon killed what waited');
-  assert.match(ops(b.id).slice(mark), /msg="killed a paused VMM left by an unfinished operation"/);
   assert.equal((await getInstance(d, token, b.id)).body.state, 'Standby');
-  // ... and, with warm restores on, starts one of its own for it (its TAP made again).
-  if (WARM) {
-    await waitOps(b.id, /msg="warm restore ready"/, mark);
-    assert.ok(taps().includes(tapOf(b)));
-  } else {
-    assert.ok(!taps().includes(tapOf(b)));
-  }
+  assert.ok(!taps().includes(tapOf(b)));
   const r = await post(`/instances/${b.id}/restore`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
   const after = await countAbove(b.id, frozen);
