@@ -307,6 +307,16 @@ static int copy_extents(int in, int out, off_t size, unsigned long long *copied)
 	return r;
 }
 
+/* out (empty, or holes of in's size) made a copy of in: a reflink (the kernel
+ * drops out's cached pages) or the data extents; *copied: bytes copied. */
+static int fill_fd(int in, int out, off_t size, unsigned long long *copied)
+{
+	*copied = 0;
+	if (ioctl(out, FICLONE, in) == 0)
+		return 0;
+	return ftruncate(out, size) < 0 ? -1 : copy_extents(in, out, size, copied);
+}
+
 int hm_copy_sparse(const char *src, const char *dst, mode_t mode, unsigned long long *copied,
                    struct hm_err **err)
 {
@@ -320,12 +330,7 @@ int hm_copy_sparse(const char *src, const char *dst, mode_t mode, unsigned long 
 	_cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (out < 0)
 		return hm_err_errno(err, errno, "copy: create `%s`", dst);
-	if (ioctl(out, FICLONE, in) == 0) {
-		if (copied)
-			*copied = 0;
-		return 0;
-	}
-	if (ftruncate(out, st.st_size) < 0 || copy_extents(in, out, st.st_size, &n) < 0) {
+	if (fill_fd(in, out, st.st_size, &n) < 0) {
 		int e = errno;
 		unlink(dst);
 		return hm_err_errno(err, e, "copy `%s` to `%s`", src, dst);
@@ -365,13 +370,7 @@ int hm_copy_sparse_into(const char *src, const char *dst, unsigned long long *co
 		return hm_err_set(err, HM_ERR_INTERNAL, NULL,
 		                  "copy: `%s` is %lld bytes, not the %lld of `%s`", dst,
 		                  (long long)b.st_size, (long long)a.st_size, src);
-	/* A reflink replaces dst's blocks whole; the kernel drops its cached pages. */
-	if (ioctl(out, FICLONE, in) == 0) {
-		if (copied)
-			*copied = 0;
-		return 0;
-	}
-	if (copy_extents(in, out, a.st_size, &n) < 0)
+	if (fill_fd(in, out, a.st_size, &n) < 0)
 		return hm_err_errno(err, errno, "copy `%s` to `%s`", src, dst);
 	if (copied)
 		*copied = n;

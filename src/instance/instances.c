@@ -329,7 +329,7 @@ void hm_instances_close(struct hm_instances *in)
 			break;
 		inst_live_free(inst_live_take(in, id));
 	}
-	inst_sup_free(in); /* the monitors, which report to it, have ended */
+	inst_sup_free(in);     /* the monitors, which report to it, have ended */
 	while (in->op_locks) { /* none held: the API has stopped */
 		struct op_lock *o = in->op_locks;
 		in->op_locks = o->next;

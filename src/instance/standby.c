@@ -17,11 +17,11 @@
  * (a reflink where the filesystem allows), taken while the source is
  * paused, stopped or in standby. A fork of a running source pauses it only
  * for the save and the copy; its VMM keeps running. A fork that runs from
- * memory has its own VMM started while the copy is made (early_vmm, below).
- * A fork restored from
- * memory wakes with its parent's identity, so the host sends the guest
- * init an `identity` request (docs/guest.md) with its new MAC, address,
- * hostname and machine-id before the fork is handed out.
+ * memory has its own VMM started while the copy is made (early_vmm,
+ * below). A fork restored from memory wakes with its parent's identity, so
+ * the host sends the guest init an `identity` request (docs/guest.md) with
+ * its new MAC, address, hostname and machine-id before the fork is handed
+ * out.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -390,6 +390,7 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 	if (r == 0)
 		r = wake_vm(in, row, spec, img.disk_path, vmstate, wait ? NULL : json_incref(msg),
 		            prepared, &warm, err);
+	const char *how = !warm ? "no" : early ? "early" : "yes"; /* the VMM it loaded into */
 	hm_image_info_done(&img);
 	json_decref(spec);
 	if (r < 0 || !wait) {
@@ -400,11 +401,7 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 		 * a client sends next reaches the guest after it. */
 		inst_wait_greeted(in, row->id);
 		inst_oplog(in, row->id, "msg=restored running_ms=%.1f warm=%s%s",
-		           inst_mono_ms() - t0,
-		           !warm   ? "no"
-		           : early ? "early"
-		                   : "yes",
-		           new_identity ? " identity=sent" : "");
+		           inst_mono_ms() - t0, how, new_identity ? " identity=sent" : "");
 		return 0;
 	}
 	double t_running = inst_mono_ms();
@@ -424,10 +421,7 @@ int inst_wake(struct hm_instances *in, struct hm_instance_row *row, bool new_ide
 	inst_oplog(in, row->id,
 	           "msg=restored running_ms=%.1f identity_ms=%.1f identity_connect_ms=%.1f "
 	           "identity_answer_ms=%.1f warm=%s",
-	           t_running - t0, t_done - t_running, t_sent - t_running, t_done - t_sent,
-	           !warm   ? "no"
-	           : early ? "early"
-	                   : "yes");
+	           t_running - t0, t_done - t_running, t_sent - t_running, t_done - t_sent, how);
 	log_info("instances", "restored", "id=%s name=%s ms=%.1f", row->id, row->name, t_done - t0);
 	return 0;
 }
@@ -672,10 +666,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 			if (l && !atomic_load(&l->exited))
 				l->vm->ops->kill(l->vm, 10000, NULL);
 			inst_live_free(l);
-			if (prepared) {
-				prepared->ops->kill(prepared, 10000, NULL);
-				prepared->ops->free(prepared);
-			}
+			end_prepared(in, id, TAKE_PTR(prepared));
 			inst_drop_tap(in, id);
 			hm_rm_rf(dir, NULL);
 			hm_store_instance_delete(in->st, id, NULL);
