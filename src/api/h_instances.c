@@ -91,9 +91,10 @@ static int duration_field(json_t *o, const char *key, const char *field, long df
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_string(v) || parse_duration_ms(json_string_value(v), ret) < 0)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "`%s.%s` must be a duration such as \"5s\" or \"10m\"", field,
-		                  key);
+		return hm_err_set(
+		    err, HM_ERR_INVALID, "invalid_field",
+		    "`%s.%s` must be a duration of at most 24h, such as \"5s\" or \"10m\"", field,
+		    key);
 	return 0;
 }
 
@@ -560,7 +561,8 @@ int hm_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_er
 /* Go-style durations as upstream takes them: "60s", "500ms", "2m", "1m30s". */
 static int parse_duration_ms(const char *s, long *ret)
 {
-	long total = 0;
+	const double limit = 24.0 * 3600000; /* a day: the longest any caller takes */
+	double total = 0;
 	const char *p = s;
 	if (!*p)
 		return -1;
@@ -568,7 +570,9 @@ static int parse_duration_ms(const char *s, long *ret)
 		char *end;
 		errno = 0;
 		double v = strtod(p, &end);
-		if (errno || end == p || v < 0)
+		/* !(v >= 0) also refuses NaN; inf and huge values fail the limit
+		 * below, which is checked in double before any conversion. */
+		if (errno || end == p || !(v >= 0))
 			return -1;
 		double mult;
 		if (strncmp(end, "ms", 2) == 0) {
@@ -586,12 +590,12 @@ static int parse_duration_ms(const char *s, long *ret)
 		} else {
 			return -1;
 		}
-		total += (long)(v * mult);
-		if (total > 24L * 3600000)
+		total += v * mult;
+		if (!(total <= limit))
 			return -1;
 		p = end;
 	}
-	*ret = total;
+	*ret = (long)total;
 	return 0;
 }
 
