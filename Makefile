@@ -31,9 +31,9 @@ TEST_LIBS  := $(LIBS) -lcmocka
 
 # Library code shared by the binaries: every module under src/ except the
 # program entry points, plus what the guest shares with the host: the config
-# disk format, and the agent channel's framing, JSON and base64 (unit-tested here).
+# disk format, and the agent channel's framing, JSON, base64 and request decoder (unit-tested and fuzzed here).
 LIB_SRC    := $(filter-out %/main.c %_main.c,$(wildcard src/*/*.c)) guest/config.c guest/json.c \
-              guest/b64.c guest/lines.c
+              guest/b64.c guest/lines.c guest/request.c
 LIB_ASM    := $(wildcard src/*/*.S)
 DAEMON_SRC := src/daemon/main.c
 TOKEN_SRC  := src/auth/token_main.c

@@ -285,17 +285,13 @@ void agent_drain(long ms)
 
 /* ---- requests ------------------------------------------------------------------------------ */
 
-static void do_stat(const struct hm_gjson *doc, long long id)
+static void do_stat(const struct agent_req *r)
 {
-	const char *path = hm_gjson_str(doc, "path");
-	bool follow = false;
-	if (!path || !*path || hm_gjson_bool(doc, "follow_links", &follow) < 0) {
-		agent_error(id, "stat: needs a `path` string (and a boolean `follow_links`)");
-		return;
-	}
+	long long id = r->id;
+	const char *path = r->stat.path;
 	struct stat st;
-	int r = follow ? stat(path, &st) : lstat(path, &st);
-	if (r < 0) {
+	int rc = r->stat.follow ? stat(path, &st) : lstat(path, &st);
+	if (rc < 0) {
 		int e = errno;
 		if (e == ENOENT || e == ENOTDIR) {
 			agent_send("{\"type\":\"stat\",\"id\":%lld,\"exists\":false}", id);
@@ -327,48 +323,29 @@ static void do_stat(const struct hm_gjson *doc, long long id)
 	           (unsigned)(st.st_mode & 07777), (long long)st.st_size);
 }
 
-static void do_signal(const struct hm_gjson *doc, long long id)
-{
-	long long sig = 0;
-	if (hm_gjson_int(doc, "signal", &sig) != 1 || sig < 1 || sig > SIGRTMAX) {
-		agent_error(id, "signal: needs a `signal` number between 1 and %d", SIGRTMAX);
-		return;
-	}
-	step("agent: signal %lld to the program", sig);
-	forward_signal((int)sig);
-}
-
-static void do_stop(const struct hm_gjson *doc, long long id)
-{
-	long long t = 10000;
-	int r = hm_gjson_int(doc, "timeout_ms", &t);
-	if (r < 0 || t < 0 || t > 24LL * 3600 * 1000) {
-		agent_error(id, "stop: `timeout_ms` must be a number of milliseconds up to a day");
-		return;
-	}
-	step("agent: stop (SIGKILL after %lld ms)", t);
-	program_stop(t);
-}
-
+/* One message from the host: decoded (request.c), refused or handed to its handler. */
 static void dispatch(char *line, size_t len)
 {
+	static struct agent_req r;
+	static char data[AGENT_CP_CHUNK];
 	const char *why;
 	if (hm_gjson_parse(line, len, &a.doc, &why) < 0) {
 		step("agent: ignoring a malformed message (%s)", why);
 		return;
 	}
-	const struct hm_gjson *doc = &a.doc;
-	long long id = 0;
-	if (hm_gjson_int(doc, "id", &id) < 0 || id < 0) {
-		agent_error(0, "`id` must be a positive integer");
+	char msg[256];
+	int d = agent_req_decode(&a.doc, &r, data, sizeof(data), msg, sizeof(msg));
+	if (d == AGENT_REQ_BAD_FIELD &&
+	    (r.kind == AR_CP_TO || r.kind == AR_CP_DATA || r.kind == AR_CP_FROM)) {
+		cp_refused(&r, msg);
 		return;
 	}
-	const char *type = hm_gjson_str(doc, "type");
-	if (!type) {
-		agent_error(id, "a message needs a `type` string");
+	if (d < 0) {
+		agent_error(r.id, "%s", msg);
 		return;
 	}
-	if (strcmp(type, "hello") == 0) {
+	switch (r.kind) {
+	case AR_HELLO:
 		/* A host (re)connected. It may have come back faster than the port ever
 		 * showed HUP: whatever the previous host was running ends now. */
 		exec_disconnect();
@@ -376,56 +353,61 @@ static void dispatch(char *line, size_t len)
 		/* Where the guest is, for a host that missed `started` (it restarted
 		 * during the boot): the program's pid, 0 before it started. */
 		agent_send("{\"type\":\"hello\",\"program_pid\":%d}", (int)program_pid());
-		return;
-	}
-	if (strcmp(type, "ping") == 0) {
-		if (id > 0)
-			agent_send("{\"type\":\"pong\",\"id\":%lld}", id);
+		break;
+	case AR_PING:
+		if (r.id > 0)
+			agent_send("{\"type\":\"pong\",\"id\":%lld}", r.id);
 		else
 			agent_send("{\"type\":\"pong\"}");
-		return;
+		break;
+	case AR_SIGNAL:
+		step("agent: signal %d to the program", r.signal.sig);
+		forward_signal(r.signal.sig);
+		break;
+	case AR_IDENTITY:
+		identity_apply(&r); /* id 0: the host does not wait for the answer */
+		break;
+	case AR_STOP:
+		step("agent: stop (SIGKILL after %lld ms)", r.stop.timeout_ms);
+		program_stop(r.stop.timeout_ms);
+		break;
+	case AR_ATTACH:
+		agent_error(r.id, "attach: the guest is attached already");
+		break;
+	case AR_STAT:
+		do_stat(&r);
+		break;
+	case AR_EXEC:
+		exec_request(&r);
+		break;
+	case AR_STDIN:
+		exec_stdin(&r);
+		break;
+	case AR_STDIN_CLOSE:
+		exec_stdin_close(r.id);
+		break;
+	case AR_RESIZE:
+		exec_resize(&r);
+		break;
+	case AR_KILL:
+		exec_kill(&r);
+		break;
+	case AR_CP_TO:
+		cp_to(&r);
+		break;
+	case AR_CP_DATA:
+		cp_data(&r);
+		break;
+	case AR_CP_END:
+		cp_end(r.id);
+		break;
+	case AR_CP_ABORT:
+		cp_abort(r.id);
+		break;
+	case AR_CP_FROM:
+		cp_from(&r);
+		break;
 	}
-	if (strcmp(type, "signal") == 0) {
-		do_signal(doc, id);
-		return;
-	}
-	if (strcmp(type, "identity") == 0) {
-		identity_apply(doc, id); /* id 0: the host does not wait for the answer */
-		return;
-	}
-	if (strcmp(type, "stop") == 0) {
-		do_stop(doc, id);
-		return;
-	}
-	if (id <= 0) {
-		agent_error(0, "`%.64s` needs a positive integer `id`", type);
-		return;
-	}
-	if (strcmp(type, "stat") == 0)
-		do_stat(doc, id);
-
-	else if (strcmp(type, "exec") == 0)
-		exec_request(doc, id);
-	else if (strcmp(type, "stdin") == 0)
-		exec_stdin(doc, id);
-	else if (strcmp(type, "stdin_close") == 0)
-		exec_stdin_close(id);
-	else if (strcmp(type, "resize") == 0)
-		exec_resize(doc, id);
-	else if (strcmp(type, "kill") == 0)
-		exec_kill(doc, id);
-	else if (strcmp(type, "cp_to") == 0)
-		cp_to(doc, id);
-	else if (strcmp(type, "cp_data") == 0)
-		cp_data(doc, id);
-	else if (strcmp(type, "cp_end") == 0)
-		cp_end(id);
-	else if (strcmp(type, "cp_abort") == 0)
-		cp_abort(id);
-	else if (strcmp(type, "cp_from") == 0)
-		cp_from(doc, id);
-	else
-		agent_error(id, "unknown message type `%.64s`", type);
 }
 
 /*

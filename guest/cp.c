@@ -31,16 +31,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "b64.h"
 #include "guest.h"
 
 #define MAX_CP     16
-#define CP_CHUNK   (32u << 10) /* bytes per cp_data, before base64 */
-#define MAX_DEPTH  256         /* directories open at once in one walk */
-#define GONE_MAX   32          /* failed or unknown ids whose later cp_data is ignored */
-#define WORK_STEPS 64          /* walk steps per session per loop turn */
-#define MTIME_MAX  (1LL << 40)
-#define TMP_BASE   200 /* bytes of the target's name in the temporary file's name */
+#define CP_CHUNK   AGENT_CP_CHUNK /* bytes per cp_data, before base64 */
+#define MAX_DEPTH  256            /* directories open at once in one walk */
+#define GONE_MAX   32             /* failed or unknown ids whose later cp_data is ignored */
+#define WORK_STEPS 64             /* walk steps per session per loop turn */
+#define TMP_BASE   200            /* bytes of the target's name in the temporary file's name */
 
 struct frame {
 	DIR *d;
@@ -166,30 +164,6 @@ void cp_disconnect(void)
 
 /* ---- request fields ------------------------------------------------------------------------ */
 
-/* key's value when it is an absolute path (a string without NUL, shorter than PATH_MAX). */
-static const char *abs_path(const struct hm_gjson *doc, const char *key)
-{
-	const struct hm_gjson_value *v = hm_gjson_get(doc, key);
-	if (!v || v->type != HM_GJSON_STRING || v->s[0] != '/' || strlen(v->s) != v->len ||
-	    v->len >= PATH_MAX)
-		return NULL;
-	return v->s;
-}
-
-/* An optional integer in [lo, hi]: 1 and *out when given, 0 when absent or null, -1 when bad. */
-static int opt_int(const struct hm_gjson *doc, const char *key, long long lo, long long hi,
-                   long long *out)
-{
-	long long v = 0;
-	int r = hm_gjson_int(doc, key, &v);
-	if (r <= 0)
-		return r;
-	if (v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 1;
-}
-
 /* Create path and its missing parents (0755); an existing one is fine. */
 static int make_dirs(const char *path, char *why, size_t whylen)
 {
@@ -250,40 +224,19 @@ static void make_dir(long long id, const char *path, mode_t mode, uid_t uid, gid
 	agent_send("{\"type\":\"cp_result\",\"id\":%lld,\"bytes_written\":0}", id);
 }
 
-void cp_to(const struct hm_gjson *doc, long long id)
+void cp_to(const struct agent_req *r)
 {
+	long long id = r->id;
 	if (find(id)) {
 		agent_error(id, "cp_to: id %lld is in use by a copy session", id);
 		return;
 	}
 	gone_del(id);
-	const char *path = abs_path(doc, "path");
-	const struct hm_gjson_value *namev = hm_gjson_get(doc, "name");
-	const char *name = NULL;
-	bool is_dir = false;
-	long long mode = -1, uid = -1, gid = -1, mtime = 0;
-	int has_mtime = 0;
-	if (!path) {
-		result_error(id, "cp_to: `path` must be an absolute path");
-		return;
-	}
-	if (namev && namev->type != HM_GJSON_NULL) {
-		name = namev->type == HM_GJSON_STRING ? namev->s : "";
-		if (!*name || strlen(name) != namev->len || namev->len > NAME_MAX ||
-		    strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-			result_error(id, "cp_to: `name` must be a file name (no /, not . or ..)");
-			return;
-		}
-	}
-	if (hm_gjson_bool(doc, "is_dir", &is_dir) < 0 ||
-	    opt_int(doc, "mode", 0, 07777, &mode) < 0 ||
-	    opt_int(doc, "uid", 0, (long long)UINT32_MAX - 1, &uid) < 0 ||
-	    opt_int(doc, "gid", 0, (long long)UINT32_MAX - 1, &gid) < 0 ||
-	    (has_mtime = opt_int(doc, "mtime", -MTIME_MAX, MTIME_MAX, &mtime)) < 0) {
-		result_error(id, "cp_to: `is_dir` must be a boolean, `mode` 0 to 07777, `uid` and "
-		                 "`gid` 0 to 4294967294, `mtime` Unix seconds");
-		return;
-	}
+	const char *path = r->cp_to.path, *name = r->cp_to.name;
+	bool is_dir = r->cp_to.is_dir;
+	long long mode = r->cp_to.mode, uid = r->cp_to.uid, gid = r->cp_to.gid;
+	long long mtime = r->cp_to.mtime;
+	bool has_mtime = r->cp_to.has_mtime;
 	if (is_dir) {
 		make_dir(id, path, mode < 0 ? 0755 : (mode_t)mode, (uid_t)uid, (gid_t)gid,
 		         has_mtime, mtime);
@@ -384,21 +337,13 @@ static void fail(struct cp *c, const char *what, const char *path, int err)
 	result_error(id, "%s", msg);
 }
 
-void cp_data(const struct hm_gjson *doc, long long id)
+void cp_data(const struct agent_req *r)
 {
-	static char buf[CP_CHUNK];
-	struct cp *c = find_to(id, "cp_data");
+	struct cp *c = find_to(r->id, "cp_data");
 	if (!c)
 		return;
-	const struct hm_gjson_value *d = hm_gjson_get(doc, "data");
-	ssize_t n =
-	    d && d->type == HM_GJSON_STRING ? hm_gb64_decode(d->s, d->len, buf, sizeof(buf)) : -1;
-	if (n < 0) {
-		long long sid = c->id;
-		release(c);
-		result_error(sid, "cp_data: `data` must be base64 of at most %u bytes", CP_CHUNK);
-		return;
-	}
+	const char *buf = r->data.data;
+	ssize_t n = (ssize_t)r->data.len;
 	for (ssize_t off = 0; off < n;) {
 		ssize_t w = write(c->fd, buf + off, (size_t)(n - off));
 		if (w < 0 && errno == EINTR)
@@ -488,36 +433,62 @@ static void root_rel(const char *p, char *rel, size_t size)
 		snprintf(rel, size, "%.*s", (int)blen, base);
 }
 
-void cp_from(const struct hm_gjson *doc, long long id)
+/* A cp_from refused (its fields, or no room): one final cp_error naming the path. */
+static void from_refused(long long id, const char *path, const char *why)
 {
+	static char rel[PATH_MAX], esc[6 * PATH_MAX + 1], msg[6 * 256 + 1];
+	rel[0] = '\0';
+	if (path)
+		root_rel(path, rel, sizeof(rel));
+	hm_gjson_escape(esc, sizeof(esc), rel, strlen(rel));
+	hm_gjson_escape(msg, sizeof(msg), why, strnlen(why, 256));
+	step("cp %lld: %s", id, why);
+	agent_send("{\"type\":\"cp_error\",\"id\":%lld,\"path\":\"%s\",\"message\":\"%s\","
+	           "\"final\":true}",
+	           id, esc, msg);
+}
+
+void cp_refused(const struct agent_req *r, const char *why)
+{
+	long long id = r->id;
+	if (r->kind == AR_CP_DATA) {
+		struct cp *c = find_to(id, "cp_data");
+		if (!c)
+			return;
+		release(c);
+		result_error(id, "%s", why);
+		return;
+	}
+	if (find(id)) {
+		agent_error(id, "%s: id %lld is in use by a copy session", r->type, id);
+		return;
+	}
+	gone_del(id);
+	if (r->kind == AR_CP_FROM)
+		from_refused(id, NULL, why);
+	else
+		result_error(id, "%s", why);
+}
+
+void cp_from(const struct agent_req *r)
+{
+	long long id = r->id;
 	if (find(id)) {
 		agent_error(id, "cp_from: id %lld is in use by a copy session", id);
 		return;
 	}
 	gone_del(id);
-	const char *path = abs_path(doc, "path");
-	bool follow = false;
+	const char *path = r->cp_from.path;
+	bool follow = r->cp_from.follow;
 	const char *why = NULL;
 	struct cp *c = NULL;
 	struct walk *w = NULL;
-	if (!path)
-		why = "cp_from: `path` must be an absolute path";
-	else if (hm_gjson_bool(doc, "follow_links", &follow) < 0)
-		why = "cp_from: `follow_links` must be a boolean";
-	else if (!(c = free_slot()))
+	if (!(c = free_slot()))
 		why = "too many copy sessions";
 	else if (!(w = malloc(sizeof(*w))))
 		why = "out of memory";
 	if (why) {
-		static char rel[PATH_MAX], esc[6 * PATH_MAX + 1];
-		rel[0] = '\0';
-		if (path)
-			root_rel(path, rel, sizeof(rel));
-		hm_gjson_escape(esc, sizeof(esc), rel, strlen(rel));
-		step("cp %lld: %s", id, why);
-		agent_send("{\"type\":\"cp_error\",\"id\":%lld,\"path\":\"%s\",\"message\":\"%s\","
-		           "\"final\":true}",
-		           id, esc, why);
+		from_refused(id, path, why);
 		return;
 	}
 	w->follow = follow;

@@ -24,7 +24,6 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "b64.h"
 #include "core/cleanup.h"
 #include "guest.h"
 
@@ -166,54 +165,16 @@ static int open_pty(int *master, int *slave, int rows, int cols)
 	return -1;
 }
 
-/* Validate a window dimension field: absent means dflt. */
-static int dimension(const struct hm_gjson *doc, const char *key, int dflt, int *out)
+void exec_request(const struct agent_req *req)
 {
-	long long v = dflt;
-	if (hm_gjson_int(doc, key, &v) < 0 || v < 1 || v > 65535)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
-void exec_request(const struct hm_gjson *doc, long long id)
-{
+	long long id = req->id;
+	const typeof(req->exec) *e = &req->exec;
 	if (find(id)) {
 		agent_error(id, "exec: id %lld is in use by a running session", id);
 		return;
 	}
-	const struct hm_gjson_value *cmd = hm_gjson_get(doc, "command");
-	const struct hm_gjson_value *env = hm_gjson_get(doc, "env");
-	const struct hm_gjson_value *cwdv = hm_gjson_get(doc, "cwd");
-	const struct hm_gjson_value *userv = hm_gjson_get(doc, "user");
-	bool tty = false;
-	int rows = 24, cols = 80;
-	if (!cmd || cmd->type != HM_GJSON_ARRAY || cmd->len == 0) {
-		agent_error(id, "exec: `command` must be a non-empty array of strings");
-		return;
-	}
-	if (env && env->type != HM_GJSON_OBJECT && env->type != HM_GJSON_NULL) {
-		agent_error(id, "exec: `env` must be an object of strings");
-		return;
-	}
-	if ((cwdv && cwdv->type != HM_GJSON_STRING && cwdv->type != HM_GJSON_NULL) ||
-	    (userv && userv->type != HM_GJSON_STRING && userv->type != HM_GJSON_NULL)) {
-		agent_error(id, "exec: `cwd` and `user` must be strings");
-		return;
-	}
-	if (hm_gjson_bool(doc, "tty", &tty) < 0 || dimension(doc, "rows", 24, &rows) < 0 ||
-	    dimension(doc, "cols", 80, &cols) < 0) {
-		agent_error(id, "exec: `tty` must be a boolean, `rows` and `cols` 1 to 65535");
-		return;
-	}
-	size_t nenv = env && env->type == HM_GJSON_OBJECT ? env->len : 0;
-	for (size_t i = 0; i < nenv; i++) {
-		const char *k = env->items[2 * i];
-		if (!*k || strchr(k, '=')) {
-			agent_error(id, "exec: bad environment variable name `%.64s`", k);
-			return;
-		}
-	}
+	bool tty = e->tty;
+	size_t nenv = e->nenv;
 
 	struct session *s = NULL;
 	for (int i = 0; i < MAX_SESSIONS && !s; i++)
@@ -225,9 +186,8 @@ void exec_request(const struct hm_gjson *doc, long long id)
 	}
 
 	struct start st = { .tty = tty, .fds = { -1, -1, -1 } };
-	st.cwd = cwdv && cwdv->type == HM_GJSON_STRING && cwdv->s[0] ? cwdv->s : "/";
-	const char *user =
-	    userv && userv->type == HM_GJSON_STRING && userv->s[0] ? userv->s : cfg.user;
+	st.cwd = e->cwd ? e->cwd : "/";
+	const char *user = e->user ? e->user : cfg.user;
 	char why[600];
 	if (resolve_user(user, &st.ids, why, sizeof(why)) < 0) {
 		exit_error(id, 126, why);
@@ -235,23 +195,23 @@ void exec_request(const struct hm_gjson *doc, long long id)
 	}
 
 	/* argv and the request's env as NULL-terminated arrays of "KEY=value" / strings. */
-	_cleanup_free_ char **argv = calloc(cmd->len + 1, sizeof(char *));
+	_cleanup_free_ char **argv = calloc(e->argc + 1, sizeof(char *));
 	_cleanup_free_ char **extra = calloc(nenv + 1, sizeof(char *));
 	_cleanup_free_ char *kvbuf = NULL;
 	size_t kvbytes = 0;
 	for (size_t i = 0; i < nenv; i++)
-		kvbytes += strlen(env->items[2 * i]) + strlen(env->items[2 * i + 1]) + 2;
+		kvbytes += strlen(e->env[2 * i]) + strlen(e->env[2 * i + 1]) + 2;
 	kvbuf = malloc(kvbytes + 1);
 	if (!argv || !extra || !kvbuf) {
 		exit_error(id, 126, "out of memory");
 		return;
 	}
-	for (size_t i = 0; i < cmd->len; i++)
-		argv[i] = (char *)cmd->items[i];
+	for (size_t i = 0; i < e->argc; i++)
+		argv[i] = (char *)e->argv[i];
 	char *kv = kvbuf;
 	for (size_t i = 0; i < nenv; i++) {
 		extra[i] = kv;
-		kv += sprintf(kv, "%s=%s", env->items[2 * i], env->items[2 * i + 1]) + 1;
+		kv += sprintf(kv, "%s=%s", e->env[2 * i], e->env[2 * i + 1]) + 1;
 	}
 	_cleanup_free_ char **envp = build_env(&st.ids, extra, nenv, tty);
 	if (!envp) {
@@ -266,7 +226,7 @@ void exec_request(const struct hm_gjson *doc, long long id)
 	int slave = -1;
 	bool ok = true;
 	if (tty) {
-		ok = open_pty(&ours[1], &slave, rows, cols) == 0;
+		ok = open_pty(&ours[1], &slave, e->rows, e->cols) == 0;
 		if (ok) {
 			ours[0] = fcntl(ours[1], F_DUPFD_CLOEXEC, 3);
 			ok = ours[0] >= 0;
@@ -407,26 +367,19 @@ static int queue_stdin(struct session *s, const void *data, size_t len)
 	return 0;
 }
 
-void exec_stdin(const struct hm_gjson *doc, long long id)
+void exec_stdin(const struct agent_req *r)
 {
-	static char buf[AGENT_LINE_MAX];
+	long long id = r->id;
 	struct session *s = find(id);
 	if (!s) {
 		agent_error(id, "stdin: no exec session %lld", id);
-		return;
-	}
-	const struct hm_gjson_value *d = hm_gjson_get(doc, "data");
-	ssize_t n =
-	    d && d->type == HM_GJSON_STRING ? hm_gb64_decode(d->s, d->len, buf, sizeof(buf)) : -1;
-	if (n < 0) {
-		agent_error(id, "stdin: `data` must be base64");
 		return;
 	}
 	if (s->stdin_closing) {
 		agent_error(id, "stdin: stdin of session %lld is closed", id);
 		return;
 	}
-	if (queue_stdin(s, buf, (size_t)n) < 0)
+	if (queue_stdin(s, r->data.data, r->data.len) < 0)
 		agent_error(id, "stdin: session %lld has %zu bytes of stdin waiting: data dropped",
 		            id, s->qlen - s->qoff);
 }
@@ -453,35 +406,31 @@ void exec_stdin_close(long long id)
 	}
 }
 
-void exec_resize(const struct hm_gjson *doc, long long id)
+void exec_resize(const struct agent_req *r)
 {
+	long long id = r->id;
 	struct session *s = find(id);
-	int rows, cols;
 	if (!s) {
 		agent_error(id, "resize: no exec session %lld", id);
 	} else if (!s->tty) {
 		agent_error(id, "resize: session %lld has no tty", id);
-	} else if (dimension(doc, "rows", -1, &rows) < 0 || dimension(doc, "cols", -1, &cols) < 0) {
-		agent_error(id, "resize: `rows` and `cols` must be 1 to 65535");
 	} else if (s->out_fd >= 0) {
-		struct winsize ws = { .ws_row = (unsigned short)rows,
-			              .ws_col = (unsigned short)cols };
+		struct winsize ws = { .ws_row = (unsigned short)r->resize.rows,
+			              .ws_col = (unsigned short)r->resize.cols };
 		if (ioctl(s->out_fd, TIOCSWINSZ, &ws) < 0)
 			agent_error(id, "resize: %s", strerror(errno));
 	}
 }
 
-void exec_kill(const struct hm_gjson *doc, long long id)
+void exec_kill(const struct agent_req *r)
 {
+	long long id = r->id;
 	struct session *s = find(id);
-	long long sig = SIGKILL;
 	if (!s) {
 		agent_error(id, "kill: no exec session %lld", id);
-	} else if (hm_gjson_int(doc, "signal", &sig) < 0 || sig < 1 || sig > SIGRTMAX) {
-		agent_error(id, "kill: `signal` must be a number between 1 and %d", SIGRTMAX);
 	} else {
-		step("exec %lld: signal %lld", id, sig);
-		signal_group(s, (int)sig);
+		step("exec %lld: signal %d", id, r->signal.sig);
+		signal_group(s, r->signal.sig);
 	}
 }
 

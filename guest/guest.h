@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "json.h"
+#include "request.h"
 
 #define DEFAULT_PATH   "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define AGENT_LINE_MAX (64u << 10)
@@ -42,7 +43,7 @@ void forward_signal(int sig);
 /* The agent's stop request: SIGTERM now, SIGKILL after timeout_ms. */
 void program_stop(long long timeout_ms);
 /* The agent's identity request (clock, randomness, network, names). */
-void identity_apply(const struct hm_gjson *doc, long long id);
+void identity_apply(const struct agent_req *r);
 
 /* ---- proc.c ---- */
 
@@ -111,11 +112,11 @@ void agent_error(long long id, const char *fmt, ...) __attribute__((format(print
 
 /* ---- exec.c ---- */
 
-void exec_request(const struct hm_gjson *doc, long long id);
-void exec_stdin(const struct hm_gjson *doc, long long id);
+void exec_request(const struct agent_req *r);
+void exec_stdin(const struct agent_req *r);
 void exec_stdin_close(long long id);
-void exec_resize(const struct hm_gjson *doc, long long id);
-void exec_kill(const struct hm_gjson *doc, long long id);
+void exec_resize(const struct agent_req *r);
+void exec_kill(const struct agent_req *r);
 /* A child was reaped: true when it was a session's process. */
 bool exec_reaped(pid_t pid, int status);
 /* The host went away: SIGKILL every session and forget them. */
@@ -127,11 +128,13 @@ void exec_poll_handle(const struct pollfd *pfd, long long now);
 
 /* ---- cp.c ---- */
 
-void cp_to(const struct hm_gjson *doc, long long id);
-void cp_data(const struct hm_gjson *doc, long long id);
+void cp_to(const struct agent_req *r);
+void cp_data(const struct agent_req *r);
 void cp_end(long long id);
 void cp_abort(long long id);
-void cp_from(const struct hm_gjson *doc, long long id);
+void cp_from(const struct agent_req *r);
+/* A cp_to, cp_data or cp_from whose fields were refused: answered as that request answers. */
+void cp_refused(const struct agent_req *r, const char *why);
 /* The host went away (or the init is on its way out): end every copy, remove temporary files. */
 void cp_disconnect(void);
 /* A poll timeout of 0 while a cp_from walk has output to produce and the agent has room. */

@@ -78,7 +78,7 @@ static struct {
 static char cfgbuf[HM_GUEST_AREA_SIZE];
 
 static _Noreturn void finish(int code, const char *message);
-static void apply_clock_seed(const struct hm_gjson *doc, char *why, size_t whylen);
+static void apply_clock_seed(const struct agent_req *r, char *why, size_t whylen);
 
 pid_t program_pid(void)
 {
@@ -424,28 +424,26 @@ static void base_attach(void)
 	if (n < 0)
 		die(0, "base mode: no agent port to wait on");
 	static struct hm_gjson doc;
+	static struct agent_req r;
+	static char data[AGENT_CP_CHUNK];
 	const char *why = NULL;
+	char err[200] = "";
 	if (hm_gjson_parse(line, (size_t)n, &doc, &why) < 0)
 		die(0, "base mode: a bad attach message (%s)", why);
-	char err[200] = "";
-	apply_clock_seed(&doc, err, sizeof(err));
+	if (agent_req_decode(&doc, &r, data, sizeof(data), err, sizeof(err)) < 0)
+		die(0, "base mode: %s", err);
+	if (r.kind != AR_ATTACH)
+		die(0, "base mode: `%.64s` where `attach` was expected", r.type);
+	apply_clock_seed(&r, err, sizeof(err));
 	if (err[0])
 		say("attach: %s", err);
-	const struct hm_gjson_value *disks = hm_gjson_get(&doc, "disk_bytes");
-	if (!disks || disks->type != HM_GJSON_ARRAY || disks->len > 26)
-		die(0, "attach: needs `disk_bytes`, an array of at most 26 sizes");
-	for (size_t i = 0; i < disks->len; i++) {
-		char *end = NULL;
-		errno = 0;
-		unsigned long long want = strtoull(disks->items[i], &end, 10);
-		if (!*disks->items[i] || *end || errno)
-			die(0, "attach: disk_bytes[%zu] `%.32s` is not a size", i, disks->items[i]);
+	for (size_t i = 0; i < r.attach.ndisks; i++) {
 		char dev[8];
 		snprintf(dev, sizeof(dev), "vd%c", (char)('a' + i));
-		wait_disk_size(dev, want);
+		wait_disk_size(dev, r.attach.disk_bytes[i]);
 		flush_disk(dev);
 	}
-	step("base: attached (%zu disks)", disks->len);
+	step("base: attached (%zu disks)", r.attach.ndisks);
 }
 
 /* Open the config disk, read and parse its config area. */
@@ -794,35 +792,23 @@ static int set_mac(int s, const char *mac, char *why, size_t whylen)
 	return 0;
 }
 
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /*
  * The host's `identity` request, after a restore or a fork (docs/guest.md):
  * the wall clock, fresh randomness, and for a fork its own MAC, address,
  * hostname and machine-id. Everything given is applied; the answer names
  * the first step that failed.
  */
-static void apply_clock_seed(const struct hm_gjson *doc, char *why, size_t whylen)
+static void apply_clock_seed(const struct agent_req *r, char *why, size_t whylen)
 {
-	long long ms = 0;
-	if (hm_gjson_int(doc, "unix_ms", &ms) == 1 && ms > 0) {
-		struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	if (r->unix_ms > 0) {
+		struct timespec ts = { (time_t)(r->unix_ms / 1000),
+			               (long)(r->unix_ms % 1000) * 1000000L };
 		if (clock_settime(CLOCK_REALTIME, &ts) < 0)
 			snprintf(why, whylen, "set the clock: %s", strerror(errno));
 	}
-	const char *seed = hm_gjson_str(doc, "seed");
-	if (seed) {
-		unsigned char buf[256];
-		size_t n = 0;
-		for (const char *p = seed; p[0] && p[1] && n < sizeof(buf); p += 2) {
-			int hi = hexval(p[0]), lo = hexval(p[1]);
-			if (hi < 0 || lo < 0)
-				break;
-			buf[n++] = (unsigned char)(hi << 4 | lo);
-		}
+	if (r->seed_len > 0) {
+		const unsigned char *buf = r->seed;
+		size_t n = r->seed_len;
 		/*
 		 * Mixed into the pool (not credited), then a reseed forced: a write
 		 * alone reaches the CRNG only at its next scheduled reseed (up to a
@@ -838,16 +824,13 @@ static void apply_clock_seed(const struct hm_gjson *doc, char *why, size_t whyle
 	}
 }
 
-void identity_apply(const struct hm_gjson *doc, long long id)
+void identity_apply(const struct agent_req *r)
 {
+	long long id = r->id;
 	char why[200] = "";
-	apply_clock_seed(doc, why, sizeof(why));
-	const char *host = hm_gjson_str(doc, "hostname");
-	const char *ip = hm_gjson_str(doc, "ip");
-	const char *gw = hm_gjson_str(doc, "gateway");
-	const char *mac = hm_gjson_str(doc, "mac");
-	const char *dns = hm_gjson_str(doc, "dns");
-	const char *mid = hm_gjson_str(doc, "machine_id");
+	apply_clock_seed(r, why, sizeof(why));
+	const char *host = r->identity.hostname, *ip = r->identity.ip, *gw = r->identity.gateway;
+	const char *mac = r->identity.mac, *dns = r->identity.dns, *mid = r->identity.machine_id;
 	if (mac || ip) {
 		_cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 		char w[160] = "";
@@ -859,7 +842,7 @@ void identity_apply(const struct hm_gjson *doc, long long id)
 		if (w[0] && !why[0])
 			snprintf(why, sizeof(why), "network: %s", w);
 	}
-	if (host && *host && strlen(host) < 64)
+	if (host)
 		cfg.hostname = strdup(host);
 	if (ip)
 		cfg.net_ip = strdup(ip);
@@ -867,14 +850,14 @@ void identity_apply(const struct hm_gjson *doc, long long id)
 		cfg.net_gw = strdup(gw);
 	if (mac)
 		cfg.net_mac = strdup(mac);
-	if (dns && *dns) {
+	if (dns) {
 		cfg.dns[0] = strdup(dns);
 		cfg.dns[1] = NULL;
 		cfg.ndns = 1;
 	}
 	if (host || ip || dns)
 		setup_identity();
-	if (mid && strlen(mid) == 32 && access("/etc/machine-id", F_OK) == 0) {
+	if (mid && access("/etc/machine-id", F_OK) == 0) {
 		char line[40];
 		snprintf(line, sizeof(line), "%s\n", mid);
 		if (write_new_file("/etc/machine-id", line, 0444) < 0 && !why[0])
