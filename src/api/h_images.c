@@ -55,25 +55,32 @@ static int reply_image(struct hm_resp *resp, int status, struct hm_image_view *v
 	return hm_resp_json(resp, status, o);
 }
 
-int hm_h_images_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+int hm_rest_parse_image(json_t *body, struct hm_image_request *ir, struct hm_err **err)
 {
-	json_t *body = hm_req_json(req);
-	struct hm_image_request ir = { 0 };
+	*ir = (struct hm_image_request){ 0 };
 	json_t *creds = NULL;
 	if (hm_body_object(body, err) < 0 ||
-	    hm_body_string(body, "name", true, HM_REF_MAX_LEN, &ir.name, err) < 0 ||
-	    hm_body_string(body, "platform", false, 64, &ir.platform, err) < 0 ||
+	    hm_body_string(body, "name", true, HM_REF_MAX_LEN, &ir->name, err) < 0 ||
+	    hm_body_string(body, "platform", false, 64, &ir->platform, err) < 0 ||
 	    hm_body_object_field(body, "credentials", &creds, err) < 0 ||
-	    hm_body_object_field(body, "tags", &ir.tags, err) < 0)
+	    hm_body_object_field(body, "tags", &ir->tags, err) < 0)
 		return -1;
 	if (!json_is_null(json_object_get(body, "tags")) && json_object_get(body, "tags") &&
-	    !ir.tags)
+	    !ir->tags)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_tags", "tags must be an object");
 	if (creds &&
-	    (hm_body_string(creds, "username", false, 1024, &ir.creds.username, err) < 0 ||
-	     hm_body_string(creds, "password", false, 8192, &ir.creds.password, err) < 0 ||
-	     hm_body_string(creds, "registry_token", false, 16384, &ir.creds.token, err) < 0))
+	    (hm_body_string(creds, "username", false, 1024, &ir->creds.username, err) < 0 ||
+	     hm_body_string(creds, "password", false, 8192, &ir->creds.password, err) < 0 ||
+	     hm_body_string(creds, "registry_token", false, 16384, &ir->creds.token, err) < 0))
 		return hm_err_wrap(err, "credentials");
+	return 0;
+}
+
+int hm_h_images_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	struct hm_image_request ir;
+	if (hm_rest_parse_image(hm_req_json(req), &ir, err) < 0)
+		return -1;
 	struct hm_image_view *img = NULL;
 	if (hm_images_create(hm_req_services(req)->images, &ir, &img, err) < 0)
 		return -1;

@@ -517,18 +517,39 @@ int hm_h_instances_stop(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 	return hm_resp_instance(resp, 200, inst);
 }
 
+int hm_rest_parse_start(json_t *body, struct hm_instance_start *s, struct hm_err **err)
+{
+	*s = (struct hm_instance_start){ 0 };
+	if (!body || json_is_null(body))
+		return 0;
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	json_t *cmd = json_object_get(body, "cmd");
+	json_t *ep = json_object_get(body, "entrypoint");
+	s->cmd = json_is_null(cmd) ? NULL : cmd;
+	s->entrypoint = json_is_null(ep) ? NULL : ep;
+	return 0; /* the argv rules are the domain's (hm_instances_start checks them first) */
+}
+
 int hm_h_instances_start(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
+	struct hm_instance_start s;
+	if (hm_rest_parse_start(hm_req_json(req), &s, err) < 0)
+		return -1;
 	struct hm_instance_view *inst = NULL;
-	if (hm_instances_start(hm_req_services(req)->instances, hm_req_param(req, "id"),
-	                       hm_req_json(req), &inst, err) < 0)
+	if (hm_instances_start(hm_req_services(req)->instances, hm_req_param(req, "id"), &s, &inst,
+	                       err) < 0)
 		return -1;
 	return hm_resp_instance(resp, 200, inst);
 }
 
-int hm_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+int hm_rest_parse_update(json_t *body, struct hm_instance_update *u, struct hm_err **err)
 {
-	json_t *body = hm_req_json(req);
+	*u = (struct hm_instance_update){ .delete_lock = -1 };
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
 	json_t *env = json_object_get(body, "env");
 	json_t *rp = json_object_get(body, "restart_policy");
 	json_t *as = json_object_get(body, "auto_standby");
@@ -539,18 +560,25 @@ int hm_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_er
 	if (env && !json_is_null(env) && !json_is_object(env))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`env` must be an object of strings");
-	struct hm_instance_update u = { .env_set = json_is_object(env) ? env : NULL,
-		                        .delete_lock = -1 };
+	u->env_set = json_is_object(env) ? env : NULL;
 	if (rp && !json_is_null(rp)) {
-		u.restart_set = true;
-		if (parse_restart(rp, "restart_policy", &u.restart, err) < 0)
+		u->restart_set = true;
+		if (parse_restart(rp, "restart_policy", &u->restart, err) < 0)
 			return -1;
 	}
 	if (as && !json_is_null(as)) {
-		u.auto_standby_set = true;
-		if (parse_auto_standby(as, "auto_standby", &u.auto_standby, err) < 0)
+		u->auto_standby_set = true;
+		if (parse_auto_standby(as, "auto_standby", &u->auto_standby, err) < 0)
 			return -1;
 	}
+	return 0;
+}
+
+int hm_h_instances_update(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	struct hm_instance_update u;
+	if (hm_rest_parse_update(hm_req_json(req), &u, err) < 0)
+		return -1;
 	struct hm_instance_view *inst = NULL;
 	if (hm_instances_update(hm_req_services(req)->instances, hm_req_param(req, "id"), &u, &inst,
 	                        err) < 0)

@@ -14,11 +14,56 @@
 #include "instance/instances.h"
 #include "instance/payload.h"
 
+/* A SnapshotCompressionConfig ({enabled, algorithm: zstd, level}); absent or null: off. */
+static int compression_in(json_t *v, struct hm_payload_opts *ret, struct hm_err **err)
+{
+	*ret = (struct hm_payload_opts){ .compress = false, .level = 1 };
+	if (!v || json_is_null(v))
+		return 0;
+	json_t *en = json_object_get(v, "enabled");
+	json_t *alg = json_object_get(v, "algorithm");
+	json_t *lvl = json_object_get(v, "level");
+	if (!json_is_object(v) || !json_is_boolean(en))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_compression",
+		                  "`compression` must be an object with a boolean `enabled`");
+	if (!json_is_true(en))
+		return 0;
+	if (alg && !json_is_null(alg) &&
+	    (!json_is_string(alg) || strcmp(json_string_value(alg), "zstd") != 0))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_compression",
+		                  "`compression.algorithm` %s is not available here: use zstd",
+		                  json_is_string(alg) ? json_string_value(alg) : "(not a string)");
+	if (lvl && !json_is_null(lvl)) {
+		if (!json_is_integer(lvl) || json_integer_value(lvl) < 1 ||
+		    json_integer_value(lvl) > 19)
+			return hm_err_set(
+			    err, HM_ERR_INVALID, "invalid_compression",
+			    "`compression.level` must be an integer from 1 to 19 (zstd)");
+		ret->level = (int)json_integer_value(lvl);
+	}
+	ret->compress = true;
+	return 0;
+}
+
+int hm_rest_parse_standby(json_t *body, struct hm_payload_opts *opts, struct hm_err **err)
+{
+	*opts = (struct hm_payload_opts){ .compress = false, .level = 1 };
+	if (!body || json_is_null(body))
+		return 0;
+	if (!json_is_object(body))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
+		                  "the body must be a JSON object");
+	return compression_in(json_object_get(body, "compression"), opts, err);
+}
+
 int hm_h_instances_standby(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
+	struct hm_payload_opts opts;
+	if (hm_rest_parse_standby(hm_req_json(req), &opts, err) < 0)
+		return -1;
 	struct hm_instance_view *inst = NULL;
-	if (hm_instances_standby(hm_req_services(req)->instances, hm_req_param(req, "id"),
-	                         hm_req_json(req), &inst, err) < 0)
+	if (hm_instances_standby(hm_req_services(req)->instances, hm_req_param(req, "id"), &opts,
+	                         &inst, err) < 0)
 		return -1;
 	return hm_resp_instance(resp, 200, inst);
 }
@@ -32,9 +77,9 @@ int hm_h_instances_restore(struct hm_req *req, struct hm_resp *resp, struct hm_e
 	return hm_resp_instance(resp, 200, inst);
 }
 
-int hm_h_instances_fork(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+int hm_rest_parse_fork(json_t *body, struct hm_instance_fork *f, struct hm_err **err)
 {
-	json_t *body = hm_req_json(req);
+	*f = (struct hm_instance_fork){ 0 };
 	if (!json_is_object(body))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
 		                  "the body must be a JSON object");
@@ -49,9 +94,17 @@ int hm_h_instances_fork(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 	if (fr && !json_is_null(fr) && !json_is_boolean(fr))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`from_running` must be a boolean");
-	struct hm_instance_fork f = { .name = json_string_value(name),
-		                      .target_state = json_string_value(target),
-		                      .from_running = json_is_true(fr) };
+	*f = (struct hm_instance_fork){ .name = json_string_value(name),
+		                        .target_state = json_string_value(target),
+		                        .from_running = json_is_true(fr) };
+	return 0;
+}
+
+int hm_h_instances_fork(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	struct hm_instance_fork f;
+	if (hm_rest_parse_fork(hm_req_json(req), &f, err) < 0)
+		return -1;
 	struct hm_instance_view *inst = NULL;
 	if (hm_instances_fork(hm_req_services(req)->instances, hm_req_param(req, "id"), &f, &inst,
 	                      err) < 0)
@@ -92,9 +145,9 @@ static int reply_snapshot(struct hm_resp *resp, int status, struct hm_snapshot_v
 }
 
 /* POST /instances/{id}/snapshots {kind, name?, tags?, compression?}. */
-int hm_h_snapshots_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+int hm_rest_parse_snapshot(json_t *body, struct hm_snapshot_create *c, struct hm_err **err)
 {
-	json_t *body = hm_req_json(req);
+	*c = (struct hm_snapshot_create){ 0 };
 	if (!json_is_object(body))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
 		                  "the body must be a JSON object");
@@ -110,15 +163,23 @@ int hm_h_snapshots_create(struct hm_req *req, struct hm_resp *resp, struct hm_er
 	if (n && !json_is_null(n) && !json_is_string(n))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field", "`name` must be a string");
 	struct hm_payload_opts opts;
-	if (hm_payload_parse_compression(json_object_get(body, "compression"), &opts, err) < 0)
+	if (compression_in(json_object_get(body, "compression"), &opts, err) < 0)
 		return -1;
-	struct hm_snapshot_create c = {
+	*c = (struct hm_snapshot_create){
 		.kind = strcmp(kind, "Standby") == 0 ? HM_SNAPSHOT_STANDBY : HM_SNAPSHOT_STOPPED,
 		.name = json_string_value(n),
 		.tags = json_object_get(body, "tags"),
 		.compress = opts.compress,
 		.level = opts.level,
 	};
+	return 0;
+}
+
+int hm_h_snapshots_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	struct hm_snapshot_create c;
+	if (hm_rest_parse_snapshot(hm_req_json(req), &c, err) < 0)
+		return -1;
 	struct hm_snapshot_view *v = NULL;
 	if (hm_snapshots_create(hm_req_services(req)->instances, hm_req_param(req, "id"), &c, &v,
 	                        err) < 0)
@@ -167,8 +228,7 @@ int hm_h_snapshots_delete(struct hm_req *req, struct hm_resp *resp, struct hm_er
 	return 0;
 }
 
-/* {name?, target_state?, target_hypervisor?} of a restore or a fork. */
-static int bring_in(json_t *body, struct hm_snapshot_bring *b, struct hm_err **err)
+int hm_rest_parse_bring(json_t *body, struct hm_snapshot_bring *b, struct hm_err **err)
 {
 	*b = (struct hm_snapshot_bring){ 0 };
 	if (!body || json_is_null(body))
@@ -196,7 +256,7 @@ static int bring_in(json_t *body, struct hm_snapshot_bring *b, struct hm_err **e
 int hm_h_snapshots_restore(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
 {
 	struct hm_snapshot_bring b;
-	if (bring_in(hm_req_json(req), &b, err) < 0)
+	if (hm_rest_parse_bring(hm_req_json(req), &b, err) < 0)
 		return -1;
 	struct hm_instance_view *inst = NULL;
 	if (hm_snapshots_restore(hm_req_services(req)->instances, hm_req_param(req, "id"),
@@ -212,7 +272,7 @@ int hm_h_snapshots_fork(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
 		                  "the body must be a JSON object");
 	struct hm_snapshot_bring b;
-	if (bring_in(body, &b, err) < 0)
+	if (hm_rest_parse_bring(body, &b, err) < 0)
 		return -1;
 	struct hm_instance_view *inst = NULL;
 	if (hm_snapshots_fork(hm_req_services(req)->instances, hm_req_param(req, "snapshotId"), &b,

@@ -52,9 +52,9 @@ static int size_gb_in(long long gb, const char *how, struct hm_volume_create *c,
 }
 
 /* POST /volumes {name, size_gb, id?, tags?}. */
-int hm_h_volumes_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+int hm_rest_parse_volume(json_t *body, struct hm_volume_create *c, struct hm_err **err)
 {
-	json_t *body = hm_req_json(req);
+	*c = (struct hm_volume_create){ 0 };
 	if (!json_is_object(body))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
 		                  "the body must be a JSON object");
@@ -62,16 +62,22 @@ int hm_h_volumes_create(struct hm_req *req, struct hm_resp *resp, struct hm_err 
 	if ((nv && !json_is_string(nv)) || (iv && !json_is_null(iv) && !json_is_string(iv)))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`name` and `id` must be strings");
-	struct hm_volume_create c = { .name = json_string_value(nv),
-		                      .id = json_string_value(iv),
-		                      .tags = json_object_get(body, "tags") };
-	if (!c.name)
+	*c = (struct hm_volume_create){ .name = json_string_value(nv),
+		                        .id = json_string_value(iv),
+		                        .tags = json_object_get(body, "tags") };
+	if (!c->name)
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
 	json_t *sz = json_object_get(body, "size_gb");
 	if (!json_is_integer(sz))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_size",
 		                  "`size_gb` is required: an integer from 1 to %d", MAX_SIZE_GB);
-	if (size_gb_in(json_integer_value(sz), "", &c, err) < 0)
+	return size_gb_in(json_integer_value(sz), "", c, err);
+}
+
+int hm_h_volumes_create(struct hm_req *req, struct hm_resp *resp, struct hm_err **err)
+{
+	struct hm_volume_create c;
+	if (hm_rest_parse_volume(hm_req_json(req), &c, err) < 0)
 		return -1;
 	struct hm_volume_view *v = NULL;
 	if (hm_volumes_create(hm_req_services(req)->volumes, &c, &v, err) < 0)

@@ -34,6 +34,34 @@ int hm_rest_parse_create(json_t *body, struct hm_instance_create *c, struct hm_e
 /* An attachment's body {mount_path, readonly, overlay, overlay_size} into a (h_instances.c). */
 struct hm_attach;
 int hm_rest_parse_attach(json_t *body, struct hm_attach *a, struct hm_err **err);
+/*
+ * The other bodies read apart from the engine, each into the domain's typed
+ * request (strings borrowed from body): PATCH /instances/{id}, start
+ * ({cmd, entrypoint}, none: as it was), standby ({compression}), fork,
+ * POST /instances/{id}/snapshots, a snapshot's restore or fork ({name,
+ * target_state, target_hypervisor}), POST /volumes, POST /images, POST
+ * /ingresses (h_ingresses.c: the rules' shapes; their values are the
+ * ingress service's, hm_route_check).
+ * fuzz_bodies runs each on hostile bodies.
+ */
+struct hm_instance_update;
+struct hm_instance_start;
+struct hm_payload_opts;
+struct hm_instance_fork;
+struct hm_snapshot_create;
+struct hm_snapshot_bring;
+struct hm_volume_create;
+struct hm_image_request;
+struct hm_ingress_create;
+int hm_rest_parse_ingress(json_t *body, struct hm_ingress_create *c, struct hm_err **err);
+int hm_rest_parse_update(json_t *body, struct hm_instance_update *u, struct hm_err **err);
+int hm_rest_parse_start(json_t *body, struct hm_instance_start *s, struct hm_err **err);
+int hm_rest_parse_standby(json_t *body, struct hm_payload_opts *opts, struct hm_err **err);
+int hm_rest_parse_fork(json_t *body, struct hm_instance_fork *f, struct hm_err **err);
+int hm_rest_parse_snapshot(json_t *body, struct hm_snapshot_create *c, struct hm_err **err);
+int hm_rest_parse_bring(json_t *body, struct hm_snapshot_bring *b, struct hm_err **err);
+int hm_rest_parse_volume(json_t *body, struct hm_volume_create *c, struct hm_err **err);
+int hm_rest_parse_image(json_t *body, struct hm_image_request *ir, struct hm_err **err);
 /* A copy's file header for the client from the guest's cp_header: only a
  * header's fields, each of its type (h_cp.c; fuzz_agent_host checks it). */
 json_t *hm_cp_guest_header(json_t *msg);

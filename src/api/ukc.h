@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/json_cleanup.h"
 #include "instance/state.h"
@@ -178,10 +179,19 @@ int ukc_volume_resolve(struct hm_volumes *vs, const struct ukc_ref *r, struct hm
                        struct hm_err **err);
 /* The Volume object (its state from the instances it is attached to). */
 json_t *ukc_volume(struct hm_instances *in, const struct hm_volume_view *v, bool details);
-/* A new volume from a CreateVolumeRequest-shaped object; `where` prefixes
- * messages ("volumes[0]: "). */
-int ukc_volume_create(struct hm_volumes *vs, json_t *body, const char *where,
-                      struct hm_volume_view **ret, struct hm_err **err);
+/* A new volume as a CreateVolumeRequest-shaped object says it (name, size_mb,
+ * tags; the fixed quota_policy, filesystem, access_mode), read apart from
+ * the engine; `where` prefixes messages ("volumes[0]: "). */
+struct ukc_volume_spec {
+	const char *name;   /* NULL: made up when it is made (borrowed) */
+	int64_t size_bytes; /* a whole number of MiB */
+	json_t *tags;       /* {k: v}, or NULL (owned: json_decref) */
+};
+int ukc_volume_spec_in(json_t *body, const char *where, struct ukc_volume_spec *ret,
+                       struct hm_err **err);
+/* Make it (a 409 when the name is taken, ...). */
+int ukc_volume_make(struct hm_volumes *vs, const struct ukc_volume_spec *s,
+                    struct hm_volume_view **ret, struct hm_err **err);
 
 /* ---- service groups (ukc_services.c) ---- */
 

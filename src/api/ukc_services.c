@@ -79,9 +79,10 @@ static int svc_in(json_t *o, const char *where, size_t i, struct hm_svc *ret, st
 
 static int svcs_in(json_t *list, const char *where, struct hm_group_spec *ret, struct hm_err **err)
 {
-	if (!json_is_array(list) || json_array_size(list) > HM_GROUP_MAX_SERVICES)
+	if (!json_is_array(list) || json_array_size(list) < 1 ||
+	    json_array_size(list) > HM_GROUP_MAX_SERVICES)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "%s`services` must be an array of at most %d services", where,
+		                  "%s`services` must be an array of 1 to %d services", where,
 		                  HM_GROUP_MAX_SERVICES);
 	ret->nsvcs = 0;
 	size_t i;

@@ -138,23 +138,33 @@ static int instance_at(struct hm_req *req, json_t *ref, const char *field,
 
 /* ---- create ---- */
 
+/* err with `where` ("volumes[0]: ") before it, or as it is when where is "". */
+static int wrapped(struct hm_err **err, const char *where)
+{
+	size_t n = strlen(where);
+	while (n && (where[n - 1] == ' ' || where[n - 1] == ':'))
+		n--;
+	return n ? hm_err_wrap(err, "%.*s", (int)n, where) : -1;
+}
+
 /*
  * A new volume from UKC's fields: name (made up when absent), size_mb,
  * tags; quota_policy, filesystem and access_mode only as we make volumes
  * (static, ext4, rwo). Shared with an instance create's new volumes.
  */
-int ukc_volume_create(struct hm_volumes *vs, json_t *body, const char *where,
-                      struct hm_volume_view **ret, struct hm_err **err)
+int ukc_volume_spec_in(json_t *body, const char *where, struct ukc_volume_spec *ret,
+                       struct hm_err **err)
 {
-	const char *name = NULL;
+	*ret = (struct ukc_volume_spec){ 0 };
 	long long mb;
-	if (ukc_body_str(body, "name", &name, err) < 0 ||
+	if (ukc_body_str(body, "name", &ret->name, err) < 0 ||
 	    ukc_body_int(body, "size_mb", -1, 1, HM_VOLUME_MAX_BYTES >> 20, &mb, err) < 0)
-		return -1;
+		return wrapped(err, where);
 	if (mb < 0)
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field",
 		                  "%s`size_mb` is required: the size in MiB, from 1 to %lld", where,
 		                  HM_VOLUME_MAX_BYTES >> 20);
+	ret->size_bytes = (int64_t)mb << 20;
 	static const struct {
 		const char *field, *only;
 	} fixed[] = { { "quota_policy", "static" },
@@ -163,19 +173,24 @@ int ukc_volume_create(struct hm_volumes *vs, json_t *body, const char *where,
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
 		const char *s = NULL;
 		if (ukc_body_str(body, fixed[i].field, &s, err) < 0)
-			return -1;
+			return wrapped(err, where);
 		if (s && strcmp(s, fixed[i].only) != 0)
 			return hm_err_set(err, HM_ERR_INVALID, "unsupported_field",
 			                  "%s`%s`: only `%s` is available, not `%.40s`", where,
 			                  fixed[i].field, fixed[i].only, s);
 	}
-	_cleanup_json_ json_t *tags = NULL;
-	if (ukc_tags_in(json_object_get(body, "tags"), "tags", &tags, err) < 0)
-		return -1;
-	_cleanup_free_ char *made = name ? NULL : ukc_random_name();
-	struct hm_volume_create c = { .name = name ? name : made,
-		                      .size_bytes = (int64_t)mb << 20,
-		                      .tags = tags,
+	if (ukc_tags_in(json_object_get(body, "tags"), "tags", &ret->tags, err) < 0)
+		return wrapped(err, where);
+	return 0;
+}
+
+int ukc_volume_make(struct hm_volumes *vs, const struct ukc_volume_spec *s,
+                    struct hm_volume_view **ret, struct hm_err **err)
+{
+	_cleanup_free_ char *made = s->name ? NULL : ukc_random_name();
+	struct hm_volume_create c = { .name = s->name ? s->name : made,
+		                      .size_bytes = s->size_bytes,
+		                      .tags = s->tags,
 		                      .size_field = "size_mb" };
 	return hm_volumes_create(vs, &c, ret, err);
 }
@@ -187,7 +202,12 @@ int ukc_h_volumes_create(struct hm_req *req, struct hm_resp *resp, struct hm_err
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
 		                  "the body must be a CreateVolumeRequest object");
 	struct hm_volume_view *v = NULL;
-	if (ukc_volume_create(volumes(req), body, "", &v, err) < 0) {
+	struct ukc_volume_spec spec;
+	if (ukc_volume_spec_in(body, "", &spec, err) < 0)
+		return -1;
+	int r = ukc_volume_make(volumes(req), &spec, &v, err);
+	json_decref(spec.tags);
+	if (r < 0) {
 		if (hm_err_is_kind(err, HM_ERR_INVALID))
 			return -1; /* the request, not the volume: a 400 */
 		struct ukc_batch b;

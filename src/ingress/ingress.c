@@ -963,16 +963,94 @@ void ing_prune_listeners(struct hm_ingresses *ing)
 
 /* ---- the service ---- */
 
-static json_t *ingress_json(const struct hm_ingress_row *r)
+/* ---- views: the stored spec ({rules: [...], tags}) read back ---- */
+
+static char *dup_str(json_t *v)
+{
+	const char *s = json_string_value(v);
+	return s ? xstrdup(s) : NULL;
+}
+
+static void view_of(const struct hm_ingress_row *r, struct hm_ingress_view *v)
 {
 	json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
 	json_t *tags = json_object_get(spec, "tags"), *rules = json_object_get(spec, "rules");
-	json_t *o =
-	    json_pack("{s:s,s:s,s:o,s:o,s:s}", "id", r->id, "name", r->name, "tags",
-	              tags ? json_incref(tags) : json_object(), "rules",
-	              rules ? json_incref(rules) : json_array(), "created_at", r->created_at);
+	*v = (struct hm_ingress_view){
+		.id = xstrdup(r->id),
+		.name = xstrdup(r->name),
+		.created_at = xstrdup(r->created_at ? r->created_at : ""),
+		.tags = json_is_object(tags) ? json_incref(tags) : json_object(),
+	};
+	v->rules = xcalloc(json_array_size(rules) + 1, sizeof(*v->rules));
+	size_t i;
+	json_t *o;
+	json_array_foreach (rules, i, o) {
+		json_t *m = json_object_get(o, "match"), *t = json_object_get(o, "target");
+		json_t *a = json_object_get(o, "request_header_auth");
+		v->rules[v->nrules++] = (struct hm_ingress_rule){
+			.hostname = dup_str(json_object_get(m, "hostname")),
+			.port = (int)json_integer_value(json_object_get(m, "port")),
+			.instance = dup_str(json_object_get(t, "instance")),
+			.target_port = (int)json_integer_value(json_object_get(t, "port")),
+			.tls = json_is_true(json_object_get(o, "tls")),
+			.redirect_http = json_is_true(json_object_get(o, "redirect_http")),
+			.auth_header = dup_str(json_object_get(a, "header")),
+			.auth_value = dup_str(json_object_get(a, "value")),
+		};
+	}
 	json_decref(spec);
-	return o;
+}
+
+/* What one view owns (not the view itself). */
+static void view_done(struct hm_ingress_view *v)
+{
+	for (size_t i = 0; i < v->nrules; i++) {
+		struct hm_ingress_rule *r = &v->rules[i];
+		free((char *)r->hostname);
+		free((char *)r->instance);
+		free((char *)r->auth_header);
+		free((char *)r->auth_value);
+	}
+	free(v->rules);
+	free(v->id);
+	free(v->name);
+	free(v->created_at);
+	json_decref(v->tags);
+}
+
+void hm_ingress_view_free(struct hm_ingress_view *v)
+{
+	hm_ingress_views_free(v, v ? 1 : 0);
+}
+
+void hm_ingress_views_free(struct hm_ingress_view *v, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		view_done(&v[k]);
+	free(v);
+}
+
+/* The stored spec of checked rules and tags: the form rules_add and view_of read. */
+static char *spec_text_of(const struct hm_ingress_rule *rules, size_t n, json_t *tags)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		const struct hm_ingress_rule *r = &rules[i];
+		json_t *o =
+		    json_pack("{s:{s:s,s:i},s:{s:s,s:i},s:b,s:b}", "match", "hostname", r->hostname,
+		              "port", r->port, "target", "instance", r->instance, "port",
+		              r->target_port, "tls", r->tls, "redirect_http", r->redirect_http);
+		if (r->auth_header)
+			json_object_set_new(o, "request_header_auth",
+			                    json_pack("{s:s,s:s}", "header", r->auth_header,
+			                              "value", r->auth_value));
+		json_array_append_new(a, o);
+	}
+	json_t *spec = json_pack("{s:o,s:o}", "rules", a, "tags",
+	                         json_is_object(tags) ? json_deep_copy(tags) : json_object());
+	char *text = json_dumps(spec, JSON_COMPACT);
+	json_decref(spec);
+	return text;
 }
 
 /* An instance deleted by any path leaves its service group. */
@@ -1086,48 +1164,28 @@ int ing_check_new(struct hm_ingresses *ing, const struct rule *nr, size_t nn,
 	return r;
 }
 
-int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, struct hm_err **err)
+int hm_ingresses_create(struct hm_ingresses *ing, const struct hm_ingress_create *c,
+                        struct hm_ingress_view **ret, struct hm_err **err)
 {
-	json_t *rules = NULL;
-	if (hm_route_validate(req, &rules, err) < 0)
+	struct hm_ingress_rule checked[HM_ROUTE_MAX_RULES];
+	char hosts[HM_ROUTE_MAX_RULES][256];
+	if (hm_route_check(c->rules, c->nrules, checked, hosts, err) < 0 ||
+	    (c->tags && hm_tags_validate(c->tags, err) < 0))
 		return -1;
-	const char *name = json_string_value(json_object_get(req, "name"));
-	if (!name) {
-		json_decref(rules);
+	if (!c->name)
 		return hm_err_set(err, HM_ERR_INVALID, "missing_field", "`name` is required");
-	}
-	if (hm_name_check("ingress", name, err) < 0) {
-		json_decref(rules);
+	if (hm_name_check("ingress", c->name, err) < 0)
 		return -1;
-	}
 	/* TLS rules need a certificate the user put in the directory. */
 	hm_tls_reload(ing->tls, NULL);
-	size_t i;
-	json_t *o;
-	json_array_foreach (rules, i, o) {
-		const char *h =
-		    json_string_value(json_object_get(json_object_get(o, "match"), "hostname"));
-		bool tls = json_is_true(json_object_get(o, "tls"));
-		int r = 0;
-		if (!tls && json_is_true(json_object_get(o, "redirect_http")))
-			r = hm_err_set(err, HM_ERR_INVALID, "invalid_rule",
-			               "rules[%zu]: redirect_http needs tls", i);
-		else if (tls && !hm_tls_covers(ing->tls, h))
-			r = hm_err_set(
+	for (size_t i = 0; i < c->nrules; i++)
+		if (checked[i].tls && !hm_tls_covers(ing->tls, checked[i].hostname))
+			return hm_err_set(
 			    err, HM_ERR_INVALID, "certificate_missing",
 			    "rules[%zu]: no certificate in %s covers %s (put NAME.crt and "
 			    "NAME.key there)",
-			    i, hm_tls_dir(ing->tls), h);
-		if (r < 0) {
-			json_decref(rules);
-			return -1;
-		}
-	}
-	json_t *tags = json_object_get(req, "tags");
-	json_t *spec = json_pack("{s:o,s:o}", "rules", rules, "tags",
-	                         json_is_object(tags) ? json_deep_copy(tags) : json_object());
-	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
-	json_decref(spec);
+			    i, hm_tls_dir(ing->tls), checked[i].hostname);
+	_cleanup_free_ char *spec_text = spec_text_of(checked, c->nrules, c->tags);
 
 	struct rule *nr = NULL;
 	size_t nn = 0;
@@ -1142,7 +1200,7 @@ int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, str
 	hm_id_new(id);
 	_cleanup_free_ char *created = hm_now_rfc3339();
 	struct hm_ingress_row row = {
-		.id = id, .name = (char *)name, .spec = spec_text, .created_at = created
+		.id = id, .name = (char *)c->name, .spec = spec_text, .created_at = created
 	};
 	if (r == 0)
 		r = hm_store_ingress_insert(ing->st, &row, err);
@@ -1153,37 +1211,43 @@ int hm_ingresses_create(struct hm_ingresses *ing, json_t *req, json_t **ret, str
 	ing_rules_free(nr, nn);
 	if (r < 0)
 		return -1;
-	log_info("ingress", "created", "id=%s name=%s", id, name);
-	*ret = ingress_json(&row);
+	log_info("ingress", "created", "id=%s name=%s", id, c->name);
+	*ret = xcalloc(1, sizeof(**ret));
+	view_of(&row, *ret);
 	return 0;
 }
 
-int hm_ingresses_get(struct hm_ingresses *ing, const char *key, json_t **ret, struct hm_err **err)
+int hm_ingresses_get(struct hm_ingresses *ing, const char *key, struct hm_ingress_view **ret,
+                     struct hm_err **err)
 {
 	struct hm_ingress_row row = { 0 };
 	if (hm_store_ingress_find(ing->st, key, &row, err) < 0)
 		return -1;
-	*ret = ingress_json(&row);
+	*ret = xcalloc(1, sizeof(**ret));
+	view_of(&row, *ret);
 	hm_ingress_row_done(&row);
 	return 0;
 }
 
-int hm_ingresses_list(struct hm_ingresses *ing, json_t *tags, json_t **ret, struct hm_err **err)
+int hm_ingresses_list(struct hm_ingresses *ing, json_t *tags, struct hm_ingress_view **ret,
+                      size_t *n, struct hm_err **err)
 {
 	struct hm_ingress_row *rows = NULL;
-	size_t n = 0;
-	if (hm_store_ingress_list(ing->st, &rows, &n, err) < 0)
+	size_t nrows = 0;
+	if (hm_store_ingress_list(ing->st, &rows, &nrows, err) < 0)
 		return -1;
-	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = ingress_json(&rows[i]);
-		if (!tags || hm_tags_match(json_object_get(o, "tags"), tags))
-			json_array_append_new(arr, o);
+	struct hm_ingress_view *v = xcalloc(nrows + 1, sizeof(*v));
+	size_t k = 0;
+	for (size_t i = 0; i < nrows; i++) {
+		view_of(&rows[i], &v[k]);
+		if (!tags || hm_tags_match(v[k].tags, tags))
+			k++;
 		else
-			json_decref(o);
+			view_done(&v[k]);
 	}
-	hm_ingress_rows_free(rows, n);
-	*ret = arr;
+	hm_ingress_rows_free(rows, nrows);
+	*ret = v;
+	*n = k;
 	return 0;
 }
 

@@ -9,7 +9,6 @@
 #include <strings.h>
 
 #include "core/err.h"
-#include "core/tags.h"
 
 #define MAX_CAPTURES 8
 
@@ -99,113 +98,74 @@ static int rule_err(struct hm_err **err, size_t i, const char *what)
 	return hm_err_set(err, HM_ERR_INVALID, "invalid_rule", "rules[%zu]: %s", i, what);
 }
 
-static int one_rule(json_t *r, size_t i, json_t **out, struct hm_err **err)
+/* A header for request_header_auth: a dedicated name, a printable value of 32-256. */
+static bool auth_ok(const char *h, const char *v)
 {
-	if (!json_is_object(r))
-		return rule_err(err, i, "must be an object");
-	json_t *match = json_object_get(r, "match"), *target = json_object_get(r, "target");
-	if (!json_is_object(match) || !json_is_object(target))
-		return rule_err(err, i, "`match` and `target` objects are required");
-	json_t *hv = json_object_get(match, "hostname");
-	if (!json_is_string(hv))
+	bool ok = h && v && *h && strlen(h) <= 64 && strlen(v) >= 32 && strlen(v) <= 256;
+	for (const char *p = h; ok && *p; p++)
+		ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_';
+	for (const char *p = v; ok && *p; p++)
+		ok = *p >= 0x21 && *p <= 0x7e;
+	for (size_t k = 0; ok && reserved_headers[k]; k++)
+		ok = strcasecmp(h, reserved_headers[k]) != 0;
+	if (ok && (strncasecmp(h, "proxy-", 6) == 0 || strncasecmp(h, "sec-", 4) == 0))
+		ok = false;
+	return ok;
+}
+
+static int one_rule(const struct hm_ingress_rule *r, size_t i, struct hm_ingress_rule *o,
+                    char host[256], struct hm_err **err)
+{
+	if (!r->hostname)
 		return rule_err(err, i, "`match.hostname` is required");
-	char host[256];
-	snprintf(host, sizeof(host), "%s", json_string_value(hv));
+	size_t n = strlen(r->hostname);
+	snprintf(host, 256, "%s", r->hostname);
 	for (char *p = host; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (json_string_length(hv) > 253 || !valid_hostname(host, true))
+	if (n > 253 || !valid_hostname(host, true))
 		return rule_err(err, i,
 		                "`match.hostname` must be a DNS name such as api.example.com, or a "
 		                "pattern such as {instance}.example.com");
-	json_t *pv = json_object_get(match, "port");
-	json_int_t port = 80;
-	if (pv && !json_is_null(pv)) {
-		if (!json_is_integer(pv) || json_integer_value(pv) < 1 ||
-		    json_integer_value(pv) > 65535)
-			return rule_err(err, i, "`match.port` must be 1-65535");
-		port = json_integer_value(pv);
-	}
-	const char *ti = json_string_value(json_object_get(target, "instance"));
-	if (!ti || !valid_target(ti))
+	int port = r->port ? r->port : 80;
+	if (port < 1 || port > 65535)
+		return rule_err(err, i, "`match.port` must be 1-65535");
+	if (!r->instance || !valid_target(r->instance))
 		return rule_err(err, i,
 		                "`target.instance` must be an instance name or id, or a "
 		                "{capture} of the hostname");
-	if (!captures_known(host, ti))
+	if (!captures_known(host, r->instance))
 		return rule_err(err, i, "`target.instance` uses a {capture} the hostname lacks");
-	json_t *tp = json_object_get(target, "port");
-	if (!json_is_integer(tp) || json_integer_value(tp) < 1 || json_integer_value(tp) > 65535)
+	if (r->target_port < 1 || r->target_port > 65535)
 		return rule_err(err, i, "`target.port` must be 1-65535");
-	json_t *tls = json_object_get(r, "tls"), *redir = json_object_get(r, "redirect_http");
-	if ((tls && !json_is_null(tls) && !json_is_boolean(tls)) ||
-	    (redir && !json_is_null(redir) && !json_is_boolean(redir)))
-		return rule_err(err, i, "`tls` and `redirect_http` must be booleans");
-	json_t *o = json_pack("{s:{s:s,s:I},s:{s:s,s:O},s:b,s:b}", "match", "hostname", host,
-	                      "port", port, "target", "instance", ti, "port", tp, "tls",
-	                      json_is_true(tls), "redirect_http", json_is_true(redir));
-	json_t *auth = json_object_get(r, "request_header_auth");
-	if (auth && !json_is_null(auth)) {
-		const char *h = json_string_value(json_object_get(auth, "header"));
-		const char *v = json_string_value(json_object_get(auth, "value"));
-		bool ok = h && v && *h && strlen(h) <= 64 && strlen(v) >= 32 && strlen(v) <= 256;
-		for (const char *p = h; ok && *p; p++)
-			ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_';
-		for (const char *p = v; ok && *p; p++)
-			ok = *p >= 0x21 && *p <= 0x7e;
-		for (size_t k = 0; ok && reserved_headers[k]; k++)
-			ok = strcasecmp(h, reserved_headers[k]) != 0;
-		if (ok && (strncasecmp(h, "proxy-", 6) == 0 || strncasecmp(h, "sec-", 4) == 0))
-			ok = false;
-		if (!ok) {
-			json_decref(o);
-			return rule_err(
-			    err, i,
-			    "`request_header_auth` needs a dedicated header name (not "
-			    "authorization, cookie, host, framing or proxy headers) and a "
-			    "printable value of 32-256 characters");
-		}
-		json_object_set_new(o, "request_header_auth",
-		                    json_pack("{s:s,s:s}", "header", h, "value", v));
-	}
-	*out = o;
+	if (r->redirect_http && !r->tls)
+		return rule_err(err, i, "redirect_http needs tls");
+	if ((r->auth_header || r->auth_value) && !auth_ok(r->auth_header, r->auth_value))
+		return rule_err(err, i,
+		                "`request_header_auth` needs a dedicated header name (not "
+		                "authorization, cookie, host, framing or proxy headers) and a "
+		                "printable value of 32-256 characters");
+	*o = *r;
+	o->hostname = host;
+	o->port = port;
 	return 0;
 }
 
-int hm_route_validate(json_t *req, json_t **rules, struct hm_err **err)
+int hm_route_check(const struct hm_ingress_rule *rules, size_t nrules, struct hm_ingress_rule *out,
+                   char (*hosts)[256], struct hm_err **err)
 {
-	if (!json_is_object(req))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	json_t *in = json_object_get(req, "rules");
-	if (!json_is_array(in) || json_array_size(in) == 0 ||
-	    json_array_size(in) > HM_ROUTE_MAX_RULES)
+	if (nrules == 0 || nrules > HM_ROUTE_MAX_RULES)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_rule",
 		                  "`rules` must be an array of 1 to %d rules", HM_ROUTE_MAX_RULES);
-	json_t *tags = json_object_get(req, "tags");
-	if (tags && !json_is_null(tags) && hm_tags_validate(tags, err) < 0)
-		return -1;
-	json_t *out = json_array();
-	size_t i;
-	json_t *r;
-	json_array_foreach (in, i, r) {
-		json_t *o = NULL;
-		if (one_rule(r, i, &o, err) < 0) {
-			json_decref(out);
+	for (size_t i = 0; i < nrules; i++) {
+		if (one_rule(&rules[i], i, &out[i], hosts[i], err) < 0)
 			return -1;
-		}
 		/* The same hostname and port twice in one ingress is a mistake. */
-		for (size_t k = 0; k < json_array_size(out); k++) {
-			json_t *m1 = json_object_get(json_array_get(out, k), "match");
-			json_t *m2 = json_object_get(o, "match");
-			if (json_equal(m1, m2)) {
-				json_decref(o);
-				json_decref(out);
+		for (size_t k = 0; k < i; k++)
+			if (out[k].port == out[i].port &&
+			    strcmp(out[k].hostname, out[i].hostname) == 0)
 				return rule_err(err, i,
 				                "repeats the hostname and port of an earlier rule");
-			}
-		}
-		json_array_append_new(out, o);
 	}
-	*rules = out;
 	return 0;
 }
 

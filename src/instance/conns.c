@@ -58,8 +58,9 @@ static int wake(struct hm_instances *in, const char *id, const char *name, const
 }
 
 /* One try: 0 with the hold, 1 to try again later (it is going to standby),
- * 2 to try again at once (it was just woken), -1 with the error. */
-static int try_open(struct hm_instances *in, const char *key, char ip[16],
+ * 2 to try again at once (it was just woken), 3 to try again later while
+ * doubt_ok (an auto-standby instance in doubt), -1 with the error. */
+static int try_open(struct hm_instances *in, const char *key, char ip[16], bool doubt_ok,
                     struct hm_instance_conn **ret, struct hm_err **err)
 {
 	struct hm_instance_row row = { .exit_code = -1 };
@@ -85,6 +86,11 @@ static int try_open(struct hm_instances *in, const char *key, char ip[16],
 		r = 1; /* going to standby: wait for it, then wake it */
 	} else if (state == HM_STATE_INITIALIZING && p.enabled) {
 		r = 1; /* booting (a stateless wake): wait for it to run */
+	} else if (state == HM_STATE_UNKNOWN && p.enabled && doubt_ok) {
+		/* In doubt, as a VMM that was just woken can be for a moment (its
+		 * first status asked while the host is busy with the connections
+		 * that woke it): the monitor asks again each second. */
+		r = 3;
 	} else if (state != HM_STATE_RUNNING || !l) {
 		r = hm_err_set(err, HM_ERR_CONFLICT, "invalid_state",
 		               "instance `%s` is not running (current state: %s)", row.name,
@@ -118,13 +124,17 @@ int hm_instances_conn_open(struct hm_instances *in, const char *key, char ip[16]
                            struct hm_instance_conn **ret, struct hm_err **err)
 {
 	*ret = NULL;
-	/* A standby under way takes well under a second; a wake a few. */
+	/* A standby under way takes well under a second; a wake a few; doubt
+	 * is given 3 s, then it is the caller's error. */
+	int doubts = 0;
 	for (int i = 0; i < 1500; i++) {
-		int r = try_open(in, key, ip, ret, err);
+		int r = try_open(in, key, ip, doubts < 150, ret, err);
 		if (r <= 0)
 			return r;
 		if (r == 2)
 			continue; /* just woken: open at once */
+		if (r == 3)
+			doubts++;
 		struct timespec ts = { 0, 20 * 1000000L };
 		nanosleep(&ts, NULL);
 	}

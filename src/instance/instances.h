@@ -262,9 +262,12 @@ int hm_instances_make_template(struct hm_instances *in, const char *key,
  * showing `draining`. */
 int hm_instances_stop_begin(struct hm_instances *in, const char *key, int grace_ms, long drain_ms,
                             struct hm_instance_view **ret, struct hm_err **err);
-/* POST /instances/{id}/start {cmd?, entrypoint?}: boot a Stopped instance again on
- * its own overlay (writes persist). */
-int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
+/* Boot a Stopped instance again on its own overlay (writes persist), with
+ * s's argv parts in place of its own where given (s NULL: as it was). */
+struct hm_instance_start {
+	json_t *cmd, *entrypoint; /* ["arg", ...], or NULL: as it was (borrowed) */
+};
+int hm_instances_start(struct hm_instances *in, const char *key, const struct hm_instance_start *s,
                        struct hm_instance_view **ret, struct hm_err **err);
 /*
  * An update, typed; each part is optional and all are checked before any is
@@ -431,10 +434,12 @@ struct hm_log_range {
 int hm_instances_log_range(struct hm_instances *in, const char *key, int64_t offset, int64_t limit,
                            struct hm_log_range *ret, struct hm_err **err);
 
-/* POST /instances/{id}/standby {compression?}: a Running instance's memory and
- * device state go to disk and its VMM ends; it is then in Standby (409 otherwise). */
-int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
-                         struct hm_instance_view **ret, struct hm_err **err);
+/* A Running instance's memory and device state go to disk (compressed as
+ * opts says; NULL: not) and its VMM ends; it is then in Standby (409 otherwise). */
+struct hm_payload_opts;
+int hm_instances_standby(struct hm_instances *in, const char *key,
+                         const struct hm_payload_opts *opts, struct hm_instance_view **ret,
+                         struct hm_err **err);
 /* POST /instances/{id}/restore: a Standby instance runs on from where it was. */
 int hm_instances_restore(struct hm_instances *in, const char *key, struct hm_instance_view **ret,
                          struct hm_err **err);

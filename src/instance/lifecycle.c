@@ -376,16 +376,13 @@ void inst_workers_wait(struct hm_instances *in)
 	pthread_mutex_unlock(&in->changes_lock);
 }
 
-int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
+int hm_instances_start(struct hm_instances *in, const char *key, const struct hm_instance_start *s,
                        struct hm_instance_view **ret, struct hm_err **err)
 {
-	if (body && !json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	json_t *cmd = body ? json_object_get(body, "cmd") : NULL;
-	json_t *ep = body ? json_object_get(body, "entrypoint") : NULL;
-	if ((cmd && !json_is_null(cmd) && hm_command_check_args(cmd, "cmd", err) < 0) ||
-	    (ep && !json_is_null(ep) && hm_command_check_args(ep, "entrypoint", err) < 0))
+	json_t *cmd = s && !json_is_null(s->cmd) ? s->cmd : NULL;
+	json_t *ep = s && !json_is_null(s->entrypoint) ? s->entrypoint : NULL;
+	if ((cmd && hm_command_check_args(cmd, "cmd", err) < 0) ||
+	    (ep && hm_command_check_args(ep, "entrypoint", err) < 0))
 		return -1;
 	if (in->boot_error)
 		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
@@ -396,7 +393,7 @@ int hm_instances_start(struct hm_instances *in, const char *key, json_t *body,
 	enum hm_state state = inst_state(in, &row);
 	int r;
 	bool running = state == HM_STATE_RUNNING || state == HM_STATE_INITIALIZING;
-	if (running && !(cmd && !json_is_null(cmd)) && !(ep && !json_is_null(ep)))
+	if (running && !cmd && !ep)
 		r = hm_instances_get(in, row.id, ret,
 		                     err); /* already what was asked, as upstream */
 	else if (running)

@@ -22,36 +22,6 @@
 #include "core/spawn.h"
 #include "core/xalloc.h"
 
-int hm_payload_parse_compression(json_t *v, struct hm_payload_opts *ret, struct hm_err **err)
-{
-	*ret = (struct hm_payload_opts){ .compress = false, .level = 1 };
-	if (!v || json_is_null(v))
-		return 0;
-	json_t *en = json_object_get(v, "enabled");
-	json_t *alg = json_object_get(v, "algorithm");
-	json_t *lvl = json_object_get(v, "level");
-	if (!json_is_object(v) || !json_is_boolean(en))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_compression",
-		                  "`compression` must be an object with a boolean `enabled`");
-	if (!json_is_true(en))
-		return 0;
-	if (alg && !json_is_null(alg) &&
-	    (!json_is_string(alg) || strcmp(json_string_value(alg), "zstd") != 0))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_compression",
-		                  "`compression.algorithm` %s is not available here: use zstd",
-		                  json_is_string(alg) ? json_string_value(alg) : "(not a string)");
-	if (lvl && !json_is_null(lvl)) {
-		if (!json_is_integer(lvl) || json_integer_value(lvl) < 1 ||
-		    json_integer_value(lvl) > 19)
-			return hm_err_set(
-			    err, HM_ERR_INVALID, "invalid_compression",
-			    "`compression.level` must be an integer from 1 to 19 (zstd)");
-		ret->level = (int)json_integer_value(lvl);
-	}
-	ret->compress = true;
-	return 0;
-}
-
 /*
  * The files a payload copy makes in dst_dir, in order, each given to fn with
  * its source; an optional one whose source is missing is left out. One list

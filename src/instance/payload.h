@@ -17,13 +17,11 @@ struct hm_err;
 #define HM_PAYLOAD_ACCEL      "vm.accel"       /* the accelerator it was saved under */
 #define HM_PAYLOAD_SECRETS    "secrets.json" /* credential values (0600; instance/credentials.c) */
 
+/* How a memory file is kept: plain, or compressed with zstd at a level. */
 struct hm_payload_opts {
 	bool compress;
 	int level; /* zstd 1..19 */
 };
-
-/* A SnapshotCompressionConfig ({enabled, algorithm: zstd, level}); NULL/null: off. */
-int hm_payload_parse_compression(json_t *v, struct hm_payload_opts *ret, struct hm_err **err);
 
 /*
  * Copy the payload in src_dir into dst_dir (created if missing): the

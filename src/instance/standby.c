@@ -172,15 +172,14 @@ static int standby_live(struct hm_instances *in, struct hm_instance_row *row, st
 	return 0;
 }
 
-int hm_instances_standby(struct hm_instances *in, const char *key, json_t *body,
-                         struct hm_instance_view **ret, struct hm_err **err)
+int hm_instances_standby(struct hm_instances *in, const char *key,
+                         const struct hm_payload_opts *asked, struct hm_instance_view **ret,
+                         struct hm_err **err)
 {
-	struct hm_payload_opts opts = { 0 };
-	if (body && !json_is_null(body) && !json_is_object(body))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
-		                  "the body must be a JSON object");
-	if (hm_payload_parse_compression(json_object_get(body, "compression"), &opts, err) < 0)
-		return -1;
+	struct hm_payload_opts opts = asked ? *asked : (struct hm_payload_opts){ .level = 1 };
+	if (opts.compress && (opts.level < 1 || opts.level > 19))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_compression",
+		                  "compression level %d is not one of zstd's, 1 to 19", opts.level);
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
@@ -310,7 +309,7 @@ static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t 
 	row->vmm_pid = vm->pid;
 	free(row->started_at);
 	row->started_at = hm_now_rfc3339();
-	if (vm->ops->resume(vm, err) < 0 || hm_store_instance_update(in->st, row, err) < 0) {
+	if (vm->ops->resume(vm, err) < 0) {
 		vm->ops->kill(vm, 5000, NULL);
 		vm->ops->free(vm);
 		inst_drop_tap(in, row->id);
@@ -320,9 +319,32 @@ static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t 
 		json_decref(after_hello);
 		return -1;
 	}
+	/*
+	 * The record first, then the row: the mirror of a standby's order (the
+	 * row says Standby, then the record goes; see status_of). A reader that
+	 * finds the row Running then always finds its VMM; one that read the
+	 * row before (Standby) and the list after sees the record, Running.
+	 * The other order let connections arriving during a wake by traffic
+	 * see a Running row with no VMM, Unknown, and answer 502.
+	 */
 	pthread_mutex_lock(&in->lock);
 	inst_live_start(in, row->id, vm, true, after_hello);
 	pthread_mutex_unlock(&in->lock);
+	if (hm_store_instance_update(in->st, row, err) < 0) {
+		struct live *l = inst_live_take(in, row->id);
+		if (l) {
+			inst_live_silence(l);
+			pthread_mutex_lock(&l->vm_lock);
+			l->vm->ops->kill(l->vm, 5000, NULL);
+			pthread_mutex_unlock(&l->vm_lock);
+			inst_live_free(l);
+		}
+		inst_drop_tap(in, row->id);
+		free(row->phase);
+		row->phase = xstrdup("Standby");
+		row->vmm_pid = 0;
+		return -1;
+	}
 	if (hm_store_instance_count_start(in->st, row->id, false, NULL) == 0)
 		row->start_count++;
 	/* The state is used up: the running VM owns the memory file again. */

@@ -452,7 +452,7 @@ function hostGetMany(port, host, n) {
   return JSON.parse(inNs(NS, process.execPath, '-e', code));
 }
 
-test('auto-standby: an idle instance behind an ingress goes to standby; a request wakes it with the right body, 20 at once with one restore; a hold keeps it awake; the status says where it stands', { timeout: 240000 }, async () => {
+test('auto-standby: an idle instance behind an ingress goes to standby; a request wakes it with the right body, 40 at once with one restore; a hold keeps it awake; the status says where it stands', { timeout: 240000 }, async () => {
   const json = { 'content-type': 'application/json' };
   const c = await createInstance(d, token, {
     name: 'sleepy', image, size: '256MB', vcpus: 1, auto_standby: { enabled: true, idle_timeout: '2s' },
@@ -487,8 +487,8 @@ test('auto-standby: an idle instance behind an ingress goes to standby; a reques
 
   // asleep again, then twenty first requests at once: every one answered, one restore
   await waitState(d, token, id, ['Standby'], { timeoutMs: 30000 });
-  const many = hostGetMany(8093, 'sleepy.test', 20);
-  assert.deepEqual(many, Array.from({ length: 20 }, () => ({ status: 200, body: 'awake\n' })));
+  const many = hostGetMany(8093, 'sleepy.test', 40);
+  assert.deepEqual(many, Array.from({ length: 40 }, () => ({ status: 200, body: 'awake\n' })));
   assert.equal(await wakes(), 2);
 
   // asleep across a daemon restart: the next daemon serves the route and the request still wakes it
@@ -932,13 +932,14 @@ test('mediated egress: the guest gets the proxy in its env, plain HTTP and CONNE
   const PROXY = `http://${GW}:3128`;
   const mk = (name, mode) => createInstance(d, token, {
     name, image, size: '256MB', vcpus: 1, network: { egress: { enabled: true, enforcement: mode ? { mode } : undefined } },
-    cmd: ['sh', '-c', 'env > /tmp/env; exec sleep 3600'],
+    // written whole, then renamed: Running means the program started, not that it wrote
+    cmd: ['sh', '-c', 'env > /tmp/env.part && mv /tmp/env.part /tmp/env; exec sleep 3600'],
   });
   let c = await mk('mediated');
   assert.equal(c.status, 201, JSON.stringify(c.body));
   const id = c.body.id;
   await waitState(d, token, id, ['Running']);
-  const env = await sh('mediated', 'cat /tmp/env');
+  const env = await sh('mediated', 'i=0; while [ ! -f /tmp/env ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat /tmp/env');
   for (const k of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) assert.match(env, new RegExp(`^${k}=${PROXY}$`, 'm'));
   // plain HTTP through the proxy; a CONNECT tunnel; destinations the proxy refuses
   assert.equal((await sh('mediated', `http_proxy=${PROXY} wget -q -O - http://192.0.2.2:8081/`)).trim(), 'from 192.0.2.1');

@@ -1,6 +1,9 @@
 /*
- * Unit tests for ingress/route: what an ingress request may contain, and
- * how a Host header meets literal and pattern hostnames.
+ * Unit tests for ingress/route: what an ingress request may contain (a
+ * body read by the Hypeman dialect, hm_rest_parse_ingress, then checked by
+ * the domain's hm_route_check and tag rules, as a create does before it
+ * binds anything), and how a Host header meets literal and pattern
+ * hostnames.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +13,10 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "api/handlers.h"
 #include "core/err.h"
+#include "core/tags.h"
+#include "ingress/ingress.h"
 #include "ingress/route.h"
 
 static json_t *req(const char *json)
@@ -21,39 +27,60 @@ static json_t *req(const char *json)
 	return j;
 }
 
-static int validate(const char *json, json_t **rules, const char **code)
+/* The checks of a create body; out/hosts: the normalised rules, which
+ * borrow from *doc (the body, the caller's to let go). */
+static int validate_doc(const char *json, json_t **doc, struct hm_ingress_rule *out,
+                        char (*hosts)[256], size_t *n, const char **code)
 {
-	json_t *r = req(json);
+	json_t *r = *doc = req(json);
 	struct hm_err *err = NULL;
-	int rc = hm_route_validate(r, rules, &err);
+	struct hm_ingress_create c;
+	int rc = hm_rest_parse_ingress(r, &c, &err);
+	if (rc == 0)
+		rc = hm_route_check(c.rules, c.nrules, out, hosts, &err);
+	if (rc == 0 && c.tags)
+		rc = hm_tags_validate(c.tags, &err);
+	*n = c.nrules;
 	if (rc < 0) {
 		*code = err->code;
 		assert_int_equal(err->kind, HM_ERR_INVALID);
 		hm_err_free(err);
 	}
-	json_decref(r);
+	return rc;
+}
+
+static int validate(const char *json, struct hm_ingress_rule *out, char (*hosts)[256], size_t *n,
+                    const char **code)
+{
+	json_t *doc = NULL;
+	int rc = validate_doc(json, &doc, out, hosts, n, code);
+	json_decref(doc);
 	return rc;
 }
 
 static void defaults_are_filled_and_hostnames_lowercased(void **state)
 {
 	(void)state;
-	json_t *rules = NULL;
+	struct hm_ingress_rule out[HM_ROUTE_MAX_RULES];
+	char hosts[HM_ROUTE_MAX_RULES][256];
+	size_t n = 0;
 	const char *code = NULL;
+	json_t *doc = NULL;
 	assert_int_equal(
-	    validate("{\"name\":\"x\",\"rules\":[{\"match\":{\"hostname\":\"API.Example.com\"},"
-	             "\"target\":{\"instance\":\"web\",\"port\":8080}}]}",
-	             &rules, &code),
+	    validate_doc("{\"name\":\"x\",\"rules\":[{\"match\":{\"hostname\":\"API.Example.com\"},"
+	                 "\"target\":{\"instance\":\"web\",\"port\":8080}}]}",
+	                 &doc, out, hosts, &n, &code),
 	    0);
-	json_t *r = json_array_get(rules, 0);
-	assert_string_equal(
-	    json_string_value(json_object_get(json_object_get(r, "match"), "hostname")),
-	    "api.example.com");
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "match"), "port")),
-	                 80);
-	assert_true(json_is_false(json_object_get(r, "tls")));
-	assert_true(json_is_false(json_object_get(r, "redirect_http")));
-	json_decref(rules);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].hostname, "api.example.com");
+	assert_ptr_equal(out[0].hostname, hosts[0]);
+	assert_int_equal(out[0].port, 80);
+	assert_string_equal(out[0].instance, "web");
+	assert_int_equal(out[0].target_port, 8080);
+	assert_false(out[0].tls);
+	assert_false(out[0].redirect_http);
+	assert_null(out[0].auth_header);
+	json_decref(doc);
 }
 
 static void bad_rules_are_refused(void **state)
@@ -97,15 +124,24 @@ static void bad_rules_are_refused(void **state)
 		"{\"rules\":[{\"match\":{\"hostname\":\"a.com\"},\"target\":{\"instance\":\"w\","
 		"\"port\":1}}],"
 		"\"tags\":{\"k\":5}}",
+		"{\"rules\":[{\"match\":{\"hostname\":\"a.com\"},\"target\":{\"instance\":\"w\","
+		"\"port\":1},\"redirect_http\":true}]}",
+		"{\"rules\":[{\"match\":{\"hostname\":\"a.com\"},\"target\":{\"instance\":\"w\","
+		"\"port\":1},\"request_header_auth\":{\"header\":\"X-Key\"}}]}",
+		"{\"rules\":[{\"match\":{\"hostname\":\"a.com\",\"port\":4294967377},"
+		"\"target\":{\"instance\":\"w\",\"port\":1}}]}",
+		"{\"name\":5,\"rules\":[{\"match\":{\"hostname\":\"a.com\"},\"target\":{"
+		"\"instance\":\"w\",\"port\":1}}]}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		json_t *rules = NULL;
+		struct hm_ingress_rule out[HM_ROUTE_MAX_RULES];
+		char hosts[HM_ROUTE_MAX_RULES][256];
+		size_t n = 0;
 		const char *code = NULL;
-		if (validate(bad[i], &rules, &code) == 0) {
+		if (validate(bad[i], out, hosts, &n, &code) == 0) {
 			print_error("accepted: %s\n", bad[i]);
 			fail();
 		}
-		assert_null(rules);
 	}
 }
 
