@@ -926,6 +926,8 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 	pthread_mutex_unlock(&in->vol_lock);
 	struct hm_vm *vm = NULL;
 	json_t *attach = NULL;
+	bool listed = false;    /* its VMM's record is listed (inst_live_begin) */
+	bool from_base = false; /* booted from a base: the guest waits for its attach */
 	if (r == 0)
 		r = prepare(in, &row, spec, secrets, &img, err);
 	if (r == 0 && c.boot)
@@ -944,13 +946,17 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		row.phase = (char *)"Booting";
 		row.vmm_pid = vm->pid;
 		row.started_at = started;
-		r = hm_store_instance_update(in->st, &row, err);
+		from_base = attach != NULL;
+		r = inst_live_begin(in, &row, vm, false, attach, err);
 		if (r < 0) {
 			vm->ops->kill(vm, 5000, NULL);
 			vm->ops->free(vm);
-			vm = NULL;
 			inst_drop_tap(in, id);
+		} else {
+			attach = NULL; /* the record's */
 		}
+		vm = NULL; /* the record's, or ended */
+		listed = r == 0;
 	}
 	if (r < 0) {
 		/* Leave nothing behind: no folder, no row (a name conflict made neither). */
@@ -964,12 +970,7 @@ static int create(struct hm_instances *in, struct create_req c, struct hm_instan
 		log_warn("instances", "create failed", "name=%s error=\"%s\"", c.name,
 		         hm_err_message(err, "?"));
 	} else {
-		if (vm) {
-			bool from_base = attach != NULL;
-			pthread_mutex_lock(&in->lock);
-			inst_live_start(in, id, vm, false, attach);
-			attach = NULL;
-			pthread_mutex_unlock(&in->lock);
+		if (listed) {
 			if (hm_store_instance_count_start(in->st, id, false, NULL) == 0)
 				row.start_count = 1;
 			/* From a base, the guest waits for its attach: whatever a client

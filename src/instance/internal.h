@@ -100,6 +100,11 @@ struct hm_instances {
 	unsigned long changes;
 	char *mem_dir; /* tmpfs folder for the RAM of cold-booted VMs, or NULL (memory.c) */
 	struct live *lives;
+	/* Under lock: instances whose row is being written to say a VMM runs,
+	 * before their record is listed (inst_live_begin); readers take one
+	 * with a row saying so and no record as on its way, not as lost. */
+	char coming[16][32];
+	int ncoming;
 	struct hm_sup *sup;       /* supervise.c */
 	struct hm_idle *idle;     /* idle.c */
 	struct inst_bases *bases; /* bases.c; NULL: BASE_BOOT=off, or no kernel */
@@ -171,6 +176,19 @@ void inst_live_free(struct live *l);
  * after_hello (taken; may be NULL): a message to send once connected. Under lock. */
 void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started,
                      json_t *after_hello);
+/*
+ * Write row (its phase, pid and times set by the caller: a VMM runs for it
+ * now), then list vm's record (inst_live_start): the row first, so that
+ * an end the monitor sees at once is recorded on it, and the instance
+ * marked as coming meanwhile, so that a reader that finds the new row
+ * before the record shows the VMM's state, never Unknown. On a failed
+ * write nothing is listed and vm and after_hello stay the caller's: -1.
+ */
+int inst_live_begin(struct hm_instances *in, struct hm_instance_row *row, struct hm_vm *vm,
+                    bool started, json_t *after_hello, struct hm_err **err);
+/* The record with a reference taken, or NULL with *coming: whether one is
+ * on its way (inst_live_begin between its row write and its listing). */
+struct live *inst_live_get_or_coming(struct hm_instances *in, const char *id, bool *coming);
 /*
  * Unlink a live record and stop its monitor; the caller then owns it. Takes
  * in->lock itself and joins the monitor with it released (a monitor can take

@@ -427,7 +427,7 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 	json_t *spec = NULL;
 	struct hm_image_info img = { 0 };
 	struct hm_vm *vm = NULL;
-	json_t *attach = NULL;
+	json_t *attach = NULL, *hello = NULL;
 	int r = 0;
 	/* The old VMM's record goes; a new one comes with the boot. */
 	struct live *old = inst_live_take(in, row.id);
@@ -473,16 +473,15 @@ int inst_boot_again(struct hm_instances *in, struct hm_instance_row *rowp, json_
 	row.stopped_at = NULL;
 	free(row.started_at);
 	row.started_at = hm_now_rfc3339();
-	if (hm_store_instance_update(in->st, &row, err) < 0) {
+	hello = json_incref(attach); /* the record's */
+	if (inst_live_begin(in, &row, vm, false, hello, err) < 0) {
+		json_decref(hello);
 		vm->ops->kill(vm, 5000, NULL);
 		vm->ops->free(vm);
 		inst_drop_tap(in, row.id);
 		r = -1;
 		goto out;
 	}
-	pthread_mutex_lock(&in->lock);
-	inst_live_start(in, row.id, vm, false, json_incref(attach));
-	pthread_mutex_unlock(&in->lock);
 	if (attach)
 		inst_wait_greeted(in, row.id);
 	if (hm_store_instance_count_start(in->st, row.id, by_policy, NULL) == 0) {

@@ -298,10 +298,40 @@ void inst_live_free(struct live *l)
 	free(l);
 }
 
+/* Under lock: id is no longer on its way (listed, or its begin failed). */
+static void coming_drop(struct hm_instances *in, const char *id)
+{
+	for (int i = 0; i < in->ncoming; i++)
+		if (strcmp(in->coming[i], id) == 0) {
+			in->ncoming--;
+			memmove(in->coming[i], in->coming[in->ncoming], sizeof(in->coming[i]));
+			return;
+		}
+}
+
+int inst_live_begin(struct hm_instances *in, struct hm_instance_row *row, struct hm_vm *vm,
+                    bool started, json_t *after_hello, struct hm_err **err)
+{
+	pthread_mutex_lock(&in->lock);
+	/* A full table leaves that reader window open, nothing worse. */
+	if (in->ncoming < (int)(sizeof(in->coming) / sizeof(in->coming[0])))
+		snprintf(in->coming[in->ncoming++], sizeof(in->coming[0]), "%s", row->id);
+	pthread_mutex_unlock(&in->lock);
+	int r = hm_store_instance_update(in->st, row, err);
+	pthread_mutex_lock(&in->lock);
+	if (r == 0)
+		inst_live_start(in, row->id, vm, started, after_hello); /* drops the mark */
+	else
+		coming_drop(in, row->id);
+	pthread_mutex_unlock(&in->lock);
+	return r;
+}
+
 /* Start monitoring `vm` (taken over) for instance `id`; adds it to the list. Under lock. */
 void inst_live_start(struct hm_instances *in, const char *id, struct hm_vm *vm, bool started,
                      json_t *after_hello)
 {
+	coming_drop(in, id);
 	struct live *l = xcalloc(1, sizeof(*l));
 	l->after_hello = after_hello;
 	l->id = xstrdup(id);
@@ -435,10 +465,19 @@ void inst_changes_wait(struct hm_instances *in, unsigned long seen, long ms)
 
 struct live *inst_live_get(struct hm_instances *in, const char *id)
 {
+	bool coming;
+	return inst_live_get_or_coming(in, id, &coming);
+}
+
+struct live *inst_live_get_or_coming(struct hm_instances *in, const char *id, bool *coming)
+{
 	pthread_mutex_lock(&in->lock);
 	struct live *l = inst_live_find(in, id);
 	if (l)
 		atomic_fetch_add(&l->refs, 1);
+	*coming = false;
+	for (int i = 0; !l && i < in->ncoming && !*coming; i++)
+		*coming = strcmp(in->coming[i], id) == 0;
 	pthread_mutex_unlock(&in->lock);
 	return l;
 }

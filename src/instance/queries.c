@@ -43,6 +43,11 @@ void inst_status_of(struct hm_instances *in, const struct hm_instance_row *r,
  * operation ends a VM's record after it has written the row (a standby:
  * Standby, then the record goes), so a row read before that write and a
  * list looked at after it show neither; the row is read again once then.
+ * A VM's beginning writes the row first too (inst_live_begin: so that an
+ * end its monitor sees at once lands on the new row), with the instance
+ * marked as coming until its record is listed: a row read after that
+ * write and a list looked at before the listing show the VM as the row
+ * says, not Unknown.
  */
 static void status_of(struct hm_instances *in, const struct hm_instance_row *r,
                       struct inst_status *st, bool again)
@@ -54,7 +59,8 @@ static void status_of(struct hm_instances *in, const struct hm_instance_row *r,
 		.stopped_at = r->stopped_at ? xstrdup(r->stopped_at) : NULL,
 	};
 	/* The published state: no VMM is asked, no lock an operation holds is waited on. */
-	struct live *l = inst_live_get(in, r->id);
+	bool coming = false;
+	struct live *l = inst_live_get_or_coming(in, r->id, &coming);
 	if (strcmp(r->phase, "Created") == 0) {
 		st->state = HM_STATE_CREATED;
 	} else if (l) {
@@ -95,6 +101,11 @@ static void status_of(struct hm_instances *in, const struct hm_instance_row *r,
 		inst_live_view_done(&v);
 	} else if (strcmp(r->phase, "Standby") == 0) {
 		st->state = HM_STATE_STANDBY; /* no VMM; its memory and device state are on disk */
+	} else if (coming && strcmp(r->phase, "Stopped") != 0) {
+		/* Its row written a moment before its record is listed (inst_live_begin):
+		 * the VMM runs, as the row says. */
+		st->state =
+		    strcmp(r->phase, "Running") == 0 ? HM_STATE_RUNNING : HM_STATE_INITIALIZING;
 	} else if (strcmp(r->phase, "Stopped") != 0) {
 		struct hm_instance_row fresh = { .exit_code = -1 };
 		if (again && hm_store_instance_get(in->st, r->id, &fresh, NULL) == 0 &&

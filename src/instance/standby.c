@@ -309,7 +309,8 @@ static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t 
 	row->vmm_pid = vm->pid;
 	free(row->started_at);
 	row->started_at = hm_now_rfc3339();
-	if (vm->ops->resume(vm, err) < 0) {
+	if (vm->ops->resume(vm, err) < 0 ||
+	    inst_live_begin(in, row, vm, true, after_hello, err) < 0) {
 		vm->ops->kill(vm, 5000, NULL);
 		vm->ops->free(vm);
 		inst_drop_tap(in, row->id);
@@ -317,32 +318,6 @@ static int wake_vm(struct hm_instances *in, struct hm_instance_row *row, json_t 
 		row->phase = xstrdup("Standby");
 		row->vmm_pid = 0;
 		json_decref(after_hello);
-		return -1;
-	}
-	/*
-	 * The record first, then the row: the mirror of a standby's order (the
-	 * row says Standby, then the record goes; see status_of). A reader that
-	 * finds the row Running then always finds its VMM; one that read the
-	 * row before (Standby) and the list after sees the record, Running.
-	 * The other order let connections arriving during a wake by traffic
-	 * see a Running row with no VMM, Unknown, and answer 502.
-	 */
-	pthread_mutex_lock(&in->lock);
-	inst_live_start(in, row->id, vm, true, after_hello);
-	pthread_mutex_unlock(&in->lock);
-	if (hm_store_instance_update(in->st, row, err) < 0) {
-		struct live *l = inst_live_take(in, row->id);
-		if (l) {
-			inst_live_silence(l);
-			pthread_mutex_lock(&l->vm_lock);
-			l->vm->ops->kill(l->vm, 5000, NULL);
-			pthread_mutex_unlock(&l->vm_lock);
-			inst_live_free(l);
-		}
-		inst_drop_tap(in, row->id);
-		free(row->phase);
-		row->phase = xstrdup("Standby");
-		row->vmm_pid = 0;
 		return -1;
 	}
 	if (hm_store_instance_count_start(in->st, row->id, false, NULL) == 0)
