@@ -29,6 +29,7 @@
 #include "core/fileio.h"
 #include "core/xalloc.h"
 #include "instance/instances.h"
+#include "instance/internal.h"
 #include "net/net.h"
 #include "store/instances.h"
 #include "store/store.h"
@@ -241,6 +242,52 @@ static void reads_ask_no_vmm(void **state)
 		if (atomic_load(&fake_vmm.calls[k]) != before[k])
 			fail_msg("op %d: %d calls during reads (had %d)", k,
 			         atomic_load(&fake_vmm.calls[k]), before[k]);
+}
+
+/*
+ * A VMM's beginning (inst_live_begin: the row written, then the record
+ * listed) is never read as Unknown: between the two the instance is marked
+ * as coming and shown as its row says. Here the window is held open by
+ * hand: the record taken away from a Running row (Unknown, as it should
+ * be with no VMM), the mark set (Running), then a real inst_live_begin
+ * lists the VMM again and leaves no mark behind.
+ */
+static void a_beginning_is_never_unknown(void **state)
+{
+	struct t *t = *state;
+	const char *id = add_vm(t, "riser", "Running", fake_vmm_process());
+	open_service(t);
+	wait_state(t, id, "Running", 5000);
+	wait_monitors(1);
+	struct live *l = inst_live_take(t->in, id);
+	assert_non_null(l);
+	struct hm_vm *vm = l->vm;
+	l->vm = NULL;
+	inst_live_free(l);
+	char why[256];
+	assert_string_equal(state_of(t, id, why, sizeof(why)), "Unknown");
+	assert_non_null(strstr(why, "no VMM"));
+
+	pthread_mutex_lock(&t->in->lock);
+	snprintf(t->in->coming[t->in->ncoming++], sizeof(t->in->coming[0]), "%s", id);
+	pthread_mutex_unlock(&t->in->lock);
+	assert_string_equal(state_of(t, id, NULL, 0), "Running");
+	assert_int_equal(count_listed(t, &(enum hm_state){ HM_STATE_RUNNING }), 1);
+	pthread_mutex_lock(&t->in->lock);
+	t->in->ncoming = 0; /* as the window ends; begin sets its own mark */
+	pthread_mutex_unlock(&t->in->lock);
+
+	struct hm_instance_row row = { .exit_code = -1 };
+	assert_int_equal(hm_store_instance_get(t->st, id, &row, NULL), 0);
+	struct hm_err *err = NULL;
+	if (inst_live_begin(t->in, &row, vm, true, NULL, &err) < 0)
+		fail_msg("begin: %s", err->msg);
+	hm_instance_row_done(&row);
+	assert_int_equal(t->in->ncoming, 0);
+	assert_string_equal(state_of(t, id, NULL, 0), "Running");
+	struct live *back = inst_live_get(t->in, id);
+	assert_non_null(back);
+	inst_live_free(back);
 }
 
 static void delete_when_kill_fails(void **state)
@@ -672,6 +719,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(reads_ask_no_vmm, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_beginning_is_never_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(delete_when_kill_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(vmm_exits_during_standby, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_vmm_that_stops_answering, setup, teardown),
