@@ -47,6 +47,9 @@ struct ukc_ref {
  */
 #define UKC_MAX_REFS 256
 int ukc_body_refs(json_t *body, struct ukc_ref **ret, size_t *n, struct hm_err **err);
+/* One object's ref (item: the object): `where` ("item [0]: ", or "")
+ * prefixes the 400 for a non-object, a non-string, both, or neither. */
+int ukc_ref_of(json_t *item, const char *where, struct ukc_ref *r, struct hm_err **err);
 /* The refs of the query: every `uuid=` and `name=`, in order. */
 int ukc_query_refs(const struct hm_req *req, struct ukc_ref **ret, size_t *n, struct hm_err **err);
 /* The by-uuid routes' one ref: the {uuid} path parameter. */

@@ -20,7 +20,7 @@
 
 /* ---- refs ---- */
 
-static int ref_of(json_t *item, const char *where, struct ukc_ref *r, struct hm_err **err)
+int ukc_ref_of(json_t *item, const char *where, struct ukc_ref *r, struct hm_err **err)
 {
 	if (!json_is_object(item))
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_json",
@@ -53,7 +53,7 @@ int ukc_body_refs(json_t *body, struct ukc_ref **ret, size_t *n, struct hm_err *
 		                  "{\"name\": ...}, ...]");
 	if (json_is_object(body)) {
 		*ret = xcalloc(1, sizeof(**ret));
-		if (ref_of(body, "", *ret, err) < 0) {
+		if (ukc_ref_of(body, "", *ret, err) < 0) {
 			free(*ret);
 			*ret = NULL;
 			return -1;
@@ -77,7 +77,7 @@ int ukc_body_refs(json_t *body, struct ukc_ref **ret, size_t *n, struct hm_err *
 	for (size_t i = 0; i < count; i++) {
 		char where[32];
 		snprintf(where, sizeof(where), "item [%zu]: ", i);
-		if (ref_of(json_array_get(body, i), where, &refs[i], err) < 0) {
+		if (ukc_ref_of(json_array_get(body, i), where, &refs[i], err) < 0) {
 			free(refs);
 			return -1;
 		}

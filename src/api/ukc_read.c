@@ -137,17 +137,15 @@ static int features_in(json_t *list, bool *delete_on_stop, struct hm_err **err)
 	return 0;
 }
 
-/* A ref by exactly one of `uuid` and `name`, each a string when given. */
-static int ref_in(json_t *obj, const char *where, const char *what, struct ukc_ref *ret,
-                  struct hm_err **err)
+/* A ref by exactly one of `uuid` and `name` (ukc_ref_of), its item unset:
+ * a create's refs are not per-item options. */
+static int ref_in(json_t *obj, const char *where, struct ukc_ref *ret, struct hm_err **err)
 {
-	*ret = (struct ukc_ref){ 0 };
-	if (ukc_body_str(obj, "uuid", &ret->uuid, err) < 0 ||
-	    ukc_body_str(obj, "name", &ret->name, err) < 0)
-		return hm_err_wrap(err, "%s", where);
-	if (!ret->uuid == !ret->name)
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "%s names %s by one of `uuid` and `name`", where, what);
+	char prefix[48];
+	snprintf(prefix, sizeof(prefix), "%s: ", where);
+	if (ukc_ref_of(obj, prefix, ret, err) < 0)
+		return -1;
+	ret->item = NULL;
 	return 0;
 }
 
@@ -182,8 +180,7 @@ static int volumes_in(json_t *list, long long replicas, struct ukc_create *c, st
 		json_t *size = json_object_get(item, "size_mb");
 		v->is_new = size && !json_is_null(size);
 		if (!v->is_new) {
-			if (ref_in(item, where, "an existing volume (or a new one with `size_mb`)",
-			           &v->ref, err) < 0)
+			if (ref_in(item, where, &v->ref, err) < 0)
 				return -1;
 			c->nvols = i + 1;
 			continue;
@@ -244,7 +241,7 @@ static int group_in(json_t *sg, struct ukc_create *c, struct hm_err **err)
 			                  "`services` (an existing group is changed with PATCH "
 			                  "/v1/services)",
 			                  only_new[i]);
-	if (ref_in(sg, "`service_group`", "a group", &c->group_ref, err) < 0)
+	if (ref_in(sg, "`service_group`", &c->group_ref, err) < 0)
 		return -1;
 	c->group = UKC_GROUP_EXISTING;
 	return 0;
@@ -277,7 +274,7 @@ static int copy_in(json_t *body, struct ukc_create *c, struct hm_err **err)
 	}
 	json_t *from = json_object_get(body, field);
 	_cleanup_err_ struct hm_err *e = NULL;
-	if (!json_is_object(from) || ref_in(from, field, "its source", &c->source, &e) < 0)
+	if (!json_is_object(from) || ref_in(from, field, &c->source, &e) < 0)
 		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
 		                  "`%s` must be an object with a `uuid` or a `name`", field);
 	return 0;
