@@ -69,6 +69,28 @@ void ing_rules_free(struct rule *r, size_t n)
 	free(r);
 }
 
+/* One rule of a stored spec (see spec_text_of), its strings borrowed from o. */
+static struct hm_ingress_rule stored_rule(json_t *o)
+{
+	json_t *m = json_object_get(o, "match"), *t = json_object_get(o, "target");
+	json_t *a = json_object_get(o, "request_header_auth");
+	return (struct hm_ingress_rule){
+		.hostname = json_string_value(json_object_get(m, "hostname")),
+		.port = (int)json_integer_value(json_object_get(m, "port")),
+		.instance = json_string_value(json_object_get(t, "instance")),
+		.target_port = (int)json_integer_value(json_object_get(t, "port")),
+		.tls = json_is_true(json_object_get(o, "tls")),
+		.redirect_http = json_is_true(json_object_get(o, "redirect_http")),
+		.auth_header = json_string_value(json_object_get(a, "header")),
+		.auth_value = json_string_value(json_object_get(a, "value")),
+	};
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
 /* Append the rules of one stored spec to (*r, *n). */
 static void rules_add(struct rule **r, size_t *n, const char *spec_text)
 {
@@ -76,31 +98,26 @@ static void rules_add(struct rule **r, size_t *n, const char *spec_text)
 	size_t i;
 	json_t *o;
 	json_array_foreach (json_object_get(spec, "rules"), i, o) {
-		json_t *m = json_object_get(o, "match"), *t = json_object_get(o, "target");
-		json_t *a = json_object_get(o, "request_header_auth");
+		struct hm_ingress_rule sr = stored_rule(o);
+		const char *h = sr.hostname ? sr.hostname : "";
 		*r = xrealloc(*r, (*n + 1) * sizeof(**r));
-		const char *h = json_string_value(json_object_get(m, "hostname"));
-		const char *ah = json_string_value(json_object_get(a, "header"));
-		const char *av = json_string_value(json_object_get(a, "value"));
-		bool tls = json_is_true(json_object_get(o, "tls"));
-		int port = (int)json_integer_value(json_object_get(m, "port"));
 		(*r)[(*n)++] = (struct rule){
-			.hostname = xstrdup(h ? h : ""),
-			.pattern = h && hm_route_is_pattern(h),
-			.port = port,
-			.tls = tls,
-			.target = xstrdup(json_string_value(json_object_get(t, "instance")) ?: ""),
-			.target_port = (int)json_integer_value(json_object_get(t, "port")),
-			.auth_header = ah ? xstrdup(ah) : NULL,
-			.auth_value = av ? xstrdup(av) : NULL,
+			.hostname = xstrdup(h),
+			.pattern = hm_route_is_pattern(h),
+			.port = sr.port,
+			.tls = sr.tls,
+			.target = xstrdup(sr.instance ? sr.instance : ""),
+			.target_port = sr.target_port,
+			.auth_header = dup_or_null(sr.auth_header),
+			.auth_value = dup_or_null(sr.auth_value),
 		};
-		if (tls && json_is_true(json_object_get(o, "redirect_http"))) {
+		if (sr.tls && sr.redirect_http) {
 			*r = xrealloc(*r, (*n + 1) * sizeof(**r));
 			(*r)[(*n)++] = (struct rule){
-				.hostname = xstrdup(h ? h : ""),
-				.pattern = h && hm_route_is_pattern(h),
+				.hostname = xstrdup(h),
+				.pattern = hm_route_is_pattern(h),
 				.port = 80,
-				.redirect_to = port,
+				.redirect_to = sr.port,
 				.target = xstrdup(""),
 			};
 		}
@@ -965,12 +982,6 @@ void ing_prune_listeners(struct hm_ingresses *ing)
 
 /* ---- views: the stored spec ({rules: [...], tags}) read back ---- */
 
-static char *dup_str(json_t *v)
-{
-	const char *s = json_string_value(v);
-	return s ? xstrdup(s) : NULL;
-}
-
 static void view_of(const struct hm_ingress_row *r, struct hm_ingress_view *v)
 {
 	json_t *spec = json_loads(r->spec ? r->spec : "{}", 0, NULL);
@@ -985,18 +996,12 @@ static void view_of(const struct hm_ingress_row *r, struct hm_ingress_view *v)
 	size_t i;
 	json_t *o;
 	json_array_foreach (rules, i, o) {
-		json_t *m = json_object_get(o, "match"), *t = json_object_get(o, "target");
-		json_t *a = json_object_get(o, "request_header_auth");
-		v->rules[v->nrules++] = (struct hm_ingress_rule){
-			.hostname = dup_str(json_object_get(m, "hostname")),
-			.port = (int)json_integer_value(json_object_get(m, "port")),
-			.instance = dup_str(json_object_get(t, "instance")),
-			.target_port = (int)json_integer_value(json_object_get(t, "port")),
-			.tls = json_is_true(json_object_get(o, "tls")),
-			.redirect_http = json_is_true(json_object_get(o, "redirect_http")),
-			.auth_header = dup_str(json_object_get(a, "header")),
-			.auth_value = dup_str(json_object_get(a, "value")),
-		};
+		struct hm_ingress_rule *d = &v->rules[v->nrules++];
+		*d = stored_rule(o);
+		d->hostname = dup_or_null(d->hostname);
+		d->instance = dup_or_null(d->instance);
+		d->auth_header = dup_or_null(d->auth_header);
+		d->auth_value = dup_or_null(d->auth_value);
 	}
 	json_decref(spec);
 }
