@@ -22,6 +22,15 @@
 #include "core/spawn.h"
 #include "core/xalloc.h"
 
+int hm_payload_opts_check(const struct hm_payload_opts *opts, struct hm_err **err)
+{
+	if (opts->compress && (opts->level < 1 || opts->level > 19))
+		return hm_err_set(err, HM_ERR_INVALID, "invalid_compression",
+		                  "compression level %d is not one of zstd's, 1 to 19",
+		                  opts->level);
+	return 0;
+}
+
 /*
  * The files a payload copy makes in dst_dir, in order, each given to fn with
  * its source; an optional one whose source is missing is left out. One list

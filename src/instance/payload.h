@@ -22,6 +22,8 @@ struct hm_payload_opts {
 	bool compress;
 	int level; /* zstd 1..19 */
 };
+/* The domain's rule for opts (a standby's, a snapshot's): a level zstd has. */
+int hm_payload_opts_check(const struct hm_payload_opts *opts, struct hm_err **err);
 
 /*
  * Copy the payload in src_dir into dst_dir (created if missing): the

@@ -145,10 +145,7 @@ static int check_create(const struct hm_snapshot_create *c, struct hm_err **err)
 		return -1;
 	if (c->tags && !json_is_null(c->tags) && hm_tags_validate(c->tags, err) < 0)
 		return -1;
-	if (c->compress && (c->level < 1 || c->level > 19))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_field",
-		                  "the compression level must be from 1 to 19");
-	return 0;
+	return hm_payload_opts_check(&(struct hm_payload_opts){ c->compress, c->level }, err);
 }
 
 int hm_snapshots_create(struct hm_instances *in, const char *key,

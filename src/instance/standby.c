@@ -177,9 +177,8 @@ int hm_instances_standby(struct hm_instances *in, const char *key,
                          struct hm_err **err)
 {
 	struct hm_payload_opts opts = asked ? *asked : (struct hm_payload_opts){ .level = 1 };
-	if (opts.compress && (opts.level < 1 || opts.level > 19))
-		return hm_err_set(err, HM_ERR_INVALID, "invalid_compression",
-		                  "compression level %d is not one of zstd's, 1 to 19", opts.level);
+	if (hm_payload_opts_check(&opts, err) < 0)
+		return -1;
 	struct hm_instance_row row = { .exit_code = -1 };
 	if (inst_find_locked(in, key, &row, err) < 0)
 		return -1;
