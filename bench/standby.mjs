@@ -11,7 +11,10 @@
 //              (src/instance/warm.c, "warm restore ready" in the instance's
 //              operations log), as a restore some time after a standby finds
 //              it; the host memory (PSS) of that waiting VMM is reported
-//   fork:      POST /instances/{id}/fork {from_running: true} round trip
+//   fork:      POST /instances/{id}/fork {from_running: true} round trip,
+//              once the spare fork the one before had prepared is ready
+//              (src/instance/spare.c, "spare fork ready"); the first fork,
+//              which finds none, is reported apart, with the spare's PSS
 //   raw:       the instance's vmm.cmdline on copies of its memory file,
 //              state and disks, with `-incoming defer` and no -S: process
 //              start -> QMP up -> migrate-set-capabilities x-ignore-shared
@@ -254,6 +257,7 @@ try {
 
     // 2., 3. and 5.: standby / restore cycles; raw restores during the first standby.
     let opsMark = 0;
+    const opsFile = join(dir, 'logs/hypeman.log');
     for (let run = 1; run <= RUNS; run++) {
       const before = lastTick();
       let t0 = process.hrtime.bigint();
@@ -268,7 +272,6 @@ try {
         }
       }
       // The VMM the daemon starts for the restore (warm.c): ready, and what it costs the host.
-      const opsFile = join(dir, 'logs/hypeman.log');
       const w = await waitFor('the warm restore VMM', () => /msg="warm restore ready" pid=(\d+) ms=([\d.]+)/.exec(readText(opsFile).slice(opsMark)), 30000, 5);
       opsMark = readText(opsFile).length;
       r.warm_wait_ms.push(Number(w[2]));
@@ -296,17 +299,27 @@ try {
     r.warm = [...ops.matchAll(/msg=restored running_ms=[\d.]+ warm=(\w+)/g)].map((m) => m[1]);
 
 
-    // 4. Forks of the running source.
-    for (let run = 1; run <= RUNS; run++) {
+    // 4. Forks of the running source. The first finds no spare (spare.c):
+    // it is reported apart. Each later one is made once the spare the one
+    // before had prepared is ready ("spare fork ready" in the source's
+    // operations log), as a fork some time after the previous finds it.
+    for (let run = 0; run <= RUNS; run++) {
+      if (run > 0 && !process.env.SPARE_FORKS?.startsWith('0')) {
+        const sp = await waitFor('the spare fork', () => /msg="spare fork ready" spare=\S+ pid=(\d+) [^\n]*ms=([\d.]+)\n/.exec(readText(opsFile).slice(opsMark)), 30000, 5);
+        opsMark = readText(opsFile).length;
+        const rollup = readText(`/proc/${sp[1]}/smaps_rollup`);
+        (r.spare_pss_kb ??= []).push(Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? NaN));
+        (r.spare_ready_ms ??= []).push(Number(sp[2]));
+      }
       const t0 = process.hrtime.bigint();
       const f = await api('POST', `/instances/${src.id}/fork`, { name: `sb-${tag}-fork-${run}`, from_running: true }, 201);
-      r.fork.push(msSince(t0));
+      const took = msSince(t0);
+      if (run === 0) r.fork_first = took; else r.fork.push(took);
       made.add(f.id);
       // Where a fork's time goes, from its operations log.
       const fops = readText(join(d.dataDir, 'instances', f.id, 'logs/hypeman.log'));
       const num = (re) => Number(re.exec(fops)?.[1] ?? NaN);
-      r.fork_parts ??= [];
-      r.fork_parts.push({
+      const part = {
         copy_ms: num(/msg="forked" [^\n]*copy_ms=([\d.]+)/),
         // The fork's VMM starts while its files are copied (standby.c): its start, and
         // how long the copy then still waited for it.
@@ -318,8 +331,10 @@ try {
         // ... of which: until the agent channel was up, then the guest's answer
         identity_connect_ms: num(/identity_connect_ms=([\d.]+)/),
         identity_answer_ms: num(/identity_answer_ms=([\d.]+)/),
-      });
-      console.log(`${size} fork ${run}: ${r.fork.at(-1).toFixed(0)} ms (${f.state}); ${JSON.stringify(r.fork_parts.at(-1))}`);
+        spare: /msg="forked" [^\n]*spare=(\w+)/.exec(fops)?.[1] ?? null,
+      };
+      if (run === 0) r.fork_first_parts = part; else (r.fork_parts ??= []).push(part);
+      console.log(`${size} fork ${run}${run === 0 ? ' (first, no spare)' : ''}: ${took.toFixed(0)} ms (${f.state}); ${JSON.stringify(part)}`);
       await del(f.id);
     }
 
@@ -376,6 +391,10 @@ for (const r of results) {
     (Number.isFinite(part('identity_ms'))
       ? `identity ${f0(part('identity_ms'))} ms (channel up after ${f0(part('identity_connect_ms'))} ms, the guest's answer ${f0(part('identity_answer_ms'))} ms)`
       : 'identity sent after the hello, not waited for (no network)'));
+  console.log(`       spare forks: ${(r.fork_parts ?? []).filter((p) => p.spare === 'yes').length} of ${(r.fork_parts ?? []).length} forks took one; ` +
+    `each was ready ${f0(median(r.spare_ready_ms ?? []))} ms after the fork before and its VMM holds ` +
+    `${r.spare_pss_kb?.length ? (median(r.spare_pss_kb) / 1024).toFixed(1) : '-'} MiB PSS; the first fork (none ready) took ${f0(r.fork_first)} ms ` +
+    `(save and copy ${f0(r.fork_first_parts?.copy_ms)} ms)`);
   console.log(`       daemon's own log (medians): standby save ${f0(median(r.save_ms))} ms, total ${f0(median(r.standby_total_ms))} ms; ` +
     `restore to running ${f0(median(r.running_ms))} ms`);
   if (r.move_ms.length) console.log(`       first standby moved the RAM from tmpfs to disk: ${(r.move_ms[0].bytes / 1048576).toFixed(1)} MiB in ${f0(r.move_ms[0].ms)} ms`);
@@ -392,6 +411,9 @@ for (const r of results) {
     fork_minus_restore_pass: forkOver <= TARGET_FORK_OVER_RESTORE_MS,
     warm_restores: r.warm.filter((x) => x === 'yes').length, warm_ready_after_standby_ms: median(r.warm_wait_ms),
     warm_vmm_pss_kb: r.warm_pss_kb.length ? median(r.warm_pss_kb) : null,
+    fork_first_ms: r.fork_first ?? null, fork_first_copy_ms: r.fork_first_parts?.copy_ms ?? null,
+    fork_spares_taken: (r.fork_parts ?? []).filter((p) => p.spare === 'yes').length,
+    spare_ready_ms: median(r.spare_ready_ms ?? []) ?? null, spare_vmm_pss_kb: r.spare_pss_kb?.length ? median(r.spare_pss_kb) : null,
     fork_copy_ms: part('copy_ms'), fork_vmm_start_ms: part('vmm_start_ms'), fork_vmm_wait_ms: part('vmm_wait_ms'), fork_restore_ms: part('restore_ms'), fork_identity_ms: part('identity_ms'),
     fork_identity_connect_ms: part('identity_connect_ms'), fork_identity_answer_ms: part('identity_answer_ms'),
     daemon_save_ms: median(r.save_ms), daemon_standby_total_ms: median(r.standby_total_ms),

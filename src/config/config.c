@@ -57,6 +57,9 @@ void hm_config_usage(const char *prog)
 	    "  WARM_RESTORES       VMMs kept started and waiting for the most recent standbys,\n"
 	    "                      so that their restore only loads the state (default 4;\n"
 	    "                      0: none)\n"
+	    "  SPARE_FORKS         sources, the most recently forked, that keep a fork made\n"
+	    "                      ready for their next fork: its files and a waiting VMM\n"
+	    "                      (default 2; 0: none; sources without a network only)\n"
 	    "  NETWORK_ENABLED     give instances a network (default true); false: none, and\n"
 	    "                      the host's network is left untouched\n"
 	    "  BRIDGE_NAME         the instances' bridge (default vmbr0)\n"
@@ -293,6 +296,13 @@ static int apply(struct hm_config *cfg, const char *key, const char *v, struct h
 			                  "WARM_RESTORES must be a number from 0 to 64, got `%s`",
 			                  v);
 		cfg->warm_restores = (int)x;
+	} else if (strcmp(key, "SPARE_FORKS") == 0) {
+		char *end = NULL;
+		long x = strtol(v, &end, 10);
+		if (!*v || *end || x < 0 || x > 16)
+			return hm_err_set(err, HM_ERR_INVALID, NULL,
+			                  "SPARE_FORKS must be a number from 0 to 16, got `%s`", v);
+		cfg->spare_forks = (int)x;
 	} else if (strcmp(key, "NETWORK_ENABLED") == 0) {
 		if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
 			cfg->network_enabled = 1;
@@ -396,6 +406,7 @@ static const char *const env_keys[] = {
 	"KERNEL_DIR",
 	"BASE_BOOT",
 	"WARM_RESTORES",
+	"SPARE_FORKS",
 	"NETWORK_ENABLED",
 	"BRIDGE_NAME",
 	"SUBNET_CIDR",
@@ -435,6 +446,7 @@ int hm_config_load(struct hm_config *cfg, int argc, char **argv, struct hm_err *
 		.network_enabled = 1,
 		.base_boot = 1,
 		.warm_restores = 4,
+		.spare_forks = 2,
 		.bridge_name = xstrdup("vmbr0"),
 		.subnet_cidr = xstrdup("10.100.0.0/16"),
 		.ingress_listen_addr = xstrdup("0.0.0.0"),

@@ -37,8 +37,9 @@ struct hm_config {
 	    *kernel_dir; /* KERNEL_DIR: vmlinux + modules; NULL = $DATA_DIR/system/kernel/current */
 	int warm_restores; /* WARM_RESTORES: waiting VMMs for recent standbys (instance/warm.c), 4
 	                    */
-	int base_boot; /* BASE_BOOT: on (default) creates from pre-booted bases (instance/bases.c)
-	                */
+	int spare_forks; /* SPARE_FORKS: sources keeping a fork made ready (instance/spare.c), 2 */
+	int base_boot;   /* BASE_BOOT: on (default) creates from pre-booted bases (instance/bases.c)
+	                  */
 	/* The default network (net/net.h). */
 	int network_enabled;  /* NETWORK_ENABLED, default 1 */
 	char *bridge_name;    /* BRIDGE_NAME, default vmbr0 */

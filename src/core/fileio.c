@@ -379,6 +379,28 @@ int hm_presize(const char *dst, off_t size, mode_t mode, struct hm_err **err)
 	return 0;
 }
 
+/* Punch out of out what it holds where in has holes (an older copy's data). */
+static int clear_stale(int in, int out, off_t size)
+{
+	for (off_t hole = lseek(in, 0, SEEK_HOLE); hole >= 0 && hole < size;) {
+		off_t data = lseek(in, hole, SEEK_DATA);
+		if (data < 0 && errno != ENXIO)
+			return -1;
+		off_t end = data < 0 ? size : data;
+		off_t stale = lseek(out, hole, SEEK_DATA);
+		if (stale < 0 && errno != ENXIO)
+			return -1;
+		if (stale >= 0 && stale < end &&
+		    fallocate(out, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, stale, end - stale) <
+		        0)
+			return -1;
+		if (data < 0)
+			break;
+		hole = lseek(in, data, SEEK_HOLE);
+	}
+	return 0;
+}
+
 int hm_copy_sparse_into(const char *src, const char *dst, unsigned long long *copied,
                         struct hm_err **err)
 {
@@ -396,7 +418,9 @@ int hm_copy_sparse_into(const char *src, const char *dst, unsigned long long *co
 		return hm_err_set(err, HM_ERR_INTERNAL, NULL,
 		                  "copy: `%s` is %lld bytes, not the %lld of `%s`", dst,
 		                  (long long)b.st_size, (long long)a.st_size, src);
-	if (fill_fd(in, out, a.st_size, &n) < 0)
+	/* A reflink replaces all of dst; a copy writes src's data, then clears the rest. */
+	if (ioctl(out, FICLONE, in) < 0 &&
+	    (copy_extents(in, out, a.st_size, &n) < 0 || clear_stale(in, out, a.st_size) < 0))
 		return hm_err_errno(err, errno, "copy `%s` to `%s`", src, dst);
 	if (copied)
 		*copied = n;

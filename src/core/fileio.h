@@ -46,7 +46,10 @@ int hm_presize(const char *dst, off_t size, mode_t mode, struct hm_err **err);
 /*
  * hm_copy_sparse into a dst that hm_presize made at src's size, in place:
  * the same inode, so a process that has dst open or mapped already sees the
- * contents once this returns. dst is not removed on failure.
+ * contents once this returns. dst may hold an older copy (its pages then
+ * allocated and cached already): where src has a hole and dst has data, the
+ * data is punched out, so dst ends equal to src either way. dst is not
+ * removed on failure.
  */
 int hm_copy_sparse_into(const char *src, const char *dst, unsigned long long *copied,
                         struct hm_err **err);

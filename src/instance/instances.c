@@ -291,6 +291,8 @@ int hm_instances_open(struct hm_store *st, struct hm_images *images, struct hm_n
 	inst_adopt_all(in);
 	if (!in->boot_error && inst_warm_open(in, cfg->warm_restores) < 0)
 		log_warn("instances", "no warm restores", "error=\"no thread\"");
+	if (!in->boot_error && inst_spare_open(in, cfg->spare_forks) < 0)
+		log_warn("instances", "no spare forks", "error=\"no thread\"");
 	if (!in->boot_error && cfg->base_boot) {
 		/* The shape of a create that asks for nothing special, made at once. */
 		struct inst_shape dflt = { .vcpus = 2,
@@ -318,6 +320,7 @@ void hm_instances_close(struct hm_instances *in)
 		return;
 	inst_workers_wait(in); /* stops under way end first (the API no longer starts any) */
 	inst_warm_close(in);   /* VMMs waiting for restores end */
+	inst_spare_close(in);  /* and forks made ready */
 	inst_bases_close(in);  /* a base being built is stopped */
 	inst_idle_close(in);   /* auto standbys: one may be under way */
 	inst_sup_close(in);    /* then restarts: it may be starting a VM */

@@ -105,11 +105,12 @@ struct hm_instances {
 	 * with a row saying so and no record as on its way, not as lost. */
 	char coming[16][32];
 	int ncoming;
-	struct hm_sup *sup;       /* supervise.c */
-	struct hm_idle *idle;     /* idle.c */
-	struct inst_bases *bases; /* bases.c; NULL: BASE_BOOT=off, or no kernel */
-	struct inst_warm *warm;   /* warm.c; NULL: WARM_RESTORES=0, or a backend without */
-	int workers;              /* under changes_lock: stop_begin's threads still running */
+	struct hm_sup *sup;         /* supervise.c */
+	struct hm_idle *idle;       /* idle.c */
+	struct inst_bases *bases;   /* bases.c; NULL: BASE_BOOT=off, or no kernel */
+	struct inst_warm *warm;     /* warm.c; NULL: WARM_RESTORES=0, or a backend without */
+	struct inst_spares *spares; /* spare.c; NULL: SPARE_FORKS=0, or a backend without */
+	int workers;                /* under changes_lock: stop_begin's threads still running */
 	/* Told of each instance deleted (hm_instances_on_delete); under changes_lock. */
 	void (*on_delete)(void *arg, const char *id);
 	void *on_delete_arg;
@@ -318,6 +319,25 @@ void inst_wait_greeted(struct hm_instances *in, const char *id);
 int inst_prepare_vm(struct hm_instances *in, const struct hm_instance_row *row, json_t *spec,
                     const char *root_disk, struct hm_vm **ret_vm, struct hm_err **err);
 
+/* ---- spare.c: forks made ready before they are asked for ---- */
+
+int inst_spare_open(struct hm_instances *in, int max);
+void inst_spare_close(struct hm_instances *in);
+/* Have a spare of source (a Running instance just forked) prepared. */
+void inst_spare_later(struct hm_instances *in, const char *source);
+/* source's spare, if it was made on what source is now (caller: source's op
+ * lock): its VMM, waiting for its state, and in id the fork's id, whose
+ * folder holds the fork's files at their sizes (fill them in place). NULL:
+ * none (a stale one is ended). The caller owns the VMM and the folder. */
+struct hm_vm *inst_spare_take(struct hm_instances *in, const struct hm_instance_row *source,
+                              char id[25]);
+/* The fork's row now owns the spare's folder id. */
+void inst_spare_taken(struct hm_instances *in, const char *id);
+/* End source's spare (its delete). */
+void inst_spare_drop(struct hm_instances *in, const char *source);
+/* At start: end the spares a dead daemon left. */
+void inst_spare_sweep(struct hm_instances *in);
+
 /* ---- warm.c: VMMs waiting for the restores of recent standbys ---- */
 
 int inst_warm_open(struct hm_instances *in, int max);
@@ -442,6 +462,9 @@ int inst_capture(struct hm_instances *in, const struct hm_instance_row *row, jso
                  bool running, bool standby, const char *dst, unsigned flags,
                  unsigned long long *copied, struct hm_err **err);
 
+/* A fork's spec from its source's: not a template, unlocked (a new reference). */
+json_t *inst_copy_spec(json_t *spec);
+
 /* Where a new instance's payload comes from (a fork of an instance or of a snapshot). */
 struct inst_source {
 	const char *name;       /* the source, for messages */
@@ -457,6 +480,11 @@ struct inst_source {
 	 * on them meanwhile). hm_payload_presize's returns. */
 	int (*presize)(void *ctx, const char *dst_dir, struct hm_err **err);
 	void *ctx;
+	/* Optional: a spare (spare.c) to make the copy in, owned from the call:
+	 * the copy's id, whose folder has its files presized (fill fills them
+	 * in place), and its VMM waiting for the state. */
+	const char *spare_id;
+	struct hm_vm *spare_vm;
 };
 
 /* Make instance `name` from src, then bring it to target (NULL: src's default).

@@ -58,6 +58,7 @@ int inst_delete_held(struct hm_instances *in, struct hm_instance_row *rowp, bool
 {
 	struct hm_instance_row row = *rowp; /* fields stay the caller's */
 	inst_warm_drop(in, row.id);         /* a VMM waiting for its restore */
+	inst_spare_drop(in, row.id);        /* a fork of it made ready */
 	/* Graceful: the stop path first, where the program runs and its agent answers
 	 * (one still booting has nothing to lose); whatever is left is killed below. */
 	enum hm_state state = inst_state(in, &row);

@@ -132,6 +132,29 @@ int hm_payload_presize(const char *src_dir, const char *dst_dir, json_t *spec, b
 	return 1;
 }
 
+static int shape_fn(const char *src, const char *dst, void *ctx, struct hm_err **err)
+{
+	char **shape = ctx;
+	struct stat st;
+	if (stat(src, &st) < 0)
+		return hm_err_errno(err, errno, "`%s`", src);
+	const char *name = strrchr(dst, '/');
+	char *more = xasprintf("%s%s=%lld ", *shape, name ? name + 1 : dst, (long long)st.st_size);
+	free(*shape);
+	*shape = more;
+	return 0;
+}
+
+char *hm_payload_shape(const char *src_dir, json_t *spec, bool memory, const char *mem_src)
+{
+	char *shape = xstrdup("");
+	if (payload_walk(src_dir, src_dir, spec, memory, mem_src, shape_fn, &shape, NULL) < 0) {
+		free(shape);
+		return NULL;
+	}
+	return shape;
+}
+
 int64_t hm_payload_file_size(const char *dir, const char *name)
 {
 	_cleanup_free_ char *p = xasprintf("%s/%s", dir, name);

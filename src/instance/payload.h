@@ -50,6 +50,10 @@ int hm_payload_copy(const char *src_dir, const char *dst_dir, json_t *spec, bool
 int hm_payload_presize(const char *src_dir, const char *dst_dir, json_t *spec, bool memory,
                        const char *mem_src, struct hm_err **err);
 
+/* The names and sizes of the files hm_payload_copy with these arguments
+ * would copy, as one string ("overlay.ext4=SIZE ..."), or NULL if one is
+ * missing: what a copy's presized files must match. */
+char *hm_payload_shape(const char *src_dir, json_t *spec, bool memory, const char *mem_src);
 /* Compress dir's memory file (replacing it); sizes may be NULL. */
 int hm_payload_compress(const char *dir, const struct hm_payload_opts *opts, int64_t *compressed,
                         int64_t *uncompressed);

@@ -163,6 +163,7 @@ void inst_adopt_all(struct hm_instances *in)
 	_cleanup_free_ char *deleted = xasprintf("%s/" DELETED_DIR, in->dir);
 	hm_rm_rf(deleted, NULL); /* folders of deletes that were under way */
 	hm_mkdir_p(deleted, 0700, NULL);
+	inst_spare_sweep(in); /* forks made ready, by a daemon that is gone */
 	if (hm_store_instance_list(in->st, &rows, &n, NULL) < 0)
 		return;
 	_cleanup_free_ char **keep = xcalloc(n + 1, sizeof(*keep));

@@ -538,6 +538,26 @@ static struct hm_vm *early_join(struct early_vmm *e, const char *id)
 	return TAKE_PTR(e->vm);
 }
 
+/* A spare the copy will not use: its VMM and folder end (returns r). */
+static int spare_unused(struct hm_instances *in, const struct inst_source *src, int r)
+{
+	if (src->spare_vm) {
+		src->spare_vm->ops->kill(src->spare_vm, 5000, NULL);
+		src->spare_vm->ops->free(src->spare_vm);
+		_cleanup_free_ char *dir = inst_path(in, src->spare_id, NULL);
+		hm_rm_rf(dir, NULL);
+	}
+	return r;
+}
+
+json_t *inst_copy_spec(json_t *spec)
+{
+	json_t *copy = json_deep_copy(spec);
+	json_object_del(copy, "template");
+	json_object_del(copy, "delete_lock");
+	return copy;
+}
+
 int inst_new_from(struct hm_instances *in, const struct inst_source *src, const char *name,
                   const char *target, struct hm_instance_view **ret, struct hm_err **err)
 {
@@ -545,32 +565,36 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 	if (!target)
 		target = src->default_target;
 	if (!standby && strcmp(target, "Standby") == 0)
-		return hm_err_set(err, HM_ERR_CONFLICT, "invalid_target_state",
-		                  "a copy of a stopped instance cannot be in standby: it has no "
-		                  "memory to wake");
+		return spare_unused(
+		    in, src,
+		    hm_err_set(err, HM_ERR_CONFLICT, "invalid_target_state",
+		               "a copy of a stopped instance cannot be in standby: it has no "
+		               "memory to wake"));
 	if (strcmp(target, "Running") == 0 && in->boot_error)
-		return hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
-		                  "instances cannot run on this host: %s", in->boot_error);
-	json_t *spec = json_deep_copy(src->spec);
+		return spare_unused(in, src,
+		                    hm_err_set(err, HM_ERR_UNAVAILABLE, "boot_unavailable",
+		                               "instances cannot run on this host: %s",
+		                               in->boot_error));
 	/* A copy is an instance of its own: not a template, unlocked. */
-	json_object_del(spec, "template");
-	json_object_del(spec, "delete_lock");
+	json_t *spec = inst_copy_spec(src->spec);
 	if (inst_check_forkable(spec, src->name, err) < 0) {
 		json_decref(spec);
-		return -1;
+		return spare_unused(in, src, -1);
 	}
 	/* Its own address and MAC where the source had a network. */
 	struct hm_net_lease lease = { { 0 } };
 	json_t *net = inst_spec_net(spec);
 	if (net && !hm_net_enabled(in->net)) {
 		json_decref(spec);
-		return hm_err_set(err, HM_ERR_CONFLICT, "network_unavailable",
-		                  "`%s` has a network but networking is disabled on this host",
-		                  src->name);
+		return spare_unused(
+		    in, src,
+		    hm_err_set(err, HM_ERR_CONFLICT, "network_unavailable",
+		               "`%s` has a network but networking is disabled on this host",
+		               src->name));
 	}
 	if (net && hm_net_lease(in->net, NULL, &lease, err) < 0) {
 		json_decref(spec);
-		return -1;
+		return spare_unused(in, src, -1);
 	}
 	if (net) {
 		json_object_set_new(net, "ip", json_string(lease.ip));
@@ -579,7 +603,10 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		json_object_set_new(net, "mac", json_string(lease.mac));
 	}
 	char id[25];
-	hm_id_new(id);
+	if (src->spare_id)
+		snprintf(id, sizeof(id), "%s", src->spare_id); /* its folder is made */
+	else
+		hm_id_new(id);
 	_cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
 	_cleanup_free_ char *created = hm_now_rfc3339();
 	char uuid[37];
@@ -606,6 +633,8 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 	int r = hm_store_instance_insert(in->st, &row, err);
 	if (r == 0) {
 		made = true;
+		if (src->spare_id)
+			inst_spare_taken(in, id);
 		if (inst_sync_attachments(in, id, spec, err) < 0)
 			r = -1;
 	}
@@ -613,7 +642,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 	bool run_now = standby && strcmp(target, "Running") == 0;
 	if (r == 0 && (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0))
 		r = -1;
-	if (r == 0 && run_now && src->presize && in->vmm->restore_prepare) {
+	if (r == 0 && run_now && !src->spare_vm && src->presize && in->vmm->restore_prepare) {
 		int p = src->presize(src->ctx, dir, err);
 		if (p < 0)
 			r = -1;
@@ -623,13 +652,14 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 	if (r == 0 && src->fill(src->ctx, dir, &copied, err) < 0)
 		r = -1;
 	double t_fill = inst_mono_ms();
-	struct hm_vm *prepared = early_join(&early, id);
+	struct hm_vm *prepared = src->spare_vm ? src->spare_vm : early_join(&early, id);
 	double t_copy = inst_mono_ms();
 	if (r == 0) {
 		inst_oplog(in, id,
 		           "msg=\"forked\" source=%s kind=%s copy_ms=%.1f copied_bytes=%llu "
-		           "vmm_wait_ms=%.1f",
-		           src->name, src->kind, t_fill - t0, copied, t_copy - t_fill);
+		           "vmm_wait_ms=%.1f spare=%s",
+		           src->name, src->kind, t_fill - t0, copied, t_copy - t_fill,
+		           src->spare_vm ? "yes" : "no");
 		free(row.phase);
 		row.phase = xstrdup(standby ? "Standby" : "Stopped");
 		if (!standby) {
@@ -657,7 +687,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 	}
 	if (r < 0) {
 		/* Leave nothing: no VMM, no TAP, no folder, no row, no address. */
-		if (made) {
+		if (made || src->spare_vm) {
 			struct live *l = inst_live_take(in, id);
 			if (l && !atomic_load(&l->exited))
 				l->vm->ops->kill(l->vm, 10000, NULL);
@@ -786,8 +816,15 @@ int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_
 		               "instance `%s` is %s; a fork needs a Stopped, Standby or Running "
 		               "source",
 		               row.name, hm_state_name(state));
+	/* A fork of a running source to Running uses its spare where one is
+	 * ready (spare.c), and has the next one prepared. */
+	bool to_run = running && (!t || strcmp(t, "Running") == 0);
 	if (r == 0) {
 		struct inst_fill fill = { in, &row, spec, running, standby, 0 };
+		char spare_id[25];
+		struct hm_vm *spare_vm = to_run ? inst_spare_take(in, &row, spare_id) : NULL;
+		if (spare_vm)
+			fill.flags |= HM_PAYLOAD_IN_PLACE;
 		struct inst_source src = {
 			.name = row.name,
 			.hypervisor = row.hypervisor,
@@ -799,8 +836,12 @@ int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_
 			.fill = fill_from_instance,
 			.presize = presize_from_instance,
 			.ctx = &fill,
+			.spare_id = spare_vm ? spare_id : NULL,
+			.spare_vm = spare_vm,
 		};
 		r = inst_new_from(in, &src, f->name, f->target_state, ret, err);
+		if (r == 0 && to_run)
+			inst_spare_later(in, row.id);
 	}
 	json_decref(spec);
 	inst_op_unlock(in, row.id);

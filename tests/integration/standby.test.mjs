@@ -211,6 +211,71 @@ test('a fork without a network is answered without waiting for the guest, and wh
   for (const id of [f.body.id, c.body.id]) assert.equal((await d.fetch(`/instances/${id}`, { method: 'DELETE', token })).status, 204);
 });
 
+// Spare forks (SPARE_FORKS, default 2): after a fork of a running source
+// without a network, the next fork's files and VMM are made ready. The fork
+// that takes them must see the source as it is at that fork, not as it was
+// when the spare was made; a spare ends with its source, and one a crashed
+// daemon left is killed by the next.
+test('spare forks: the next fork takes the one made ready and sees the source as it is then; a delete ends one, a crash leaves none', async () => {
+  const c = await createInstance(d, token, { name: 'spring', image, size: '256MB', vcpus: 1, network: { enabled: false }, cmd: ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo n=$i; sleep 0.2; done'] });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const id = c.body.id;
+  await waitState(d, token, id, ['Running']);
+  await countAbove(id, 2);
+  const spareOf = async (from) => {
+    const m = await waitOps(id, /msg="spare fork ready" spare=(\w+) pid=(\d+)/, from);
+    return { id: m[1], pid: Number(m[2]), dir: join(env.DATA_DIR, 'instances', m[1]) };
+  };
+  const del = async (x) => assert.equal((await d.fetch(`/instances/${x}`, { method: 'DELETE', token })).status, 204);
+
+  let mark = ops(id).length;
+  const f1 = await post(`/instances/${id}/fork`, { name: 'spring-1', from_running: true });
+  assert.equal(f1.status, 201, JSON.stringify(f1.body));
+  assert.match(ops(f1.body.id), /msg="forked" [^\n]* spare=no/, 'the first fork finds none');
+  let spare = await spareOf(mark);
+  assert.ok(processAlive(spare.pid), 'its VMM waits');
+  assert.ok(existsSync(join(spare.dir, 'spare')));
+  const listed = await (await d.fetch('/instances', { token })).json();
+  assert.ok(!listed.some((x) => x.id === spare.id), 'a spare is not an instance');
+
+  // The source moves on after the spare was made: a file on its disk, its count in memory.
+  const atSpare = (await counts(id)).at(-1);
+  await sh('spring', 'echo after-the-spare > /mark; sync');
+  const before = (await countAbove(id, atSpare + 5)).at(-1);
+  mark = ops(id).length;
+  const f2 = await post(`/instances/${id}/fork`, { name: 'spring-2', from_running: true });
+  assert.equal(f2.status, 201, JSON.stringify(f2.body));
+  assert.equal(f2.body.id, spare.id, 'the fork is the spare');
+  assert.match(ops(f2.body.id), /msg="forked" [^\n]* spare=yes/);
+  assert.ok(!existsSync(join(spare.dir, 'spare')), 'its row owns the folder');
+  assert.equal(await sh('spring-2', 'hostname; echo 3 > /proc/sys/vm/drop_caches; cat /mark'), 'spring-2\nafter-the-spare\n',
+    'its own identity, and the disk as the source had it at the fork (read past the page cache)');
+  const forked = await countAbove(f2.body.id, (await countAbove(f2.body.id, 0))[0]);
+  assert.ok(forked[0] > before, `its memory is the source's at the fork: it counts on from ${forked[0]}, the source was at ${before} (${atSpare} when the spare was made)`);
+  assert.equal(forked[1], forked[0] + 1);
+
+  // The fork that took it had the next one made; a daemon killed meanwhile
+  // leaves it, and the next daemon ends it and its folder.
+  spare = await spareOf(mark);
+  await d.kill9();
+  assert.ok(processAlive(spare.pid), 'the crashed daemon left it');
+  d = await startDaemon({ netns: NS, env });
+  token = d.token();
+  assert.ok(!processAlive(spare.pid), 'the next daemon killed it');
+  assert.ok(!existsSync(spare.dir), 'and removed its folder');
+  assert.equal((await getInstance(d, token, id)).body.state, 'Running');
+
+  // A delete of the source ends its spare.
+  mark = ops(id).length;
+  const f3 = await post(`/instances/${id}/fork`, { name: 'spring-3', from_running: true });
+  assert.equal(f3.status, 201, JSON.stringify(f3.body));
+  spare = await spareOf(mark);
+  await del(id);
+  assert.ok(!processAlive(spare.pid), 'deleted: its spare\'s VMM is gone');
+  assert.ok(!existsSync(spare.dir), 'and its folder');
+  for (const f of [f1, f2, f3]) await del(f.body.id);
+});
+
 test('a restarted daemon can still wake an instance in standby', async () => {
   const mark = ops(src.id).length;
   assert.equal((await post(`/instances/${src.id}/standby`)).status, 200);

@@ -109,6 +109,24 @@ static void copy_to(const char *src_dir, const char *dst_dir, off_t size)
 	assert_int_equal(stat(dst, &after), 0);
 	assert_true(after.st_ino == before.st_ino);
 	check_copy(src, dst, size, copied);
+
+	/* In place over an older copy (a spare fork's files, instance/spare.c):
+	 * other data where src has data, data where src has holes (at 3 and
+	 * 20 MiB, and across the 4 MiB piece edge at 8 MiB). The stale parts are
+	 * punched out: the same content, and holes again. */
+	int fd = open(dst, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	put(fd, 'x', 1 << 20, 0);
+	put(fd, 'q', 2 << 20, 3 << 20);
+	put(fd, 'q', 1 << 20, (15 << 19));
+	put(fd, 'q', 4 << 20, 20 << 20);
+	close(fd);
+	copied = 0;
+	if (hm_copy_sparse_into(src, dst, &copied, &err) < 0)
+		fail_msg("copy over an older copy: %s", err->msg);
+	assert_int_equal(stat(dst, &after), 0);
+	assert_true(after.st_ino == before.st_ino);
+	check_copy(src, dst, size, copied);
 	/* presize never over an existing file either */
 	assert_true(hm_presize(dst, size, 0600, &err) < 0);
 	hm_err_free(err);

@@ -1,0 +1,439 @@
+/*
+ * instance/spare: forks made ready before they are asked for.
+ *
+ * A fork of a running instance pauses it, saves its device state and
+ * copies its files, then loads that state into a VMM of its own. Two costs
+ * on that path do not depend on the source's state at the moment of the
+ * fork: starting the fork's VMM (QEMU up and waiting for its state, ~40 ms
+ * under TCG) and allocating the fork's files (a copy into a new file makes
+ * the filesystem allocate and the kernel cache every page it writes; a copy
+ * over the pages of an older copy only moves bytes: measured here, 96 MB of
+ * guest memory in ~23 ms against ~45). A spare takes both off the path.
+ *
+ * After a fork of a running instance to Running, a spare of that source is
+ * prepared here, in the background: a new instance id with its folder; the
+ * fork's files at their sizes, filled with a copy of the source's taken as
+ * it runs (inconsistent, and never used as such: only its pages matter);
+ * and a VMM started on them, waiting for its state (inst_prepare_vm). The
+ * next fork of that source to Running takes it (inst_spare_take): the
+ * source is paused, saved and copied over the spare's files as for any
+ * fork (hm_copy_sparse_into: what the older copy had where the source has
+ * holes is punched out), and the state is loaded into the waiting VMM. The
+ * fork that took it has another one prepared for the next.
+ *
+ * Bounds: at most SPARE_FORKS (default 2; 0: none) sources have a spare,
+ * the most recently forked; each holds a waiting QEMU (~38 MiB PSS, as a
+ * warm restore's) and files the size of its source's while it waits. A
+ * spare is not an instance: it is in no listing nor in the host's
+ * allocation, and only this module knows its id.
+ *
+ * Only sources without a network get one. A spare of one with a network
+ * would hold an address, a TAP and rules keyed by an instance row it does
+ * not have yet; and a networked fork waits for the guest to take its own
+ * address, which costs more than a VMM's start.
+ *
+ * Ownership and locks: a spare belongs to this module's list (under
+ * in->lock) until inst_spare_take hands its id, folder and VMM to a fork,
+ * or an end (a stale take, the source's delete, an eviction, close)
+ * removes it. Whoever unlinks it from the list owns it; ending needs no
+ * other lock. Preparing happens under the source's op lock, so a fork of
+ * that source (which holds it too) never meets a spare half made, and a
+ * source has at most one. The one worker thread holds one op lock at a
+ * time; lock order: an op lock, then in->lock, then s->m (a leaf).
+ *
+ * A spare is used only for what it was made on: the fork's spec (the
+ * source's, as copied), the image's root disk and digest, the runtime, and
+ * the names and sizes of the source's files (hm_payload_shape) are compared
+ * when it is taken; a stale one is ended and the fork goes the usual way.
+ *
+ * Its folder, instances/<id>/, holds a `spare` file naming its source until
+ * a fork's row owns it. A daemon that dies leaves spares behind; at the
+ * next start inst_spare_sweep kills each one's VMM (by its pid file, only if
+ * the backend recognises that pid as the VMM of that folder) and removes
+ * the folder.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cleanup.h"
+#include "core/err.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/names.h"
+#include "core/xalloc.h"
+#include "image/images.h"
+#include "instance/internal.h"
+#include "instance/payload.h"
+#include "store/instances.h"
+#include "vmm/vmm.h"
+
+#define SPARE_FILE  "spare"
+#define SPARE_QUEUE 16 /* sources waiting for a spare to be prepared */
+
+struct spare {
+	struct spare *next;
+	char *source; /* the instance it is a fork of */
+	char id[25];  /* the fork's id to be: its folder */
+	char *print;  /* what it was made on */
+	struct hm_vm *vm;
+};
+
+struct inst_spares {
+	int max;
+	pthread_t thread;
+	pthread_mutex_t m; /* a leaf: guards queue, nq, stop */
+	pthread_cond_t c;
+	char *queue[SPARE_QUEUE];
+	size_t nq;
+	bool stop;
+	struct spare *list; /* under in->lock; newest first */
+};
+
+/*
+ * What a spare of source would be made on, as one string: the fork's spec,
+ * the image's digest and root disk, the runtime, and the source's files
+ * (memory from mem_src) by name and size. *spec_out: the fork's spec.
+ */
+static char *fingerprint(struct hm_instances *in, const struct hm_instance_row *source,
+                         const char *root_disk, const char *mem_src, json_t **spec_out)
+{
+	json_t *src_spec = inst_spec_of(source);
+	json_t *spec = inst_copy_spec(src_spec);
+	json_decref(src_spec);
+	_cleanup_free_ char *dir = inst_path(in, source->id, NULL);
+	_cleanup_free_ char *shape = hm_payload_shape(dir, spec, true, mem_src);
+	_cleanup_free_ char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+	char *print = shape && text
+	                  ? xasprintf("%s|%s|%s|%s|%s", text,
+	                              source->image_digest ? source->image_digest : "", root_disk,
+	                              source->hypervisor ? source->hypervisor : "", shape)
+	                  : NULL;
+	if (spec_out)
+		*spec_out = spec;
+	else
+		json_decref(spec);
+	return print;
+}
+
+/* End a spare taken off the list: its VMM, then its folder. */
+static void end_spare(struct hm_instances *in, struct spare *s, const char *why)
+{
+	if (!s)
+		return;
+	if (s->vm) {
+		s->vm->ops->kill(s->vm, 5000, NULL);
+		s->vm->ops->free(s->vm);
+	}
+	_cleanup_free_ char *dir = inst_path(in, s->id, NULL);
+	hm_rm_rf(dir, NULL);
+	inst_oplog(in, s->source, "msg=\"spare fork ended\" spare=%s why=%s", s->id, why);
+	free(s->source);
+	free(s->print);
+	free(s);
+}
+
+/* Take source's spare off the list (caller: in->lock). */
+static struct spare *unlink_locked(struct inst_spares *sp, const char *source)
+{
+	for (struct spare **pp = &sp->list; *pp; pp = &(*pp)->next) {
+		struct spare *s = *pp;
+		if (strcmp(s->source, source) == 0) {
+			*pp = s->next;
+			s->next = NULL;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+static struct spare *unlink_source(struct hm_instances *in, const char *source)
+{
+	if (!in->spares)
+		return NULL;
+	pthread_mutex_lock(&in->lock);
+	struct spare *s = unlink_locked(in->spares, source);
+	pthread_mutex_unlock(&in->lock);
+	return s;
+}
+
+struct hm_vm *inst_spare_take(struct hm_instances *in, const struct hm_instance_row *source,
+                              char id[25])
+{
+	struct spare *s = unlink_source(in, source->id);
+	if (!s)
+		return NULL;
+	struct hm_image_info img = { 0 };
+	_cleanup_free_ char *mem = inst_mem_current(in, source->id);
+	_cleanup_free_ char *now = hm_images_resolve(in->images, source->image, &img, NULL) == 0
+	                               ? fingerprint(in, source, img.disk_path, mem, NULL)
+	                               : NULL;
+	hm_image_info_done(&img);
+	if (!now || strcmp(now, s->print) != 0) {
+		end_spare(in, s, "stale");
+		return NULL;
+	}
+	struct hm_vm *vm = s->vm;
+	memcpy(id, s->id, sizeof(s->id));
+	free(s->source);
+	free(s->print);
+	free(s);
+	return vm;
+}
+
+void inst_spare_taken(struct hm_instances *in, const char *id)
+{
+	_cleanup_free_ char *mark = inst_path(in, id, SPARE_FILE);
+	unlink(mark);
+}
+
+void inst_spare_drop(struct hm_instances *in, const char *source)
+{
+	end_spare(in, unlink_source(in, source), "dropped");
+}
+
+void inst_spare_later(struct hm_instances *in, const char *source)
+{
+	struct inst_spares *sp = in->spares;
+	if (!sp)
+		return;
+	pthread_mutex_lock(&sp->m);
+	bool queued = false;
+	for (size_t i = 0; i < sp->nq && !queued; i++)
+		queued = strcmp(sp->queue[i], source) == 0;
+	if (!queued) {
+		if (sp->nq == SPARE_QUEUE) { /* the oldest wish goes */
+			free(sp->queue[0]);
+			memmove(sp->queue, sp->queue + 1, (SPARE_QUEUE - 1) * sizeof(char *));
+			sp->nq--;
+		}
+		sp->queue[sp->nq++] = xstrdup(source);
+		pthread_cond_signal(&sp->c);
+	}
+	pthread_mutex_unlock(&sp->m);
+}
+
+/* Make the spare's folder and files, and start its VMM (source: Running, held). */
+static int make_spare(struct hm_instances *in, const struct hm_instance_row *source,
+                      const char *root_disk, const char *mem, json_t *spec, struct spare *s,
+                      unsigned long long *copied, double *fill_ms, struct hm_err **err)
+{
+	_cleanup_free_ char *src_dir = inst_path(in, source->id, NULL);
+	_cleanup_free_ char *dir = inst_path(in, s->id, NULL);
+	_cleanup_free_ char *logs = inst_path(in, s->id, "logs");
+	_cleanup_free_ char *run = inst_path(in, s->id, "run");
+	_cleanup_free_ char *mark = inst_path(in, s->id, SPARE_FILE);
+	if (hm_mkdir_p(logs, 0700, err) < 0 || hm_mkdir_p(run, 0700, err) < 0 ||
+	    hm_write_file_atomic(mark, source->id, strlen(source->id), 0600, err) < 0)
+		return -1;
+	double t0 = inst_mono_ms();
+	int p = hm_payload_presize(src_dir, dir, spec, true, mem, err);
+	if (p < 0)
+		return -1;
+	if (p == 0)
+		return hm_err_set(err, HM_ERR_CONFLICT, NULL, "its files cannot be made ahead");
+	if (hm_payload_copy(src_dir, dir, spec, true, mem, HM_PAYLOAD_IN_PLACE, copied, err) < 0)
+		return -1;
+	*fill_ms = inst_mono_ms() - t0;
+	_cleanup_free_ char *text = json_dumps(spec, JSON_COMPACT);
+	struct hm_instance_row row = {
+		.id = s->id,
+		.name = source->name,
+		.image = source->image,
+		.image_digest = source->image_digest,
+		.spec = text,
+		.phase = (char *)"Created",
+		.exit_code = -1,
+		.hypervisor = source->hypervisor,
+	};
+	return inst_prepare_vm(in, &row, spec, root_disk, &s->vm, err);
+}
+
+/* Prepare source's spare if it is still a Running instance without a network. */
+static void prepare(struct hm_instances *in, const char *source)
+{
+	double t0 = inst_mono_ms();
+	inst_op_lock(in, source);
+	struct hm_instance_row row = { .exit_code = -1 };
+	struct hm_image_info img = { 0 };
+	_cleanup_err_ struct hm_err *err = NULL;
+	_cleanup_free_ char *mem = inst_mem_current(in, source);
+	json_t *src_spec = NULL, *spec = NULL;
+	struct spare *s = NULL;
+	unsigned long long copied = 0;
+	double fill_ms = 0;
+	bool has = false;
+	pthread_mutex_lock(&in->lock);
+	for (struct spare *o = in->spares->list; o && !has; o = o->next)
+		has = strcmp(o->source, source) == 0;
+	pthread_mutex_unlock(&in->lock);
+	if (has || in->boot_error || hm_store_instance_get(in->st, source, &row, NULL) < 0 ||
+	    inst_state(in, &row) != HM_STATE_RUNNING || access(mem, F_OK) < 0 ||
+	    hm_images_resolve(in->images, row.image, &img, NULL) < 0 ||
+	    (row.image_digest && *row.image_digest && strcmp(img.digest, row.image_digest) != 0))
+		goto out; /* not (or no longer) one to prepare */
+	src_spec = inst_spec_of(&row);
+	if (inst_spec_net(src_spec))
+		goto out; /* see the top of this file */
+	s = xcalloc(1, sizeof(*s));
+	s->source = xstrdup(source);
+	hm_id_new(s->id);
+	s->print = fingerprint(in, &row, img.disk_path, mem, &spec);
+	if (!s->print) {
+		hm_err_set(&err, HM_ERR_INTERNAL, NULL, "a file of the source is missing");
+	} else if (make_spare(in, &row, img.disk_path, mem, spec, s, &copied, &fill_ms, &err) ==
+	           0) {
+		inst_oplog(
+		    in, source,
+		    "msg=\"spare fork ready\" spare=%s pid=%d fill_ms=%.1f filled_bytes=%llu "
+		    "ms=%.1f",
+		    s->id, (int)s->vm->pid, fill_ms, copied, inst_mono_ms() - t0);
+		pthread_mutex_lock(&in->lock);
+		s->next = in->spares->list;
+		in->spares->list = TAKE_PTR(s);
+		pthread_mutex_unlock(&in->lock);
+		goto out;
+	}
+	log_warn("instances", "no spare fork", "source=%s error=\"%s\"", source,
+	         hm_err_message(&err, "?"));
+	end_spare(in, TAKE_PTR(s), "failed");
+out:
+	json_decref(spec);
+	json_decref(src_spec);
+	hm_image_info_done(&img);
+	hm_instance_row_done(&row);
+	inst_op_unlock(in, source);
+}
+
+/* End the oldest spares past the cap. */
+static void evict(struct hm_instances *in)
+{
+	for (;;) {
+		struct spare *s = NULL;
+		pthread_mutex_lock(&in->lock);
+		int n = 0;
+		struct spare **last = NULL;
+		for (struct spare **pp = &in->spares->list; *pp; pp = &(*pp)->next, n++)
+			last = pp;
+		if (n > in->spares->max) {
+			s = *last;
+			*last = NULL;
+		}
+		pthread_mutex_unlock(&in->lock);
+		if (!s)
+			return;
+		end_spare(in, s, "evicted");
+	}
+}
+
+static void *spare_thread(void *arg)
+{
+	struct hm_instances *in = arg;
+	struct inst_spares *sp = in->spares;
+	for (;;) {
+		pthread_mutex_lock(&sp->m);
+		while (!sp->stop && sp->nq == 0)
+			pthread_cond_wait(&sp->c, &sp->m);
+		if (sp->stop) {
+			pthread_mutex_unlock(&sp->m);
+			return NULL;
+		}
+		char *source = sp->queue[0];
+		memmove(sp->queue, sp->queue + 1, (sp->nq - 1) * sizeof(char *));
+		sp->nq--;
+		pthread_mutex_unlock(&sp->m);
+		prepare(in, source);
+		evict(in);
+		free(source);
+	}
+}
+
+int inst_spare_open(struct hm_instances *in, int max)
+{
+	if (max <= 0 || !in->vmm->restore_prepare || !in->vmm->restore_load)
+		return 0;
+	struct inst_spares *sp = xcalloc(1, sizeof(*sp));
+	sp->max = max;
+	pthread_mutex_init(&sp->m, NULL);
+	pthread_cond_init(&sp->c, NULL);
+	in->spares = sp;
+	if (pthread_create(&sp->thread, NULL, spare_thread, in) != 0) {
+		in->spares = NULL;
+		pthread_mutex_destroy(&sp->m);
+		pthread_cond_destroy(&sp->c);
+		free(sp);
+		return -1;
+	}
+	return 0;
+}
+
+void inst_spare_close(struct hm_instances *in)
+{
+	struct inst_spares *sp = in->spares;
+	if (!sp)
+		return;
+	pthread_mutex_lock(&sp->m);
+	sp->stop = true;
+	pthread_cond_signal(&sp->c);
+	pthread_mutex_unlock(&sp->m);
+	pthread_join(sp->thread, NULL);
+	/* Spares end with the daemon: a restart would sweep them anyway. */
+	for (;;) {
+		pthread_mutex_lock(&in->lock);
+		struct spare *s = sp->list;
+		if (s)
+			sp->list = s->next;
+		pthread_mutex_unlock(&in->lock);
+		if (!s)
+			break;
+		end_spare(in, s, "shutdown");
+	}
+	for (size_t i = 0; i < sp->nq; i++)
+		free(sp->queue[i]);
+	pthread_mutex_destroy(&sp->m);
+	pthread_cond_destroy(&sp->c);
+	in->spares = NULL;
+	free(sp);
+}
+
+void inst_spare_sweep(struct hm_instances *in)
+{
+	DIR *d = opendir(in->dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *mark = inst_path(in, e->d_name, SPARE_FILE);
+		if (access(mark, F_OK) < 0)
+			continue;
+		struct hm_instance_row row = { .exit_code = -1 };
+		if (hm_store_instance_get(in->st, e->d_name, &row, NULL) == 0) {
+			/* A fork's row owns it (killed before inst_spare_taken): reconcile's. */
+			hm_instance_row_done(&row);
+			unlink(mark);
+			continue;
+		}
+		_cleanup_free_ char *run = inst_path(in, e->d_name, "run");
+		_cleanup_free_ char *pidfile = inst_path(in, e->d_name, "run/vmm.pid");
+		_cleanup_free_ char *text = NULL;
+		struct hm_vm *vm = NULL;
+		long pid =
+		    hm_read_file(pidfile, 64, &text, NULL, NULL) == 0 ? strtol(text, NULL, 10) : 0;
+		/* adopt checks that pid is this folder's QEMU (not a pid reused since). */
+		if (pid > 0 && in->vmm->adopt(run, (pid_t)pid, &vm, NULL) == 0) {
+			vm->ops->kill(vm, 5000, NULL);
+			vm->ops->free(vm);
+		}
+		_cleanup_free_ char *dir = inst_path(in, e->d_name, NULL);
+		hm_rm_rf(dir, NULL);
+		log_info("instances", "removed a spare fork a stopped daemon left",
+		         "spare=%s pid=%ld", e->d_name, pid);
+	}
+	closedir(d);
+}
