@@ -333,6 +333,10 @@ try {
         identity_answer_ms: num(/identity_answer_ms=([\d.]+)/),
         spare: /msg="forked" [^\n]*spare=(\w+)/.exec(fops)?.[1] ?? null,
       };
+      // The source's side: how long it was paused, of which the device state's save.
+      const sops = readText(opsFile).slice(opsMark);
+      part.paused_ms = Number(/msg="copied while running" paused_ms=([\d.]+)/.exec(sops)?.[1] ?? NaN);
+      part.save_ms = Number(/msg="copied while running" [^\n]*save_ms=([\d.]+)/.exec(sops)?.[1] ?? NaN);
       if (run === 0) r.fork_first_parts = part; else (r.fork_parts ??= []).push(part);
       console.log(`${size} fork ${run}${run === 0 ? ' (first, no spare)' : ''}: ${took.toFixed(0)} ms (${f.state}); ${JSON.stringify(part)}`);
       await del(f.id);
@@ -386,8 +390,9 @@ for (const r of results) {
   console.log(`       warm restores: ${r.warm.filter((x) => x === 'yes').length} of ${r.warm.length}; the waiting VMM was ready ` +
     `${f0(median(r.warm_wait_ms))} ms after the standby and holds ${r.warm_pss_kb.length ? (median(r.warm_pss_kb) / 1024).toFixed(1) : '-'} MiB PSS`);
   const part = (k) => median((r.fork_parts ?? []).map((p) => p[k]).filter(Number.isFinite));
-  console.log(`       fork (medians): save and copy ${f0(part('copy_ms'))} ms; its VMM, started meanwhile, took ${f0(part('vmm_start_ms'))} ms ` +
-    `(the copy waited ${f0(part('vmm_wait_ms'))} ms more for it); restore ${f0(part('restore_ms'))} ms, ` +
+  console.log(`       fork (medians): save and copy ${f0(part('copy_ms'))} ms (the source paused ${f0(part('paused_ms'))} ms, its device state saved in ${f0(part('save_ms'))} ms); ` +
+    (Number.isFinite(part('vmm_start_ms')) ? `its VMM, started meanwhile, took ${f0(part('vmm_start_ms'))} ms (the copy waited ${f0(part('vmm_wait_ms'))} ms more for it); ` : 'its VMM was the spare\'s; ') +
+    `restore ${f0(part('restore_ms'))} ms, ` +
     (Number.isFinite(part('identity_ms'))
       ? `identity ${f0(part('identity_ms'))} ms (channel up after ${f0(part('identity_connect_ms'))} ms, the guest's answer ${f0(part('identity_answer_ms'))} ms)`
       : 'identity sent after the hello, not waited for (no network)'));
@@ -414,7 +419,7 @@ for (const r of results) {
     fork_first_ms: r.fork_first ?? null, fork_first_copy_ms: r.fork_first_parts?.copy_ms ?? null,
     fork_spares_taken: (r.fork_parts ?? []).filter((p) => p.spare === 'yes').length,
     spare_ready_ms: median(r.spare_ready_ms ?? []) ?? null, spare_vmm_pss_kb: r.spare_pss_kb?.length ? median(r.spare_pss_kb) : null,
-    fork_copy_ms: part('copy_ms'), fork_vmm_start_ms: part('vmm_start_ms'), fork_vmm_wait_ms: part('vmm_wait_ms'), fork_restore_ms: part('restore_ms'), fork_identity_ms: part('identity_ms'),
+    fork_copy_ms: part('copy_ms'), fork_source_paused_ms: part('paused_ms'), fork_save_ms: part('save_ms'), fork_vmm_start_ms: part('vmm_start_ms'), fork_vmm_wait_ms: part('vmm_wait_ms'), fork_restore_ms: part('restore_ms'), fork_identity_ms: part('identity_ms'),
     fork_identity_connect_ms: part('identity_connect_ms'), fork_identity_answer_ms: part('identity_answer_ms'),
     daemon_save_ms: median(r.save_ms), daemon_standby_total_ms: median(r.standby_total_ms),
     daemon_running_ms: median(r.running_ms), daemon_first_move: r.move_ms[0] ?? null,

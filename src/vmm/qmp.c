@@ -239,7 +239,53 @@ void hm_qmp_counts(unsigned long *connects, unsigned long *commands)
 	*commands = atomic_load(&n_commands);
 }
 
-int hm_qmp_execute(struct hm_qmp *q, const char *cmd, json_t *args, json_t **ret_return,
+/*
+ * Send the first byte of line with fd attached (SCM_RIGHTS), the rest as
+ * usual: QEMU takes the descriptor that comes with a command's bytes for
+ * that command (getfd). *sent: 1 once that byte is out.
+ */
+static int send_with_fd(struct hm_qmp *q, const char *line, int fd, long long deadline,
+                        size_t *sent, struct hm_err **err)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof(u));
+	struct iovec iov = { .iov_base = (void *)line, .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov,
+		             .msg_iovlen = 1,
+		             .msg_control = u.buf,
+		             .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	for (;;) {
+		ssize_t n = sendmsg(q->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n == 1) {
+			*sent = 1;
+			return 0;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			int r = wait_fd(q->fd, POLLOUT, deadline);
+			if (r == 0)
+				return qmp_broken(q, err, HM_ERR_TIMEOUT,
+				                  "timed out sending a command");
+			if (r > 0)
+				continue;
+		}
+		q->broken = true;
+		hm_err_errno(err, n < 0 ? errno : EPIPE, "QMP %s: send", q->path);
+		hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
+		return -1;
+	}
+}
+
+static int execute(struct hm_qmp *q, const char *cmd, json_t *args, int fd, json_t **ret_return,
                    int timeout_ms, struct hm_err **err)
 {
 	atomic_fetch_add(&n_commands, 1);
@@ -258,7 +304,9 @@ int hm_qmp_execute(struct hm_qmp *q, const char *cmd, json_t *args, json_t **ret
 	line = xrealloc(line, len + 2);
 	line[len++] = '\n';
 	line[len] = '\0';
-	if (send_all(q, line, len, deadline, err) < 0)
+	size_t sent = 0;
+	if ((fd >= 0 && send_with_fd(q, line, fd, deadline, &sent, err) < 0) ||
+	    send_all(q, line + sent, len - sent, deadline, err) < 0)
 		return hm_err_wrap(err, "%s", cmd);
 	for (;;) {
 		json_auto_t *msg = NULL;
@@ -284,6 +332,17 @@ int hm_qmp_execute(struct hm_qmp *q, const char *cmd, json_t *args, json_t **ret
 			*ret_return = json_incref(r);
 		return 0;
 	}
+}
+
+int hm_qmp_execute(struct hm_qmp *q, const char *cmd, json_t *args, json_t **ret_return,
+                   int timeout_ms, struct hm_err **err)
+{
+	return execute(q, cmd, args, -1, ret_return, timeout_ms, err);
+}
+
+int hm_qmp_give_fd(struct hm_qmp *q, const char *name, int fd, int timeout_ms, struct hm_err **err)
+{
+	return execute(q, "getfd", json_pack("{s:s}", "fdname", name), fd, NULL, timeout_ms, err);
 }
 
 static int connect_once(const struct sockaddr_un *sa, long long deadline, int *ret_fd)

@@ -49,6 +49,13 @@ void hm_qmp_set_event_cb(struct hm_qmp *q, hm_qmp_event_fn fn, void *userdata);
 int hm_qmp_execute(struct hm_qmp *q, const char *cmd, json_t *args, json_t **ret_return,
                    int timeout_ms, struct hm_err **err);
 
+/*
+ * Hand QEMU a copy of fd under `name` (getfd, the descriptor sent with the
+ * command as SCM_RIGHTS), for a later command that names it ("fd:name" of
+ * migrate and migrate-incoming). The caller keeps and closes its own fd.
+ */
+int hm_qmp_give_fd(struct hm_qmp *q, const char *name, int fd, int timeout_ms, struct hm_err **err);
+
 /* The greeting's {"QMP":{...}} object (borrowed). */
 const json_t *hm_qmp_greeting(const struct hm_qmp *q);
 

@@ -3,7 +3,8 @@
  * plays QEMU's side (greeting, capabilities, then a scripted scenario) and
  * the client must cope: events interleaved before a reply, error replies,
  * a server that closes mid-line, an over-long line, a silent server, a
- * socket that appears late, and a pidfd-style abort fd.
+ * socket that appears late, a pidfd-style abort fd, and a descriptor handed
+ * over with a command (SCM_RIGHTS).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +33,7 @@ enum scenario {
 	S_SILENT,      /* never answers the command */
 	S_NO_GREETING, /* accepts, never greets */
 	S_MANY_EVENTS, /* more events than the ring holds */
+	S_FD,          /* takes the descriptor sent with the command, writes to it */
 };
 
 struct fake {
@@ -129,6 +131,34 @@ static void *server(void *arg)
 		return NULL;
 	}
 	put(c, "{\"return\": {}}\r\n");
+	int got_fd = -1;
+	if (f->sc == S_FD) {
+		/* The descriptor comes with the command's first byte, as QEMU reads it. */
+		char first;
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = { .iov_base = &first, .iov_len = 1 };
+		struct msghdr mh = { .msg_iov = &iov,
+			             .msg_iovlen = 1,
+			             .msg_control = u.buf,
+			             .msg_controllen = sizeof(u.buf) };
+		if (recvmsg(c, &mh, 0) == 1) {
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			if (cm && cm->cmsg_type == SCM_RIGHTS)
+				memcpy(&got_fd, CMSG_DATA(cm), sizeof(int));
+		}
+		f->cmds[0][0] = first;
+		if (get_line(c, f->cmds[0] + 1, sizeof(f->cmds[0]) - 1) >= 0)
+			f->ncmds = 1;
+		if (got_fd >= 0) {
+			ssize_t w = write(got_fd, "fd-ok", 5); /* the client checks what came */
+			(void)w;
+			close(got_fd);
+		}
+		put(c, "{\"return\": {}}\r\n");
+	}
 	while (f->ncmds < 4 && get_line(c, f->cmds[f->ncmds], sizeof(f->cmds[0])) >= 0) {
 		int i = f->ncmds++;
 		switch (f->sc) {
@@ -176,6 +206,7 @@ static void *server(void *arg)
 			put(c, "{\"return\": {}}\n");
 			break;
 		case S_NO_GREETING:
+		case S_FD:
 			break;
 		}
 	}
@@ -359,6 +390,28 @@ static void connect_retries_until_socket_appears(void **state)
 	fake_stop(f);
 }
 
+static void gives_a_descriptor(void **state)
+{
+	(void)state;
+	struct fake *f = fake_start(S_FD, 0);
+	struct hm_qmp *q = NULL;
+	struct hm_err *err = NULL;
+	assert_int_equal(hm_qmp_connect(f->path, 2000, -1, &q, &err), 0);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(hm_qmp_give_fd(q, "hm-state", p[1], 2000, &err), 0);
+	close(p[1]); /* ours; the server had its own copy */
+	char buf[16] = { 0 };
+	assert_int_equal(read(p[0], buf, sizeof(buf) - 1), 5);
+	assert_string_equal(buf, "fd-ok");
+	close(p[0]);
+	hm_qmp_close(q);
+	assert_int_equal(f->ncmds, 1);
+	assert_non_null(strstr(f->cmds[0], "\"execute\":\"getfd\""));
+	assert_non_null(strstr(f->cmds[0], "\"fdname\":\"hm-state\""));
+	fake_stop(f);
+}
+
 static void connect_gives_up(void **state)
 {
 	(void)state;
@@ -419,6 +472,7 @@ int main(void)
 		cmocka_unit_test(event_ring_keeps_newest),
 		cmocka_unit_test(connect_retries_until_socket_appears),
 		cmocka_unit_test(connect_gives_up),
+		cmocka_unit_test(gives_a_descriptor),
 	};
 	return cmocka_run_group_tests_name("qmp", tests, NULL, NULL);
 }
