@@ -39,7 +39,7 @@
  * other lock. Preparing happens under the source's op lock, so a fork of
  * that source (which holds it too) never meets a spare half made, and a
  * source has at most one. The one worker thread holds one op lock at a
- * time; lock order: an op lock, then in->lock, then s->m (a leaf).
+ * time; lock order: an op lock, then in->lock, then the queue's (a leaf).
  *
  * A spare is used only for what it was made on: the fork's spec (the
  * source's, as copied), the image's root disk and digest, the runtime, and
@@ -63,6 +63,7 @@
 #include "core/cleanup.h"
 #include "core/err.h"
 #include "core/fileio.h"
+#include "core/jobq.h"
 #include "core/log.h"
 #include "core/names.h"
 #include "core/xalloc.h"
@@ -85,13 +86,8 @@ struct spare {
 
 struct inst_spares {
 	int max;
-	pthread_t thread;
-	pthread_mutex_t m; /* a leaf: guards queue, nq, stop */
-	pthread_cond_t c;
-	char *queue[SPARE_QUEUE];
-	size_t nq;
-	bool stop;
-	struct spare *list; /* under in->lock; newest first */
+	struct hm_jobq *jobs; /* sources waiting for a spare to be prepared */
+	struct spare *list;   /* under in->lock; newest first */
 };
 
 /*
@@ -198,23 +194,8 @@ void inst_spare_drop(struct hm_instances *in, const char *source)
 
 void inst_spare_later(struct hm_instances *in, const char *source)
 {
-	struct inst_spares *sp = in->spares;
-	if (!sp)
-		return;
-	pthread_mutex_lock(&sp->m);
-	bool queued = false;
-	for (size_t i = 0; i < sp->nq && !queued; i++)
-		queued = strcmp(sp->queue[i], source) == 0;
-	if (!queued) {
-		if (sp->nq == SPARE_QUEUE) { /* the oldest wish goes */
-			free(sp->queue[0]);
-			memmove(sp->queue, sp->queue + 1, (SPARE_QUEUE - 1) * sizeof(char *));
-			sp->nq--;
-		}
-		sp->queue[sp->nq++] = xstrdup(source);
-		pthread_cond_signal(&sp->c);
-	}
-	pthread_mutex_unlock(&sp->m);
+	if (in->spares)
+		hm_jobq_push(in->spares->jobs, source);
 }
 
 /* Make the spare's folder and files, and start its VMM (source: Running, held). */
@@ -330,26 +311,12 @@ static void evict(struct hm_instances *in)
 	}
 }
 
-static void *spare_thread(void *arg)
+/* One job of the queue: source's spare, then the cap held. */
+static void spare_job(void *arg, const char *source)
 {
 	struct hm_instances *in = arg;
-	struct inst_spares *sp = in->spares;
-	for (;;) {
-		pthread_mutex_lock(&sp->m);
-		while (!sp->stop && sp->nq == 0)
-			pthread_cond_wait(&sp->c, &sp->m);
-		if (sp->stop) {
-			pthread_mutex_unlock(&sp->m);
-			return NULL;
-		}
-		char *source = sp->queue[0];
-		memmove(sp->queue, sp->queue + 1, (sp->nq - 1) * sizeof(char *));
-		sp->nq--;
-		pthread_mutex_unlock(&sp->m);
-		prepare(in, source);
-		evict(in);
-		free(source);
-	}
+	prepare(in, source);
+	evict(in);
 }
 
 int inst_spare_open(struct hm_instances *in, int max)
@@ -358,13 +325,10 @@ int inst_spare_open(struct hm_instances *in, int max)
 		return 0;
 	struct inst_spares *sp = xcalloc(1, sizeof(*sp));
 	sp->max = max;
-	pthread_mutex_init(&sp->m, NULL);
-	pthread_cond_init(&sp->c, NULL);
 	in->spares = sp;
-	if (pthread_create(&sp->thread, NULL, spare_thread, in) != 0) {
+	sp->jobs = hm_jobq_start(SPARE_QUEUE, spare_job, in);
+	if (!sp->jobs) {
 		in->spares = NULL;
-		pthread_mutex_destroy(&sp->m);
-		pthread_cond_destroy(&sp->c);
 		free(sp);
 		return -1;
 	}
@@ -376,11 +340,7 @@ void inst_spare_close(struct hm_instances *in)
 	struct inst_spares *sp = in->spares;
 	if (!sp)
 		return;
-	pthread_mutex_lock(&sp->m);
-	sp->stop = true;
-	pthread_cond_signal(&sp->c);
-	pthread_mutex_unlock(&sp->m);
-	pthread_join(sp->thread, NULL);
+	hm_jobq_stop(sp->jobs);
 	/* Spares end with the daemon: a restart would sweep them anyway. */
 	for (;;) {
 		pthread_mutex_lock(&in->lock);
@@ -392,10 +352,6 @@ void inst_spare_close(struct hm_instances *in)
 			break;
 		end_spare(in, s, "shutdown");
 	}
-	for (size_t i = 0; i < sp->nq; i++)
-		free(sp->queue[i]);
-	pthread_mutex_destroy(&sp->m);
-	pthread_cond_destroy(&sp->c);
 	in->spares = NULL;
 	free(sp);
 }

@@ -34,6 +34,7 @@
 
 #include "core/cleanup.h"
 #include "core/err.h"
+#include "core/jobq.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "image/images.h"
@@ -53,12 +54,7 @@ struct warm_vm {
 
 struct inst_warm {
 	int max;
-	pthread_t thread;
-	pthread_mutex_t m; /* a leaf: guards queue, nq, stop */
-	pthread_cond_t c;
-	char *queue[WARM_QUEUE];
-	size_t nq;
-	bool stop;
+	struct hm_jobq *jobs; /* standbys waiting for a VMM to be prepared */
 	struct warm_vm *list; /* under in->lock; newest first */
 };
 
@@ -141,23 +137,8 @@ void inst_warm_drop(struct hm_instances *in, const char *id)
 
 void inst_warm_later(struct hm_instances *in, const char *id)
 {
-	struct inst_warm *wm = in->warm;
-	if (!wm)
-		return;
-	pthread_mutex_lock(&wm->m);
-	bool queued = false;
-	for (size_t i = 0; i < wm->nq && !queued; i++)
-		queued = strcmp(wm->queue[i], id) == 0;
-	if (!queued) {
-		if (wm->nq == WARM_QUEUE) { /* the oldest wish goes */
-			free(wm->queue[0]);
-			memmove(wm->queue, wm->queue + 1, (WARM_QUEUE - 1) * sizeof(char *));
-			wm->nq--;
-		}
-		wm->queue[wm->nq++] = xstrdup(id);
-		pthread_cond_signal(&wm->c);
-	}
-	pthread_mutex_unlock(&wm->m);
+	if (in->warm)
+		hm_jobq_push(in->warm->jobs, id);
 }
 
 /* Prepare id's VMM if it is still a Standby instance with a plain saved state. */
@@ -228,26 +209,12 @@ static void evict(struct hm_instances *in)
 	}
 }
 
-static void *warm_thread(void *arg)
+/* One job of the queue: id's VMM, then the cap held. */
+static void warm_job(void *arg, const char *id)
 {
 	struct hm_instances *in = arg;
-	struct inst_warm *wm = in->warm;
-	for (;;) {
-		pthread_mutex_lock(&wm->m);
-		while (!wm->stop && wm->nq == 0)
-			pthread_cond_wait(&wm->c, &wm->m);
-		if (wm->stop) {
-			pthread_mutex_unlock(&wm->m);
-			return NULL;
-		}
-		char *id = wm->queue[0];
-		memmove(wm->queue, wm->queue + 1, (wm->nq - 1) * sizeof(char *));
-		wm->nq--;
-		pthread_mutex_unlock(&wm->m);
-		prepare(in, id);
-		evict(in);
-		free(id);
-	}
+	prepare(in, id);
+	evict(in);
 }
 
 int inst_warm_open(struct hm_instances *in, int max)
@@ -256,13 +223,10 @@ int inst_warm_open(struct hm_instances *in, int max)
 		return 0;
 	struct inst_warm *wm = xcalloc(1, sizeof(*wm));
 	wm->max = max;
-	pthread_mutex_init(&wm->m, NULL);
-	pthread_cond_init(&wm->c, NULL);
 	in->warm = wm;
-	if (pthread_create(&wm->thread, NULL, warm_thread, in) != 0) {
+	wm->jobs = hm_jobq_start(WARM_QUEUE, warm_job, in);
+	if (!wm->jobs) {
 		in->warm = NULL;
-		pthread_mutex_destroy(&wm->m);
-		pthread_cond_destroy(&wm->c);
 		free(wm);
 		return -1;
 	}
@@ -274,11 +238,7 @@ void inst_warm_close(struct hm_instances *in)
 	struct inst_warm *wm = in->warm;
 	if (!wm)
 		return;
-	pthread_mutex_lock(&wm->m);
-	wm->stop = true;
-	pthread_cond_signal(&wm->c);
-	pthread_mutex_unlock(&wm->m);
-	pthread_join(wm->thread, NULL);
+	hm_jobq_stop(wm->jobs);
 	/* The waiting VMMs end with the daemon: a restart would kill them anyway. */
 	for (;;) {
 		pthread_mutex_lock(&in->lock);
@@ -290,10 +250,6 @@ void inst_warm_close(struct hm_instances *in)
 			break;
 		end_warm(in, w, "shutdown");
 	}
-	for (size_t i = 0; i < wm->nq; i++)
-		free(wm->queue[i]);
-	pthread_mutex_destroy(&wm->m);
-	pthread_cond_destroy(&wm->c);
 	in->warm = NULL;
 	free(wm);
 }

@@ -86,12 +86,37 @@ static int qmp_broken(struct hm_qmp *q, struct hm_err **err, enum hm_err_kind ki
 	return hm_err_set(err, kind, NULL, "QMP %s: %s", q->path, what);
 }
 
-static int send_all(struct hm_qmp *q, const char *data, size_t len, long long deadline,
+/* sendmsg of data with fd attached (SCM_RIGHTS): QEMU takes the descriptor
+ * that comes with a command's bytes for that command (getfd). */
+static ssize_t send_fd(int sock, const char *data, size_t len, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof(u));
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov,
+		             .msg_iovlen = 1,
+		             .msg_control = u.buf,
+		             .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Send all of data; fd, if >= 0, goes with its first bytes. */
+static int send_all(struct hm_qmp *q, const char *data, size_t len, int fd, long long deadline,
                     struct hm_err **err)
 {
 	while (len > 0) {
-		ssize_t n = send(q->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = fd >= 0 ? send_fd(q->fd, data, len, fd)
+		                    : send(q->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
+			fd = -1; /* it went with these bytes */
 			data += n;
 			len -= (size_t)n;
 			continue;
@@ -239,52 +264,6 @@ void hm_qmp_counts(unsigned long *connects, unsigned long *commands)
 	*commands = atomic_load(&n_commands);
 }
 
-/*
- * Send the first byte of line with fd attached (SCM_RIGHTS), the rest as
- * usual: QEMU takes the descriptor that comes with a command's bytes for
- * that command (getfd). *sent: 1 once that byte is out.
- */
-static int send_with_fd(struct hm_qmp *q, const char *line, int fd, long long deadline,
-                        size_t *sent, struct hm_err **err)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	memset(&u, 0, sizeof(u));
-	struct iovec iov = { .iov_base = (void *)line, .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov,
-		             .msg_iovlen = 1,
-		             .msg_control = u.buf,
-		             .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	for (;;) {
-		ssize_t n = sendmsg(q->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n == 1) {
-			*sent = 1;
-			return 0;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int r = wait_fd(q->fd, POLLOUT, deadline);
-			if (r == 0)
-				return qmp_broken(q, err, HM_ERR_TIMEOUT,
-				                  "timed out sending a command");
-			if (r > 0)
-				continue;
-		}
-		q->broken = true;
-		hm_err_errno(err, n < 0 ? errno : EPIPE, "QMP %s: send", q->path);
-		hm_err_recast(err, HM_ERR_UNAVAILABLE, NULL);
-		return -1;
-	}
-}
-
 static int execute(struct hm_qmp *q, const char *cmd, json_t *args, int fd, json_t **ret_return,
                    int timeout_ms, struct hm_err **err)
 {
@@ -304,9 +283,7 @@ static int execute(struct hm_qmp *q, const char *cmd, json_t *args, int fd, json
 	line = xrealloc(line, len + 2);
 	line[len++] = '\n';
 	line[len] = '\0';
-	size_t sent = 0;
-	if ((fd >= 0 && send_with_fd(q, line, fd, deadline, &sent, err) < 0) ||
-	    send_all(q, line + sent, len - sent, deadline, err) < 0)
+	if (send_all(q, line, len, fd, deadline, err) < 0)
 		return hm_err_wrap(err, "%s", cmd);
 	for (;;) {
 		json_auto_t *msg = NULL;
