@@ -323,14 +323,16 @@ int inst_prepare_vm(struct hm_instances *in, const struct hm_instance_row *row, 
 
 int inst_spare_open(struct hm_instances *in, int max);
 void inst_spare_close(struct hm_instances *in);
-/* Have a spare of source (a Running instance just forked) prepared. */
+/* Have a spare of source (a Running or Standby instance just forked) prepared. */
 void inst_spare_later(struct hm_instances *in, const char *source);
 /* source's spare, if it was made on what source is now (caller: source's op
- * lock): its VMM, waiting for its state, and in id the fork's id, whose
- * folder holds the fork's files at their sizes (fill them in place). NULL:
- * none (a stale one is ended). The caller owns the VMM and the folder. */
+ * lock; standby: source is in Standby): its VMM, waiting for its state, and
+ * in id the fork's id, whose folder holds the fork's files at their sizes
+ * (fill them in place; *filled: they hold a whole copy of a Standby
+ * source's files already, which no one wrote since). NULL: none (a stale
+ * one is ended). The caller owns the VMM and the folder. */
 struct hm_vm *inst_spare_take(struct hm_instances *in, const struct hm_instance_row *source,
-                              char id[25]);
+                              bool standby, char id[25], bool *filled);
 /* The fork's row now owns the spare's folder id. */
 void inst_spare_taken(struct hm_instances *in, const char *id);
 /* End source's spare (its delete). */
@@ -485,6 +487,7 @@ struct inst_source {
 	 * in place), and its VMM waiting for the state. */
 	const char *spare_id;
 	struct hm_vm *spare_vm;
+	bool spare_filled; /* its files are the copy already: no fill */
 };
 
 /* Make instance `name` from src, then bring it to target (NULL: src's default).

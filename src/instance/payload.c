@@ -132,27 +132,48 @@ int hm_payload_presize(const char *src_dir, const char *dst_dir, json_t *spec, b
 	return 1;
 }
 
-static int shape_fn(const char *src, const char *dst, void *ctx, struct hm_err **err)
+struct describe {
+	char *text;
+	bool stamp; /* with each file's device, inode and mtime */
+};
+
+static int describe_fn(const char *src, const char *dst, void *ctx, struct hm_err **err)
 {
-	char **shape = ctx;
+	struct describe *d = ctx;
 	struct stat st;
 	if (stat(src, &st) < 0)
 		return hm_err_errno(err, errno, "`%s`", src);
 	const char *name = strrchr(dst, '/');
-	char *more = xasprintf("%s%s=%lld ", *shape, name ? name + 1 : dst, (long long)st.st_size);
-	free(*shape);
-	*shape = more;
+	char *more = d->stamp ? xasprintf("%s%s=%lld:%lu:%lu:%lld.%09ld ", d->text,
+	                                  name ? name + 1 : dst, (long long)st.st_size,
+	                                  (unsigned long)st.st_dev, (unsigned long)st.st_ino,
+	                                  (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec)
+	                      : xasprintf("%s%s=%lld ", d->text, name ? name + 1 : dst,
+	                                  (long long)st.st_size);
+	free(d->text);
+	d->text = more;
 	return 0;
+}
+
+static char *describe(const char *src_dir, json_t *spec, bool memory, const char *mem_src,
+                      bool stamp)
+{
+	struct describe d = { xstrdup(""), stamp };
+	if (payload_walk(src_dir, src_dir, spec, memory, mem_src, describe_fn, &d, NULL) < 0) {
+		free(d.text);
+		return NULL;
+	}
+	return d.text;
 }
 
 char *hm_payload_shape(const char *src_dir, json_t *spec, bool memory, const char *mem_src)
 {
-	char *shape = xstrdup("");
-	if (payload_walk(src_dir, src_dir, spec, memory, mem_src, shape_fn, &shape, NULL) < 0) {
-		free(shape);
-		return NULL;
-	}
-	return shape;
+	return describe(src_dir, spec, memory, mem_src, false);
+}
+
+char *hm_payload_stamp(const char *src_dir, json_t *spec, bool memory, const char *mem_src)
+{
+	return describe(src_dir, spec, memory, mem_src, true);
 }
 
 int64_t hm_payload_file_size(const char *dir, const char *name)

@@ -54,6 +54,9 @@ int hm_payload_presize(const char *src_dir, const char *dst_dir, json_t *spec, b
  * would copy, as one string ("overlay.ext4=SIZE ..."), or NULL if one is
  * missing: what a copy's presized files must match. */
 char *hm_payload_shape(const char *src_dir, json_t *spec, bool memory, const char *mem_src);
+/* The same with each file's device, inode and modification time: equal
+ * stamps mean files no one wrote or replaced in between. */
+char *hm_payload_stamp(const char *src_dir, json_t *spec, bool memory, const char *mem_src);
 /* Compress dir's memory file (replacing it); sizes may be NULL. */
 int hm_payload_compress(const char *dir, const struct hm_payload_opts *opts, int64_t *compressed,
                         int64_t *uncompressed);

@@ -10,16 +10,20 @@
  * over the pages of an older copy only moves bytes: measured here, 96 MB of
  * guest memory in ~23 ms against ~45). A spare takes both off the path.
  *
- * After a fork of a running instance to Running, a spare of that source is
- * prepared here, in the background: a new instance id with its folder; the
- * fork's files at their sizes, filled with a copy of the source's taken as
- * it runs (inconsistent, and never used as such: only its pages matter);
- * and a VMM started on them, waiting for its state (inst_prepare_vm). The
- * next fork of that source to Running takes it (inst_spare_take): the
- * source is paused, saved and copied over the spare's files as for any
- * fork (hm_copy_sparse_into: what the older copy had where the source has
- * holes is punched out), and the state is loaded into the waiting VMM. The
- * fork that took it has another one prepared for the next.
+ * After a fork to Running of a running or standby instance, a spare of
+ * that source is prepared here, in the background: a new instance id with
+ * its folder; the fork's files at their sizes, filled with a copy of the
+ * source's (of a running one taken as it runs: inconsistent, and never used
+ * as such, only its pages matter); and a VMM started on them, waiting for
+ * its state (inst_prepare_vm). The next fork of that source to Running
+ * takes it (inst_spare_take): a running source is paused, saved and copied
+ * over the spare's files as for any fork (hm_copy_sparse_into: what the
+ * older copy had where the source has holes is punched out), and the state
+ * is loaded into the waiting VMM. A source in standby does not change while
+ * it sleeps: its copy is whole, and if the files' stamp (size, device,
+ * inode, mtime: hm_payload_stamp) is still the one taken around that copy,
+ * the fork skips the copy and only loads the state. The fork that took a
+ * spare has another one prepared for the next.
  *
  * Bounds: at most SPARE_FORKS (default 2; 0: none) sources have a spare,
  * the most recently forked; each holds a waiting QEMU (~38 MiB PSS, as a
@@ -81,6 +85,7 @@ struct spare {
 	char *source; /* the instance it is a fork of */
 	char id[25];  /* the fork's id to be: its folder */
 	char *print;  /* what it was made on */
+	char *stamp;  /* a Standby source's files as copied (hm_payload_stamp), or NULL */
 	struct hm_vm *vm;
 };
 
@@ -98,6 +103,7 @@ struct inst_spares {
 static char *fingerprint(struct hm_instances *in, const struct hm_instance_row *source,
                          const char *root_disk, const char *mem_src, json_t **spec_out)
 {
+	/* The copy of a Standby source takes its saved state too (mem_src NULL). */
 	json_t *src_spec = inst_spec_of(source);
 	json_t *spec = inst_copy_spec(src_spec);
 	json_decref(src_spec);
@@ -130,6 +136,7 @@ static void end_spare(struct hm_instances *in, struct spare *s, const char *why)
 	inst_oplog(in, s->source, "msg=\"spare fork ended\" spare=%s why=%s", s->id, why);
 	free(s->source);
 	free(s->print);
+	free(s->stamp);
 	free(s);
 }
 
@@ -157,14 +164,22 @@ static struct spare *unlink_source(struct hm_instances *in, const char *source)
 	return s;
 }
 
-struct hm_vm *inst_spare_take(struct hm_instances *in, const struct hm_instance_row *source,
-                              char id[25])
+/* Where a copy of source takes its memory from: a running one's RAM file, or
+ * (NULL) the folder's saved memory and state. */
+static char *memory_of(struct hm_instances *in, const char *source, bool standby)
 {
+	return standby ? NULL : inst_mem_current(in, source);
+}
+
+struct hm_vm *inst_spare_take(struct hm_instances *in, const struct hm_instance_row *source,
+                              bool standby, char id[25], bool *filled)
+{
+	*filled = false;
 	struct spare *s = unlink_source(in, source->id);
 	if (!s)
 		return NULL;
 	struct hm_image_info img = { 0 };
-	_cleanup_free_ char *mem = inst_mem_current(in, source->id);
+	_cleanup_free_ char *mem = memory_of(in, source->id, standby);
 	_cleanup_free_ char *now = hm_images_resolve(in->images, source->image, &img, NULL) == 0
 	                               ? fingerprint(in, source, img.disk_path, mem, NULL)
 	                               : NULL;
@@ -173,10 +188,20 @@ struct hm_vm *inst_spare_take(struct hm_instances *in, const struct hm_instance_
 		end_spare(in, s, "stale");
 		return NULL;
 	}
+	if (standby && s->stamp) {
+		/* Files no one wrote since they were copied: the copy is whole. */
+		_cleanup_free_ char *dir = inst_path(in, source->id, NULL);
+		json_t *spec = inst_spec_of(source), *copy = inst_copy_spec(spec);
+		_cleanup_free_ char *stamp = hm_payload_stamp(dir, copy, true, NULL);
+		json_decref(copy);
+		json_decref(spec);
+		*filled = stamp && strcmp(stamp, s->stamp) == 0;
+	}
 	struct hm_vm *vm = s->vm;
 	memcpy(id, s->id, sizeof(s->id));
 	free(s->source);
 	free(s->print);
+	free(s->stamp);
 	free(s);
 	return vm;
 }
@@ -217,8 +242,14 @@ static int make_spare(struct hm_instances *in, const struct hm_instance_row *sou
 		return -1;
 	if (p == 0)
 		return hm_err_set(err, HM_ERR_CONFLICT, NULL, "its files cannot be made ahead");
+	/* A Standby source's files do not change while it sleeps: if no one
+	 * wrote them during the copy, the copy is the fork's as it stands. */
+	_cleanup_free_ char *before = mem ? NULL : hm_payload_stamp(src_dir, spec, true, NULL);
 	if (hm_payload_copy(src_dir, dir, spec, true, mem, HM_PAYLOAD_IN_PLACE, copied, err) < 0)
 		return -1;
+	_cleanup_free_ char *after = mem ? NULL : hm_payload_stamp(src_dir, spec, true, NULL);
+	if (before && after && strcmp(before, after) == 0)
+		s->stamp = TAKE_PTR(after);
 	*fill_ms = inst_mono_ms() - t0;
 	_cleanup_free_ char *text = json_dumps(spec, JSON_COMPACT);
 	struct hm_instance_row row = {
@@ -234,7 +265,7 @@ static int make_spare(struct hm_instances *in, const struct hm_instance_row *sou
 	return inst_prepare_vm(in, &row, spec, root_disk, &s->vm, err);
 }
 
-/* Prepare source's spare if it is still a Running instance without a network. */
+/* Prepare source's spare if it is still a Running or Standby instance without a network. */
 static void prepare(struct hm_instances *in, const char *source)
 {
 	double t0 = inst_mono_ms();
@@ -242,7 +273,8 @@ static void prepare(struct hm_instances *in, const char *source)
 	struct hm_instance_row row = { .exit_code = -1 };
 	struct hm_image_info img = { 0 };
 	_cleanup_err_ struct hm_err *err = NULL;
-	_cleanup_free_ char *mem = inst_mem_current(in, source);
+	_cleanup_free_ char *mem = NULL, *saved = inst_path(in, source, HM_PAYLOAD_MEMORY);
+	enum hm_state state = HM_STATE_UNKNOWN;
 	json_t *src_spec = NULL, *spec = NULL;
 	struct spare *s = NULL;
 	unsigned long long copied = 0;
@@ -252,8 +284,12 @@ static void prepare(struct hm_instances *in, const char *source)
 	for (struct spare *o = in->spares->list; o && !has; o = o->next)
 		has = strcmp(o->source, source) == 0;
 	pthread_mutex_unlock(&in->lock);
-	if (has || in->boot_error || hm_store_instance_get(in->st, source, &row, NULL) < 0 ||
-	    inst_state(in, &row) != HM_STATE_RUNNING || access(mem, F_OK) < 0 ||
+	if (!has && !in->boot_error && hm_store_instance_get(in->st, source, &row, NULL) == 0) {
+		state = inst_state(in, &row);
+		mem = memory_of(in, source, state == HM_STATE_STANDBY);
+	}
+	if ((state != HM_STATE_RUNNING && state != HM_STATE_STANDBY) ||
+	    access(mem ? mem : saved, F_OK) < 0 ||
 	    hm_images_resolve(in->images, row.image, &img, NULL) < 0 ||
 	    (row.image_digest && *row.image_digest && strcmp(img.digest, row.image_digest) != 0))
 		goto out; /* not (or no longer) one to prepare */
@@ -268,11 +304,11 @@ static void prepare(struct hm_instances *in, const char *source)
 		hm_err_set(&err, HM_ERR_INTERNAL, NULL, "a file of the source is missing");
 	} else if (make_spare(in, &row, img.disk_path, mem, spec, s, &copied, &fill_ms, &err) ==
 	           0) {
-		inst_oplog(
-		    in, source,
-		    "msg=\"spare fork ready\" spare=%s pid=%d fill_ms=%.1f filled_bytes=%llu "
-		    "ms=%.1f",
-		    s->id, (int)s->vm->pid, fill_ms, copied, inst_mono_ms() - t0);
+		inst_oplog(in, source,
+		           "msg=\"spare fork ready\" spare=%s pid=%d of=%s whole=%s fill_ms=%.1f "
+		           "filled_bytes=%llu ms=%.1f",
+		           s->id, (int)s->vm->pid, hm_state_name(state), s->stamp ? "yes" : "no",
+		           fill_ms, copied, inst_mono_ms() - t0);
 		pthread_mutex_lock(&in->lock);
 		s->next = in->spares->list;
 		in->spares->list = TAKE_PTR(s);

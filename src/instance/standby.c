@@ -649,7 +649,7 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		else if (p == 1)
 			early_start(in, &row, &early);
 	}
-	if (r == 0 && src->fill(src->ctx, dir, &copied, err) < 0)
+	if (r == 0 && !src->spare_filled && src->fill(src->ctx, dir, &copied, err) < 0)
 		r = -1;
 	double t_fill = inst_mono_ms();
 	struct hm_vm *prepared = src->spare_vm ? src->spare_vm : early_join(&early, id);
@@ -659,7 +659,9 @@ int inst_new_from(struct hm_instances *in, const struct inst_source *src, const 
 		           "msg=\"forked\" source=%s kind=%s copy_ms=%.1f copied_bytes=%llu "
 		           "vmm_wait_ms=%.1f spare=%s",
 		           src->name, src->kind, t_fill - t0, copied, t_copy - t_fill,
-		           src->spare_vm ? "yes" : "no");
+		           !src->spare_vm      ? "no"
+		           : src->spare_filled ? "whole"
+		                               : "yes");
 		free(row.phase);
 		row.phase = xstrdup(standby ? "Standby" : "Stopped");
 		if (!standby) {
@@ -816,13 +818,16 @@ int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_
 		               "instance `%s` is %s; a fork needs a Stopped, Standby or Running "
 		               "source",
 		               row.name, hm_state_name(state));
-	/* A fork of a running source to Running uses its spare where one is
-	 * ready (spare.c), and has the next one prepared. */
-	bool to_run = running && (!t || strcmp(t, "Running") == 0);
+	/* A fork of a running or standby source to Running uses its spare where
+	 * one is ready (spare.c), and has the next one prepared. */
+	bool to_run = (running && (!t || strcmp(t, "Running") == 0)) ||
+	              (standby && t && strcmp(t, "Running") == 0);
 	if (r == 0) {
 		struct inst_fill fill = { in, &row, spec, running, standby, 0 };
 		char spare_id[25];
-		struct hm_vm *spare_vm = to_run ? inst_spare_take(in, &row, spare_id) : NULL;
+		bool filled = false;
+		struct hm_vm *spare_vm =
+		    to_run ? inst_spare_take(in, &row, standby, spare_id, &filled) : NULL;
 		if (spare_vm)
 			fill.flags |= HM_PAYLOAD_IN_PLACE;
 		struct inst_source src = {
@@ -838,6 +843,7 @@ int hm_instances_fork(struct hm_instances *in, const char *key, const struct hm_
 			.ctx = &fill,
 			.spare_id = spare_vm ? spare_id : NULL,
 			.spare_vm = spare_vm,
+			.spare_filled = filled,
 		};
 		r = inst_new_from(in, &src, f->name, f->target_state, ret, err);
 		if (r == 0 && to_run)

@@ -276,6 +276,43 @@ test('spare forks: the next fork takes the one made ready and sees the source as
   for (const f of [f1, f2, f3]) await del(f.body.id);
 });
 
+// A spare of a source in standby is a whole copy of its files, which do not
+// change while it sleeps: the next fork only loads the state. Once the source
+// has run and slept again, its files are new and the spare is copied over.
+test('spare forks of a source in standby: whole while it sleeps, copied again once it has run', async () => {
+  const c = await createInstance(d, token, { name: 'dozer', image, size: '256MB', vcpus: 1, network: { enabled: false }, cmd: ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo n=$i; sleep 0.2; done'] });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const id = c.body.id;
+  await waitState(d, token, id, ['Running']);
+  await countAbove(id, 2);
+  assert.equal((await post(`/instances/${id}/standby`)).status, 200);
+  let frozen = (await counts(id)).at(-1);
+  const forks = [];
+  const fork = async (name, how) => {
+    const mark = ops(id).length;
+    const f = await post(`/instances/${id}/fork`, { name, target_state: 'Running' });
+    assert.equal(f.status, 201, JSON.stringify(f.body));
+    forks.push(f.body.id);
+    assert.match(ops(f.body.id), new RegExp(`msg="forked" [^\\n]* spare=${how}`));
+    assert.equal(await sh(name, 'hostname'), `${name}\n`);
+    const n = await countAbove(f.body.id, (await countAbove(f.body.id, 0))[0]);
+    assert.equal(n[0], frozen + 1, `${name} counts on from the source's ${frozen}`);
+    assert.equal((await getInstance(d, token, id)).body.state, 'Standby', 'the source sleeps on');
+    return mark;
+  };
+  let mark = await fork('dozer-1', 'no');
+  await waitOps(id, /msg="spare fork ready" spare=\w+ pid=\d+ of=Standby whole=yes/, mark);
+  mark = await fork('dozer-2', 'whole');
+  await waitOps(id, /msg="spare fork ready" spare=\w+ pid=\d+ of=Standby whole=yes/, mark);
+  // The source runs and sleeps again: its files are new, the spare is not the copy.
+  assert.equal((await post(`/instances/${id}/restore`)).status, 200);
+  await countAbove(id, frozen + 5);
+  assert.equal((await post(`/instances/${id}/standby`)).status, 200);
+  frozen = (await counts(id)).at(-1);
+  await fork('dozer-3', 'yes');
+  for (const x of [...forks, id]) assert.equal((await d.fetch(`/instances/${x}`, { method: 'DELETE', token })).status, 204);
+});
+
 test('a restarted daemon can still wake an instance in standby', async () => {
   const mark = ops(src.id).length;
   assert.equal((await post(`/instances/${src.id}/standby`)).status, 200);
