@@ -223,7 +223,8 @@ void inst_spare_later(struct hm_instances *in, const char *source)
 		hm_jobq_push(in->spares->jobs, source);
 }
 
-/* Make the spare's folder and files, and start its VMM (source: Running, held). */
+/* Make the spare's folder and files, and start its VMM (source: Running or Standby, held;
+ * mem: a running one's RAM file, NULL for a Standby one's saved memory and state). */
 static int make_spare(struct hm_instances *in, const struct hm_instance_row *source,
                       const char *root_disk, const char *mem, json_t *spec, struct spare *s,
                       unsigned long long *copied, double *fill_ms, struct hm_err **err)
