@@ -333,6 +333,8 @@ void inst_spare_later(struct hm_instances *in, const char *source);
  * one is ended). The caller owns the VMM and the folder. */
 struct hm_vm *inst_spare_take(struct hm_instances *in, const struct hm_instance_row *source,
                               bool standby, char id[25], bool *filled);
+/* End a spare that was taken and will not be used: its VMM and folder id. */
+void inst_spare_discard(struct hm_instances *in, const char *id, struct hm_vm *vm);
 /* The fork's row now owns the spare's folder id. */
 void inst_spare_taken(struct hm_instances *in, const char *id);
 /* End source's spare (its delete). */

@@ -68,6 +68,7 @@
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/jobq.h"
+#include "core/json_cleanup.h"
 #include "core/log.h"
 #include "core/names.h"
 #include "core/xalloc.h"
@@ -122,17 +123,22 @@ static char *fingerprint(struct hm_instances *in, const struct hm_instance_row *
 	return print;
 }
 
+void inst_spare_discard(struct hm_instances *in, const char *id, struct hm_vm *vm)
+{
+	if (vm) {
+		vm->ops->kill(vm, 5000, NULL);
+		vm->ops->free(vm);
+	}
+	_cleanup_free_ char *dir = inst_path(in, id, NULL);
+	hm_rm_rf(dir, NULL);
+}
+
 /* End a spare taken off the list: its VMM, then its folder. */
 static void end_spare(struct hm_instances *in, struct spare *s, const char *why)
 {
 	if (!s)
 		return;
-	if (s->vm) {
-		s->vm->ops->kill(s->vm, 5000, NULL);
-		s->vm->ops->free(s->vm);
-	}
-	_cleanup_free_ char *dir = inst_path(in, s->id, NULL);
-	hm_rm_rf(dir, NULL);
+	inst_spare_discard(in, s->id, s->vm);
 	inst_oplog(in, s->source, "msg=\"spare fork ended\" spare=%s why=%s", s->id, why);
 	free(s->source);
 	free(s->print);
@@ -180,8 +186,9 @@ struct hm_vm *inst_spare_take(struct hm_instances *in, const struct hm_instance_
 		return NULL;
 	struct hm_image_info img = { 0 };
 	_cleanup_free_ char *mem = memory_of(in, source->id, standby);
+	_cleanup_json_ json_t *spec = NULL;
 	_cleanup_free_ char *now = hm_images_resolve(in->images, source->image, &img, NULL) == 0
-	                               ? fingerprint(in, source, img.disk_path, mem, NULL)
+	                               ? fingerprint(in, source, img.disk_path, mem, &spec)
 	                               : NULL;
 	hm_image_info_done(&img);
 	if (!now || strcmp(now, s->print) != 0) {
@@ -191,10 +198,7 @@ struct hm_vm *inst_spare_take(struct hm_instances *in, const struct hm_instance_
 	if (standby && s->stamp) {
 		/* Files no one wrote since they were copied: the copy is whole. */
 		_cleanup_free_ char *dir = inst_path(in, source->id, NULL);
-		json_t *spec = inst_spec_of(source), *copy = inst_copy_spec(spec);
-		_cleanup_free_ char *stamp = hm_payload_stamp(dir, copy, true, NULL);
-		json_decref(copy);
-		json_decref(spec);
+		_cleanup_free_ char *stamp = hm_payload_stamp(dir, spec, true, NULL);
 		*filled = stamp && strcmp(stamp, s->stamp) == 0;
 	}
 	struct hm_vm *vm = s->vm;

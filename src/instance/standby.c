@@ -541,12 +541,8 @@ static struct hm_vm *early_join(struct early_vmm *e, const char *id)
 /* A spare the copy will not use: its VMM and folder end (returns r). */
 static int spare_unused(struct hm_instances *in, const struct inst_source *src, int r)
 {
-	if (src->spare_vm) {
-		src->spare_vm->ops->kill(src->spare_vm, 5000, NULL);
-		src->spare_vm->ops->free(src->spare_vm);
-		_cleanup_free_ char *dir = inst_path(in, src->spare_id, NULL);
-		hm_rm_rf(dir, NULL);
-	}
+	if (src->spare_vm)
+		inst_spare_discard(in, src->spare_id, src->spare_vm);
 	return r;
 }
 
